@@ -1,0 +1,78 @@
+"""The archive directory: where index.db, warcs/ and archiver.toml live, and the IDs and versions every
+capture records."""
+from __future__ import annotations
+
+import os
+import platform
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version as package_version
+from pathlib import Path
+
+from . import config
+from .config import Settings
+from .index import Index
+
+DEFAULT_ARCHIVE = "archive"
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_capture_id() -> str:
+    """A ULID: 48 bits of milliseconds then 80 random bits, Crockford base32. Sorts by time, and two
+    machines capturing in the same millisecond still get different IDs."""
+    value = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def software_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("archiver", "warcio", "httpx", "playwright", "sqlite-utils", "yt-dlp"):
+        try:
+            out[name] = package_version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class Archive:
+    path: Path
+    settings: Settings
+
+    @classmethod
+    def open(cls, path: str | os.PathLike | None = None, config_file: str | os.PathLike | None = None) -> "Archive":
+        """Resolve the archive directory (argument, $ARCHIVER_HOME, ./archive) and its settings."""
+        chosen = Path(path or os.environ.get("ARCHIVER_HOME") or DEFAULT_ARCHIVE).expanduser().absolute()
+        settings = config.load(chosen, Path(config_file) if config_file else None)
+        return cls(chosen, settings)
+
+    def ensure(self) -> None:
+        (self.path / "warcs").mkdir(parents=True, exist_ok=True)
+
+    @property
+    def index_path(self) -> Path:
+        return self.path / "index.db"
+
+    def index(self) -> Index:
+        self.ensure()
+        return Index(self.index_path)
+
+    def exists(self) -> bool:
+        return self.index_path.exists()
+
+    def operator(self, requested_by: str | None) -> str:
+        if requested_by:
+            return requested_by
+        if self.settings["archive"]["operator"]:
+            return self.settings["archive"]["operator"]
+        try:
+            return os.getlogin()
+        except OSError:
+            import pwd
+            return pwd.getpwuid(os.getuid()).pw_name
+
+
+def hostname() -> str:
+    return socket.gethostname()

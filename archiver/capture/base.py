@@ -1,0 +1,92 @@
+"""What every way of capturing shares: the result it returns, how stored headers are made to describe
+stored bytes, and how network errors map to failure classes."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class CaptureResult:
+    status: str                       # ok | partial | failed
+    final_url: str | None
+    main_record_id: str | None        # WARC-Record-ID of the main document's response
+    http_status: int | None = None
+    content_type: str | None = None
+    failure_class: str | None = None  # set for partial and failed
+    failure_message: str | None = None
+    title: str | None = None
+    text: str | None = None
+    outlinks: list[dict[str, str]] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # method-specific provenance (TLS, IPs, timings, ...)
+
+
+def status_failure(http_status: int | None) -> tuple[str | None, str | None]:
+    """The failure class an HTTP status means for the main document (None for success)."""
+    if http_status is None or http_status < 400:
+        return None, None
+    if http_status == 429:
+        return "http-429", "the server answered 429 Too Many Requests"
+    if http_status >= 500:
+        return "http-5xx", f"the server answered HTTP {http_status}"
+    return "http-4xx", f"the server answered HTTP {http_status}"
+
+
+def stored_headers(headers: list[tuple[str, str]], stored_length: int, decoded: bool) -> list[tuple[str, str]]:
+    """Headers that describe the bytes we store (design.md principle 3).
+
+    ``decoded``: the body is stored after content decoding (the browser hands us decoded bytes), so a
+    Content-Encoding header would lie; it is kept as X-Orig-Content-Encoding. The body is always stored
+    de-chunked, so Transfer-Encoding becomes X-Orig-Transfer-Encoding. A Content-Length that differs from
+    the stored length is kept as X-Orig-Content-Length and a true one is added.
+    """
+    out: list[tuple[str, str]] = []
+    length_ok = False
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-encoding" and decoded and value.strip().lower() not in ("", "identity"):
+            out.append(("X-Orig-Content-Encoding", value))
+        elif lower == "transfer-encoding":
+            out.append(("X-Orig-Transfer-Encoding", value))
+        elif lower == "content-length":
+            if value.strip() == str(stored_length) and not length_ok:
+                out.append((name, value))
+                length_ok = True
+            else:
+                out.append(("X-Orig-Content-Length", value))
+        else:
+            out.append((name, value))
+    if not length_ok:
+        out.append(("Content-Length", str(stored_length)))
+    return out
+
+
+def header_value(headers: list[tuple[str, str]], name: str) -> str | None:
+    lower = name.lower()
+    return next((v for n, v in headers if n.lower() == lower), None)
+
+
+def is_html(content_type: str | None) -> bool:
+    return bool(content_type) and content_type.split(";")[0].strip().lower() in HTML_TYPES
+
+
+# Chromium net::ERR_* names -> failure classes.
+_NET_ERRORS = {
+    "ERR_NAME_NOT_RESOLVED": "dns", "ERR_NAME_RESOLUTION_FAILED": "dns", "ERR_ADDRESS_UNREACHABLE": "refused",
+    "ERR_CONNECTION_REFUSED": "refused", "ERR_CONNECTION_RESET": "reset", "ERR_CONNECTION_CLOSED": "reset",
+    "ERR_EMPTY_RESPONSE": "reset", "ERR_CONNECTION_ABORTED": "reset", "ERR_CONNECTION_FAILED": "refused",
+    "ERR_TIMED_OUT": "timeout", "ERR_CONNECTION_TIMED_OUT": "timeout", "ERR_INTERNET_DISCONNECTED": "network",
+    "ERR_NETWORK_CHANGED": "network", "ERR_PROXY_CONNECTION_FAILED": "network",
+    "ERR_TOO_MANY_REDIRECTS": "redirect-loop", "ERR_INVALID_RESPONSE": "protocol",
+    "ERR_INVALID_HTTP_RESPONSE": "protocol", "ERR_RESPONSE_HEADERS_TOO_BIG": "protocol",
+    "ERR_CONTENT_DECODING_FAILED": "protocol", "ERR_UNSAFE_PORT": "blocked", "ERR_BLOCKED_BY_CLIENT": "blocked",
+}
+
+
+def classify_net_error(text: str) -> str:
+    name = text.strip().split()[0].removeprefix("net::") if text.strip() else ""
+    if name.startswith(("ERR_CERT_", "ERR_SSL_", "ERR_BAD_SSL")):
+        return "tls"
+    return _NET_ERRORS.get(name, "network")

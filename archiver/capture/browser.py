@@ -1,0 +1,614 @@
+"""Capture a page in Chromium (Debian's, driven by Playwright) and record every exchange through CDP.
+
+Why CDP and not Playwright's response events: we need what went over the wire. The Fetch domain, paused at
+the Response stage, hands us each body (redirect hops included) before the page sees it; the Network domain
+gives the raw header block (``headersText``), the remote IP, the protocol and the TLS details. One Chromium
+per worker process; a fresh context per capture so no cookie, cache or storage leaks between captures.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version as package_version
+from typing import Any
+from urllib.parse import urlsplit
+
+from playwright.async_api import Browser, Error as PlaywrightError, Playwright, async_playwright
+
+from ..config import Settings
+from ..errors import CaptureFailed
+from ..warc import CaptureWarc
+from .base import CaptureResult, classify_net_error, header_value, is_html, status_failure, stored_headers
+
+# Without these, Chromium keeps calling Google services (and stalls on a closed network); the site-isolation
+# switches keep cross-site iframes in the page's process so the page's CDP session sees their requests.
+CHROMIUM_ARGS = [
+    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-default-apps", "--disable-domain-reliability", "--disable-client-side-phishing-detection",
+    "--metrics-recording-only", "--no-default-browser-check", "--disable-features=IsolateOrigins,site-per-process,"
+    "OptimizationHints,Translate,MediaRouter,InterestFeedContentSuggestions", "--disable-site-isolation-trials",
+    "--disable-breakpad", "--password-store=basic", "--use-mock-keychain", "--disable-gpu",
+]
+
+SCROLL_JS = """async ([deadlineMs, stepDelay]) => {
+  const end = Date.now() + deadlineMs;
+  let last = -1, steps = 0;
+  while (Date.now() < end && steps < 200) {
+    const h = Math.max(document.body ? document.body.scrollHeight : 0, document.documentElement.scrollHeight);
+    const y = window.scrollY + window.innerHeight;
+    if (y >= h && h === last) break;
+    last = h;
+    window.scrollBy(0, Math.max(200, window.innerHeight * 0.8));
+    steps++;
+    await new Promise(r => setTimeout(r, stepDelay));
+  }
+  window.scrollTo(0, 0);
+  return steps;
+}"""
+
+EXTRACT_JS = """() => {
+  const links = [], seen = new Set();
+  for (const a of document.querySelectorAll('a[href], area[href]')) {
+    const href = a.href;
+    if (!/^https?:/i.test(href) || seen.has(href)) continue;
+    seen.add(href);
+    links.push({url: href, text: (a.innerText || a.getAttribute('title') || '').trim().slice(0, 300)});
+  }
+  return {
+    title: document.title || '',
+    text: document.body ? document.body.innerText : '',
+    outlinks: links,
+    height: Math.max(document.body ? document.body.scrollHeight : 0, document.documentElement.scrollHeight),
+  };
+}"""
+
+
+@dataclass
+class Exchange:
+    """One HTTP request and its response: a redirect hop is an exchange of its own."""
+
+    network_id: str
+    url: str
+    method: str
+    resource_type: str
+    frame_id: str | None
+    request_headers: list[tuple[str, str]]
+    post_data: bytes
+    wall_time: float
+    request_extra: bool = False
+    status: int | None = None
+    status_text: str | None = None
+    response_headers: list[tuple[str, str]] | None = None
+    raw_headers: bool = False          # response_headers came from the raw header block
+    remote_ip: str | None = None
+    protocol: str | None = None
+    security: dict[str, Any] | None = None
+    mime_type: str | None = None
+    response_time: float | None = None
+    body: Any = None                   # a temporary file with the body bytes, once we have them
+    body_note: str | None = None       # why there is no (complete) body
+    truncated: str | None = None       # WARC-Truncated reason
+    failed: str | None = None          # net error text if the request failed
+    finished: bool = False
+
+
+def _headers_from_dict(d: dict[str, str] | None) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name, value in (d or {}).items():
+        # CDP joins repeated headers (Set-Cookie) with newlines; they were separate lines on the wire.
+        for part in str(value).split("\n"):
+            out.append((name, part))
+    return out
+
+
+def _headers_from_text(text: str) -> tuple[list[tuple[str, str]], str | None]:
+    """Parse a raw HTTP/1.x response header block: (headers in wire order, reason phrase)."""
+    lines = text.split("\r\n")
+    status_line = lines[0]
+    parts = status_line.split(" ", 2)
+    reason = parts[2] if len(parts) > 2 else None
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        if line[0] in " \t" and headers:  # obsolete line folding
+            name, value = headers[-1]
+            headers[-1] = (name, value + " " + line.strip())
+            continue
+        name, _, value = line.partition(":")
+        headers.append((name.strip(), value.strip()))
+    return headers, reason
+
+
+def _request_headers(headers: list[tuple[str, str]], url: str) -> list[tuple[str, str]]:
+    """HTTP/2 and /3 requests carry pseudo-headers; a WARC request record is written as HTTP/1.1."""
+    out, host = [], None
+    for name, value in headers:
+        if name == ":authority":
+            host = value
+        elif not name.startswith(":"):
+            out.append((name, value))
+    if not any(n.lower() == "host" for n, _ in out):
+        out.insert(0, ("Host", host or urlsplit(url).netloc))
+    return out
+
+
+def _protocols(ex: Exchange) -> list[str]:
+    out = []
+    if ex.protocol:
+        out.append(ex.protocol.lower())
+    if ex.security and ex.security.get("protocol"):
+        # "TLS 1.3" -> "tls/1.3", the form of the WARC-Protocol proposal (iipc/warc-specifications#42).
+        out.append(ex.security["protocol"].lower().replace(" ", "/"))
+    return out
+
+
+class Recorder:
+    """Collects exchanges from CDP events of one page and fetches bodies as responses are paused."""
+
+    def __init__(self, cdp: Any, max_resource_bytes: int):
+        self.cdp = cdp
+        self.max_resource_bytes = max_resource_bytes
+        self.exchanges: list[Exchange] = []
+        self.by_id: dict[str, list[Exchange]] = {}
+        self.pending_req_extra: dict[str, list[dict]] = {}
+        self.pending_resp_extra: dict[str, list[dict]] = {}
+        self.tasks: set[asyncio.Task] = set()
+        self.main_frame_id: str | None = None
+        self.main_network_id: str | None = None
+        self.inflight: set[str] = set()
+        self.last_activity = time.monotonic()
+        self.non_html_main = False
+        self.frozen = False
+
+    def attach(self) -> None:
+        on = self.cdp.on
+        on("Network.requestWillBeSent", self._request_will_be_sent)
+        on("Network.requestWillBeSentExtraInfo", self._request_extra)
+        on("Network.responseReceived", self._response_received)
+        on("Network.responseReceivedExtraInfo", self._response_extra)
+        on("Network.loadingFinished", self._loading_finished)
+        on("Network.loadingFailed", self._loading_failed)
+        on("Fetch.requestPaused", self._spawn_paused)
+
+    # -- Network events ---------------------------------------------------------------------------
+
+    def _request_will_be_sent(self, ev: dict) -> None:
+        rid = ev["requestId"]
+        self.last_activity = time.monotonic()
+        if ev.get("redirectResponse") and self.by_id.get(rid):
+            self._apply_response(self.by_id[rid][-1], ev["redirectResponse"])
+            self.by_id[rid][-1].finished = True
+        req = ev["request"]
+        post = b""
+        if req.get("postDataEntries"):
+            post = b"".join(base64.b64decode(e.get("bytes", "")) for e in req["postDataEntries"])
+        elif req.get("postData"):
+            post = req["postData"].encode("utf-8")
+        ex = Exchange(network_id=rid, url=req["url"],
+                      method=req.get("method", "GET"), resource_type=ev.get("type", "Other"),
+                      frame_id=ev.get("frameId"), request_headers=_headers_from_dict(req.get("headers")),
+                      post_data=post, wall_time=ev.get("wallTime") or time.time())
+        if (self.main_network_id is None and ev.get("type") == "Document"
+                and (self.main_frame_id is None or ev.get("frameId") == self.main_frame_id)):
+            self.main_network_id = rid
+        self.exchanges.append(ex)
+        self.by_id.setdefault(rid, []).append(ex)
+        self.inflight.add(rid)
+        pending = self.pending_req_extra.get(rid)
+        if pending:
+            self._apply_request_extra(ex, pending.pop(0))
+
+    def _apply_request_extra(self, ex: Exchange, ev: dict) -> None:
+        ex.request_headers = _headers_from_dict(ev.get("headers"))
+        ex.request_extra = True
+
+    def _request_extra(self, ev: dict) -> None:
+        rid = ev["requestId"]
+        target = next((e for e in self.by_id.get(rid, []) if not e.request_extra), None)
+        if target is None:
+            self.pending_req_extra.setdefault(rid, []).append(ev)
+        else:
+            self._apply_request_extra(target, ev)
+
+    def _response_extra(self, ev: dict) -> None:
+        rid = ev["requestId"]
+        target = next((e for e in self.by_id.get(rid, []) if not e.raw_headers), None)
+        if target is None:
+            self.pending_resp_extra.setdefault(rid, []).append(ev)
+            return
+        self._apply_response_extra(target, ev)
+
+    def _apply_response_extra(self, ex: Exchange, ev: dict) -> None:
+        if ev.get("headersText"):
+            ex.response_headers, reason = _headers_from_text(ev["headersText"])
+            ex.status_text = reason or ex.status_text
+        else:
+            ex.response_headers = _headers_from_dict(ev.get("headers"))
+        ex.status = ev.get("statusCode") or ex.status
+        ex.raw_headers = True
+
+    def _apply_response(self, ex: Exchange, resp: dict) -> None:
+        ex.status = resp.get("status", ex.status)
+        ex.status_text = ex.status_text or resp.get("statusText")
+        if not ex.raw_headers:
+            pending = self.pending_resp_extra.get(ex.network_id)
+            if pending:
+                self._apply_response_extra(ex, pending.pop(0))
+            elif ex.response_headers is None:
+                ex.response_headers = _headers_from_dict(resp.get("headers"))
+        ex.remote_ip = resp.get("remoteIPAddress") or ex.remote_ip
+        ex.protocol = resp.get("protocol") or ex.protocol
+        ex.security = resp.get("securityDetails") or ex.security
+        ex.mime_type = resp.get("mimeType") or ex.mime_type
+        ex.response_time = ex.response_time or time.time()
+
+    def _response_received(self, ev: dict) -> None:
+        self.last_activity = time.monotonic()
+        hops = self.by_id.get(ev["requestId"])
+        if hops:
+            self._apply_response(hops[-1], ev["response"])
+
+    def _loading_finished(self, ev: dict) -> None:
+        self.last_activity = time.monotonic()
+        self.inflight.discard(ev["requestId"])
+        hops = self.by_id.get(ev["requestId"])
+        if hops:
+            hops[-1].finished = True
+
+    def _loading_failed(self, ev: dict) -> None:
+        self.last_activity = time.monotonic()
+        self.inflight.discard(ev["requestId"])
+        hops = self.by_id.get(ev["requestId"])
+        if hops and not hops[-1].finished:
+            hops[-1].failed = ev.get("errorText") or ev.get("blockedReason") or "failed"
+
+    # -- Fetch: bodies ------------------------------------------------------------------------------
+
+    def _spawn_paused(self, ev: dict) -> None:
+        task = asyncio.ensure_future(self._paused(ev))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _find(self, ev: dict) -> Exchange | None:
+        hops = self.by_id.get(ev.get("networkId") or "", [])
+        url = ev["request"]["url"]
+        for ex in reversed(hops):
+            if ex.url == url and ex.body is None and ex.body_note is None:
+                return ex
+        return hops[-1] if hops else None
+
+    async def _paused(self, ev: dict) -> None:
+        fetch_id = ev["requestId"]
+        ex: Exchange | None = None
+        try:
+            ex = self._find(ev)
+            status = ev.get("responseStatusCode")
+            if ex is not None and status is not None and not ev.get("responseErrorReason"):
+                if ex.status is None:
+                    ex.status, ex.status_text = status, ev.get("responseStatusText")
+                if ex.response_headers is None:
+                    ex.response_headers = [(h["name"], h["value"]) for h in ev.get("responseHeaders") or []]
+                if self.frozen:
+                    ex.body_note = "still loading when the capture ended"
+                elif 300 <= status < 400 and any(h["name"].lower() == "location"
+                                                 for h in ev.get("responseHeaders") or []):
+                    # Chromium does not expose a redirect's body; the hop is recorded with its headers.
+                    ex.body = _spool(b"")
+                    ex.body_note = "redirect body not available from the browser"
+                elif ex.network_id == self.main_network_id and not is_html(
+                        header_value([(h["name"], h["value"]) for h in ev.get("responseHeaders") or []],
+                                     "content-type") or "text/html"):
+                    # The target is not an HTML page (PDF, media...): stream it to disk in constant memory and
+                    # stop the browser from rendering or downloading it.
+                    self.non_html_main = True
+                    await self._stream_body(ex, fetch_id)
+                    await self.cdp.send("Fetch.failRequest", {"requestId": fetch_id, "errorReason": "Aborted"})
+                    return
+                else:
+                    await self._get_body(ex, fetch_id, ev)
+        except Exception as exc:  # a body we could not get must never stop the page from loading
+            if ex is not None and ex.body is None:
+                ex.body_note = f"body not recorded: {exc}"
+        try:
+            await self.cdp.send("Fetch.continueRequest", {"requestId": fetch_id})
+        except Exception:
+            pass  # the request or the page is gone; nothing to continue
+
+    async def _get_body(self, ex: Exchange, fetch_id: str, ev: dict) -> None:
+        declared = header_value([(h["name"], h["value"]) for h in ev.get("responseHeaders") or []], "content-length")
+        if declared and declared.strip().isdigit() and int(declared) > self.max_resource_bytes:
+            ex.body = _spool(b"")
+            ex.truncated = "length"
+            ex.body_note = f"body of {declared} bytes exceeds capture.max_resource_bytes; not recorded"
+            return
+        reply = await self.cdp.send("Fetch.getResponseBody", {"requestId": fetch_id})
+        data = base64.b64decode(reply["body"]) if reply.get("base64Encoded") else reply["body"].encode("utf-8")
+        if len(data) > self.max_resource_bytes:
+            ex.body = _spool(data[: self.max_resource_bytes])
+            ex.truncated = "length"
+            ex.body_note = "body exceeds capture.max_resource_bytes; truncated"
+        else:
+            ex.body = _spool(data)
+
+    async def _stream_body(self, ex: Exchange, fetch_id: str, limit: int | None = None) -> None:
+        reply = await self.cdp.send("Fetch.takeResponseBodyAsStream", {"requestId": fetch_id})
+        handle = reply["stream"]
+        spool = tempfile.TemporaryFile()
+        total = 0
+        limit = limit or self.max_resource_bytes
+        try:
+            while True:
+                chunk = await self.cdp.send("IO.read", {"handle": handle, "size": 1 << 20})
+                data = base64.b64decode(chunk["data"]) if chunk.get("base64Encoded") else chunk["data"].encode()
+                if total + len(data) > limit:
+                    spool.write(data[: limit - total])
+                    ex.truncated = "length"
+                    ex.body_note = f"body exceeds {limit} bytes; truncated"
+                    break
+                spool.write(data)
+                total += len(data)
+                if chunk.get("eof"):
+                    break
+        finally:
+            await self.cdp.send("IO.close", {"handle": handle})
+        spool.seek(0)
+        ex.body = spool
+
+    def main_exchange(self) -> Exchange | None:
+        hops = self.by_id.get(self.main_network_id or "", [])
+        return hops[-1] if hops else None
+
+    def main_chain(self) -> list[Exchange]:
+        return list(self.by_id.get(self.main_network_id or "", []))
+
+
+def _spool(data: bytes) -> Any:
+    spool = tempfile.SpooledTemporaryFile(max_size=1 << 20)
+    spool.write(data)
+    spool.seek(0)
+    return spool
+
+
+class BrowserSession:
+    """One Chromium for the life of a worker process."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._pw: Playwright | None = None
+        self.browser: Browser | None = None
+
+    async def start(self) -> None:
+        conf = self.settings["browser"]
+        executable = conf["executable"]
+        if not os.path.exists(executable):
+            raise CaptureFailed("browser-missing", f"Chromium not found at {executable} (run `make setup`, "
+                                                   f"or set browser.executable)", retryable=False)
+        args = list(CHROMIUM_ARGS)
+        if os.geteuid() == 0:
+            args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
+        args.extend(conf["extra_args"])
+        self._pw = await async_playwright().start()
+        self.browser = await self._pw.chromium.launch(executable_path=executable, headless=conf["headless"],
+                                                      args=args)
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {"chromium": self.browser.version if self.browser else "", "playwright": package_version("playwright")}
+
+    async def close(self) -> None:
+        try:
+            if self.browser is not None:
+                await self.browser.close()
+        finally:
+            if self._pw is not None:
+                await self._pw.stop()
+            self.browser = self._pw = None
+
+    def alive(self) -> bool:
+        return self.browser is not None and self.browser.is_connected()
+
+    async def capture(self, url: str, warc: CaptureWarc) -> CaptureResult:
+        if not self.alive():
+            await self.close()
+            await self.start()
+        return await _capture_page(self.browser, self.settings, url, warc)
+
+
+async def _capture_page(browser: Browser, settings: Settings, url: str, warc: CaptureWarc) -> CaptureResult:
+    cap, net = settings["capture"], settings["network"]
+    started = time.monotonic()
+    deadline = started + cap["timeout_seconds"]
+    # Time kept back for the screenshot and DOM, so a slow page still yields a partial capture with them.
+    reserve = min(15.0, cap["timeout_seconds"] * 0.25)
+
+    def left(bound: float | None = None, keep: float = reserve) -> float:
+        remaining = deadline - keep - time.monotonic()
+        return max(0.0, remaining if bound is None else min(bound, remaining))
+
+    context = await browser.new_context(
+        service_workers="block", accept_downloads=False, ignore_https_errors=False,
+        viewport={"width": settings["browser"]["viewport_width"], "height": settings["browser"]["viewport_height"]},
+        user_agent=net["browser_user_agent"] or None)
+    notes: list[str] = []
+    partial_reason: str | None = None
+    recorder: Recorder | None = None
+    try:
+        page = await context.new_page()
+        cdp = await context.new_cdp_session(page)
+        recorder = Recorder(cdp, cap["max_resource_bytes"])
+        recorder.attach()
+        tree = await cdp.send("Page.getFrameTree")
+        recorder.main_frame_id = tree["frameTree"]["frame"]["id"]
+        await cdp.send("Network.enable", {"maxPostDataSize": 1 << 20})
+        await cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Response"}]})
+
+        nav_error: str | None = None
+        try:
+            await page.goto(url, wait_until="domcontentloaded", timeout=left() * 1000 or 1)
+        except PlaywrightError as exc:
+            nav_error = str(exc).splitlines()[0]
+        main = recorder.main_exchange()
+        if recorder.non_html_main:
+            nav_error = None  # we aborted the rendering of a non-HTML target ourselves
+        elif nav_error is not None:
+            if main is None or main.body is None:
+                # Nothing of the page itself was recorded: this attempt failed.
+                if "Timeout" in nav_error:
+                    raise CaptureFailed("timeout", f"no response within {cap['timeout_seconds']:.0f}s: {url}")
+                err = (main.failed if main and main.failed else nav_error)
+                raise CaptureFailed(classify_net_error(err.split("net::", 1)[-1] if "net::" in err else err),
+                                    f"{err} at {url}")
+            partial_reason = f"page did not finish loading: {nav_error}"
+
+        if not recorder.non_html_main and partial_reason is None:
+            try:
+                await page.wait_for_load_state("load", timeout=left() * 1000 or 1)
+            except PlaywrightError:
+                partial_reason = "the load event did not fire before capture.timeout_seconds"
+            if partial_reason is None:
+                await _network_idle(recorder, left(cap["network_idle_seconds"]))
+                if left(cap["scroll_seconds"]) > 0:
+                    try:
+                        await page.evaluate(SCROLL_JS, [int(left(cap["scroll_seconds"]) * 1000), 250])
+                    except PlaywrightError as exc:
+                        notes.append(f"scrolling failed: {exc}")
+                await _network_idle(recorder, left(cap["network_idle_seconds"]))
+
+        title = text = None
+        outlinks: list[dict[str, str]] = []
+        screenshot = dom = None
+        if not recorder.non_html_main:
+            try:
+                info = await asyncio.wait_for(page.evaluate(EXTRACT_JS), timeout=max(1.0, left(None, 0)))
+                title, text, outlinks = info["title"], info["text"], info["outlinks"]
+                screenshot = await _screenshot(page, settings, info["height"], max(1.0, left(None, 0)))
+                dom = await asyncio.wait_for(page.content(), timeout=max(1.0, left(None, 0)))
+            except (PlaywrightError, asyncio.TimeoutError) as exc:
+                notes.append(f"page snapshot incomplete: {type(exc).__name__}: {str(exc)[:200]}")
+                partial_reason = partial_reason or "screenshot or DOM could not be taken before the deadline"
+        certificate_pem = await _certificate_chain(cdp, recorder.main_exchange())
+        recorder.frozen = True
+        # Bodies still being fetched get a short grace period; what is still missing is listed in provenance.
+        if recorder.tasks:
+            await asyncio.wait(list(recorder.tasks), timeout=max(0.5, min(5.0, left(None, 0))))
+        try:
+            await cdp.send("Fetch.disable")
+        except PlaywrightError:
+            pass
+        return _write_records(warc, recorder, url, title, text, outlinks, screenshot, dom,
+                              certificate_pem, partial_reason, notes, settings)
+    finally:
+        for ex in recorder.exchanges if recorder else []:
+            if ex.body is not None:
+                ex.body.close()
+        await context.close()
+
+
+async def _network_idle(recorder: Recorder, bound: float, quiet: float = 0.5) -> bool:
+    """Wait until no request has been in flight for ``quiet`` seconds, at most ``bound`` seconds."""
+    end = time.monotonic() + bound
+    while time.monotonic() < end:
+        if not recorder.inflight and time.monotonic() - recorder.last_activity >= quiet:
+            return True
+        await asyncio.sleep(0.1)
+    return False
+
+
+async def _screenshot(page: Any, settings: Settings, height: int, timeout: float) -> bytes:
+    max_h = settings["capture"]["screenshot_max_height"]
+    width = settings["browser"]["viewport_width"]
+    if height and height > max_h:
+        return await page.screenshot(full_page=True, clip={"x": 0, "y": 0, "width": width, "height": max_h},
+                                     timeout=timeout * 1000, animations="disabled")
+    return await page.screenshot(full_page=True, timeout=timeout * 1000, animations="disabled")
+
+
+async def _certificate_chain(cdp: Any, main: Exchange | None) -> str | None:
+    if main is None or not main.url.startswith("https:"):
+        return None
+    parts = urlsplit(main.url)
+    try:
+        reply = await cdp.send("Network.getCertificate", {"origin": f"{parts.scheme}://{parts.netloc}"})
+    except PlaywrightError:
+        return None
+    return "".join(ssl.DER_cert_to_PEM_cert(base64.b64decode(der)) for der in reply.get("tableNames", [])) or None
+
+
+def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str | None,
+                   text: str | None, outlinks: list[dict[str, str]], screenshot: bytes | None, dom: str | None,
+                   certificate_pem: str | None, partial_reason: str | None, notes: list[str],
+                   settings: Settings) -> CaptureResult:
+    main = recorder.main_exchange()
+    main_record_id = None
+    unrecorded = []
+    truncated = []
+    for ex in recorder.exchanges:
+        if ex.status is None or ex.body is None:
+            unrecorded.append({"url": ex.url, "reason": ex.failed or ex.body_note or "no response before the end"})
+            continue
+        body = ex.body
+        body.seek(0, os.SEEK_END)
+        length = body.tell()
+        body.seek(0)
+        headers = stored_headers(ex.response_headers or [], length, decoded=True)
+        date = datetime.fromtimestamp(ex.response_time or ex.wall_time, timezone.utc)
+        resp_id = warc.write_response(ex.url, ex.status, ex.status_text, headers, body, date=date,
+                                      ip=ex.remote_ip, protocols=_protocols(ex), truncated=ex.truncated)
+        parts = urlsplit(ex.url)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        warc.write_request(ex.url, ex.method, target, _request_headers(ex.request_headers, ex.url), ex.post_data,
+                           concurrent_to=resp_id, date=datetime.fromtimestamp(ex.wall_time, timezone.utc))
+        if ex is main:
+            main_record_id = resp_id
+        if ex.truncated:
+            truncated.append({"url": ex.url, "reason": ex.body_note})
+    if main is None or main_record_id is None:
+        raise CaptureFailed("timeout" if partial_reason else "network",
+                            f"the main document of {url} was not recorded"
+                            + (f" ({main.failed or main.body_note})" if main else ""))
+    target_url = main.url
+    if screenshot:
+        warc.write_resource(f"urn:screenshot:{target_url}", "image/png", screenshot, concurrent_to=main_record_id)
+    if dom is not None:
+        warc.write_resource(f"urn:dom:{target_url}", "text/html; charset=utf-8", dom.encode("utf-8"),
+                            concurrent_to=main_record_id)
+    if text is not None and settings["capture"]["save_text"]:
+        warc.write_resource(f"urn:text:{target_url}", "text/plain; charset=utf-8", text.encode("utf-8"),
+                            concurrent_to=main_record_id)
+    content_type = header_value(main.response_headers or [], "content-type")
+    failure_class, failure_message = status_failure(main.status)
+    status = "ok"
+    if failure_class:
+        status = "failed"
+    elif partial_reason:
+        status, failure_class, failure_message = "partial", "timeout", partial_reason
+    elif truncated or main.truncated:
+        status, failure_class = "partial", "too-large"
+        failure_message = f"{len(truncated)} response(s) truncated at capture.max_resource_bytes"
+    chain = recorder.main_chain()
+    details = {
+        "method": "browser",
+        "redirects": [{"url": ex.url, "status": ex.status, "location": header_value(ex.response_headers or [],
+                                                                                    "location")}
+                      for ex in chain[:-1]],
+        "main": {"url": main.url, "status": main.status, "ip": main.remote_ip, "protocol": main.protocol,
+                 "tls": main.security, "certificate_chain_pem": certificate_pem},
+        "exchanges": sum(1 for ex in recorder.exchanges if ex.status is not None and ex.body is not None),
+        "unrecorded": unrecorded,
+        "truncated": truncated,
+        "notes": notes,
+    }
+    if not recorder.non_html_main and not screenshot:
+        notes.append("no screenshot")
+    return CaptureResult(status=status, final_url=main.url, main_record_id=main_record_id,
+                         http_status=main.status, content_type=content_type, failure_class=failure_class,
+                         failure_message=failure_message, title=title or None, text=text, outlinks=outlinks,
+                         details=details)

@@ -1,0 +1,461 @@
+"""Command line: parse, call the services, print (tables for people, --json for scripts).
+
+Bad input ends with one line on stderr per problem and exit status 2; an unknown ID or URL with exit 1.
+No traceback is ever shown for a user error.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import click
+
+from . import queue, urls
+from .archive import Archive
+from .errors import ArchiverError, BadURL, UserError
+from .index import now_iso
+from .verify import verify as verify_archive
+from .worker import Outcome, run_pool, run_worker
+
+
+# ---- helpers ------------------------------------------------------------------------------------------
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, int]]) -> None:
+    """Print rows as aligned columns; (key, heading, max width)."""
+    if not rows:
+        return
+    cells = [[_cell(row.get(key), width) for key, _, width in columns] for row in rows]
+    widths = [max(len(heading), *(len(c[i]) for c in cells)) for i, (_, heading, _) in enumerate(columns)]
+    click.echo("  ".join(h.ljust(w) for (_, h, _), w in zip(columns, widths)).rstrip())
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+def _cell(value: Any, width: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _parse_since(value: str | None) -> str | None:
+    """`2026-11-01`, an ISO date-time, or a relative age such as `6h`, `2d`, `1w`."""
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d+)\s*([mhdw])", value.strip())
+    if match:
+        n, unit = int(match.group(1)), match.group(2)
+        delta = {"m": timedelta(minutes=n), "h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n)}[unit]
+        when = datetime.now(timezone.utc) - delta
+    else:
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UserError(f"--since {value!r}: expected a date (2026-11-01), a date-time, or an age (6h, 2d)") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _read_url_args(urls_given: Iterable[str], file: str | None) -> list[str]:
+    items = list(urls_given)
+    if file:
+        try:
+            text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"-f {file}: no such file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"-f {file}: cannot read it ({exc})") from None
+        items.extend(line.strip() for line in text.splitlines()
+                     if line.strip() and not line.lstrip().startswith("#"))
+    if not items:
+        raise UserError("no URLs given (pass URLs as arguments, or -f FILE with one URL per line, or -f - for stdin)")
+    return items
+
+
+def _parse_all(items: list[str]) -> list[urls.ParsedURL]:
+    parsed, errors = [], []
+    for item in items:
+        try:
+            parsed.append(urls.parse(item))
+        except BadURL as exc:
+            errors.append(str(exc))
+    if errors:
+        for line in errors:
+            click.echo(f"archiver: error: {line}", err=True)
+        noun = "URL is" if len(errors) == 1 else "URLs are"
+        raise UserError(f"{len(errors)} {noun} not valid; nothing was queued")
+    return parsed
+
+
+class Context:
+    def __init__(self, archive_dir: str | None, config_file: str | None):
+        self.archive_dir = archive_dir
+        self.config_file = config_file
+        self._archive: Archive | None = None
+
+    @property
+    def archive(self) -> Archive:
+        if self._archive is None:
+            self._archive = Archive.open(self.archive_dir, self.config_file)
+        return self._archive
+
+    def index(self):
+        return self.archive.index()
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+queue_options = [
+    click.option("-f", "--file", "file", metavar="FILE", help="Read URLs from FILE, one per line (- for stdin)."),
+    click.option("--tag", "tags", multiple=True, metavar="TAG", help="Tag the captures (repeatable)."),
+    click.option("--note", metavar="TEXT", help="A note kept with the request."),
+    click.option("--by", "by", metavar="NAME", help="Who asks for the capture (default: archive.operator or login)."),
+    click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first."),
+    click.option("--no-browser", is_flag=True, help="Fetch HTML directly, without rendering it in Chromium."),
+    click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
+]
+
+
+def _add_options(func):
+    for option in reversed(queue_options):
+        func = option(func)
+    return func
+
+
+def _enqueue(ctx: Context, urls_given, file, tags, note, by, priority, no_browser) -> list[queue.Enqueued]:
+    parsed = _parse_all(_read_url_args(urls_given, file))
+    archive = ctx.archive
+    index = archive.index()
+    try:
+        return queue.enqueue(index, parsed, requested_by=archive.operator(by), tags=list(tags), note=note,
+                             priority=priority, max_attempts=archive.settings["queue"]["max_attempts"],
+                             options={"no_browser": True} if no_browser else {})
+    finally:
+        index.close()
+
+
+def _job_summary(e: queue.Enqueued) -> dict[str, Any]:
+    j = e.job
+    return {"job_id": j["id"], "url": j["url"], "canonical_url": j["canonical_url"], "kind": j["kind"],
+            "key": j["key"], "state": j["state"], "created": e.created}
+
+
+# ---- commands -----------------------------------------------------------------------------------------
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--archive", "archive_dir", envvar="ARCHIVER_HOME", metavar="DIR",
+              help="Archive directory [env ARCHIVER_HOME; default ./archive].")
+@click.option("--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Extra settings file (TOML), applied over <archive>/archiver.toml.")
+@click.version_option(package_name="archiver")
+@click.pass_context
+def cli(click_ctx: click.Context, archive_dir: str | None, config_file: str | None) -> None:
+    """Capture what URLs show into sealed, hashed WARC files, with an SQLite index of provenance."""
+    click_ctx.obj = Context(archive_dir, config_file)
+
+
+@cli.command()
+@click.argument("urls_given", nargs=-1, metavar="URL...")
+@_add_options
+@click.option("--dry-run", is_flag=True, help="Validate and normalise only; queue nothing.")
+@pass_ctx
+def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, as_json, dry_run) -> None:
+    """Queue URLs for capture (run them with `archiver run`)."""
+    if dry_run:
+        parsed = _parse_all(_read_url_args(urls_given, file))
+        if as_json:
+            _emit_json([p.as_dict() for p in parsed])
+        else:
+            _table([p.as_dict() for p in parsed], [("kind", "KIND", 6), ("canonical_url", "CANONICAL URL", 90)])
+        return
+    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser)
+    if as_json:
+        _emit_json([_job_summary(e) for e in results])
+        return
+    for e in results:
+        verb = "queued" if e.created else f"already {e.job['state']}"
+        click.echo(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Capture everything due, then exit (for cron).")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Worker processes, each with its own Chromium.")
+@pass_ctx
+def run(ctx: Context, once: bool, workers: int) -> None:
+    """Capture queued jobs: until the queue is empty (--once) or until SIGINT/SIGTERM."""
+    archive = ctx.archive
+    archive.ensure()
+    archive.index().close()  # create and migrate once, before workers race to do it
+    if workers == 1:
+        stats = run_worker(archive, once, on_event=_progress_printer(None))
+        counts: dict[str, int] = {}
+        for o in stats.outcomes:
+            counts[o.status] = counts.get(o.status, 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing due"
+        click.echo(f"run finished: {summary}", err=True)
+    else:
+        code = run_pool(archive, ctx.config_file, workers, once)
+        if code:
+            raise click.exceptions.Exit(1)
+
+
+def _progress_printer(total: int | None):
+    state = {"n": 0}
+
+    def hook(kind: str, data: dict[str, Any]) -> None:
+        job = data["job"]
+        if kind == "start":
+            state["n"] += 1
+            prefix = f"[{state['n']}/{total}]" if total else f"[job {job['id']}]"
+            click.echo(f"{prefix} capturing {job['url']} …", err=True)
+            return
+        o: Outcome = data["outcome"]
+        if o.capture_id:
+            line = f"  {o.status:<8} {o.capture_id}  {o.records} records, {_size(o.size)}, {o.seconds:.1f}s"
+            if o.title:
+                line += f"  “{_cell(o.title, 60)}”"
+            if o.failure_class:
+                line += f"  [{o.failure_class}: {_cell(o.message, 100)}]"
+        else:
+            line = f"  {o.status:<8} {o.failure_class or ''}: {o.message}"
+            if o.job_state == "queued":
+                line += " (will retry)"
+        click.echo(line, err=True)
+    return hook
+
+
+@cli.command()
+@click.argument("urls_given", nargs=-1, metavar="URL...")
+@_add_options
+@pass_ctx
+def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, as_json) -> None:
+    """Queue URLs and capture them now, in the foreground. Exit 0 only if every capture is ok."""
+    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser)
+    job_ids = [e.job["id"] for e in results]
+    busy = [e for e in results if e.job["state"] == "running"]
+    for e in busy:
+        click.echo(f"job {e.job['id']} ({e.job['url']}) is being captured by another runner "
+                   f"({e.job['lease_owner']}); not waiting for it", err=True)
+    todo = [j for j in job_ids if j not in {e.job["id"] for e in busy}]
+    outcomes: list[Outcome] = []
+    if todo:
+        stats = run_worker(ctx.archive, once=True, job_ids=todo, on_event=_progress_printer(len(todo)))
+        outcomes = stats.outcomes
+    if as_json:
+        _emit_json([{"job_id": o.job_id, "url": o.url, "status": o.status, "capture_id": o.capture_id,
+                     "failure_class": o.failure_class, "message": o.message, "job_state": o.job_state,
+                     "records": o.records, "size": o.size, "seconds": round(o.seconds, 3)} for o in outcomes])
+    ok = bool(outcomes) and not busy and all(o.status == "ok" for o in outcomes) and len(outcomes) == len(todo)
+    if not ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Jobs by state, the oldest queued job, and recent failures."""
+    index = ctx.index()
+    info = queue.status(index)
+    index.close()
+    if as_json:
+        _emit_json(info)
+        return
+    click.echo(f"queued {info['queued']}   running {info['running']}   done {info['done']}   "
+               f"failed {info['failed']}   captures {info['captures']}")
+    if info["oldest_queued"]:
+        o = info["oldest_queued"]
+        click.echo(f"oldest queued: job {o['id']} since {o['requested_at']}  {o['url']}")
+    for r in info["running_jobs"]:
+        click.echo(f"running: job {r['id']} by {r['lease_owner']} (lease until {r['lease_expires']})  {r['url']}")
+    if info["recent_failures"]:
+        click.echo("recent failures:")
+        _table(info["recent_failures"], [("finished_at", "WHEN", 24), ("job_id", "JOB", 6),
+                                         ("failure_class", "CLASS", 12), ("state", "NOW", 7),
+                                         ("url", "URL", 60), ("message", "MESSAGE", 70)])
+
+
+@cli.command(name="list")
+@click.option("--tag", help="Only captures with this tag.")
+@click.option("--kind", help="Only this kind (page, file).")
+@click.option("--status", "status_", type=click.Choice(["ok", "partial", "failed"]), help="Only this outcome.")
+@click.option("--since", help="Only captures started since a date (2026-11-01) or an age (6h, 2d, 1w).")
+@click.option("--limit", type=int, help="At most this many, newest first.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def list_(ctx: Context, tag, kind, status_, since, limit, as_json) -> None:
+    """Captures, newest first."""
+    since_iso = _parse_since(since)
+    index = ctx.index()
+    rows = index.list_captures(tag=tag, kind=kind, status=status_, since=since_iso, limit=limit)
+    index.close()
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no captures", err=True)
+        return
+    _table(rows, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 7),
+                  ("http_status", "HTTP", 4), ("record_count", "RECS", 5), ("url", "URL", 60),
+                  ("title", "TITLE", 40)])
+
+
+@cli.command()
+@click.argument("ident", metavar="ID|URL")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, ident: str, as_json: bool) -> None:
+    """Everything known about a capture: provenance, file, hashes, records."""
+    index = ctx.index()
+    try:
+        cap = index.find_capture(ident)
+        records = index.capture_records(cap["id"])
+        outlinks = index.capture_outlinks(cap["id"])
+        others = index.captures_of_key(cap["key"])
+        job = queue.get_job(index, cap["job_id"]) if cap.get("job_id") else None
+    finally:
+        index.close()
+    prov = cap.pop("provenance") or {}
+    data = {**cap, "captured_at": cap["started_at"], "records": [
+        {"type": r["type"], "uri": r["uri"], "offset": r["offset"], "length": r["length"],
+         "http_status": r["http_status"], "content_type": r["content_type"], "payload_digest": r["payload_digest"],
+         "record_id": r["record_id"]} for r in records],
+        "outlinks": outlinks, "provenance": prov,
+        "job": {k: job[k] for k in ("id", "state", "attempts", "max_attempts", "last_failure_class",
+                                    "last_failure")} if job else None,
+        "other_captures": [o for o in others if o["id"] != cap["id"]]}
+    if as_json:
+        _emit_json(data)
+        return
+    archive_path = ctx.archive.path
+    main = prov.get("main") or {}
+    lines = [
+        ("capture", cap["id"]), ("url", cap["url"]), ("final url", cap["final_url"]),
+        ("status", cap["status"] + (f" ({cap['failure_class']}: {cap['failure_message']})" if cap["failure_class"] else "")),
+        ("http status", cap["http_status"]), ("content type", cap["content_type"]), ("title", cap["title"]),
+        ("captured", f"{cap['started_at']} -> {cap['finished_at']}"), ("method", cap["method"]),
+        ("requested by", f"{cap['requested_by']} at {cap['requested_at']}"),
+        ("tags", ", ".join(cap["tags"]) or "-"), ("note", cap["note"]),
+        ("server ip", main.get("ip")), ("protocol", main.get("protocol")),
+        ("tls", (main.get("tls") or {}).get("protocol")),
+        ("redirects", " -> ".join(f"{r['status']} {r['url']}" for r in prov.get("redirects", [])) or "-"),
+        ("warc", str(archive_path / cap["warc_path"])), ("warc sha256", cap["warc_sha256"]),
+        ("warc size", f"{cap['warc_size']} bytes ({_size(cap['warc_size'])}), {cap['record_count']} records"),
+        ("software", ", ".join(f"{k} {v}" for k, v in sorted((prov.get("software") or {}).items()))),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key:<{width}}  {value if value not in (None, '') else '-'}")
+    if prov.get("unrecorded"):
+        click.echo(f"\nnot recorded ({len(prov['unrecorded'])}):")
+        for u in prov["unrecorded"][:20]:
+            click.echo(f"  {u['url']}  ({u['reason']})")
+    click.echo(f"\nrecords ({len(records)}):")
+    _table(data["records"], [("offset", "OFFSET", 10), ("type", "TYPE", 9), ("http_status", "HTTP", 4),
+                             ("content_type", "CONTENT-TYPE", 28), ("uri", "URI", 70),
+                             ("payload_digest", "PAYLOAD SHA-256", 71)])
+    if outlinks:
+        click.echo(f"\noutlinks: {len(outlinks)}")
+    if data["other_captures"]:
+        click.echo("\nother captures of this URL:")
+        _table(data["other_captures"], [("id", "ID", 26), ("started_at", "CAPTURED", 27), ("status", "STATUS", 7)])
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def search(ctx: Context, query: str, limit: int, as_json: bool) -> None:
+    """Full-text search over captured titles and visible text, newest first."""
+    index = ctx.index()
+    rows = index.search(query, limit)
+    index.close()
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"no captures match {query!r}", err=True)
+        return
+    for r in rows:
+        click.echo(f"{r['id']}  {r['started_at'][:19]}  {r['status']:<7} {r['url']}")
+        if r["title"]:
+            click.echo(f"    {r['title']}")
+        click.echo(f"    {_cell(r['snippet'], 200)}")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def verify(ctx: Context, ids: tuple[str, ...], as_json: bool) -> None:
+    """Re-hash sealed WARCs and every record against the index. Exit 1 on any problem."""
+    index = ctx.index()
+    try:
+        report = verify_archive(ctx.archive.path, index, list(ids))
+    finally:
+        index.close()
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        for p in report.problems:
+            click.echo(f"{p.kind.upper():<15} {p.path}: {p.detail}")
+        verdict = "all intact" if report.ok else f"{len(report.problems)} problem(s)"
+        click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}: {verdict}")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+# ---- entry point ---------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="archiver", standalone_mode=False)
+        return 0
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2
+        click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        return 2
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "archiver"
+        click.echo(f"archiver: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        return 2
+    except click.Abort:
+        click.echo("archiver: aborted", err=True)
+        return 130
+    except ArchiverError as exc:
+        click.echo(f"archiver: error: {exc}", err=True)
+        return exc.exit_code
+    except sqlite3.DatabaseError as exc:
+        click.echo(f"archiver: error: the index database cannot be used: {exc}", err=True)
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Settings: config/default.toml <- <archive>/archiver.toml <- --config FILE <- ARCHIVER_<SECTION>_<KEY>.
+
+The default file is the schema: a key it does not define is unknown, and every override must have the
+type of the default it replaces. Errors name the key and its source, so a typo in a cron environment is
+found at once instead of being silently ignored.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
+ENV_PREFIX = "ARCHIVER_"
+# Environment variables that are not settings (they choose the archive, or belong to the test harness).
+ENV_NOT_SETTINGS = {"ARCHIVER_HOME"}
+
+
+class Settings:
+    """Resolved settings, read as ``settings["queue"]["lease_seconds"]`` or ``settings.get("queue.lease_seconds")``."""
+
+    def __init__(self, data: dict[str, dict[str, Any]], sources: list[str]):
+        self._data = data
+        self.sources = sources
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self._data[section]
+
+    def get(self, dotted: str) -> Any:
+        section, key = dotted.split(".", 1)
+        return self._data[section][key]
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return json.loads(json.dumps(self._data))
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _check(defaults: dict, section: str, key: str, value: Any, source: str) -> Any:
+    if section not in defaults:
+        raise ConfigError(f"unknown setting section [{section}] in {source} (known: {', '.join(sorted(defaults))})")
+    if key not in defaults[section]:
+        raise ConfigError(f"unknown setting {section}.{key} in {source}")
+    want = defaults[section][key]
+    # bool is a subclass of int in Python; an int where a bool is wanted (or the reverse) is a mistake.
+    if isinstance(want, bool) != isinstance(value, bool):
+        raise ConfigError(f"setting {section}.{key} in {source} must be {_type_name(want)}, got {value!r}")
+    if isinstance(want, float) and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, type(want)):
+        raise ConfigError(f"setting {section}.{key} in {source} must be {_type_name(want)}, got {value!r}")
+    return value
+
+
+def _parse_env(want: Any, raw: str, name: str) -> Any:
+    try:
+        if isinstance(want, bool):
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(want, int):
+            return int(raw)
+        if isinstance(want, float):
+            return float(raw)
+        if isinstance(want, list):
+            raw = raw.strip()
+            if raw.startswith("["):
+                value = json.loads(raw)
+                if not isinstance(value, list):
+                    raise ValueError
+                return value
+            return [part.strip() for part in raw.split(",") if part.strip()]
+        return raw
+    except ValueError:
+        raise ConfigError(f"environment {name}={raw!r} must be {_type_name(want)}") from None
+
+
+def _merge_file(data: dict, defaults: dict, path: Path, label: str) -> None:
+    try:
+        with open(path, "rb") as fh:
+            loaded = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    for section, values in loaded.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{label} {path}: top-level key {section!r} must be a [section]")
+        for key, value in values.items():
+            data.setdefault(section, {})
+            data[section][key] = _check(defaults, section, key, value, f"{label} {path}")
+
+
+def load(archive_dir: Path | None = None, config_file: Path | None = None,
+         environ: Mapping[str, str] | None = None) -> Settings:
+    """Resolve settings from every layer. Raises ConfigError naming the offending key."""
+    environ = os.environ if environ is None else environ
+    with open(DEFAULT_FILE, "rb") as fh:
+        defaults = tomllib.load(fh)
+    data = json.loads(json.dumps(defaults))
+    sources = [str(DEFAULT_FILE)]
+    if archive_dir is not None and (archive_dir / "archiver.toml").is_file():
+        _merge_file(data, defaults, archive_dir / "archiver.toml", "archive settings")
+        sources.append(str(archive_dir / "archiver.toml"))
+    if config_file is not None:
+        _merge_file(data, defaults, config_file, "--config")
+        sources.append(str(config_file))
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section not in defaults or key not in defaults[section]:
+            raise ConfigError(f"unknown setting in environment: {name} (expected ARCHIVER_<SECTION>_<KEY>, "
+                              f"e.g. ARCHIVER_QUEUE_LEASE_SECONDS)")
+        data[section][key] = _parse_env(defaults[section][key], raw, name)
+        sources.append(f"env {name}")
+    return Settings(data, sources)

@@ -1,0 +1,305 @@
+"""The SQLite index: schema, migrations, writes of sealed captures, and the queries behind list/show/search.
+
+The index is a view of the WARCs (design.md principle 1): every capture row is derived from a sealed WARC
+whose provenance record holds the same facts. It opens in Datasette as it is.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+import sqlite_utils
+
+from .errors import NotFound, UserError
+
+SCHEMA_VERSION = 1
+
+
+def now_iso() -> str:
+    """UTC time as fixed-width ISO 8601, so that text comparison in SQL is time comparison."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def iso_after(seconds: float) -> str:
+    ts = datetime.now(timezone.utc).timestamp() + seconds
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+MIGRATIONS: list[str] = [
+    # 1: jobs, attempts, captures, records, outlinks, full-text search.
+    """
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL,                 -- as given by the requester
+        canonical_url TEXT NOT NULL,
+        key TEXT NOT NULL,                 -- identity for de-duplication
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued' CHECK (state IN ('queued', 'running', 'done', 'failed')),
+        priority INTEGER NOT NULL DEFAULT 0,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires TEXT,
+        next_attempt_at TEXT NOT NULL,
+        requested_by TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',   -- JSON array
+        note TEXT,
+        options TEXT NOT NULL DEFAULT '{}',-- JSON: how to capture (e.g. {"no_browser": true})
+        parent_capture_id TEXT,
+        follow INTEGER NOT NULL DEFAULT 0,
+        capture_id TEXT,                   -- the latest capture made for this job
+        last_failure_class TEXT,
+        last_failure TEXT,
+        updated_at TEXT NOT NULL
+    );
+    -- The same URL is never pending twice; once captured it may be queued again (a re-capture).
+    CREATE UNIQUE INDEX jobs_one_pending ON jobs(key) WHERE state IN ('queued', 'running');
+    CREATE INDEX jobs_due ON jobs(state, next_attempt_at);
+
+    -- Every attempt, whatever its outcome: failures are data.
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id),
+        attempt INTEGER NOT NULL,
+        worker TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        outcome TEXT NOT NULL CHECK (outcome IN ('ok', 'partial', 'failed', 'released')),
+        failure_class TEXT,
+        message TEXT,
+        capture_id TEXT
+    );
+    CREATE INDEX attempts_job ON attempts(job_id);
+
+    CREATE TABLE captures (
+        id TEXT PRIMARY KEY,               -- ULID: time-sortable, unique across machines
+        job_id INTEGER REFERENCES jobs(id),
+        url TEXT NOT NULL,                 -- as requested
+        canonical_url TEXT NOT NULL,
+        final_url TEXT,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        method TEXT NOT NULL,              -- browser | http
+        status TEXT NOT NULL CHECK (status IN ('ok', 'partial', 'failed')),
+        failure_class TEXT,
+        failure_message TEXT,
+        http_status INTEGER,
+        content_type TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        requested_by TEXT,
+        requested_at TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        note TEXT,
+        warc_path TEXT NOT NULL UNIQUE,    -- relative to the archive directory
+        warc_sha256 TEXT NOT NULL,
+        warc_size INTEGER NOT NULL,
+        record_count INTEGER NOT NULL,
+        title TEXT,
+        text TEXT,
+        provenance TEXT NOT NULL           -- JSON, the same document as the WARC's provenance record
+    );
+    CREATE INDEX captures_key ON captures(key, started_at);
+    CREATE INDEX captures_started ON captures(started_at);
+
+    CREATE TABLE records (
+        capture_id TEXT NOT NULL REFERENCES captures(id),
+        seq INTEGER NOT NULL,
+        record_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        uri TEXT,
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        http_status INTEGER,
+        content_type TEXT,
+        payload_digest TEXT,
+        PRIMARY KEY (capture_id, seq)
+    );
+    CREATE INDEX records_uri ON records(uri);
+
+    CREATE TABLE outlinks (
+        capture_id TEXT NOT NULL REFERENCES captures(id),
+        url TEXT NOT NULL,
+        text TEXT
+    );
+    CREATE INDEX outlinks_capture ON outlinks(capture_id);
+    CREATE INDEX outlinks_url ON outlinks(url);
+    """,
+]
+
+
+class Index:
+    """One connection to ``<archive>/index.db``. Cheap to open; open one per process or thread."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up front and
+        # waits (busy_timeout) instead of failing half-way with "database is locked".
+        self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA busy_timeout = 60000")
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed index row survives power loss, as the sealed file it describes does.
+        self.conn.execute("PRAGMA synchronous = FULL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.db = sqlite_utils.Database(self.conn)
+        self._migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A short write transaction that holds the write lock from its start."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(f"{self.path} has schema version {version}, newer than this archiver "
+                            f"({SCHEMA_VERSION}); upgrade archiver")
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            # Re-read under the lock: another process may have migrated meanwhile.
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            for number in range(version, SCHEMA_VERSION):
+                for statement in _split_sql(MIGRATIONS[number]):
+                    self.conn.execute(statement)
+                if number == 0:
+                    self._enable_fts()
+                self.conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    def _enable_fts(self) -> None:
+        # sqlite-utils keeps captures_fts in step with captures through triggers; Datasette finds it by name.
+        self.db["captures"].enable_fts(["title", "text"], fts_version="FTS5", create_triggers=True,
+                                       tokenize="unicode61 remove_diacritics 2", replace=True)
+
+    # ---- writes -------------------------------------------------------------------------------------
+
+    def insert_capture(self, capture: dict[str, Any], records: list[dict[str, Any]],
+                       outlinks: list[dict[str, str]]) -> None:
+        """Insert one sealed capture with its records and outlinks. Call inside ``transaction()``."""
+        row = dict(capture)
+        for field in ("tags", "provenance"):
+            if not isinstance(row.get(field), str):
+                row[field] = json.dumps(row.get(field) or ([] if field == "tags" else {}), ensure_ascii=False)
+        columns = ", ".join(row)
+        self.conn.execute(f"INSERT INTO captures ({columns}) VALUES ({', '.join('?' * len(row))})",
+                          list(row.values()))
+        self.conn.executemany(
+            "INSERT INTO records (capture_id, seq, record_id, type, uri, offset, length, http_status, "
+            "content_type, payload_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(capture["id"], r["seq"], r["record_id"], r["type"], r["uri"], r["offset"], r["length"],
+              r.get("http_status"), r.get("content_type"), r.get("payload_digest")) for r in records])
+        self.conn.executemany("INSERT INTO outlinks (capture_id, url, text) VALUES (?, ?, ?)",
+                              [(capture["id"], o["url"], o.get("text")) for o in outlinks])
+
+    # ---- reads --------------------------------------------------------------------------------------
+
+    def list_captures(self, *, tag: str | None = None, kind: str | None = None, status: str | None = None,
+                      since: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        where, params = [], []
+        if tag:
+            where.append("EXISTS (SELECT 1 FROM json_each(captures.tags) WHERE value = ?)")
+            params.append(tag)
+        if kind:
+            where.append("kind = ?")
+            params.append(kind)
+        if status:
+            where.append("status = ?")
+            params.append(status)
+        if since:
+            where.append("started_at >= ?")
+            params.append(since)
+        sql = ("SELECT id, url, final_url, kind, method, status, failure_class, http_status, title, started_at, "
+               "finished_at, warc_path, warc_sha256, warc_size, record_count, tags, requested_by FROM captures")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_decode(dict(r)) for r in self.conn.execute(sql, params)]
+
+    def find_capture(self, ident: str) -> dict[str, Any]:
+        """A capture by ID (or unique ID prefix), or the newest capture of a URL."""
+        row = self.conn.execute("SELECT * FROM captures WHERE id = ?", (ident,)).fetchone()
+        if row is None and len(ident) >= 6 and "/" not in ident:
+            rows = self.conn.execute("SELECT * FROM captures WHERE id LIKE ? LIMIT 2", (ident.upper() + "%",)).fetchall()
+            if len(rows) == 1:
+                row = rows[0]
+        if row is None and "://" in ident:
+            from .urls import normalise
+            row = self.conn.execute(
+                "SELECT * FROM captures WHERE canonical_url = ? OR url = ? OR final_url = ? ORDER BY id DESC LIMIT 1",
+                (normalise(ident), ident, ident)).fetchone()
+        if row is None:
+            raise NotFound(f"no capture with ID or URL {ident!r} (see `archiver list`)")
+        return _decode(dict(row))
+
+    def capture_records(self, capture_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT seq, record_id, type, uri, offset, length, http_status, content_type, payload_digest "
+            "FROM records WHERE capture_id = ? ORDER BY seq", (capture_id,))]
+
+    def capture_outlinks(self, capture_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT url, text FROM outlinks WHERE capture_id = ? ORDER BY rowid", (capture_id,))]
+
+    def captures_of_key(self, key: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT id, status, started_at, warc_path FROM captures WHERE key = ? ORDER BY id", (key,))]
+
+    def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
+        """Full-text search over title and visible text, newest first, with a snippet of the match."""
+        sql = ("SELECT c.id, c.url, c.title, c.status, c.started_at, "
+               "snippet(captures_fts, -1, '[', ']', '…', 16) AS snippet "
+               "FROM captures_fts JOIN captures c ON c.rowid = captures_fts.rowid "
+               "WHERE captures_fts MATCH ? ORDER BY c.id DESC LIMIT ?")
+        try:
+            rows = self.conn.execute(sql, (query, limit)).fetchall()
+        except sqlite3.OperationalError:
+            # Not valid FTS5 syntax (an unbalanced quote, a stray operator): search for the words literally.
+            quoted = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
+            if not quoted:
+                raise UserError("empty search query") from None
+            rows = self.conn.execute(sql, (quoted, limit)).fetchall()
+        return [dict(r) for r in rows]
+
+    def all_captures_for_verify(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        if ids:
+            return [self.find_capture(i) for i in ids]
+        return [dict(r) for r in self.conn.execute("SELECT * FROM captures ORDER BY id")]
+
+
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    for field in ("tags", "provenance", "options"):
+        if isinstance(row.get(field), str):
+            row[field] = json.loads(row[field])
+    return row
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements (executescript would COMMIT the surrounding transaction)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements

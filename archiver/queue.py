@@ -1,0 +1,209 @@
+"""Jobs in the index DB: enqueue, claim with a lease, renew, finish, retry with backoff, release.
+
+Claiming is one conditional UPDATE ... RETURNING inside BEGIN IMMEDIATE, so two runners (processes or
+hosts sharing the file) can never take the same job; a job whose lease expired because its runner died is
+claimable again. Every write transaction is short, so runners wait on the lock for milliseconds, not minutes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from .errors import UserError
+from .index import Index, iso_after, now_iso
+from .urls import ParsedURL
+
+JOB_STATES = ("queued", "running", "done", "failed")
+
+
+@dataclass
+class Enqueued:
+    job: dict[str, Any]
+    created: bool  # False: the same URL was already pending, and that job is returned
+
+
+def make_owner() -> str:
+    """A lease owner name that is unique across hosts and process restarts, and readable in `status`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def enqueue(index: Index, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str], note: str | None,
+            priority: int, max_attempts: int, options: dict[str, Any] | None = None,
+            parent_capture_id: str | None = None) -> list[Enqueued]:
+    """Queue each URL unless it is already pending. All in one transaction: all are queued, or none."""
+    now = now_iso()
+    results: list[Enqueued] = []
+    with index.transaction() as conn:
+        for parsed in urls:
+            existing = conn.execute("SELECT * FROM jobs WHERE key = ? AND state IN ('queued', 'running')",
+                                    (parsed.key,)).fetchone()
+            if existing is not None:
+                results.append(Enqueued(_decode(existing), created=False))
+                continue
+            row = conn.execute(
+                "INSERT INTO jobs (url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
+                "next_attempt_at, requested_by, requested_at, tags, note, options, parent_capture_id, updated_at) "
+                "VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (parsed.url, parsed.canonical_url, parsed.key, parsed.kind, priority, max_attempts, now,
+                 requested_by, now, json.dumps(tags), note, json.dumps(options or {}), parent_capture_id, now),
+            ).fetchone()
+            results.append(Enqueued(_decode(row), created=True))
+    return results
+
+
+def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | None = None,
+          ignore_schedule: bool = False) -> dict[str, Any] | None:
+    """Take the most urgent due job (or one of ``job_ids``) with a lease. None when nothing is due.
+
+    ``ignore_schedule``: a person asked for these jobs now (`archiver capture`), so a retry backoff does
+    not make them wait.
+    """
+    now = now_iso()
+    due = "9999" if ignore_schedule else now
+    restrict = f" AND id IN ({', '.join('?' * len(job_ids))})" if job_ids else ""
+    with index.transaction() as conn:
+        row = conn.execute(
+            "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, attempts = attempts + 1, "
+            "updated_at = ? WHERE id = ("
+            "  SELECT id FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?) "
+            "                           OR (state = 'running' AND lease_expires < ?))" + restrict +
+            "  ORDER BY priority DESC, next_attempt_at, id LIMIT 1) "
+            "RETURNING *",
+            [owner, iso_after(lease_seconds), now, due, now] + list(job_ids or []),
+        ).fetchone()
+    return _decode(row) if row is not None else None
+
+
+def renew(index: Index, job_id: int, owner: str, lease_seconds: float) -> bool:
+    """Extend a lease we hold. False means we lost it (it expired and another runner took the job)."""
+    with index.transaction() as conn:
+        cur = conn.execute("UPDATE jobs SET lease_expires = ?, updated_at = ? "
+                           "WHERE id = ? AND lease_owner = ? AND state = 'running'",
+                           (iso_after(lease_seconds), now_iso(), job_id, owner))
+        return cur.rowcount == 1
+
+
+def _record_attempt(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, outcome: str,
+                    failure_class: str | None, message: str | None, capture_id: str | None) -> None:
+    conn.execute("INSERT INTO attempts (job_id, attempt, worker, started_at, finished_at, outcome, failure_class, "
+                 "message, capture_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (job["id"], job["attempts"], owner, started_at, now_iso(), outcome, failure_class, message,
+                  capture_id))
+
+
+def mark_captured(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, capture_id: str,
+                  outcome: str, failure_class: str | None, message: str | None) -> bool:
+    """Finish a job with a sealed capture. Call inside the transaction that indexes the capture."""
+    cur = conn.execute("UPDATE jobs SET state = 'done', capture_id = ?, lease_owner = NULL, lease_expires = NULL, "
+                       "last_failure_class = ?, last_failure = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                       (capture_id, failure_class, message, now_iso(), job["id"], owner))
+    _record_attempt(conn, job, owner, started_at, outcome, failure_class, message, capture_id)
+    return cur.rowcount == 1
+
+
+def backoff_seconds(attempts: int, base: float, cap: float) -> float:
+    """Delay before retry number ``attempts``: base, 2*base, 4*base, ... never more than cap."""
+    return min(cap, base * (2 ** max(0, attempts - 1)))
+
+
+def mark_failed(index: Index, job: dict[str, Any], owner: str, started_at: str, failure_class: str, message: str,
+                retryable: bool, *, backoff_base: float, backoff_cap: float) -> str:
+    """Record a failed attempt that sealed nothing. Returns the job's new state."""
+    with index.transaction() as conn:
+        return fail_in(conn, job, owner, started_at, failure_class, message, retryable,
+                       backoff_base=backoff_base, backoff_cap=backoff_cap)
+
+
+def fail_in(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
+            message: str, retryable: bool, *, backoff_base: float, backoff_cap: float,
+            capture_id: str | None = None) -> str:
+    """Record a failed attempt inside the caller's transaction. Retryable failures go back to the queue with
+    exponential backoff until attempts run out; final ones fail the job.
+
+    ``capture_id`` is set when the failure itself was sealed as evidence (an HTTP error page is what the URL
+    showed), so the capture is indexed in the same transaction.
+    """
+    final = not retryable or job["attempts"] >= job["max_attempts"]
+    state = "failed" if final else "queued"
+    delay = 0.0 if final else backoff_seconds(job["attempts"], backoff_base, backoff_cap)
+    conn.execute("UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, "
+                 "last_failure_class = ?, last_failure = ?, capture_id = COALESCE(?, capture_id), "
+                 "updated_at = ? WHERE id = ? AND lease_owner = ?",
+                 (state, iso_after(delay), failure_class, message, capture_id, now_iso(), job["id"], owner))
+    _record_attempt(conn, job, owner, started_at, "failed", failure_class, message, capture_id)
+    return state
+
+
+def release(index: Index, job: dict[str, Any], owner: str, started_at: str, reason: str) -> None:
+    """Give a job back untouched (shutdown): it is due again at once and the attempt does not count."""
+    with index.transaction() as conn:
+        conn.execute("UPDATE jobs SET state = 'queued', attempts = MAX(0, attempts - 1), lease_owner = NULL, "
+                     "lease_expires = NULL, next_attempt_at = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                     (now_iso(), now_iso(), job["id"], owner))
+        _record_attempt(conn, job, owner, started_at, "released", None, reason, None)
+
+
+def fail_exhausted_leases(index: Index) -> int:
+    """Jobs whose runner died on their last allowed attempt would be claimed forever: fail them instead."""
+    with index.transaction() as conn:
+        cur = conn.execute(
+            "UPDATE jobs SET state = 'failed', last_failure_class = 'lease-expired', "
+            "last_failure = 'the runner holding this job stopped (killed or crashed) on its last attempt', "
+            "lease_owner = NULL, lease_expires = NULL, updated_at = ? "
+            "WHERE state = 'running' AND lease_expires < ? AND attempts >= max_attempts",
+            (now_iso(), now_iso()))
+        return cur.rowcount
+
+
+def live_owners(index: Index) -> set[str]:
+    """Owners holding unexpired leases: their temporary files are still being written."""
+    return {r[0] for r in index.conn.execute(
+        "SELECT lease_owner FROM jobs WHERE state = 'running' AND lease_expires >= ?", (now_iso(),))}
+
+
+def counts(index: Index) -> dict[str, int]:
+    found = {state: 0 for state in JOB_STATES}
+    for state, n in index.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
+        found[state] = n
+    return found
+
+
+def status(index: Index, recent: int = 10) -> dict[str, Any]:
+    conn = index.conn
+    oldest = conn.execute("SELECT id, url, requested_at FROM jobs WHERE state = 'queued' "
+                          "ORDER BY requested_at LIMIT 1").fetchone()
+    failures = conn.execute(
+        "SELECT a.job_id, j.url, a.finished_at, a.failure_class, a.message, j.state FROM attempts a "
+        "JOIN jobs j ON j.id = a.job_id WHERE a.outcome = 'failed' ORDER BY a.id DESC LIMIT ?", (recent,)).fetchall()
+    running = conn.execute("SELECT id, url, lease_owner, lease_expires FROM jobs WHERE state = 'running' "
+                           "ORDER BY id").fetchall()
+    return {
+        **counts(index),
+        "oldest_queued": dict(oldest) if oldest else None,
+        "running_jobs": [dict(r) for r in running],
+        "recent_failures": [dict(r) for r in failures],
+        "captures": conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0],
+    }
+
+
+def get_job(index: Index, job_id: int) -> dict[str, Any]:
+    row = index.conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise UserError(f"no job {job_id}")
+    return _decode(row)
+
+
+def jobs_for_url(index: Index, key: str) -> list[dict[str, Any]]:
+    return [_decode(r) for r in index.conn.execute("SELECT * FROM jobs WHERE key = ? ORDER BY id", (key,))]
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    job["tags"] = json.loads(job.get("tags") or "[]")
+    job["options"] = json.loads(job.get("options") or "{}")
+    return job

@@ -1,0 +1,276 @@
+"""WARC writing and sealing: one capture, one file (design.md principle 2).
+
+Records are WARC/1.1, one gzip member each, with SHA-256 block and payload digests (hex, so that they can
+be compared with ``sha256sum`` output) and ``WARC-Warcinfo-ID`` on every record. Bodies are streamed from
+file objects in fixed-size chunks, so a large body is never held in memory.
+
+Sealing: temporary file under ``<archive>/tmp`` -> flush + fsync -> SHA-256 read back from disk -> read-only
+-> atomic rename into ``warcs/YYYY/MM/DD/<capture-id>.warc.gz`` -> fsync of the directory. Only a sealed
+file is ever indexed; a temporary file is never mistaken for one (different directory, ``.part`` suffix).
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, BinaryIO, Iterable
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from .errors import CaptureFailed
+
+CHUNK = 1 << 16
+TMP_DIR = "tmp"
+WARC_DIR = "warcs"
+
+Body = bytes | BinaryIO
+
+
+class DiskFull(CaptureFailed):
+    def __init__(self, message: str):
+        super().__init__("disk-full", message, retryable=True)
+
+
+@dataclass(frozen=True)
+class SealedWarc:
+    path: Path          # absolute
+    rel_path: str       # relative to the archive directory, with forward slashes
+    sha256: str         # hex digest of the whole file
+    size: int
+
+
+def warc_date(when: datetime | None = None) -> str:
+    when = when or datetime.now(timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def reason_phrase(status: int, given: str | None = None) -> str:
+    if given:
+        return given
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
+
+
+def _clean(value: str) -> str:
+    # A CR or LF inside a header value would forge extra header lines in the record.
+    return value.replace("\r", " ").replace("\n", " ")
+
+
+def _body_stream(body: Body) -> tuple[BinaryIO, int]:
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        data = bytes(body)
+        return io.BytesIO(data), len(data)
+    body.seek(0, os.SEEK_END)
+    length = body.tell()
+    body.seek(0)
+    return body, length
+
+
+def _sha256_stream(stream: BinaryIO, prefix: bytes = b"") -> tuple[str, str]:
+    """(block digest over prefix+stream, payload digest over stream), each as ``sha256:<hex>``."""
+    block, payload = hashlib.sha256(prefix), hashlib.sha256()
+    while chunk := stream.read(CHUNK):
+        block.update(chunk)
+        payload.update(chunk)
+    stream.seek(0)
+    return "sha256:" + block.hexdigest(), "sha256:" + payload.hexdigest()
+
+
+class CaptureWarc:
+    """The WARC of one capture while it is being written. Use as a context manager: leaving it without
+    ``seal()`` (an exception, a timeout) discards the temporary file."""
+
+    def __init__(self, archive_dir: Path, capture_id: str, owner_tag: str, started: datetime):
+        self.archive_dir = archive_dir
+        self.capture_id = capture_id
+        day = started.astimezone(timezone.utc)
+        self.rel_path = f"{WARC_DIR}/{day:%Y/%m/%d}/{capture_id}.warc.gz"
+        tmp_dir = archive_dir / TMP_DIR
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        # The owner tag in the name lets a later run tell a live writer's file from a dead one's.
+        self.tmp_path = tmp_dir / f"{capture_id}.{owner_tag}.warc.gz.part"
+        self._fh = open(self.tmp_path, "xb")
+        self._writer = WARCWriter(self._fh, gzip=True, warc_version="1.1")
+        self.records: list[dict[str, Any]] = []
+        self.warcinfo_id: str | None = None
+        self.sealed: SealedWarc | None = None
+
+    def __enter__(self) -> "CaptureWarc":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.sealed is None:
+            self.discard()
+
+    # ---- records ------------------------------------------------------------------------------------
+
+    def _write(self, uri: str | None, rec_type: str, body: Body, *, content_type: str | None = None,
+               http_headers: StatusAndHeaders | None = None, extra: Iterable[tuple[str, str]] = (),
+               date: datetime | None = None, http_status: int | None = None,
+               index_content_type: str | None = None) -> str:
+        stream, length = _body_stream(body)
+        prefix = b""
+        if http_headers is not None:
+            http_headers.compute_headers_buffer(None)
+            prefix = http_headers.headers_buff
+        block_digest, payload_digest = _sha256_stream(stream, prefix)
+        warc_headers = StatusAndHeaders("", [], protocol="WARC/1.1")
+        record_id = self._writer._make_warc_id()
+        warc_headers.add_header("WARC-Type", rec_type)
+        warc_headers.add_header("WARC-Record-ID", record_id)
+        warc_headers.add_header("WARC-Date", warc_date(date))
+        if uri is not None:
+            warc_headers.add_header("WARC-Target-URI", uri)
+        if self.warcinfo_id and rec_type != "warcinfo":
+            warc_headers.add_header("WARC-Warcinfo-ID", self.warcinfo_id)
+        for name, value in extra:
+            warc_headers.add_header(name, _clean(value))
+        warc_headers.add_header("WARC-Block-Digest", block_digest)
+        if rec_type != "warcinfo":
+            warc_headers.add_header("WARC-Payload-Digest", payload_digest)
+        record = self._writer.create_warc_record(uri or "", rec_type, payload=stream, length=length,
+                                                 warc_headers=warc_headers, http_headers=http_headers,
+                                                 warc_content_type=content_type)
+        offset = self._fh.tell()
+        try:
+            self._writer.write_record(record)
+            self._fh.flush()
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"disk full while writing {self.tmp_path}") from None
+            raise
+        self.records.append({
+            "seq": len(self.records), "record_id": record_id, "type": rec_type, "uri": uri, "offset": offset,
+            "length": self._fh.tell() - offset, "http_status": http_status,
+            # For HTTP records, the index wants the payload's type (None when the server sent none).
+            "content_type": index_content_type if http_headers is not None else content_type,
+            "payload_digest": payload_digest if rec_type != "warcinfo" else None,
+        })
+        return record_id
+
+    def write_warcinfo(self, fields: dict[str, Any]) -> str:
+        lines = []
+        for name, value in fields.items():
+            if value is None or value == "":
+                continue
+            lines.append(f"{name}: {_clean(str(value))}\r\n")
+        body = "".join(lines).encode("utf-8")
+        self.warcinfo_id = self._write(None, "warcinfo", body, content_type="application/warc-fields",
+                                       extra=[("WARC-Filename", Path(self.rel_path).name)])
+        return self.warcinfo_id
+
+    def write_response(self, uri: str, status: int, reason: str | None, headers: list[tuple[str, str]],
+                       body: Body, *, date: datetime | None = None, ip: str | None = None,
+                       protocols: Iterable[str] = (), truncated: str | None = None) -> str:
+        http_headers = StatusAndHeaders(f"{status} {reason_phrase(status, reason)}",
+                                        [(n, _clean(v)) for n, v in headers], protocol="HTTP/1.1")
+        extra = []
+        if ip:
+            extra.append(("WARC-IP-Address", ip))
+        extra.extend(("WARC-Protocol", p) for p in protocols)
+        if truncated:
+            extra.append(("WARC-Truncated", truncated))
+        content_type = next((v for n, v in headers if n.lower() == "content-type"), None)
+        return self._write(uri, "response", body, content_type="application/http; msgtype=response",
+                           http_headers=http_headers, extra=extra, date=date, http_status=status,
+                           index_content_type=content_type)
+
+    def write_request(self, uri: str, method: str, target: str, headers: list[tuple[str, str]], body: Body,
+                      *, concurrent_to: str, date: datetime | None = None) -> str:
+        http_headers = StatusAndHeaders(f"{method} {target}", [(n, _clean(v)) for n, v in headers],
+                                        protocol="HTTP/1.1", is_http_request=True)
+        return self._write(uri, "request", body, content_type="application/http; msgtype=request",
+                           http_headers=http_headers, extra=[("WARC-Concurrent-To", concurrent_to)], date=date)
+
+    def write_resource(self, uri: str, content_type: str, body: Body, *, concurrent_to: str | None = None,
+                       date: datetime | None = None) -> str:
+        extra = [("WARC-Concurrent-To", concurrent_to)] if concurrent_to else []
+        return self._write(uri, "resource", body, content_type=content_type, extra=extra, date=date)
+
+    def write_metadata(self, uri: str, content_type: str, body: Body, *, refers_to: str | None = None,
+                       refers_to_uri: str | None = None) -> str:
+        extra = []
+        if refers_to:
+            extra.append(("WARC-Refers-To", refers_to))
+        if refers_to_uri:
+            extra.append(("WARC-Refers-To-Target-URI", refers_to_uri))
+        return self._write(uri, "metadata", body, content_type=content_type, extra=extra)
+
+    # ---- sealing ------------------------------------------------------------------------------------
+
+    def seal(self) -> SealedWarc:
+        """Make the file durable, hash it as stored, make it read-only and move it into place atomically."""
+        final = self.archive_dir / self.rel_path
+        try:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            digest, size = sha256_file(self.tmp_path)
+            os.chmod(self.tmp_path, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                raise FileExistsError(f"{final} already exists; refusing to overwrite a sealed file")
+            os.rename(self.tmp_path, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            self.discard()
+            if exc.errno == errno.ENOSPC:
+                raise DiskFull(f"disk full while sealing {self.rel_path}") from None
+            raise
+        self.sealed = SealedWarc(path=final, rel_path=self.rel_path, sha256=digest, size=size)
+        return self.sealed
+
+    def discard(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        try:
+            os.unlink(self.tmp_path)
+        except FileNotFoundError:
+            pass
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """Hex SHA-256 and size of a file, read in chunks (constant memory for any size)."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def stale_temp_files(archive_dir: Path, live_owner_tags: set[str]) -> list[Path]:
+    """Temporary files left by writers that no longer hold a lease (killed, crashed)."""
+    tmp_dir = archive_dir / TMP_DIR
+    if not tmp_dir.is_dir():
+        return []
+    stale = []
+    for path in tmp_dir.glob("*.warc.gz.part"):
+        parts = path.name.split(".")
+        owner_tag = parts[1] if len(parts) > 4 else ""
+        if owner_tag not in live_owner_tags:
+            stale.append(path)
+    return stale
+
+
+def owner_tag(owner: str) -> str:
+    """A file-name-safe form of a lease owner (host:pid:random)."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in owner)

@@ -1,0 +1,340 @@
+"""The run loop: claim -> capture -> seal -> index, with a lease kept alive while capturing.
+
+One worker is one process with one Chromium (started on first need). ``run_pool`` starts several worker
+processes for ``archiver run --workers N``. Signals: the first SIGINT/SIGTERM stops claiming and lets the
+capture in hand finish (it is bounded by capture.timeout_seconds); a second one abandons it and gives the
+job back to the queue. After SIGKILL the lease simply expires and another runner takes the job.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from . import queue
+from .archive import Archive, new_capture_id, software_versions
+from .capture.base import CaptureResult
+from .capture.browser import BrowserSession
+from .capture.http import capture_http
+from .errors import CaptureFailed, is_retryable
+from .index import Index, now_iso
+from .urls import check_target
+from .warc import CaptureWarc, owner_tag, stale_temp_files
+
+log = logging.getLogger("archiver.worker")
+
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass
+class Outcome:
+    job_id: int
+    url: str
+    status: str                      # ok | partial | failed | released
+    capture_id: str | None = None
+    failure_class: str | None = None
+    message: str | None = None
+    job_state: str | None = None
+    seconds: float = 0.0
+    records: int = 0
+    size: int = 0
+    title: str | None = None
+
+
+@dataclass
+class RunStats:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def all_ok(self) -> bool:
+        return all(o.status == "ok" for o in self.outcomes)
+
+
+class Worker:
+    def __init__(self, archive: Archive, on_event: EventHook | None = None):
+        self.archive = archive
+        self.settings = archive.settings
+        self.owner = queue.make_owner()
+        self.index: Index = archive.index()
+        self.browser: BrowserSession | None = None
+        self.stopping = False          # no new claims
+        self.abandon = False           # give back the job in hand now
+        self._current: asyncio.Task | None = None
+        self.on_event = on_event or (lambda kind, data: None)
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        if self.stopping:
+            self.abandon = True
+            if self._current is not None:
+                self._current.cancel()
+        self.stopping = True
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def remove_stale_files(self) -> int:
+        """Temporary WARCs of runners that died mid-capture: never sealed, never indexed, safe to remove."""
+        live = {owner_tag(o) for o in queue.live_owners(self.index)}
+        removed = 0
+        for path in stale_temp_files(self.archive.path, live):
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+    async def close(self) -> None:
+        if self.browser is not None:
+            await self.browser.close()
+            self.browser = None
+        self.index.close()
+
+    async def run(self, once: bool, job_ids: list[int] | None = None) -> RunStats:
+        """Capture due jobs until the queue is empty (``once``) or until stopped."""
+        stats = RunStats()
+        self.remove_stale_files()
+        poll = self.settings["queue"]["poll_seconds"]
+        try:
+            while not self.stopping:
+                queue.fail_exhausted_leases(self.index)
+                job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], job_ids,
+                                  ignore_schedule=job_ids is not None)
+                if job is None:
+                    if once:
+                        break
+                    await self._sleep(poll)
+                    continue
+                stats.outcomes.append(await self.process(job))
+        finally:
+            await self.close()
+        return stats
+
+    async def _sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < end:
+            await asyncio.sleep(min(0.2, end - time.monotonic()))
+
+    # -- one job --------------------------------------------------------------------------------------
+
+    async def process(self, job: dict[str, Any]) -> Outcome:
+        started = time.monotonic()
+        started_at = now_iso()
+        self.on_event("start", {"job": job})
+        self._current = asyncio.ensure_future(self._capture_job(job, started_at))
+        renewer = asyncio.ensure_future(self._keep_lease(job))
+        try:
+            outcome = await self._current
+        except asyncio.CancelledError:
+            queue.release(self.index, job, self.owner, started_at, "runner stopped by a second signal")
+            outcome = Outcome(job["id"], job["url"], "released", message="given back to the queue")
+        finally:
+            renewer.cancel()
+            self._current = None
+        outcome.seconds = time.monotonic() - started
+        self.on_event("done", {"job": job, "outcome": outcome})
+        return outcome
+
+    async def _keep_lease(self, job: dict[str, Any]) -> None:
+        lease = self.settings["queue"]["lease_seconds"]
+        while True:
+            await asyncio.sleep(max(0.5, lease / 3))
+            if not queue.renew(self.index, job["id"], self.owner, lease):
+                log.warning("lost the lease on job %s; abandoning it", job["id"])
+                if self._current is not None:
+                    self._current.cancel()
+                return
+
+    async def _capture_job(self, job: dict[str, Any], started_at: str) -> Outcome:
+        qs = self.settings["queue"]
+        backoff = {"backoff_base": qs["backoff_seconds"], "backoff_cap": qs["backoff_max_seconds"]}
+        try:
+            return await self._capture_and_seal(job, started_at, backoff)
+        except CaptureFailed as failure:
+            state = queue.mark_failed(self.index, job, self.owner, started_at, failure.failure_class,
+                                      failure.message, failure.retryable, **backoff)
+            return Outcome(job["id"], job["url"], "failed", failure_class=failure.failure_class,
+                           message=failure.message, job_state=state)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug or a hostile input must not kill the worker; the job is retried
+            log.exception("internal error capturing job %s", job["id"])
+            message = f"internal error: {type(exc).__name__}: {exc}"
+            state = queue.mark_failed(self.index, job, self.owner, started_at, "internal", message, True, **backoff)
+            return Outcome(job["id"], job["url"], "failed", failure_class="internal", message=message,
+                           job_state=state)
+
+    async def _capture_and_seal(self, job: dict[str, Any], started_at: str, backoff: dict[str, float]) -> Outcome:
+        settings = self.settings
+        capture_id = new_capture_id()
+        started_dt = datetime.now(timezone.utc)
+        url = job["url"]
+        check_target(url, settings["network"]["allow_private"])
+        use_browser = job["kind"] == "page" and not job["options"].get("no_browser")
+        if use_browser and self.browser is None:
+            self.browser = BrowserSession(settings)
+            try:
+                await self.browser.start()
+            except CaptureFailed:
+                self.browser = None
+                raise
+            except Exception as exc:
+                self.browser = None
+                raise CaptureFailed("browser-crash", f"Chromium did not start: {exc}") from None
+        with CaptureWarc(self.archive.path, capture_id, owner_tag(self.owner), started_dt) as warc:
+            versions = software_versions()
+            if use_browser:
+                versions.update(self.browser.versions)
+            warc.write_warcinfo(_warcinfo(capture_id, job, versions, settings, self.archive.operator(
+                job["requested_by"])))
+            if use_browser:
+                try:
+                    result = await self.browser.capture(url, warc)
+                except CaptureFailed:
+                    raise
+                except Exception as exc:
+                    if self.browser is not None and not self.browser.alive():
+                        raise CaptureFailed("browser-crash", f"Chromium crashed: {exc}") from None
+                    raise
+            else:
+                result = await capture_http(url, warc, settings)
+            finished_at = now_iso()
+            provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions,
+                                     use_browser, settings)
+            warc.write_metadata(f"urn:provenance:{capture_id}", "application/json",
+                                json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8"),
+                                refers_to=result.main_record_id, refers_to_uri=result.final_url)
+            sealed = warc.seal()
+            capture_row = {
+                "id": capture_id, "job_id": job["id"], "url": url, "canonical_url": job["canonical_url"],
+                "final_url": result.final_url, "key": job["key"], "kind": job["kind"],
+                "method": "browser" if use_browser else "http", "status": result.status,
+                "failure_class": result.failure_class, "failure_message": result.failure_message,
+                "http_status": result.http_status, "content_type": result.content_type, "started_at": started_at,
+                "finished_at": finished_at, "requested_by": job["requested_by"],
+                "requested_at": job["requested_at"], "tags": job["tags"], "note": job["note"],
+                "warc_path": sealed.rel_path, "warc_sha256": sealed.sha256, "warc_size": sealed.size,
+                "record_count": len(warc.records), "title": result.title, "text": result.text,
+                "provenance": provenance,
+            }
+            with self.index.transaction() as conn:
+                self.index.insert_capture(capture_row, warc.records, result.outlinks)
+                if result.status == "failed":
+                    state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,
+                                          result.failure_message, is_retryable(result.failure_class),
+                                          capture_id=capture_id, **backoff)
+                else:
+                    queue.mark_captured(conn, job, self.owner, started_at, capture_id, result.status,
+                                        result.failure_class, result.failure_message)
+                    state = "done"
+        return Outcome(job["id"], url, result.status, capture_id=capture_id, failure_class=result.failure_class,
+                       message=result.failure_message, job_state=state, records=len(warc.records),
+                       size=sealed.size, title=result.title)
+
+
+def _warcinfo(capture_id: str, job: dict[str, Any], versions: dict[str, str], settings: Any,
+              operator: str) -> dict[str, Any]:
+    shaping = {section: settings[section] for section in ("capture", "browser", "network")}
+    return {
+        "software": f"archiver/{versions.get('archiver')}",
+        "software-versions": json.dumps(versions, sort_keys=True),
+        "format": "WARC File Format 1.1",
+        "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+        "hostname": socket.gethostname(),
+        "operator": operator,
+        "capture-id": capture_id,
+        "job-id": job["id"],
+        "requested-url": job["url"],
+        "robots": "ignore (evidence capture of a single URL, requested by a person)",
+        "settings": json.dumps(shaping, sort_keys=True),
+    }
+
+
+def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, started_at: str, finished_at: str,
+                warc: CaptureWarc, versions: dict[str, str], use_browser: bool, settings: Any) -> dict[str, Any]:
+    return {
+        "capture_id": capture_id,
+        "job_id": job["id"],
+        "url": job["url"],
+        "canonical_url": job["canonical_url"],
+        "key": job["key"],
+        "kind": job["kind"],
+        "final_url": result.final_url,
+        "method": "browser" if use_browser else "http",
+        "requested_by": job["requested_by"],
+        "requested_at": job["requested_at"],
+        "tags": job["tags"],
+        "note": job["note"],
+        "parent_capture_id": job.get("parent_capture_id"),
+        "attempt": job["attempts"],
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "outcome": result.status,
+        "failure_class": result.failure_class,
+        "failure_message": result.failure_message,
+        "http_status": result.http_status,
+        "content_type": result.content_type,
+        "title": result.title,
+        "hostname": socket.gethostname(),
+        "software": versions,
+        "main_response_record_id": result.main_record_id,
+        **{k: v for k, v in result.details.items() if k != "method"},
+        "outlinks": result.outlinks,
+        "records": [{"record_id": r["record_id"], "type": r["type"], "uri": r["uri"],
+                     "payload_digest": r["payload_digest"]} for r in warc.records],
+    }
+
+
+# -- process pool ---------------------------------------------------------------------------------------
+
+def run_worker(archive: Archive, once: bool, job_ids: list[int] | None = None,
+               on_event: EventHook | None = None, handle_signals: bool = True) -> RunStats:
+    async def main() -> RunStats:
+        worker = Worker(archive, on_event)
+        if handle_signals:
+            worker.install_signal_handlers()
+        return await worker.run(once, job_ids)
+    return asyncio.run(main())
+
+
+def _pool_child(archive_path: str, config_file: str | None, once: bool) -> None:
+    # Own process group: a Ctrl-C at the terminal reaches the parent only, which forwards it once, so that
+    # one keypress means "finish and stop" rather than arriving twice and meaning "abandon".
+    os.setpgrp()
+    archive = Archive.open(archive_path, config_file)
+    run_worker(archive, once)
+
+
+def run_pool(archive: Archive, config_file: str | None, workers: int, once: bool) -> int:
+    """Run ``workers`` worker processes until they finish (``once``) or a signal stops them."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_pool_child, args=(str(archive.path), config_file, once), daemon=False)
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+
+    def forward(signum: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for p in procs:
+            p.join()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return max((p.exitcode or 0) for p in procs)
