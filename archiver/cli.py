@@ -433,8 +433,9 @@ def verify(ctx: Context, ids: tuple[str, ...], as_json: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cli.main(args=argv, prog_name="archiver", standalone_mode=False)
-        return 0
+        # Without standalone mode click returns the code of a `click.exceptions.Exit` instead of exiting.
+        code = cli.main(args=argv, prog_name="archiver", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.NoArgsIsHelpError as exc:  # pragma: no cover - click >= 8.2

@@ -82,7 +82,9 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
                 seen += 1
                 report.records += 1
     except (ArchiveLoadFailed, OSError, EOFError, ValueError) as exc:
-        report.problems.append(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc}"))
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        report.problems.append(Problem("unreadable", rel, capture["id"],
+                                       f"cannot read the WARC after {seen} record(s): {reason.encode('ascii', 'replace').decode()}"))
         return
     if seen != len(records):
         report.problems.append(Problem("record-altered", rel, capture["id"],

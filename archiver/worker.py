@@ -107,16 +107,20 @@ class Worker:
         stats = RunStats()
         self.remove_stale_files()
         poll = self.settings["queue"]["poll_seconds"]
+        # Jobs named by a person (`archiver capture`) are each tried once now, whatever their schedule.
+        remaining = list(job_ids) if job_ids is not None else None
         try:
-            while not self.stopping:
+            while not self.stopping and remaining != []:
                 queue.fail_exhausted_leases(self.index)
-                job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], job_ids,
-                                  ignore_schedule=job_ids is not None)
+                job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], remaining,
+                                  ignore_schedule=remaining is not None)
                 if job is None:
                     if once:
                         break
                     await self._sleep(poll)
                     continue
+                if remaining is not None:
+                    remaining.remove(job["id"])
                 stats.outcomes.append(await self.process(job))
         finally:
             await self.close()

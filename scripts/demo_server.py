@@ -85,6 +85,15 @@ REDIRECTS: dict[str, str] = {
 
 NO_BODY_STATUSES = frozenset({204, 304})
 
+# Static files answered after a short delay. The avatar inside the Periscope
+# embed stands in for a slow third-party CDN, and because it is inside the
+# iframe it holds back the article's load event until live.js has long
+# since inserted /api/updates.json. `chromium --dump-dom` snapshots the DOM
+# right at the load event, so without this the JS-added text is a race.
+SLOW_STATIC_SECONDS: dict[str, float] = {
+    "/static/img/alhamdo-avatar.png": 0.25,
+}
+
 
 # --------------------------------------------------------------------------
 # Content helpers
@@ -130,24 +139,30 @@ def _resolve_site_path(url_path: str) -> Path | None:
     rel = urllib.parse.unquote(url_path).lstrip("/")
     if "\x00" in rel:
         return None
-    candidate = (SITE_ROOT / rel).resolve()
+    try:
+        candidate = (SITE_ROOT / rel).resolve()
+    except (OSError, ValueError):  # e.g. a name longer than the OS allows
+        return None
     # resolve() collapses "..", so this containment check blocks traversal.
     if candidate != SITE_ROOT and SITE_ROOT not in candidate.parents:
         return None
     if any(part.startswith(".") for part in candidate.relative_to(SITE_ROOT).parts):
         return None
-    return candidate if candidate.exists() else None
+    try:
+        return candidate if candidate.exists() else None
+    except OSError:
+        return None
 
 
-def _page(title: str, body_html: str, *, stylesheet: bool = True) -> bytes:
-    """Small HTML5 document for generated pages."""
-    css = '<link rel="stylesheet" href="/static/site.css">\n' if stylesheet else ""
+def _page(title: str, body_html: str) -> bytes:
+    """Small HTML5 document for generated pages, using the shared stylesheet."""
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         f"<title>{html.escape(title)}</title>\n"
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<link rel="icon" href="/favicon.ico">\n'
-        f"{css}</head>\n<body>\n{body_html}\n</body>\n</html>\n"
+        '<link rel="stylesheet" href="/static/site.css">\n'
+        f"</head>\n<body>\n{body_html}\n</body>\n</html>\n"
     ).encode("utf-8")
 
 
@@ -383,6 +398,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         target = _resolve_site_path(path)
         if target is None:
             self._not_found()
+            return
+        if path in SLOW_STATIC_SECONDS and self._wait(SLOW_STATIC_SECONDS[path]):
             return
         if target.is_dir():
             if not path.endswith("/"):

@@ -1,10 +1,14 @@
 /* The Levant Ledger — live-blog refresher.
  *
- * After the page has loaded, fetch the latest entries from /api/updates.json
- * and insert them above the feed. The text therefore exists only in the
- * rendered DOM, never in the article's HTML: archivers that do not run
+ * Once the document has been parsed, fetch the latest entries from
+ * /api/updates.json (preloaded by a <link rel="preload"> in the article's
+ * head) and insert them above the feed. The text therefore exists only in
+ * the rendered DOM, never in the article's HTML: archivers that do not run
  * JavaScript (or do not wait for it) will miss it, which is what the tests
  * check for.
+ *
+ * It starts at DOMContentLoaded rather than at the load event so that the
+ * insertion lands before `load`; `chromium --dump-dom` snapshots right then.
  */
 (function () {
   "use strict";

@@ -1,0 +1,93 @@
+"""Shared fixtures: the loopback demo site, a fresh archive per test, and a way to run the real CLI."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import demo_server  # noqa: E402  (scripts/demo_server.py: the site ships with the project)
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[demo_server.DemoServer]:
+    server = demo_server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVER_")}
+    # Tests capture a site on 127.0.0.1, which the default settings refuse.
+    env["ARCHIVER_NETWORK_ALLOW_PRIVATE"] = "true"
+    # Keep failing tests fast: a short capture budget and quick retries.
+    env["ARCHIVER_CAPTURE_TIMEOUT_SECONDS"] = "30"
+    env["ARCHIVER_CAPTURE_NETWORK_IDLE_SECONDS"] = "3"
+    env["ARCHIVER_CAPTURE_SCROLL_SECONDS"] = "3"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class CLI:
+    """Runs `python -m archiver --archive DIR ...` as a user would, in a subprocess."""
+
+    def __init__(self, archive: Path):
+        self.archive = archive
+        self.env = base_env()
+
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+                 timeout: float = 180) -> Result:
+        proc = subprocess.run([sys.executable, "-m", "archiver", "--archive", str(self.archive), *args],
+                              capture_output=True, text=True, input=input, env={**self.env, **(env or {})},
+                              timeout=timeout, cwd=self.archive.parent)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "archiver", "--archive", str(self.archive), *args],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**self.env, **(env or {})}, cwd=self.archive.parent)
+
+
+@pytest.fixture
+def archive_dir(tmp_path: Path) -> Path:
+    return tmp_path / "archive"
+
+
+@pytest.fixture
+def cli(archive_dir: Path) -> CLI:
+    return CLI(archive_dir)
+
+
+@pytest.fixture(scope="session")
+def article_capture(tmp_path_factory: pytest.TempPathFactory, site: demo_server.DemoServer) -> dict[str, Any]:
+    """One browser capture of the demo live blog, shared by the many tests that inspect its WARC."""
+    archive = tmp_path_factory.mktemp("article") / "archive"
+    run = CLI(archive)
+    result = run("capture", site.article_url, "--tag", "aleppo", "--by", "tester", "--json")
+    assert result.code == 0, result.err
+    outcome = result.json()[0]
+    shown = run("show", outcome["capture_id"], "--json")
+    assert shown.code == 0, shown.err
+    data = shown.json()
+    return {"archive": archive, "cli": run, "show": data, "warc": archive / data["warc_path"]}

@@ -1,0 +1,105 @@
+"""Bad input gets one clear line and exit 2, and nothing is queued; settings resolve in layers."""
+from __future__ import annotations
+
+import sqlite3
+
+
+def _jobs(archive) -> int:
+    db = archive / "index.db"
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db) as conn:
+        return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
+
+def test_bad_urls_exit_2_and_nothing_is_queued(cli):
+    result = cli("add", "https://ok.example/a", "ftp://files.example/x", "example.com/page", "http://",
+                 "https://exa mple.com/", "http://host:99999/")
+    assert result.code == 2
+    lines = result.err.strip().splitlines()
+    assert any("ftp://files.example/x" in line and "http" in line for line in lines)
+    assert any("example.com/page" in line and "did you mean https://example.com/page" in line for line in lines)
+    assert any("'http://'" in line and "no host" in line for line in lines)
+    assert any("whitespace" in line for line in lines)
+    assert any("host:99999" in line for line in lines)
+    assert "Traceback" not in result.err
+    assert _jobs(cli.archive) == 0
+
+
+def test_no_urls_and_missing_file(cli):
+    result = cli("add")
+    assert result.code == 2 and "no URLs given" in result.err
+    result = cli("add", "-f", "/nonexistent/list.txt")
+    assert result.code == 2 and result.err.count("\n") == 1 and "no such file" in result.err
+
+
+def test_add_from_stdin_with_comments_and_dedup(cli):
+    text = "# from the live blog\nhttps://Example.com/story?utm_source=tw#top\n\nhttps://example.com/story\n"
+    result = cli("add", "-f", "-", "--tag", "aleppo", "--note", "from tip line", "--by", "pv", "--json", input=text)
+    assert result.code == 0, result.err
+    jobs = result.json()
+    assert [j["created"] for j in jobs] == [True, False]
+    assert jobs[0]["job_id"] == jobs[1]["job_id"]
+    assert jobs[0]["canonical_url"] == "https://example.com/story"
+    # Queued once; adding again later is still one pending job.
+    again = cli("add", "https://EXAMPLE.com:443/story?fbclid=abc", "--json").json()
+    assert again[0]["created"] is False and again[0]["job_id"] == jobs[0]["job_id"]
+    assert _jobs(cli.archive) == 1
+    with sqlite3.connect(cli.archive / "index.db") as conn:
+        row = conn.execute("SELECT url, requested_by, tags, note, state FROM jobs").fetchone()
+    assert row == ("https://Example.com/story?utm_source=tw#top", "pv", '["aleppo"]', "from tip line", "queued")
+
+
+def test_dry_run_json_queues_nothing(cli):
+    result = cli("add", "--dry-run", "--json", "HTTPS://News.Example.ORG/2016/12/16/live/?utm_medium=x&id=7#c3")
+    assert result.code == 0
+    [item] = result.json()
+    assert item == {"url": "HTTPS://News.Example.ORG/2016/12/16/live/?utm_medium=x&id=7#c3",
+                    "canonical_url": "https://news.example.org/2016/12/16/live/?id=7", "kind": "page",
+                    "key": "https://news.example.org/2016/12/16/live/?id=7"}
+    assert _jobs(cli.archive) == 0
+
+
+def test_unknown_setting_in_environment_is_named(cli):
+    result = cli("status", env={"ARCHIVER_QUEUE_LEASE_SECONDZ": "5"})
+    assert result.code == 2
+    assert "ARCHIVER_QUEUE_LEASE_SECONDZ" in result.err and result.err.count("\n") == 1
+
+
+def test_wrong_type_in_archive_settings_is_named(cli):
+    cli.archive.mkdir(parents=True)
+    (cli.archive / "archiver.toml").write_text("[queue]\nlease_seconds = \"soon\"\n")
+    result = cli("status")
+    assert result.code == 2 and "queue.lease_seconds" in result.err and "archiver.toml" in result.err
+    (cli.archive / "archiver.toml").write_text("[queue]\nlease_secs = 5\n")
+    result = cli("status")
+    assert result.code == 2 and "queue.lease_secs" in result.err
+
+
+def test_unknown_capture_id_exits_1(cli):
+    cli("status")
+    result = cli("show", "01NOSUCHCAPTURE0000000000")
+    assert result.code == 1 and "no capture" in result.err and result.err.count("\n") == 1
+
+
+def test_usage_error_is_one_line_exit_2(cli):
+    result = cli("run", "--workers", "zero")
+    assert result.code == 2 and result.err.count("\n") == 1 and "--workers" in result.err
+    result = cli("list", "--since", "last tuesday")
+    assert result.code == 2 and "--since" in result.err
+
+
+def test_settings_layers(tmp_path):
+    from archiver import config
+    archive = tmp_path / "a"
+    archive.mkdir()
+    (archive / "archiver.toml").write_text("[queue]\nlease_seconds = 10\nmax_attempts = 7\n")
+    extra = tmp_path / "extra.toml"
+    extra.write_text("[queue]\nlease_seconds = 20\n[capture]\ntimeout_seconds = 5\n")
+    s = config.load(archive, extra, environ={"ARCHIVER_QUEUE_LEASE_SECONDS": "30",
+                                             "ARCHIVER_NETWORK_ALLOW_PRIVATE": "true", "ARCHIVER_HOME": "/x"})
+    assert s["queue"]["lease_seconds"] == 30          # environment wins
+    assert s["queue"]["max_attempts"] == 7            # archive file over default
+    assert s["capture"]["timeout_seconds"] == 5.0     # --config file over default, int accepted for float
+    assert s["network"]["allow_private"] is True
+    assert s["queue"]["poll_seconds"] == 2.0          # untouched default
