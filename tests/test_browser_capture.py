@@ -73,6 +73,8 @@ def test_subresources_xhr_and_iframe_recorded(article_capture, site):
         assert site.url + path in uris, path
     images = [u for u in uris if u.endswith((".png", ".jpg", ".jpeg"))]
     assert len(images) >= 2
+    # Everything the page loaded was recorded (CDP can report a paused response before its request).
+    assert article_capture["show"]["provenance"]["unrecorded"] == []
 
 
 def test_gzipped_script_stored_so_headers_describe_bytes(article_capture, site):

@@ -96,6 +96,9 @@ class Exchange:
     truncated: str | None = None       # WARC-Truncated reason
     failed: str | None = None          # net error text if the request failed
     finished: bool = False
+    # Fetch.requestPaused can arrive before Network.requestWillBeSent; such an exchange is created from the
+    # paused event and completed when the Network event comes.
+    awaiting_network_event: bool = False
 
 
 def _headers_from_dict(d: dict[str, str] | None) -> list[tuple[str, str]]:
@@ -186,6 +189,15 @@ class Recorder:
             self._apply_response(self.by_id[rid][-1], ev["redirectResponse"])
             self.by_id[rid][-1].finished = True
         req = ev["request"]
+        early = self.by_id.get(rid, [])
+        if early and early[-1].awaiting_network_event and early[-1].url == req["url"]:
+            ex = early[-1]
+            ex.awaiting_network_event = False
+            ex.request_headers = ex.request_headers if ex.request_extra else _headers_from_dict(req.get("headers"))
+            ex.frame_id, ex.resource_type = ev.get("frameId"), ev.get("type", ex.resource_type)
+            ex.wall_time = ev.get("wallTime") or ex.wall_time
+            self._note_main(ev, rid)
+            return
         post = b""
         if req.get("postDataEntries"):
             post = b"".join(base64.b64decode(e.get("bytes", "")) for e in req["postDataEntries"])
@@ -195,9 +207,16 @@ class Recorder:
                       method=req.get("method", "GET"), resource_type=ev.get("type", "Other"),
                       frame_id=ev.get("frameId"), request_headers=_headers_from_dict(req.get("headers")),
                       post_data=post, wall_time=ev.get("wallTime") or time.time())
+        self._note_main(ev, rid)
+        self._register(ex)
+
+    def _note_main(self, ev: dict, rid: str) -> None:
         if (self.main_network_id is None and ev.get("type") == "Document"
                 and (self.main_frame_id is None or ev.get("frameId") == self.main_frame_id)):
             self.main_network_id = rid
+
+    def _register(self, ex: Exchange) -> None:
+        rid = ex.network_id
         self.exchanges.append(ex)
         self.by_id.setdefault(rid, []).append(ex)
         self.inflight.add(rid)
@@ -276,21 +295,28 @@ class Recorder:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _find(self, ev: dict) -> Exchange | None:
-        hops = self.by_id.get(ev.get("networkId") or "", [])
-        url = ev["request"]["url"]
+    def _find(self, ev: dict) -> Exchange:
+        """The exchange a paused response belongs to; created here if its Network event is still to come."""
+        rid = ev.get("networkId") or ev["requestId"]
+        hops = self.by_id.get(rid, [])
+        req = ev["request"]
         for ex in reversed(hops):
-            if ex.url == url and ex.body is None and ex.body_note is None:
+            if ex.url == req["url"] and ex.body is None and ex.body_note is None:
                 return ex
-        return hops[-1] if hops else None
+        ex = Exchange(network_id=rid, url=req["url"], method=req.get("method", "GET"),
+                      resource_type=ev.get("resourceType", "Other"), frame_id=ev.get("frameId"),
+                      request_headers=_headers_from_dict(req.get("headers")), post_data=b"",
+                      wall_time=time.time(), awaiting_network_event=True)
+        self._register(ex)
+        return ex
 
     async def _paused(self, ev: dict) -> None:
         fetch_id = ev["requestId"]
         ex: Exchange | None = None
         try:
-            ex = self._find(ev)
             status = ev.get("responseStatusCode")
-            if ex is not None and status is not None and not ev.get("responseErrorReason"):
+            if status is not None and not ev.get("responseErrorReason"):
+                ex = self._find(ev)
                 if ex.status is None:
                     ex.status, ex.status_text = status, ev.get("responseStatusText")
                 if ex.response_headers is None:
@@ -550,9 +576,12 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
     main_record_id = None
     unrecorded = []
     truncated = []
+    missed = []  # responses the browser received but whose bodies we failed to record
     for ex in recorder.exchanges:
         if ex.status is None or ex.body is None:
             unrecorded.append({"url": ex.url, "reason": ex.failed or ex.body_note or "no response before the end"})
+            if ex.status is not None and not ex.failed and (ex.body_note or "").startswith("body not recorded"):
+                missed.append(ex.url)
             continue
         body = ex.body
         body.seek(0, os.SEEK_END)
@@ -593,6 +622,9 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
     elif truncated or main.truncated:
         status, failure_class = "partial", "too-large"
         failure_message = f"{len(truncated)} response(s) truncated at capture.max_resource_bytes"
+    elif missed:
+        status, failure_class = "partial", "incomplete"
+        failure_message = f"{len(missed)} response body(ies) could not be recorded: {', '.join(missed[:3])}"
     chain = recorder.main_chain()
     details = {
         "method": "browser",
