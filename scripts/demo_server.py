@@ -244,6 +244,7 @@ def _test_index() -> bytes:
         ("/test/hanging-subresource/", "page with a hanging image"),
         ("/test/pages/1", "benchmark pages 1..100000"),
         ("/test/plain.txt", "plain text"),
+        ("/test/document", "a PDF at a URL without an extension"),
     ]
     lis = "".join(f'<li><a href="{html.escape(u)}">{html.escape(u)}</a> — {d}</li>' for u, d in items)
     return _page("Test routes", f'<div class="page single"><main><h1 class="headline">Test routes</h1><ul>{lis}</ul></main></div>')
@@ -435,6 +436,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/test/never-finishes": self._test_never_finishes,
             "/test/hanging-subresource/": self._test_hanging_subresource,
             "/test/plain.txt": self._test_plain,
+            "/test/document": self._test_document,
         }
         if path in routes:
             routes[path](query)
@@ -539,6 +541,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._not_found()
             return
         self._send(200, _bench_page(n))
+
+    def _test_document(self, query: dict[str, list[str]]) -> None:
+        # The PDF at a URL with no telling extension, as document servers often do:
+        # only the response's Content-Type says it is not a web page.
+        pdf = _read_site_file(SITE_ROOT / "docs" / "icrc-statement.pdf")
+        self._send(200, pdf, "application/pdf", {"Content-Disposition": 'inline; filename="statement.pdf"'})
 
     def _test_plain(self, query: dict[str, list[str]]) -> None:
         text = (

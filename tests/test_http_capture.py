@@ -113,3 +113,27 @@ def test_partial_when_page_never_finishes_loading(cli, site):
     uris = [r["uri"] for r in show["records"]]
     assert site.url + "/test/hanging-subresource/" in uris
     assert any((u or "").startswith("urn:screenshot:") for u in uris)
+
+
+def test_non_html_target_found_by_the_browser_is_streamed_not_rendered(cli, site):
+    """A URL that looks like a page but answers with a PDF: recorded raw, no screenshot of a viewer."""
+    assert cli("add", "--dry-run", "--json", site.url + "/test/document").json()[0]["kind"] == "page"
+    outcome, show = _show(cli, cli("capture", site.url + "/test/document", "--json"))
+    assert outcome["status"] == "ok", outcome
+    assert show["method"] == "browser" and show["content_type"] == "application/pdf"
+    recs = read_records(cli.archive / show["warc_path"])
+    [pdf] = responses(recs, site.url + "/test/document")
+    assert pdf.payload == (ROOT / "scripts/demo_site/docs/icrc-statement.pdf").read_bytes()
+    assert header(pdf, "Content-Length") == str(len(pdf.payload))
+
+
+def test_main_document_that_never_finishes_is_a_classified_failure(cli, site):
+    result = cli("capture", site.url + "/test/never-finishes?seconds=60", "--json",
+                 env={"ARCHIVER_CAPTURE_TIMEOUT_SECONDS": "6", "ARCHIVER_QUEUE_MAX_ATTEMPTS": "1"})
+    assert result.code == 1
+    outcome = result.json()[0]
+    assert outcome["failure_class"] == "timeout" and outcome["status"] in ("failed", "partial")
+    assert outcome["seconds"] < 30
+    # Whatever the outcome, nothing unsealed is left behind and the archive verifies.
+    assert not list((cli.archive / "tmp").glob("*.part"))
+    assert cli("verify").code == 0
