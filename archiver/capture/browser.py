@@ -501,12 +501,15 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
                 partial_reason = "the load event did not fire before capture.timeout_seconds"
             if partial_reason is None:
                 await _network_idle(recorder, left(cap["network_idle_seconds"]))
+                seen = len(recorder.exchanges)
                 if left(cap["scroll_seconds"]) > 0:
                     try:
                         await page.evaluate(SCROLL_JS, [int(left(cap["scroll_seconds"]) * 1000), 250])
                     except PlaywrightError as exc:
                         notes.append(f"scrolling failed: {exc}")
-                await _network_idle(recorder, left(cap["network_idle_seconds"]))
+                # Wait again only if scrolling woke something up (lazy images, infinite scroll).
+                if len(recorder.exchanges) != seen or recorder.inflight:
+                    await _network_idle(recorder, left(cap["network_idle_seconds"]))
 
         title = text = None
         outlinks: list[dict[str, str]] = []
