@@ -5,18 +5,19 @@ PY     ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-APT_PACKAGES := chromium ffmpeg wget
 
 .PHONY: setup system-packages test test-all demo bench clean
 
 setup: system-packages $(STAMP)
 
-# Debian's chromium and ffmpeg; Playwright drives the system browser, so no browser download is ever needed.
+# Debian's chromium and ffmpeg (wget is the benchmark's baseline; openssl makes test certificates).
+# Playwright drives the system browser, so no browser download is ever needed.
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v ffmpeg   >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v wget     >/dev/null 2>&1 || missing="$$missing wget"; \
+	command -v openssl  >/dev/null 2>&1 || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "setup: installing Debian packages:$$missing"; \
