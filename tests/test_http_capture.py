@@ -137,3 +137,26 @@ def test_main_document_that_never_finishes_is_a_classified_failure(cli, site):
     # Whatever the outcome, nothing unsealed is left behind and the archive verifies.
     assert not list((cli.archive / "tmp").glob("*.part"))
     assert cli("verify").code == 0
+
+
+def test_oversized_resource_is_truncated_marked_and_partial(cli, site):
+    result = cli("capture", site.article_url, "--json", env={"ARCHIVER_CAPTURE_MAX_RESOURCE_BYTES": "20000"})
+    assert result.code == 1
+    outcome, show = _show(cli, result)
+    assert (outcome["status"], outcome["failure_class"]) == ("partial", "too-large")
+    recs = read_records(cli.archive / show["warc_path"])
+    cut = [r for r in recs if r.type == "response" and r.headers.get("WARC-Truncated")]
+    assert cut and all(r.headers["WARC-Truncated"] == "length" for r in cut)
+    for r in cut:  # never a silent truncation: the header keeps the size the server announced
+        assert header(r, "Content-Length") == str(len(r.payload))
+        assert int(header(r, "X-Orig-Content-Length")) > 20000
+
+
+def test_oversized_download_is_cut_and_partial(cli, site):
+    result = cli("capture", site.url + "/docs/icrc-statement.pdf", "--json",
+                 env={"ARCHIVER_CAPTURE_MAX_DOWNLOAD_BYTES": "500"})
+    assert result.code == 1
+    outcome, show = _show(cli, result)
+    assert (outcome["status"], outcome["failure_class"]) == ("partial", "too-large")
+    [pdf] = responses(read_records(cli.archive / show["warc_path"]), site.url + "/docs/icrc-statement.pdf")
+    assert len(pdf.payload) == 500 and pdf.headers["WARC-Truncated"] == "length"

@@ -155,9 +155,11 @@ def _protocols(ex: Exchange) -> list[str]:
 class Recorder:
     """Collects exchanges from CDP events of one page and fetches bodies as responses are paused."""
 
-    def __init__(self, cdp: Any, max_resource_bytes: int):
+    def __init__(self, cdp: Any, max_resource_bytes: int, max_download_bytes: int, deadline: float):
         self.cdp = cdp
         self.max_resource_bytes = max_resource_bytes
+        self.max_download_bytes = max_download_bytes
+        self.deadline = deadline  # time.monotonic() by which a streamed body must be complete
         self.exchanges: list[Exchange] = []
         self.by_id: dict[str, list[Exchange]] = {}
         self.pending_req_extra: dict[str, list[dict]] = {}
@@ -363,14 +365,18 @@ class Recorder:
         else:
             ex.body = _spool(data)
 
-    async def _stream_body(self, ex: Exchange, fetch_id: str, limit: int | None = None) -> None:
+    async def _stream_body(self, ex: Exchange, fetch_id: str) -> None:
         reply = await self.cdp.send("Fetch.takeResponseBodyAsStream", {"requestId": fetch_id})
         handle = reply["stream"]
         spool = tempfile.TemporaryFile()
         total = 0
-        limit = limit or self.max_resource_bytes
+        limit = self.max_download_bytes
         try:
             while True:
+                if time.monotonic() > self.deadline:
+                    ex.truncated = "time"
+                    ex.body_note = "body still arriving at capture.timeout_seconds; truncated"
+                    break
                 chunk = await self.cdp.send("IO.read", {"handle": handle, "size": 1 << 20})
                 data = base64.b64decode(chunk["data"]) if chunk.get("base64Encoded") else chunk["data"].encode()
                 if total + len(data) > limit:
@@ -468,7 +474,7 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
     try:
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
-        recorder = Recorder(cdp, cap["max_resource_bytes"])
+        recorder = Recorder(cdp, cap["max_resource_bytes"], cap["max_download_bytes"], deadline - reserve)
         recorder.attach()
         tree = await cdp.send("Page.getFrameTree")
         recorder.main_frame_id = tree["frameTree"]["frame"]["id"]
@@ -622,6 +628,8 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
         status = "failed"
     elif partial_reason:
         status, failure_class, failure_message = "partial", "timeout", partial_reason
+    elif main.truncated == "time":
+        status, failure_class, failure_message = "partial", "timeout", main.body_note
     elif truncated or main.truncated:
         status, failure_class = "partial", "too-large"
         failure_message = f"{len(truncated)} response(s) truncated at capture.max_resource_bytes"
