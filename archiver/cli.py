@@ -17,7 +17,7 @@ import click
 
 from . import queue, urls
 from .archive import Archive
-from .errors import ArchiverError, BadURL, UserError
+from .errors import ArchiverError, BadURL, NotFound, UserError
 from .index import now_iso
 from .verify import verify as verify_archive
 from .worker import Outcome, run_pool, run_worker
@@ -331,7 +331,12 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     """Everything known about a capture: provenance, file, hashes, records."""
     index = ctx.index()
     try:
-        cap = index.find_capture(ident)
+        try:
+            cap = index.find_capture(ident)
+        except NotFound:
+            if _show_jobs_only(index, ident, as_json):
+                return
+            raise
         records = index.capture_records(cap["id"])
         outlinks = index.capture_outlinks(cap["id"])
         others = index.captures_of_key(cap["key"])
@@ -382,6 +387,28 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     if data["other_captures"]:
         click.echo("\nother captures of this URL:")
         _table(data["other_captures"], [("id", "ID", 26), ("started_at", "CAPTURED", 27), ("status", "STATUS", 7)])
+
+
+def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
+    """A URL that was requested but never sealed (failed, or still queued): its jobs are the findings."""
+    try:
+        key = urls.parse(ident).key
+    except BadURL:
+        return False
+    jobs = queue.jobs_for_url(index, key)
+    if not jobs:
+        return False
+    fields = ("id", "url", "state", "attempts", "max_attempts", "requested_by", "requested_at",
+              "next_attempt_at", "last_failure_class", "last_failure")
+    rows = [{k: j[k] for k in fields} for j in jobs]
+    if as_json:
+        _emit_json({"url": ident, "captures": [], "jobs": rows})
+    else:
+        click.echo(f"no capture of {ident} yet; its jobs:")
+        _table(rows, [("id", "JOB", 6), ("state", "STATE", 7), ("attempts", "TRIES", 5),
+                      ("requested_at", "REQUESTED", 27), ("last_failure_class", "CLASS", 12),
+                      ("last_failure", "LAST FAILURE", 80)])
+    return True
 
 
 @cli.command()

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -67,6 +68,7 @@ class Worker:
         self.browser: BrowserSession | None = None
         self.stopping = False          # no new claims
         self.abandon = False           # give back the job in hand now
+        self.lease_lost = False        # another runner took over the job in hand
         self._current: asyncio.Task | None = None
         self.on_event = on_event or (lambda kind, data: None)
 
@@ -139,11 +141,16 @@ class Worker:
         self.on_event("start", {"job": job})
         self._current = asyncio.ensure_future(self._capture_job(job, started_at))
         renewer = asyncio.ensure_future(self._keep_lease(job))
+        self.lease_lost = False
         try:
             outcome = await self._current
         except asyncio.CancelledError:
-            queue.release(self.index, job, self.owner, started_at, "runner stopped by a second signal")
-            outcome = Outcome(job["id"], job["url"], "released", message="given back to the queue")
+            if self.lease_lost:
+                # The job is another runner's now; whatever we had written was discarded, unsealed.
+                outcome = Outcome(job["id"], job["url"], "released", message="lease lost to another runner")
+            else:
+                queue.release(self.index, job, self.owner, started_at, "runner stopped by a second signal")
+                outcome = Outcome(job["id"], job["url"], "released", message="given back to the queue")
         finally:
             renewer.cancel()
             self._current = None
@@ -157,6 +164,7 @@ class Worker:
             await asyncio.sleep(max(0.5, lease / 3))
             if not queue.renew(self.index, job["id"], self.owner, lease):
                 log.warning("lost the lease on job %s; abandoning it", job["id"])
+                self.lease_lost = True
                 if self._current is not None:
                     self._current.cancel()
                 return
@@ -318,7 +326,18 @@ def _pool_child(archive_path: str, config_file: str | None, once: bool) -> None:
     # one keypress means "finish and stop" rather than arriving twice and meaning "abandon".
     os.setpgrp()
     archive = Archive.open(archive_path, config_file)
-    run_worker(archive, once)
+    run_worker(archive, once, on_event=_print_event)
+
+
+def _print_event(kind: str, data: dict[str, Any]) -> None:
+    """Progress of a pool worker: one line per finished job, prefixed with the worker's pid."""
+    if kind != "done":
+        return
+    o: Outcome = data["outcome"]
+    detail = o.capture_id or ""
+    if o.failure_class:
+        detail += f" [{o.failure_class}: {o.message}]"
+    print(f"[worker {os.getpid()}] {o.status:<8} {o.url} {detail} ({o.seconds:.1f}s)", file=sys.stderr, flush=True)
 
 
 def run_pool(archive: Archive, config_file: str | None, workers: int, once: bool) -> int:

@@ -160,3 +160,14 @@ def test_oversized_download_is_cut_and_partial(cli, site):
     assert (outcome["status"], outcome["failure_class"]) == ("partial", "too-large")
     [pdf] = responses(read_records(cli.archive / show["warc_path"]), site.url + "/docs/icrc-statement.pdf")
     assert len(pdf.payload) == 500 and pdf.headers["WARC-Truncated"] == "length"
+
+
+def test_show_url_that_never_sealed_lists_its_failed_job(cli):
+    url = f"http://127.0.0.1:{_free_port()}/deleted-post"
+    assert cli("capture", url, env={"ARCHIVER_QUEUE_MAX_ATTEMPTS": "1"}).code == 1
+    data = cli("show", url, "--json").json()
+    assert data["captures"] == [] and data["jobs"][0]["state"] == "failed"
+    assert data["jobs"][0]["last_failure_class"] == "refused"
+    human = cli("show", url)
+    assert human.code == 0 and "refused" in human.out
+    assert cli("show", "http://never-requested.example/").code == 1
