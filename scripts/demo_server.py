@@ -245,6 +245,7 @@ def _test_index() -> bytes:
         ("/test/pages/1", "benchmark pages 1..100000"),
         ("/test/plain.txt", "plain text"),
         ("/test/document", "a PDF at a URL without an extension"),
+        ("/test/cross-site-frame", "a page embedding a cross-site iframe"),
     ]
     lis = "".join(f'<li><a href="{html.escape(u)}">{html.escape(u)}</a> — {d}</li>' for u, d in items)
     return _page("Test routes", f'<div class="page single"><main><h1 class="headline">Test routes</h1><ul>{lis}</ul></main></div>')
@@ -437,6 +438,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/test/hanging-subresource/": self._test_hanging_subresource,
             "/test/plain.txt": self._test_plain,
             "/test/document": self._test_document,
+            "/test/cross-site-frame": self._test_cross_site_frame,
         }
         if path in routes:
             routes[path](query)
@@ -541,6 +543,17 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._not_found()
             return
         self._send(200, _bench_page(n))
+
+    def _test_cross_site_frame(self, query: dict[str, list[str]]) -> None:
+        # "localhost" and "127.0.0.1" are different sites to Chromium, so this iframe is cross-site
+        # (an out-of-process frame under site isolation) while still served by this same server.
+        port = self.server.server_address[1]
+        body = (
+            '<div class="page single"><main><h1 class="headline">Cross-site embed</h1>'
+            f'<iframe src="http://localhost:{port}/embed/periscope-card.html" width="500" height="260"></iframe>'
+            "</main></div>"
+        )
+        self._send(200, _page("Cross-site embed", body))
 
     def _test_document(self, query: dict[str, list[str]]) -> None:
         # The PDF at a URL with no telling extension, as document servers often do:

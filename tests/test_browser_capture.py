@@ -196,3 +196,13 @@ def test_gzip_never_leaks_into_stored_body_of_second_capture(article_capture):
         if rec.type == "response" and rec.payload[:2] == b"\x1f\x8b":
             assert header(rec, "Content-Encoding") == "gzip"
             gzip.decompress(rec.payload)
+
+
+def test_cross_site_iframe_and_its_subresources_recorded(cli, site):
+    port = site.url.rsplit(":", 1)[1]
+    result = cli("capture", site.url + "/test/cross-site-frame", "--json")
+    assert result.code == 0, result.err
+    show = cli("show", result.json()[0]["capture_id"], "--json").json()
+    uris = {r["uri"] for r in show["records"] if r["type"] == "response"}
+    assert f"http://localhost:{port}/embed/periscope-card.html" in uris
+    assert f"http://localhost:{port}/static/img/alhamdo-avatar.png" in uris
