@@ -18,7 +18,6 @@ import click
 from . import queue, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
-from .index import now_iso
 from .verify import verify as verify_archive
 from .worker import Outcome, run_pool, run_worker
 

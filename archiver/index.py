@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import sqlite_utils
 
 from .errors import NotFound, UserError
+from .urls import normalise
 
 SCHEMA_VERSION = 1
 
@@ -242,7 +243,6 @@ class Index:
             if len(rows) == 1:
                 row = rows[0]
         if row is None and "://" in ident:
-            from .urls import normalise
             row = self.conn.execute(
                 "SELECT * FROM captures WHERE canonical_url = ? OR url = ? OR final_url = ? ORDER BY id DESC LIMIT 1",
                 (normalise(ident), ident, ident)).fetchone()

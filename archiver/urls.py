@@ -89,7 +89,7 @@ def parse(raw: str) -> ParsedURL:
         raise BadURL(f"{url!r}: URL contains whitespace (quote it, or percent-encode spaces as %20)")
     try:
         parts = urlsplit(url)
-        port = parts.port  # raises ValueError for a non-numeric or out-of-range port
+        parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
     except ValueError as exc:
         raise BadURL(f"{url!r}: not a valid URL ({exc})") from None
     scheme = parts.scheme.lower()
@@ -102,7 +102,6 @@ def parse(raw: str) -> ParsedURL:
     host = parts.hostname
     if not _valid_host(host):
         raise BadURL(f"{url!r}: {host!r} is not a valid host name")
-    del port
     canonical = normalise(url)
     return ParsedURL(url=url, canonical_url=canonical, kind=classify(canonical), key=canonical)
 

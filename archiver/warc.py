@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import stat
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http import HTTPStatus
@@ -124,7 +125,7 @@ class CaptureWarc:
             prefix = http_headers.headers_buff
         block_digest, payload_digest = _sha256_stream(stream, prefix)
         warc_headers = StatusAndHeaders("", [], protocol="WARC/1.1")
-        record_id = self._writer._make_warc_id()
+        record_id = f"<urn:uuid:{uuid.uuid4()}>"
         warc_headers.add_header("WARC-Type", rec_type)
         warc_headers.add_header("WARC-Record-ID", record_id)
         warc_headers.add_header("WARC-Date", warc_date(date))

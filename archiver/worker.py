@@ -223,8 +223,7 @@ class Worker:
             else:
                 result = await capture_http(url, warc, settings)
             finished_at = now_iso()
-            provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions,
-                                     use_browser, settings)
+            provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions, use_browser)
             warc.write_metadata(f"urn:provenance:{capture_id}", "application/json",
                                 json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8"),
                                 refers_to=result.main_record_id, refers_to_uri=result.final_url)
@@ -275,7 +274,7 @@ def _warcinfo(capture_id: str, job: dict[str, Any], versions: dict[str, str], se
 
 
 def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, started_at: str, finished_at: str,
-                warc: CaptureWarc, versions: dict[str, str], use_browser: bool, settings: Any) -> dict[str, Any]:
+                warc: CaptureWarc, versions: dict[str, str], use_browser: bool) -> dict[str, Any]:
     return {
         "capture_id": capture_id,
         "job_id": job["id"],

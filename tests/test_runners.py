@@ -5,7 +5,6 @@ import signal
 import sqlite3
 import time
 
-import pytest
 
 
 def _db(cli):

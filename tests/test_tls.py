@@ -10,7 +10,6 @@ import json
 import ssl
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 

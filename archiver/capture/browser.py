@@ -13,7 +13,7 @@ import os
 import ssl
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version as package_version
 from typing import Any
