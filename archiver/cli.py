@@ -133,6 +133,10 @@ queue_options = [
     click.option("--by", "by", metavar="NAME", help="Who asks for the capture (default: archive.operator or login)."),
     click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first."),
     click.option("--no-browser", is_flag=True, help="Fetch HTML directly, without rendering it in Chromium."),
+    click.option("--follow", is_flag=True,
+                 help="Also capture the evidence each page references (embedded tweets, broadcasts, videos, t.co)."),
+    click.option("--depth", type=click.IntRange(1, 5), default=1, show_default=True,
+                 help="With --follow: how many levels of references to follow."),
     click.option("--json", "as_json", is_flag=True, help="Machine-readable output."),
 ]
 
@@ -143,16 +147,26 @@ def _add_options(func):
     return func
 
 
-def _enqueue(ctx: Context, urls_given, file, tags, note, by, priority, no_browser) -> list[queue.Enqueued]:
+def _enqueue(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, follow=False,
+             depth=1) -> list[queue.Enqueued]:
     parsed = _parse_all(_read_url_args(urls_given, file))
     archive = ctx.archive
     index = archive.index()
     try:
         return queue.enqueue(index, parsed, requested_by=archive.operator(by), tags=list(tags), note=note,
                              priority=priority, max_attempts=archive.settings["queue"]["max_attempts"],
-                             options={"no_browser": True} if no_browser else {})
+                             options=_options(no_browser, follow, depth))
     finally:
         index.close()
+
+
+def _options(no_browser: bool, follow: bool, depth: int) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if no_browser:
+        options["no_browser"] = True
+    if follow:
+        options["follow"] = depth
+    return options
 
 
 def _job_summary(e: queue.Enqueued) -> dict[str, Any]:
@@ -180,7 +194,8 @@ def cli(click_ctx: click.Context, archive_dir: str | None, config_file: str | No
 @_add_options
 @click.option("--dry-run", is_flag=True, help="Validate and normalise only; queue nothing.")
 @pass_ctx
-def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, as_json, dry_run) -> None:
+def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, follow, depth, as_json,
+        dry_run) -> None:
     """Queue URLs for capture (run them with `archiver run`)."""
     if dry_run:
         parsed = _parse_all(_read_url_args(urls_given, file))
@@ -189,7 +204,7 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, as
         else:
             _table([p.as_dict() for p in parsed], [("kind", "KIND", 6), ("canonical_url", "CANONICAL URL", 90)])
         return
-    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser)
+    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser, follow, depth)
     if as_json:
         _emit_json([_job_summary(e) for e in results])
         return
@@ -228,7 +243,7 @@ def _progress_printer(total: int | None):
         job = data["job"]
         if kind == "start":
             state["n"] += 1
-            prefix = f"[{state['n']}/{total}]" if total else f"[job {job['id']}]"
+            prefix = f"[{state['n']}/{max(total, state['n'])}]" if total else f"[job {job['id']}]"
             click.echo(f"{prefix} capturing {job['url']} …", err=True)
             return
         o: Outcome = data["outcome"]
@@ -250,9 +265,10 @@ def _progress_printer(total: int | None):
 @click.argument("urls_given", nargs=-1, metavar="URL...")
 @_add_options
 @pass_ctx
-def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, as_json) -> None:
-    """Queue URLs and capture them now, in the foreground. Exit 0 only if every capture is ok."""
-    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser)
+def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, follow, depth, as_json) -> None:
+    """Queue URLs and capture them now, in the foreground (with --follow, the evidence they reference too).
+    Exit 0 only if every capture is ok."""
+    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser, follow, depth)
     job_ids = [e.job["id"] for e in results]
     busy = [e for e in results if e.job["state"] == "running"]
     for e in busy:
@@ -267,7 +283,7 @@ def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser
         _emit_json([{"job_id": o.job_id, "url": o.url, "status": o.status, "capture_id": o.capture_id,
                      "failure_class": o.failure_class, "message": o.message, "job_state": o.job_state,
                      "records": o.records, "size": o.size, "seconds": round(o.seconds, 3)} for o in outcomes])
-    ok = bool(outcomes) and not busy and all(o.status == "ok" for o in outcomes) and len(outcomes) == len(todo)
+    ok = bool(outcomes) and not busy and all(o.status == "ok" for o in outcomes) and len(outcomes) >= len(todo)
     if not ok:
         raise click.exceptions.Exit(1)
 
@@ -340,6 +356,9 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         outlinks = index.capture_outlinks(cap["id"])
         others = index.captures_of_key(cap["key"])
         job = queue.get_job(index, cap["job_id"]) if cap.get("job_id") else None
+        children = index.children(cap["id"])
+        found_in = index.referenced_by(cap["key"])
+        tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
     finally:
         index.close()
     prov = cap.pop("provenance") or {}
@@ -349,7 +368,12 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
          "record_id": r["record_id"]} for r in records],
         "outlinks": outlinks, "provenance": prov,
         "job": {k: job[k] for k in ("id", "state", "attempts", "max_attempts", "last_failure_class",
-                                    "last_failure")} if job else None,
+                                    "last_failure", "parent_capture_id")} if job else None,
+        "parent": _parent(job, found_in),
+        "found_in": found_in,
+        "children": children,
+        "tweet": tweet,
+        "video": video,
         "other_captures": [o for o in others if o["id"] != cap["id"]]}
     if as_json:
         _emit_json(data)
@@ -381,6 +405,24 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     _table(data["records"], [("offset", "OFFSET", 10), ("type", "TYPE", 9), ("http_status", "HTTP", 4),
                              ("content_type", "CONTENT-TYPE", 28), ("uri", "URI", 70),
                              ("payload_digest", "PAYLOAD SHA-256", 71)])
+    if tweet:
+        click.echo(f"\ntweet {tweet['tweet_id']}: {tweet['availability']}")
+        if tweet["availability"] == "available":
+            click.echo(f"  @{tweet['screen_name']} ({tweet['name']}), {tweet['created_at']} "
+                       f"[id time {tweet['snowflake_time']}: {tweet['time_check']}], lang {tweet['lang']}, "
+                       f"{tweet['media_count']} media")
+            click.echo(f"  {tweet['text']}")
+    if video:
+        click.echo(f"\nvideo {video['extractor']}:{video['video_id']}  {video['title'] or ''}  "
+                   f"{video['duration'] or '?'}s  {_size(video['media_bytes'])}"
+                   + (f"  [cut: {video['cut']}]" if video["cut"] else ""))
+    if data["parent"]:
+        p = data["parent"]
+        click.echo(f"\nfound in capture {p['capture_id']} ({p.get('found_in') or 'followed'})")
+    if children:
+        click.echo(f"\nreferenced evidence ({len(children)}):")
+        _table(children, [("kind", "KIND", 6), ("key", "KEY", 40), ("found_in", "FOUND IN", 34),
+                          ("job_state", "JOB", 7), ("capture_id", "CAPTURE", 26), ("capture_status", "STATUS", 7)])
     if outlinks:
         click.echo(f"\noutlinks: {len(outlinks)}")
     if data["other_captures"]:
@@ -388,10 +430,20 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         _table(data["other_captures"], [("id", "ID", 26), ("started_at", "CAPTURED", 27), ("status", "STATUS", 7)])
 
 
+def _parent(job: dict[str, Any] | None, found_in: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The capture this one was followed from (or, failing that, the first that references it)."""
+    if job and job.get("parent_capture_id"):
+        where = json.loads(job["found_in"]) if job.get("found_in") else {}
+        return {"capture_id": job["parent_capture_id"], **where}
+    if found_in:
+        return {"capture_id": found_in[0]["capture_id"], "found_in": found_in[0]["found_in"]}
+    return None
+
+
 def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
     """A URL that was requested but never sealed (failed, or still queued): its jobs are the findings."""
     try:
-        key = urls.parse(ident).key
+        key = urls.parse(ident).dedup_key
     except BadURL:
         return False
     jobs = queue.jobs_for_url(index, key)

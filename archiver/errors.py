@@ -42,7 +42,7 @@ class CaptureFailed(Exception):
 
 
 # A failure class that trying again later can cure. Everything else is final.
-RETRYABLE_CLASSES = {"dns", "refused", "reset", "timeout", "http-5xx", "http-429", "browser-crash",
+RETRYABLE_CLASSES = {"dns", "refused", "reset", "timeout", "http-5xx", "http-429", "browser-crash", "unknown-answer",
                      "network", "disk-full", "internal"}
 
 

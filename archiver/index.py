@@ -14,10 +14,10 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
-from .errors import NotFound, UserError
-from .urls import normalise
+from .errors import BadURL, NotFound, UserError
+from .urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def now_iso() -> str:
@@ -131,6 +131,57 @@ MIGRATIONS: list[str] = [
     CREATE INDEX outlinks_capture ON outlinks(capture_id);
     CREATE INDEX outlinks_url ON outlinks(url);
     """,
+    # 2: social evidence — tweets and videos as captured, and where a followed child was found.
+    """
+    ALTER TABLE jobs ADD COLUMN found_in TEXT;   -- JSON: where in the parent capture the URL was found
+    CREATE INDEX jobs_parent ON jobs(parent_capture_id);
+
+    CREATE TABLE tweets (
+        capture_id TEXT PRIMARY KEY REFERENCES captures(id),
+        tweet_id TEXT NOT NULL,
+        availability TEXT NOT NULL,        -- available | deleted | suspended | protected | ...
+        screen_name TEXT,
+        name TEXT,
+        text TEXT,
+        created_at TEXT,
+        snowflake_time TEXT,               -- the time encoded in the id itself
+        time_check TEXT,                   -- consistent | inconsistent | unknown
+        lang TEXT,
+        media_count INTEGER,
+        reply_to TEXT,
+        quoted_id TEXT,
+        urls TEXT                          -- JSON array of expanded URLs
+    );
+    CREATE INDEX tweets_tweet_id ON tweets(tweet_id);
+    CREATE INDEX tweets_screen_name ON tweets(screen_name);
+
+    -- Evidence a capture references (embedded tweets, linked broadcasts...), followed or not.
+    CREATE TABLE refs (
+        capture_id TEXT NOT NULL REFERENCES captures(id),
+        url TEXT NOT NULL,                 -- as found (a t.co link resolved to its target)
+        key TEXT NOT NULL,                 -- platform key, e.g. twitter:809711419431133184
+        kind TEXT NOT NULL,
+        found_in TEXT,                     -- where in the page: blockquote.twitter-tweet a[href], iframe[src]...
+        source TEXT,                       -- html (as received) | dom (as rendered) | tweet.entities
+        via TEXT                           -- the short link it was found behind, if any
+    );
+    CREATE INDEX refs_capture ON refs(capture_id);
+    CREATE INDEX refs_key ON refs(key);
+
+    CREATE TABLE videos (
+        capture_id TEXT PRIMARY KEY REFERENCES captures(id),
+        extractor TEXT,
+        video_id TEXT,
+        title TEXT,
+        uploader TEXT,
+        upload_date TEXT,
+        duration REAL,
+        is_live INTEGER,
+        webpage_url TEXT,
+        media_bytes INTEGER,
+        cut TEXT                           -- too-large | timeout when the download was cut off
+    );
+    """,
 ]
 
 
@@ -208,6 +259,34 @@ class Index:
               r.get("http_status"), r.get("content_type"), r.get("payload_digest")) for r in records])
         self.conn.executemany("INSERT INTO outlinks (capture_id, url, text) VALUES (?, ?, ?)",
                               [(capture["id"], o["url"], o.get("text")) for o in outlinks])
+        provenance = capture.get("provenance") if isinstance(capture.get("provenance"), dict) else json.loads(row["provenance"])
+        self._insert_platform_rows(capture["id"], provenance)
+
+    def _insert_platform_rows(self, capture_id: str, provenance: dict[str, Any]) -> None:
+        """Tweet and video facts, derived from the provenance record (so reindex can rebuild them)."""
+        tweet = provenance.get("tweet")
+        if tweet:
+            self.conn.execute(
+                "INSERT INTO tweets (capture_id, tweet_id, availability, screen_name, name, text, created_at, "
+                "snowflake_time, time_check, lang, media_count, reply_to, quoted_id, urls) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (capture_id, tweet["id"], tweet["availability"], tweet.get("screen_name"), tweet.get("name"),
+                 tweet.get("text"), tweet.get("created_at"), tweet.get("snowflake_time"), tweet.get("time_check"),
+                 tweet.get("lang"), tweet.get("media_count"), tweet.get("reply_to"), tweet.get("quoted_id"),
+                 json.dumps(tweet.get("urls") or [])))
+        self.conn.executemany(
+            "INSERT INTO refs (capture_id, url, key, kind, found_in, source, via) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(capture_id, r["url"], r["key"], r["kind"], r.get("found_in"), r.get("source"), r.get("via"))
+             for r in provenance.get("discovered") or []])
+        video = provenance.get("video")
+        if video and video.get("extractor"):
+            media_bytes = sum(f["bytes"] for f in video.get("files", []) if f["kind"] == "media")
+            self.conn.execute(
+                "INSERT INTO videos (capture_id, extractor, video_id, title, uploader, upload_date, duration, "
+                "is_live, webpage_url, media_bytes, cut) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (capture_id, video.get("extractor"), video.get("id"), video.get("title"), video.get("uploader"),
+                 video.get("upload_date"), video.get("duration"), int(bool(video.get("is_live"))),
+                 video.get("webpage_url"), media_bytes, video.get("cut")))
 
     # ---- reads --------------------------------------------------------------------------------------
 
@@ -243,9 +322,13 @@ class Index:
             if len(rows) == 1:
                 row = rows[0]
         if row is None and "://" in ident:
+            try:
+                key = parse_url(ident).dedup_key  # any spelling of the same tweet or video finds it
+            except BadURL:
+                key = normalise(ident)
             row = self.conn.execute(
-                "SELECT * FROM captures WHERE canonical_url = ? OR url = ? OR final_url = ? ORDER BY id DESC LIMIT 1",
-                (normalise(ident), ident, ident)).fetchone()
+                "SELECT * FROM captures WHERE key = ? OR canonical_url = ? OR url = ? OR final_url = ? "
+                "ORDER BY id DESC LIMIT 1", (key, normalise(ident), ident, ident)).fetchone()
         if row is None:
             raise NotFound(f"no capture with ID or URL {ident!r} (see `archiver list`)")
         return _decode(dict(row))
@@ -262,6 +345,30 @@ class Index:
     def captures_of_key(self, key: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
             "SELECT id, status, started_at, warc_path FROM captures WHERE key = ? ORDER BY id", (key,))]
+
+    def children(self, capture_id: str) -> list[dict[str, Any]]:
+        """Evidence this capture references, each with the state of its newest job and capture."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT r.url, r.key, r.kind, r.found_in, r.source, r.via, "
+            "  (SELECT j.id FROM jobs j WHERE j.key = r.key ORDER BY j.id DESC LIMIT 1) AS job_id, "
+            "  (SELECT j.state FROM jobs j WHERE j.key = r.key ORDER BY j.id DESC LIMIT 1) AS job_state, "
+            "  (SELECT c.id FROM captures c WHERE c.key = r.key ORDER BY c.id DESC LIMIT 1) AS capture_id, "
+            "  (SELECT c.status FROM captures c WHERE c.key = r.key ORDER BY c.id DESC LIMIT 1) AS capture_status "
+            "FROM refs r WHERE r.capture_id = ? ORDER BY r.rowid", (capture_id,))]
+
+    def referenced_by(self, key: str) -> list[dict[str, Any]]:
+        """Captures that reference this item: where it was found."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT r.capture_id, c.url, r.found_in, c.started_at FROM refs r JOIN captures c ON c.id = r.capture_id "
+            "WHERE r.key = ? ORDER BY r.capture_id", (key,))]
+
+    def tweet_of(self, capture_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM tweets WHERE capture_id = ?", (capture_id,)).fetchone()
+        return dict(row) if row else None
+
+    def video_of(self, capture_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM videos WHERE capture_id = ?", (capture_id,)).fetchone()
+        return dict(row) if row else None
 
     def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
         """Full-text search over title and visible text, newest first, with a snippet of the match."""

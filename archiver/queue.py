@@ -34,25 +34,39 @@ def make_owner() -> str:
 
 def enqueue(index: Index, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str], note: str | None,
             priority: int, max_attempts: int, options: dict[str, Any] | None = None,
-            parent_capture_id: str | None = None) -> list[Enqueued]:
-    """Queue each URL unless it is already pending. All in one transaction: all are queued, or none."""
+            parent_capture_id: str | None = None, found_in: list[dict[str, Any]] | None = None) -> list[Enqueued]:
+    """Queue each URL unless it is already pending. All in one transaction: all are queued, or none.
+
+    ``parent_capture_id`` and ``found_in`` (one entry per URL) record where followed evidence was found.
+    """
+    with index.transaction() as conn:
+        return enqueue_in(conn, urls, requested_by=requested_by, tags=tags, note=note, priority=priority,
+                          max_attempts=max_attempts, options=options, parent_capture_id=parent_capture_id,
+                          found_in=found_in)
+
+
+def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str],
+               note: str | None, priority: int, max_attempts: int, options: dict[str, Any] | None = None,
+               parent_capture_id: str | None = None, found_in: list[dict[str, Any]] | None = None) -> list[Enqueued]:
+    """``enqueue`` inside the caller's transaction (a parent capture and its children commit together)."""
     now = now_iso()
     results: list[Enqueued] = []
-    with index.transaction() as conn:
-        for parsed in urls:
-            existing = conn.execute("SELECT * FROM jobs WHERE key = ? AND state IN ('queued', 'running')",
-                                    (parsed.key,)).fetchone()
-            if existing is not None:
-                results.append(Enqueued(_decode(existing), created=False))
-                continue
-            row = conn.execute(
-                "INSERT INTO jobs (url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
-                "next_attempt_at, requested_by, requested_at, tags, note, options, parent_capture_id, updated_at) "
-                "VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-                (parsed.url, parsed.canonical_url, parsed.key, parsed.kind, priority, max_attempts, now,
-                 requested_by, now, json.dumps(tags), note, json.dumps(options or {}), parent_capture_id, now),
-            ).fetchone()
-            results.append(Enqueued(_decode(row), created=True))
+    for n, parsed in enumerate(urls):
+        where = json.dumps(found_in[n]) if found_in else None
+        existing = conn.execute("SELECT * FROM jobs WHERE key = ? AND state IN ('queued', 'running')",
+                                (parsed.dedup_key,)).fetchone()
+        if existing is not None:
+            results.append(Enqueued(_decode(existing), created=False))
+            continue
+        row = conn.execute(
+            "INSERT INTO jobs (url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
+            "next_attempt_at, requested_by, requested_at, tags, note, options, parent_capture_id, found_in, "
+            "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            (parsed.url, parsed.canonical_url, parsed.dedup_key, parsed.kind, priority, max_attempts, now,
+             requested_by, now, json.dumps(tags), note, json.dumps(options or {}), parent_capture_id, where,
+             now),
+        ).fetchone()
+        results.append(Enqueued(_decode(row), created=True))
     return results
 
 

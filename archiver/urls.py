@@ -1,14 +1,21 @@
 """URLs: validate what people paste, normalise it to a canonical form, classify its kind, and guard targets.
 
-The canonical form decides whether two requests are "the same URL" (the queue will not hold it twice);
-the URL as given is always kept beside it, because it is part of the provenance.
+The canonical form decides whether two requests are "the same URL"; the URL as given is always kept beside
+it, because it is part of the provenance. For the platforms we capture specially (tweets, broadcasts,
+videos, Telegram posts) a *platform key* such as ``twitter:809711419431133184`` names the item itself, so
+every spelling of it -- x.com or twitter.com, a mirror, an embed, a share link -- is queued once.
+
+Platform URLs are recognised by a small table of patterns, one or a few per platform, in the spirit of
+yt-dlp's ``_VALID_URL``: each pairs the domains it serves with a regular expression over the path.
 """
 from __future__ import annotations
 
 import ipaddress
 import posixpath
+import re
 import socket
 from dataclasses import dataclass
+from typing import Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import BadURL, CaptureFailed
@@ -31,16 +38,49 @@ FILE_EXTENSIONS = {
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
+KINDS = ("page", "file", "tweet", "video")
+
+TWITTER_DOMAINS = ("twitter.com", "x.com")
+# Front-ends that show a tweet under the same /<user>/status/<id> path: fxtwitter-style embed fixers and
+# nitter instances. People paste these instead of the original, and a mirror's link is still that tweet.
+TWITTER_MIRROR_DOMAINS = frozenset({
+    "fxtwitter.com", "fixupx.com", "vxtwitter.com", "fixvx.com", "twittpr.com", "twxtter.com",
+    "nitter.net", "xcancel.com", "nitter.poast.org", "nitter.privacydev.net", "nitter.lacontrevoie.fr",
+    "nitter.1d4.us", "nitter.kavin.rocks", "nitter.it", "nitter.cz", "nitter.nl", "nitter.unixfox.eu",
+    "nitter.fdn.fr", "nitter.pussthecat.org", "nitter.moomoo.me", "nitter.tiekoetter.com", "nitter.d420.de",
+    "nitter.woodland.cafe", "nitter.esmailelbob.xyz", "nitter.mint.lgbt", "nitter.space", "twitt.re",
+})
+
 
 @dataclass(frozen=True)
 class ParsedURL:
-    url: str            # as given (whitespace trimmed)
-    canonical_url: str  # normalised
-    kind: str           # "page" (rendered in the browser) or "file" (fetched directly)
-    key: str            # identity for de-duplication; the canonical URL until platform keys exist
+    url: str                     # as given (whitespace trimmed)
+    canonical_url: str           # normalised; for a platform item, that platform's own URL for it
+    kind: str                    # "page" (browser), "file" (fetched directly), "tweet" or "video"
+    key: str | None              # platform key ("twitter:<id>"); None for a plain page or file
+    platform: str | None = None  # "twitter", "youtube", ...: the part of ``key`` before the colon
+    item_id: str | None = None   # the part of ``key`` after the colon
 
-    def as_dict(self) -> dict[str, str]:
+    @property
+    def dedup_key(self) -> str:
+        """What makes two requests the same: the platform key when there is one, else the canonical URL."""
+        return self.key if self.key is not None else self.canonical_url
+
+    def as_dict(self) -> dict[str, str | None]:
         return {"url": self.url, "canonical_url": self.canonical_url, "kind": self.kind, "key": self.key}
+
+
+@dataclass(frozen=True)
+class PlatformMatch:
+    """A URL recognised as one item on a platform."""
+    platform: str
+    kind: str
+    item_id: str
+    canonical_url: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform}:{self.item_id}"
 
 
 def _is_tracking(name: str) -> bool:
@@ -48,11 +88,30 @@ def _is_tracking(name: str) -> bool:
     return lowered in TRACKING_PARAMS or lowered.startswith(TRACKING_PREFIXES)
 
 
+def _ascii_host(host: str) -> str:
+    """Lowercase host in its IDNA (punycode) form, as it goes on the wire.
+
+    Hosts are compared in this form, so a Unicode spelling of a name (full-width letters, say) is the same
+    host, and a look-alike with a Cyrillic letter is visibly a different one.
+    """
+    host = host.lower().rstrip(".")
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii").lower()
+    except UnicodeError:  # not encodable: parse() refuses such hosts; normalise() alone keeps them as they are
+        return host
+
+
 def normalise(url: str) -> str:
-    """Canonical form: lowercase scheme and host, no default port, no fragment, no tracking parameters."""
+    """Canonical form: lowercase scheme and IDNA host, no default port, no fragment, no tracking parameters.
+
+    A ``#!`` fragment is kept: with "hashbang" routing (old Twitter, ``#!/user/status/1``) it carries the
+    path of what the page shows, so dropping it would make different items one URL.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower().rstrip(".")
+    host = _ascii_host(parts.hostname or "")
     if ":" in host:  # IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host
@@ -70,14 +129,206 @@ def normalise(url: str) -> str:
         query = parts.query
     else:
         query = urlencode(query_pairs, doseq=True)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    fragment = parts.fragment if parts.fragment.startswith("!") else ""
+    return urlunsplit((scheme, netloc, path, query, fragment))
 
 
-def classify(canonical_url: str) -> str:
-    """The kind of capture a URL needs: "file" for obvious non-HTML targets, otherwise "page"."""
+# --- platform patterns -------------------------------------------------------------------------------------
+
+# A builder turns a pattern's named groups and the URL's query into (item id, canonical URL), or None when
+# the match turns out not to name an item after all (a query id of the wrong shape, a zero id).
+_Builder = Callable[[dict[str, str], dict[str, str]], tuple[str, str] | None]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    platform: str
+    kind: str
+    domains: frozenset[str]  # a host matches when it is one of these or a true subdomain of one
+    path: re.Pattern[str]    # must match the whole path
+    build: _Builder
+
+
+def _number(digits: str | None) -> str | None:
+    """A numeric id without leading zeros (they spell the same id); None for a missing or zero id."""
+    if not digits or not digits.isdigit() or len(digits) > 20 or int(digits) == 0:
+        return None
+    return str(int(digits))
+
+
+def _tweet(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    tweet_id = _number(groups.get("id") or query.get("id"))
+    if tweet_id is None:
+        return None
+    user = groups.get("user")
+    if user and user.lower() != "i":  # /i/... is Twitter's own namespace, not a user called "i"
+        return tweet_id, f"https://x.com/{user}/status/{tweet_id}"
+    return tweet_id, f"https://x.com/i/web/status/{tweet_id}"
+
+
+def _broadcast(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    return groups["id"], f"https://x.com/i/broadcasts/{groups['id']}"
+
+
+def _periscope(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    broadcast_id = groups.get("wid") or groups["uid"]
+    return broadcast_id, f"https://www.pscp.tv/w/{broadcast_id}"
+
+
+_YOUTUBE_ID = re.compile(r"[A-Za-z0-9_-]{11}")
+
+
+def _youtube(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    video_id = groups.get("id") or query.get("v", "")
+    if not _YOUTUBE_ID.fullmatch(video_id):
+        return None
+    return video_id, f"https://www.youtube.com/watch?v={video_id}"
+
+
+def _telegram(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    post = _number(groups["post"])
+    if post is None:
+        return None
+    channel = groups["channel"].lower()  # Telegram usernames are case-insensitive
+    return f"{channel}/{post}", f"https://t.me/{channel}/{post}"
+
+
+def _instagram(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    return groups["id"], f"https://www.instagram.com/p/{groups['id']}/"
+
+
+def _vimeo(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    video_id = _number(groups["id"])
+    return None if video_id is None else (video_id, f"https://vimeo.com/{video_id}")
+
+
+def _tiktok(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    video_id = _number(groups["id"])
+    if video_id is None:
+        return None
+    if groups.get("user"):
+        return video_id, f"https://www.tiktok.com/@{groups['user']}/video/{video_id}"
+    return video_id, f"https://www.tiktok.com/embed/v2/{video_id}"
+
+
+def _facebook(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    video_id = _number(groups.get("id") or query.get("v"))
+    return None if video_id is None else (video_id, f"https://www.facebook.com/watch/?v={video_id}")
+
+
+def _fb_watch(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    # fb.watch codes are a separate namespace from numeric video ids; only a redirect links the two.
+    return groups["code"], f"https://fb.watch/{groups['code']}/"
+
+
+def _tco(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    return groups["code"], f"https://t.co/{groups['code']}"
+
+
+def _rule(platform: str, kind: str, domains: frozenset[str] | tuple[str, ...], path: str, build: _Builder,
+          flags: int = 0) -> _Rule:
+    return _Rule(platform, kind, frozenset(domains), re.compile(path, flags), build)
+
+
+_TWITTER_USER = r"(?P<user>[A-Za-z0-9_]{1,20})"
+# Periscope ids: 13 characters like 1OdKrBXvMbLKX, or longer base64-ish ones. In /<user>/<id> the id must
+# hold a capital or a digit, so that /<user>/broadcasts and other all-lowercase page names are not ids.
+_PSCP_ID = r"[A-Za-z0-9_-]{10,}"
+
+RULES: tuple[_Rule, ...] = (
+    # Twitter/X statuses, on the site itself and on mirrors. The keywords are matched case-insensitively
+    # because Twitter routes them so; ids are digits, so case cannot matter there.
+    _rule("twitter", "tweet", TWITTER_DOMAINS + tuple(TWITTER_MIRROR_DOMAINS),
+          r"/(?:i/web/status|i/status|statuses|" + _TWITTER_USER + r"/status(?:es)?)/(?P<id>\d{1,20})"
+          r"(?:/(?:photo|video)/\d{1,2}|/analytics)?/?", _tweet, re.IGNORECASE),
+    # Embedded tweets and the JSON the embeds load: the id is in the query.
+    _rule("twitter", "tweet", ("platform.twitter.com",), r"/embed/(?:Tweet|index)\.html", _tweet, re.IGNORECASE),
+    _rule("twitter", "tweet", ("syndication.twitter.com", "syndication.twimg.com"), r"/(?:[^/]+/)*tweet[^/]*",
+          _tweet, re.IGNORECASE),
+    _rule("broadcast", "video", TWITTER_DOMAINS, r"/i/broadcasts/(?P<id>[A-Za-z0-9_-]{10,})/?", _broadcast),
+    _rule("periscope", "video", ("periscope.tv", "pscp.tv"),
+          r"/(?:w/(?P<wid>" + _PSCP_ID + r")|[A-Za-z0-9_]{1,20}/(?P<uid>(?=[A-Za-z0-9_-]*[A-Z0-9])" + _PSCP_ID +
+          r"))/?", _periscope),
+    # YouTube: "videoseries" and "live_stream" are 11 characters long but name a playlist and a channel's
+    # live slot, not a video. /v/<id>&hl=en is how old Flash embeds spelt their options.
+    _rule("youtube", "video", ("youtube.com", "youtube-nocookie.com"),
+          r"/(?:embed|shorts|live|v|e)/(?P<id>(?!videoseries|live_stream)[A-Za-z0-9_-]{11})(?:&[^/]*)?/?",
+          _youtube),
+    _rule("youtube", "video", ("youtube.com",), r"/watch/?", _youtube),
+    _rule("youtube", "video", ("youtu.be",), r"/(?P<id>[A-Za-z0-9_-]{11})/?", _youtube),
+    # Telegram public posts; /s/ is the web preview of the same post.
+    _rule("telegram", "page", ("t.me", "telegram.me", "telegram.dog"),
+          r"/(?:s/)?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<post>\d{1,12})/?", _telegram),
+    _rule("instagram", "video", ("instagram.com", "instagr.am"),
+          r"(?:/[A-Za-z0-9_.]{1,30})?/(?:p|tv|reels?)/(?P<id>[A-Za-z0-9_-]{5,64})(?:/embed(?:/captioned)?)?/?",
+          _instagram),
+    # Vimeo: an unlisted video's link carries a hash after the id; the id alone still names the video.
+    _rule("vimeo", "video", ("vimeo.com",),
+          r"/(?:video/|channels/[^/]+/|groups/[^/]+/videos/)?(?P<id>\d{1,20})(?:/[0-9a-f]{6,})?/?", _vimeo),
+    _rule("tiktok", "video", ("tiktok.com",), r"/@(?P<user>[A-Za-z0-9_.]{1,64})/video/(?P<id>\d{1,20})/?", _tiktok),
+    _rule("tiktok", "video", ("tiktok.com",), r"/embed(?:/v2)?/(?P<id>\d{1,20})/?", _tiktok),
+    # Facebook: /<page>/videos/<id>, the older /<page>/videos/<slug or vb.page>/<id>, and reels.
+    _rule("facebook", "video", ("facebook.com", "fb.com"), r"/[^/]+/videos/(?:[^/]+/)?(?P<id>\d{1,20})/?",
+          _facebook),
+    _rule("facebook", "video", ("facebook.com", "fb.com"), r"/reel/(?P<id>\d{1,20})/?", _facebook),
+    _rule("facebook", "video", ("facebook.com", "fb.com"), r"/(?:watch(?:/live)?/?|video\.php)", _facebook),
+    _rule("facebook", "video", ("fb.watch",), r"/(?P<code>[A-Za-z0-9_-]{4,32})/?", _fb_watch),
+    # t.co is a redirect; the code is what identifies it until the redirect is followed.
+    _rule("tco", "page", ("t.co",), r"/(?P<code>[A-Za-z0-9]{1,32})/?", _tco),
+)
+
+
+def _on_domain(host: str, domains: frozenset[str]) -> bool:
+    """Exact host or a true subdomain: ``mobile.twitter.com`` is Twitter, ``evil-twitter.com`` and
+    ``twitter.com.evil.net`` are not."""
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def match_platform(url: str) -> PlatformMatch | None:
+    """Recognise a normalised URL as one item on a platform (a tweet, a video, a post), or None."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in DEFAULT_PORTS:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    # A platform answers on its default port; anything else is some other service on that name.
+    if port is not None and port != DEFAULT_PORTS[parts.scheme.lower()]:
+        return None
+    host = _ascii_host(parts.hostname or "")
+    path, query = parts.path or "/", parts.query
+    if parts.fragment.startswith("!") and path == "/":
+        # Hashbang link (twitter.com/#!/user/status/1): the fragment is the real path and query.
+        path, _, query = parts.fragment[1:].partition("?")
+        path = "/" + path.lstrip("/")
+    params: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        params.setdefault(name, value)  # the first of a repeated parameter is the one sites read
+    for rule in RULES:
+        if not _on_domain(host, rule.domains):
+            continue
+        m = rule.path.fullmatch(path)
+        if m is None:
+            continue
+        built = rule.build({k: v for k, v in m.groupdict().items() if v is not None}, params)
+        if built is not None:
+            item_id, canonical = built
+            return PlatformMatch(rule.platform, rule.kind, item_id, canonical)
+    return None
+
+
+def _plain_kind(canonical_url: str) -> str:
     path = urlsplit(canonical_url).path
     ext = posixpath.splitext(path.lower())[1]
     return "file" if ext in FILE_EXTENSIONS else "page"
+
+
+def classify(canonical_url: str) -> str:
+    """The kind of capture a URL needs: the platform's kind ("tweet", "video", ...) for a recognised item,
+    "file" for obvious non-HTML targets, otherwise "page"."""
+    match = match_platform(canonical_url)
+    return match.kind if match is not None else _plain_kind(canonical_url)
 
 
 def parse(raw: str) -> ParsedURL:
@@ -103,7 +354,11 @@ def parse(raw: str) -> ParsedURL:
     if not _valid_host(host):
         raise BadURL(f"{url!r}: {host!r} is not a valid host name")
     canonical = normalise(url)
-    return ParsedURL(url=url, canonical_url=canonical, kind=classify(canonical), key=canonical)
+    match = match_platform(canonical)
+    if match is not None:
+        return ParsedURL(url=url, canonical_url=match.canonical_url, kind=match.kind, key=match.key,
+                         platform=match.platform, item_id=match.item_id)
+    return ParsedURL(url=url, canonical_url=canonical, kind=_plain_kind(canonical), key=None)
 
 
 def _valid_host(host: str) -> bool:

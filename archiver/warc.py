@@ -193,8 +193,10 @@ class CaptureWarc:
                            http_headers=http_headers, extra=[("WARC-Concurrent-To", concurrent_to)], date=date)
 
     def write_resource(self, uri: str, content_type: str, body: Body, *, concurrent_to: str | None = None,
-                       date: datetime | None = None) -> str:
+                       date: datetime | None = None, truncated: str | None = None) -> str:
         extra = [("WARC-Concurrent-To", concurrent_to)] if concurrent_to else []
+        if truncated:
+            extra.append(("WARC-Truncated", truncated))
         return self._write(uri, "resource", body, content_type=content_type, extra=extra, date=date)
 
     def write_metadata(self, uri: str, content_type: str, body: Body, *, refers_to: str | None = None,

@@ -24,10 +24,13 @@ from . import queue
 from .archive import Archive, new_capture_id, software_versions
 from .capture.base import CaptureResult
 from .capture.browser import BrowserSession
+from .capture.discover import discover
 from .capture.http import capture_http
-from .errors import CaptureFailed, is_retryable
+from .capture.tweet import capture_tweet
+from .capture.video import capture_video, record_video
+from .errors import BadURL, CaptureFailed, is_retryable
 from .index import Index, now_iso
-from .urls import check_target
+from .urls import check_target, parse as parse_url
 from .warc import CaptureWarc, owner_tag, stale_temp_files
 
 log = logging.getLogger("archiver.worker")
@@ -48,6 +51,7 @@ class Outcome:
     records: int = 0
     size: int = 0
     title: str | None = None
+    children: list[int] = field(default_factory=list)  # jobs queued for evidence this capture references
 
 
 @dataclass
@@ -123,7 +127,10 @@ class Worker:
                     continue
                 if remaining is not None:
                     remaining.remove(job["id"])
-                stats.outcomes.append(await self.process(job))
+                outcome = await self.process(job)
+                stats.outcomes.append(outcome)
+                if remaining is not None:
+                    remaining.extend(outcome.children)  # `capture --follow`: the evidence too, now
         finally:
             await self.close()
         return stats
@@ -194,7 +201,9 @@ class Worker:
         started_dt = datetime.now(timezone.utc)
         url = job["url"]
         check_target(url, settings["network"]["allow_private"])
-        use_browser = job["kind"] == "page" and not job["options"].get("no_browser")
+        kind = job["kind"]
+        # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
+        use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")
         if use_browser and self.browser is None:
             self.browser = BrowserSession(settings)
             try:
@@ -211,19 +220,25 @@ class Worker:
                 versions.update(self.browser.versions)
             warc.write_warcinfo(_warcinfo(capture_id, job, versions, settings, self.archive.operator(
                 job["requested_by"])))
-            if use_browser:
+            try:
+                result = await self._dispatch(job, url, warc, use_browser)
+            except CaptureFailed:
+                raise
+            except Exception as exc:
+                if use_browser and self.browser is not None and not self.browser.alive():
+                    raise CaptureFailed("browser-crash", f"Chromium crashed: {exc}") from None
+                raise
+            follow = int(job["options"].get("follow") or 0)
+            discovered: list[dict[str, Any]] = []
+            if follow > 0:
                 try:
-                    result = await self.browser.capture(url, warc)
-                except CaptureFailed:
-                    raise
-                except Exception as exc:
-                    if self.browser is not None and not self.browser.alive():
-                        raise CaptureFailed("browser-crash", f"Chromium crashed: {exc}") from None
-                    raise
-            else:
-                result = await capture_http(url, warc, settings)
+                    discovered = await discover(result, warc, settings)
+                except CaptureFailed as exc:
+                    result.details.setdefault("notes", []).append(f"discovery failed: {exc.message}")
             finished_at = now_iso()
             provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions, use_browser)
+            provenance["discovered"] = discovered
+            provenance["follow_depth"] = follow
             warc.write_metadata(f"urn:provenance:{capture_id}", "application/json",
                                 json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8"),
                                 refers_to=result.main_record_id, refers_to_uri=result.final_url)
@@ -242,6 +257,7 @@ class Worker:
             }
             with self.index.transaction() as conn:
                 self.index.insert_capture(capture_row, warc.records, result.outlinks)
+                children = self._enqueue_children(conn, job, capture_id, discovered, follow)
                 if result.status == "failed":
                     state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,
                                           result.failure_message, is_retryable(result.failure_class),
@@ -252,12 +268,47 @@ class Worker:
                     state = "done"
         return Outcome(job["id"], url, result.status, capture_id=capture_id, failure_class=result.failure_class,
                        message=result.failure_message, job_state=state, records=len(warc.records),
-                       size=sealed.size, title=result.title)
+                       size=sealed.size, title=result.title, children=children)
+
+    def _enqueue_children(self, conn: Any, job: dict[str, Any], capture_id: str, discovered: list[dict[str, Any]],
+                          follow: int) -> list[int]:
+        """Queue the evidence a capture references, in the transaction that indexes the capture."""
+        if not discovered:
+            return []
+        parsed, where = [], []
+        for item in discovered:
+            try:
+                parsed.append(parse_url(item["url"]))
+                where.append({"found_in": item.get("found_in"), "source": item.get("source"), "via": item.get("via")})
+            except BadURL:
+                continue
+        options = {"follow": follow - 1} if follow > 1 else {}
+        if job["options"].get("no_browser"):
+            options["no_browser"] = True
+        enqueued = queue.enqueue_in(conn, parsed, requested_by=job["requested_by"], tags=job["tags"],
+                                    note=f"found in capture {capture_id}", priority=job["priority"],
+                                    max_attempts=job["max_attempts"], options=options,
+                                    parent_capture_id=capture_id, found_in=where)
+        return [e.job["id"] for e in enqueued if e.created]
+
+
+    async def _dispatch(self, job: dict[str, Any], url: str, warc: CaptureWarc, use_browser: bool) -> CaptureResult:
+        """The way of capturing that fits the job's kind (design.md: one module per way)."""
+        browser = self.browser if use_browser else None
+        kind, key = job["kind"], job["key"]
+        if kind == "tweet" and key.startswith("twitter:"):
+            return await capture_tweet(key.split(":", 1)[1], url, warc, self.settings, browser,
+                                       lambda media_url, w: record_video(media_url, w, self.settings))
+        if kind == "video":
+            return await capture_video(url, warc, self.settings, browser)
+        if browser is not None:
+            return await browser.capture(url, warc)
+        return await capture_http(url, warc, self.settings)
 
 
 def _warcinfo(capture_id: str, job: dict[str, Any], versions: dict[str, str], settings: Any,
               operator: str) -> dict[str, Any]:
-    shaping = {section: settings[section] for section in ("capture", "browser", "network")}
+    shaping = {section: settings[section] for section in ("capture", "browser", "network", "twitter", "video")}
     return {
         "software": f"archiver/{versions.get('archiver')}",
         "software-versions": json.dumps(versions, sort_keys=True),

@@ -56,7 +56,7 @@ def test_dry_run_json_queues_nothing(cli):
     [item] = result.json()
     assert item == {"url": "HTTPS://News.Example.ORG/2016/12/16/live/?utm_medium=x&id=7#c3",
                     "canonical_url": "https://news.example.org/2016/12/16/live/?id=7", "kind": "page",
-                    "key": "https://news.example.org/2016/12/16/live/?id=7"}
+                    "key": None}
     assert _jobs(cli.archive) == 0
 
 

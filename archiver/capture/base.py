@@ -2,6 +2,8 @@
 stored bytes, and how network errors map to failure classes."""
 from __future__ import annotations
 
+import codecs
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,8 @@ class CaptureResult:
     text: str | None = None
     outlinks: list[dict[str, str]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # method-specific provenance (TLS, IPs, timings, ...)
+    # (source, HTML text) pairs for discovering referenced evidence: "html" as received, "dom" as rendered.
+    documents: list[tuple[str, str]] = field(default_factory=list)
 
 
 def status_failure(http_status: int | None) -> tuple[str | None, str | None]:
@@ -90,3 +94,17 @@ def classify_net_error(text: str) -> str:
     if name.startswith(("ERR_CERT_", "ERR_SSL_", "ERR_BAD_SSL")):
         return "tls"
     return _NET_ERRORS.get(name, "network")
+
+
+def charset_of(content_type: str | None, head: bytes) -> str:
+    """The character set a body declares (header first, then a <meta> in its head), as a Python codec."""
+    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type or "", re.I)
+    if not match:
+        match = re.search(rb"<meta[^>]+charset=[\"']?([\w.:-]+)", head[:4096], re.I)
+        name = match.group(1).decode("ascii", "replace") if match else "utf-8"
+    else:
+        name = match.group(1)
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return "utf-8"

@@ -24,7 +24,8 @@ from playwright.async_api import Browser, Error as PlaywrightError, Playwright, 
 from ..config import Settings
 from ..errors import CaptureFailed
 from ..warc import CaptureWarc
-from .base import CaptureResult, classify_net_error, header_value, is_html, status_failure, stored_headers
+from . import network
+from .base import CaptureResult, charset_of, classify_net_error, header_value, is_html, status_failure, stored_headers
 
 # Without these, Chromium keeps calling Google services (and stalls on a closed network); the site-isolation
 # switches keep cross-site iframes in the page's process so the page's CDP session sees their requests.
@@ -425,6 +426,7 @@ class BrowserSession:
         args = list(CHROMIUM_ARGS)
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
+        args.extend(network.chromium_args(self.settings))
         args.extend(conf["extra_args"])
         self._pw = await async_playwright().start()
         self.browser = await self._pw.chromium.launch(executable_path=executable, headless=conf["headless"],
@@ -648,10 +650,18 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
         "unrecorded": unrecorded,
         "truncated": truncated,
         "notes": notes,
+        "network": network.describe(settings, "browser"),
     }
     if not recorder.non_html_main and not screenshot:
         notes.append("no screenshot")
+    documents = []
+    if is_html(content_type) and main.body is not None:
+        main.body.seek(0)
+        raw = main.body.read(5 * 1024 * 1024)
+        documents.append(("html", raw.decode(charset_of(content_type, raw), errors="replace")))
+    if dom is not None:
+        documents.append(("dom", dom))
     return CaptureResult(status=status, final_url=main.url, main_record_id=main_record_id,
                          http_status=main.status, content_type=content_type, failure_class=failure_class,
                          failure_message=failure_message, title=title or None, text=text, outlinks=outlinks,
-                         details=details)
+                         details=details, documents=documents)

@@ -6,14 +6,11 @@ Each redirect hop is fetched and recorded by us, not followed silently by the cl
 """
 from __future__ import annotations
 
-import codecs
-import re
 import ssl
 import tempfile
 import time
 from datetime import datetime, timezone
 from html.parser import HTMLParser
-from importlib.metadata import version as package_version
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -23,13 +20,10 @@ from ..config import Settings
 from ..errors import CaptureFailed
 from ..urls import check_target
 from ..warc import CaptureWarc
-from .base import CaptureResult, header_value, is_html, status_failure, stored_headers
+from . import network
+from .base import CaptureResult, charset_of, header_value, is_html, status_failure, stored_headers
 
 TEXT_LIMIT = 5 * 1024 * 1024  # bytes of an HTML/text body we parse for title, text and links
-
-
-def default_user_agent() -> str:
-    return f"archiver/{package_version('archiver')} (+evidence capture; httpx/{httpx.__version__})"
 
 
 class _TextExtractor(HTMLParser):
@@ -89,19 +83,6 @@ class _TextExtractor(HTMLParser):
         return "\n".join(line.strip() for line in joined.splitlines() if line.strip())
 
 
-def _charset(content_type: str | None, head: bytes) -> str:
-    match = re.search(r"charset=[\"']?([\w.:-]+)", content_type or "", re.I)
-    if not match:
-        match = re.search(rb"<meta[^>]+charset=[\"']?([\w.:-]+)", head[:4096], re.I)
-        name = match.group(1).decode("ascii", "replace") if match else "utf-8"
-    else:
-        name = match.group(1)
-    try:
-        return codecs.lookup(name).name
-    except LookupError:
-        return "utf-8"
-
-
 def _classify_httpx(exc: Exception) -> str:
     if isinstance(exc, httpx.TimeoutException):
         return "timeout"
@@ -131,49 +112,58 @@ def _decode_body(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
     return raw
 
 
+async def fetch_chain(client: httpx.AsyncClient, url: str, warc: CaptureWarc, settings: Settings, *,
+                      limit: int, deadline: float, follow: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    """Fetch ``url`` and every redirect hop after it (only the first when ``follow`` is false), each
+    recorded as its own request/response pair.
+
+    Returns (hops, problem): ``problem`` says why the chain stopped early (a later hop failed). Raises
+    CaptureFailed when not even the first response arrived, or on a redirect loop.
+    """
+    net = settings["network"]
+    hops: list[dict[str, Any]] = []
+    current = url
+    for hop in range(net["max_redirects"] + 1):
+        try:
+            if hop:
+                check_target(current, net["allow_private"])
+            result = await _fetch_one(client, current, warc, limit, deadline)
+        except CaptureFailed as exc:
+            if not hops:
+                raise
+            return hops, f"redirect to {current} failed: {exc.message}"
+        hops.append(result)
+        location = header_value(result["headers"], "location")
+        if follow and 300 <= result["status"] < 400 and location:
+            current = urljoin(current, location)
+            continue
+        return hops, None
+    raise CaptureFailed("redirect-loop", f"more than {net['max_redirects']} redirects from {url}")
+
+
 async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> CaptureResult:
     """Fetch ``url`` directly, following and recording each redirect hop. Raises CaptureFailed when no
     response at all was recorded."""
-    net, cap = settings["network"], settings["capture"]
+    cap = settings["capture"]
     deadline = time.monotonic() + cap["timeout_seconds"]
-    timeout = httpx.Timeout(net["timeout_seconds"])
-    headers = {"User-Agent": net["http_user_agent"] or default_user_agent()}
-    hops: list[dict[str, Any]] = []
-    main_record_id = None
-    current = url
-    truncated_reason = None
-    async with httpx.AsyncClient(follow_redirects=False, timeout=timeout, headers=headers, verify=True) as client:
-        for hop in range(net["max_redirects"] + 1):
-            if hop:
-                check_target(current, net["allow_private"])
-            try:
-                result = await _fetch_one(client, current, warc, cap["max_download_bytes"], deadline)
-            except CaptureFailed:
-                if not hops:
-                    raise
-                truncated_reason = f"redirect to {current} failed"
-                break
-            hops.append(result)
-            main_record_id = result["record_id"]
-            location = header_value(result["headers"], "location")
-            if 300 <= result["status"] < 400 and location:
-                current = urljoin(current, location)
-                continue
-            break
-        else:
-            raise CaptureFailed("redirect-loop", f"more than {net['max_redirects']} redirects from {url}")
+    async with network.httpx_client(settings) as client:
+        hops, truncated_reason = await fetch_chain(client, url, warc, settings, limit=cap["max_download_bytes"],
+                                                   deadline=deadline)
+    main_record_id = hops[-1]["record_id"]
     main = hops[-1]
     content_type = header_value(main["headers"], "content-type")
     title = text = None
     outlinks: list[dict[str, str]] = []
+    documents: list[tuple[str, str]] = []
     if main["sample"] is not None and (is_html(content_type) or (content_type or "").startswith("text/")):
         body = _decode_body(main["sample"], main["headers"])
-        decoded = body.decode(_charset(content_type, body), errors="replace")
+        decoded = body.decode(charset_of(content_type, body), errors="replace")
         if is_html(content_type):
             parser = _TextExtractor(main["url"])
             parser.feed(decoded)
             parser.close()
             title, text, outlinks = parser.title.strip() or None, parser.text(), parser.links
+            documents = [("html", decoded)]
         else:
             text = decoded
     failure_class, failure_message = status_failure(main["status"])
@@ -189,12 +179,12 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
         "main": {"url": main["url"], "status": main["status"], "ip": main["ip"], "protocol": main["protocol"],
                  "tls": main["tls"], "certificate_chain_pem": main["certificate_pem"]},
         "exchanges": len(hops),
-        "user_agent": headers["User-Agent"],
+        "network": network.describe(settings, "http"),
     }
     return CaptureResult(status=status, final_url=main["url"], main_record_id=main_record_id,
                          http_status=main["status"], content_type=content_type, failure_class=failure_class,
                          failure_message=failure_message, title=title, text=text, outlinks=outlinks,
-                         details=details)
+                         details=details, documents=documents)
 
 
 async def _fetch_one(client: httpx.AsyncClient, url: str, warc: CaptureWarc, limit: int,

@@ -1,0 +1,289 @@
+"""Video through yt-dlp (Periscope, X broadcasts, YouTube, any site yt-dlp supports), used as a library.
+
+yt-dlp downloads into a private temporary directory; the files are then streamed into the WARC in
+fixed-size chunks (a multi-GB video is never read into memory): the info JSON verbatim as a ``metadata``
+record, the media file, thumbnail and subtitles as ``resource`` records. The target URI is the real media
+URL when the file is one unmodified HTTP stream, and an ``urn:`` URI when yt-dlp merged or remuxed.
+Merging uses ffmpeg with bit-exact flags so the same source gives the same bytes.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import mimetypes
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yt_dlp
+from yt_dlp.utils import DownloadCancelled, DownloadError
+
+from ..config import Settings
+from ..errors import CaptureFailed
+from ..warc import CaptureWarc
+from . import network
+from .base import CaptureResult
+
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+
+
+class _Cut(DownloadCancelled):
+    """Raised from the progress hook when a cap is reached; ``why`` is the failure class."""
+
+    def __init__(self, why: str, message: str):
+        super().__init__(message)
+        self.why = why
+
+
+@dataclass
+class VideoDownload:
+    info: dict[str, Any] | None = None
+    files: list[dict[str, Any]] = field(default_factory=list)   # {path, kind, uri, content_type, truncated}
+    cut: str | None = None          # too-large | timeout
+    cut_message: str | None = None
+    log: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class _Log:
+    """yt-dlp's messages, kept for provenance instead of printed."""
+
+    def __init__(self, sink: list[str]):
+        self.sink = sink
+
+    def debug(self, msg: str) -> None:
+        if not msg.startswith("[debug] "):
+            self.sink.append(msg)
+
+    def info(self, msg: str) -> None:
+        self.sink.append(msg)
+
+    def warning(self, msg: str) -> None:
+        self.sink.append(f"WARNING: {msg}")
+
+    def error(self, msg: str) -> None:
+        self.sink.append(msg)
+
+
+def classify_error(message: str) -> tuple[str, bool]:
+    """(failure class, retryable) for a yt-dlp error message."""
+    m = message.lower()
+    if "unsupported url" in m:
+        return "unsupported", False
+    if "age" in m and ("confirm your age" in m or "age-restricted" in m or "age restricted" in m):
+        return "age-restricted", False
+    if "private" in m or "members-only" in m or "protected" in m:
+        return "protected", False
+    gone = ("has been removed", "no longer available", "been deleted", "was deleted", "does not exist",
+            "not available", "unavailable", "not found", "404", "410", "has ended", "terminated", "gone")
+    if any(g in m for g in gone):
+        return "gone", False
+    if "timed out" in m or "timeout" in m:
+        return "timeout", True
+    if any(n in m for n in ("unable to download", "connection", "name or service", "temporary failure",
+                            "network is unreachable", "ssl", "certificate")):
+        return "network", True
+    return "extractor", True
+
+
+def ytdlp_params(settings: Settings, workdir: Path, hook: Any, log: list[str]) -> dict[str, Any]:
+    v = settings["video"]
+    params: dict[str, Any] = {
+        "outtmpl": {"default": str(workdir / "%(id).80s.%(format_id).40s.%(ext)s"),
+                    "thumbnail": str(workdir / "thumb.%(id).80s.%(ext)s"),
+                    "subtitle": str(workdir / "subs.%(id).80s.%(ext)s")},
+        "format": v["format"],
+        "merge_output_format": v["merge_output_format"],
+        "postprocessor_args": {"ffmpeg_o": BITEXACT},
+        "writethumbnail": v["thumbnail"],
+        "writesubtitles": v["subtitles"],
+        "subtitleslangs": ["all"],
+        "noplaylist": True,
+        "playlist_items": "1",
+        "max_filesize": v["max_bytes"],
+        "hls_prefer_native": True,     # fragment by fragment, so the caps below are checked as it goes
+        "progress_hooks": [hook],
+        "logger": _Log(log),
+        "noprogress": True,
+        "quiet": True,
+        "no_warnings": False,
+        "cachedir": False,
+        "retries": 3,
+        "fragment_retries": 3,
+        "ffmpeg_location": shutil.which("ffmpeg"),
+    }
+    params.update(network.ytdlp_options(settings))
+    return params
+
+
+def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> VideoDownload:
+    """Run yt-dlp (blocking; called in a worker thread). Raises CaptureFailed when it produced nothing."""
+    result = VideoDownload()
+    max_bytes = settings["video"]["max_bytes"]
+
+    def hook(progress: dict[str, Any]) -> None:
+        done = progress.get("downloaded_bytes") or 0
+        if done > max_bytes:
+            raise _Cut("too-large", f"more than video.max_bytes ({max_bytes}) downloaded")
+        if time.monotonic() > deadline:
+            raise _Cut("timeout", "still downloading at video.max_seconds (a live stream is recorded up to "
+                                  "the cap)")
+
+    params = ytdlp_params(settings, workdir, hook, result.log)
+    result.options = {k: v for k, v in params.items() if k not in ("progress_hooks", "logger")}
+    ca_file = network.ytdlp_ca_file(settings)
+    previous = os.environ.get("SSL_CERT_FILE")
+    if ca_file:
+        os.environ["SSL_CERT_FILE"] = ca_file
+    try:
+        with yt_dlp.YoutubeDL(params) as ydl:
+            try:
+                info = ydl.extract_info(url, download=True)
+            except _Cut as cut:
+                result.cut, result.cut_message = cut.why, str(cut)
+                info = None
+            except DownloadError as exc:
+                cls, retryable = classify_error(str(exc))
+                raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
+            if info is not None:
+                result.info = ydl.sanitize_info(info)
+    finally:
+        if ca_file:
+            if previous is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = previous
+            os.unlink(ca_file)
+    result.files = _collect_files(result.info, workdir, result.cut)
+    if result.info is None and not result.files:
+        raise CaptureFailed(result.cut or "extractor", result.cut_message or "yt-dlp produced nothing")
+    return result
+
+
+def _clean(message: str) -> str:
+    return message.removeprefix("ERROR: ").strip()
+
+
+def _collect_files(info: dict[str, Any] | None, workdir: Path, cut: str | None) -> list[dict[str, Any]]:
+    files: list[dict[str, Any]] = []
+    claimed: set[Path] = set()
+    if info:
+        vid = f"{info.get('extractor_key', 'video')}:{info.get('id', 'unknown')}"
+        for dl in info.get("requested_downloads") or []:
+            path = Path(dl.get("filepath") or dl.get("_filename") or "")
+            if not path.is_file():
+                continue
+            merged = bool(dl.get("requested_formats"))
+            single_http = (not merged and dl.get("protocol") in ("http", "https") and dl.get("url")
+                           and path.suffix.lstrip(".") == (dl.get("ext") or ""))
+            uri = dl["url"] if single_http else f"urn:video:{vid}:{dl.get('format_id', 'best')}.{path.suffix.lstrip('.')}"
+            files.append({"path": path, "kind": "media", "uri": uri, "truncated": None})
+            claimed.add(path)
+        for thumb in info.get("thumbnails") or []:
+            path = Path(thumb.get("filepath") or "")
+            if path.is_file() and path not in claimed:
+                files.append({"path": path, "kind": "thumbnail", "uri": thumb.get("url") or f"urn:thumbnail:{vid}",
+                              "truncated": None})
+                claimed.add(path)
+        for lang, sub in (info.get("requested_subtitles") or {}).items():
+            path = Path(sub.get("filepath") or "")
+            if path.is_file() and path not in claimed:
+                files.append({"path": path, "kind": "subtitles", "uri": sub.get("url") or f"urn:subtitles:{vid}:{lang}",
+                              "truncated": None})
+                claimed.add(path)
+    if cut:
+        # What arrived before the cap: kept, and marked as cut, never passed off as the whole video.
+        for path in sorted(workdir.glob("*.part")) + sorted(workdir.glob("*.part-Frag*")):
+            if path.is_file() and path.stat().st_size and path not in claimed:
+                files.append({"path": path, "kind": "media", "uri": f"urn:video:partial:{path.name}",
+                              "truncated": "length" if cut == "too-large" else "time"})
+    return files
+
+
+def _content_type(path: Path) -> str:
+    name = path.name.removesuffix(".part")
+    guessed = mimetypes.guess_type(name)[0]
+    return guessed or {"vtt": "text/vtt", "srt": "application/x-subrip", "webm": "video/webm",
+                       "mkv": "video/x-matroska"}.get(name.rsplit(".", 1)[-1], "application/octet-stream")
+
+
+async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[str, Any]:
+    """Download ``url`` with yt-dlp and write its info JSON and files into ``warc``. Returns a summary."""
+    deadline = time.monotonic() + settings["video"]["max_seconds"]
+    workdir = Path(tempfile.mkdtemp(prefix="archiver-video-"))
+    try:
+        download = await asyncio.to_thread(_download, url, settings, workdir, deadline)
+        info_id = None
+        if download.info is not None:
+            info_id = warc.write_metadata(f"urn:yt-dlp:info:{url}", "application/json",
+                                          json.dumps(download.info, ensure_ascii=False).encode("utf-8"),
+                                          refers_to_uri=url)
+        written = []
+        for f in download.files:
+            with open(f["path"], "rb") as fh:
+                record_id = warc.write_resource(f["uri"], _content_type(f["path"]), fh, concurrent_to=info_id,
+                                                truncated=f["truncated"])
+            written.append({"kind": f["kind"], "uri": f["uri"], "record_id": record_id,
+                            "bytes": f["path"].stat().st_size, "truncated": f["truncated"]})
+        info = download.info or {}
+        return {
+            "url": url, "info_record_id": info_id, "files": written, "cut": download.cut,
+            "cut_message": download.cut_message, "extractor": info.get("extractor_key"), "id": info.get("id"),
+            "title": info.get("title"), "uploader": info.get("uploader") or info.get("channel"),
+            "upload_date": info.get("upload_date"), "timestamp": info.get("timestamp"),
+            "duration": info.get("duration"), "is_live": info.get("is_live"), "was_live": info.get("was_live"),
+            "webpage_url": info.get("webpage_url"), "format": info.get("format"), "description": info.get("description"),
+            "yt_dlp": {"version": yt_dlp.version.__version__, "options": _jsonable(download.options)},
+            "log": download.log[-50:],
+        }
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser: Any) -> CaptureResult:
+    """The page around the video (when a browser is given), then the video itself."""
+    page: CaptureResult | None = None
+    page_problem = None
+    if browser is not None:
+        try:
+            page = await browser.capture(url, warc)
+        except CaptureFailed as exc:
+            page_problem = exc
+    try:
+        video = await record_video(url, warc, settings)
+    except CaptureFailed as exc:
+        if page is None:
+            raise
+        # The page was recorded (for a deleted broadcast: what the page says now); the video was not.
+        page.status, page.failure_class, page.failure_message = "failed", exc.failure_class, exc.message
+        page.details["video"] = {"url": url, "error": exc.message, "class": exc.failure_class}
+        return page
+    status, failure_class, failure_message = "ok", None, None
+    if video["cut"]:
+        status, failure_class, failure_message = "partial", video["cut"], video["cut_message"]
+    elif not any(f["kind"] == "media" for f in video["files"]):
+        status, failure_class, failure_message = "partial", "incomplete", "yt-dlp wrote no media file"
+    elif page_problem is not None:
+        status, failure_class = "partial", "incomplete"
+        failure_message = f"the page around the video was not recorded: {page_problem.message}"
+    elif page is not None and page.status != "ok":
+        status, failure_class, failure_message = "partial", page.failure_class, page.failure_message
+    text = "\n".join(p for p in (video.get("title"), video.get("description"), page.text if page else None) if p)
+    details = dict(page.details) if page else {"network": network.describe(settings, "video")}
+    details["video"] = video
+    details["video_network"] = network.describe(settings, "video")
+    return CaptureResult(
+        status=status, final_url=page.final_url if page else video.get("webpage_url") or url,
+        main_record_id=(page.main_record_id if page else video["info_record_id"]),
+        http_status=page.http_status if page else None, content_type=page.content_type if page else None,
+        failure_class=failure_class, failure_message=failure_message,
+        title=video.get("title") or (page.title if page else None), text=text,
+        outlinks=page.outlinks if page else [], details=details)
