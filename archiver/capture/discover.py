@@ -93,7 +93,7 @@ class _Scanner(HTMLParser):
             self._blockquote.pop()
 
 
-_ESCAPED_EMBED = re.compile(r"&lt;blockquote[^\n]{0,20000}?&lt;/blockquote&gt;", re.I | re.S)
+_ESCAPED_EMBED = re.compile(r"&lt;blockquote.{0,20000}?&lt;/blockquote&gt;", re.I | re.S)
 
 
 def scan_html(text: str, base: str, source: str) -> list[Reference]:
