@@ -383,15 +383,26 @@ def _forbidden(address: str) -> bool:
             or ip.is_unspecified)
 
 
-def check_target(url: str, allow_private: bool) -> list[str]:
+def check_target(url: str, allow_private: bool, via_proxy: bool = False) -> list[str]:
     """Resolve the URL's host; refuse private-network targets unless allowed.
 
     Returns the resolved addresses. Raises CaptureFailed("dns") when the name does not resolve and
     CaptureFailed("blocked") when any address is private, loopback, link-local or multicast.
+    ``via_proxy``: names are resolved by the proxy, not here (a local lookup would leak the target around a
+    Tor proxy, and fails on a machine whose only way out is the proxy); only address literals are checked.
     """
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 80)
+    if via_proxy:
+        try:
+            literal = [str(ipaddress.ip_address(host))]
+        except ValueError:
+            literal = ["localhost"] if host == "localhost" or host.endswith(".localhost") else []
+        if literal and not allow_private and (literal == ["localhost"] or _forbidden(literal[0])):
+            raise CaptureFailed("blocked", f"{host} is a private/loopback address; "
+                                           f"set network.allow_private = true to capture it")
+        return literal
     try:
         infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:

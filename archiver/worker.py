@@ -200,7 +200,7 @@ class Worker:
         capture_id = new_capture_id()
         started_dt = datetime.now(timezone.utc)
         url = job["url"]
-        check_target(url, settings["network"]["allow_private"])
+        check_target(url, settings["network"]["allow_private"], via_proxy=bool(settings["network"]["proxy"]))
         kind = job["kind"]
         # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
         use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")

@@ -126,7 +126,7 @@ async def fetch_chain(client: httpx.AsyncClient, url: str, warc: CaptureWarc, se
     for hop in range(net["max_redirects"] + 1):
         try:
             if hop:
-                check_target(current, net["allow_private"])
+                check_target(current, net["allow_private"], via_proxy=bool(net["proxy"]))
             result = await _fetch_one(client, current, warc, limit, deadline)
         except CaptureFailed as exc:
             if not hops:
