@@ -158,6 +158,10 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
             else:
                 os.environ["SSL_CERT_FILE"] = previous
             os.unlink(ca_file)
+    if result.cut is None and any("larger than max-filesize" in line for line in result.log):
+        # yt-dlp knew the size in advance and did not start: too large, and nothing was cut short.
+        result.cut = "too-large"
+        result.cut_message = f"the media file is larger than video.max_bytes ({max_bytes}); not downloaded"
     result.files = _collect_files(result.info, workdir, result.cut)
     if result.info is None and not result.files:
         raise CaptureFailed(result.cut or "extractor", result.cut_message or "yt-dlp produced nothing")
