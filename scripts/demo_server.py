@@ -13,31 +13,66 @@ arbitrary status codes, slow responses, redirect chains, a response that
 never finishes, a page with a hanging image, 100,000 generated pages and a
 plain-text file.
 
-Standard library only, so it runs anywhere the tests run::
+Standard library only (plus the ``openssl`` CLI for the proxy's certificates), so it runs anywhere
+the tests run::
 
-    python scripts/demo_server.py [--host 127.0.0.1] [--port 0] [--verbose]
+    python scripts/demo_server.py [--host 127.0.0.1] [--port 0] [--proxy-port 0] [--verbose]
 
-prints ``serving http://127.0.0.1:PORT`` once listening and serves until
+prints ``serving http://127.0.0.1:PORT`` once listening (then ``proxy URL``,
+``ca-file PATH`` and ``ca-spki-sha256 HASH`` lines) and serves until
 SIGTERM or SIGINT. Tests import it by path and call :func:`start`.
+
+The fixture world
+-----------------
+Beside the news site, :func:`start` runs a forward proxy (``DemoServer.proxy_url``) that stands in for
+the platforms the article cites, under their real host names and URL shapes, so that httpx, Chromium
+and yt-dlp configured with a proxy and a CA take their production code paths unchanged:
+
+* ``www.levantledger.example`` — the news site again (also ``127.0.0.1``/``localhost`` at its port);
+* ``cdn.syndication.twimg.com/tweet-result`` — the tweet embed API, token-checked, answers from
+  ``demo_site/world/syndication/`` or a tombstone (:meth:`DemoServer.set_tweet_state` changes them);
+* ``pbs.twimg.com``, ``video.twimg.com`` — photos (``name=orig|small``), posters, avatars, MP4s with
+  Range support, HLS playlists and segments;
+* ``platform.twitter.com/embed/Tweet.html?id=`` — an embed page that computes the token in JavaScript
+  and renders the tweet from the syndication API;
+* ``twitter.com``/``x.com`` (and www./mobile.) ``/<user>/status/<id>`` — a logged-out status page;
+* ``t.co/<code>`` — 301 to the expanded URL;
+* ``www.periscope.tv``/``pscp.tv`` ``/w/<id>``, ``api.periscope.tv/api/v2/accessVideoPublic`` and
+  ``prod-video-eu-central-1.pscp.tv`` — a Periscope replay as yt-dlp's extractor fetches it.
+
+``CONNECT host:443`` is answered by terminating TLS with a certificate for that host, signed by a test
+CA made per process with the ``openssl`` CLI (``DemoServer.ca_file``; ``DemoServer.ca_spki_sha256`` is
+its key hash for Chromium's ``--ignore-certificate-errors-spki-list``). Any other host gets 502: the
+proxy never connects anywhere. ``DemoServer.proxy_log`` lists what went through it.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import base64
 import gzip
+import hashlib
 import html
 import http.server
+import json
 import math
+import re
+import secrets
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import types
 import urllib.parse
 from functools import lru_cache
 from http import HTTPStatus
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 SITE_ROOT = Path(__file__).resolve().parent / "demo_site"
 
@@ -148,6 +183,8 @@ def _resolve_site_path(url_path: str) -> Path | None:
         return None
     if any(part.startswith(".") for part in candidate.relative_to(SITE_ROOT).parts):
         return None
+    if candidate == WORLD_ROOT or WORLD_ROOT in candidate.parents:
+        return None  # the fixture world's files are served only under their own host names
     try:
         return candidate if candidate.exists() else None
     except OSError:
@@ -252,6 +289,214 @@ def _test_index() -> bytes:
 
 
 # --------------------------------------------------------------------------
+# The fixture world: platform hosts behind the forward proxy
+# --------------------------------------------------------------------------
+
+WORLD_ROOT = SITE_ROOT / "world"
+
+# The news site's name in the fixture world, so the article has a realistic URL through the proxy.
+NEWS_HOST = "www.levantledger.example"
+
+SYNDICATION_HOST = "cdn.syndication.twimg.com"
+PSCP_VIDEO_HOST = "prod-video-eu-central-1.pscp.tv"
+TWITTER_HOSTS = frozenset({
+    "twitter.com", "www.twitter.com", "mobile.twitter.com", "x.com", "www.x.com", "mobile.x.com",
+})
+PERISCOPE_HOSTS = frozenset({"www.periscope.tv", "periscope.tv", "pscp.tv", "www.pscp.tv"})
+
+# Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
+WORLD_ROUTES: dict[str, str] = {
+    SYNDICATION_HOST: "_world_syndication",
+    "pbs.twimg.com": "_world_pbs",
+    "video.twimg.com": "_world_media_file",
+    PSCP_VIDEO_HOST: "_world_media_file",
+    "platform.twitter.com": "_world_platform",
+    "t.co": "_world_tco",
+    "api.periscope.tv": "_world_periscope_api",
+    **{host: "_world_twitter" for host in TWITTER_HOSTS},
+    **{host: "_world_periscope" for host in PERISCOPE_HOSTS},
+}
+WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
+
+WORLD_CONTENT_TYPES: dict[str, str] = {
+    ".jpg": "image/jpeg",
+    ".mp4": "video/mp4",
+    ".m3u8": "application/x-mpegURL",
+    ".ts": "video/MP2T",
+    ".html": HTML_TYPE,
+}
+JSON_TYPE = "application/json;charset=utf-8"
+
+# pbs.twimg.com ``name=`` values and which stored variant answers them ("small" fits 680 px).
+PBS_SMALL_NAMES = frozenset({"small", "thumb", "120x120", "240x240", "360x360"})
+PBS_ORIG_NAMES = frozenset({"orig", "large", "medium", "4096x4096", "900x900"})
+
+TLS_HANDSHAKE_TIMEOUT = 10.0
+CERT_DAYS = 30
+
+
+class ProxyRequest(NamedTuple):
+    """One entry of ``DemoServer.proxy_log``: CONNECT tunnels have an empty path."""
+
+    method: str
+    host: str
+    path: str
+
+
+@lru_cache(maxsize=None)
+def _world_json(name: str) -> Any:
+    return json.loads(_read_site_file(WORLD_ROOT / name))
+
+
+def _compact_json(value: Any) -> bytes:
+    # Platform APIs answer compact JSON; the fixture files are indented for people.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _resolve_under(root: Path, url_path: str) -> Path | None:
+    """A file (not a directory) under ``root`` for a URL path, or None; blocks traversal and dot-files."""
+    rel = urllib.parse.unquote(url_path).lstrip("/")
+    if not rel or "\x00" in rel:
+        return None
+    try:
+        candidate = (root / rel).resolve()
+    except (OSError, ValueError):
+        return None
+    if root not in candidate.parents or any(part.startswith(".") for part in candidate.relative_to(root).parts):
+        return None
+    try:
+        return candidate if candidate.is_file() else None
+    except OSError:
+        return None
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """Parse a single-range ``Range: bytes=`` header: (first, last), "unsatisfiable", or None (send all)."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # other units and multipart ranges: answer with the whole body, as RFC 9110 allows
+    first_text, dash, last_text = spec.strip().partition("-")
+    if not dash or not (first_text.isdigit() or last_text.isdigit()):
+        return None
+    if not first_text:  # suffix range: the last N bytes
+        n = int(last_text)
+        if n == 0 or size == 0:
+            return "unsatisfiable"
+        return max(size - n, 0), size - 1
+    first = int(first_text)
+    if last_text and not last_text.isdigit():
+        return None
+    last = min(int(last_text), size - 1) if last_text else size - 1
+    if first >= size:
+        return "unsatisfiable"
+    if last < first:
+        return None
+    return first, last
+
+
+class _CertAuthority:
+    """A throwaway CA for the proxy's TLS interception, made with the openssl CLI.
+
+    One per process (see :func:`_cert_authority`), in a temp dir removed at exit. Leaf certificates share
+    one key and are made on first use per host; the handshake sends leaf + CA.
+    """
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="demo-world-ca-"))
+        atexit.register(shutil.rmtree, self.dir, True)
+        self.ca_file = self.dir / "ca.pem"
+        self._ca_key = self.dir / "ca.key"
+        self._leaf_key = self.dir / "leaf.key"
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
+        config = self.dir / "openssl.cnf"
+        config.write_text(
+            "[req]\ndistinguished_name = dn\n[dn]\n"
+            "[ca_ext]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n"
+            "subjectKeyIdentifier = hash\n"
+        )
+        self._openssl("req", "-x509", "-config", str(config), "-extensions", "ca_ext",
+                      "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                      "-keyout", str(self._ca_key), "-out", str(self.ca_file), "-days", str(CERT_DAYS),
+                      "-subj", "/O=archiver demo world/CN=archiver demo world test CA")
+        self._openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                      "-out", str(self._leaf_key))
+        self._csr_config = config
+        # The PEM "PUBLIC KEY" block is the DER SubjectPublicKeyInfo, base64-encoded.
+        pubkey_pem = self._openssl("x509", "-in", str(self.ca_file), "-noout", "-pubkey").decode("ascii")
+        der = base64.b64decode("".join(line for line in pubkey_pem.splitlines() if not line.startswith("-----")))
+        self.spki_sha256 = base64.b64encode(hashlib.sha256(der).digest()).decode("ascii")
+
+    @staticmethod
+    def _openssl(*args: str, stdin: bytes | None = None) -> bytes:
+        return subprocess.run(["openssl", *args], input=stdin, capture_output=True, check=True, timeout=30).stdout
+
+    def context_for(self, host: str) -> ssl.SSLContext:
+        """Server-side TLS context presenting a certificate for ``host`` (made once, then cached)."""
+        with self._lock:
+            context = self._contexts.get(host)
+            if context is None:
+                context = self._contexts[host] = self._make_context(host)
+            return context
+
+    def _make_context(self, host: str) -> ssl.SSLContext:
+        ext = self.dir / f"{host}.ext"
+        ext.write_text(
+            "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\n"
+            "extendedKeyUsage = serverAuth\nsubjectKeyIdentifier = hash\n"
+            f"authorityKeyIdentifier = keyid:always\nsubjectAltName = DNS:{host}\n"
+        )
+        csr = self._openssl("req", "-new", "-config", str(self._csr_config), "-key", str(self._leaf_key),
+                            "-subj", f"/CN={host}")
+        leaf = self._openssl("x509", "-req", "-CA", str(self.ca_file), "-CAkey", str(self._ca_key),
+                             "-set_serial", str(secrets.randbits(63)), "-days", str(CERT_DAYS),
+                             "-extfile", str(ext), stdin=csr)
+        chain = self.dir / f"{host}.chain.pem"
+        chain.write_bytes(leaf + self.ca_file.read_bytes())
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(chain, self._leaf_key)
+        context.set_alpn_protocols(["http/1.1"])
+        return context
+
+
+_CA: _CertAuthority | None = None
+_CA_LOCK = threading.Lock()
+
+
+def _cert_authority() -> _CertAuthority:
+    global _CA
+    with _CA_LOCK:
+        if _CA is None:
+            _CA = _CertAuthority()
+        return _CA
+
+
+class _World:
+    """Run-time state of the fixture world, shared by the site and proxy listeners of one DemoServer."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.proxy_log: list[ProxyRequest] = []
+        self.tweet_states: dict[str, str] = {}
+
+    def log(self, method: str, host: str, path: str) -> None:
+        with self.lock:
+            self.proxy_log.append(ProxyRequest(method, host, path))
+
+    def tweet_state(self, tweet_id: str) -> str:
+        with self.lock:
+            override = self.tweet_states.get(tweet_id)
+        return override or _world_json("tweets.json")[tweet_id]["state"]
+
+
+def tweet_states() -> list[str]:
+    """States a fixture tweet can be put in with :meth:`DemoServer.set_tweet_state`."""
+    return ["available", *(k for k in _world_json("tombstones.json") if not k.startswith("_"))]
+
+
+# --------------------------------------------------------------------------
 # HTTP server
 # --------------------------------------------------------------------------
 
@@ -262,15 +507,20 @@ class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True  # a hung client must never keep the process alive
     request_queue_size = 128  # benchmarks open many connections at once
 
-    def __init__(self, address: tuple[str, int], verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], verbose: bool, proxy_for: _Server | None = None) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.verbose = verbose
-        self.hits: dict[str, int] = {}
-        self.hits_lock = threading.Lock()
+        # The proxy listener serves the same site and world: it shares the
+        # site listener's hit counts, stop event and world state.
+        self.is_proxy = proxy_for is not None
+        self.site_port: int = proxy_for.server_address[1] if proxy_for else 0
+        self.hits: dict[str, int] = proxy_for.hits if proxy_for else {}
+        self.hits_lock = proxy_for.hits_lock if proxy_for else threading.Lock()
         # Set on stop(): slow and never-finishing handlers wait on it instead
         # of sleeping, so shutdown is immediate.
-        self.stopping = threading.Event()
+        self.stopping = proxy_for.stopping if proxy_for else threading.Event()
+        self.world = proxy_for.world if proxy_for else _World()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -308,6 +558,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "LevantLedgerDemo/1.0"
     timeout = IDLE_CONNECTION_TIMEOUT
+    # Set on handlers that serve the inside of a CONNECT tunnel: the host the tunnel was opened to.
+    tunnel_host: str | None = None
 
     # ---- plumbing -------------------------------------------------------
 
@@ -332,17 +584,100 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle(head=True)
 
+    def do_CONNECT(self) -> None:
+        self._head = False
+        try:
+            self._connect()
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
+            pass
+        self.close_connection = True
+
     def _handle(self, head: bool) -> None:
-        parts = urllib.parse.urlsplit(self.path)
-        path = parts.path or "/"
-        query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-        # Count on arrival, so tests can see requests that never complete.
-        self.server.count_hit(path)
         self._head = head
         try:
-            self._route(path, query)
+            routed = self._virtual_host()
+            if routed is None:
+                return
+            host, target = routed
+            parts = urllib.parse.urlsplit(target)
+            path = parts.path or "/"
+            query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
+            if host is None:
+                # Count on arrival, so tests can see requests that never complete.
+                self.server.count_hit(path)
+                self._route(path, query)
+            else:
+                getattr(self, WORLD_ROUTES[host])(host, path, query)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, socket.timeout):
             self.close_connection = True
+
+    def _virtual_host(self) -> tuple[str | None, str] | None:
+        """(world host or None for the news site, origin-form target); None when already answered."""
+        if self.tunnel_host is not None:
+            self.server.world.log(self.command, self.tunnel_host, self.path)
+            return (None if self.tunnel_host == NEWS_HOST else self.tunnel_host), self.path
+        if not self.server.is_proxy:
+            # Direct requests: the Host header may name a world host (handy with curl -H);
+            # anything else is the news site, as it always was.
+            host = (urllib.parse.urlsplit("//" + self.headers.get("Host", "")).hostname or "").rstrip(".")
+            return (host if host in WORLD_ROUTES else None), self.path
+        parts = urllib.parse.urlsplit(self.path)
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        host = (parts.hostname or "").rstrip(".")
+        target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+        self.server.world.log(self.command, host, target)
+        if parts.scheme.lower() != "http" or not host:
+            self._send(400, b"This is a forward proxy: send absolute-form http:// requests or CONNECT.\n",
+                       "text/plain; charset=utf-8")
+            return None
+        if host in WORLD_HOSTS and port in (None, 80):
+            return (None if host == NEWS_HOST else host), target
+        if host in ("127.0.0.1", "localhost") and port == self.server.site_port:
+            return None, target
+        self._bad_gateway(f"{host}:{port or 80}")
+        return None
+
+    def _bad_gateway(self, authority: str) -> None:
+        # Never a real outbound connection: unknown hosts end here.
+        body = f"demo proxy: {authority} is not part of the fixture world; nothing was forwarded.\n"
+        self.close_connection = True
+        self._send(502, body.encode("utf-8"), "text/plain; charset=utf-8", {"Connection": "close"})
+
+    def _connect(self) -> None:
+        host, _, port = self.path.rpartition(":")
+        host = host.strip("[]").lower().rstrip(".")
+        self.server.world.log("CONNECT", host, "")
+        if not self.server.is_proxy:
+            self._send(405, b"CONNECT is only served on the proxy port.\n", "text/plain; charset=utf-8",
+                       {"Allow": "GET, HEAD"})
+            return
+        if host not in WORLD_HOSTS or port != "443":
+            self._bad_gateway(f"{host}:{port}")
+            return
+        try:
+            context = _cert_authority().context_for(host)
+        except (OSError, subprocess.SubprocessError, ssl.SSLError) as exc:
+            self._send(502, f"demo proxy: no certificate for {host}: {exc}\n".encode(), "text/plain; charset=utf-8")
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        raw = self.connection
+        raw.settimeout(TLS_HANDSHAKE_TIMEOUT)
+        try:
+            tls = context.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # e.g. a client that does not trust the CA hangs up during the handshake
+        # wrap_socket took over the file descriptor; the TLS socket is what stop() must close now.
+        self.server.track(raw, False)
+        try:
+            _TunnelHandler(tls, self.client_address, self.server, host)
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            tls.close()
 
     def _send(
         self,
@@ -569,6 +904,208 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )
         self._send(200, text.encode("utf-8"), "text/plain; charset=utf-8")
 
+    # ---- the fixture world ----------------------------------------------
+
+    def _send_json(self, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, _compact_json(value), JSON_TYPE, headers)
+
+    def _send_file(self, target: Path, content_type: str, headers: dict[str, str] | None = None) -> None:
+        """Send a stored file, honouring a single byte range (browsers and yt-dlp ask for them)."""
+        body = _read_site_file(target)
+        headers = {"Accept-Ranges": "bytes", **(headers or {})}
+        wanted = _byte_range(self.headers.get("Range"), len(body))
+        if wanted == "unsatisfiable":
+            self._send(416, b"", content_type, {**headers, "Content-Range": f"bytes */{len(body)}"})
+        elif isinstance(wanted, tuple):
+            first, last = wanted
+            self._send(206, body[first:last + 1], content_type,
+                       {**headers, "Content-Range": f"bytes {first}-{last}/{len(body)}"})
+        else:
+            self._send(200, body, content_type, headers)
+
+    def _world_not_found(self) -> None:
+        self._send(404, _simple_page("404 Not Found", f"Nothing lives at {self.path}."))
+
+    def _world_syndication(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # The real endpoint is fetched cross-origin by the embed iframe, so it allows any origin.
+        cors = {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"}
+        if path != "/tweet-result":
+            self._send_empty(404, cors)
+            return
+        tweet_id = query.get("id", [""])[0]
+        token = query.get("token", [""])[0]
+        entry = _world_json("tweets.json").get(tweet_id) if tweet_id.isdigit() else None
+        if entry is None:
+            # Tokens are stored per fixture, not computed here: an unknown id cannot be checked.
+            if token:
+                self._send_empty(404, cors)
+            else:
+                self._send_json(400, {"error": "Invalid token"}, cors)
+            return
+        if token != entry["token"]:
+            self._send_json(400, {"error": "Invalid token"}, cors)
+            return
+        state = self.server.world.tweet_state(tweet_id)
+        if state == "available":
+            self._send_json(200, _world_json(f"syndication/{tweet_id}.json"), cors)
+            return
+        answer = _world_json("tombstones.json")[state]
+        if answer["body"] is None:
+            self._send_empty(answer["status"], cors)
+        else:
+            self._send_json(answer["status"], answer["body"], cors)
+
+    def _send_empty(self, status: int, headers: dict[str, str]) -> None:
+        """A response with no body and no Content-Type, as the syndication API's 404."""
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def _world_pbs(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        cors = {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=604800, must-revalidate"}
+        photo = re.fullmatch(r"/media/([A-Za-z0-9_-]+)(?:\.(jpg|jpeg|png))?(?::([a-z0-9x]+))?", path)
+        if photo is None:
+            if path.startswith("/media/"):
+                self._world_not_found()
+            else:
+                self._world_media_file(host, path, query)
+            return
+        key, extension, legacy_name = photo.groups()
+        fmt = query.get("format", [extension or "jpg"])[0]
+        name = query.get("name", [legacy_name or "medium"])[0]
+        variant = "small" if name in PBS_SMALL_NAMES else "orig" if name in PBS_ORIG_NAMES else None
+        target = WORLD_ROOT / "pbs.twimg.com" / "media" / key / f"{variant}.jpg"
+        if fmt not in ("jpg", "jpeg") or variant is None or not target.is_file():
+            self._world_not_found()
+            return
+        self._send_file(target, "image/jpeg", cors)
+
+    def _world_media_file(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """Files stored under world/<host>/ at their URL path (query strings such as ?tag=12 ignored)."""
+        target = _resolve_under(WORLD_ROOT / host, path)
+        if target is None or target.suffix not in WORLD_CONTENT_TYPES or target.suffix == ".html":
+            self._world_not_found()
+            return
+        self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
+                        {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=604800"})
+
+    def _world_platform(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        if path != "/embed/Tweet.html":
+            self._world_not_found()
+            return
+        self._send(200, _read_site_file(WORLD_ROOT / host / "embed" / "Tweet.html"), HTML_TYPE)
+
+    def _world_tco(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        code = path.strip("/")
+        location = _world_json("tco.json").get(code) if re.fullmatch(r"[A-Za-z0-9]{1,20}", code) else None
+        if location is None:
+            self._world_not_found()
+            return
+        body = (f'<head><noscript><META http-equiv="refresh" content="0;URL={html.escape(location)}">'
+                f"</noscript><title>{html.escape(location)}</title></head>").encode("utf-8")
+        self._send(301, body, HTML_TYPE, {"Location": location, "Cache-Control": "private,max-age=300"})
+
+    def _world_twitter(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        match = re.fullmatch(r"/(?:[A-Za-z0-9_]{1,15}|i/web)/status(?:es)?/([0-9]{1,20})(?:/(?:photo|video)/[1-4])?/?",
+                             path)
+        if match is None:
+            self._world_not_found()
+            return
+        tweet_id = match.group(1)
+        entry = _world_json("tweets.json").get(tweet_id)
+        state = self.server.world.tweet_state(tweet_id) if entry else "not-found"
+        if state != "available":
+            # x.com answers every status URL with its app shell; the message is what a reader sees.
+            if state in ("not-found", "empty"):
+                message = "Hmm...this page doesn’t exist. Try searching for something else."
+            else:
+                tomb = _world_json("tombstones.json")[state]["body"]["tombstone"]["text"]["text"]
+                message = tomb.removesuffix(" Learn more")
+            body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
+            self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+            return
+        data = _world_json(f"syndication/{tweet_id}.json")
+        user = data["user"]
+        url = f"https://x.com/{user['screen_name']}/status/{tweet_id}"
+        media = data.get("mediaDetails") or []
+        image = media[0]["media_url_https"] if media else user["profile_image_url_https"].replace("_normal", "")
+        title = f"{user['name']} on X: \"{data['text']}\" / X"
+        meta = {
+            "og:site_name": "X (formerly Twitter)", "og:type": "article", "og:url": url,
+            "og:title": f"{user['name']} on X", "og:description": f"\u201c{data['text']}\u201d", "og:image": image,
+        }
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        head += f'<meta name="twitter:card" content="{"summary_large_image" if media else "summary"}">\n'
+        head += f'<link rel="canonical" href="{html.escape(url)}">\n'
+        body = (
+            f'<article class="tweet"><p><strong>{html.escape(user["name"])}</strong> @{html.escape(user["screen_name"])}</p>'
+            f'<p class="text">{html.escape(data["text"])}</p>'
+            f'<p><time datetime="{html.escape(data["created_at"])}">{html.escape(data["created_at"])}</time></p>'
+            "</article>"
+        )
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n{head}</head>\n<body>\n{body}\n</body>\n</html>\n"
+        )
+        self._send(200, document.encode("utf-8"), headers={"Cache-Control": "no-cache"})
+
+    def _world_periscope(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        match = re.fullmatch(r"/(?:w|[A-Za-z0-9_]{1,20})/([A-Za-z0-9]{13})/?", path)
+        broadcast = _world_json("periscope.json").get(match.group(1)) if match else None
+        if broadcast is None:
+            self._world_not_found()
+            return
+        page = broadcast["page"]
+        if broadcast["state"] != "available":
+            body = ('<div class="page single"><main><h1 class="headline">Broadcast not available</h1>'
+                    f"<p>{html.escape(page['description'])}</p></main></div>")
+            self._send(404, _page("Periscope", body))
+            return
+        url = f"https://www.periscope.tv/w/{match.group(1)}"
+        meta = {
+            "og:site_name": "Periscope", "og:type": "video.other", "og:url": url, "og:title": page["title"],
+            "og:description": page["description"], "og:image": page["image"], "og:video": page["video"],
+            "og:video:secure_url": page["video"], "og:video:type": "application/x-mpegURL",
+        }
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        body = (
+            f'<div class="broadcast"><h1>{html.escape(page["title"])}</h1>'
+            f'<p class="status">{html.escape(page["description"])}</p>'
+            f'<video src="{html.escape(page["video"])}" poster="{html.escape(page["image"])}" controls preload="none"></video>'
+            f'<p class="date">{html.escape(page["date"])}</p></div>'
+        )
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(page['title'])}</title>\n{head}<link rel=\"canonical\" href=\"{url}\">\n"
+            f"</head>\n<body>\n{body}\n</body>\n</html>\n"
+        )
+        self._send(200, document.encode("utf-8"))
+
+    def _world_periscope_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # The one call yt-dlp's Periscope extractor makes for /w/<id> (and /<user>/<id>) URLs.
+        if path != "/api/v2/accessVideoPublic":
+            self._send_json(404, {"error": "not found"})
+            return
+        broadcast = _world_json("periscope.json").get(query.get("broadcast_id", [""])[0])
+        if broadcast is None or broadcast["accessVideoPublic"] is None:
+            self._send_json(404, {"error": "broadcast not found"})
+            return
+        self._send_json(200, broadcast["accessVideoPublic"], {"Cache-Control": "no-cache"})
+
+
+class _TunnelHandler(_Handler):
+    """Serves the HTTP/1.1 requests inside one CONNECT tunnel, after TLS was terminated as ``host``."""
+
+    def __init__(self, request: ssl.SSLSocket, client_address: Any, server: _Server, host: str) -> None:
+        self.tunnel_host = host
+        super().__init__(request, client_address, server)
+
+    def do_CONNECT(self) -> None:
+        self.send_error(400, "CONNECT inside a tunnel")
+        self.close_connection = True
+
 
 # --------------------------------------------------------------------------
 # Public API
@@ -578,9 +1115,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class DemoServer:
     """A running demo server; use as a context manager or call :meth:`stop`."""
 
-    def __init__(self, httpd: _Server, thread: threading.Thread) -> None:
+    def __init__(self, httpd: _Server, thread: threading.Thread,
+                 proxyd: _Server, proxy_thread: threading.Thread) -> None:
         self._httpd = httpd
         self._thread = thread
+        self._proxyd = proxyd
+        self._proxy_thread = proxy_thread
         self._stopped = False
         host, port = httpd.server_address[:2]
         self.host: str = str(host)
@@ -590,6 +1130,50 @@ class DemoServer:
         self.article_url: str = self.url + ARTICLE_PATH
         # Shared with the handler threads, which increment under a lock.
         self.hits: dict[str, int] = httpd.hits
+        # The forward proxy into the fixture world (see the module docstring).
+        self.proxy_port: int = int(proxyd.server_address[1])
+        self.proxy_url: str = f"http://{url_host}:{self.proxy_port}"
+        # The article under its fixture-world name, for captures through the proxy.
+        self.world_article_url: str = f"https://{NEWS_HOST}{ARTICLE_PATH}"
+        self._world = httpd.world
+
+    @property
+    def proxy_log(self) -> list[ProxyRequest]:
+        """(method, host, path) of every request the proxy received, oldest first (a snapshot)."""
+        with self._world.lock:
+            return list(self._world.proxy_log)
+
+    def reset_proxy_log(self) -> None:
+        with self._world.lock:
+            self._world.proxy_log.clear()
+
+    @property
+    def ca_file(self) -> str:
+        """PEM file of the test CA that signs the proxy's certificates (one CA per process)."""
+        return str(_cert_authority().ca_file)
+
+    @property
+    def ca_spki_sha256(self) -> str:
+        """Base64 SHA-256 of the CA's SubjectPublicKeyInfo, for --ignore-certificate-errors-spki-list."""
+        return _cert_authority().spki_sha256
+
+    def set_tweet_state(self, tweet_id: str | int, state: str) -> None:
+        """Make a fixture tweet answer as ``state`` from now on: "available" or a tombstones.json key
+        ("deleted", "suspended", "protected", "age-restricted", "empty", "not-found")."""
+        tweet_id = str(tweet_id)
+        if tweet_id not in _world_json("tweets.json") or not tweet_id.isdigit():
+            raise KeyError(f"{tweet_id} is not a fixture tweet")
+        if state not in tweet_states():
+            raise ValueError(f"unknown tweet state {state!r}; one of {', '.join(tweet_states())}")
+        if state == "available" and not (WORLD_ROOT / "syndication" / f"{tweet_id}.json").is_file():
+            raise ValueError(f"{tweet_id} has no stored tweet to make available")
+        with self._world.lock:
+            self._world.tweet_states[tweet_id] = state
+
+    def reset_tweet_states(self) -> None:
+        """Every fixture tweet back to the state tweets.json gives it."""
+        with self._world.lock:
+            self._world.tweet_states.clear()
 
     def reset_hits(self) -> None:
         """Forget all counted requests (e.g. between test phases)."""
@@ -602,10 +1186,12 @@ class DemoServer:
             return
         self._stopped = True
         self._httpd.stopping.set()
-        self._httpd.shutdown()
-        self._httpd.drop_connections()
-        self._httpd.server_close()
+        for server in (self._httpd, self._proxyd):
+            server.shutdown()
+            server.drop_connections()
+            server.server_close()
         self._thread.join(timeout=5)
+        self._proxy_thread.join(timeout=5)
 
     def __enter__(self) -> DemoServer:
         return self
@@ -622,25 +1208,35 @@ class DemoServer:
         return f"<DemoServer {self.url}>"
 
 
-def start(host: str = "127.0.0.1", port: int = 0, verbose: bool = False) -> DemoServer:
-    """Start serving in a daemon thread; returns once the socket is listening."""
-    # The constructor binds and listens, so connections made right after this
-    # returns are queued even before serve_forever() runs.
-    httpd = _Server((host, port), verbose)
+def _serve_in_thread(server: _Server, name: str) -> threading.Thread:
     thread = threading.Thread(
-        target=httpd.serve_forever,
+        target=server.serve_forever,
         kwargs={"poll_interval": 0.05},  # short, so stop() returns quickly
-        name=f"demo-server-{httpd.server_address[1]}",
+        name=f"{name}-{server.server_address[1]}",
         daemon=True,
     )
     thread.start()
-    return DemoServer(httpd, thread)
+    return thread
+
+
+def start(host: str = "127.0.0.1", port: int = 0, verbose: bool = False, proxy_port: int = 0) -> DemoServer:
+    """Start the site and the fixture-world proxy in daemon threads; returns once both are listening."""
+    # The constructor binds and listens, so connections made right after this
+    # returns are queued even before serve_forever() runs.
+    httpd = _Server((host, port), verbose)
+    try:
+        proxyd = _Server((host, proxy_port), verbose, proxy_for=httpd)
+    except OSError:
+        httpd.server_close()
+        raise
+    return DemoServer(httpd, _serve_in_thread(httpd, "demo-server"), proxyd, _serve_in_thread(proxyd, "demo-proxy"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve the archiver demo news site on loopback.")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--proxy-port", type=int, default=0, help="port of the fixture-world proxy; 0 picks a free one")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
     args = parser.parse_args(argv)
 
@@ -652,8 +1248,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
-    server = start(args.host, args.port, verbose=args.verbose)
+    server = start(args.host, args.port, verbose=args.verbose, proxy_port=args.proxy_port)
     print(f"serving {server.url}", flush=True)
+    print(f"proxy {server.proxy_url}", flush=True)
+    print(f"ca-file {server.ca_file}", flush=True)
+    print(f"ca-spki-sha256 {server.ca_spki_sha256}", flush=True)
     try:
         # wait() with a timeout keeps the main thread responsive to signals.
         while not done.wait(0.5):

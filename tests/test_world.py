@@ -1,0 +1,469 @@
+"""The fixture world behind the demo server's proxy: twitter/x, t.co, twimg and Periscope under their real host
+names, reached by the real clients (httpx, Chromium, yt-dlp) through a forward proxy and a test CA."""
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import json
+import re
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+import demo_server
+
+WORLD = demo_server.WORLD_ROOT
+TWEETS = {k: v for k, v in json.loads((WORLD / "tweets.json").read_text()).items() if not k.startswith("_")}
+STORED = {p.stem: json.loads(p.read_text()) for p in sorted((WORLD / "syndication").glob("*.json"))}
+
+TEXT_TWEET = "809711419431133184"
+PHOTO_TWEET = "809735236813459457"  # its created_at is 3 hours later than its snowflake, on purpose
+VIDEO_TWEET = "809745591946145792"
+QUOTE_TWEET = "809754111092273152"
+HLS_TWEET = "809698357346996224"
+DELETED_TWEET = "809760211384950784"
+EMPTY_TWEET = "809768512188825600"
+NOT_FOUND_TWEET = "809771205913751552"
+
+BROADCAST = "1OdKrBXvMbLKX"
+GONE_BROADCAST = "1gqxvQWbXrAJB"
+VIDEO_MASTER = "https://video.twimg.com/ext_tw_video/809745523581321216/pu/pl/Nh5sQe8VbT1yZr3K.m3u8?tag=12"
+
+SNOWFLAKE_EPOCH_MS = 1288834974657
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def world():
+    server = demo_server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(world):
+    context = ssl.create_default_context(cafile=world.ca_file)
+    with httpx.Client(proxy=world.proxy_url, verify=context, timeout=20) as c:
+        yield c
+
+
+def syndication_url(tweet_id: str, token: str | None = None) -> str:
+    token = TWEETS[tweet_id]["token"] if token is None else token
+    return f"https://cdn.syndication.twimg.com/tweet-result?id={tweet_id}&token={token}&lang=en"
+
+
+def snowflake_time(tweet_id: str) -> datetime.datetime:
+    ms = (int(tweet_id) >> 22) + SNOWFLAKE_EPOCH_MS
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+
+
+def ffprobe_duration(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(out)
+
+
+# ---- the fixture data agrees with itself ------------------------------------------------------------------
+
+
+def test_stored_tweets_are_consistent_with_their_ids():
+    assert set(STORED) == {t for t, v in TWEETS.items() if v["state"] == "available"}
+    for tweet_id, data in STORED.items():
+        assert data["__typename"] == "Tweet" and data["id_str"] == tweet_id
+        created = datetime.datetime.fromisoformat(data["created_at"].replace("Z", "+00:00"))
+        drift = (created - snowflake_time(tweet_id)).total_seconds()
+        if tweet_id == PHOTO_TWEET:
+            assert 3 * 3600 - 1 < drift <= 3 * 3600  # the one the archiver's cross-check has to catch
+        else:
+            assert -1 < drift <= 0  # created_at is the snowflake time truncated to the second
+    assert STORED[QUOTE_TWEET]["quoted_tweet"]["id_str"] == PHOTO_TWEET
+    assert STORED[QUOTE_TWEET]["quoted_tweet"]["created_at"] == STORED[PHOTO_TWEET]["created_at"]
+
+
+@pytest.mark.parametrize("tweet_id", sorted(STORED))
+def test_entity_indices_point_into_the_text(tweet_id):
+    data = STORED[tweet_id]
+    for tweet in (data, data.get("quoted_tweet")):
+        if tweet is None:
+            continue
+        text = tweet["text"]
+        entities = tweet["entities"]
+        for tag in entities["hashtags"]:
+            assert text[slice(*tag["indices"])] == "#" + tag["text"]
+        for link in entities["urls"] + entities.get("media", []):
+            assert text[slice(*link["indices"])] == link["url"]
+        for media in tweet.get("mediaDetails", []):
+            assert text[slice(*media["indices"])] == media["url"]
+        assert 0 <= tweet["display_text_range"][0] <= tweet["display_text_range"][1] <= len(text)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def test_stored_tokens_are_the_widget_formula():
+    ids = sorted(TWEETS)
+    script = ("const ids=" + json.dumps(ids) + ";console.log(JSON.stringify(ids.map(id=>"
+              "((Number(id)/1e15)*Math.PI).toString(36).replace(/(0+|\\.)/g,''))))")
+    out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [TWEETS[i]["token"] for i in ids]
+
+
+def test_binary_fixtures_stay_small():
+    total = sum(p.stat().st_size for p in WORLD.rglob("*") if p.is_file() and p.suffix in (".jpg", ".mp4", ".ts"))
+    assert total < 3_000_000
+
+
+# ---- httpx through the proxy --------------------------------------------------------------------------------
+
+
+def test_syndication_answers_a_tweet(client, world):
+    res = client.get(syndication_url(TEXT_TWEET))
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("application/json")
+    assert res.headers["access-control-allow-origin"] == "*"
+    data = res.json()
+    assert data["__typename"] == "Tweet" and data["user"]["screen_name"] == "evac_watch_demo"
+    assert data["entities"]["urls"][0]["url"] == "https://t.co/Rb8cKq2xQm"
+    assert ("GET", "cdn.syndication.twimg.com", f"/tweet-result?id={TEXT_TWEET}&token=1yns7chsuw&lang=en") \
+        in world.proxy_log
+    assert ("CONNECT", "cdn.syndication.twimg.com", "") in world.proxy_log
+
+
+@pytest.mark.parametrize("token", ["wrongtoken", ""])
+def test_syndication_checks_the_token(client, token):
+    res = client.get(syndication_url(TEXT_TWEET, token))
+    assert res.status_code == 400
+    assert res.json() == {"error": "Invalid token"}
+
+
+def test_syndication_tombstones_empty_and_not_found(client):
+    deleted = client.get(syndication_url(DELETED_TWEET))
+    assert deleted.status_code == 200
+    assert deleted.json() == {"__typename": "TweetTombstone", "tombstone": {"text": {
+        "text": "This Post was deleted by the Post author. Learn more",
+        "entities": [{"from_index": 40, "to_index": 50, "ref": {
+            "__typename": "TimelineUrl", "url": "https://help.x.com/rules-and-policies/notices-on-x",
+            "url_type": "ExternalUrl"}}],
+        "rtl": False}}}
+    texts = {state: client.get(syndication_url(tweet_id)).json()["tombstone"]["text"]["text"]
+             for tweet_id, state in ((t, v["state"]) for t, v in TWEETS.items())
+             if state in ("suspended", "protected", "age-restricted")}
+    assert texts["suspended"] == "This Post is from a suspended account. Learn more"
+    assert texts["protected"].startswith("You’re unable to view this Post")
+    assert texts["age-restricted"].startswith("Age-restricted adult content.")
+    empty = client.get(syndication_url(EMPTY_TWEET))
+    assert (empty.status_code, empty.headers["content-type"], empty.content) == (200, "application/json;charset=utf-8",
+                                                                                 b"{}")
+    missing = client.get(syndication_url(NOT_FOUND_TWEET))
+    assert (missing.status_code, missing.content) == (404, b"")
+
+
+def test_a_tweet_can_turn_into_a_tombstone(client, world):
+    try:
+        world.set_tweet_state(TEXT_TWEET, "deleted")
+        assert client.get(syndication_url(TEXT_TWEET)).json()["__typename"] == "TweetTombstone"
+        page = client.get(f"https://x.com/evac_watch_demo/status/{TEXT_TWEET}")
+        assert "This Post was deleted by the Post author." in page.text
+        world.set_tweet_state(TEXT_TWEET, "available")
+        assert client.get(syndication_url(TEXT_TWEET)).json()["__typename"] == "Tweet"
+        world.set_tweet_state(DELETED_TWEET, "not-found")
+        assert client.get(syndication_url(DELETED_TWEET)).status_code == 404
+    finally:
+        world.reset_tweet_states()
+    assert client.get(syndication_url(DELETED_TWEET)).json()["__typename"] == "TweetTombstone"
+    with pytest.raises(ValueError):
+        world.set_tweet_state(DELETED_TWEET, "available")  # nothing stored to show
+    with pytest.raises(KeyError):
+        world.set_tweet_state("1", "deleted")
+
+
+def test_tco_redirects(client):
+    res = client.get("https://t.co/Rb8cKq2xQm")
+    assert res.status_code == 301
+    assert res.headers["location"] == "https://www.levantledger.example/2016/12/16/evacuation-suspended/"
+    assert client.get("https://t.co/4HqLmT0sVe").headers["location"] == "https://www.periscope.tv/w/1OdKrBXvMbLKX"
+    assert client.get("https://t.co/NoSuchCode").status_code == 404
+
+
+def test_photos_in_every_size(client):
+    orig = client.get("https://pbs.twimg.com/media/Cz0uXgDWIAAhR3k.jpg?name=orig")
+    assert orig.status_code == 200 and orig.headers["content-type"] == "image/jpeg"
+    assert orig.content == (WORLD / "pbs.twimg.com/media/Cz0uXgDWIAAhR3k/orig.jpg").read_bytes()
+    assert orig.content.startswith(b"\xff\xd8")
+    same = [client.get("https://pbs.twimg.com/media/Cz0uXgDWIAAhR3k?format=jpg&name=orig").content,
+            client.get("https://pbs.twimg.com/media/Cz0uXgDWIAAhR3k.jpg:orig").content]
+    assert same == [orig.content, orig.content]
+    small = client.get("https://pbs.twimg.com/media/Cz0uXgDWIAAhR3k?format=jpg&name=small")
+    assert small.status_code == 200 and small.content.startswith(b"\xff\xd8") and len(small.content) < len(orig.content)
+    assert client.get("https://pbs.twimg.com/media/Cz0uXgDWIAAhR3k.jpg?name=bogus").status_code == 404
+    assert client.get("https://pbs.twimg.com/media/NoSuchKey.jpg?name=orig").status_code == 404
+
+
+def test_every_media_url_in_the_fixtures_is_served(client):
+    urls = set()
+    for data in STORED.values():
+        urls.add(data["user"]["profile_image_url_https"])
+        for tweet in (data, data.get("quoted_tweet") or {}):
+            for media in tweet.get("mediaDetails", []):
+                urls.add(media["media_url_https"] + ("?name=orig" if media["type"] == "photo" else ""))
+                for variant in (media.get("video_info") or {}).get("variants", []):
+                    urls.add(variant["url"])
+        for photo in data.get("photos", []):
+            urls.add(photo["url"])
+        if "video" in data:
+            urls.add(data["video"]["poster"])
+            urls.update(v["src"] for v in data["video"]["variants"])
+    types = {".jpg": "image/jpeg", ".mp4": "video/mp4", ".m3u8": "application/x-mpegURL"}
+    for url in sorted(urls):
+        res = client.get(url)
+        assert res.status_code == 200, url
+        assert res.headers["content-type"] == types[Path(httpx.URL(url).path).suffix], url
+    # Segments named in every playlist exist too.
+    playlists = [u for u in urls if ".m3u8" in u]
+    assert playlists
+    for url in playlists:
+        for line in client.get(url).text.splitlines():
+            if line and not line.startswith("#"):
+                assert client.head(httpx.URL(url).join(line)).status_code == 200, line
+
+
+def test_mp4_range_requests(client):
+    url = STORED[VIDEO_TWEET]["mediaDetails"][0]["video_info"]["variants"][-1]["url"]
+    full = client.get(url).content
+    part = client.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206
+    assert part.headers["content-range"] == f"bytes 100-199/{len(full)}"
+    assert part.content == full[100:200]
+    tail = client.get(url, headers={"Range": "bytes=-10"})
+    assert tail.status_code == 206 and tail.content == full[-10:]
+    assert client.get(url, headers={"Range": f"bytes={len(full)}-"}).status_code == 416
+    assert ffprobe_duration_bytes(full) == pytest.approx(4.0, abs=0.2)
+    sizes = {len(client.get(v["url"]).content)
+             for v in STORED[VIDEO_TWEET]["mediaDetails"][0]["video_info"]["variants"] if v.get("bitrate")}
+    assert len(sizes) == 3 and sum(sizes) < 1_500_000
+
+
+def ffprobe_duration_bytes(data: bytes) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", "-"],
+                         input=data, capture_output=True, check=True).stdout
+    return float(out)
+
+
+def test_status_pages_and_periscope_pages(client):
+    page = client.get(f"https://twitter.com/evac_watch_demo/status/{TEXT_TWEET}")
+    assert page.status_code == 200
+    assert "<title>Evacuation Watch (demo) on X: &quot;Regime-allied fighters" in page.text
+    assert '<meta property="og:title" content="Evacuation Watch (demo) on X">' in page.text
+    assert client.get(f"https://x.com/evac_watch_demo/status/{PHOTO_TWEET}/photo/1").status_code == 200
+    broadcast = client.get(f"https://www.periscope.tv/w/{BROADCAST}")
+    assert broadcast.status_code == 200
+    assert '<meta property="og:title" content="@Mr.Alhamdo (@Mr_Alhamdo) on Periscope">' in broadcast.text
+    assert "https://prod-video-eu-central-1.pscp.tv/" in broadcast.text and "playlist.m3u8" in broadcast.text
+    assert client.get(f"https://pscp.tv/w/{BROADCAST}").status_code == 200
+    gone = client.get(f"https://www.periscope.tv/w/{GONE_BROADCAST}")
+    assert gone.status_code == 404 and "This broadcast has been deleted" in gone.text
+    api = client.get(f"https://api.periscope.tv/api/v2/accessVideoPublic?broadcast_id={GONE_BROADCAST}")
+    assert api.status_code == 404
+
+
+def test_the_news_site_is_also_a_world_host(client, world):
+    article = client.get("https://www.levantledger.example/2016/12/16/aleppo-live/")
+    assert article.status_code == 200 and "The Levant" in article.text
+    plain = client.get("http://www.levantledger.example/static/site.css")
+    assert plain.status_code == 200
+    # The site's own loopback address through the proxy (Chromium with <-loopback> sends it there).
+    direct = client.get(world.article_url)
+    assert direct.status_code == 200 and direct.text == article.text
+
+
+def test_world_files_are_not_served_by_the_news_site(world):
+    assert httpx.get(world.url + "/world/tweets.json").status_code == 404
+    assert httpx.get(world.url + "/world/pbs.twimg.com/media/Cz0uXgDWIAAhR3k/orig.jpg").status_code == 404
+
+
+def test_the_article_links_the_world_but_loads_nothing_from_it(world):
+    page = httpx.get(world.article_url).text
+    for link in ("https://t.co/Rb8cKq2xQm", f"https://www.periscope.tv/w/{BROADCAST}",
+                 f"https://pscp.tv/w/{GONE_BROADCAST}", f"/status/{PHOTO_TWEET}", f"/status/{DELETED_TWEET}"):
+        assert f'href="{link}' in page or link in page, link
+    # No widgets.js, no external iframe, image or stylesheet: the article is captured without the proxy too.
+    assert not re.search(r"""<(?:script|iframe|img|video|source|link)\b[^>]*(?:src|href)=["']?(?:https?:)?//""", page)
+
+
+# ---- the proxy never leaves the world -------------------------------------------------------------------------
+
+
+def test_unknown_hosts_get_502_and_nothing_is_forwarded(world, client):
+    res = client.get("http://example.com/")
+    assert res.status_code == 502 and b"nothing was forwarded" in res.content
+    with pytest.raises(httpx.ProxyError):
+        client.get("https://example.com/")
+    assert ("CONNECT", "example.com", "") in world.proxy_log
+    # Another loopback port is not the site: refused, not connected to.
+    other = client.get(f"http://127.0.0.1:{world.proxy_port}/")
+    assert other.status_code == 502
+    # A world host on a port it does not serve.
+    with pytest.raises(httpx.ProxyError):
+        client.get("https://t.co:8443/Rb8cKq2xQm")
+
+
+def test_a_client_that_does_not_trust_the_ca_fails_tls(world):
+    with httpx.Client(proxy=world.proxy_url, verify=ssl.create_default_context(), timeout=10) as untrusting:
+        with pytest.raises(httpx.ConnectError):
+            untrusting.get("https://t.co/Rb8cKq2xQm")
+
+
+def test_certificates_name_the_host_and_chain_to_the_ca(world):
+    with socket.create_connection(("127.0.0.1", world.proxy_port), timeout=10) as raw:
+        raw.sendall(b"CONNECT pbs.twimg.com:443 HTTP/1.1\r\nHost: pbs.twimg.com:443\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        context = ssl.create_default_context(cafile=world.ca_file)
+        with context.wrap_socket(raw, server_hostname="pbs.twimg.com") as tls:
+            assert tls.version() in ("TLSv1.2", "TLSv1.3")
+            chain = tls.getpeercert()
+            assert ("DNS", "pbs.twimg.com") in chain["subjectAltName"]
+    pem = Path(world.ca_file).read_text()
+    assert pem.startswith("-----BEGIN CERTIFICATE-----")
+    pub = subprocess.run(["openssl", "x509", "-noout", "-pubkey", "-in", world.ca_file], capture_output=True,
+                         check=True).stdout
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-outform", "der"], input=pub, capture_output=True,
+                         check=True).stdout
+    assert world.ca_spki_sha256 == base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def test_stop_is_quick_with_an_open_tunnel():
+    server = demo_server.start()
+    raw = socket.create_connection(("127.0.0.1", server.proxy_port), timeout=10)
+    try:
+        raw.sendall(b"CONNECT t.co:443 HTTP/1.1\r\nHost: t.co:443\r\n\r\n")
+        assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+        tls = ssl.create_default_context(cafile=server.ca_file).wrap_socket(raw, server_hostname="t.co")
+        started = time.monotonic()
+        server.stop()
+        assert time.monotonic() - started < 3
+        tls.close()
+    finally:
+        raw.close()
+
+
+# ---- Chromium -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser(world):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Chromium is not installed")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", f"--proxy-server={world.proxy_url}",
+            f"--ignore-certificate-errors-spki-list={world.ca_spki_sha256}"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def embed(browser, tweet_id: str):
+    page = browser.new_page()
+    page.goto(f"https://platform.twitter.com/embed/Tweet.html?id={tweet_id}")
+    page.wait_for_selector("html[data-tweet-state]", timeout=20000)
+    return page
+
+
+def test_chromium_renders_the_embed(browser, world):
+    page = embed(browser, TEXT_TWEET)
+    try:
+        assert page.get_attribute("html", "data-tweet-state") == "rendered"
+        text = page.inner_text("body")
+        assert "Regime-allied fighters piling rubble across the road" in text
+        assert "Evacuation Watch (demo)" in text and "@evac_watch_demo" in text
+        assert "10:47 AM · Dec 16, 2016" in text
+        # The token was computed in the browser, by the widget formula, for every fixture id.
+        tokens = page.evaluate("ids => ids.map(id => ((Number(id) / 1e15) * Math.PI).toString(36)"
+                               ".replace(/(0+|\\.)/g, ''))", sorted(TWEETS))
+        assert tokens == [TWEETS[i]["token"] for i in sorted(TWEETS)]
+    finally:
+        page.close()
+    assert ("GET", "cdn.syndication.twimg.com", f"/tweet-result?id={TEXT_TWEET}&token=1yns7chsuw&lang=en") \
+        in world.proxy_log
+
+
+def test_chromium_renders_photos_and_quotes(browser):
+    page = embed(browser, QUOTE_TWEET)
+    try:
+        assert page.get_attribute("html", "data-tweet-state") == "rendered"
+        assert "Buses of the halted evacuation convoy" in page.inner_text(".quote")
+        page.wait_for_function("[...document.images].every(i => i.complete)", timeout=20000)
+        widths = page.eval_on_selector_all(".media img", "imgs => imgs.map(i => i.naturalWidth)")
+        assert len(widths) == 2 and all(w > 0 for w in widths)
+    finally:
+        page.close()
+
+
+@pytest.mark.parametrize("tweet_id", [DELETED_TWEET, NOT_FOUND_TWEET, EMPTY_TWEET])
+def test_chromium_shows_unavailable_tweets(browser, tweet_id):
+    page = embed(browser, tweet_id)
+    try:
+        assert page.get_attribute("html", "data-tweet-state") == "unavailable"
+        assert "This Post is unavailable." in page.inner_text("body")
+    finally:
+        page.close()
+
+
+# ---- yt-dlp ---------------------------------------------------------------------------------------------------
+
+
+def ytdlp(world, tmp_path: Path):
+    import yt_dlp
+    return yt_dlp.YoutubeDL({"proxy": world.proxy_url, "outtmpl": str(tmp_path / "%(id)s.%(ext)s"), "quiet": True,
+                             "no_warnings": True, "noprogress": True, "cachedir": False,
+                             "compat_opts": ["no-certifi"]})
+
+
+def test_ytdlp_downloads_the_periscope_replay(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    with ytdlp(world, tmp_path) as ydl:
+        info = ydl.extract_info(f"https://www.periscope.tv/w/{BROADCAST}", download=True)
+    assert info["extractor"] == "periscope"
+    assert info["id"] == BROADCAST and info["uploader_id"] == "Mr_Alhamdo"
+    assert info["title"] == "Teacher, Activist and a reporter from inside Aleppo"
+    assert info["live_status"] == "was_live"
+    files = list(tmp_path.glob(f"{BROADCAST}.*"))
+    assert len(files) == 1 and files[0].suffix == ".mp4"
+    assert ffprobe_duration(files[0]) == pytest.approx(5.0, abs=0.5)
+    log = world.proxy_log
+    assert ("GET", "api.periscope.tv", f"/api/v2/accessVideoPublic?broadcast_id={BROADCAST}") in log
+    assert any(e.host == "prod-video-eu-central-1.pscp.tv" and e.path.endswith("chunk_2.ts") for e in log)
+
+
+def test_ytdlp_reports_the_deleted_broadcast(world, tmp_path, monkeypatch):
+    import yt_dlp
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    with ytdlp(world, tmp_path) as ydl:
+        with pytest.raises(yt_dlp.utils.DownloadError, match="404"):
+            ydl.extract_info(f"https://www.periscope.tv/w/{GONE_BROADCAST}", download=True)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("url", [
+    VIDEO_MASTER,
+    STORED[HLS_TWEET]["mediaDetails"][0]["video_info"]["variants"][0]["url"],
+])
+def test_ytdlp_downloads_twitter_hls(world, tmp_path, monkeypatch, url):
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    with ytdlp(world, tmp_path) as ydl:
+        info = ydl.extract_info(url, download=True)
+    assert info["extractor"] == "generic"
+    files = [p for p in tmp_path.iterdir() if p.suffix == ".mp4"]
+    assert len(files) == 1
+    assert ffprobe_duration(files[0]) == pytest.approx(4.0, abs=0.5)
