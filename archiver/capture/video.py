@@ -28,7 +28,8 @@ from ..warc import CaptureWarc
 from . import network
 from .base import CaptureResult
 
-BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+# -bitexact (codecs) and +bitexact (muxer): no encoder version strings or timestamps in the output.
+BITEXACT = ["-bitexact", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
 
 
 class _Cut(DownloadCancelled):
