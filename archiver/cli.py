@@ -237,15 +237,18 @@ def run(ctx: Context, once: bool, workers: int) -> None:
 
 
 def _progress_printer(total: int | None):
-    state = {"n": 0}
+    state = {"n": 0, "total": total or 0}
 
     def hook(kind: str, data: dict[str, Any]) -> None:
         job = data["job"]
         if kind == "start":
             state["n"] += 1
-            prefix = f"[{state['n']}/{max(total, state['n'])}]" if total else f"[job {job['id']}]"
+            prefix = f"[{state['n']}/{state['total']}]" if total else f"[job {job['id']}]"
             click.echo(f"{prefix} capturing {job['url']} …", err=True)
             return
+        if data["outcome"].children:
+            # Followed evidence is captured in this same run (`capture --follow`) or queued (`run`).
+            state["total"] += len(data["outcome"].children)
         o: Outcome = data["outcome"]
         if o.capture_id:
             line = f"  {o.status:<8} {o.capture_id}  {o.records} records, {_size(o.size)}, {o.seconds:.1f}s"
@@ -253,6 +256,8 @@ def _progress_printer(total: int | None):
                 line += f"  “{_cell(o.title, 60)}”"
             if o.failure_class:
                 line += f"  [{o.failure_class}: {_cell(o.message, 100)}]"
+            if o.children:
+                line += f"\n           → {len(o.children)} referenced item(s) queued"
         else:
             line = f"  {o.status:<8} {o.failure_class or ''}: {o.message}"
             if o.job_state == "queued":

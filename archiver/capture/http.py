@@ -226,12 +226,14 @@ async def _fetch_one(client: httpx.AsyncClient, url: str, warc: CaptureWarc, lim
         spool.seek(0)
         tls = certificate_pem = None
         if ssl_object is not None:
-            tls = {"protocol": ssl_object.version(), "cipher": (ssl_object.cipher() or [None])[0]}
+            # "TLS 1.3", the form Chromium reports, so that provenance reads the same whichever fetcher ran.
+            tls = {"protocol": (ssl_object.version() or "").replace("TLSv", "TLS "),
+                   "cipher": (ssl_object.cipher() or [None])[0]}
             der = ssl_object.getpeercert(binary_form=True)
             certificate_pem = ssl.DER_cert_to_PEM_cert(der) if der else None
         protocols = [response.http_version.lower()]
         if tls and tls["protocol"]:
-            protocols.append(tls["protocol"].lower().replace("tlsv", "tls/"))
+            protocols.append(tls["protocol"].lower().replace(" ", "/"))
         record_id = warc.write_response(url, response.status_code, response.reason_phrase,
                                         stored_headers(raw_headers, length, decoded=False), spool,
                                         date=received_at, ip=server[0] if server else None,
@@ -243,7 +245,7 @@ async def _fetch_one(client: httpx.AsyncClient, url: str, warc: CaptureWarc, lim
         spool.seek(0)
         sample = spool.read(TEXT_LIMIT) if length else b""
         return {"url": url, "status": response.status_code, "headers": raw_headers, "record_id": record_id,
-                "ip": server[0] if server else None, "protocol": response.http_version, "tls": tls,
+                "ip": server[0] if server else None, "protocol": response.http_version.lower(), "tls": tls,
                 "certificate_pem": certificate_pem, "truncated": truncated, "truncated_message": truncated_message,
                 "sample": sample}
     finally:

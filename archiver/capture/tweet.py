@@ -237,7 +237,10 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
         "main": {"url": answer["url"], "status": answer["status"], "ip": answer["ip"],
                  "protocol": answer["protocol"], "tls": answer["tls"], "certificate_chain_pem": answer["certificate_pem"]},
     }
-    return CaptureResult(status=status, final_url=answer["url"], main_record_id=answer["record_id"],
+    # Where the tweet lives (the answer itself is the main record, under its own URL).
+    tweet_url = (f"https://x.com/{info['screen_name']}/status/{tweet_id}" if info.get("screen_name")
+                 else f"https://x.com/i/web/status/{tweet_id}")
+    return CaptureResult(status=status, final_url=tweet_url, main_record_id=answer["record_id"],
                          http_status=answer["status"], content_type=header_value(answer["headers"], "content-type"),
                          failure_class=failure_class, failure_message=failure_message, title=title,
                          text="\n".join(p for p in text_parts if p), outlinks=outlinks, details=details)
