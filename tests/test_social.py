@@ -160,3 +160,21 @@ def test_follow_the_live_blog_to_its_evidence(world_cli, site):
     proc = subprocess.run([str(Path(sys.executable).parent / "warcio"), "check", *map(str, warcs)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout
+
+
+@pytest.mark.parametrize("setting,value,cls", [
+    ("ARCHIVER_VIDEO_MAX_BYTES", "20000", "too-large"),
+    ("ARCHIVER_VIDEO_MAX_SECONDS", "0.01", "timeout"),
+])
+def test_video_caps_give_partial_never_silent_truncation(world_cli, setting, cls, value):
+    result = world_cli("capture", "--no-browser", "https://www.periscope.tv/w/1OdKrBXvMbLKX", "--json",
+                       env={setting: value})
+    assert result.code == 1
+    [outcome] = result.json()
+    assert (outcome["status"], outcome["failure_class"]) == ("partial", cls)
+    show = world_cli("show", outcome["capture_id"], "--json").json()
+    recs = read_records(world_cli.archive / show["warc_path"])
+    media = [r for r in recs if r.type == "resource" and r.headers["WARC-Target-URI"].startswith("urn:video:")]
+    for r in media:  # whatever arrived is kept, and marked as cut
+        assert r.headers.get("WARC-Truncated") in ("length", "time")
+    assert world_cli("verify").code == 0
