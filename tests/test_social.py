@@ -178,3 +178,18 @@ def test_video_caps_give_partial_never_silent_truncation(world_cli, setting, cls
     for r in media:  # whatever arrived is kept, and marked as cut
         assert r.headers.get("WARC-Truncated") in ("length", "time")
     assert world_cli("verify").code == 0
+
+
+def test_a_tweets_own_links_are_followed_one_level_further(world_cli):
+    result = world_cli("capture", "--follow", "--depth", "1", "https://twitter.com/evac_watch_demo/status/809711419431133184",
+                       "--json")
+    outcomes = result.json()
+    assert result.code == 0, outcomes
+    urls = [o["url"] for o in outcomes]
+    # entities.urls: the t.co link in the tweet, resolved, and the story it points to captured.
+    assert urls == ["https://twitter.com/evac_watch_demo/status/809711419431133184",
+                    "https://www.levantledger.example/2016/12/16/evacuation-suspended/"]
+    tweet = world_cli("show", outcomes[0]["capture_id"], "--json").json()
+    [child] = tweet["children"]
+    assert child["found_in"] == "entities.urls" and child["source"] == "tweet.entities"
+    assert child["capture_id"] == outcomes[1]["capture_id"]
