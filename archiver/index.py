@@ -356,6 +356,11 @@ class Index:
             "  (SELECT c.status FROM captures c WHERE c.key = r.key ORDER BY c.id DESC LIMIT 1) AS capture_status "
             "FROM refs r WHERE r.capture_id = ? ORDER BY r.rowid", (capture_id,))]
 
+    def captured_ok(self, key: str) -> bool:
+        """Whether a complete capture of this item is already held."""
+        return self.conn.execute("SELECT 1 FROM captures WHERE key = ? AND status = 'ok' LIMIT 1",
+                                 (key,)).fetchone() is not None
+
     def referenced_by(self, key: str) -> list[dict[str, Any]]:
         """Captures that reference this item: where it was found."""
         return [dict(r) for r in self.conn.execute(

@@ -277,6 +277,10 @@ class Worker:
             return []
         parsed, where = [], []
         for item in discovered:
+            if self.index.captured_ok(item["key"]):
+                # Already held (cited again by another article): the refs row links it; re-checking an item
+                # on a schedule is what `watch` is for, not what following does.
+                continue
             try:
                 parsed.append(parse_url(item["url"]))
                 where.append({"found_in": item.get("found_in"), "source": item.get("source"), "via": item.get("via")})
@@ -290,7 +294,6 @@ class Worker:
                                     max_attempts=job["max_attempts"], options=options,
                                     parent_capture_id=capture_id, found_in=where)
         return [e.job["id"] for e in enqueued if e.created]
-
 
     async def _dispatch(self, job: dict[str, Any], url: str, warc: CaptureWarc, use_browser: bool) -> CaptureResult:
         """The way of capturing that fits the job's kind (design.md: one module per way)."""

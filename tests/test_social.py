@@ -193,3 +193,14 @@ def test_a_tweets_own_links_are_followed_one_level_further(world_cli):
     [child] = tweet["children"]
     assert child["found_in"] == "entities.urls" and child["source"] == "tweet.entities"
     assert child["capture_id"] == outcomes[1]["capture_id"]
+
+
+def test_evidence_already_held_is_linked_not_captured_again(world_cli):
+    tweet_url = "https://twitter.com/evac_watch_demo/status/809711419431133184"
+    first = world_cli("capture", tweet_url, "--json").json()[0]
+    assert first["status"] == "ok"
+    outcomes = world_cli("capture", "--follow", ARTICLE, "--json").json()
+    assert tweet_url not in [o["url"] for o in outcomes[1:]]
+    article = world_cli("show", outcomes[0]["capture_id"], "--json").json()
+    held = next(c for c in article["children"] if c["key"] == "twitter:809711419431133184")
+    assert held["capture_id"] == first["capture_id"]
