@@ -91,3 +91,11 @@ def article_capture(tmp_path_factory: pytest.TempPathFactory, site: demo_server.
     assert shown.code == 0, shown.err
     data = shown.json()
     return {"archive": archive, "cli": run, "show": data, "warc": archive / data["warc_path"]}
+
+
+@pytest.fixture
+def world_cli(cli: CLI, site: demo_server.DemoServer) -> CLI:
+    """The CLI reaching the fixture world (twitter.com, periscope.tv, t.co...) through its proxy and CA."""
+    cli.env.update({"ARCHIVER_NETWORK_PROXY": site.proxy_url, "ARCHIVER_NETWORK_CA_BUNDLE": str(site.ca_file)})
+    site.reset_tweet_states()
+    return cli

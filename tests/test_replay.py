@@ -22,17 +22,17 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def pywb(tmp_path, article_capture):
+def _pywb(tmp_path: Path, warcs: list[Path]):
     if not (BIN / "wayback").exists():
         pytest.fail("pywb is a test dependency; run `make setup`")
     root = tmp_path / "pywb"
     root.mkdir()
     subprocess.run([str(BIN / "wb-manager"), "init", "case"], cwd=root, check=True, capture_output=True)
-    warc_copy = tmp_path / article_capture["warc"].name
-    shutil.copy(article_capture["warc"], warc_copy)
-    subprocess.run([str(BIN / "wb-manager"), "add", "case", str(warc_copy)], cwd=root, check=True,
-                   capture_output=True)
+    for warc in warcs:
+        warc_copy = tmp_path / warc.name
+        shutil.copy(warc, warc_copy)
+        subprocess.run([str(BIN / "wb-manager"), "add", "case", str(warc_copy)], cwd=root, check=True,
+                       capture_output=True)
     port = _port()
     proc = subprocess.Popen([str(BIN / "wayback"), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -44,6 +44,12 @@ def pywb(tmp_path, article_capture):
             break
         except httpx.HTTPError:
             time.sleep(0.2)
+    return base, proc
+
+
+@pytest.fixture
+def pywb(tmp_path, article_capture):
+    base, proc = _pywb(tmp_path, [article_capture["warc"]])
     yield base
     proc.terminate()
     proc.wait(timeout=10)
@@ -62,3 +68,23 @@ def test_pywb_replays_the_article_byte_for_byte(pywb, article_capture, site):
     # The rewritten page replays too, with the JavaScript-added text reachable by its fetch.
     page = httpx.get(f"{pywb}/case/mp_/{site.article_url}", timeout=30)
     assert page.status_code == 200 and "Aleppo" in page.text
+
+
+def test_pywb_replays_a_tweet_capture(tmp_path, world_cli):
+    result = world_cli("capture", "https://twitter.com/x/status/809735236813459457", "--json")
+    assert result.code == 0, result.err
+    show = world_cli("show", result.json()[0]["capture_id"], "--json").json()
+    warc = world_cli.archive / show["warc_path"]
+    base, proc = _pywb(tmp_path, [warc])
+    try:
+        recs = read_records(warc)
+        uris = [r["uri"] for r in show["records"] if r["type"] == "response"
+                and ("tweet-result" in r["uri"] or "name=orig" in r["uri"])]
+        assert len(uris) == 3  # the syndication answer and two photos at original size
+        for uri in uris:
+            [original] = responses(recs, uri)
+            replayed = httpx.get(f"{base}/case/id_/{uri}", timeout=30)
+            assert replayed.status_code == 200 and replayed.content == original.payload, uri
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -14,13 +14,6 @@ from warcutil import read_records, responses
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
 
 
-@pytest.fixture
-def world_cli(cli, site):
-    cli.env.update({"ARCHIVER_NETWORK_PROXY": site.proxy_url, "ARCHIVER_NETWORK_CA_BUNDLE": str(site.ca_file)})
-    site.reset_tweet_states()
-    return cli
-
-
 def _capture(cli, *args):
     result = cli("capture", *args, "--json")
     assert result.code in (0, 1), result.err
