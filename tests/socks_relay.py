@@ -308,8 +308,16 @@ class SocksRelay:
         if not self._track(upstream):
             _close(upstream)
             raise _Refused("stopping")
+        try:
+            return upstream, self._tunnel(client, upstream, host, port)
+        except BaseException:
+            self._untrack(upstream)
+            raise
+
+    def _tunnel(self, client: socket.socket, upstream: socket.socket, host: str, port: int) -> bytes:
+        """For port 443, CONNECT through the upstream proxy; the bytes read past its answer."""
         if port != 443:
-            return upstream, b""
+            return b""
         authority = _authority(host, port)
         try:
             upstream.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode("ascii"))
@@ -328,7 +336,7 @@ class SocksRelay:
         if status != 200:
             _reply(client, REP_HOST_UNREACHABLE if status in (502, 503, 504) else REP_NOT_ALLOWED)
             raise _Refused(f"upstream proxy answered CONNECT with {status}")
-        return upstream, early
+        return early
 
     def _pump(self, client: socket.socket, upstream: socket.socket, rewriter: _RequestRewriter | None) -> None:
         """Copy bytes both ways until both sides have closed, or nothing moved for IDLE_TIMEOUT seconds."""

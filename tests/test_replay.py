@@ -80,11 +80,12 @@ def test_pywb_replays_a_tweet_capture(tmp_path, world_cli):
         recs = read_records(warc)
         uris = [r["uri"] for r in show["records"] if r["type"] == "response"
                 and ("tweet-result" in r["uri"] or "name=orig" in r["uri"])]
-        assert len(uris) == 3  # the syndication answer and two photos at original size
-        for uri in uris:
-            [original] = responses(recs, uri)
+        # The syndication answer (fetched by us, and again by the embed page's script) and two photos.
+        assert len(uris) >= 3 and sum("name=orig" in u for u in uris) == 2
+        for uri in set(uris):
             replayed = httpx.get(f"{base}/case/id_/{uri}", timeout=30)
-            assert replayed.status_code == 200 and replayed.content == original.payload, uri
+            assert replayed.status_code == 200, uri
+            assert replayed.content in [r.payload for r in responses(recs, uri)], uri
     finally:
         proc.terminate()
         proc.wait(timeout=10)
