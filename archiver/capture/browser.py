@@ -32,10 +32,43 @@ from .base import CaptureResult, charset_of, classify_net_error, header_value, i
 CHROMIUM_ARGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
     "--disable-default-apps", "--disable-domain-reliability", "--disable-client-side-phishing-detection",
-    "--metrics-recording-only", "--no-default-browser-check", "--disable-features=IsolateOrigins,site-per-process,"
-    "OptimizationHints,Translate,MediaRouter,InterestFeedContentSuggestions", "--disable-site-isolation-trials",
-    "--disable-breakpad", "--password-store=basic", "--use-mock-keychain", "--disable-gpu",
+    "--disable-extensions", "--disable-component-extensions-with-background-pages", "--disable-field-trial-config",
+    "--no-pings", "--metrics-recording-only", "--no-default-browser-check",
+    # Chromium honours only the last --disable-features, so this one must repeat what Playwright disables
+    # (network-time queries to clients2.google.com, search preconnects, CORS redirect aborts under Fetch
+    # interception...) besides what we add (site isolation off, translation, autofill and CT updates).
+    "--disable-features=" + ",".join([
+        "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+        "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+        "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect", "OptimizationHints",
+        "NetworkTimeServiceQuerying", "AimEnabled", "PreconnectToSearch",
+        "IsolateOrigins", "site-per-process", "Translate", "InterestFeedContentSuggestions",
+        "AutofillServerCommunication", "CertificateTransparencyComponentUpdater",
+    ]),
+    "--disable-site-isolation-trials", "--disable-breakpad", "--password-store=basic", "--use-mock-keychain",
+    "--disable-gpu",
+    # Chromium's own service calls that no flag above stops (seen through a logging proxy with Chromium 156):
+    # sign-in at accounts.google.com and an on-demand component (the optimization guide's on-device model
+    # manifest) from update.googleapis.com. Pointing those services at 0.0.0.0 (never connectable) keeps them
+    # home; a page that itself loads accounts.google.com is unaffected (it names the URL, not the service).
+    # Not 127.0.0.1: the GAIA origin is always process-isolated, which would isolate loopback pages too.
+    "--gaia-url=http://0.0.0.0:9", "--google-apis-url=http://0.0.0.0:9",
+    "--component-updater=url-source=http://0.0.0.0:9/",
 ]
+# Debian's /usr/bin/chromium is a shell wrapper that sources /etc/chromium.d: it exports Google API keys
+# (which switch on sign-in calls to accounts.google.com) and adds --enable-remote-extensions (extension
+# update checks). Captures must make no call the user did not ask for, so the binary is launched directly.
+DEBIAN_WRAPPER = "/usr/bin/chromium"
+DEBIAN_BINARY = "/usr/lib/chromium/chromium"
+# Variables that would give Chromium Google credentials, whatever launched us.
+CREDENTIAL_ENV = ("GOOGLE_API_KEY", "GOOGLE_DEFAULT_CLIENT_ID", "GOOGLE_DEFAULT_CLIENT_SECRET")
+
+
+def resolve_executable(configured: str) -> str:
+    """The Chromium binary to run for ``browser.executable`` (Debian's wrapper means its real binary)."""
+    if os.path.realpath(configured) == DEBIAN_WRAPPER and os.access(DEBIAN_BINARY, os.X_OK):
+        return DEBIAN_BINARY
+    return configured
 
 SCROLL_JS = """async ([deadlineMs, stepDelay]) => {
   const end = Date.now() + deadlineMs;
@@ -428,13 +461,16 @@ class BrowserSession:
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
         args.extend(network.chromium_args(self.settings))
         args.extend(conf["extra_args"])
+        self.executable = resolve_executable(executable)
+        env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
         self._pw = await async_playwright().start()
-        self.browser = await self._pw.chromium.launch(executable_path=executable, headless=conf["headless"],
-                                                      args=args)
+        self.browser = await self._pw.chromium.launch(executable_path=self.executable, headless=conf["headless"],
+                                                      args=args, env=env)
 
     @property
     def versions(self) -> dict[str, str]:
-        return {"chromium": self.browser.version if self.browser else "", "playwright": package_version("playwright")}
+        return {"chromium": self.browser.version if self.browser else "", "playwright": package_version("playwright"),
+                "chromium-executable": getattr(self, "executable", "")}
 
     async def close(self) -> None:
         try:
