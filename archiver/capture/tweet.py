@@ -234,6 +234,7 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
         "embed": {"url": embed.final_url, "status": embed.status, "record_id": embed.main_record_id}
         if embed else None,
         "network": network.describe(settings, "http"),
+        "embed_network": (embed.details.get("network") if embed else None),
         "main": {"url": answer["url"], "status": answer["status"], "ip": answer["ip"],
                  "protocol": answer["protocol"], "tls": answer["tls"], "certificate_chain_pem": answer["certificate_pem"]},
     }
