@@ -67,6 +67,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import types
 import urllib.parse
 from functools import lru_cache
@@ -984,12 +985,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _world_media_file(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         """Files stored under world/<host>/ at their URL path (query strings such as ?tag=12 ignored)."""
+        if host == PSCP_VIDEO_HOST and re.fullmatch(r"/live/[A-Za-z0-9]{13}/playlist\.m3u8", path):
+            self._world_live_playlist()
+            return
         target = _resolve_under(WORLD_ROOT / host, path)
         if target is None or target.suffix not in WORLD_CONTENT_TYPES or target.suffix == ".html":
             self._world_not_found()
             return
         self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
                         {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=604800"})
+
+    def _world_live_playlist(self) -> None:
+        # A live broadcast: a sliding window of 2-second chunks that moves with the clock and never ends
+        # (no #EXT-X-ENDLIST), made of the replay's chunks so that no more media needs to be stored.
+        base = ("https://prod-video-eu-central-1.pscp.tv/Transcoding/v1/hls/wuU5JVHoGqCj1TF6eKKc3yN1fdDpdcmxCsXV3hHk2u4AF8"
+                "pCbSBHVVs0Nh2e/non_transcode/eu-central-1/periscope-replay-direct-prod-eu-central-1-public/")
+        sequence = int(time.time() / 2)
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2", f"#EXT-X-MEDIA-SEQUENCE:{sequence}"]
+        for n in range(sequence, sequence + 3):
+            lines += ["#EXT-X-DISCONTINUITY", "#EXTINF:2.000000,", f"{base}chunk_{n % 2}.ts"]
+        self._send(200, ("\n".join(lines) + "\n").encode(), "application/x-mpegURL",
+                   {"Access-Control-Allow-Origin": "*", "Cache-Control": "no-cache"})
 
     def _world_platform(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         if path != "/embed/Tweet.html":

@@ -197,3 +197,26 @@ def test_evidence_already_held_is_linked_not_captured_again(world_cli):
     article = world_cli("show", outcomes[0]["capture_id"], "--json").json()
     held = next(c for c in article["children"] if c["key"] == "twitter:809711419431133184")
     assert held["capture_id"] == first["capture_id"]
+
+
+def test_live_broadcast_is_recorded_up_to_the_time_cap(world_cli):
+    """A live stream never ends: it is recorded until video.max_seconds, kept, and marked partial."""
+    result = world_cli("capture", "--no-browser", "https://www.periscope.tv/w/1vOGwkLRXmnJB", "--json",
+                       env={"ARCHIVER_VIDEO_MAX_SECONDS": "5"}, timeout=90)
+    assert result.code == 1, result.err
+    [outcome] = result.json()
+    assert (outcome["status"], outcome["failure_class"]) == ("partial", "timeout")
+    assert outcome["seconds"] < 40
+    show = world_cli("show", outcome["capture_id"], "--json").json()
+    assert show["video"]["is_live"] == 1 and show["video"]["cut"] == "timeout"
+    recs = read_records(world_cli.archive / show["warc_path"])
+    [media] = [r for r in recs if r.type == "resource" and r.headers["WARC-Target-URI"].startswith("urn:video:")]
+    assert media.headers["WARC-Truncated"] == "time" and len(media.payload) > 10_000
+    # ffmpeg was asked to finish, not killed: what was recorded is a playable file of a few seconds.
+    recorded = world_cli.archive.parent / "live.mp4"
+    recorded.write_bytes(media.payload)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                            str(recorded)], capture_output=True, text=True)
+    assert probe.returncode == 0 and float(probe.stdout.strip()) > 1.0, probe.stdout + probe.stderr
+    # The info JSON is kept even though the download was cut.
+    assert any(r.type == "metadata" and r.headers["WARC-Target-URI"].startswith("urn:yt-dlp:info:") for r in recs)

@@ -13,7 +13,9 @@ import json
 import mimetypes
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -134,6 +136,12 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
             raise _Cut("timeout", "still downloading at video.max_seconds (a live stream is recorded up to "
                                   "the cap)")
 
+    # A live stream is handed to ffmpeg, which reports no progress to the hook above; at the deadline the
+    # watchdog asks our ffmpeg children to finish (SIGINT makes ffmpeg write a proper trailer and exit), so a
+    # live broadcast is recorded up to the cap and the file stays playable.
+    watchdog = threading.Timer(max(0.0, deadline - time.monotonic()), _interrupt_ffmpeg_children, args=(result,))
+    watchdog.daemon = True
+    watchdog.start()
     params = ytdlp_params(settings, workdir, hook, result.log)
     result.options = {k: v for k, v in params.items() if k not in ("progress_hooks", "logger")}
     ca_file = network.ytdlp_ca_file(settings)
@@ -142,17 +150,23 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
         os.environ["SSL_CERT_FILE"] = ca_file
     try:
         with yt_dlp.YoutubeDL(params) as ydl:
+            # Extraction and download apart, so that the metadata survives a download that is cut short.
             try:
-                info = ydl.extract_info(url, download=True)
-            except _Cut as cut:
-                result.cut, result.cut_message = cut.why, str(cut)
-                info = None
+                info = ydl.extract_info(url, download=False)
             except DownloadError as exc:
                 cls, retryable = classify_error(str(exc))
                 raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
-            if info is not None:
-                result.info = ydl.sanitize_info(info)
+            try:
+                info = ydl.process_ie_result(info, download=True)
+            except _Cut as cut:
+                result.cut, result.cut_message = cut.why, str(cut)
+            except DownloadError as exc:
+                if result.cut is None:  # not our own watchdog stopping a live stream
+                    cls, retryable = classify_error(str(exc))
+                    raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
+            result.info = ydl.sanitize_info(info)
     finally:
+        watchdog.cancel()
         if ca_file:
             if previous is None:
                 os.environ.pop("SSL_CERT_FILE", None)
@@ -167,6 +181,25 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
     if result.info is None and not result.files:
         raise CaptureFailed(result.cut or "extractor", result.cut_message or "yt-dlp produced nothing")
     return result
+
+
+def _interrupt_ffmpeg_children(result: VideoDownload) -> None:
+    """Send SIGINT to the ffmpeg processes this process started (yt-dlp's live-stream downloader)."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            name = fields[0].split("(", 1)[1]
+            ppid = int(fields[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == me and name == "ffmpeg":
+            try:
+                os.kill(int(stat.parent.name), signal.SIGINT)
+            except ProcessLookupError:
+                continue
+            result.cut = "timeout"
+            result.cut_message = "still recording at video.max_seconds (a live stream is recorded up to the cap)"
 
 
 def _clean(message: str) -> str:
