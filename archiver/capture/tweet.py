@@ -141,6 +141,18 @@ def _media_urls(data: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+async def _fetch_answer(client: Any, tweet_id: str, warc: CaptureWarc, settings: Settings,
+                        deadline: float) -> tuple[dict[str, Any], str | None, str, dict[str, Any] | None, str]:
+    """Fetch and record one syndication answer: (last hop, problem, availability, tweet JSON, message)."""
+    query = urlencode({"id": tweet_id, "lang": "en", "token": syndication_token(tweet_id)})
+    hops, problem = await fetch_chain(client, f"{settings['twitter']['syndication_url']}?{query}", warc, settings,
+                                      limit=settings["capture"]["max_resource_bytes"], deadline=deadline)
+    answer = hops[-1]
+    availability, data, message = classify_answer(answer["status"], answer["sample"] or b"",
+                                                  header_value(answer["headers"], "content-type"))
+    return answer, problem, availability, data, message
+
+
 async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Settings, browser: Any,
                         video_capture: Any) -> CaptureResult:
     """Capture one tweet. ``browser`` renders the embed page (None: no screenshot); ``video_capture`` is the
@@ -150,16 +162,11 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
     problems: list[str] = []
     media_records: list[dict[str, Any]] = []
     async with network.httpx_client(settings) as client:
-        answer_url = f"{tw['syndication_url']}?{urlencode({'id': tweet_id, 'lang': 'en', 'token': syndication_token(tweet_id)})}"
-        hops, problem = await fetch_chain(client, answer_url, warc, settings, limit=cap["max_resource_bytes"],
-                                          deadline=deadline)
-        answer = hops[-1]
+        answer, problem, availability, data, message = await _fetch_answer(client, tweet_id, warc, settings, deadline)
         if problem:
             problems.append(problem)
-        availability, data, message = classify_answer(answer["status"], answer["sample"] or b"",
-                                                      header_value(answer["headers"], "content-type"))
         info: dict[str, Any] = {"id": tweet_id, "availability": availability, "message": message,
-                                "syndication_url": answer_url}
+                                "syndication_url": answer["url"]}
         quoted_info = None
         if availability == "available" and data is not None:
             info.update(describe_tweet(data, tweet_id))
@@ -168,13 +175,9 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
             if quoted.get("id_str"):
                 to_fetch += _media_urls(quoted)
                 if tw["fetch_quoted"]:
-                    q_url = (f"{tw['syndication_url']}?"
-                             f"{urlencode({'id': quoted['id_str'], 'lang': 'en', 'token': syndication_token(quoted['id_str'])})}")
                     try:
-                        q_hops, _ = await fetch_chain(client, q_url, warc, settings, limit=cap["max_resource_bytes"],
-                                                      deadline=deadline)
-                        q_av, q_data, q_msg = classify_answer(q_hops[-1]["status"], q_hops[-1]["sample"] or b"",
-                                                              None)
+                        _, _, q_av, q_data, q_msg = await _fetch_answer(client, quoted["id_str"], warc, settings,
+                                                                         deadline)
                         quoted_info = {"id": quoted["id_str"], "availability": q_av, "message": q_msg}
                         if q_data and q_av == "available":
                             quoted_info.update(describe_tweet(q_data, quoted["id_str"]))
