@@ -38,7 +38,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
 * ``twitter.com``/``x.com`` (and www./mobile.) ``/<user>/status/<id>`` — a logged-out status page;
 * ``t.co/<code>`` — 301 to the expanded URL;
 * ``www.periscope.tv``/``pscp.tv`` ``/w/<id>``, ``api.periscope.tv/api/v2/accessVideoPublic`` and
-  ``prod-video-eu-central-1.pscp.tv`` — a Periscope replay as yt-dlp's extractor fetches it.
+  ``prod-video-eu-central-1.pscp.tv`` — a Periscope replay as yt-dlp's extractor fetches it;
+* ``api.x.com``/``api.twitter.com`` ``/1.1/guest/activate.json`` (POST), ``/1.1/broadcasts/show.json`` and
+  ``/1.1/live_video_stream/status/<media_key>`` — X broadcasts (``x.com/i/broadcasts/<id>``) as yt-dlp's
+  twitter:broadcast extractor fetches them, from ``demo_site/world/x_broadcasts.json``.
 
 ``CONNECT host:443`` is answered by terminating TLS with a certificate for that host, signed by a test
 CA made per process with the ``openssl`` CLI (``DemoServer.ca_file``; ``DemoServer.ca_spki_sha256`` is
@@ -304,6 +307,7 @@ TWITTER_HOSTS = frozenset({
     "twitter.com", "www.twitter.com", "mobile.twitter.com", "x.com", "www.x.com", "mobile.x.com",
 })
 PERISCOPE_HOSTS = frozenset({"www.periscope.tv", "periscope.tv", "pscp.tv", "www.pscp.tv"})
+X_API_HOSTS = frozenset({"api.x.com", "api.twitter.com"})
 
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
@@ -314,6 +318,7 @@ WORLD_ROUTES: dict[str, str] = {
     "platform.twitter.com": "_world_platform",
     "t.co": "_world_tco",
     "api.periscope.tv": "_world_periscope_api",
+    **{host: "_world_x_api" for host in X_API_HOSTS},
     **{host: "_world_twitter" for host in TWITTER_HOSTS},
     **{host: "_world_periscope" for host in PERISCOPE_HOSTS},
 }
@@ -585,6 +590,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._handle(head=True)
 
+    def do_POST(self) -> None:
+        # Only the X API takes POSTs (guest/activate.json); read the body so keep-alive stays in step.
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._handle(head=False)
+
     def do_CONNECT(self) -> None:
         self._head = False
         try:
@@ -603,7 +613,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             parts = urllib.parse.urlsplit(target)
             path = parts.path or "/"
             query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-            if host is None:
+            if self.command == "POST" and host not in X_API_HOSTS:
+                self._send(405, b"Method not allowed.\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
+            elif host is None:
                 # Count on arrival, so tests can see requests that never complete.
                 self.server.count_hit(path)
                 self._route(path, query)
@@ -1024,6 +1036,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(301, body, HTML_TYPE, {"Location": location, "Cache-Control": "private,max-age=300"})
 
     def _world_twitter(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        if path.startswith("/i/broadcasts/"):
+            self._world_x_broadcast_page(path)
+            return
         match = re.fullmatch(r"/(?:[A-Za-z0-9_]{1,15}|i/web)/status(?:es)?/([0-9]{1,20})(?:/(?:photo|video)/[1-4])?/?",
                              path)
         if match is None:
@@ -1060,6 +1075,39 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             f'<p class="text">{html.escape(data["text"])}</p>'
             f'<p><time datetime="{html.escape(data["created_at"])}">{html.escape(data["created_at"])}</time></p>'
             "</article>"
+        )
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n{head}</head>\n<body>\n{body}\n</body>\n</html>\n"
+        )
+        self._send(200, document.encode("utf-8"), headers={"Cache-Control": "no-cache"})
+
+    def _world_x_broadcast_page(self, path: str) -> None:
+        # x.com answers every /i/broadcasts/<id> with its app shell; one that is gone just says so.
+        match = re.fullmatch(r"/i/broadcasts/([A-Za-z0-9]{13})/?", path)
+        entry = _world_json("x_broadcasts.json").get(match.group(1)) if match else None
+        broadcast = entry["broadcast"] if isinstance(entry, dict) else None
+        if not broadcast:
+            message = "Hmm...this page doesn’t exist. Try searching for something else."
+            body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
+            self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+            return
+        url = f"https://x.com/i/broadcasts/{broadcast['id']}"
+        title = f"{broadcast['user_display_name']} on X: \"{broadcast['status']}\" / X"
+        meta = {
+            "og:site_name": "X (formerly Twitter)", "og:type": "video.other", "og:url": url,
+            "og:title": f"{broadcast['user_display_name']} on X", "og:description": broadcast["status"],
+            "og:image": broadcast["image_url"],
+        }
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        head += f'<link rel="canonical" href="{html.escape(url)}">\n'
+        body = (
+            f'<div class="broadcast"><h1>{html.escape(broadcast["status"])}</h1>'
+            f'<p><strong>{html.escape(broadcast["user_display_name"])}</strong>'
+            f' @{html.escape(broadcast["twitter_username"])}</p>'
+            f'<img src="{html.escape(broadcast["image_url"])}" alt=""'
+            f' width="{broadcast["width"]}" height="{broadcast["height"]}">'
+            "</div>"
         )
         document = (
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
@@ -1109,6 +1157,36 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send_json(404, {"error": "broadcast not found"})
             return
         self._send_json(200, broadcast["accessVideoPublic"], {"Cache-Control": "no-cache"})
+
+    def _world_x_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # The calls yt-dlp's twitter:broadcast extractor makes for x.com/i/broadcasts/<id>: a guest token,
+        # then the broadcast (with its media_key), then the stream's playlist URL. Both need the guest token.
+        world = _world_json("x_broadcasts.json")
+        headers = {"Cache-Control": "no-cache, no-store, max-age=0"}
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            self._send_json(403, {"errors": [{"code": 99, "message": "Unable to verify your credentials"}]}, headers)
+            return
+        if path == "/1.1/guest/activate.json":
+            if self.command != "POST":
+                self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
+            else:
+                self._send_json(200, {"guest_token": world["guest_token"]}, headers)
+            return
+        if self.headers.get("x-guest-token") != world["guest_token"]:
+            self._send_json(403, {"errors": [{"code": 239, "message": "Bad guest token."}]}, headers)
+            return
+        entries = {k: v for k, v in world.items() if not k.startswith("_") and isinstance(v, dict)}
+        if path == "/1.1/broadcasts/show.json":
+            ids = [i for i in query.get("ids", [""])[0].split(",") if i]
+            self._send_json(200, {"broadcasts": {i: entries[i]["broadcast"] for i in ids if i in entries}}, headers)
+            return
+        match = re.fullmatch(r"/1\.1/live_video_stream/status/([0-9]+_[0-9]+)", path)
+        stream = next((e["live_video_stream"] for e in entries.values()
+                       if match and e["broadcast"].get("media_key") == match.group(1)), None)
+        if stream is None:
+            self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
+            return
+        self._send_json(200, stream, headers)
 
 
 class _TunnelHandler(_Handler):

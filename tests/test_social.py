@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from warcutil import read_records, responses
+from warcutil import read_records
 
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
 
@@ -220,3 +220,23 @@ def test_live_broadcast_is_recorded_up_to_the_time_cap(world_cli):
     assert probe.returncode == 0 and float(probe.stdout.strip()) > 1.0, probe.stdout + probe.stderr
     # The info JSON is kept even though the download was cut.
     assert any(r.type == "metadata" and r.headers["WARC-Target-URI"].startswith("urn:yt-dlp:info:") for r in recs)
+
+
+def test_x_broadcast_through_yt_dlp(world_cli, site):
+    """An ended X broadcast: guest token, broadcasts/show.json, live_video_stream/status, then the replay's HLS."""
+    result, [outcome], [show] = _capture(world_cli, "https://x.com/i/broadcasts/1YqKDqDXRRvxV")
+    assert result.code == 0 and outcome["status"] == "ok", outcome
+    assert show["kind"] == "video" and show["video"]["extractor"] == "TwitterBroadcast"
+    assert show["video"]["media_bytes"] > 10_000
+    assert show["video"]["title"] == "Aleppo: evacuation convoy turned back — live from the checkpoint"
+    assert any(r["type"] == "resource" and (r["uri"] or "").startswith("urn:video:") for r in show["records"])
+    log = site.proxy_log
+    assert ("POST", "api.x.com", "/1.1/guest/activate.json") in log
+    assert ("GET", "api.x.com", "/1.1/broadcasts/show.json?ids=1YqKDqDXRRvxV") in log
+    assert any(e.host == "prod-video-eu-central-1.pscp.tv" and e.path.endswith("chunk_2.ts") for e in log)
+
+
+def test_gone_x_broadcast_is_classified(world_cli):
+    result, [outcome], [show] = _capture(world_cli, "https://x.com/i/broadcasts/1ZkJzbdvXbmJv")
+    assert result.code == 1
+    assert outcome["failure_class"] == "gone" and outcome["job_state"] == "failed", repr(outcome)

@@ -152,3 +152,7 @@ def test_discovery_finds_every_kind_of_embed_once():
 ])
 def test_yt_dlp_errors_are_classified(message, expected):
     assert video.classify_error(message) == expected
+
+
+def test_gone_x_broadcast_message_is_gone():
+    assert video.classify_error("ERROR: [twitter:broadcast] 1ZkJzbdvXbmJv: Broadcast no longer exists") == ("gone", False)

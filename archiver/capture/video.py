@@ -81,8 +81,8 @@ def classify_error(message: str) -> tuple[str, bool]:
         return "age-restricted", False
     if "private" in m or "members-only" in m or "protected" in m:
         return "protected", False
-    gone = ("has been removed", "no longer available", "been deleted", "was deleted", "does not exist",
-            "not available", "unavailable", "not found", "404", "410", "has ended", "terminated", "gone")
+    gone = ("has been removed", "no longer available", "no longer exists", "been deleted", "was deleted",
+            "does not exist", "not available", "unavailable", "not found", "404", "410", "has ended", "terminated", "gone")
     if any(g in m for g in gone):
         return "gone", False
     if "timed out" in m or "timeout" in m:

@@ -100,5 +100,13 @@ clip 180x320 5 330 30 "$TMP/periscope.mp4" testsrc
 ff -i "$TMP/periscope.mp4" -c copy -f hls -hls_time 2 -hls_playlist_type vod \
    -hls_segment_filename "$PSCP/chunk_%d.ts" $BITEXACT "$PSCP/playlist.m3u8"
 ff -ss 1 -i "$TMP/periscope.mp4" -frames:v 1 -q:v 6 $BITEXACT "$PSCP/orig.jpg"
+# The same replay as an X broadcast (1YqKDqDXRRvxV) plays it: a master playlist naming the media playlist.
+cat > "$PSCP/tw_master_dynamic_16784010912755350398.m3u8" <<M3U8
+#EXTM3U
+#EXT-X-VERSION:3
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-STREAM-INF:BANDWIDTH=320000,RESOLUTION=180x320,CODECS="mp4a.40.2,avc1.4d400c"
+playlist.m3u8
+M3U8
 
 du -sh --apparent-size .
