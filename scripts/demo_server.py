@@ -1067,15 +1067,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "og:site_name": "X (formerly Twitter)", "og:type": "article", "og:url": url,
             "og:title": f"{user['name']} on X", "og:description": f"\u201c{data['text']}\u201d", "og:image": image,
         }
-        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
-        head += f'<meta name="twitter:card" content="{"summary_large_image" if media else "summary"}">\n'
-        head += f'<link rel="canonical" href="{html.escape(url)}">\n'
         body = (
             f'<article class="tweet"><p><strong>{html.escape(user["name"])}</strong> @{html.escape(user["screen_name"])}</p>'
             f'<p class="text">{html.escape(data["text"])}</p>'
             f'<p><time datetime="{html.escape(data["created_at"])}">{html.escape(data["created_at"])}</time></p>'
             "</article>"
         )
+        card = f'<meta name="twitter:card" content="{"summary_large_image" if media else "summary"}">\n'
+        self._send_x_page(title, meta, url, body, card)
+
+    def _send_x_page(self, title: str, meta: dict[str, str], url: str, body: str, extra_head: str = "") -> None:
+        """A logged-out x.com page: og: metadata, canonical link, and the given body."""
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        head += extra_head + f'<link rel="canonical" href="{html.escape(url)}">\n'
         document = (
             "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n{head}</head>\n<body>\n{body}\n</body>\n</html>\n"
@@ -1099,8 +1103,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "og:title": f"{broadcast['user_display_name']} on X", "og:description": broadcast["status"],
             "og:image": broadcast["image_url"],
         }
-        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
-        head += f'<link rel="canonical" href="{html.escape(url)}">\n'
         body = (
             f'<div class="broadcast"><h1>{html.escape(broadcast["status"])}</h1>'
             f'<p><strong>{html.escape(broadcast["user_display_name"])}</strong>'
@@ -1109,11 +1111,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             f' width="{broadcast["width"]}" height="{broadcast["height"]}">'
             "</div>"
         )
-        document = (
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{html.escape(title)}</title>\n{head}</head>\n<body>\n{body}\n</body>\n</html>\n"
-        )
-        self._send(200, document.encode("utf-8"), headers={"Cache-Control": "no-cache"})
+        self._send_x_page(title, meta, url, body)
 
     def _world_periscope(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         match = re.fullmatch(r"/(?:w|[A-Za-z0-9_]{1,20})/([A-Za-z0-9]{13})/?", path)
