@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import platform
 import secrets
-import socket
 import time
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version as package_version
@@ -72,7 +71,3 @@ class Archive:
         except OSError:
             import pwd
             return pwd.getpwuid(os.getuid()).pw_name
-
-
-def hostname() -> str:
-    return socket.gethostname()
