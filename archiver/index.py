@@ -17,7 +17,7 @@ import sqlite_utils
 from .errors import BadURL, NotFound, UserError
 from .urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def now_iso() -> str:
@@ -181,6 +181,93 @@ MIGRATIONS: list[str] = [
         media_bytes INTEGER,
         cut TEXT                           -- too-large | timeout when the download was cut off
     );
+    """,
+    # 3: watching — schedules, liveness checks, the state of each watched or captured item; politeness.
+    """
+    -- The host a job fetches, so that runners can keep to per-host concurrency and delay.
+    ALTER TABLE jobs ADD COLUMN host TEXT;
+    CREATE INDEX jobs_host ON jobs(host, state);
+
+    -- One schedule per item (key): re-capture every N seconds or on a cron expression, check in between.
+    CREATE TABLE watches (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL,
+        canonical_url TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        every_seconds INTEGER,             -- re-capture interval, or
+        cron TEXT,                         -- a cron expression (UTC)
+        check_every_seconds INTEGER,       -- liveness checks between captures (NULL: none)
+        next_capture_at TEXT NOT NULL,
+        next_check_at TEXT,
+        last_enqueued_at TEXT,
+        last_job_id INTEGER,
+        last_checked_at TEXT,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        tags TEXT NOT NULL DEFAULT '[]',
+        note TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        active INTEGER NOT NULL DEFAULT 1,
+        removed_at TEXT,
+        removed_by TEXT
+    );
+    CREATE UNIQUE INDEX watches_one_active ON watches(key) WHERE active = 1;
+    CREATE INDEX watches_due ON watches(active, next_capture_at);
+
+    -- Every liveness check: what the URL answered, and the item's state after it.
+    CREATE TABLE checks (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        url TEXT NOT NULL,
+        checked_at TEXT NOT NULL,
+        method TEXT NOT NULL,              -- http | syndication | yt-dlp
+        result TEXT NOT NULL,              -- live | gone | unreachable
+        result_class TEXT,                 -- deleted, suspended, http-404, dns, timeout, ...
+        http_status INTEGER,
+        final_url TEXT,
+        redirects TEXT,                    -- JSON: [[status, url], ...]
+        fingerprint TEXT,                  -- normalised content fingerprint (text + media), if live
+        message TEXT,
+        seconds REAL,
+        state_before TEXT,
+        state_after TEXT NOT NULL,
+        job_id INTEGER,                    -- capture queued because of this check
+        worker TEXT
+    );
+    CREATE INDEX checks_key ON checks(key, checked_at);
+
+    -- The current state of each item we hold or watch: live | changed | gone | unreachable.
+    CREATE TABLE items (
+        key TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('live', 'changed', 'gone', 'unreachable')),
+        state_class TEXT,                  -- why: deleted, http-404, dns, ...
+        state_since TEXT NOT NULL,         -- when the item entered this state
+        last_seen_live TEXT,
+        last_checked_at TEXT,
+        last_capture_id TEXT,              -- newest capture
+        last_ok_capture_id TEXT,           -- newest complete capture: the evidence we hold
+        fingerprint TEXT,                  -- of the newest capture that showed content
+        unreachable_count INTEGER NOT NULL DEFAULT 0,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX items_state ON items(state, state_since);
+
+    -- State changes, from checks and from captures: the item's timeline.
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL,
+        at TEXT NOT NULL,
+        state_before TEXT,
+        state_after TEXT NOT NULL,
+        state_class TEXT,
+        source TEXT NOT NULL,              -- check | capture
+        check_id INTEGER,
+        capture_id TEXT
+    );
+    CREATE INDEX transitions_key ON transitions(key, at);
     """,
 ]
 

@@ -13,6 +13,7 @@ import sqlite3
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable
+from urllib.parse import urlsplit
 
 from .errors import UserError
 from .index import Index, iso_after, now_iso
@@ -25,6 +26,11 @@ JOB_STATES = ("queued", "running", "done", "failed")
 class Enqueued:
     job: dict[str, Any]
     created: bool  # False: the same URL was already pending, and that job is returned
+
+
+def job_host(url: str) -> str:
+    """The host a job fetches first (lower-case, no port): the unit of per-host politeness."""
+    return (urlsplit(url).hostname or "").lower()
 
 
 def make_owner() -> str:
@@ -61,10 +67,10 @@ def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested
         row = conn.execute(
             "INSERT INTO jobs (url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
             "next_attempt_at, requested_by, requested_at, tags, note, options, parent_capture_id, found_in, "
-            "updated_at) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            "updated_at, host) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
             (parsed.url, parsed.canonical_url, parsed.dedup_key, parsed.kind, priority, max_attempts, now,
              requested_by, now, json.dumps(tags), note, json.dumps(options or {}), parent_capture_id, where,
-             now),
+             now, job_host(parsed.url)),
         ).fetchone()
         results.append(Enqueued(_decode(row), created=True))
     return results
