@@ -56,7 +56,8 @@ class Archive:
 
     def index(self) -> Index:
         self.ensure()
-        return Index(self.index_path)
+        watch = self.settings["watch"]
+        return Index(self.index_path, (watch["unreachable_gone_after"], watch["unreachable_gone_hours"]))
 
     def exists(self) -> bool:
         return self.index_path.exists()

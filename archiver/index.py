@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
+from . import items
 from .errors import BadURL, NotFound, UserError
 from .urls import normalise, parse as parse_url
 
@@ -275,8 +276,10 @@ MIGRATIONS: list[str] = [
 class Index:
     """One connection to ``<archive>/index.db``. Cheap to open; open one per process or thread."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, unreachable_gone: tuple[int, float] = (4, 24.0)):
         self.path = path
+        # How many unreachable observations, over how many hours, make an item gone (settings [watch]).
+        self.unreachable_gone = unreachable_gone
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up front and
         # waits (busy_timeout) instead of failing half-way with "database is locked".
@@ -348,6 +351,7 @@ class Index:
                               [(capture["id"], o["url"], o.get("text")) for o in outlinks])
         provenance = capture.get("provenance") if isinstance(capture.get("provenance"), dict) else json.loads(row["provenance"])
         self._insert_platform_rows(capture["id"], provenance)
+        items.observe_capture(self.conn, capture, provenance, self.unreachable_gone)
 
     def _insert_platform_rows(self, capture_id: str, provenance: dict[str, Any]) -> None:
         """Tweet and video facts, derived from the provenance record (so reindex can rebuild them)."""
@@ -477,6 +481,56 @@ class Index:
                 raise UserError("empty search query") from None
             rows = self.conn.execute(sql, (quoted, limit)).fetchall()
         return [dict(r) for r in rows]
+
+    # ---- items, checks, timelines ---------------------------------------------------------------------
+
+    def list_items(self, *, state: str, since: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """Items in a state (gone, unreachable, changed...), with the evidence held: newest state first.
+
+        For "changed", every item that changed (since ``since``) is listed, also those re-captured since:
+        what an investigator asks is "what changed", not only "what is different right now"."""
+        held = ("(SELECT COUNT(*) FROM captures c WHERE c.key = i.key AND c.status = 'ok') AS ok_captures, "
+                "(SELECT COUNT(*) FROM checks k WHERE k.key = i.key) AS check_count, "
+                "(SELECT MIN(c.started_at) FROM captures c WHERE c.key = i.key) AS first_captured")
+        params: list[Any] = []
+        if state == "changed":
+            sql = (f"SELECT i.*, t.last_change AS changed_at, t.changes, {held} FROM items i JOIN ("
+                   "SELECT key, MAX(at) AS last_change, COUNT(*) AS changes FROM transitions "
+                   "WHERE state_after = 'changed'" + (" AND at >= ?" if since else "") +
+                   " GROUP BY key) t ON t.key = i.key ORDER BY t.last_change DESC")
+            params += [since] if since else []
+        else:
+            sql = f"SELECT i.*, {held} FROM items i WHERE i.state = ?" + (" AND i.state_since >= ?" if since else "")
+            sql += " ORDER BY i.state_since DESC"
+            params += [state] + ([since] if since else [])
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [dict(r) for r in self.conn.execute(sql, params)]
+
+    def item(self, key: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM items WHERE key = ?", (key,)).fetchone()
+        return dict(row) if row else None
+
+    def timeline(self, key: str) -> list[dict[str, Any]]:
+        """Captures, checks and state transitions of one item, oldest first."""
+        events: list[dict[str, Any]] = []
+        for r in self.conn.execute("SELECT id, started_at, status, failure_class, http_status FROM captures "
+                                   "WHERE key = ?", (key,)):
+            events.append({"at": r["started_at"], "event": "capture", "capture_id": r["id"], "result": r["status"],
+                           "class": r["failure_class"], "http_status": r["http_status"]})
+        for r in self.conn.execute("SELECT id, checked_at, result, result_class, http_status, fingerprint, "
+                                   "state_after, job_id, message FROM checks WHERE key = ?", (key,)):
+            events.append({"at": r["checked_at"], "event": "check", "check_id": r["id"], "result": r["result"],
+                           "class": r["result_class"], "http_status": r["http_status"],
+                           "fingerprint": r["fingerprint"], "state": r["state_after"], "job_id": r["job_id"],
+                           "message": r["message"]})
+        for r in self.conn.execute("SELECT at, state_before, state_after, state_class, source, check_id, capture_id "
+                                   "FROM transitions WHERE key = ?", (key,)):
+            events.append({"at": r["at"], "event": "transition", "from": r["state_before"], "to": r["state_after"],
+                           "class": r["state_class"], "source": r["source"], "check_id": r["check_id"],
+                           "capture_id": r["capture_id"]})
+        order = {"capture": 0, "check": 0, "transition": 1}
+        return sorted(events, key=lambda e: (e["at"], order[e["event"]]))
 
     def all_captures_for_verify(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
         if ids:

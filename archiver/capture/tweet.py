@@ -21,6 +21,7 @@ from ..errors import CaptureFailed
 from ..warc import CaptureWarc
 from . import network
 from .base import CaptureResult, header_value
+from .fingerprint import tweet_fingerprint
 from .http import fetch_chain
 
 TWITTER_EPOCH_MS = 1288834974657
@@ -141,11 +142,16 @@ def _media_urls(data: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
+def syndication_url(tweet_id: str, settings: Settings) -> str:
+    """The URL the embed widget asks for a tweet's data."""
+    query = urlencode({"id": tweet_id, "lang": "en", "token": syndication_token(tweet_id)})
+    return f"{settings['twitter']['syndication_url']}?{query}"
+
+
 async def _fetch_answer(client: Any, tweet_id: str, warc: CaptureWarc, settings: Settings,
                         deadline: float) -> tuple[dict[str, Any], str | None, str, dict[str, Any] | None, str]:
     """Fetch and record one syndication answer: (last hop, problem, availability, tweet JSON, message)."""
-    query = urlencode({"id": tweet_id, "lang": "en", "token": syndication_token(tweet_id)})
-    hops, problem = await fetch_chain(client, f"{settings['twitter']['syndication_url']}?{query}", warc, settings,
+    hops, problem = await fetch_chain(client, syndication_url(tweet_id, settings), warc, settings,
                                       limit=settings["capture"]["max_resource_bytes"], deadline=deadline)
     answer = hops[-1]
     availability, data, message = classify_answer(answer["status"], answer["sample"] or b"",
@@ -170,6 +176,7 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
         quoted_info = None
         if availability == "available" and data is not None:
             info.update(describe_tweet(data, tweet_id))
+            info["fingerprint"] = tweet_fingerprint(data)
             to_fetch = _media_urls(data)
             quoted = data.get("quoted_tweet") or {}
             if quoted.get("id_str"):

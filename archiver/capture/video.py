@@ -17,9 +17,10 @@ import signal
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import yt_dlp
 from yt_dlp.utils import DownloadCancelled, DownloadError
@@ -144,12 +145,8 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
     watchdog.start()
     params = ytdlp_params(settings, workdir, hook, result.log)
     result.options = {k: v for k, v in params.items() if k not in ("progress_hooks", "logger")}
-    ca_file = network.ytdlp_ca_file(settings)
-    previous = os.environ.get("SSL_CERT_FILE")
-    if ca_file:
-        os.environ["SSL_CERT_FILE"] = ca_file
     try:
-        with yt_dlp.YoutubeDL(params) as ydl:
+        with _ca_environment(settings), yt_dlp.YoutubeDL(params) as ydl:
             # Extraction and download apart, so that the metadata survives a download that is cut short.
             try:
                 info = ydl.extract_info(url, download=False)
@@ -167,12 +164,6 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
             result.info = ydl.sanitize_info(info)
     finally:
         watchdog.cancel()
-        if ca_file:
-            if previous is None:
-                os.environ.pop("SSL_CERT_FILE", None)
-            else:
-                os.environ["SSL_CERT_FILE"] = previous
-            os.unlink(ca_file)
     if result.cut is None and any("larger than max-filesize" in line for line in result.log):
         # yt-dlp knew the size in advance and did not start: too large, and nothing was cut short.
         result.cut = "too-large"
@@ -181,6 +172,41 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
     if result.info is None and not result.files:
         raise CaptureFailed(result.cut or "extractor", result.cut_message or "yt-dlp produced nothing")
     return result
+
+
+@contextmanager
+def _ca_environment(settings: Settings) -> Iterator[None]:
+    """yt-dlp (urllib/requests) reads extra trust from SSL_CERT_FILE: system roots + network.ca_bundle."""
+    ca_file = network.ytdlp_ca_file(settings)
+    if not ca_file:
+        yield
+        return
+    previous = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = ca_file
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = previous
+        os.unlink(ca_file)
+
+
+def probe(url: str, settings: Settings, timeout: float) -> dict[str, Any]:
+    """yt-dlp's metadata for ``url`` without downloading anything (a liveness check). Blocking: run it in a
+    thread. Raises CaptureFailed with the class of yt-dlp's error (gone, protected, network...)."""
+    log: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="archiver-probe-") as workdir:
+        params = ytdlp_params(settings, Path(workdir), lambda progress: None, log)
+        params.update({"socket_timeout": timeout, "writethumbnail": False, "writesubtitles": False,
+                       "skip_download": True, "retries": 1, "extractor_retries": 1})
+        try:
+            with _ca_environment(settings), yt_dlp.YoutubeDL(params) as ydl:
+                return ydl.sanitize_info(ydl.extract_info(url, download=False))
+        except DownloadError as exc:
+            cls, retryable = classify_error(str(exc))
+            raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
 
 
 def _interrupt_ffmpeg_children(result: VideoDownload) -> None:
