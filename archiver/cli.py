@@ -5,6 +5,7 @@ No traceback is ever shown for a user error.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -15,7 +16,7 @@ from typing import Any, Iterable
 
 import click
 
-from . import queue, urls
+from . import checks, queue, schedule, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
 from .verify import verify as verify_archive
@@ -240,6 +241,12 @@ def _progress_printer(total: int | None):
     state = {"n": 0, "total": total or 0}
 
     def hook(kind: str, data: dict[str, Any]) -> None:
+        if kind == "check":
+            c = data["outcome"]
+            moved = f"  {c.state_before or 'new'} -> {c.state_after}" if c.transition else ""
+            click.echo(f"[check] {c.result}{' (' + c.result_class + ')' if c.result_class else ''}{moved}  {c.url}"
+                       + (f"  (capture queued: job {c.job_id})" if c.job_id else ""), err=True)
+            return
         job = data["job"]
         if kind == "start":
             state["n"] += 1
@@ -319,6 +326,11 @@ def status(ctx: Context, as_json: bool) -> None:
 
 
 @cli.command(name="list")
+@click.option("--gone", "state", flag_value="gone",
+              help="Items the web no longer shows (deleted, suspended, 404, removed...), with the evidence held.")
+@click.option("--changed", "state", flag_value="changed", help="Items whose content changed after a capture.")
+@click.option("--unreachable", "state", flag_value="unreachable", help="Items that do not answer at the moment.")
+@click.option("--live", "state", flag_value="live", help="Items that were live at their last check or capture.")
 @click.option("--tag", help="Only captures with this tag.")
 @click.option("--kind", help="Only this kind (page, file).")
 @click.option("--status", "status_", type=click.Choice(["ok", "partial", "failed"]), help="Only this outcome.")
@@ -326,9 +338,13 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option("--limit", type=int, help="At most this many, newest first.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def list_(ctx: Context, tag, kind, status_, since, limit, as_json) -> None:
-    """Captures, newest first."""
+def list_(ctx: Context, state, tag, kind, status_, since, limit, as_json) -> None:
+    """Captures, newest first; or, with --gone/--changed/--unreachable/--live, items by their state
+    (--since then means: entered that state, or changed, since)."""
     since_iso = _parse_since(since)
+    if state:
+        _list_items(ctx, state, since_iso, limit, as_json)
+        return
     index = ctx.index()
     rows = index.list_captures(tag=tag, kind=kind, status=status_, since=since_iso, limit=limit)
     index.close()
@@ -341,6 +357,89 @@ def list_(ctx: Context, tag, kind, status_, since, limit, as_json) -> None:
     _table(rows, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 7),
                   ("http_status", "HTTP", 4), ("record_count", "RECS", 5), ("url", "URL", 60),
                   ("title", "TITLE", 40)])
+
+
+def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | None, as_json: bool) -> None:
+    index = ctx.index()
+    try:
+        rows = index.list_items(state=state, since=since_iso, limit=limit)
+    finally:
+        index.close()
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"no {state} items" + (" in that period" if since_iso else ""), err=True)
+        return
+    for r in rows:
+        r["held"] = (f"{r['ok_captures']} ok" + (f", newest {r['last_ok_capture_id']}" if r["last_ok_capture_id"]
+                                                 else "")) if r["ok_captures"] else "NONE"
+    when = ("changed_at", "CHANGED", 20) if state == "changed" else ("state_since", "SINCE", 20)
+    _table(rows, [("state", "STATE", 11), ("state_class", "CLASS", 14), when,
+                  ("last_seen_live", "LAST SEEN LIVE", 20), ("held", "EVIDENCE HELD", 40), ("url", "URL", 70)])
+
+
+def _print_timeline(index, key: str) -> None:
+    """The item's state, its watch and its history: captures, checks (runs of equal answers folded into one
+    line) and state changes."""
+    item = index.item(key)
+    watch = schedule.watch_of(index, key)
+    events = index.timeline(key)
+    if not item and not watch and not events:
+        return
+    click.echo("")
+    if item:
+        state = item["state"] + (f" ({item['state_class']})" if item["state_class"] else "")
+        click.echo(f"state: {state} since {item['state_since']}; last seen live {item['last_seen_live'] or '-'}")
+    if watch:
+        sched = f"every {schedule.format_interval(watch['every_seconds'])}" if watch["every_seconds"] else \
+            f"cron \"{watch['cron']}\""
+        if watch["active"]:
+            click.echo(f"watched: {sched}, checks every {schedule.format_interval(watch['check_every_seconds'])}; "
+                       f"next capture {watch['next_capture_at']}, next check {watch['next_check_at'] or '-'}")
+        else:
+            click.echo(f"was watched ({sched}) until {watch['removed_at']}")
+    if not events:
+        return
+    click.echo("timeline:")
+    for line in _fold_timeline(events):
+        click.echo(f"  {line}")
+
+
+def _fold_timeline(events: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    run: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        what = f"check     {first['result']}" + (f" ({first['class']})" if first["class"] else "") + \
+            (f" HTTP {first['http_status']}" if first["http_status"] else "")
+        if len(run) == 1:
+            lines.append(f"{first['at'][:19]}  {what}" + (f" -> capture queued (job {first['job_id']})"
+                                                         if first["job_id"] else ""))
+        else:
+            lines.append(f"{first['at'][:19]}  {what}  x{len(run)} until {last['at'][:19]}")
+        run.clear()
+
+    for e in events:
+        if e["event"] == "check":
+            same = run and (run[-1]["result"], run[-1]["class"], run[-1]["http_status"], run[-1]["state"]) == \
+                (e["result"], e["class"], e["http_status"], e["state"]) and not run[-1]["job_id"] and not e["job_id"]
+            if not same:
+                flush()
+            run.append(e)
+            continue
+        flush()
+        if e["event"] == "capture":
+            lines.append(f"{e['at'][:19]}  capture   {e['result']}" + (f" ({e['class']})" if e["class"] else "")
+                         + f"  {e['capture_id']}")
+        else:
+            to = e["to"] + (f" ({e['class']})" if e["class"] else "")
+            lines.append(f"{e['at'][:19]}  STATE     {e['from'] or 'new'} -> {to}  (by {e['source']})")
+    flush()
+    return lines
 
 
 @cli.command()
@@ -364,6 +463,12 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         children = index.children(cap["id"])
         found_in = index.referenced_by(cap["key"])
         tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
+        item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
+        watch = schedule.watch_of(index, cap["key"])
+        if not as_json:
+            _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
+            _print_timeline(index, cap["key"])
+            return
     finally:
         index.close()
     prov = cap.pop("provenance") or {}
@@ -379,10 +484,17 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         "children": children,
         "tweet": tweet,
         "video": video,
-        "other_captures": [o for o in others if o["id"] != cap["id"]]}
-    if as_json:
-        _emit_json(data)
-        return
+        "other_captures": [o for o in others if o["id"] != cap["id"]],
+        "item": item, "watch": watch, "timeline": timeline}
+    _emit_json(data)
+
+
+def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, Any]], outlinks: list[dict[str, Any]],
+                   others: list[dict[str, Any]], job: dict[str, Any] | None, children: list[dict[str, Any]],
+                   found_in: list[dict[str, Any]], tweet: dict[str, Any] | None, video: dict[str, Any] | None) -> None:
+    prov = cap.get("provenance") or {}
+    data = {"records": records, "parent": _parent(job, found_in),
+            "other_captures": [o for o in others if o["id"] != cap["id"]]}
     archive_path = ctx.archive.path
     main = prov.get("main") or {}
     lines = [
@@ -452,18 +564,20 @@ def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
     except BadURL:
         return False
     jobs = queue.jobs_for_url(index, key)
-    if not jobs:
+    if not jobs and not index.timeline(key) and not schedule.watch_of(index, key):
         return False
     fields = ("id", "url", "state", "attempts", "max_attempts", "requested_by", "requested_at",
               "next_attempt_at", "last_failure_class", "last_failure")
     rows = [{k: j[k] for k in fields} for j in jobs]
     if as_json:
-        _emit_json({"url": ident, "captures": [], "jobs": rows})
+        _emit_json({"url": ident, "captures": [], "jobs": rows, "item": index.item(key),
+                    "watch": schedule.watch_of(index, key), "timeline": index.timeline(key)})
     else:
-        click.echo(f"no capture of {ident} yet; its jobs:")
+        click.echo(f"no capture of {ident} yet" + ("; its jobs:" if rows else ""))
         _table(rows, [("id", "JOB", 6), ("state", "STATE", 7), ("attempts", "TRIES", 5),
                       ("requested_at", "REQUESTED", 27), ("last_failure_class", "CLASS", 12),
                       ("last_failure", "LAST FAILURE", 80)])
+        _print_timeline(index, key)
     return True
 
 
@@ -510,6 +624,140 @@ def verify(ctx: Context, ids: tuple[str, ...], as_json: bool) -> None:
         click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}: {verdict}")
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("urls_given", nargs=-1, metavar="[URL...]")
+@click.option("--every", metavar="INTERVAL", help="Re-capture this often: 30m, 6h, 1d, 1w, 1h30m.")
+@click.option("--cron", metavar="EXPR", help='Re-capture on a cron schedule in UTC, e.g. "0 */6 * * *".')
+@click.option("--check-every", metavar="INTERVAL",
+              help="Liveness checks in between (default: watch.check_every; 'none' for no checks).")
+@click.option("--list", "list_only", is_flag=True, help="List the active watches.")
+@click.option("--all", "include_removed", is_flag=True, help="With --list: also the removed watches.")
+@_add_options
+@pass_ctx
+def watch(ctx: Context, urls_given, every, cron, check_every, list_only, include_removed, file, tags, note, by,
+          priority, no_browser, follow, depth, as_json) -> None:
+    """Re-capture URLs on a schedule, with cheap liveness checks in between. `archiver run` (or
+    `archiver run --once` from cron) queues what is due."""
+    if list_only:
+        if urls_given or file or every or cron:
+            raise UserError("--list takes no URLs or schedule (watch URLs, or list the watches, not both)")
+        _list_watches(ctx, include_removed, as_json)
+        return
+    if not every and not cron:
+        raise UserError("say how often: --every 6h, or --cron \"0 */6 * * *\" (or --list to see the watches)")
+    if every and cron:
+        raise UserError("give one of --every or --cron, not both")
+    every_seconds = schedule.parse_interval(every) if every else None
+    cron_expr = schedule.check_cron(cron) if cron else None
+    archive = ctx.archive
+    check_text = check_every if check_every is not None else archive.settings["watch"]["check_every"]
+    check_seconds = None if check_text.strip().lower() in ("", "none", "0", "off") else \
+        schedule.parse_interval(check_text, "--check-every")
+    parsed = _parse_all(_read_url_args(urls_given, file))
+    index = archive.index()
+    try:
+        results = [schedule.add(index, p, every_seconds=every_seconds, cron=cron_expr,
+                                check_every_seconds=check_seconds, created_by=archive.operator(by), tags=list(tags),
+                                note=note, options=_options(no_browser, follow, depth)) for p in parsed]
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([{**r.watch, "created": r.created} for r in results])
+        return
+    for r in results:
+        w = r.watch
+        sched = f"every {schedule.format_interval(w['every_seconds'])}" if w["every_seconds"] else f"cron \"{w['cron']}\""
+        verb = "watching" if r.created else "updated"
+        click.echo(f"{verb:<9} {w['canonical_url']}  {sched}, checks every "
+                   f"{schedule.format_interval(w['check_every_seconds'])}; next capture {w['next_capture_at'][:19]}")
+
+
+def _list_watches(ctx: Context, include_removed: bool, as_json: bool) -> None:
+    index = ctx.index()
+    try:
+        rows = schedule.list_watches(index, include_removed)
+    finally:
+        index.close()
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo("no watches (add one with `archiver watch URL --every 6h`)", err=True)
+        return
+    for r in rows:
+        r["schedule"] = schedule.format_interval(r["every_seconds"]) if r["every_seconds"] else r["cron"]
+        r["checks"] = schedule.format_interval(r["check_every_seconds"])
+        r["state_shown"] = (r["state"] or "new") + (f" ({r['state_class']})" if r["state_class"] else "")
+        if not r["active"]:
+            r["state_shown"] = f"removed {r['removed_at'][:10]}"
+    _table(rows, [("id", "ID", 5), ("kind", "KIND", 6), ("schedule", "EVERY", 14), ("checks", "CHECKS", 7),
+                  ("next_capture_at", "NEXT CAPTURE", 19), ("next_check_at", "NEXT CHECK", 19),
+                  ("state_shown", "STATE", 22), ("url", "URL", 70)])
+
+
+@cli.command()
+@click.argument("urls_given", nargs=-1, metavar="URL...")
+@click.option("-f", "--file", "file", metavar="FILE", help="Read URLs from FILE, one per line (- for stdin).")
+@click.option("--by", "by", metavar="NAME", help="Who stops the watch (default: archive.operator or login).")
+@pass_ctx
+def unwatch(ctx: Context, urls_given, file, by) -> None:
+    """Stop watching URLs. Captures and checks already made are kept; the watch stays listed with --list --all."""
+    parsed = _parse_all(_read_url_args(urls_given, file))
+    archive = ctx.archive
+    index = archive.index()
+    missing = []
+    try:
+        for p in parsed:
+            removed = schedule.remove(index, p.dedup_key, archive.operator(by))
+            if removed:
+                click.echo(f"unwatched {removed['canonical_url']} (watch {removed['id']})")
+            else:
+                missing.append(p.url)
+    finally:
+        index.close()
+    if missing:
+        raise NotFound(f"not watched: {', '.join(missing)} (see `archiver watch --list`)")
+
+
+@cli.command()
+@click.argument("urls_given", nargs=-1, metavar="[URL...]")
+@click.option("--all-watched", is_flag=True, help="Check every watched item.")
+@click.option("--gone", is_flag=True, help="Re-check every item now gone (did any come back?).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def check(ctx: Context, urls_given, all_watched, gone, as_json) -> None:
+    """Liveness check now: is each item still there, and has it changed since our newest capture?
+    Stored in the checks history; a change, a disappearance or a return queues a capture."""
+    if urls_given:
+        _parse_all(list(urls_given))  # one line per bad URL, and nothing checked
+    if not (urls_given or all_watched or gone):
+        raise UserError("nothing to check: give URLs, --all-watched or --gone")
+    archive = ctx.archive
+    index = archive.index()
+    try:
+        found = checks.targets(index, list(urls_given), all_watched, gone)
+        outcomes = asyncio.run(_run_checks(index, found, archive.settings))
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([o.as_dict() for o in outcomes])
+        return
+    if not outcomes:
+        click.echo("nothing to check", err=True)
+        return
+    for o in outcomes:
+        moved = f"{o.state_before or 'new'} -> {o.state_after}" if o.transition else (o.state_after or "-")
+        line = (f"{o.result:<11} {o.result_class or '':<15} {o.http_status or '-':<4} {moved:<22} {o.url}")
+        if o.job_id:
+            line += f"  (capture queued: job {o.job_id})"
+        click.echo(line)
+
+
+async def _run_checks(index, targets: list[dict[str, str]], settings) -> list[checks.CheckOutcome]:
+    worker = queue.make_owner()
+    return [await checks.run_check(index, t, settings, worker=worker) for t in targets]
 
 
 # ---- entry point ---------------------------------------------------------------------------------------

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import queue
+from . import checks, queue, schedule
 from .archive import Archive, new_capture_id, software_versions
 from .capture.base import CaptureResult
 from .capture.browser import BrowserSession
 from .capture.discover import discover
+from .capture.fingerprint import of_result as content_fingerprint
 from .capture.http import capture_http
 from .capture.tweet import capture_tweet
 from .capture.video import capture_video, record_video
@@ -118,9 +119,14 @@ class Worker:
         try:
             while not self.stopping and remaining != []:
                 queue.fail_exhausted_leases(self.index)
+                if remaining is None:
+                    # Watches: queue the re-captures that are due (idempotent across runners and hosts).
+                    schedule.enqueue_due(self.index, max_attempts=self.settings["queue"]["max_attempts"])
                 job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], remaining,
                                   ignore_schedule=remaining is not None)
                 if job is None:
+                    if remaining is None and await self._run_due_check():
+                        continue  # captures first; checks fill the time when no capture is due
                     if once:
                         break
                     await self._sleep(poll)
@@ -134,6 +140,16 @@ class Worker:
         finally:
             await self.close()
         return stats
+
+    async def _run_due_check(self) -> bool:
+        """Run one due liveness check of a watched item; False when none is due."""
+        watch = schedule.claim_due_check(self.index)
+        if watch is None:
+            return False
+        target = {"url": watch["url"], "key": watch["key"], "kind": watch["kind"]}
+        outcome = await checks.run_check(self.index, target, self.settings, worker=self.owner)
+        self.on_event("check", {"outcome": outcome})
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -355,6 +371,8 @@ def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, sta
         "hostname": socket.gethostname(),
         "software": versions,
         "main_response_record_id": result.main_record_id,
+        # What the item showed, normalised: later liveness checks compare against it (capture/fingerprint.py).
+        "fingerprint": content_fingerprint(result),
         **{k: v for k, v in result.details.items() if k != "method"},
         "outlinks": result.outlinks,
         "records": [{"record_id": r["record_id"], "type": r["type"], "uri": r["uri"],
