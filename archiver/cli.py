@@ -221,20 +221,21 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, fo
 @pass_ctx
 def run(ctx: Context, once: bool, workers: int) -> None:
     """Capture queued jobs: until the queue is empty (--once) or until SIGINT/SIGTERM."""
+    from . import logs
     archive = ctx.archive
     archive.ensure()
     archive.index().close()  # create and migrate once, before workers race to do it
-    if workers == 1:
-        stats = run_worker(archive, once, on_event=_progress_printer(None))
-        counts: dict[str, int] = {}
-        for o in stats.outcomes:
-            counts[o.status] = counts.get(o.status, 0) + 1
-        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing due"
-        click.echo(f"run finished: {summary}", err=True)
-    else:
-        code = run_pool(archive, ctx.config_file, workers, once)
-        if code:
-            raise click.exceptions.Exit(1)
+    logs.setup(archive.path, archive.settings, worker="supervisor")
+    # Workers run under a supervisor (any --workers N) that kills a capture stuck past its hard limit.
+    result = run_pool(archive, ctx.config_file, workers, once,
+                      on_event=_progress_printer(None) if workers == 1 else None)
+    counts: dict[str, int] = {}
+    for o in result.outcomes:
+        counts[o.status] = counts.get(o.status, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing due"
+    click.echo(f"run finished: {summary}", err=True)
+    if result.exit_code:
+        raise click.exceptions.Exit(1)
 
 
 def _progress_printer(total: int | None):
@@ -763,6 +764,8 @@ async def _run_checks(index, targets: list[dict[str, str]], settings) -> list[ch
 # ---- entry point ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
+    from . import logs
+    logs.setup_terminal()  # human lines on stderr; `run` adds the JSON file under the archive
     try:
         # Without standalone mode click returns the code of a `click.exceptions.Exit` instead of exiting.
         code = cli.main(args=argv, prog_name="archiver", standalone_mode=False)

@@ -18,7 +18,7 @@ from . import items
 from .errors import BadURL, NotFound, UserError
 from .urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 def now_iso() -> str:
@@ -269,6 +269,13 @@ MIGRATIONS: list[str] = [
         capture_id TEXT
     );
     CREATE INDEX transitions_key ON transitions(key, at);
+    """,
+    # 4: per-host politeness across runners — when a capture of each host last started (queue.claim).
+    """
+    CREATE TABLE host_slots (
+        host TEXT PRIMARY KEY,
+        last_started_at TEXT NOT NULL      -- set by the claim that starts a capture of this host
+    );
     """,
 ]
 

@@ -3,6 +3,10 @@
 Claiming is one conditional UPDATE ... RETURNING inside BEGIN IMMEDIATE, so two runners (processes or
 hosts sharing the file) can never take the same job; a job whose lease expired because its runner died is
 claimable again. Every write transaction is short, so runners wait on the lock for milliseconds, not minutes.
+
+Politeness is kept in that same UPDATE, so it holds across every runner sharing the file: a job is not
+claimable while its host already has ``max_per_host`` captures under a live lease, or while the last capture
+of its host started less than ``delay_seconds`` ago (``host_slots``, written by the claim itself).
 """
 from __future__ import annotations
 
@@ -20,6 +24,21 @@ from .index import Index, iso_after, now_iso
 from .urls import ParsedURL
 
 JOB_STATES = ("queued", "running", "done", "failed")
+
+
+@dataclass(frozen=True)
+class Politeness:
+    """Per-host limits every claim keeps (settings [politeness]); 0 switches a limit off."""
+    max_per_host: int = 0
+    delay_seconds: float = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> "Politeness":
+        conf = settings["politeness"]
+        return cls(max(0, conf["max_per_host"]), max(0.0, conf["delay_seconds"]))
+
+
+NO_LIMITS = Politeness()
 
 
 @dataclass
@@ -77,26 +96,56 @@ def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested
 
 
 def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | None = None,
-          ignore_schedule: bool = False) -> dict[str, Any] | None:
-    """Take the most urgent due job (or one of ``job_ids``) with a lease. None when nothing is due.
+          ignore_schedule: bool = False, politeness: Politeness = NO_LIMITS) -> dict[str, Any] | None:
+    """Take the most urgent due job (or one of ``job_ids``) with a lease. None when nothing is due, or when
+    everything due is held back by ``politeness`` (see ``held_back``).
 
     ``ignore_schedule``: a person asked for these jobs now (`archiver capture`), so a retry backoff does
-    not make them wait.
+    not make them wait. Politeness still applies: it protects the site, not the queue.
     """
     now = now_iso()
     due = "9999" if ignore_schedule else now
     restrict = f" AND id IN ({', '.join('?' * len(job_ids))})" if job_ids else ""
+    # Hosts that may not start a capture now. Computed once per claim (not per candidate row), and NULL hosts
+    # (jobs queued before schema 3) are never held: `x NOT IN (..., NULL)` would hold every job.
+    held: list[str] = []
+    held_args: list[Any] = []
+    if politeness.max_per_host > 0:
+        held.append("SELECT host FROM jobs WHERE state = 'running' AND lease_expires >= ? AND host IS NOT NULL "
+                    "GROUP BY host HAVING COUNT(*) >= ?")
+        held_args += [now, politeness.max_per_host]
+    if politeness.delay_seconds > 0:
+        held.append("SELECT host FROM host_slots WHERE last_started_at > ?")
+        held_args.append(iso_after(-politeness.delay_seconds))
+    polite = f" AND (host IS NULL OR host NOT IN ({' UNION '.join(held)}))" if held else ""
     with index.transaction() as conn:
         row = conn.execute(
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, attempts = attempts + 1, "
             "updated_at = ? WHERE id = ("
             "  SELECT id FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?) "
-            "                           OR (state = 'running' AND lease_expires < ?))" + restrict +
+            "                           OR (state = 'running' AND lease_expires < ?))" + restrict + polite +
             "  ORDER BY priority DESC, next_attempt_at, id LIMIT 1) "
             "RETURNING *",
-            [owner, iso_after(lease_seconds), now, due, now] + list(job_ids or []),
+            [owner, iso_after(lease_seconds), now, due, now] + list(job_ids or []) + held_args,
         ).fetchone()
+        if row is not None and row["host"] and politeness.delay_seconds > 0:
+            conn.execute("INSERT INTO host_slots (host, last_started_at) VALUES (?, ?) "
+                         "ON CONFLICT (host) DO UPDATE SET last_started_at = excluded.last_started_at",
+                         (row["host"], now))
     return _decode(row) if row is not None else None
+
+
+def held_back(index: Index, job_ids: list[int] | None = None, ignore_schedule: bool = False) -> bool:
+    """True when a job is due (the same choice as ``claim``) but was not claimable: politeness is holding its
+    host for now. A runner with ``--once`` waits for it instead of exiting with work left."""
+    now = now_iso()
+    due = "9999" if ignore_schedule else now
+    restrict = f" AND id IN ({', '.join('?' * len(job_ids))})" if job_ids else ""
+    row = index.conn.execute(
+        "SELECT 1 FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?) "
+        "                        OR (state = 'running' AND lease_expires < ?))" + restrict + " LIMIT 1",
+        [due, now] + list(job_ids or [])).fetchone()
+    return row is not None
 
 
 def renew(index: Index, job_id: int, owner: str, lease_seconds: float) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .errors import BadURL, CaptureFailed
+from .errors import BadURL, CaptureFailed, ConfigError
 
 # Query parameters that only say how a reader arrived; they never change what a page shows.
 TRACKING_PARAMS = {
@@ -375,42 +375,158 @@ def _valid_host(host: str) -> bool:
     return all(0 < len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label) for label in labels)
 
 
-def _forbidden(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified)
+# --- private-network targets (design.md principle 6) --------------------------------------------------------
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Where IPv6 addresses carry an IPv4 one that the packets really go to: 6to4 and NAT64's well-known prefix
+# (::ffff:0:0/96, IPv4-mapped, is handled by ``ipv4_mapped``).
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+# The names RFC 6761 reserves for this machine: Chromium answers them with loopback without asking DNS.
+LOOPBACK_ADDRESSES = ["127.0.0.1", "::1"]
+
+HOW_TO_ALLOW = ("set network.allow_private = true (env ARCHIVER_NETWORK_ALLOW_PRIVATE=true) to capture private-"
+                "network targets, or list the range in network.allow_addresses")
 
 
-def check_target(url: str, allow_private: bool, via_proxy: bool = False) -> list[str]:
+class BlockedAddress(CaptureFailed):
+    """A connection refused because its address is in a private network (class ``blocked``, never retried)."""
+
+    def __init__(self, host: str, address: str, kind: str, *, what: str = "target"):
+        self.host, self.address, self.kind = host, address, kind
+        named = address if _same_address(host, address) else f"{host} ({address})"
+        article = "an" if kind[0] in "aeiou" else "a"
+        super().__init__("blocked", f"refused {what} {named}: {article} {kind} address; {HOW_TO_ALLOW}",
+                         retryable=False)
+
+
+def _same_address(host: str, address: str) -> bool:
+    try:
+        return parse_ip(host) == parse_ip(address)
+    except ValueError:
+        return False
+
+
+def parse_ip(address: str) -> IPAddress:
+    """An address as sockets, Chromium and URLs spell it: brackets and an IPv6 zone (``%eth0``) are dropped."""
+    return ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+
+
+def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return None
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def address_kind(address: str) -> str | None:
+    """Why an address is not on the public internet ("loopback", "private", "link-local", "multicast",
+    "unspecified", "reserved"), or None for a public one. An IPv6 address that carries an IPv4 one (mapped,
+    6to4, NAT64) is judged by that IPv4 address, so ``::ffff:127.0.0.1`` is loopback."""
+    ip = parse_ip(address)
+    inner = _embedded_ipv4(ip)
+    if inner is not None:
+        return address_kind(str(inner))  # the packets go to the IPv4 address
+    if ip.is_unspecified:
+        return "unspecified"   # 0.0.0.0 and :: reach this machine on Linux and in Chromium
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_link_local:
+        return "link-local"    # 169.254.169.254 is where cloud machines keep their credentials
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_private:
+        return "private"
+    if ip.is_reserved or not ip.is_global:
+        return "reserved"      # shared (100.64.0.0/10, carrier-grade NAT), documentation, benchmarking...
+    return None
+
+
+def parse_networks(ranges: list[str] | tuple[str, ...],
+                   source: str = "network.allow_addresses") -> tuple[IPNetwork, ...]:
+    """CIDR ranges from settings ("10.20.0.0/16", "127.0.0.1/32", a bare address means just that address)."""
+    networks = []
+    for item in ranges:
+        try:
+            networks.append(ipaddress.ip_network(str(item).strip(), strict=False))
+        except ValueError:
+            raise ConfigError(f"{source}: {item!r} is not an address range such as 10.20.0.0/16") from None
+    return tuple(networks)
+
+
+def refused_kind(address: str, allow_private: bool, allowed: tuple[IPNetwork, ...] = ()) -> str | None:
+    """The kind of private address this is, when the settings refuse it; None when it may be connected to."""
+    if allow_private:
+        return None
+    ip = parse_ip(address)
+    inner = _embedded_ipv4(ip)
+    if any(ip in net or (inner is not None and inner in net) for net in allowed):
+        return None
+    return address_kind(address)
+
+
+def literal_addresses(host: str) -> list[str] | None:
+    """The addresses a host names without asking DNS: an IP literal, or loopback for ``localhost`` and
+    ``*.localhost``; None for any other name."""
+    host = host.strip("[]").lower().rstrip(".")
+    try:
+        return [str(parse_ip(host))]
+    except ValueError:
+        pass
+    if host == "localhost" or host.endswith(".localhost"):
+        return list(LOOPBACK_ADDRESSES)
+    return None
+
+
+def resolve(host: str, port: int) -> list[str]:
+    """The addresses a connection to ``host`` may go to, in the resolver's order. Raises socket.gaierror."""
+    literal = literal_addresses(host)
+    if literal is not None:
+        return literal
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def check_addresses(host: str, addresses: list[str], allow_private: bool, allowed: tuple[IPNetwork, ...] = (),
+                    what: str = "target") -> None:
+    """Raise BlockedAddress for the first address the settings refuse. A name with one private address among
+    public ones is refused too: which of them a client connects to is not ours to choose."""
+    for address in addresses:
+        kind = refused_kind(address, allow_private, allowed)
+        if kind is not None:
+            raise BlockedAddress(host, address, kind, what=what)
+
+
+def check_target(url: str, allow_private: bool, via_proxy: bool = False,
+                 allowed: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Resolve the URL's host; refuse private-network targets unless allowed.
 
     Returns the resolved addresses. Raises CaptureFailed("dns") when the name does not resolve and
-    CaptureFailed("blocked") when any address is private, loopback, link-local or multicast.
+    BlockedAddress (class "blocked") when any address is private, loopback, link-local, multicast or otherwise
+    not public, unless ``allow_private`` or the ranges in ``allowed`` (network.allow_addresses) permit it.
     ``via_proxy``: names are resolved by the proxy, not here (a local lookup would leak the target around a
-    Tor proxy, and fails on a machine whose only way out is the proxy); only address literals are checked.
+    Tor proxy, and fails on a machine whose only way out is the proxy); only address literals and localhost
+    names are checked.
+
+    This is the check before a capture starts; the fetchers check again on the address they actually connect
+    to (capture/guard.py), after DNS and after every redirect.
     """
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 80)
     if via_proxy:
+        addresses = literal_addresses(host) or []
+    else:
         try:
-            literal = [str(ipaddress.ip_address(host))]
-        except ValueError:
-            literal = ["localhost"] if host == "localhost" or host.endswith(".localhost") else []
-        if literal and not allow_private and (literal == ["localhost"] or _forbidden(literal[0])):
-            raise CaptureFailed("blocked", f"{host} is a private/loopback address; "
-                                           f"set network.allow_private = true to capture it")
-        return literal
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise CaptureFailed("dns", f"cannot resolve {host}: {exc.strerror}") from None
-    addresses = sorted({info[4][0] for info in infos})
-    if not allow_private:
-        bad = [a for a in addresses if _forbidden(a)]
-        if bad:
-            raise CaptureFailed("blocked", f"{host} resolves to a private/loopback address ({', '.join(bad)}); "
-                                           f"set network.allow_private = true to capture it")
+            addresses = resolve(host, port)
+        except socket.gaierror as exc:
+            raise CaptureFailed("dns", f"cannot resolve {host}: {exc.strerror}") from None
+    check_addresses(host, addresses, allow_private, parse_networks(tuple(allowed)))
     return addresses

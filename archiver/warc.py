@@ -35,8 +35,35 @@ Body = bytes | BinaryIO
 
 
 class DiskFull(CaptureFailed):
+    """No space left where the WARC is written. Retryable: the job waits in the queue for space."""
+
     def __init__(self, message: str):
         super().__init__("disk-full", message, retryable=True)
+
+
+def _disk_full(exc: OSError, doing: str, path: Path) -> DiskFull:
+    free = _free_bytes(path)
+    where = f"; {free:,} bytes free on that filesystem" if free is not None else ""
+    return DiskFull(f"disk full while {doing} {path}{where}")
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        st = os.statvfs(path if path.is_dir() else path.parent)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def _open_temp(path: Path) -> BinaryIO:
+    """The file every byte of a capture is written to before sealing, opened exclusively (never an existing file).
+
+    This is the one place a full disk shows up while capturing (writes and flushes of this file raise ENOSPC),
+    which makes it the injection point for tests that cannot mount a small filesystem: they replace this
+    function with one returning a file that raises ENOSPC past a byte budget. RLIMIT_FSIZE is no substitute:
+    it raises EFBIG (after SIGXFSZ), which is a different failure.
+    """
+    return open(path, "xb")
 
 
 @dataclass(frozen=True)
@@ -96,10 +123,15 @@ class CaptureWarc:
         day = started.astimezone(timezone.utc)
         self.rel_path = f"{WARC_DIR}/{day:%Y/%m/%d}/{capture_id}.warc.gz"
         tmp_dir = archive_dir / TMP_DIR
-        tmp_dir.mkdir(parents=True, exist_ok=True)
         # The owner tag in the name lets a later run tell a live writer's file from a dead one's.
         self.tmp_path = tmp_dir / f"{capture_id}.{owner_tag}.warc.gz.part"
-        self._fh = open(self.tmp_path, "xb")
+        try:
+            tmp_dir.mkdir(parents=True, exist_ok=True)
+            self._fh = _open_temp(self.tmp_path)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise _disk_full(exc, "creating", self.tmp_path) from None
+            raise
         self._writer = WARCWriter(self._fh, gzip=True, warc_version="1.1")
         self.records: list[dict[str, Any]] = []
         self.warcinfo_id: str | None = None
@@ -147,7 +179,7 @@ class CaptureWarc:
             self._fh.flush()
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"disk full while writing {self.tmp_path}") from None
+                raise _disk_full(exc, "writing", self.tmp_path) from None
             raise
         self.records.append({
             "seq": len(self.records), "record_id": record_id, "type": rec_type, "uri": uri, "offset": offset,
@@ -227,14 +259,19 @@ class CaptureWarc:
         except OSError as exc:
             self.discard()
             if exc.errno == errno.ENOSPC:
-                raise DiskFull(f"disk full while sealing {self.rel_path}") from None
+                raise _disk_full(exc, "sealing", final) from None
             raise
         self.sealed = SealedWarc(path=final, rel_path=self.rel_path, sha256=digest, size=size)
         return self.sealed
 
     def discard(self) -> None:
         if not self._fh.closed:
-            self._fh.close()
+            try:
+                self._fh.close()
+            except OSError:
+                # Closing flushes what is still buffered, which fails again on a full disk; the descriptor is
+                # closed all the same, and the file must go whatever its state.
+                pass
         try:
             os.unlink(self.tmp_path)
         except FileNotFoundError:
@@ -272,6 +309,12 @@ def stale_temp_files(archive_dir: Path, live_owner_tags: set[str]) -> list[Path]
         if owner_tag not in live_owner_tags:
             stale.append(path)
     return stale
+
+
+def temp_files_of(archive_dir: Path, tag: str) -> list[Path]:
+    """Temporary files written by one owner (a worker the supervisor has just killed)."""
+    tmp_dir = archive_dir / TMP_DIR
+    return sorted(tmp_dir.glob(f"*.{tag}.warc.gz.part")) if tmp_dir.is_dir() else []
 
 
 def owner_tag(owner: str) -> str:

@@ -1,26 +1,25 @@
 """The run loop: claim -> capture -> seal -> index, with a lease kept alive while capturing.
 
-One worker is one process with one Chromium (started on first need). ``run_pool`` starts several worker
-processes for ``archiver run --workers N``. Signals: the first SIGINT/SIGTERM stops claiming and lets the
-capture in hand finish (it is bounded by capture.timeout_seconds); a second one abandons it and gives the
-job back to the queue. After SIGKILL the lease simply expires and another runner takes the job.
+One worker is one process with one Chromium (started on first need). `archiver run` runs workers under a
+supervisor (supervisor.py) that kills a capture stuck beyond its hard limit; `archiver capture` runs one in
+the foreground. Signals: the first SIGINT/SIGTERM stops claiming and lets the capture in hand finish (it is
+bounded by capture.timeout_seconds); a second one abandons it and gives the job back to the queue. After
+SIGKILL the lease simply expires and another runner takes the job. Claims keep per-host politeness.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import multiprocessing
-import os
 import signal
 import socket
-import sys
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import checks, queue, schedule
+from . import checks, logs, queue, schedule
 from .archive import Archive, new_capture_id, software_versions
 from .capture.base import CaptureResult
 from .capture.browser import BrowserSession
@@ -32,11 +31,14 @@ from .capture.video import capture_video, record_video
 from .errors import BadURL, CaptureFailed, is_retryable
 from .index import Index, now_iso
 from .urls import check_target, parse as parse_url
-from .warc import CaptureWarc, owner_tag, stale_temp_files
+from .warc import CaptureWarc, DiskFull, owner_tag, stale_temp_files
 
 log = logging.getLogger("archiver.worker")
 
 EventHook = Callable[[str, dict[str, Any]], None]
+# How often a runner looks again when every due job is held back by politeness: a host frees up when a
+# capture of it ends or when politeness.delay_seconds have passed, both usually within a second or two.
+HELD_POLL_SECONDS = 0.25
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Outcome:
 @dataclass
 class RunStats:
     outcomes: list[Outcome] = field(default_factory=list)
+    error: str | None = None         # why the runner stopped early (the index could not be written)
 
     @property
     def all_ok(self) -> bool:
@@ -69,6 +72,7 @@ class Worker:
         self.archive = archive
         self.settings = archive.settings
         self.owner = queue.make_owner()
+        self.politeness = queue.Politeness.from_settings(archive.settings)
         self.index: Index = archive.index()
         self.browser: BrowserSession | None = None
         self.stopping = False          # no new claims
@@ -82,8 +86,13 @@ class Worker:
     def request_stop(self) -> None:
         if self.stopping:
             self.abandon = True
+            logs.event(log, logging.WARNING, "signal", "second stop signal: giving the capture in hand back to "
+                       "the queue", action="abandon")
             if self._current is not None:
                 self._current.cancel()
+        else:
+            logs.event(log, logging.INFO, "signal", "stop signal: no new claims; finishing the capture in hand",
+                       action="stop")
         self.stopping = True
 
     def install_signal_handlers(self) -> None:
@@ -118,19 +127,32 @@ class Worker:
         remaining = list(job_ids) if job_ids is not None else None
         try:
             while not self.stopping and remaining != []:
-                queue.fail_exhausted_leases(self.index)
-                if remaining is None:
-                    # Watches: queue the re-captures that are due (idempotent across runners and hosts).
-                    schedule.enqueue_due(self.index, max_attempts=self.settings["queue"]["max_attempts"])
-                job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], remaining,
-                                  ignore_schedule=remaining is not None)
+                try:
+                    queue.fail_exhausted_leases(self.index)
+                    if remaining is None:
+                        # Watches: queue the re-captures that are due (idempotent across runners and hosts).
+                        schedule.enqueue_due(self.index, max_attempts=self.settings["queue"]["max_attempts"])
+                    job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], remaining,
+                                      ignore_schedule=remaining is not None, politeness=self.politeness)
+                except sqlite3.OperationalError as exc:
+                    # A full disk or a lock held for over a minute: nothing was claimed, nothing is lost.
+                    stats.error = f"the index cannot be written: {exc}"
+                    logs.event(log, logging.ERROR, "index-unwritable", f"{stats.error}; stopping",
+                               **{"class": "disk-full" if _is_full(exc) else "index"})
+                    break
                 if job is None:
                     if remaining is None and await self._run_due_check():
                         continue  # captures first; checks fill the time when no capture is due
+                    if queue.held_back(self.index, remaining, ignore_schedule=remaining is not None):
+                        # Work is due but its host is busy or was just visited: wait for it rather than leave it.
+                        await self._sleep(HELD_POLL_SECONDS)
+                        continue
                     if once:
                         break
                     await self._sleep(poll)
                     continue
+                logs.event(log, logging.INFO, "claim", f"claimed job {job['id']} {job['url']}", job_id=job["id"],
+                           url=job["url"], host=job.get("host"), attempt=job["attempts"], owner=self.owner)
                 if remaining is not None:
                     remaining.remove(job["id"])
                 outcome = await self.process(job)
@@ -161,7 +183,8 @@ class Worker:
     async def process(self, job: dict[str, Any]) -> Outcome:
         started = time.monotonic()
         started_at = now_iso()
-        self.on_event("start", {"job": job})
+        # started_at: the supervisor records a hard-timeout kill as this attempt, with this start time.
+        self.on_event("start", {"job": job, "started_at": started_at})
         self._current = asyncio.ensure_future(self._capture_job(job, started_at))
         renewer = asyncio.ensure_future(self._keep_lease(job))
         self.lease_lost = False
@@ -178,6 +201,7 @@ class Worker:
             renewer.cancel()
             self._current = None
         outcome.seconds = time.monotonic() - started
+        _log_outcome(job, outcome)
         self.on_event("done", {"job": job, "outcome": outcome})
         return outcome
 
@@ -186,7 +210,8 @@ class Worker:
         while True:
             await asyncio.sleep(max(0.5, lease / 3))
             if not queue.renew(self.index, job["id"], self.owner, lease):
-                log.warning("lost the lease on job %s; abandoning it", job["id"])
+                logs.event(log, logging.WARNING, "lease-lost", f"lost the lease on job {job['id']} to another "
+                           f"runner; abandoning it", job_id=job["id"], url=job["url"], owner=self.owner)
                 self.lease_lost = True
                 if self._current is not None:
                     self._current.cancel()
@@ -198,25 +223,43 @@ class Worker:
         try:
             return await self._capture_and_seal(job, started_at, backoff)
         except CaptureFailed as failure:
-            state = queue.mark_failed(self.index, job, self.owner, started_at, failure.failure_class,
-                                      failure.message, failure.retryable, **backoff)
+            if isinstance(failure, DiskFull):
+                logs.event(log, logging.ERROR, "disk-full", f"{failure.message}; job {job['id']} stays queued",
+                           job_id=job["id"], url=job["url"], **{"class": "disk-full"})
+            state = self._record_failure(job, started_at, failure.failure_class, failure.message, failure.retryable,
+                                         backoff)
             return Outcome(job["id"], job["url"], "failed", failure_class=failure.failure_class,
                            message=failure.message, job_state=state)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug or a hostile input must not kill the worker; the job is retried
-            log.exception("internal error capturing job %s", job["id"])
+            logs.event(log, logging.ERROR, "internal-error", f"internal error capturing job {job['id']}",
+                       exc_info=True, job_id=job["id"], url=job["url"], **{"class": "internal"})
             message = f"internal error: {type(exc).__name__}: {exc}"
-            state = queue.mark_failed(self.index, job, self.owner, started_at, "internal", message, True, **backoff)
+            state = self._record_failure(job, started_at, "internal", message, True, backoff)
             return Outcome(job["id"], job["url"], "failed", failure_class="internal", message=message,
                            job_state=state)
+
+    def _record_failure(self, job: dict[str, Any], started_at: str, failure_class: str, message: str,
+                        retryable: bool, backoff: dict[str, float]) -> str:
+        """The failed attempt into the index; if the index itself cannot be written (full disk), say so and
+        leave the job to its lease: it is retried when the lease expires, nothing is lost."""
+        try:
+            return queue.mark_failed(self.index, job, self.owner, started_at, failure_class, message, retryable,
+                                     **backoff)
+        except sqlite3.OperationalError as exc:
+            logs.event(log, logging.ERROR, "index-unwritable", f"cannot record the failure of job {job['id']} "
+                       f"({failure_class}): {exc}; it is retried when its lease expires", job_id=job["id"],
+                       url=job["url"], **{"class": failure_class})
+            return "running"
 
     async def _capture_and_seal(self, job: dict[str, Any], started_at: str, backoff: dict[str, float]) -> Outcome:
         settings = self.settings
         capture_id = new_capture_id()
         started_dt = datetime.now(timezone.utc)
         url = job["url"]
-        check_target(url, settings["network"]["allow_private"], via_proxy=bool(settings["network"]["proxy"]))
+        check_target(url, settings["network"]["allow_private"], via_proxy=bool(settings["network"]["proxy"]),
+                     allowed=settings["network"]["allow_addresses"])
         kind = job["kind"]
         # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
         use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")
@@ -271,17 +314,25 @@ class Worker:
                 "record_count": len(warc.records), "title": result.title, "text": result.text,
                 "provenance": provenance,
             }
-            with self.index.transaction() as conn:
-                self.index.insert_capture(capture_row, warc.records, result.outlinks)
-                children = self._enqueue_children(conn, job, capture_id, discovered, follow)
-                if result.status == "failed":
-                    state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,
-                                          result.failure_message, is_retryable(result.failure_class),
-                                          capture_id=capture_id, **backoff)
-                else:
-                    queue.mark_captured(conn, job, self.owner, started_at, capture_id, result.status,
-                                        result.failure_class, result.failure_message)
-                    state = "done"
+            try:
+                with self.index.transaction() as conn:
+                    self.index.insert_capture(capture_row, warc.records, result.outlinks)
+                    children = self._enqueue_children(conn, job, capture_id, discovered, follow)
+                    if result.status == "failed":
+                        state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,
+                                              result.failure_message, is_retryable(result.failure_class),
+                                              capture_id=capture_id, **backoff)
+                    else:
+                        queue.mark_captured(conn, job, self.owner, started_at, capture_id, result.status,
+                                            result.failure_class, result.failure_message)
+                        state = "done"
+            except sqlite3.OperationalError as exc:
+                if not _is_full(exc):
+                    raise
+                # The transaction rolled back, so the index is as it was. The sealed WARC is complete evidence
+                # and stays (verify lists it as unindexed); the job is retried when there is space.
+                raise DiskFull(f"index.db could not be written ({exc}); the sealed {sealed.rel_path} is kept "
+                               f"but not indexed") from None
         return Outcome(job["id"], url, result.status, capture_id=capture_id, failure_class=result.failure_class,
                        message=result.failure_message, job_state=state, records=len(warc.records),
                        size=sealed.size, title=result.title, children=children)
@@ -380,55 +431,38 @@ def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, sta
     }
 
 
-# -- process pool ---------------------------------------------------------------------------------------
+def _is_full(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+def _log_outcome(job: dict[str, Any], o: Outcome) -> None:
+    what = o.capture_id or (f"{o.failure_class}: {o.message}" if o.failure_class else o.message or "")
+    logs.event(log, logging.INFO, "capture", f"{o.status} job {job['id']} {job['url']} {what}", job_id=o.job_id,
+               url=o.url, host=job.get("host"), status=o.status, capture_id=o.capture_id,
+               **{"class": o.failure_class}, failure=o.message if o.failure_class else None,
+               job_state=o.job_state, seconds=o.seconds, records=o.records or None, bytes=o.size or None)
+
+
+# -- running workers ------------------------------------------------------------------------------------
 
 def run_worker(archive: Archive, once: bool, job_ids: list[int] | None = None,
-               on_event: EventHook | None = None, handle_signals: bool = True) -> RunStats:
+               on_event: EventHook | None = None, handle_signals: bool = True,
+               on_ready: Callable[[Worker], None] | None = None) -> RunStats:
+    """One worker in this process (`archiver capture`, and each process of `archiver run`). ``on_ready`` is
+    called once signal handlers are in place, before the first claim."""
     async def main() -> RunStats:
         worker = Worker(archive, on_event)
         if handle_signals:
             worker.install_signal_handlers()
+        if on_ready is not None:
+            on_ready(worker)
         return await worker.run(once, job_ids)
     return asyncio.run(main())
 
 
-def _pool_child(archive_path: str, config_file: str | None, once: bool) -> None:
-    # Own process group: a Ctrl-C at the terminal reaches the parent only, which forwards it once, so that
-    # one keypress means "finish and stop" rather than arriving twice and meaning "abandon".
-    os.setpgrp()
-    archive = Archive.open(archive_path, config_file)
-    run_worker(archive, once, on_event=_print_event)
-
-
-def _print_event(kind: str, data: dict[str, Any]) -> None:
-    """Progress of a pool worker: one line per finished job, prefixed with the worker's pid."""
-    if kind != "done":
-        return
-    o: Outcome = data["outcome"]
-    detail = o.capture_id or ""
-    if o.failure_class:
-        detail += f" [{o.failure_class}: {o.message}]"
-    print(f"[worker {os.getpid()}] {o.status:<8} {o.url} {detail} ({o.seconds:.1f}s)", file=sys.stderr, flush=True)
-
-
-def run_pool(archive: Archive, config_file: str | None, workers: int, once: bool) -> int:
-    """Run ``workers`` worker processes until they finish (``once``) or a signal stops them."""
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_pool_child, args=(str(archive.path), config_file, once), daemon=False)
-             for _ in range(workers)]
-    for p in procs:
-        p.start()
-
-    def forward(signum: int, _frame: Any) -> None:
-        for p in procs:
-            if p.is_alive() and p.pid:
-                os.kill(p.pid, signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        for p in procs:
-            p.join()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return max((p.exitcode or 0) for p in procs)
+def run_pool(archive: Archive, config_file: str | None, workers: int, once: bool,
+             on_event: EventHook | None = None) -> Any:
+    """``workers`` worker processes under a supervisor (supervisor.py) until they finish (``once``) or a
+    signal stops them; returns the supervisor's result (outcomes and exit code)."""
+    from .supervisor import supervise  # the supervisor imports this module: import it when needed
+    return supervise(archive, config_file, workers, once, on_event)

@@ -1,6 +1,7 @@
 """Several runners on one archive, signals, and a runner killed mid-capture."""
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
@@ -11,10 +12,17 @@ def _db(cli):
     return sqlite3.connect(cli.archive / "index.db")
 
 
+def _log_events(cli) -> list[dict]:
+    return [json.loads(line) for f in sorted((cli.archive / "logs").glob("*.jsonl"))
+            for line in f.read_text().splitlines()]
+
+
 def test_two_concurrent_runners_capture_each_job_once(cli, site):
     urls = [f"{site.url}/test/pages/{n}" for n in range(1, 13)]
     assert cli("add", "--no-browser", *urls).code == 0
-    first, second = cli.popen("run", "--once"), cli.popen("run", "--once")
+    # No delay between starts on the one host, so that both runners contend for every claim.
+    env = {"ARCHIVER_POLITENESS_DELAY_SECONDS": "0"}
+    first, second = cli.popen("run", "--once", env=env), cli.popen("run", "--once", env=env)
     outs = [p.communicate(timeout=180) for p in (first, second)]
     assert first.returncode == 0 and second.returncode == 0, outs
     for _, err in outs:
@@ -47,6 +55,61 @@ def test_sigterm_finishes_the_capture_in_hand_then_exits(cli, site):
     # It stopped claiming: the second job is still queued, not lost, not half-done.
     assert rows[site.url + "/test/pages/500"] == "queued"
     assert not list((cli.archive / "tmp").glob("*.part"))
+
+
+def _wait_running(cli, n: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # bounded wait for the runner's workers to claim
+        with _db(cli) as conn:
+            if conn.execute("SELECT COUNT(*) FROM jobs WHERE state = 'running'").fetchone()[0] >= n:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {n} jobs running after {timeout}s")
+
+
+def test_second_signal_gives_the_capture_in_hand_back(cli, site):
+    slow = site.url + "/test/slow?seconds=30"
+    assert cli("add", "--no-browser", slow).code == 0
+    runner = cli.popen("run")
+    _wait_running(cli, 1)
+    started = time.monotonic()
+    runner.send_signal(signal.SIGTERM)
+    # Two signals sent at once can arrive as one (the kernel keeps one pending per kind): send the second
+    # once the worker has logged taking the first.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not any(e["event"] == "signal" and e["worker"] == "w1"
+                                                  for e in _log_events(cli)):
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, err
+    assert time.monotonic() - started < 15, "the second signal should not wait for the 30 s page"
+    with _db(cli) as conn:
+        job = conn.execute("SELECT state, attempts FROM jobs").fetchone()
+        attempts = conn.execute("SELECT outcome FROM attempts").fetchall()
+        captures = conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+    assert job == ("queued", 0) and attempts == [("released",)] and captures == 0
+    assert not list((cli.archive / "tmp").glob("*.part"))
+
+
+def test_sigterm_under_load_loses_nothing(cli, site):
+    urls = [f"{site.url}/test/slow?seconds=1.5&n={n}" for n in range(10)]
+    assert cli("add", "--no-browser", *urls).code == 0
+    runner = cli.popen("run", "--workers", "2", env={"ARCHIVER_POLITENESS_DELAY_SECONDS": "0"})
+    _wait_running(cli, 2)
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, err
+    assert "Traceback" not in err
+    with _db(cli) as conn:
+        states = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
+        captures = conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+    # The two captures in hand were finished, the rest left queued for the next run: none running, none lost.
+    assert states.get("done", 0) >= 2 and states.get("queued", 0) >= 1, states
+    assert set(states) <= {"done", "queued"} and sum(states.values()) == 10
+    assert captures == states["done"]
+    assert not list((cli.archive / "tmp").glob("*.part"))
+    assert cli("verify").code == 0
 
 
 def test_sigkill_mid_capture_is_recaptured_after_lease_expiry(cli, site):

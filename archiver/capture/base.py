@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import codecs
 import re
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
@@ -84,9 +85,14 @@ _NET_ERRORS = {
     "ERR_TIMED_OUT": "timeout", "ERR_CONNECTION_TIMED_OUT": "timeout", "ERR_INTERNET_DISCONNECTED": "network",
     "ERR_NETWORK_CHANGED": "network", "ERR_PROXY_CONNECTION_FAILED": "network",
     "ERR_TOO_MANY_REDIRECTS": "redirect-loop", "ERR_INVALID_RESPONSE": "protocol",
-    "ERR_INVALID_HTTP_RESPONSE": "protocol", "ERR_RESPONSE_HEADERS_TOO_BIG": "protocol",
+    "ERR_INVALID_HTTP_RESPONSE": "protocol", "ERR_RESPONSE_HEADERS_TOO_BIG": "too-large",
     "ERR_CONTENT_DECODING_FAILED": "protocol", "ERR_UNSAFE_PORT": "blocked", "ERR_BLOCKED_BY_CLIENT": "blocked",
+    "ERR_CONTENT_LENGTH_MISMATCH": "reset", "ERR_INCOMPLETE_CHUNKED_ENCODING": "reset",
+    "ERR_HTTP2_PROTOCOL_ERROR": "protocol", "ERR_QUIC_PROTOCOL_ERROR": "protocol",
 }
+
+# WARC-Truncated reasons (WARC 1.1, section 5.14) -> the failure class of a capture holding such a record.
+TRUNCATION_CLASSES = {"length": "too-large", "time": "timeout", "disconnect": "reset", "unspecified": "network"}
 
 
 def classify_net_error(text: str) -> str:
@@ -108,3 +114,69 @@ def charset_of(content_type: str | None, head: bytes) -> str:
         return codecs.lookup(name).name
     except LookupError:
         return "utf-8"
+
+
+def truncation_class(reason: str | None) -> str:
+    """The failure class a record cut for ``reason`` (a WARC-Truncated value) gives its capture."""
+    return TRUNCATION_CLASSES.get(reason or "unspecified", "network")
+
+
+def header_block_size(headers: list[tuple[str, str]]) -> int:
+    """Bytes of a header block as sent on the wire ("Name: value\\r\\n" per line), for network.max_header_bytes."""
+    return sum(len(name) + len(value) + 4 for name, value in headers)
+
+
+class SlowDrip(Exception):
+    """A body arrived slower than network.min_bytes_per_second: cut off, recorded as far as it came."""
+
+
+class DripGuard:
+    """Tells a body that keeps a connection busy without delivering (slowloris) from one that is merely slow.
+
+    The time since the response began is cut into consecutive windows of ``window`` seconds; each must bring
+    at least ``min_rate * window`` bytes. A per-read timeout alone cannot do this: a server sending one byte
+    every few seconds never lets a read time out. ``min_rate`` 0 switches the guard off.
+
+    Use: wait for the next bytes at most ``wait_limit()`` seconds; if none came, ``cut_off()`` is the error to
+    raise; if some came, ``add(n)`` (which raises SlowDrip itself if a window had already ended short).
+    """
+
+    def __init__(self, min_rate: float, window: float, clock: Callable[[], float] = time.monotonic):
+        self.min_rate = max(0.0, min_rate)
+        self.window = window
+        self.need = self.min_rate * window
+        self.clock = clock
+        self.window_end = clock() + window
+        self.in_window = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.need > 0 and self.window > 0
+
+    def cut_off(self) -> SlowDrip:
+        return SlowDrip(f"body arrived at fewer than {self.min_rate:g} bytes/s over {self.window:g}s "
+                        f"(network.min_bytes_per_second, network.slow_window_seconds); cut off")
+
+    def _roll(self) -> None:
+        """Close the windows that have ended; raise SlowDrip if one of them came up short."""
+        now = self.clock()
+        while now >= self.window_end:
+            if self.in_window < self.need:
+                raise self.cut_off()
+            self.in_window = 0
+            self.window_end += self.window
+
+    def add(self, n: int) -> None:
+        """Count ``n`` bytes that just arrived."""
+        if self.enabled:
+            self._roll()
+            self.in_window += n
+
+    def wait_limit(self) -> float | None:
+        """Seconds the next read may wait for bytes before the body must be cut off (None: no limit)."""
+        if not self.enabled:
+            return None
+        self._roll()
+        # If this window already has its bytes, silence is tolerated until the end of the next one.
+        end = self.window_end if self.in_window < self.need else self.window_end + self.window
+        return max(0.0, end - self.clock())

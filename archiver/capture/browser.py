@@ -25,7 +25,9 @@ from ..config import Settings
 from ..errors import CaptureFailed
 from ..warc import CaptureWarc
 from . import network
-from .base import CaptureResult, charset_of, classify_net_error, header_value, is_html, status_failure, stored_headers
+from .base import (CaptureResult, DripGuard, SlowDrip, charset_of, classify_net_error, header_block_size,
+                   header_value, is_html, status_failure, stored_headers, truncation_class)
+from .guard import BrowserGate, browser_gate
 
 # Without these, Chromium keeps calling Google services (and stalls on a closed network); the site-isolation
 # switches keep cross-site iframes in the page's process so the page's CDP session sees their requests.
@@ -99,6 +101,7 @@ EXTRACT_JS = """() => {
     text: document.body ? document.body.innerText : '',
     outlinks: links,
     height: Math.max(document.body ? document.body.scrollHeight : 0, document.documentElement.scrollHeight),
+    width: Math.max(document.body ? document.body.scrollWidth : 0, document.documentElement.scrollWidth),
   };
 }"""
 
@@ -133,6 +136,10 @@ class Exchange:
     # Fetch.requestPaused can arrive before Network.requestWillBeSent; such an exchange is created from the
     # paused event and completed when the Network event comes.
     awaiting_network_event: bool = False
+    # The body was taken as a stream (its size was not known to be within bounds) and the request answered with
+    # it; Chromium then reports no server address for the response (Network.responseReceived of a fulfilled
+    # request has an empty remoteIPAddress).
+    streamed: bool = False
 
 
 def _headers_from_dict(d: dict[str, str] | None) -> list[tuple[str, str]]:
@@ -186,6 +193,73 @@ def _protocols(ex: Exchange) -> list[str]:
     return out
 
 
+# deflate (gzip, zlib) cannot inflate more than ~1032:1, so a compressed body of known length has a known bound.
+DEFLATE_MAX_RATIO = 1032
+# Bodies the browser may take whole (Fetch.getResponseBody) are those whose inflated size is known to be within
+# bounds: Chromium buffers the whole inflated body for that call, so a 10 MB gzip bomb would become 10 GB there.
+NO_BODY_STATUSES = (204, 304)
+# After a request is answered, a read that was waiting for bytes returns what had arrived; this long at most.
+PENDING_READ_GRACE = 2.0
+# How often the navigation is looked at for response headers that do not come.
+NAV_POLL_SECONDS = 0.1
+CUT_NOTE = "body still arriving when the capture stopped waiting for it; truncated"
+# Failure classes of a net error that, arriving after a body was taken, mean that body was cut short.
+BODY_BREAKING = {"reset", "timeout", "protocol"}
+
+
+@dataclass(frozen=True)
+class BodyLimits:
+    """Bounds against hostile servers, from settings (config/default.toml says why each exists)."""
+
+    max_capture_bytes: int = 1 << 62     # capture.max_capture_bytes
+    min_rate: float = 0.0                # network.min_bytes_per_second (0: no slow-drip cut-off)
+    slow_window: float = 30.0            # network.slow_window_seconds
+    max_redirects: int = 20              # network.max_redirects, for the page's own redirect chain
+    max_header_bytes: int = 256 * 1024   # network.max_header_bytes, for the page's own response
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "BodyLimits":
+        net = settings["network"]
+        return cls(max_capture_bytes=settings["capture"]["max_capture_bytes"],
+                   min_rate=float(net["min_bytes_per_second"]), slow_window=net["slow_window_seconds"],
+                   max_redirects=net["max_redirects"], max_header_bytes=net["max_header_bytes"])
+
+    @property
+    def read_size(self) -> int:
+        """Bytes asked for per IO.read. Chromium answers a read only when that many bytes have arrived (or the
+        body ended), so a read must be no larger than what an acceptably slow server sends in one window."""
+        if self.min_rate <= 0 or self.slow_window <= 0:
+            return 1 << 20
+        return int(max(1, min(1 << 20, self.min_rate * self.slow_window)))
+
+    def drip_guard(self) -> DripGuard:
+        return DripGuard(self.min_rate, self.slow_window)
+
+
+def _decoded_bound(status: int, headers: list[tuple[str, str]]) -> int | None:
+    """An upper bound on the size of a response body once Chromium has inflated it; None if there is none
+    (no Content-Length, or an encoding like br or zstd whose expansion is unbounded)."""
+    if status in NO_BODY_STATUSES:
+        return 0
+    declared = (header_value(headers, "content-length") or "").strip()
+    if not declared.isdigit():
+        return None
+    encoding = (header_value(headers, "content-encoding") or "").strip().lower()
+    if encoding in ("", "identity"):
+        return int(declared)
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        return int(declared) * DEFLATE_MAX_RATIO + 1024
+    return None
+
+
+def _short_of_length(headers: list[tuple[str, str]], received: int) -> bool:
+    """True when an unencoded body is shorter than its Content-Length: the connection broke mid-body.
+    (Chromium hands over what arrived without saying so, whether by getResponseBody or by stream.)"""
+    declared = (header_value(headers, "content-length") or "").strip()
+    encoding = (header_value(headers, "content-encoding") or "").strip().lower()
+    return declared.isdigit() and encoding in ("", "identity") and received < int(declared)
+
+
 class Recorder:
     """Collects exchanges from CDP events of one page and fetches bodies as responses are paused."""
 
@@ -205,6 +279,15 @@ class Recorder:
         self.last_activity = time.monotonic()
         self.non_html_main = False
         self.frozen = False
+        # The private-network guard (None: private targets allowed), and the requests it refused before they
+        # were sent, by (network id, URL), with why.
+        self.gate: BrowserGate | None = None
+        self.blocked: dict[tuple[str, str], str] = {}
+        self.limits = BodyLimits()
+        self.recorded_bytes = 0                 # body bytes kept so far, for capture.max_capture_bytes
+        self.redirect_loop: str | None = None   # why the page's redirect chain was stopped
+        self.header_problem: str | None = None  # why the page's own response was refused (headers too large)
+        self.cut = asyncio.Event()              # set: stop reading streamed bodies, keep what came
 
     def attach(self) -> None:
         on = self.cdp.on
@@ -322,7 +405,13 @@ class Recorder:
         self.inflight.discard(ev["requestId"])
         hops = self.by_id.get(ev["requestId"])
         if hops and not hops[-1].finished:
-            hops[-1].failed = ev.get("errorText") or ev.get("blockedReason") or "failed"
+            ex = hops[-1]
+            ex.failed = ev.get("errorText") or ev.get("blockedReason") or "failed"
+            if ex.body is not None and not ex.truncated and classify_net_error(ex.failed) in BODY_BREAKING:
+                # getResponseBody hands over what arrived before the connection broke without saying so; the
+                # failure shows only here, once the body went on to the page.
+                ex.truncated = "disconnect"
+                ex.body_note = f"the connection broke before the body was complete ({ex.failed})"
 
     # -- Fetch: bodies ------------------------------------------------------------------------------
 
@@ -348,6 +437,9 @@ class Recorder:
 
     async def _paused(self, ev: dict) -> None:
         fetch_id = ev["requestId"]
+        if self.gate is not None and ev.get("responseStatusCode") is None and ev.get("responseErrorReason") is None:
+            await self._gate_request(ev)  # paused at the Request stage: not sent yet
+            return
         ex: Exchange | None = None
         try:
             status = ev.get("responseStatusCode")
@@ -361,20 +453,25 @@ class Recorder:
                     ex.body_note = "still loading when the capture ended"
                 elif 300 <= status < 400 and any(h["name"].lower() == "location"
                                                  for h in ev.get("responseHeaders") or []):
+                    if self._redirect_loop(ex):
+                        await self._fail(fetch_id, "Failed")
+                        return
                     # Chromium does not expose a redirect's body; the hop is recorded with its headers.
                     ex.body = _spool(b"")
                     ex.body_note = "redirect body not available from the browser"
+                elif ex.network_id == self.main_network_id and self._headers_too_large(ex, _pairs(ev)):
+                    await self._fail(fetch_id, "Failed")
+                    return
                 elif ex.network_id == self.main_network_id and not is_html(
-                        header_value([(h["name"], h["value"]) for h in ev.get("responseHeaders") or []],
-                                     "content-type") or "text/html"):
+                        header_value(_pairs(ev), "content-type") or "text/html"):
                     # The target is not an HTML page (PDF, media...): stream it to disk in constant memory and
                     # stop the browser from rendering or downloading it.
                     self.non_html_main = True
-                    await self._stream_body(ex, fetch_id)
-                    await self.cdp.send("Fetch.failRequest", {"requestId": fetch_id, "errorReason": "Aborted"})
+                    await self._stream_body(ex, fetch_id, ev, self.max_download_bytes, "capture.max_download_bytes",
+                                            answer=self._abort)
                     return
-                else:
-                    await self._get_body(ex, fetch_id, ev)
+                elif await self._get_body(ex, fetch_id, ev):
+                    return  # answered while taking the body: not to be continued
         except Exception as exc:  # a body we could not get must never stop the page from loading
             if ex is not None and ex.body is None:
                 ex.body_note = f"body not recorded: {exc}"
@@ -383,49 +480,239 @@ class Recorder:
         except Exception:
             pass  # the request or the page is gone; nothing to continue
 
-    async def _get_body(self, ex: Exchange, fetch_id: str, ev: dict) -> None:
-        declared = header_value([(h["name"], h["value"]) for h in ev.get("responseHeaders") or []], "content-length")
-        if declared and declared.strip().isdigit() and int(declared) > self.max_resource_bytes:
-            ex.body = _spool(b"")
-            ex.truncated = "length"
-            ex.body_note = f"body of {declared} bytes exceeds capture.max_resource_bytes; not recorded"
-            return
-        reply = await self.cdp.send("Fetch.getResponseBody", {"requestId": fetch_id})
-        data = base64.b64decode(reply["body"]) if reply.get("base64Encoded") else reply["body"].encode("utf-8")
-        if len(data) > self.max_resource_bytes:
-            ex.body = _spool(data[: self.max_resource_bytes])
-            ex.truncated = "length"
-            ex.body_note = "body exceeds capture.max_resource_bytes; truncated"
-        else:
-            ex.body = _spool(data)
+    async def _gate_request(self, ev: dict) -> None:
+        """Send the request on, or refuse it (BlockedByClient) when its host is a private-network address."""
+        url = ev["request"]["url"]
+        try:
+            refused = await self.gate.refusal(url)
+        except Exception as exc:  # a check that could not be made must not let the request through
+            refused = f"refused {url}: the private-network check failed ({type(exc).__name__}: {exc})"
+        try:
+            if refused:
+                self.blocked[(ev.get("networkId") or ev["requestId"], url)] = refused
+                await self.cdp.send("Fetch.failRequest",
+                                    {"requestId": ev["requestId"], "errorReason": "BlockedByClient"})
+            else:
+                await self.cdp.send("Fetch.continueRequest", {"requestId": ev["requestId"]})
+        except Exception:
+            pass  # the request or the page is gone
 
-    async def _stream_body(self, ex: Exchange, fetch_id: str) -> None:
+    def refusal(self, ex: Exchange) -> str | None:
+        """Why the guard keeps this exchange out of the evidence: refused before it was sent, or answered from
+        a refused address (Network.responseReceived's remoteIPAddress: the address actually connected to)."""
+        if self.gate is None:
+            return None
+        return self.blocked.get((ex.network_id, ex.url)) or self.gate.peer_refusal(ex.url, ex.remote_ip)
+
+    def _redirect_loop(self, ex: Exchange) -> bool:
+        """True (and why, in redirect_loop) when the page's own redirect chain passes network.max_redirects.
+        Chromium stops only at 20, whatever the setting, and the direct fetcher must not differ."""
+        if ex.network_id != self.main_network_id:
+            return False
+        hops = len(self.by_id.get(ex.network_id, []))
+        if hops <= self.limits.max_redirects:
+            return False
+        first = self.by_id[ex.network_id][0].url
+        self.redirect_loop = f"more than {self.limits.max_redirects} redirects from {first} (network.max_redirects)"
+        return True
+
+    def _headers_too_large(self, ex: Exchange, headers: list[tuple[str, str]]) -> bool:
+        size = header_block_size(ex.response_headers or headers)
+        if size <= self.limits.max_header_bytes:
+            return False
+        self.header_problem = (f"response headers from {ex.url} are {size} bytes, more than network.max_header_bytes "
+                               f"({self.limits.max_header_bytes})")
+        return True
+
+    async def _fail(self, fetch_id: str, reason: str) -> None:
+        try:
+            await self.cdp.send("Fetch.failRequest", {"requestId": fetch_id, "errorReason": reason})
+        except Exception:
+            pass  # the request or the page is gone
+
+    async def _abort(self, fetch_id: str, ev: dict, spool: Any) -> None:
+        await self._fail(fetch_id, "Aborted")
+
+    async def _fulfil(self, fetch_id: str, ev: dict, spool: Any) -> None:
+        """Hand the page the body we kept. Headers as received, less those describing the wire bytes: the body
+        is handed over inflated, and may have been cut short."""
+        spool.seek(0)
+        headers = [h for h in ev.get("responseHeaders") or []
+                   if h["name"].lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        params = {"requestId": fetch_id, "responseCode": ev["responseStatusCode"], "responseHeaders": headers,
+                  "body": base64.b64encode(spool.read()).decode("ascii")}
+        if ev.get("responseStatusText"):
+            params["responsePhrase"] = ev["responseStatusText"]
+        try:
+            await self.cdp.send("Fetch.fulfillRequest", params)
+        except Exception:
+            pass  # the request or the page is gone
+
+    def _keep(self, ex: Exchange, spool: Any, data: bytes, kept: int, limit: int, limit_name: str) -> bool:
+        """Write ``data`` after the ``kept`` bytes already in ``spool``, within ``limit`` and what is left of
+        capture.max_capture_bytes. False, and the exchange marked truncated, when it did not all fit."""
+        budget = self.limits.max_capture_bytes - self.recorded_bytes
+        room = max(0, min(limit - kept, budget))
+        piece = data[:room]
+        spool.write(piece)
+        self.recorded_bytes += len(piece)
+        if len(data) <= room:
+            return True
+        ex.truncated = "length"
+        ex.body_note = (f"body exceeds {limit_name} ({limit} bytes); truncated" if limit - kept <= budget else
+                        f"capture.max_capture_bytes ({self.limits.max_capture_bytes}) reached; body truncated")
+        return False
+
+    async def _get_body(self, ex: Exchange, fetch_id: str, ev: dict) -> bool:
+        """Record the body of a paused response. True when the request was answered here (fulfilled with the
+        body, or failed), so that it must not be continued."""
+        headers = _pairs(ev)
+        bound = _decoded_bound(ev["responseStatusCode"], headers)
+        room = min(self.max_resource_bytes, self.limits.max_capture_bytes - self.recorded_bytes)
+        if bound is not None and bound <= room:
+            return await self._take_whole(ex, fetch_id, headers)
+        # Size unknown or too large: read it as it comes, as far as the limits allow, then hand the page that.
+        ex.streamed = True
+        await self._stream_body(ex, fetch_id, ev, self.max_resource_bytes, "capture.max_resource_bytes",
+                                answer=self._fulfil)
+        return True
+
+    async def _take_whole(self, ex: Exchange, fetch_id: str, headers: list[tuple[str, str]]) -> bool:
+        """Fetch.getResponseBody, for a body known to be small enough. Nothing of it is seen until it is
+        complete, so a dripping server is bounded by the time its Content-Length needs at the minimum rate."""
+        wire = int((header_value(headers, "content-length") or "0").strip() or 0)
+        wait = self.deadline - time.monotonic()
+        if self.limits.min_rate > 0:
+            wait = min(wait, self.limits.slow_window + wire / self.limits.min_rate)
+        try:
+            reply = await asyncio.wait_for(self.cdp.send("Fetch.getResponseBody", {"requestId": fetch_id}),
+                                           max(0.0, wait))
+        except asyncio.TimeoutError:
+            ex.body, ex.truncated = _spool(b""), "time"
+            ex.body_note = (f"body of {wire} bytes not complete after {max(0.0, wait):.0f}s (network.min_bytes_per_second"
+                            f" or capture.timeout_seconds); not recorded")
+            await self._fail(fetch_id, "TimedOut")
+            return True
+        except asyncio.CancelledError:
+            ex.body_note = "still loading when the capture ended"
+            raise
+        data = base64.b64decode(reply["body"]) if reply.get("base64Encoded") else reply["body"].encode("utf-8")
+        spool = _spool(b"")
+        if self._keep(ex, spool, data, 0, self.max_resource_bytes, "capture.max_resource_bytes") and \
+                _short_of_length(headers, len(data)):
+            ex.truncated = "disconnect"
+            ex.body_note = (f"body ended after {len(data)} of the {header_value(headers, 'content-length')} bytes "
+                            f"its Content-Length announced: the connection broke")
+        spool.seek(0)
+        ex.body = spool
+        return False
+
+    async def _stream_body(self, ex: Exchange, fetch_id: str, ev: dict, limit: int, limit_name: str,
+                           answer: Any) -> None:
+        """Take the body as a stream into a temporary file, as far as ``limit``, the capture's byte budget, the
+        deadline and the slow-drip guard allow, then ``answer`` the request (fulfil it with what was kept, or
+        abort it). Only one read is ever in memory."""
         reply = await self.cdp.send("Fetch.takeResponseBodyAsStream", {"requestId": fetch_id})
         handle = reply["stream"]
         spool = tempfile.TemporaryFile()
-        total = 0
-        limit = self.max_download_bytes
+        pending: asyncio.Future | None = None
+        try:
+            pending = await self._read_stream(ex, handle, spool, _pairs(ev), limit, limit_name)
+            await answer(fetch_id, ev, spool)
+            if pending is not None:
+                # A read still waiting for bytes holds those that did arrive; answering the request ends the
+                # stream, and the read returns them.
+                await self._collect(ex, pending, spool, limit, limit_name)
+        except asyncio.CancelledError:
+            if not ex.truncated:
+                ex.truncated, ex.body_note = "time", "body still arriving when the capture ended; truncated"
+            raise
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+            try:
+                await self.cdp.send("IO.close", {"handle": handle})
+            except Exception:
+                pass  # already closed with the request, or the page is gone
+            spool.seek(0)
+            ex.body = spool
+
+    async def _read_stream(self, ex: Exchange, handle: str, spool: Any, headers: list[tuple[str, str]], limit: int,
+                           limit_name: str) -> asyncio.Future | None:
+        """Read until the body ends or is cut off; returns the read still waiting when it was cut off by time."""
+        guard = self.limits.drip_guard()
+        kept = 0
+        # Reads start at one byte and double while they fill: when a body stalls, a read waiting for bytes holds
+        # those that came, and hands them over only once the page has been answered — so they are kept in the
+        # record but miss the page. Small first reads keep that share small.
+        want = 1
+        cut = asyncio.ensure_future(self.cut.wait())
         try:
             while True:
-                if time.monotonic() > self.deadline:
-                    ex.truncated = "time"
-                    ex.body_note = "body still arriving at capture.timeout_seconds; truncated"
-                    break
-                chunk = await self.cdp.send("IO.read", {"handle": handle, "size": 1 << 20})
-                data = base64.b64decode(chunk["data"]) if chunk.get("base64Encoded") else chunk["data"].encode()
-                if total + len(data) > limit:
-                    spool.write(data[: limit - total])
-                    ex.truncated = "length"
-                    ex.body_note = f"body exceeds {limit} bytes; truncated"
-                    break
-                spool.write(data)
-                total += len(data)
+                if self.cut.is_set():
+                    ex.truncated, ex.body_note = "time", CUT_NOTE
+                    return None
+                room = max(0, min(limit - kept, self.limits.max_capture_bytes - self.recorded_bytes))
+                size = max(1, min(want, self.limits.read_size, room + 1))  # room + 1: "more" or "the end"
+                read = asyncio.ensure_future(self.cdp.send("IO.read", {"handle": handle, "size": size}))
+                if not await self._read_arrived(ex, read, cut, guard):
+                    return read
+                try:
+                    chunk = read.result()
+                except Exception as exc:
+                    ex.truncated, ex.body_note = "disconnect", f"reading the body failed after {kept} bytes: {exc}"
+                    return None
+                data = _chunk_bytes(chunk)
+                if not self._keep(ex, spool, data, kept, limit, limit_name):
+                    return None
+                kept += len(data)
+                if len(data) >= size:
+                    want = min(want * 2, self.limits.read_size)
+                try:
+                    guard.add(len(data))
+                except SlowDrip as exc:
+                    ex.truncated, ex.body_note = "time", str(exc)
+                    return None
                 if chunk.get("eof"):
-                    break
+                    if _short_of_length(headers, kept):
+                        ex.truncated = "disconnect"
+                        ex.body_note = (f"body ended after {kept} of the {header_value(headers, 'content-length')} "
+                                        f"bytes its Content-Length announced: the connection broke")
+                    return None
         finally:
-            await self.cdp.send("IO.close", {"handle": handle})
-        spool.seek(0)
-        ex.body = spool
+            cut.cancel()
+
+    async def _read_arrived(self, ex: Exchange, read: asyncio.Future, cut: asyncio.Future, guard: DripGuard) -> bool:
+        """Wait for a read; False (the exchange marked truncated, and why) when the body is cut off first: by
+        the deadline, by the slow-drip guard, or because the capture stopped waiting (``cut``)."""
+        left = self.deadline - time.monotonic()
+        try:
+            drip = guard.wait_limit()
+        except SlowDrip as exc:
+            ex.truncated, ex.body_note = "time", str(exc)
+            return False
+        done, _ = await asyncio.wait({read, cut}, timeout=max(0.0, left if drip is None else min(left, drip)),
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if read in done:
+            return True
+        ex.truncated = "time"
+        if cut in done:
+            ex.body_note = CUT_NOTE
+        elif drip is not None and drip < left:
+            ex.body_note = str(guard.cut_off())
+        else:
+            ex.body_note = "body still arriving at capture.timeout_seconds; truncated"
+        return False
+
+    async def _collect(self, ex: Exchange, pending: asyncio.Future, spool: Any, limit: int, limit_name: str) -> None:
+        """Keep what a read cut off by time had received (the exchange stays marked truncated for time)."""
+        done, _ = await asyncio.wait({pending}, timeout=PENDING_READ_GRACE)
+        if not done or pending.exception() is not None:
+            return
+        reason, note = ex.truncated, ex.body_note
+        spool.seek(0, os.SEEK_END)
+        self._keep(ex, spool, _chunk_bytes(pending.result()), spool.tell(), limit, limit_name)
+        ex.truncated, ex.body_note = reason, note
 
     def main_exchange(self) -> Exchange | None:
         hops = self.by_id.get(self.main_network_id or "", [])
@@ -433,6 +720,16 @@ class Recorder:
 
     def main_chain(self) -> list[Exchange]:
         return list(self.by_id.get(self.main_network_id or "", []))
+
+
+def _pairs(ev: dict) -> list[tuple[str, str]]:
+    """The response headers of a Fetch.requestPaused event as (name, value) pairs."""
+    return [(h["name"], h["value"]) for h in ev.get("responseHeaders") or []]
+
+
+def _chunk_bytes(chunk: dict) -> bytes:
+    """The bytes of an IO.read answer."""
+    return base64.b64decode(chunk["data"]) if chunk.get("base64Encoded") else chunk["data"].encode("utf-8")
 
 
 def _spool(data: bytes) -> Any:
@@ -502,6 +799,12 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
         remaining = deadline - keep - time.monotonic()
         return max(0.0, remaining if bound is None else min(bound, remaining))
 
+    load_by = started + cap["load_timeout_seconds"]
+
+    def load_left() -> float:
+        """Time left for the page to load: capture.load_timeout_seconds, within the capture's own budget."""
+        return left(max(0.0, load_by - time.monotonic()))
+
     context = await browser.new_context(
         service_workers="block", accept_downloads=False, ignore_https_errors=False,
         viewport={"width": settings["browser"]["viewport_width"], "height": settings["browser"]["viewport_height"]},
@@ -513,36 +816,59 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
         recorder = Recorder(cdp, cap["max_resource_bytes"], cap["max_download_bytes"], deadline - reserve)
+        recorder.limits = BodyLimits.from_settings(settings)
         recorder.attach()
         tree = await cdp.send("Page.getFrameTree")
         recorder.main_frame_id = tree["frameTree"]["frame"]["id"]
         await cdp.send("Network.enable", {"maxPostDataSize": 1 << 20})
         await cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
-        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*", "requestStage": "Response"}]})
+        patterns = [{"urlPattern": "*", "requestStage": "Response"}]
+        recorder.gate = browser_gate(settings)
+        if recorder.gate is not None:
+            # Paused before being sent as well, so a private-network target is refused, never fetched.
+            patterns.insert(0, {"urlPattern": "*", "requestStage": "Request"})
+        await cdp.send("Fetch.enable", {"patterns": patterns})
 
-        nav_error: str | None = None
-        try:
-            await page.goto(url, wait_until="domcontentloaded", timeout=left() * 1000 or 1)
-        except PlaywrightError as exc:
-            nav_error = str(exc).splitlines()[0]
+        nav_error = await _navigate(page, recorder, url, load_left(), net["header_timeout_seconds"])
         main = recorder.main_exchange()
+        if recorder.redirect_loop or "ERR_TOO_MANY_REDIRECTS" in (nav_error or ""):
+            raise CaptureFailed("redirect-loop", recorder.redirect_loop or f"{nav_error} (Chromium stops at 20)")
+        if recorder.header_problem:
+            raise CaptureFailed("too-large", recorder.header_problem)
+        if nav_error is not None and main is not None and main.status is not None and main.body is None:
+            # The page answered and its body is still coming: keep what came (a download of a non-HTML target
+            # may go on to the capture's deadline, which its reading observes).
+            if not recorder.non_html_main:
+                recorder.cut.set()
+            await _body_arrival(main, left(None, 0) if recorder.non_html_main else PENDING_READ_GRACE + 1.0)
         if recorder.non_html_main:
             nav_error = None  # we aborted the rendering of a non-HTML target ourselves
         elif nav_error is not None:
             if main is None or main.body is None:
                 # Nothing of the page itself was recorded: this attempt failed.
+                refused = recorder.refusal(main) if main is not None else None
+                if refused:
+                    raise CaptureFailed("blocked", refused, retryable=False)
                 if "Timeout" in nav_error:
-                    raise CaptureFailed("timeout", f"no response within {cap['timeout_seconds']:.0f}s: {url}")
+                    waited = time.monotonic() - started
+                    if main is not None and main.status is not None:
+                        raise CaptureFailed("timeout", f"{url} answered HTTP {main.status} but its body did not "
+                                                       f"arrive within {waited:.0f}s (capture.load_timeout_seconds)")
+                    raise CaptureFailed("timeout", f"no response within {waited:.0f}s: {url}")
                 err = (main.failed if main and main.failed else nav_error)
+                if "ERR_RESPONSE_HEADERS_TOO_BIG" in err:
+                    raise CaptureFailed("too-large", f"response headers from {url} exceed Chromium's ceiling of "
+                                                     f"256 KiB ({err})")
                 raise CaptureFailed(classify_net_error(err.split("net::", 1)[-1] if "net::" in err else err),
                                     f"{err} at {url}")
             partial_reason = f"page did not finish loading: {nav_error}"
 
         if not recorder.non_html_main and partial_reason is None:
             try:
-                await page.wait_for_load_state("load", timeout=left() * 1000 or 1)
+                await page.wait_for_load_state("load", timeout=load_left() * 1000 or 1)
             except PlaywrightError:
-                partial_reason = "the load event did not fire before capture.timeout_seconds"
+                partial_reason = (f"the page was still loading after {time.monotonic() - started:.0f}s "
+                                  f"(capture.load_timeout_seconds)")
             if partial_reason is None:
                 await _network_idle(recorder, left(cap["network_idle_seconds"]))
                 seen = len(recorder.exchanges)
@@ -562,7 +888,8 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
             try:
                 info = await asyncio.wait_for(page.evaluate(EXTRACT_JS), timeout=max(1.0, left(None, 0)))
                 title, text, outlinks = info["title"], info["text"], info["outlinks"]
-                screenshot = await _screenshot(page, settings, info["height"], max(1.0, left(None, 0)))
+                screenshot = await _screenshot(page, settings, info["height"], max(1.0, left(None, 0)),
+                                               width=info.get("width") or 0)
                 dom = await asyncio.wait_for(page.content(), timeout=max(1.0, left(None, 0)))
             except (PlaywrightError, asyncio.TimeoutError) as exc:
                 notes.append(f"page snapshot incomplete: {type(exc).__name__}: {str(exc)[:200]}")
@@ -572,6 +899,15 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
         # Bodies still being fetched get a short grace period; what is still missing is listed in provenance.
         if recorder.tasks:
             await asyncio.wait(list(recorder.tasks), timeout=max(0.5, min(5.0, left(None, 0))))
+        # What is still being read is cut here: a stream keeps what it had (marked truncated), a whole-body
+        # fetch is listed as unrecorded.
+        recorder.cut.set()
+        if recorder.tasks:
+            await asyncio.wait(list(recorder.tasks), timeout=PENDING_READ_GRACE)
+        for task in list(recorder.tasks):
+            task.cancel()
+        if recorder.tasks:
+            await asyncio.wait(list(recorder.tasks), timeout=PENDING_READ_GRACE)
         try:
             await cdp.send("Fetch.disable")
         except PlaywrightError:
@@ -585,6 +921,47 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
         await context.close()
 
 
+async def _navigate(page: Any, recorder: Recorder, url: str, timeout: float, header_timeout: float) -> str | None:
+    """page.goto(url) up to DOMContentLoaded within ``timeout`` seconds: None when it got there, else why not.
+
+    Meanwhile it watches the page's own exchange: response headers not all in within ``header_timeout`` seconds
+    of the request (a server trickling them byte by byte) fail the capture as a timeout; a main document whose
+    connection broke after its body was recorded ends the wait (Chromium may keep the navigation pending).
+    """
+    asked = time.time()
+    task = asyncio.ensure_future(page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000 or 1))
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=NAV_POLL_SECONDS)
+            if done:
+                exc = task.exception()
+                if exc is None:
+                    return None
+                if isinstance(exc, PlaywrightError):
+                    return str(exc).splitlines()[0]
+                raise exc
+            main = recorder.main_exchange()
+            if main is None or main.status is None:
+                since = time.time() - (main.wall_time if main is not None else asked)
+                if since > header_timeout:
+                    raise CaptureFailed("timeout", f"no complete response headers from {main.url if main else url} "
+                                                   f"within {header_timeout:g}s (network.header_timeout_seconds)")
+            elif main.body is not None and main.failed:
+                return f"the page's connection broke: {main.failed}"
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=PENDING_READ_GRACE)
+
+
+async def _body_arrival(ex: Exchange, bound: float) -> bool:
+    """Wait until the exchange's body has been recorded (whole or cut), at most ``bound`` seconds."""
+    end = time.monotonic() + bound
+    while ex.body is None and time.monotonic() < end:
+        await asyncio.sleep(NAV_POLL_SECONDS)
+    return ex.body is not None
+
+
 async def _network_idle(recorder: Recorder, bound: float, quiet: float = 0.5) -> bool:
     """Wait until no request has been in flight for ``quiet`` seconds, at most ``bound`` seconds."""
     end = time.monotonic() + bound
@@ -595,11 +972,14 @@ async def _network_idle(recorder: Recorder, bound: float, quiet: float = 0.5) ->
     return False
 
 
-async def _screenshot(page: Any, settings: Settings, height: int, timeout: float) -> bytes:
+async def _screenshot(page: Any, settings: Settings, height: int, timeout: float, width: int = 0) -> bytes:
     max_h = settings["capture"]["screenshot_max_height"]
-    width = settings["browser"]["viewport_width"]
-    if height and height > max_h:
-        return await page.screenshot(full_page=True, clip={"x": 0, "y": 0, "width": width, "height": max_h},
+    viewport = settings["browser"]["viewport_width"]
+    # A page far wider than the window (one 100,000-character word) would make a full-page image of
+    # gigapixels; it is cut at the window's width, as a page too long is cut at screenshot_max_height.
+    if (height and height > max_h) or width > viewport:
+        return await page.screenshot(full_page=True,
+                                     clip={"x": 0, "y": 0, "width": viewport, "height": min(height or max_h, max_h)},
                                      timeout=timeout * 1000, animations="disabled")
     return await page.screenshot(full_page=True, timeout=timeout * 1000, animations="disabled")
 
@@ -620,14 +1000,21 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
                    certificate_pem: str | None, partial_reason: str | None, notes: list[str],
                    settings: Settings) -> CaptureResult:
     main = recorder.main_exchange()
+    refused = recorder.refusal(main) if main is not None else None
+    if refused:
+        # Checked before anything is written: a tweet or video capture goes on writing into this WARC.
+        raise CaptureFailed("blocked", refused, retryable=False)
     main_record_id = None
     unrecorded = []
     truncated = []
     missed = []  # responses the browser received but whose bodies we failed to record
     for ex in recorder.exchanges:
-        if ex.status is None or ex.body is None:
-            unrecorded.append({"url": ex.url, "reason": ex.failed or ex.body_note or "no response before the end"})
-            if ex.status is not None and not ex.failed and (ex.body_note or "").startswith("body not recorded"):
+        refused = recorder.refusal(ex)
+        if refused or ex.status is None or ex.body is None:
+            reason = f"blocked: {refused}" if refused else ex.failed or ex.body_note or "no response before the end"
+            unrecorded.append({"url": ex.url, "reason": reason})
+            if (not refused and ex.status is not None and not ex.failed
+                    and (ex.body_note or "").startswith("body not recorded")):
                 missed.append(ex.url)
             continue
         body = ex.body
@@ -645,7 +1032,7 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
         if ex is main:
             main_record_id = resp_id
         if ex.truncated:
-            truncated.append({"url": ex.url, "reason": ex.body_note})
+            truncated.append({"url": ex.url, "reason": ex.body_note, "warc_truncated": ex.truncated})
     if main is None or main_record_id is None:
         raise CaptureFailed("timeout" if partial_reason else "network",
                             f"the main document of {url} was not recorded"
@@ -664,13 +1051,14 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
     status = "ok"
     if failure_class:
         status = "failed"
+    elif main.truncated:
+        # The page itself is cut short: why it was cut is the class (too-large, timeout, reset).
+        status, failure_class, failure_message = "partial", truncation_class(main.truncated), main.body_note
     elif partial_reason:
         status, failure_class, failure_message = "partial", "timeout", partial_reason
-    elif main.truncated == "time":
-        status, failure_class, failure_message = "partial", "timeout", main.body_note
-    elif truncated or main.truncated:
-        status, failure_class = "partial", "too-large"
-        failure_message = f"{len(truncated)} response(s) truncated at capture.max_resource_bytes"
+    elif truncated:
+        status, failure_class = "partial", truncation_class(truncated[0]["warc_truncated"])
+        failure_message = f"{len(truncated)} response(s) truncated, first {truncated[0]['url']}: {truncated[0]['reason']}"
     elif missed:
         status, failure_class = "partial", "incomplete"
         failure_message = f"{len(missed)} response body(ies) could not be recorded: {', '.join(missed[:3])}"
@@ -685,6 +1073,9 @@ def _write_records(warc: CaptureWarc, recorder: Recorder, url: str, title: str |
         "exchanges": sum(1 for ex in recorder.exchanges if ex.status is not None and ex.body is not None),
         "unrecorded": unrecorded,
         "truncated": truncated,
+        # Bodies read as a stream (size not known to be within bounds) and handed to the page by us: Chromium
+        # reports no server address for these, so their records carry no WARC-IP-Address.
+        "streamed": [ex.url for ex in recorder.exchanges if ex.streamed],
         "notes": notes,
         "network": network.describe(settings, "browser"),
     }

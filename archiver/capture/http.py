@@ -6,9 +6,11 @@ Each redirect hop is fetched and recorded by us, not followed silently by the cl
 """
 from __future__ import annotations
 
+import asyncio
 import ssl
 import tempfile
 import time
+import zlib
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 from typing import Any
@@ -18,12 +20,14 @@ import httpx
 
 from ..config import Settings
 from ..errors import CaptureFailed
-from ..urls import check_target
 from ..warc import CaptureWarc
 from . import network
-from .base import CaptureResult, charset_of, header_value, is_html, status_failure, stored_headers
+from .base import (CaptureResult, DripGuard, SlowDrip, charset_of, header_block_size, header_value, is_html,
+                   status_failure, stored_headers, truncation_class)
 
 TEXT_LIMIT = 5 * 1024 * 1024  # bytes of an HTML/text body we parse for title, text and links
+INFLATE_STEP = 64 * 1024      # compressed bytes fed to a decoder at a time (with an output cap per step)
+BROTLI_STEP = 16              # brotli has no output cap, and a few input bytes may inflate to megabytes
 
 
 class _TextExtractor(HTMLParser):
@@ -94,28 +98,87 @@ def _classify_httpx(exc: Exception) -> str:
             return "tls"
         return "refused"
     if isinstance(exc, (httpx.RemoteProtocolError, httpx.LocalProtocolError)):
+        if "receive buffer too long" in text:
+            return "too-large"  # h11 refuses a header block over httpcore's 100 KiB
         return "reset" if "disconnected" in text or "closed" in text else "protocol"
     if isinstance(exc, httpx.ReadError):
         return "reset"
     return "network"
 
 
-def _decode_body(raw: bytes, headers: list[tuple[str, str]]) -> bytes:
-    """The decoded bytes, only for extracting text for search (the record keeps the raw bytes)."""
+class _Inflater:
+    """Inflates a compressed body step by step, never producing more than ``cap`` bytes from one step: the
+    defence against a small body that inflates to gigabytes. Unknown encodings inflate to nothing."""
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        self._zlib: Any = None
+        self._brotli: Any = None
+        if encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        elif encoding == "deflate":
+            self._zlib = zlib.decompressobj(zlib.MAX_WBITS)  # zlib-wrapped, as RFC 9110 says; raw is retried
+        elif encoding == "br":
+            try:
+                import brotli  # optional, as for httpx itself
+                self._brotli = brotli.Decompressor()
+            except ImportError:
+                pass
+
+    def feed(self, data: bytes, cap: int) -> list[bytes]:
+        """Inflate ``data``; stops producing once ``cap`` bytes came out (the rest is not needed)."""
+        out: list[bytes] = []
+        if self._zlib is not None:
+            try:
+                piece = self._zlib.decompress(data, cap)
+            except zlib.error:
+                if self.encoding != "deflate" or self._zlib.total_in:
+                    raise
+                self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
+                piece = self._zlib.decompress(data, cap)
+            out.append(piece)
+            while self._zlib.unconsumed_tail and sum(map(len, out)) < cap:
+                out.append(self._zlib.decompress(self._zlib.unconsumed_tail, cap - sum(map(len, out))))
+        elif self._brotli is not None:
+            made = 0
+            for i in range(0, len(data), BROTLI_STEP):
+                piece = self._brotli.decompress(data[i:i + BROTLI_STEP])
+                out.append(piece)
+                made += len(piece)
+                if made >= cap:
+                    break
+        return out
+
+
+def _text_sample(spool: Any, headers: list[tuple[str, str]], keep: int, max_decoded: int) -> tuple[bytes, bool]:
+    """The first ``keep`` bytes of a body as text would read it (inflated if it is compressed), and whether it
+    inflates to more than ``max_decoded`` bytes. Only for title, text and links: the record keeps the raw bytes.
+    Reads the spool from its start, in steps, so neither the raw nor the inflated body is ever held whole."""
     encoding = (header_value(headers, "content-encoding") or "").strip().lower()
-    if encoding in ("gzip", "x-gzip", "deflate", "br", "zstd"):
-        decoder = httpx.Response(200, headers={"content-encoding": encoding}, content=raw)
-        try:
-            return decoder.content
-        except httpx.DecodingError:
-            return b""
-    return raw
+    spool.seek(0)
+    if encoding in ("", "identity"):
+        return spool.read(keep), False
+    inflater = _Inflater(encoding)
+    kept: list[bytes] = []
+    kept_len = total = 0
+    try:
+        while total <= max_decoded and (raw := spool.read(INFLATE_STEP)):
+            for piece in inflater.feed(raw, max_decoded + 1 - total):
+                total += len(piece)
+                if kept_len < keep:
+                    kept.append(piece[: keep - kept_len])
+                    kept_len += len(kept[-1])
+    except Exception:
+        pass  # a corrupt or truncated stream: text from what did inflate
+    return b"".join(kept), total > max_decoded
 
 
 async def fetch_chain(client: httpx.AsyncClient, url: str, warc: CaptureWarc, settings: Settings, *,
-                      limit: int, deadline: float, follow: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+                      limit: int, deadline: float, follow: bool = True,
+                      limit_name: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
     """Fetch ``url`` and every redirect hop after it (only the first when ``follow`` is false), each
-    recorded as its own request/response pair.
+    recorded as its own request/response pair. Each body is cut at ``limit`` bytes (the setting named
+    ``limit_name``), and all of them together at capture.max_capture_bytes.
 
     Returns (hops, problem): ``problem`` says why the chain stopped early (a later hop failed). Raises
     CaptureFailed when not even the first response arrived, or on a redirect loop.
@@ -123,14 +186,22 @@ async def fetch_chain(client: httpx.AsyncClient, url: str, warc: CaptureWarc, se
     net = settings["network"]
     hops: list[dict[str, Any]] = []
     current = url
-    for hop in range(net["max_redirects"] + 1):
+    budget = settings["capture"]["max_capture_bytes"]
+    for _ in range(net["max_redirects"] + 1):
+        spent = sum(h["length"] for h in hops)
+        cap, cap_name = (limit, limit_name) if limit <= budget - spent else (budget - spent,
+                                                                              "capture.max_capture_bytes")
         try:
-            if hop:
-                check_target(current, net["allow_private"], via_proxy=bool(net["proxy"]))
-            result = await _fetch_one(client, current, warc, limit, deadline)
+            # Private-network targets, this hop's included, are refused by the client itself (guard.py), on
+            # the address it connects to.
+            result = await _fetch_one(client, current, warc, settings, max(0, cap), cap_name, deadline)
         except CaptureFailed as exc:
             if not hops:
                 raise
+            if exc.failure_class == "blocked":
+                # A redirect into a private network fails the fetch as blocked; it is not a chain cut short.
+                raise CaptureFailed("blocked", f"redirect from {hops[-1]['url']}: {exc.message}",
+                                    retryable=False) from None
             return hops, f"redirect to {current} failed: {exc.message}"
         hops.append(result)
         location = header_value(result["headers"], "location")
@@ -148,15 +219,15 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
     deadline = time.monotonic() + cap["timeout_seconds"]
     async with network.httpx_client(settings) as client:
         hops, truncated_reason = await fetch_chain(client, url, warc, settings, limit=cap["max_download_bytes"],
-                                                   deadline=deadline)
+                                                   deadline=deadline, limit_name="capture.max_download_bytes")
     main_record_id = hops[-1]["record_id"]
     main = hops[-1]
     content_type = header_value(main["headers"], "content-type")
     title = text = None
     outlinks: list[dict[str, str]] = []
     documents: list[tuple[str, str]] = []
-    if main["sample"] is not None and (is_html(content_type) or (content_type or "").startswith("text/")):
-        body = _decode_body(main["sample"], main["headers"])
+    if main["text_sample"] is not None:
+        body = main["text_sample"]
         decoded = body.decode(charset_of(content_type, body), errors="replace")
         if is_html(content_type):
             parser = _TextExtractor(main["url"])
@@ -168,10 +239,19 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
             text = decoded
     failure_class, failure_message = status_failure(main["status"])
     status = "failed" if failure_class else "ok"
-    if not failure_class and (main["truncated"] or truncated_reason):
-        status = "partial"
-        failure_class = "too-large" if main["truncated"] == "length" else "timeout"
-        failure_message = main["truncated_message"] or truncated_reason
+    if failure_class:
+        pass
+    elif main["truncated"]:
+        status, failure_class, failure_message = ("partial", truncation_class(main["truncated"]),
+                                                  main["truncated_message"])
+    elif truncated_reason:
+        status, failure_class, failure_message = "partial", "timeout", truncated_reason
+    elif main["decoded_over"]:
+        # The record holds every byte that came (still compressed, not truncated); what is incomplete is
+        # what could be read from it — a decompression bomb is not inflated to find out its end.
+        status, failure_class = "partial", "too-large"
+        failure_message = (f"the body inflates to more than capture.max_decoded_bytes ({cap['max_decoded_bytes']}); "
+                           f"stored whole as received, its text read only that far")
     details = {
         "method": "http",
         "redirects": [{"url": h["url"], "status": h["status"], "location": header_value(h["headers"], "location")}
@@ -187,41 +267,96 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
                          details=details, documents=documents)
 
 
-async def _fetch_one(client: httpx.AsyncClient, url: str, warc: CaptureWarc, limit: int,
-                     deadline: float) -> dict[str, Any]:
+def _textual(content_type: str | None) -> bool:
+    return is_html(content_type) or (content_type or "").startswith("text/")
+
+
+async def _send_for_headers(client: httpx.AsyncClient, request: httpx.Request, url: str, settings: Settings,
+                            deadline: float) -> httpx.Response:
+    """Send ``request`` and wait for the whole header block, within network.header_timeout_seconds: a server
+    that trickles its headers resets httpx's per-read timeout with every byte and would hold us forever."""
+    wait = min(settings["network"]["header_timeout_seconds"], max(0.0, deadline - time.monotonic()))
+    try:
+        return await asyncio.wait_for(client.send(request, stream=True), wait)
+    except asyncio.TimeoutError:
+        raise CaptureFailed("timeout", f"no complete response headers from {url} within {wait:g}s "
+                                       f"(network.header_timeout_seconds)") from None
+    except httpx.HTTPError as exc:
+        failure_class = _classify_httpx(exc)
+        message = f"{type(exc).__name__}: {exc or 'no answer'} at {url}"
+        if failure_class == "too-large":
+            message = f"response headers from {url} exceed httpx's ceiling of 100 KiB (network.max_header_bytes)"
+        raise CaptureFailed(failure_class, message) from None
+
+
+def _check_header_size(headers: list[tuple[str, str]], url: str, settings: Settings) -> None:
+    size, most = header_block_size(headers), settings["network"]["max_header_bytes"]
+    if size > most:
+        raise CaptureFailed("too-large", f"response headers from {url} are {size} bytes, more than "
+                                         f"network.max_header_bytes ({most})")
+
+
+async def _read_body(response: httpx.Response, spool: Any, limit: int, limit_name: str | None, deadline: float,
+                     guard: DripGuard) -> tuple[str | None, str | None]:
+    """Stream the raw body into ``spool``, at most ``limit`` bytes, until ``deadline``, cut off if it drips.
+    Returns (WARC-Truncated reason, why) — (None, None) when the whole body arrived."""
+    total = 0
+    chunks = response.aiter_raw()
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            drip_wait = guard.wait_limit()
+            if left <= 0:
+                return "time", "body still arriving at capture.timeout_seconds"
+            try:
+                chunk = await asyncio.wait_for(anext(chunks), left if drip_wait is None else min(left, drip_wait))
+            except StopAsyncIteration:
+                return None, None
+            except asyncio.TimeoutError:
+                if drip_wait is not None and drip_wait < left:
+                    raise guard.cut_off() from None
+                return "time", "body still arriving at capture.timeout_seconds"
+            if total + len(chunk) > limit:
+                spool.write(chunk[: limit - total])
+                return "length", f"body exceeds {limit_name or 'the limit for this fetch'} ({limit} bytes)"
+            spool.write(chunk)
+            total += len(chunk)
+            guard.add(len(chunk))
+    except SlowDrip as exc:
+        return "time", str(exc)
+    except httpx.TimeoutException as exc:
+        return "time", f"no bytes for network.timeout_seconds while reading the body ({type(exc).__name__})"
+    except httpx.HTTPError as exc:
+        # The server stopped mid-body: what arrived is recorded, marked truncated, never passed as whole.
+        cause = str(exc) or repr(exc.__cause__ or exc.__context__ or "") or "no detail"
+        return "disconnect", f"the connection broke after {total} bytes of the body ({type(exc).__name__}: {cause})"
+    finally:
+        try:
+            await chunks.aclose()
+        except Exception:
+            pass  # a generator ended by a cancelled read is already closed
+
+
+async def _fetch_one(client: httpx.AsyncClient, url: str, warc: CaptureWarc, settings: Settings, limit: int,
+                     limit_name: str | None, deadline: float) -> dict[str, Any]:
+    net = settings["network"]
     request = client.build_request("GET", url)
     sent_at = datetime.now(timezone.utc)
     spool = tempfile.TemporaryFile()
-    truncated = truncated_message = None
     try:
-        try:
-            response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            raise CaptureFailed(_classify_httpx(exc), f"{type(exc).__name__}: {exc or 'no answer'} at {url}") from None
+        response = await _send_for_headers(client, request, url, settings, deadline)
         received_at = datetime.now(timezone.utc)
         try:
+            raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
+            _check_header_size(raw_headers, url, settings)
             stream = response.extensions.get("network_stream")
             server = stream.get_extra_info("server_addr") if stream else None
             ssl_object: ssl.SSLObject | None = stream.get_extra_info("ssl_object") if stream else None
-            total = 0
-            try:
-                async for chunk in response.aiter_raw():
-                    if total + len(chunk) > limit:
-                        spool.write(chunk[: limit - total])
-                        truncated, truncated_message = "length", f"body exceeds capture.max_download_bytes ({limit})"
-                        break
-                    spool.write(chunk)
-                    total += len(chunk)
-                    if time.monotonic() > deadline:
-                        truncated, truncated_message = "time", "body still arriving at capture.timeout_seconds"
-                        break
-            except httpx.HTTPError as exc:
-                # The server stopped mid-body: what arrived is recorded, marked truncated, never passed as whole.
-                truncated = "disconnect"
-                truncated_message = f"{type(exc).__name__} while reading the body: {exc}"
+            truncated, truncated_message = await _read_body(
+                response, spool, limit, limit_name, deadline,
+                DripGuard(net["min_bytes_per_second"], net["slow_window_seconds"]))
         finally:
             await response.aclose()
-        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
         length = spool.tell()
         spool.seek(0)
         tls = certificate_pem = None
@@ -244,9 +379,13 @@ async def _fetch_one(client: httpx.AsyncClient, url: str, warc: CaptureWarc, lim
         warc.write_request(url, "GET", target, req_headers, b"", concurrent_to=record_id, date=sent_at)
         spool.seek(0)
         sample = spool.read(TEXT_LIMIT) if length else b""
+        text_sample, decoded_over = None, False
+        if _textual(header_value(raw_headers, "content-type")):
+            text_sample, decoded_over = _text_sample(spool, raw_headers, TEXT_LIMIT,
+                                                     settings["capture"]["max_decoded_bytes"])
         return {"url": url, "status": response.status_code, "headers": raw_headers, "record_id": record_id,
                 "ip": server[0] if server else None, "protocol": response.http_version.lower(), "tls": tls,
                 "certificate_pem": certificate_pem, "truncated": truncated, "truncated_message": truncated_message,
-                "sample": sample}
+                "length": length, "sample": sample, "text_sample": text_sample, "decoded_over": decoded_over}
     finally:
         spool.close()

@@ -18,6 +18,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import ConfigError
+from . import guard
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
@@ -60,9 +61,11 @@ def httpx_client(settings: Settings) -> httpx.AsyncClient:
     proxy = _proxy(settings)
     if proxy and proxy.startswith("socks5h"):
         proxy = "socks5" + proxy[len("socks5h"):]  # httpx resolves through the SOCKS proxy either way
-    return httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(net["timeout_seconds"]),
-                             headers={"User-Agent": net["http_user_agent"] or default_http_user_agent()},
-                             verify=ssl_context(settings), proxy=proxy)
+    client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(net["timeout_seconds"]),
+                               headers={"User-Agent": net["http_user_agent"] or default_http_user_agent()},
+                               verify=ssl_context(settings), proxy=proxy)
+    # Every httpx fetch goes through here, so this is where private-network targets are refused (guard.py).
+    return guard.guard_httpx(client, guard.Policy.from_settings(settings))
 
 
 def _spki_hashes(bundle: Path) -> list[str]:

@@ -197,7 +197,10 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
                 seen.add(media_url)
                 if kind == "hls":
                     try:
-                        media_records.append(await video_capture(media_url, warc))
+                        video = await video_capture(media_url, warc)
+                        media_records.append(video)
+                        # Fragments the private-network guard refused: the video is incomplete.
+                        problems.extend(f"{media_url}: {refused}" for refused in video.get("refused") or [])
                     except CaptureFailed as exc:
                         problems.append(f"{media_url}: {exc.message}")
                     continue

@@ -21,14 +21,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+from urllib.parse import urlsplit
 
 import yt_dlp
+from yt_dlp.postprocessor import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
 from ..config import Settings
 from ..errors import CaptureFailed
+from ..urls import BlockedAddress
 from ..warc import CaptureWarc
-from . import network
+from . import guard, network
 from .base import CaptureResult
 
 # -bitexact (codecs) and +bitexact (muxer): no encoder version strings or timestamps in the output.
@@ -51,6 +54,7 @@ class VideoDownload:
     cut_message: str | None = None
     log: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)  # connections the private-network guard refused
 
 
 class _Log:
@@ -92,6 +96,79 @@ def classify_error(message: str) -> tuple[str, bool]:
                             "network is unreachable", "ssl", "certificate")):
         return "network", True
     return "extractor", True
+
+
+# yt-dlp's request handlers that connect through Python's socket module (see _GuardedYoutubeDL).
+PYTHON_SOCKET_HANDLERS = frozenset({"Urllib", "Requests", "Websockets"})
+
+
+class _CheckFormats(PostProcessor):
+    """Refuses, before anything is downloaded, formats whose URLs lead into a private network: ffmpeg, which
+    yt-dlp hands live streams and some manifests to, connects by itself, out of sight of ``guard.armed``."""
+
+    def __init__(self, policy: guard.Policy):
+        super().__init__()
+        self._policy = policy
+
+    def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        checked: set[tuple[str, str]] = set()
+        for url in _format_urls(info):
+            parts = urlsplit(url)
+            if (parts.scheme, parts.netloc) not in checked:  # one lookup per host, not per fragment
+                checked.add((parts.scheme, parts.netloc))
+                self._policy.check_url(url)
+        return [], info
+
+
+def _format_urls(info: dict[str, Any]) -> Iterator[str]:
+    for fmt in [info, *(info.get("requested_formats") or [])]:
+        for key in ("url", "manifest_url", "fragment_base_url"):
+            if isinstance(fmt.get(key), str):
+                yield fmt[key]
+        fragments = fmt.get("fragments")
+        if isinstance(fragments, list):  # yt-dlp makes some of them lazily (a callable): those it fetches itself
+            yield from (f["url"] for f in fragments if isinstance(f, dict) and isinstance(f.get("url"), str))
+
+
+class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
+    """yt-dlp under the private-network guard: every URL it opens (pages, APIs, media, fragments) is refused
+    when it names a private address, and so are the formats it is about to download (``_CheckFormats``).
+    Names are checked on the address connected to, by the audit hook ``guard.armed`` puts in place."""
+
+    def __init__(self, params: dict[str, Any], policy: guard.Policy):
+        super().__init__(params)
+        self._policy = policy
+        if not policy.open:
+            self.add_post_processor(_CheckFormats(policy), when="before_dl")
+
+    def urlopen(self, req: Any) -> Any:
+        url = req if isinstance(req, str) else getattr(req, "url", None) or getattr(req, "full_url", "")
+        self._policy.check_url_literal(url)
+        return super().urlopen(req)
+
+    def build_request_director(self, handlers: Any, preferences: Any = None) -> Any:
+        if not self._policy.open:
+            # Only handlers whose sockets Python opens, where the audit hook sees them: curl_cffi (browser
+            # impersonation, when installed) connects from C.
+            handlers = [h for h in handlers if h.RH_KEY in PYTHON_SOCKET_HANDLERS]
+        return super().build_request_director(handlers, preferences)
+
+
+@contextmanager
+def _youtube_dl(params: dict[str, Any], settings: Settings) -> Iterator[tuple[yt_dlp.YoutubeDL, list[BlockedAddress]]]:
+    """A guarded YoutubeDL, with the CA environment, and the list the guard adds refused connections to."""
+    policy = guard.Policy.from_settings(settings)
+    with _ca_environment(settings), guard.armed(policy) as refusals, _GuardedYoutubeDL(params, policy) as ydl:
+        yield ydl, refusals
+
+
+def _failure(exc: DownloadError, refusals: list[BlockedAddress]) -> CaptureFailed:
+    """The CaptureFailed for a yt-dlp error: "blocked" when the guard refused a connection (yt-dlp reports that
+    as a network error of its own), otherwise the class its message suggests."""
+    if refusals:
+        return refusals[0]
+    cls, retryable = classify_error(str(exc))
+    return CaptureFailed(cls, _clean(str(exc)), retryable=retryable)
 
 
 def ytdlp_params(settings: Settings, workdir: Path, hook: Any, log: list[str]) -> dict[str, Any]:
@@ -146,22 +223,22 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
     params = ytdlp_params(settings, workdir, hook, result.log)
     result.options = {k: v for k, v in params.items() if k not in ("progress_hooks", "logger")}
     try:
-        with _ca_environment(settings), yt_dlp.YoutubeDL(params) as ydl:
+        with _youtube_dl(params, settings) as (ydl, refusals):
             # Extraction and download apart, so that the metadata survives a download that is cut short.
             try:
                 info = ydl.extract_info(url, download=False)
             except DownloadError as exc:
-                cls, retryable = classify_error(str(exc))
-                raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
+                raise _failure(exc, refusals) from None
             try:
                 info = ydl.process_ie_result(info, download=True)
             except _Cut as cut:
                 result.cut, result.cut_message = cut.why, str(cut)
             except DownloadError as exc:
                 if result.cut is None:  # not our own watchdog stopping a live stream
-                    cls, retryable = classify_error(str(exc))
-                    raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
+                    raise _failure(exc, refusals) from None
             result.info = ydl.sanitize_info(info)
+            # Refused yet not fatal to yt-dlp (a fragment skipped, a thumbnail missing): the video is incomplete.
+            result.refused = [r.message for r in refusals]
     finally:
         watchdog.cancel()
     if result.cut is None and any("larger than max-filesize" in line for line in result.log):
@@ -201,12 +278,11 @@ def probe(url: str, settings: Settings, timeout: float) -> dict[str, Any]:
         params = ytdlp_params(settings, Path(workdir), lambda progress: None, log)
         params.update({"socket_timeout": timeout, "writethumbnail": False, "writesubtitles": False,
                        "skip_download": True, "retries": 1, "extractor_retries": 1})
-        try:
-            with _ca_environment(settings), yt_dlp.YoutubeDL(params) as ydl:
+        with _youtube_dl(params, settings) as (ydl, refusals):
+            try:
                 return ydl.sanitize_info(ydl.extract_info(url, download=False))
-        except DownloadError as exc:
-            cls, retryable = classify_error(str(exc))
-            raise CaptureFailed(cls, _clean(str(exc)), retryable=retryable) from None
+            except DownloadError as exc:
+                raise _failure(exc, refusals) from None
 
 
 def _interrupt_ffmpeg_children(result: VideoDownload) -> None:
@@ -302,6 +378,7 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
             "duration": info.get("duration"), "is_live": info.get("is_live"), "was_live": info.get("was_live"),
             "webpage_url": info.get("webpage_url"), "format": info.get("format"), "description": info.get("description"),
             "yt_dlp": {"version": yt_dlp.version.__version__, "options": _jsonable(download.options)},
+            "refused": download.refused,
             "log": download.log[-50:],
         }
     finally:
@@ -333,6 +410,9 @@ async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser
     status, failure_class, failure_message = "ok", None, None
     if video["cut"]:
         status, failure_class, failure_message = "partial", video["cut"], video["cut_message"]
+    elif video["refused"]:
+        status, failure_class = "partial", "blocked"
+        failure_message = f"{len(video['refused'])} connection(s) refused: {video['refused'][0]}"
     elif not any(f["kind"] == "media" for f in video["files"]):
         status, failure_class, failure_message = "partial", "incomplete", "yt-dlp wrote no media file"
     elif page_problem is not None:

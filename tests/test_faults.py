@@ -1,0 +1,270 @@
+"""Faults a pipeline must hold through: a capture stuck beyond any in-process timeout, a full disk, and the
+logs that explain both the morning after."""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from archiver import proctree
+from conftest import CLI
+
+
+def _db(archive: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(archive / "index.db")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _log_events(archive: Path) -> list[dict[str, Any]]:
+    lines = [line for f in sorted((archive / "logs").glob("archiver-*.jsonl")) for line in f.read_text().splitlines()]
+    return [json.loads(line) for line in lines]
+
+
+def _wait_for(condition, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # bounded poll: the condition depends on another process
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# ---- the hard timeout ---------------------------------------------------------------------------------
+
+def test_kill_tree_reaches_a_grandchild_in_its_own_session():
+    # As Playwright does with Chromium: the grandchild leaves the process group (setsid), so killpg would
+    # miss it; only the parent chain finds it.
+    parent = subprocess.Popen(["sh", "-c", "setsid sleep 300 & sleep 300 & wait"], start_new_session=True)
+    try:
+        procs = _wait_for(lambda: t if len(t := proctree.tree(parent.pid)) >= 3 else None, 10, "the tree")
+        assert len({p.pgid for p in procs}) == 2, "the setsid grandchild should have its own group"
+        killed = proctree.kill_tree(parent.pid)
+        assert {p.pid for p in procs} <= {p.pid for p in killed}
+        parent.wait(timeout=10)
+        _wait_for(lambda: not proctree.still_running(procs), 10, "the killed processes to be gone")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def _worker_of(runner_pid: int) -> int | None:
+    """The runner's worker process that has a Chromium below it, once it has one."""
+    for child in proctree.children(runner_pid):
+        if any(p.name == "chromium" for p in proctree.descendants(child.pid)):
+            return child.pid
+    return None
+
+
+def test_hard_timeout_kills_the_worker_and_its_chromium_then_a_fresh_worker_goes_on(cli, site):
+    # Hard limit 8 + 1 s. The capture's own limit (8 s) would end a merely slow page; the worker is instead
+    # stopped mid-capture (SIGSTOP), as a wedged process is, so nothing inside it can run any timeout at all.
+    env = {"ARCHIVER_CAPTURE_TIMEOUT_SECONDS": "8", "ARCHIVER_CAPTURE_HARD_TIMEOUT_GRACE_SECONDS": "1"}
+    hanging = site.url + "/test/hanging-subresource/?seconds=60"
+    after = site.url + "/test/pages/77"
+    assert cli("add", "--priority", "1", hanging).code == 0
+    assert cli("add", "--no-browser", after).code == 0
+    runner = cli.popen("run", "--once", env=env)
+    try:
+        worker = _wait_for(lambda: _worker_of(runner.pid), 60, "the worker to start Chromium")
+        _wait_for(lambda: list((cli.archive / "tmp").glob("*.part")), 30, "the temporary WARC")
+        doomed = proctree.tree(worker)
+        assert {"chromium"} <= {p.name for p in doomed}
+        os.kill(worker, signal.SIGSTOP)
+        out, err = runner.communicate(timeout=90)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, err
+    assert "hard timeout" in err
+
+    # Nothing of that worker is left: not the worker, not its Playwright driver, not one Chromium process.
+    assert proctree.still_running(doomed) == []
+    assert not list((cli.archive / "tmp").glob("*.part"))
+
+    with _db(cli.archive) as conn:
+        jobs = {r["url"]: dict(r) for r in conn.execute("SELECT * FROM jobs")}
+        attempts = {r["job_id"]: dict(r) for r in conn.execute("SELECT * FROM attempts")}
+        captured = {r["job_id"] for r in conn.execute("SELECT job_id FROM captures")}
+    stuck, next_one = jobs[hanging], jobs[after]
+    attempt = attempts[stuck["id"]]
+    assert attempt["outcome"] == "failed" and attempt["failure_class"] == "timeout"
+    assert re.fullmatch(r"hard timeout: killed after \d+ s", attempt["message"]), attempt["message"]
+    assert int(attempt["message"].split()[-2]) >= 9
+    # Retryable: back in the queue with a backoff, nothing sealed for it.
+    assert stuck["state"] == "queued" and stuck["last_failure_class"] == "timeout"
+    assert stuck["next_attempt_at"] > attempt["finished_at"] and stuck["id"] not in captured
+    # The next job was captured by a fresh worker, not the killed one.
+    assert next_one["state"] == "done" and next_one["id"] in captured
+    assert attempts[next_one["id"]]["worker"] != attempt["worker"]
+
+    kills = [e for e in _log_events(cli.archive) if e["event"] == "hard-timeout"]
+    assert len(kills) == 1 and kills[0]["job_id"] == stuck["id"] and kills[0]["class"] == "timeout"
+    assert "chromium" in kills[0]["processes"]
+    assert cli("verify").code == 0
+
+
+def test_a_worker_wedged_after_the_second_signal_is_killed_and_its_job_released(cli, site):
+    from archiver.supervisor import ABANDON_GRACE_SECONDS
+    slow = site.url + "/test/slow?seconds=60"
+    assert cli("add", "--no-browser", slow).code == 0
+    runner = cli.popen("run")
+    try:
+        with _db(cli.archive) as conn:
+            _wait_for(lambda: conn.execute("SELECT state FROM jobs").fetchone()[0] == "running", 30, "the claim")
+        [worker] = [p for p in proctree.children(runner.pid) if proctree.descendants(p.pid) == []
+                    and (Path(f"/proc/{p.pid}/cmdline").read_bytes().find(b"spawn_main") >= 0)]
+        doomed = proctree.tree(worker.pid)
+        os.kill(worker.pid, signal.SIGSTOP)  # it can no longer hear the signals it is sent
+        started = time.monotonic()
+        runner.send_signal(signal.SIGTERM)
+        # Two signals sent at once can arrive as one (the kernel keeps one pending per kind): send the second
+        # once the first has been taken.
+        _wait_for(lambda: any(e["event"] == "signal" for e in _log_events(cli.archive)), 10, "the first signal")
+        runner.send_signal(signal.SIGTERM)
+        out, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    assert runner.returncode == 0, err
+    assert ABANDON_GRACE_SECONDS <= time.monotonic() - started < ABANDON_GRACE_SECONDS + 10
+    assert proctree.still_running(doomed) == []
+    with _db(cli.archive) as conn:
+        job = conn.execute("SELECT state, attempts FROM jobs").fetchone()
+        outcomes = [r[0] for r in conn.execute("SELECT outcome FROM attempts")]
+    assert tuple(job) == ("queued", 0) and outcomes == ["released"]
+    assert not list((cli.archive / "tmp").glob("*.part"))
+
+
+# ---- full disk ----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB filesystem (tmpfs), so ENOSPC comes from the kernel as it would on a full archive disk."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root; test_disk_full_injected_* covers the same path")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount_point)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}); "
+                    "test_disk_full_injected_* covers the same path")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True)
+
+
+def _fill(disk: Path, leave: int) -> Path:
+    free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+    filler = disk / "filler"
+    with open(filler, "wb") as fh:
+        fh.write(b"\0" * max(0, free - leave))
+    return filler
+
+
+def _integrity(archive: Path) -> str:
+    with sqlite3.connect(archive / "index.db") as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def test_disk_full_on_a_real_small_filesystem(small_disk, site):
+    cli = CLI(small_disk / "archive")
+    # A backoff short enough to retry within the test, long enough that the first run does not retry at once.
+    cli.env["ARCHIVER_QUEUE_BACKOFF_SECONDS"] = "30"
+    assert cli("add", site.article_url).code == 0
+    # Room for the index's write-ahead log, not for the article's WARC (about 1.9 MB with its screenshot).
+    filler = _fill(small_disk, leave=384 * 1024)
+    result = cli("run", "--once")
+    assert result.code == 0, result.err
+
+    with _db(cli.archive) as conn:
+        job = dict(conn.execute("SELECT * FROM jobs").fetchone())
+        attempt = dict(conn.execute("SELECT * FROM attempts").fetchone())
+        assert conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+    assert job["state"] == "queued" and job["last_failure_class"] == "disk-full"
+    assert attempt["outcome"] == "failed" and attempt["failure_class"] == "disk-full"
+    assert "disk full while writing" in attempt["message"]
+    # Nothing half-sealed, nothing left behind, the index intact.
+    assert not list((cli.archive / "warcs").rglob("*.warc.gz"))
+    assert not list((cli.archive / "tmp").glob("*"))
+    assert _integrity(cli.archive) == "ok"
+    assert cli("verify").code == 0
+    logged = [e for e in _log_events(cli.archive) if e.get("class") == "disk-full"]
+    assert {"disk-full", "capture"} <= {e["event"] for e in logged}
+
+    # With space again, the same job is captured (the person asking now does not wait for the backoff).
+    filler.unlink()
+    again = cli("capture", site.article_url, "--json")
+    assert again.code == 0, again.err
+    assert again.json()[0]["job_id"] == job["id"] and again.json()[0]["status"] == "ok"
+    assert _integrity(cli.archive) == "ok"
+    assert cli("verify").code == 0
+
+
+class _FullDisk(io.FileIO):
+    """A file on a disk with ``budget`` bytes left: writes beyond it fail with ENOSPC, as the kernel's do."""
+    budget = 4096
+
+    def write(self, data: Any) -> int:
+        if self.tell() + len(data) > self.budget:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+        return super().write(data)
+
+
+def test_disk_full_injected_at_the_warc_file(tmp_path, site, monkeypatch):
+    # Runs everywhere (no mount needed), in-process so that warc._open_temp can be replaced: see its docstring.
+    from archiver import queue, urls, warc
+    from archiver.archive import Archive
+    from archiver.worker import run_worker
+
+    monkeypatch.setenv("ARCHIVER_NETWORK_ALLOW_PRIVATE", "true")
+    # A large buffer, so ENOSPC comes at flush time with bytes still buffered, and again when the file is closed.
+    monkeypatch.setattr(warc, "_open_temp", lambda path: io.BufferedWriter(_FullDisk(path, "xb"), 1 << 20))
+    archive = Archive.open(tmp_path / "archive")
+    index = archive.index()
+    # A 60 KB image: far past the 4 KB left on the "disk".
+    [queued] = queue.enqueue(index, [urls.parse(site.url + "/static/img/evacuation-route-map.png")],
+                             requested_by="t", tags=[], note=None, priority=0, max_attempts=3)
+    stats = run_worker(archive, once=True, handle_signals=False)
+    [outcome] = stats.outcomes
+    assert (outcome.status, outcome.failure_class, outcome.job_state) == ("failed", "disk-full", "queued")
+    assert "bytes free" in outcome.message
+    assert queue.get_job(index, queued.job["id"])["state"] == "queued"
+    assert not list((archive.path / "tmp").glob("*")) and not list((archive.path / "warcs").rglob("*.warc.gz"))
+    assert index.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    index.close()
+
+
+# ---- logs ---------------------------------------------------------------------------------------------
+
+def test_a_failed_capture_is_logged_as_json_with_its_class(cli):
+    with socket.socket() as s:  # a port nobody listens on: the capture fails with "refused"
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/gone"
+    assert cli("add", "--no-browser", url).code == 0
+    result = cli("run", "--once", env={"ARCHIVER_QUEUE_MAX_ATTEMPTS": "1"})
+    assert result.code == 0, result.err
+    events = _log_events(cli.archive)
+    for e in events:
+        assert {"ts", "level", "event", "pid", "worker", "message"} <= e.keys()
+    [failed] = [e for e in events if e["event"] == "capture"]
+    assert failed["url"] == url and failed["status"] == "failed" and failed["class"] == "refused"
+    assert failed["job_id"] == 1 and failed["worker"] == "w1" and failed["seconds"] >= 0
+    assert {"run.start", "worker.start", "claim", "capture", "run.stop"} <= {e["event"] for e in events}
+    assert "{" not in result.err  # people get lines, not JSON
