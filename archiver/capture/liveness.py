@@ -66,7 +66,7 @@ async def check(url: str, kind: str, key: str, settings: Settings) -> CheckResul
 async def _get(client: httpx.AsyncClient, url: str, settings: Settings) -> tuple[httpx.Response, bytes]:
     """One GET, reading at most READ_LIMIT decoded bytes (a gzip bomb stops there)."""
     net = settings["network"]
-    check_target(url, net["allow_private"], via_proxy=bool(net["proxy"]))
+    check_target(url, net["allow_private"], via_proxy=bool(net["proxy"]), allowed=net["allow_addresses"])
     try:
         async with client.stream("GET", url) as response:
             body = bytearray()
