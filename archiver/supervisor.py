@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from typing import Any
 
 from . import logs, proctree, queue
@@ -36,7 +35,7 @@ from .archive import Archive
 from .config import Settings
 from .index import now_iso
 from .warc import owner_tag, temp_files_of
-from .worker import EventHook, Outcome, Worker, run_worker
+from .worker import EventHook, Outcome, Worker, run_worker, settle_temp_files
 
 log = logging.getLogger("archiver.supervisor")
 
@@ -280,10 +279,24 @@ class Supervisor:
         killed = proctree.kill_tree(slot.process.pid) if slot.process.pid else []
         slot.process.join(timeout=10)
         self._reap_orphans()
-        if slot.owner:
-            for path in temp_files_of(self.archive.path, owner_tag(slot.owner)):
-                path.unlink(missing_ok=True)
+        self._settle_temp_files(slot)
         return killed
+
+    def _settle_temp_files(self, slot: _Slot) -> None:
+        """The dead worker's temporary WARC: removed, or moved into place if it was indexed already."""
+        paths = temp_files_of(self.archive.path, owner_tag(slot.owner)) if slot.owner else []
+        if not paths:
+            return
+        try:
+            index = self.archive.index()
+            try:
+                settle_temp_files(self.archive.path, index, paths)
+            finally:
+                index.close()
+        except sqlite3.Error as exc:
+            # Left for the next worker to start, which settles every temporary file without a live writer.
+            logs.event(log, logging.ERROR, "index-unreadable", f"cannot settle {len(paths)} temporary file(s) "
+                       f"of worker {slot.number}: {exc}")
 
     def _record_failure(self, slot: _Slot, failure_class: str, message: str) -> str:
         qs = self.settings["queue"]
@@ -328,9 +341,8 @@ class Supervisor:
         if slot.killed:
             pass  # the kill was accounted for by whoever killed it
         elif slot.job is not None:
-            # Died in the middle of a capture (a crash, the OOM killer): nothing was sealed for it.
-            for path in temp_files_of(self.archive.path, owner_tag(slot.owner or "")):
-                path.unlink(missing_ok=True)
+            # Died in the middle of a capture (a crash, the OOM killer).
+            self._settle_temp_files(slot)
             message = f"worker process died during the capture (exit code {code})"
             state = self._record_failure(slot, "internal", message)
             logs.event(log, logging.ERROR, "worker.died", f"{message}: job {slot.job['id']} {slot.job['url']}",

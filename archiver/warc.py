@@ -5,8 +5,12 @@ be compared with ``sha256sum`` output) and ``WARC-Warcinfo-ID`` on every record.
 file objects in fixed-size chunks, so a large body is never held in memory.
 
 Sealing: temporary file under ``<archive>/tmp`` -> flush + fsync -> SHA-256 read back from disk -> read-only
--> atomic rename into ``warcs/YYYY/MM/DD/<capture-id>.warc.gz`` -> fsync of the directory. Only a sealed
-file is ever indexed; a temporary file is never mistaken for one (different directory, ``.part`` suffix).
+(``prepare_seal``) -> the caller indexes it, which is the commit point -> atomic rename into
+``warcs/YYYY/MM/DD/<capture-id>.warc.gz`` -> fsync of the directory (``commit_seal``). A file is only ever
+moved into warcs/ once the index holds it, so a runner killed at any moment leaves either a temporary file
+the index does not know (removed by the next runner; the job is captured again) or one it does (moved into
+place by the next runner, ``finish_seal``) -- never a second sealed file for one capture, never a sealed
+file the index does not know. A temporary file is never mistaken for a sealed one (``tmp/``, ``.part``).
 """
 from __future__ import annotations
 
@@ -135,7 +139,8 @@ class CaptureWarc:
         self._writer = WARCWriter(self._fh, gzip=True, warc_version="1.1")
         self.records: list[dict[str, Any]] = []
         self.warcinfo_id: str | None = None
-        self.sealed: SealedWarc | None = None
+        self.prepared: SealedWarc | None = None
+        self.sealed: SealedWarc | None = None   # set once the file is the index's: then it is never discarded
 
     def __enter__(self) -> "CaptureWarc":
         return self
@@ -242,8 +247,9 @@ class CaptureWarc:
 
     # ---- sealing ------------------------------------------------------------------------------------
 
-    def seal(self) -> SealedWarc:
-        """Make the file durable, hash it as stored, make it read-only and move it into place atomically."""
+    def prepare_seal(self) -> SealedWarc:
+        """Make the file durable, hash it as stored and make it read-only, still in tmp/. Index the returned
+        facts, then call ``commit_seal``; leaving the context before that discards the file."""
         final = self.archive_dir / self.rel_path
         try:
             self._fh.flush()
@@ -254,15 +260,27 @@ class CaptureWarc:
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists():
                 raise FileExistsError(f"{final} already exists; refusing to overwrite a sealed file")
-            os.rename(self.tmp_path, final)
-            _fsync_dir(final.parent)
         except OSError as exc:
             self.discard()
             if exc.errno == errno.ENOSPC:
                 raise _disk_full(exc, "sealing", final) from None
             raise
-        self.sealed = SealedWarc(path=final, rel_path=self.rel_path, sha256=digest, size=size)
+        self.prepared = SealedWarc(path=final, rel_path=self.rel_path, sha256=digest, size=size)
+        return self.prepared
+
+    def commit_seal(self) -> SealedWarc:
+        """Move the prepared file into warcs/. Call once the index holds the capture: from here on the file is
+        evidence the index refers to, so even if the move fails it is kept (``finish_seal`` completes it)."""
+        if self.prepared is None:
+            raise RuntimeError("commit_seal() before prepare_seal()")
+        self.sealed = self.prepared
+        finish_seal(self.tmp_path, self.sealed.path)
         return self.sealed
+
+    def seal(self) -> SealedWarc:
+        """Both halves at once, for a WARC that is not indexed by the caller."""
+        self.prepare_seal()
+        return self.commit_seal()
 
     def discard(self) -> None:
         if not self._fh.closed:
@@ -276,6 +294,25 @@ class CaptureWarc:
             os.unlink(self.tmp_path)
         except FileNotFoundError:
             pass
+
+
+def finish_seal(tmp_path: Path, final: Path) -> bool:
+    """Move a prepared (durable, hashed, read-only, indexed) file into warcs/ and make the move durable.
+    False when it is no longer there to move: another runner finished this seal first. Never overwrites."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        if tmp_path.exists():
+            raise FileExistsError(f"{final} already exists; refusing to overwrite a sealed file with {tmp_path}")
+        return False
+    try:
+        # Only one process can rename the one temporary file, so a race ends here, never in an overwrite.
+        os.rename(tmp_path, final)
+    except FileNotFoundError:
+        if final.exists():
+            return False
+        raise
+    _fsync_dir(final.parent)
+    return True
 
 
 def sha256_file(path: Path) -> tuple[str, int]:

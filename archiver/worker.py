@@ -17,7 +17,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from . import checks, logs, queue, schedule
 from .archive import Archive, new_capture_id, software_versions
@@ -31,7 +32,7 @@ from .capture.video import capture_video, record_video
 from .errors import BadURL, CaptureFailed, is_retryable
 from .index import Index, now_iso
 from .urls import check_target, parse as parse_url
-from .warc import CaptureWarc, DiskFull, owner_tag, stale_temp_files
+from .warc import CaptureWarc, DiskFull, finish_seal, owner_tag, stale_temp_files
 
 log = logging.getLogger("archiver.worker")
 
@@ -101,16 +102,9 @@ class Worker:
             loop.add_signal_handler(sig, self.request_stop)
 
     def remove_stale_files(self) -> int:
-        """Temporary WARCs of runners that died mid-capture: never sealed, never indexed, safe to remove."""
+        """Temporary WARCs of runners that died mid-capture (see ``settle_temp_files``)."""
         live = {owner_tag(o) for o in queue.live_owners(self.index)}
-        removed = 0
-        for path in stale_temp_files(self.archive.path, live):
-            try:
-                path.unlink()
-                removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return settle_temp_files(self.archive.path, self.index, stale_temp_files(self.archive.path, live))
 
     async def close(self) -> None:
         if self.browser is not None:
@@ -301,7 +295,8 @@ class Worker:
             warc.write_metadata(f"urn:provenance:{capture_id}", "application/json",
                                 json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8"),
                                 refers_to=result.main_record_id, refers_to_uri=result.final_url)
-            sealed = warc.seal()
+            # Durable, hashed and read-only, but still in tmp/ until the index holds it (warc.py: sealing).
+            sealed = warc.prepare_seal()
             capture_row = {
                 "id": capture_id, "job_id": job["id"], "url": url, "canonical_url": job["canonical_url"],
                 "final_url": result.final_url, "key": job["key"], "kind": job["kind"],
@@ -329,10 +324,16 @@ class Worker:
             except sqlite3.OperationalError as exc:
                 if not _is_full(exc):
                     raise
-                # The transaction rolled back, so the index is as it was. The sealed WARC is complete evidence
-                # and stays (verify lists it as unindexed); the job is retried when there is space.
-                raise DiskFull(f"index.db could not be written ({exc}); the sealed {sealed.rel_path} is kept "
-                               f"but not indexed") from None
+                # The transaction rolled back: the index is as it was, and the file, never moved into warcs/,
+                # is discarded on the way out. The job is retried when there is space.
+                raise DiskFull(f"index.db could not be written ({exc}); nothing was sealed") from None
+            try:
+                warc.commit_seal()
+            except OSError as exc:
+                # Indexed already, so the file stays in tmp/ and the next runner to start moves it into place.
+                logs.event(log, logging.ERROR, "seal-unfinished", f"capture {capture_id} is indexed but could not "
+                           f"be moved into warcs/ ({exc}); the next runner finishes the move", job_id=job["id"],
+                           url=url, capture_id=capture_id)
         return Outcome(job["id"], url, result.status, capture_id=capture_id, failure_class=result.failure_class,
                        message=result.failure_message, job_state=state, records=len(warc.records),
                        size=sealed.size, title=result.title, children=children)
@@ -429,6 +430,23 @@ def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, sta
         "records": [{"record_id": r["record_id"], "type": r["type"], "uri": r["uri"],
                      "payload_digest": r["payload_digest"]} for r in warc.records],
     }
+
+
+def settle_temp_files(archive_dir: Path, index: Index, paths: Iterable[Path]) -> int:
+    """Temporary WARCs whose writer is gone. One the index does not hold was never sealed: removed (its job
+    is captured again). One it holds was indexed just before its writer died, before the move into warcs/:
+    the move is finished, as the writer would have. Returns how many files were settled."""
+    settled = 0
+    for path in paths:
+        capture_id = path.name.split(".", 1)[0]
+        row = index.conn.execute("SELECT job_id, url, warc_path FROM captures WHERE id = ?", (capture_id,)).fetchone()
+        if row is None:
+            path.unlink(missing_ok=True)
+        elif finish_seal(path, archive_dir / row["warc_path"]):
+            logs.event(log, logging.WARNING, "seal-finished", f"moved capture {capture_id} into warcs/: its writer "
+                       f"stopped after indexing it", job_id=row["job_id"], url=row["url"], capture_id=capture_id)
+        settled += 1
+    return settled
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:

@@ -18,6 +18,7 @@ Paths (``GET`` only; anything else gets a 404):
 /huge-length/fast              Content-Length: 10 GB, then HTML-ish bytes at full speed
 /huge-length/stall             Content-Length: 10 GB, 1,000 bytes, then silence
 /huge-headers                  1 MiB of response headers before a small body
+/big-headers                   50 kB of response headers (for a lowered network.max_header_bytes)
 /reset-mid-body                Content-Length: 100,000, 20,000 bytes, then a TCP reset
 /invalid-utf8                  HTML declared UTF-8 holding bytes that are not UTF-8 (``INVALID_UTF8_BODY``)
 /never-loads/subresource       a page whose image never answers (not even a status line)
@@ -38,6 +39,7 @@ from urllib.parse import urlsplit
 DRIP_INTERVAL = 1.0            # seconds between trickled bytes
 HUGE_LENGTH = 10 * 1000 ** 3   # the Content-Length of the /huge-length paths: 10 GB
 HEADER_BYTES = 1 << 20         # size of the header block of /huge-headers
+BIG_HEADER_BYTES = 50 * 1000   # /big-headers: under every built-in ceiling, over a lowered max_header_bytes
 BOMB_BLOCK = 1 << 20           # zeros per compressed block of the gzip bomb
 BOMB_BLOCKS = 10 * 1024        # blocks: 10 GiB inflated
 SOCKET_TIMEOUT = 20.0          # a client that stops reading cannot hold a serving thread longer than this
@@ -152,7 +154,8 @@ class HostileServer:
             "/redirect-loop/b": lambda c: self._redirect(c, "/redirect-loop/a"),
             "/huge-length/fast": self._huge_fast,
             "/huge-length/stall": self._huge_stall,
-            "/huge-headers": self._huge_headers,
+            "/huge-headers": lambda c: self._huge_headers(c, HEADER_BYTES),
+            "/big-headers": lambda c: self._huge_headers(c, BIG_HEADER_BYTES),
             "/reset-mid-body": self._reset_mid_body,
             "/invalid-utf8": self._invalid_utf8,
             "/never-loads/subresource": self._never_loads_subresource,
@@ -301,10 +304,10 @@ class HostileServer:
         self._send(conn, STALL_BODY)
         self._stall(conn)
 
-    def _huge_headers(self, conn: socket.socket) -> None:
+    def _huge_headers(self, conn: socket.socket, size: int) -> None:
         value = "h" * 1000
         headers = [("Content-Type", "text/html; charset=utf-8")]
-        headers += [(f"X-Pad-{i}", value) for i in range(HEADER_BYTES // (len(value) + 12))]
+        headers += [(f"X-Pad-{i}", value) for i in range(size // (len(value) + 12))]
         body = b"<!doctype html><title>Huge headers</title><p>After a megabyte of headers.</p>"
         headers += [("Content-Length", str(len(body))), ("Connection", "close")]
         self._head(conn, "200 OK", headers)

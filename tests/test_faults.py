@@ -149,6 +149,38 @@ def test_a_worker_wedged_after_the_second_signal_is_killed_and_its_job_released(
     assert not list((cli.archive / "tmp").glob("*.part"))
 
 
+def test_a_capture_indexed_but_not_yet_moved_into_warcs_is_moved_by_the_next_runner(tmp_path, site, monkeypatch):
+    # The index is the commit point of a seal (warc.py): a runner stopped between indexing a capture and moving
+    # its file into warcs/ leaves the file in tmp/, and the next runner finishes the move instead of removing it.
+    from archiver import queue, urls, warc
+    from archiver.archive import Archive
+    from archiver.verify import verify
+    from archiver.worker import run_worker
+
+    monkeypatch.setenv("ARCHIVER_NETWORK_ALLOW_PRIVATE", "true")
+    archive = Archive.open(tmp_path / "archive")
+    index = archive.index()
+    queue.enqueue(index, [urls.parse(site.url + "/test/pages/5")], requested_by="t", tags=[], note=None,
+                  priority=0, max_attempts=3, options={"no_browser": True})
+    real_finish_seal = warc.finish_seal
+
+    def stopped_here(tmp: Path, final: Path) -> bool:
+        raise OSError(errno.EIO, "the runner stopped between indexing and moving")
+
+    monkeypatch.setattr(warc, "finish_seal", stopped_here)
+    [outcome] = run_worker(archive, once=True, handle_signals=False).outcomes
+    assert outcome.status == "ok" and outcome.job_state == "done"
+    warc_path = index.conn.execute("SELECT warc_path FROM captures").fetchone()[0]
+    assert not (archive.path / warc_path).exists() and len(list((archive.path / "tmp").glob("*.part"))) == 1
+
+    monkeypatch.setattr(warc, "finish_seal", real_finish_seal)
+    run_worker(archive, once=True, handle_signals=False)  # the next runner to start settles tmp/
+    assert (archive.path / warc_path).is_file() and not list((archive.path / "tmp").glob("*"))
+    assert verify(archive.path, index).ok
+    assert index.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 1
+    index.close()
+
+
 # ---- full disk ----------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 
 import hostile_server
 from archiver import config
+from archiver.capture.base import DripGuard, SlowDrip
 from conftest import CLI
 from warcutil import Rec, header, read_records, responses
 
@@ -301,26 +302,70 @@ def _seconds(capture: dict[str, Any]) -> float:
     return (finished - started).total_seconds()
 
 
-# -- the byte budget of a whole capture -----------------------------------------------------------------------
+# -- limits lowered below their defaults -------------------------------------------------------------------
 
-def test_capture_byte_budget_cuts_bodies_on_both_paths(tmp_path: Path, hostile):
+def test_lowered_capture_byte_budget_and_header_limit_hold_on_both_paths(tmp_path: Path, hostile):
     cli = CLI(tmp_path / "archive")
     cli.env.update(HOSTILE_ENV)
-    budget = 100_000
-    browser_url, http_url = hostile.url + "/huge-length/fast?via=browser", hostile.url + "/huge-length/fast?via=http"
-    assert cli("add", browser_url).code == 0
-    assert cli("add", "--no-browser", http_url).code == 0
-    run = run_measured(cli, "run", "--once", env={"ARCHIVER_CAPTURE_MAX_CAPTURE_BYTES": str(budget)})
+    budget, most_header_bytes = 100_000, 20_000
+    urls = {mode: {"budget": f"{hostile.url}/huge-length/fast?via={mode}",
+                   "headers": f"{hostile.url}/big-headers?via={mode}",
+                   "good": good_url(hostile, "lowered-limits", mode)} for mode in MODES}
+    assert cli("add", *urls["browser"].values()).code == 0
+    assert cli("add", "--no-browser", *urls["http"].values()).code == 0
+    run = run_measured(cli, "run", "--once", env={"ARCHIVER_CAPTURE_MAX_CAPTURE_BYTES": str(budget),
+                                                  "ARCHIVER_NETWORK_MAX_HEADER_BYTES": str(most_header_bytes)})
     assert run.code == 0, run.err
     captures = {c["url"]: c for c in cli("list", "--json").json()}
-    for url in (browser_url, http_url):
-        capture = captures[url]
-        assert (capture["status"], capture["failure_class"]) == ("partial", "too-large")
+    failures = {f["url"]: f for f in cli("status", "--json").json()["recent_failures"]}
+    for mode in MODES:
+        capture = captures[urls[mode]["budget"]]
+        assert (capture["status"], capture["failure_class"]) == ("partial", "too-large"), mode
         shown = cli("show", capture["id"], "--json").json()
-        assert "max_capture_bytes" in (shown.get("failure_message") or "")
+        assert "max_capture_bytes" in (shown.get("failure_message") or ""), mode
         recs = read_records(cli.archive / capture["warc_path"])
-        bodies = sum(len(r.payload) for r in recs if r.type == "response")
-        assert bodies <= budget
-        [rec] = responses(recs, url)
+        assert sum(len(r.payload) for r in recs if r.type == "response") <= budget
+        [rec] = responses(recs, urls[mode]["budget"])
         _assert_cut(rec, "length")
+        # 50 kB of headers: under Chromium's and httpx's own ceilings, over the lowered setting.
+        assert urls[mode]["headers"] not in captures, mode
+        failure = failures[urls[mode]["headers"]]
+        assert failure["failure_class"] == "too-large" and "max_header_bytes" in failure["message"], mode
+        assert captures[urls[mode]["good"]]["status"] == "ok", mode
     assert cli("verify").code == 0
+
+
+# -- the slow-drip rule itself, on a fake clock -------------------------------------------------------------
+
+def test_drip_guard_cuts_a_window_that_comes_up_short():
+    now = [0.0]
+    guard = DripGuard(100, 2.0, clock=lambda: now[0])   # 200 bytes in every 2 s, judged from 2 s on
+    slack = 2.0 / DripGuard.BUCKETS
+    assert guard.wait_limit() == 2.0                     # nothing yet: the first window is given in full
+    now[0] = 1.0
+    guard.add(150)
+    assert guard.wait_limit() == 1.0                     # at 2 s only 150 bytes would be in the window
+    now[0] = 1.5
+    guard.add(60)
+    assert guard.wait_limit() == pytest.approx(1.5 + slack)   # enough until those 150 leave it, at 3 s
+    now[0] = 3.0
+    guard.add(10)
+    assert guard.wait_limit() == 0.0                     # (1 s, 3 s] brought 70 bytes: cut off now
+    assert isinstance(guard.cut_off(), SlowDrip)
+
+
+def test_drip_guard_lets_a_slow_but_steady_body_through():
+    now = [0.0]
+    guard = DripGuard(100, 2.0, clock=lambda: now[0])
+    for _ in range(100):                                 # 120 bytes a second for 100 s
+        now[0] += 1.0
+        guard.add(120)
+        assert guard.wait_limit() > 0
+    assert DripGuard(0, 2.0).wait_limit() is None        # 0 switches the guard off
+
+
+def test_the_bomb_is_a_valid_gzip_stream():
+    import gzip
+    bomb = hostile_server.GzipBomb(blocks=3)
+    data = b"".join(bomb.chunks())
+    assert len(data) == bomb.length and gzip.decompress(data) == bytes(3 * hostile_server.BOMB_BLOCK)

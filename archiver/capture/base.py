@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -92,7 +93,7 @@ _NET_ERRORS = {
 }
 
 # WARC-Truncated reasons (WARC 1.1, section 5.14) -> the failure class of a capture holding such a record.
-TRUNCATION_CLASSES = {"length": "too-large", "time": "timeout", "disconnect": "reset", "unspecified": "network"}
+TRUNCATION_CLASSES = {"length": "too-large", "time": "timeout", "disconnect": "reset", "unspecified": "internal"}
 
 
 def classify_net_error(text: str) -> str:
@@ -118,7 +119,7 @@ def charset_of(content_type: str | None, head: bytes) -> str:
 
 def truncation_class(reason: str | None) -> str:
     """The failure class a record cut for ``reason`` (a WARC-Truncated value) gives its capture."""
-    return TRUNCATION_CLASSES.get(reason or "unspecified", "network")
+    return TRUNCATION_CLASSES.get(reason or "unspecified", "internal")
 
 
 def header_block_size(headers: list[tuple[str, str]]) -> int:
@@ -133,21 +134,25 @@ class SlowDrip(Exception):
 class DripGuard:
     """Tells a body that keeps a connection busy without delivering (slowloris) from one that is merely slow.
 
-    The time since the response began is cut into consecutive windows of ``window`` seconds; each must bring
-    at least ``min_rate * window`` bytes. A per-read timeout alone cannot do this: a server sending one byte
-    every few seconds never lets a read time out. ``min_rate`` 0 switches the guard off.
+    Once ``window`` seconds have passed since the response began, every span of ``window`` seconds must have
+    brought at least ``min_rate * window`` bytes. A per-read timeout alone cannot see this: a server sending one
+    byte every few seconds never lets a read time out. ``min_rate`` 0 switches the guard off.
 
-    Use: wait for the next bytes at most ``wait_limit()`` seconds; if none came, ``cut_off()`` is the error to
-    raise; if some came, ``add(n)`` (which raises SlowDrip itself if a window had already ended short).
+    Use: wait for the next bytes at most ``wait_limit()`` seconds; if none came in that time, the body is too
+    slow (raise ``cut_off()``); if some came, ``add(n)`` them and ask again.
     """
+
+    # Arrivals are kept in at most this many buckets per window (constant memory for a fast body); a bucket
+    # counts from its latest arrival, so the rule is applied up to window/BUCKETS more leniently.
+    BUCKETS = 32
 
     def __init__(self, min_rate: float, window: float, clock: Callable[[], float] = time.monotonic):
         self.min_rate = max(0.0, min_rate)
         self.window = window
         self.need = self.min_rate * window
         self.clock = clock
-        self.window_end = clock() + window
-        self.in_window = 0
+        self.started = clock()
+        self._buckets: deque[list[float]] = deque()   # [opened at, latest arrival, bytes], oldest first
 
     @property
     def enabled(self) -> bool:
@@ -157,26 +162,33 @@ class DripGuard:
         return SlowDrip(f"body arrived at fewer than {self.min_rate:g} bytes/s over {self.window:g}s "
                         f"(network.min_bytes_per_second, network.slow_window_seconds); cut off")
 
-    def _roll(self) -> None:
-        """Close the windows that have ended; raise SlowDrip if one of them came up short."""
-        now = self.clock()
-        while now >= self.window_end:
-            if self.in_window < self.need:
-                raise self.cut_off()
-            self.in_window = 0
-            self.window_end += self.window
-
     def add(self, n: int) -> None:
         """Count ``n`` bytes that just arrived."""
-        if self.enabled:
-            self._roll()
-            self.in_window += n
+        if not self.enabled or n <= 0:
+            return
+        now = self.clock()
+        last = self._buckets[-1] if self._buckets else None
+        if last is not None and now - last[0] < self.window / self.BUCKETS:
+            last[1], last[2] = now, last[2] + n
+        else:
+            self._buckets.append([now, now, n])
+        while self._buckets and self._buckets[0][1] + self.window <= now:
+            self._buckets.popleft()  # no longer inside any window that can still be judged
 
     def wait_limit(self) -> float | None:
-        """Seconds the next read may wait for bytes before the body must be cut off (None: no limit)."""
+        """Seconds the next read may wait for bytes before the body must be cut off (None: no limit; 0: now)."""
         if not self.enabled:
             return None
-        self._roll()
-        # If this window already has its bytes, silence is tolerated until the end of the next one.
-        end = self.window_end if self.in_window < self.need else self.window_end + self.window
-        return max(0.0, end - self.clock())
+        now = self.clock()
+        judged_from = max(now, self.started + self.window)   # the first window is given in full
+        # Without new bytes, each bucket leaves the window at its latest arrival + window; the body fails at the
+        # first moment (not before judged_from) when what is left in the window is less than needed.
+        counted = [b for b in self._buckets if b[1] + self.window > judged_from]
+        left = sum(b[2] for b in counted)
+        if left < self.need:
+            return max(0.0, judged_from - now)
+        for bucket in counted:
+            left -= bucket[2]
+            if left < self.need:
+                return max(0.0, bucket[1] + self.window + self.window / self.BUCKETS - now)
+        return 0.0  # not reached: with every bucket gone nothing is left, which is less than needed

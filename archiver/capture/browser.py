@@ -4,6 +4,12 @@ Why CDP and not Playwright's response events: we need what went over the wire. T
 the Response stage, hands us each body (redirect hops included) before the page sees it; the Network domain
 gives the raw header block (``headersText``), the remote IP, the protocol and the TLS details. One Chromium
 per worker process; a fresh context per capture so no cookie, cache or storage leaks between captures.
+
+Bodies come from Chromium inflated, so their size is bounded here: only a body whose inflated size is known to
+be small (a Content-Length, uncompressed or gzip/deflate) is taken whole with Fetch.getResponseBody, which
+Chromium buffers entirely; any other is read as a stream, cut at the size, time and rate limits, recorded as
+far as it came and handed to the page with Fetch.fulfillRequest. Chromium then reports no server address for
+that response (listed in provenance as ``streamed``).
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ from ..config import Settings
 from ..errors import CaptureFailed
 from ..warc import CaptureWarc
 from . import network
-from .base import (CaptureResult, DripGuard, SlowDrip, charset_of, classify_net_error, header_block_size,
+from .base import (CaptureResult, DripGuard, charset_of, classify_net_error, header_block_size,
                    header_value, is_html, status_failure, stored_headers, truncation_class)
 from .guard import BrowserGate, browser_gate
 
@@ -194,10 +200,11 @@ def _protocols(ex: Exchange) -> list[str]:
 
 
 # deflate (gzip, zlib) cannot inflate more than ~1032:1, so a compressed body of known length has a known bound.
+# Bodies the browser may take whole (Fetch.getResponseBody) are only those whose inflated size is known to be
+# within bounds: Chromium buffers the whole inflated body for that call, so a 10 MB gzip bomb would become
+# 10 GB there. Others are read as a stream.
 DEFLATE_MAX_RATIO = 1032
-# Bodies the browser may take whole (Fetch.getResponseBody) are those whose inflated size is known to be within
-# bounds: Chromium buffers the whole inflated body for that call, so a 10 MB gzip bomb would become 10 GB there.
-NO_BODY_STATUSES = (204, 304)
+NO_BODY_STATUSES = (204, 304)   # answers without a body, whatever their Content-Length says
 # After a request is answered, a read that was waiting for bytes returns what had arrived; this long at most.
 PENDING_READ_GRACE = 2.0
 # How often the navigation is looked at for response headers that do not come.
@@ -236,11 +243,13 @@ class BodyLimits:
         return DripGuard(self.min_rate, self.slow_window)
 
 
+def _bodiless(ex: Exchange, status: int) -> bool:
+    return status in NO_BODY_STATUSES or ex.method.upper() == "HEAD"
+
+
 def _decoded_bound(status: int, headers: list[tuple[str, str]]) -> int | None:
     """An upper bound on the size of a response body once Chromium has inflated it; None if there is none
     (no Content-Length, or an encoding like br or zstd whose expansion is unbounded)."""
-    if status in NO_BODY_STATUSES:
-        return 0
     declared = (header_value(headers, "content-length") or "").strip()
     if not declared.isdigit():
         return None
@@ -450,8 +459,11 @@ class Recorder:
                 if ex.response_headers is None:
                     ex.response_headers = [(h["name"], h["value"]) for h in ev.get("responseHeaders") or []]
                 if self.frozen:
+                    # Nothing more is recorded; the body is not let through to a page about to be closed.
                     ex.body_note = "still loading when the capture ended"
-                elif 300 <= status < 400 and any(h["name"].lower() == "location"
+                    await self._fail(fetch_id, "Aborted")
+                    return
+                if 300 <= status < 400 and any(h["name"].lower() == "location"
                                                  for h in ev.get("responseHeaders") or []):
                     if self._redirect_loop(ex):
                         await self._fail(fetch_id, "Failed")
@@ -567,7 +579,7 @@ class Recorder:
         """Record the body of a paused response. True when the request was answered here (fulfilled with the
         body, or failed), so that it must not be continued."""
         headers = _pairs(ev)
-        bound = _decoded_bound(ev["responseStatusCode"], headers)
+        bound = 0 if _bodiless(ex, ev["responseStatusCode"]) else _decoded_bound(ev["responseStatusCode"], headers)
         room = min(self.max_resource_bytes, self.limits.max_capture_bytes - self.recorded_bytes)
         if bound is not None and bound <= room:
             return await self._take_whole(ex, fetch_id, headers)
@@ -580,7 +592,8 @@ class Recorder:
     async def _take_whole(self, ex: Exchange, fetch_id: str, headers: list[tuple[str, str]]) -> bool:
         """Fetch.getResponseBody, for a body known to be small enough. Nothing of it is seen until it is
         complete, so a dripping server is bounded by the time its Content-Length needs at the minimum rate."""
-        wire = int((header_value(headers, "content-length") or "0").strip() or 0)
+        declared = (header_value(headers, "content-length") or "").strip()
+        wire = int(declared) if declared.isdigit() else 0
         wait = self.deadline - time.monotonic()
         if self.limits.min_rate > 0:
             wait = min(wait, self.limits.slow_window + wire / self.limits.min_rate)
@@ -599,7 +612,7 @@ class Recorder:
         data = base64.b64decode(reply["body"]) if reply.get("base64Encoded") else reply["body"].encode("utf-8")
         spool = _spool(b"")
         if self._keep(ex, spool, data, 0, self.max_resource_bytes, "capture.max_resource_bytes") and \
-                _short_of_length(headers, len(data)):
+                not _bodiless(ex, ex.status or 0) and _short_of_length(headers, len(data)):
             ex.truncated = "disconnect"
             ex.body_note = (f"body ended after {len(data)} of the {header_value(headers, 'content-length')} bytes "
                             f"its Content-Length announced: the connection broke")
@@ -626,6 +639,10 @@ class Recorder:
         except asyncio.CancelledError:
             if not ex.truncated:
                 ex.truncated, ex.body_note = "time", "body still arriving when the capture ended; truncated"
+            raise
+        except Exception as exc:  # what was kept is recorded, never as the whole body
+            if not ex.truncated:
+                ex.truncated, ex.body_note = "unspecified", f"reading the body failed: {type(exc).__name__}: {exc}"
             raise
         finally:
             if pending is not None and not pending.done():
@@ -668,11 +685,7 @@ class Recorder:
                 kept += len(data)
                 if len(data) >= size:
                     want = min(want * 2, self.limits.read_size)
-                try:
-                    guard.add(len(data))
-                except SlowDrip as exc:
-                    ex.truncated, ex.body_note = "time", str(exc)
-                    return None
+                guard.add(len(data))
                 if chunk.get("eof"):
                     if _short_of_length(headers, kept):
                         ex.truncated = "disconnect"
@@ -686,11 +699,7 @@ class Recorder:
         """Wait for a read; False (the exchange marked truncated, and why) when the body is cut off first: by
         the deadline, by the slow-drip guard, or because the capture stopped waiting (``cut``)."""
         left = self.deadline - time.monotonic()
-        try:
-            drip = guard.wait_limit()
-        except SlowDrip as exc:
-            ex.truncated, ex.body_note = "time", str(exc)
-            return False
+        drip = guard.wait_limit()
         done, _ = await asyncio.wait({read, cut}, timeout=max(0.0, left if drip is None else min(left, drip)),
                                      return_when=asyncio.FIRST_COMPLETED)
         if read in done:
@@ -698,7 +707,7 @@ class Recorder:
         ex.truncated = "time"
         if cut in done:
             ex.body_note = CUT_NOTE
-        elif drip is not None and drip < left:
+        elif drip is not None and drip <= left:
             ex.body_note = str(guard.cut_off())
         else:
             ex.body_note = "body still arriving at capture.timeout_seconds; truncated"
@@ -707,7 +716,7 @@ class Recorder:
     async def _collect(self, ex: Exchange, pending: asyncio.Future, spool: Any, limit: int, limit_name: str) -> None:
         """Keep what a read cut off by time had received (the exchange stays marked truncated for time)."""
         done, _ = await asyncio.wait({pending}, timeout=PENDING_READ_GRACE)
-        if not done or pending.exception() is not None:
+        if not done or pending.cancelled() or pending.exception() is not None:
             return
         reason, note = ex.truncated, ex.body_note
         spool.seek(0, os.SEEK_END)

@@ -3,6 +3,11 @@
 The body is recorded exactly as it came over the wire (still gzip'd if the server gzip'd it; httpx's
 ``aiter_raw`` does not decode), streamed to a temporary file so that a large file never sits in memory.
 Each redirect hop is fetched and recorded by us, not followed silently by the client.
+
+Against hostile servers every fetch is bounded: the header block in time (network.header_timeout_seconds) and
+size (network.max_header_bytes), the body in bytes (the caller's limit and capture.max_capture_bytes), in time
+(capture.timeout_seconds) and in rate (network.min_bytes_per_second), and inflating a compressed body to read
+its text stops at capture.max_decoded_bytes. A cut body is recorded as far as it came, marked WARC-Truncated.
 """
 from __future__ import annotations
 
@@ -114,37 +119,38 @@ class _Inflater:
         self.encoding = encoding
         self._zlib: Any = None
         self._brotli: Any = None
+        self._started = False  # a step already inflated: a zlib error now is corruption, not raw deflate
         if encoding in ("gzip", "x-gzip"):
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
         elif encoding == "deflate":
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS)  # zlib-wrapped, as RFC 9110 says; raw is retried
         elif encoding == "br":
             try:
-                import brotli  # optional, as for httpx itself
-                self._brotli = brotli.Decompressor()
+                import brotli  # optional, as for httpx itself (brotlipy or Google's brotli)
             except ImportError:
-                pass
+                return
+            decompressor = brotli.Decompressor()
+            self._brotli = getattr(decompressor, "decompress", None) or decompressor.process
 
     def feed(self, data: bytes, cap: int) -> list[bytes]:
-        """Inflate ``data``; stops producing once ``cap`` bytes came out (the rest is not needed)."""
-        out: list[bytes] = []
+        """Inflate ``data``; once ``cap`` bytes came out the rest is dropped (the caller stops there)."""
         if self._zlib is not None:
             try:
+                # With a cap, zlib stops there and leaves the input it did not need in unconsumed_tail.
                 piece = self._zlib.decompress(data, cap)
             except zlib.error:
-                if self.encoding != "deflate" or self._zlib.total_in:
+                if self.encoding != "deflate" or self._started:
                     raise
                 self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate, as some servers send
                 piece = self._zlib.decompress(data, cap)
-            out.append(piece)
-            while self._zlib.unconsumed_tail and sum(map(len, out)) < cap:
-                out.append(self._zlib.decompress(self._zlib.unconsumed_tail, cap - sum(map(len, out))))
-        elif self._brotli is not None:
+            self._started = True
+            return [piece]
+        out: list[bytes] = []
+        if self._brotli is not None:
             made = 0
             for i in range(0, len(data), BROTLI_STEP):
-                piece = self._brotli.decompress(data[i:i + BROTLI_STEP])
-                out.append(piece)
-                made += len(piece)
+                out.append(self._brotli(data[i:i + BROTLI_STEP]))
+                made += len(out[-1])
                 if made >= cap:
                     break
         return out
@@ -239,19 +245,8 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
             text = decoded
     failure_class, failure_message = status_failure(main["status"])
     status = "failed" if failure_class else "ok"
-    if failure_class:
-        pass
-    elif main["truncated"]:
-        status, failure_class, failure_message = ("partial", truncation_class(main["truncated"]),
-                                                  main["truncated_message"])
-    elif truncated_reason:
-        status, failure_class, failure_message = "partial", "timeout", truncated_reason
-    elif main["decoded_over"]:
-        # The record holds every byte that came (still compressed, not truncated); what is incomplete is
-        # what could be read from it — a decompression bomb is not inflated to find out its end.
-        status, failure_class = "partial", "too-large"
-        failure_message = (f"the body inflates to more than capture.max_decoded_bytes ({cap['max_decoded_bytes']}); "
-                           f"stored whole as received, its text read only that far")
+    if status == "ok":
+        status, failure_class, failure_message = _incompleteness(main, truncated_reason, cap["max_decoded_bytes"])
     details = {
         "method": "http",
         "redirects": [{"url": h["url"], "status": h["status"], "location": header_value(h["headers"], "location")}
@@ -265,6 +260,21 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
                          http_status=main["status"], content_type=content_type, failure_class=failure_class,
                          failure_message=failure_message, title=title, text=text, outlinks=outlinks,
                          details=details, documents=documents)
+
+
+def _incompleteness(main: dict[str, Any], chain_problem: str | None,
+                    max_decoded: int) -> tuple[str, str | None, str | None]:
+    """(status, failure class, message) of a capture whose main response was a success: ok, or partial and why."""
+    if main["truncated"]:
+        return "partial", truncation_class(main["truncated"]), main["truncated_message"]
+    if chain_problem:
+        return "partial", "timeout", chain_problem
+    if main["decoded_over"]:
+        # The record holds every byte that came (still compressed, not truncated); what is incomplete is what
+        # could be read from it: a decompression bomb is not inflated to find out where it ends.
+        return "partial", "too-large", (f"the body inflates to more than capture.max_decoded_bytes ({max_decoded}); "
+                                        f"stored whole as received, its text read only that far")
+    return "ok", None, None
 
 
 def _textual(content_type: str | None) -> bool:
@@ -313,7 +323,7 @@ async def _read_body(response: httpx.Response, spool: Any, limit: int, limit_nam
             except StopAsyncIteration:
                 return None, None
             except asyncio.TimeoutError:
-                if drip_wait is not None and drip_wait < left:
+                if drip_wait is not None and drip_wait <= left:
                     raise guard.cut_off() from None
                 return "time", "body still arriving at capture.timeout_seconds"
             if total + len(chunk) > limit:
