@@ -20,7 +20,7 @@ from . import checks, queue, schedule, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
 from .verify import verify as verify_archive
-from .worker import Outcome, run_pool, run_worker
+from .worker import Outcome, run_pool
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
@@ -290,8 +290,12 @@ def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser
     todo = [j for j in job_ids if j not in {e.job["id"] for e in busy}]
     outcomes: list[Outcome] = []
     if todo:
-        stats = run_worker(ctx.archive, once=True, job_ids=todo, on_event=_progress_printer(len(todo)))
-        outcomes = stats.outcomes
+        from . import logs
+        logs.setup(ctx.archive.path, ctx.archive.settings, worker="supervisor")
+        # The same supervised worker as `run`: the hard timeout and process-tree kill hold here too.
+        result = run_pool(ctx.archive, ctx.config_file, 1, True, on_event=_progress_printer(len(todo)),
+                          job_ids=todo)
+        outcomes = result.outcomes
     if as_json:
         _emit_json([{"job_id": o.job_id, "url": o.url, "status": o.status, "capture_id": o.capture_id,
                      "failure_class": o.failure_class, "message": o.message, "job_state": o.job_state,

@@ -165,6 +165,19 @@ def _record_attempt(conn: sqlite3.Connection, job: dict[str, Any], owner: str, s
                   capture_id))
 
 
+class LeaseLost(Exception):
+    """The job is no longer this runner's: its lease expired and another runner claimed it."""
+
+
+def hold_lease(conn: sqlite3.Connection, job_id: int, owner: str) -> None:
+    """Raise LeaseLost unless ``owner`` still holds the job. Called first in the transaction that indexes a
+    capture: a runner stalled past its lease (stopped, swapped out) may wake up just before committing, before
+    its lease renewer notices, while another runner is capturing the same job. Only one of them may commit."""
+    row = conn.execute("SELECT lease_owner FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None or row[0] != owner:
+        raise LeaseLost(f"job {job_id} was taken over by another runner ({row[0] if row else 'gone'})")
+
+
 def mark_captured(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, capture_id: str,
                   outcome: str, failure_class: str | None, message: str | None) -> bool:
     """Finish a job with a sealed capture. Call inside the transaction that indexes the capture."""

@@ -87,13 +87,16 @@ class _Slot:
 
 class Supervisor:
     def __init__(self, archive: Archive, config_file: str | None, workers: int, once: bool,
-                 on_event: EventHook | None = None):
+                 on_event: EventHook | None = None, job_ids: list[int] | None = None):
         self.archive = archive
         self.settings = archive.settings
         self.config_file = config_file
         self.workers = workers
         self.once = once
         self.on_event = on_event or _print_line
+        # `archiver capture`: only these jobs (and the evidence they lead to, with --follow), each tried once.
+        # Kept here as well as in the worker so that a worker started after a kill goes on with the rest.
+        self.job_ids = list(job_ids) if job_ids is not None else None
         self.result = SuperviseResult()
         self.slots: dict[int, _Slot] = {}
         self.signals: list[int] = []     # received, not yet logged (logging is not safe in a signal handler)
@@ -140,7 +143,7 @@ class Supervisor:
         receiver, sender = self._ctx.Pipe(duplex=False)
         process = self._ctx.Process(target=worker_main, name=f"archiver-w{number}", daemon=False,
                                     args=(str(self.archive.path), self.config_file, self.once, sender, number,
-                                          os.getpid()))
+                                          os.getpid(), self.job_ids))
         first = not self.slots
         # Stop signals wait while a worker starts: our handler must find its slot to forward them, and the worker
         # (which inherits the mask) takes them only once its own handlers are in place; before that they would
@@ -192,9 +195,13 @@ class Supervisor:
         if kind == "start":
             slot.job, slot.job_started_at = data["job"], data.get("started_at") or now_iso()
             slot.job_started, slot.limit = time.monotonic(), hard_limit(self.settings, data["job"])
+            if self.job_ids is not None and data["job"]["id"] in self.job_ids:
+                self.job_ids.remove(data["job"]["id"])
         elif kind == "done":
             slot.job = None
             self.result.outcomes.append(data["outcome"])
+            if self.job_ids is not None:
+                self.job_ids.extend(data["outcome"].children)
         self.on_event(kind, data)
 
     # -- signals --------------------------------------------------------------------------------------
@@ -363,7 +370,7 @@ class Supervisor:
             logs.event(log, logging.INFO, "worker.stop", f"worker {slot.number} finished", worker_number=slot.number,
                        exit_code=code)
             return
-        if not self.stopping:
+        if not self.stopping and self.job_ids != []:
             self._start(slot.number)
 
     def _reap_orphans(self) -> None:
@@ -413,15 +420,16 @@ def _print_line(kind: str, data: dict[str, Any]) -> None:
 
 
 def supervise(archive: Archive, config_file: str | None, workers: int, once: bool,
-              on_event: EventHook | None = None) -> SuperviseResult:
-    """Run ``workers`` supervised worker processes until they finish (``once``) or a signal stops them."""
-    return Supervisor(archive, config_file, workers, once, on_event).run()
+              on_event: EventHook | None = None, job_ids: list[int] | None = None) -> SuperviseResult:
+    """Run ``workers`` supervised worker processes until they finish (``once``) or a signal stops them;
+    with ``job_ids``, only those jobs and the children they lead to (``archiver capture``)."""
+    return Supervisor(archive, config_file, workers, once, on_event, job_ids).run()
 
 
 # -- the worker's side ----------------------------------------------------------------------------------
 
 def worker_main(archive_path: str, config_file: str | None, once: bool, conn: Connection, number: int,
-                supervisor_pid: int) -> None:
+                supervisor_pid: int, job_ids: list[int] | None = None) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter, nothing inherited but the pipe)."""
     # Own process group: a Ctrl-C at the terminal reaches the supervisor only, which forwards it once.
     os.setpgrp()
@@ -443,7 +451,7 @@ def worker_main(archive_path: str, config_file: str | None, once: bool, conn: Co
         send("hello", {"owner": worker.owner})
         logs.event(log, logging.INFO, "worker.ready", f"worker {number} ready as {worker.owner}", owner=worker.owner)
 
-    stats = run_worker(archive, once, on_event=send, on_ready=ready)
+    stats = run_worker(archive, once, job_ids=job_ids, on_event=send, on_ready=ready)
     conn.close()
     if stats.error:
         sys.exit(1)

@@ -311,6 +311,7 @@ class Worker:
             }
             try:
                 with self.index.transaction() as conn:
+                    queue.hold_lease(conn, job["id"], self.owner)
                     self.index.insert_capture(capture_row, warc.records, result.outlinks)
                     children = self._enqueue_children(conn, job, capture_id, discovered, follow)
                     if result.status == "failed":
@@ -321,6 +322,12 @@ class Worker:
                         queue.mark_captured(conn, job, self.owner, started_at, capture_id, result.status,
                                             result.failure_class, result.failure_message)
                         state = "done"
+            except queue.LeaseLost as exc:
+                # Another runner holds the job now and seals its own capture; ours, never moved into warcs/, is
+                # discarded on the way out, so the job is captured once.
+                logs.event(log, logging.WARNING, "lease-lost", f"{exc}; this runner's capture is discarded",
+                           job_id=job["id"], url=url, owner=self.owner)
+                return Outcome(job["id"], url, "released", message="lease lost to another runner")
             except sqlite3.OperationalError as exc:
                 if not _is_full(exc):
                     raise
@@ -479,8 +486,9 @@ def run_worker(archive: Archive, once: bool, job_ids: list[int] | None = None,
 
 
 def run_pool(archive: Archive, config_file: str | None, workers: int, once: bool,
-             on_event: EventHook | None = None) -> Any:
+             on_event: EventHook | None = None, job_ids: list[int] | None = None) -> Any:
     """``workers`` worker processes under a supervisor (supervisor.py) until they finish (``once``) or a
-    signal stops them; returns the supervisor's result (outcomes and exit code)."""
+    signal stops them (with ``job_ids``: until those are done); returns the supervisor's result (outcomes
+    and exit code)."""
     from .supervisor import supervise  # the supervisor imports this module: import it when needed
-    return supervise(archive, config_file, workers, once, on_event)
+    return supervise(archive, config_file, workers, once, on_event, job_ids)

@@ -69,6 +69,22 @@ def _worker_of(runner_pid: int) -> int | None:
     return None
 
 
+def _wedge_worker_mid_capture(proc: subprocess.Popen, archive: Path, timeout: float) -> tuple[str, str, list]:
+    """Stop (SIGSTOP) the runner's worker once it is capturing in Chromium, as a wedged process is stopped, and
+    wait for the runner to end. Returns its stdout, stderr and the worker's process tree as it was."""
+    try:
+        worker = _wait_for(lambda: _worker_of(proc.pid), 60, "the worker to start Chromium")
+        _wait_for(lambda: list((archive / "tmp").glob("*.part")), 30, "the temporary WARC")
+        doomed = proctree.tree(worker)
+        assert {"chromium"} <= {p.name for p in doomed}
+        os.kill(worker, signal.SIGSTOP)
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return out, err, doomed
+
+
 def test_hard_timeout_kills_the_worker_and_its_chromium_then_a_fresh_worker_goes_on(cli, site):
     # Hard limit 8 + 1 s. The capture's own limit (8 s) would end a merely slow page; the worker is instead
     # stopped mid-capture (SIGSTOP), as a wedged process is, so nothing inside it can run any timeout at all.
@@ -78,16 +94,7 @@ def test_hard_timeout_kills_the_worker_and_its_chromium_then_a_fresh_worker_goes
     assert cli("add", "--priority", "1", hanging).code == 0
     assert cli("add", "--no-browser", after).code == 0
     runner = cli.popen("run", "--once", env=env)
-    try:
-        worker = _wait_for(lambda: _worker_of(runner.pid), 60, "the worker to start Chromium")
-        _wait_for(lambda: list((cli.archive / "tmp").glob("*.part")), 30, "the temporary WARC")
-        doomed = proctree.tree(worker)
-        assert {"chromium"} <= {p.name for p in doomed}
-        os.kill(worker, signal.SIGSTOP)
-        out, err = runner.communicate(timeout=90)
-    finally:
-        if runner.poll() is None:
-            runner.kill()
+    out, err, doomed = _wedge_worker_mid_capture(runner, cli.archive, 90)
     assert runner.returncode == 0, err
     assert "hard timeout" in err
 
@@ -114,6 +121,25 @@ def test_hard_timeout_kills_the_worker_and_its_chromium_then_a_fresh_worker_goes
     kills = [e for e in _log_events(cli.archive) if e["event"] == "hard-timeout"]
     assert len(kills) == 1 and kills[0]["job_id"] == stuck["id"] and kills[0]["class"] == "timeout"
     assert "chromium" in kills[0]["processes"]
+    assert cli("verify").code == 0
+
+
+def test_capture_in_the_foreground_has_the_same_hard_timeout(cli, site):
+    # `archiver capture` runs its jobs under the same supervisor as `run`: a wedged worker is killed with its
+    # Chromium, the rest of the URLs given are captured by a fresh worker, and the exit status says not all ok.
+    env = {"ARCHIVER_CAPTURE_TIMEOUT_SECONDS": "8", "ARCHIVER_CAPTURE_HARD_TIMEOUT_GRACE_SECONDS": "1"}
+    hanging = site.url + "/test/hanging-subresource/?seconds=60"
+    after = site.url + "/test/pages/78"
+    capture = cli.popen("capture", "--json", hanging, after, env=env)
+    out, err, doomed = _wedge_worker_mid_capture(capture, cli.archive, 120)
+    assert capture.returncode == 1, err
+    outcomes = {o["url"]: o for o in json.loads(out)}
+    assert (outcomes[hanging]["status"], outcomes[hanging]["failure_class"]) == ("failed", "timeout")
+    assert "hard timeout" in outcomes[hanging]["message"]
+    assert outcomes[after]["status"] == "ok" and outcomes[after]["capture_id"]
+    assert proctree.still_running(doomed) == []
+    assert [e["job_id"] for e in _log_events(cli.archive) if e["event"] == "hard-timeout"] == \
+        [outcomes[hanging]["job_id"]]
     assert cli("verify").code == 0
 
 
@@ -149,19 +175,27 @@ def test_a_worker_wedged_after_the_second_signal_is_killed_and_its_job_released(
     assert not list((cli.archive / "tmp").glob("*.part"))
 
 
-def test_a_capture_indexed_but_not_yet_moved_into_warcs_is_moved_by_the_next_runner(tmp_path, site, monkeypatch):
-    # The index is the commit point of a seal (warc.py): a runner stopped between indexing a capture and moving
-    # its file into warcs/ leaves the file in tmp/, and the next runner finishes the move instead of removing it.
-    from archiver import queue, urls, warc
+def _archive_with_one_page_queued(tmp_path: Path, url: str, monkeypatch) -> tuple[Any, Any]:
+    """An archive (opened in this process, for runners called in-process) with ``url`` queued --no-browser."""
+    from archiver import queue, urls
     from archiver.archive import Archive
-    from archiver.verify import verify
-    from archiver.worker import run_worker
 
     monkeypatch.setenv("ARCHIVER_NETWORK_ALLOW_PRIVATE", "true")
     archive = Archive.open(tmp_path / "archive")
     index = archive.index()
-    queue.enqueue(index, [urls.parse(site.url + "/test/pages/5")], requested_by="t", tags=[], note=None,
-                  priority=0, max_attempts=3, options={"no_browser": True})
+    queue.enqueue(index, [urls.parse(url)], requested_by="t", tags=[], note=None, priority=0, max_attempts=3,
+                  options={"no_browser": True})
+    return archive, index
+
+
+def test_a_capture_indexed_but_not_yet_moved_into_warcs_is_moved_by_the_next_runner(tmp_path, site, monkeypatch):
+    # The index is the commit point of a seal (warc.py): a runner stopped between indexing a capture and moving
+    # its file into warcs/ leaves the file in tmp/, and the next runner finishes the move instead of removing it.
+    from archiver import warc
+    from archiver.verify import verify
+    from archiver.worker import run_worker
+
+    archive, index = _archive_with_one_page_queued(tmp_path, site.url + "/test/pages/5", monkeypatch)
     real_finish_seal = warc.finish_seal
 
     def stopped_here(tmp: Path, final: Path) -> bool:
@@ -178,6 +212,33 @@ def test_a_capture_indexed_but_not_yet_moved_into_warcs_is_moved_by_the_next_run
     assert (archive.path / warc_path).is_file() and not list((archive.path / "tmp").glob("*"))
     assert verify(archive.path, index).ok
     assert index.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 1
+    index.close()
+
+
+def test_a_runner_that_lost_its_lease_before_committing_discards_its_capture(tmp_path, site, monkeypatch):
+    # A runner stalled past its lease wakes up with a finished capture before its lease renewer has noticed that
+    # another runner took the job over: it must not index a second capture of the job.
+    from archiver import worker as worker_module
+    from archiver.verify import verify
+    from archiver.worker import run_worker
+
+    archive, index = _archive_with_one_page_queued(tmp_path, site.url + "/test/pages/6", monkeypatch)
+    real_capture_http = worker_module.capture_http
+
+    async def taken_over_meanwhile(url, warc, settings):
+        result = await real_capture_http(url, warc, settings)
+        with index.transaction() as conn:  # what another runner's claim after our lease expired leaves
+            conn.execute("UPDATE jobs SET lease_owner = 'other-runner'")
+        return result
+
+    monkeypatch.setattr(worker_module, "capture_http", taken_over_meanwhile)
+    [outcome] = run_worker(archive, once=True, handle_signals=False).outcomes
+    assert outcome.status == "released" and outcome.capture_id is None
+    assert index.conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
+    assert not list((archive.path / "warcs").rglob("*.warc.gz")) and not list((archive.path / "tmp").glob("*"))
+    job = index.conn.execute("SELECT state, lease_owner FROM jobs").fetchone()
+    assert tuple(job) == ("running", "other-runner")   # still the other runner's to finish
+    assert verify(archive.path, index).ok
     index.close()
 
 
