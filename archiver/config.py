@@ -126,4 +126,13 @@ def load(archive_dir: Path | None = None, config_file: Path | None = None,
                               f"e.g. ARCHIVER_QUEUE_LEASE_SECONDS)")
         data[section][key] = _parse_env(defaults[section][key], raw, name)
         sources.append(f"env {name}")
+    _check_values(data, sources)
     return Settings(data, sources)
+
+
+def _check_values(data: dict[str, dict[str, Any]], sources: list[str]) -> None:
+    """Values of the right type that still cannot work, found now rather than at the first capture."""
+    from .urls import parse_networks  # urls needs nothing from here; imported late to keep config light
+    origin = next((s for s in reversed(sources) if "allow_addresses" in s.lower()), None) or \
+        f"the settings ({', '.join(sources[1:]) or 'defaults'})"
+    parse_networks(tuple(data["network"]["allow_addresses"]), source=f"network.allow_addresses (from {origin})")

@@ -103,3 +103,11 @@ def test_settings_layers(tmp_path):
     assert s["capture"]["timeout_seconds"] == 5.0     # --config file over default, int accepted for float
     assert s["network"]["allow_private"] is True
     assert s["queue"]["poll_seconds"] == 2.0          # untouched default
+
+
+def test_a_bad_allowed_address_range_is_named_before_anything_runs(cli):
+    result = cli("add", "https://example.org/", env={"ARCHIVER_NETWORK_ALLOW_ADDRESSES": "10.0.0.0/8,intranet"})
+    assert result.code == 2 and result.err.count("\n") == 1
+    assert "network.allow_addresses" in result.err and "'intranet'" in result.err
+    assert "ARCHIVER_NETWORK_ALLOW_ADDRESSES" in result.err
+    assert _jobs(cli.archive) == 0
