@@ -201,6 +201,11 @@ def mark_failed(index: Index, job: dict[str, Any], owner: str, started_at: str, 
                        backoff_base=backoff_base, backoff_cap=backoff_cap)
 
 
+# Failures of this machine, not of the target: they never use up a job's attempts, so a disk that stays full
+# all night leaves every job queued (retried after the backoff) rather than failed for good.
+NOT_THE_TARGETS_FAULT = {"disk-full"}
+
+
 def fail_in(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
             message: str, retryable: bool, *, backoff_base: float, backoff_cap: float,
             capture_id: str | None = None) -> str:
@@ -210,13 +215,15 @@ def fail_in(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_a
     ``capture_id`` is set when the failure itself was sealed as evidence (an HTTP error page is what the URL
     showed), so the capture is indexed in the same transaction.
     """
-    final = not retryable or job["attempts"] >= job["max_attempts"]
+    ours = failure_class in NOT_THE_TARGETS_FAULT
+    final = not ours and (not retryable or job["attempts"] >= job["max_attempts"])
     state = "failed" if final else "queued"
     delay = 0.0 if final else backoff_seconds(job["attempts"], backoff_base, backoff_cap)
     conn.execute("UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, "
                  "last_failure_class = ?, last_failure = ?, capture_id = COALESCE(?, capture_id), "
-                 "updated_at = ? WHERE id = ? AND lease_owner = ?",
-                 (state, iso_after(delay), failure_class, message, capture_id, now_iso(), job["id"], owner))
+                 "attempts = attempts - ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                 (state, iso_after(delay), failure_class, message, capture_id, int(ours), now_iso(), job["id"],
+                  owner))
     _record_attempt(conn, job, owner, started_at, "failed", failure_class, message, capture_id)
     return state
 

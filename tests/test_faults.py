@@ -290,6 +290,7 @@ def test_disk_full_on_a_real_small_filesystem(small_disk, site):
         attempt = dict(conn.execute("SELECT * FROM attempts").fetchone())
         assert conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0] == 0
     assert job["state"] == "queued" and job["last_failure_class"] == "disk-full"
+    assert job["attempts"] == 0   # the machine's fault, not the target's: a night of full disk fails no job
     assert attempt["outcome"] == "failed" and attempt["failure_class"] == "disk-full"
     assert "disk full while writing" in attempt["message"]
     # Nothing half-sealed, nothing left behind, the index intact.
