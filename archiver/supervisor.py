@@ -5,8 +5,8 @@ is stuck where no such check runs: an await without a bound, a blocking call, a 
 process stopped by the machine. So ``archiver run`` (any ``--workers N``, 1 included) runs each worker as a
 child process that reports on a pipe when it starts and ends a job. If a job runs past its hard limit
 (``hard_limit``), the supervisor kills the worker with everything below it (proctree.kill_tree: Chromium is
-launched detached by Playwright, so its process group alone would miss it), removes the worker's unsealed
-temporary WARC, records the attempt as failed with class ``timeout`` (retryable, with backoff) through the
+launched detached by Playwright, so its process group alone would miss it), settles the worker's temporary
+WARC (removed, or moved into place if the index already holds it: warc.py, sealing), records the attempt as failed with class ``timeout`` (retryable, with backoff) through the
 queue functions, and starts a fresh worker.
 
 Signals: the first SIGINT/SIGTERM is forwarded once to every worker (stop claiming, finish the capture in
@@ -281,7 +281,7 @@ class Supervisor:
         self._exited(slot)
 
     def _kill(self, slot: _Slot) -> list[proctree.Proc]:
-        """Kill the worker's whole tree, wait for it, and remove the temporary WARC it can no longer seal."""
+        """Kill the worker's whole tree, wait for it, and settle the temporary WARC it can no longer finish."""
         slot.killed = True
         killed = proctree.kill_tree(slot.process.pid) if slot.process.pid else []
         slot.process.join(timeout=10)
