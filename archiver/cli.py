@@ -698,7 +698,7 @@ def _list_watches(ctx: Context, include_removed: bool, as_json: bool) -> None:
         if not r["active"]:
             r["state_shown"] = f"removed {r['removed_at'][:10]}"
     _table(rows, [("id", "ID", 5), ("kind", "KIND", 6), ("schedule", "EVERY", 14), ("checks", "CHECKS", 7),
-                  ("next_capture_at", "NEXT CAPTURE", 19), ("next_check_at", "NEXT CHECK", 19),
+                  ("next_capture_at", "NEXT CAPTURE", 20), ("next_check_at", "NEXT CHECK", 20),
                   ("state_shown", "STATE", 22), ("url", "URL", 70)])
 
 
