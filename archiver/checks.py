@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from . import items, queue, schedule
+from . import items, ledger, queue, schedule
 from .capture.liveness import CheckResult, check
 from .config import Settings
 from .index import Index
@@ -71,6 +71,12 @@ async def run_check(index: Index, target: dict[str, Any], settings: Settings, *,
             job_id = _queue_capture(conn, target, settings, check_id, transition)
         conn.execute("UPDATE checks SET state_after = ?, job_id = ? WHERE id = ?",
                      (after["state"] if after else RESULT_OF[obs.result], job_id, check_id))
+        ledger.append(conn, "checked", url=target["url"], job_id=job_id, at=at,
+                      detail={"check_id": check_id, "key": target["key"], "method": result.method,
+                              "result": RESULT_OF[obs.result], "class": obs.result_class,
+                              "http_status": result.http_status, "fingerprint": result.fingerprint,
+                              "state_before": before["state"] if before else None,
+                              "state_after": after["state"] if after else None})
     return CheckOutcome(check_id, target["url"], target["key"], at, RESULT_OF[obs.result], obs.result_class,
                         result.http_status, before["state"] if before else None,
                         after["state"] if after else None, transition is not None, job_id, result.message,

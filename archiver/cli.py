@@ -19,7 +19,7 @@ import click
 from . import checks, queue, schedule, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
-from .verify import verify as verify_archive
+from .verify import record_verification, verify as verify_archive
 from .worker import Outcome, run_pool
 
 
@@ -303,6 +303,29 @@ def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser
     ok = bool(outcomes) and not busy and all(o.status == "ok" for o in outcomes) and len(outcomes) >= len(todo)
     if not ok:
         raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--pem", "pem_only", is_flag=True, help="Print only the public key (PEM), e.g. to a file for openssl.")
+@pass_ctx
+def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
+    """The archive's public signing key and its fingerprint (the key is created at first use)."""
+    from . import keys
+    ctx.archive.ensure()
+    archive_key = keys.load_or_create(ctx.archive.path, ctx.archive.settings)
+    if pem_only:
+        click.echo(archive_key.public_pem, nl=False)
+    elif as_json:
+        _emit_json({"algorithm": keys.ALGORITHM, "fingerprint": archive_key.fingerprint,
+                    "public_key": archive_key.public_b64, "public_key_pem": archive_key.public_pem,
+                    "private_key_file": str(archive_key.path)})
+    else:
+        click.echo(f"algorithm     {keys.ALGORITHM}")
+        click.echo(f"fingerprint   {archive_key.fingerprint}")
+        click.echo(f"public key    {archive_key.public_b64}")
+        click.echo(f"private key   {archive_key.path} (keep it private, and a copy somewhere safe)")
+        click.echo(archive_key.public_pem, nl=False)
 
 
 @cli.command()
@@ -618,6 +641,7 @@ def verify(ctx: Context, ids: tuple[str, ...], as_json: bool) -> None:
     index = ctx.index()
     try:
         report = verify_archive(ctx.archive.path, index, list(ids))
+        record_verification(index, report, list(ids))
     finally:
         index.close()
     if as_json:
@@ -626,7 +650,8 @@ def verify(ctx: Context, ids: tuple[str, ...], as_json: bool) -> None:
         for p in report.problems:
             click.echo(f"{p.kind.upper():<15} {p.path}: {p.detail}")
         verdict = "all intact" if report.ok else f"{len(report.problems)} problem(s)"
-        click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}: {verdict}")
+        click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                   f"ledger of {report.ledger_entries} entries: {verdict}")
     if not report.ok:
         raise click.exceptions.Exit(1)
 

@@ -14,11 +14,11 @@ from typing import Any, Iterator
 
 import sqlite_utils
 
-from . import items
+from . import items, ledger
 from .errors import BadURL, NotFound, UserError
 from .urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def now_iso() -> str:
@@ -277,6 +277,55 @@ MIGRATIONS: list[str] = [
         last_started_at TEXT NOT NULL      -- set by the claim that starts a capture of this host
     );
     """,
+    # 5: chain of custody — the hash-chained ledger (ledger.py), RFC 3161 timestamps of sealed WARCs, and
+    # triggers that make the ledger and sealed captures append-only.
+    """
+    CREATE TABLE ledger (
+        seq INTEGER PRIMARY KEY,           -- 1, 2, 3... without gaps: a gap is a deleted entry
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,               -- queued | captured | sealed | checked | verified | exported | ...
+        capture_id TEXT,
+        job_id INTEGER,
+        url TEXT,
+        detail TEXT NOT NULL DEFAULT '{}', -- canonical JSON (ledger.canonical)
+        prev_hash TEXT NOT NULL,           -- the previous entry's hash; 64 zeros for entry 1
+        hash TEXT NOT NULL UNIQUE          -- ledger.entry_hash of this entry
+    );
+    CREATE INDEX ledger_capture ON ledger(capture_id);
+    CREATE INDEX ledger_job ON ledger(job_id);
+    CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: its entries cannot be changed'); END;
+    CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
+    BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: its entries cannot be deleted'); END;
+    CREATE TRIGGER captures_sealed_update BEFORE UPDATE ON captures
+    BEGIN SELECT RAISE(ABORT, 'a sealed capture cannot be changed; capture again instead'); END;
+    CREATE TRIGGER captures_sealed_delete BEFORE DELETE ON captures
+    BEGIN SELECT RAISE(ABORT, 'a sealed capture cannot be deleted'); END;
+    CREATE TRIGGER records_sealed_update BEFORE UPDATE ON records
+    BEGIN SELECT RAISE(ABORT, 'the records of a sealed capture cannot be changed'); END;
+    CREATE TRIGGER records_sealed_delete BEFORE DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'the records of a sealed capture cannot be deleted'); END;
+
+    CREATE TABLE timestamps (
+        id INTEGER PRIMARY KEY,
+        capture_id TEXT NOT NULL REFERENCES captures(id),
+        tsa_url TEXT NOT NULL,
+        digest TEXT NOT NULL,              -- the SHA-256 (hex) sent: the sealed WARC's
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+        token_path TEXT,                   -- relative to the archive: beside the WARC
+        token_sha256 TEXT,
+        gen_time TEXT,                     -- the time the TSA vouches for (UTC)
+        serial TEXT,
+        tsa_name TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (capture_id, tsa_url)
+    );
+    CREATE INDEX timestamps_due ON timestamps(state, next_attempt_at);
+    """,
 ]
 
 
@@ -330,7 +379,19 @@ class Index:
                     self.conn.execute(statement)
                 if number == 0:
                     self._enable_fts()
+                if number == 4:
+                    self._backfill_ledger()
                 self.conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    def _backfill_ledger(self) -> None:
+        """Captures sealed before the ledger existed get one entry each, saying so, with the facts the sealed
+        file had when the ledger began (so later changes to them still show)."""
+        for row in self.conn.execute("SELECT id, job_id, url, warc_path, warc_sha256, warc_size, status, "
+                                     "finished_at FROM captures ORDER BY id").fetchall():
+            ledger.append(self.conn, "backfilled", capture_id=row["id"], job_id=row["job_id"], url=row["url"],
+                          detail={"warc_path": row["warc_path"], "warc_sha256": row["warc_sha256"],
+                                  "warc_size": row["warc_size"], "status": row["status"],
+                                  "sealed_at": row["finished_at"]})
 
     def _enable_fts(self) -> None:
         # sqlite-utils keeps captures_fts in step with captures through triggers; Datasette finds it by name.

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
+from . import ledger
 from .errors import UserError
 from .index import Index, iso_after, now_iso
 from .urls import ParsedURL
@@ -91,6 +92,9 @@ def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested
              requested_by, now, json.dumps(tags), note, json.dumps(options or {}), parent_capture_id, where,
              now, job_host(parsed.url)),
         ).fetchone()
+        ledger.append(conn, "queued", job_id=row["id"], url=parsed.url, at=now,
+                      detail={"canonical_url": parsed.canonical_url, "kind": parsed.kind, "requested_by": requested_by,
+                              "tags": tags, "note": note, "parent_capture_id": parent_capture_id})
         results.append(Enqueued(_decode(row), created=True))
     return results
 

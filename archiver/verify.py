@@ -3,6 +3,8 @@ the index does not know. Streams everything in chunks, so memory use does not gr
 from __future__ import annotations
 
 import hashlib
+import json
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,13 +12,15 @@ from typing import Any
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
+from . import keys, ledger
 from .index import Index
 from .warc import WARC_DIR, sha256_file
 
 
 @dataclass
 class Problem:
-    kind: str                 # missing | altered | record-altered | unreadable | unindexed
+    kind: str                 # missing | altered | record-altered | unreadable | unindexed | ledger-broken |
+                              # ledger-missing | index-altered | signature-invalid
     path: str                 # relative to the archive
     capture_id: str | None
     detail: str
@@ -30,6 +34,9 @@ class Report:
     captures: int = 0
     records: int = 0
     bytes: int = 0
+    ledger_entries: int = 0
+    signed: int = 0
+    unsigned: int = 0
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -38,15 +45,25 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "captures": self.captures, "records": self.records, "bytes": self.bytes,
+                "ledger_entries": self.ledger_entries, "signed": self.signed, "unsigned": self.unsigned,
                 "problems": [p.as_dict() for p in self.problems]}
 
 
-def _payload_digest(record: Any) -> str:
+# Records whose payload verify also reads (both small JSON documents written by us): the signed provenance
+# and its signature.
+SIGNED_PREFIXES = ("urn:provenance:", "urn:signature:")
+
+
+def _payload_digest(record: Any, keep: bool = False) -> tuple[str, bytes | None]:
+    """The payload's SHA-256 (streamed), and the payload itself when ``keep``."""
     h = hashlib.sha256()
+    kept = bytearray() if keep else None
     stream = record.raw_stream
     while chunk := stream.read(1 << 16):
         h.update(chunk)
-    return "sha256:" + h.hexdigest()
+        if kept is not None:
+            kept += chunk
+    return "sha256:" + h.hexdigest(), bytes(kept) if kept is not None else None
 
 
 def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dict[str, Any]], report: Report) -> None:
@@ -62,16 +79,19 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
         report.problems.append(Problem("altered", rel, capture["id"],
                                        f"file SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
     expected = {r["offset"]: r for r in records}
+    signed: dict[str, bytes] = {}   # "provenance" / "signature" -> payload
     seen = 0
     try:
         with open(path, "rb") as fh:
             iterator = ArchiveIterator(fh, check_digests=False)
             for record in iterator:
+                uri = record.rec_headers.get_header("WARC-Target-URI") or record.rec_type
                 # Read the payload first: asking for the offset makes warcio skip past the record.
-                got = _payload_digest(record)
+                got, payload = _payload_digest(record, keep=uri.startswith(SIGNED_PREFIXES))
+                if payload is not None:
+                    signed[uri.split(":", 2)[1]] = payload
                 offset = iterator.get_record_offset()
                 want = expected.get(offset)
-                uri = record.rec_headers.get_header("WARC-Target-URI") or record.rec_type
                 if want is None:
                     report.problems.append(Problem("record-altered", rel, capture["id"],
                                                    f"unindexed record at offset {offset} ({uri})"))
@@ -89,14 +109,59 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
     if seen != len(records):
         report.problems.append(Problem("record-altered", rel, capture["id"],
                                        f"{seen} records in the file, {len(records)} in the index"))
+    _check_signature(capture, signed, report)
+
+
+def _check_signature(capture: dict[str, Any], signed: dict[str, bytes], report: Report) -> None:
+    """The provenance record against the capture's signature record (captures sealed before signing began
+    have none; they are counted, not failed)."""
+    if "signature" not in signed:
+        report.unsigned += 1
+        return
+    try:
+        record = json.loads(signed["signature"])
+    except ValueError:
+        record = {}
+    why = keys.check_signature(record, signed.get("provenance", b""))
+    if why is not None:
+        report.problems.append(Problem("signature-invalid", capture["warc_path"], capture["id"], why))
+    else:
+        report.signed += 1
+
+
+# What the index says about a sealed file, and what the ledger recorded when it was sealed: they must agree.
+SEALED_FACTS = ("warc_path", "warc_sha256", "warc_size")
+
+
+def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> None:
+    """The capture's index row against its ``sealed`` (or ``backfilled``) ledger entry: an index row edited
+    after sealing (a hash replaced to match a replaced file) shows here even when the file verifies."""
+    row = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event IN ('sealed', 'backfilled') "
+                       "ORDER BY seq LIMIT 1", (capture["id"],)).fetchone()
+    if row is None:
+        report.problems.append(Problem("ledger-missing", capture["warc_path"], capture["id"],
+                                       "the ledger has no entry for the sealing of this capture"))
+        return
+    sealed = json.loads(row["detail"])
+    differing = [f for f in SEALED_FACTS if sealed.get(f) != capture[f]]
+    if differing:
+        report.problems.append(Problem("index-altered", capture["warc_path"], capture["id"],
+                                       f"the index row's {', '.join(differing)} differ from ledger entry "
+                                       f"{row['seq']}, made when the file was sealed"))
 
 
 def verify(archive_dir: Path, index: Index, ids: list[str] | None = None) -> Report:
-    """Check the given captures (all when ``ids`` is empty; then also look for unindexed files)."""
+    """Check the given captures (all when ``ids`` is empty; then also look for unindexed files), their index
+    rows against the ledger, and the ledger's whole chain."""
     report = Report()
+    report.ledger_entries, broken = ledger.check_chain(index.conn)
+    if broken is not None:
+        report.problems.append(Problem("ledger-broken", "index.db", None,
+                                       f"ledger entry {broken.seq} {broken.reason}"))
     captures = index.all_captures_for_verify(ids)
     for capture in captures:
         verify_capture(archive_dir, capture, index.capture_records(capture["id"]), report)
+        check_against_ledger(index.conn, capture, report)
     if not ids:
         known = {c["warc_path"] for c in captures}
         for path in sorted((archive_dir / WARC_DIR).rglob("*.warc.gz")):
@@ -104,3 +169,18 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None) -> Rep
             if rel not in known:
                 report.problems.append(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
     return report
+
+
+def record_verification(index: Index, report: Report, ids: list[str]) -> bool:
+    """Append the outcome of a verification to the ledger (``verified``). False when the index cannot be
+    written (an archive on read-only media, as a third party may hold it): verifying needs no write."""
+    problems = [{"problem": p.kind, "capture_id": p.capture_id, "path": p.path} for p in report.problems]
+    try:
+        with index.transaction() as conn:
+            ledger.append(conn, "verified", detail={"ok": report.ok, "captures": report.captures,
+                                                    "records": report.records, "bytes": report.bytes,
+                                                    "ledger_entries": report.ledger_entries, "only": ids or None,
+                                                    "problems": problems[:100], "problem_count": len(problems)})
+    except sqlite3.OperationalError:
+        return False
+    return True

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import checks, logs, queue, schedule
+from . import checks, keys, ledger, logs, queue, schedule
 from .archive import Archive, new_capture_id, software_versions
 from .capture.base import CaptureResult
 from .capture.browser import BrowserSession
@@ -74,6 +74,7 @@ class Worker:
         self.settings = archive.settings
         self.owner = queue.make_owner()
         self.politeness = queue.Politeness.from_settings(archive.settings)
+        self.key = keys.load_or_create(archive.path, archive.settings)
         self.index: Index = archive.index()
         self.browser: BrowserSession | None = None
         self.stopping = False          # no new claims
@@ -292,9 +293,14 @@ class Worker:
             provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions, use_browser)
             provenance["discovered"] = discovered
             provenance["follow_depth"] = follow
-            warc.write_metadata(f"urn:provenance:{capture_id}", "application/json",
-                                json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8"),
-                                refers_to=result.main_record_id, refers_to_uri=result.final_url)
+            provenance_bytes = json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8")
+            provenance_id = warc.write_metadata(f"urn:provenance:{capture_id}", "application/json", provenance_bytes,
+                                                refers_to=result.main_record_id, refers_to_uri=result.final_url)
+            # The provenance record lists every record's SHA-256, so signing it signs the capture (keys.py).
+            signature = keys.signature_record(self.key, capture_id, provenance_bytes, provenance_id)
+            warc.write_metadata(f"urn:signature:{capture_id}", "application/json",
+                                json.dumps(signature, indent=1).encode("utf-8"), refers_to=provenance_id,
+                                refers_to_uri=f"urn:provenance:{capture_id}")
             # Durable, hashed and read-only, but still in tmp/ until the index holds it (warc.py: sealing).
             sealed = warc.prepare_seal()
             capture_row = {
@@ -313,6 +319,7 @@ class Worker:
                 with self.index.transaction() as conn:
                     queue.hold_lease(conn, job["id"], self.owner)
                     self.index.insert_capture(capture_row, warc.records, result.outlinks)
+                    _record_custody(conn, job, capture_row, self.owner, self.key.fingerprint)
                     children = self._enqueue_children(conn, job, capture_id, discovered, follow)
                     if result.status == "failed":
                         state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,
@@ -437,6 +444,21 @@ def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, sta
         "records": [{"record_id": r["record_id"], "type": r["type"], "uri": r["uri"],
                      "payload_digest": r["payload_digest"]} for r in warc.records],
     }
+
+
+def _record_custody(conn: Any, job: dict[str, Any], capture: dict[str, Any], owner: str, key_fingerprint: str) -> None:
+    """The ledger entries of a sealed capture, in the transaction that indexes it: what the attempt found
+    (``captured``), then the file that holds it (``sealed``)."""
+    common = {"capture_id": capture["id"], "job_id": job["id"], "url": capture["url"]}
+    ledger.append(conn, "captured", at=capture["finished_at"], **common,
+                  detail={"attempt": job["attempts"], "worker": owner, "method": capture["method"],
+                          "status": capture["status"], "failure_class": capture["failure_class"],
+                          "http_status": capture["http_status"], "final_url": capture["final_url"],
+                          "started_at": capture["started_at"], "finished_at": capture["finished_at"]})
+    ledger.append(conn, "sealed", **common,
+                  detail={"warc_path": capture["warc_path"], "warc_sha256": capture["warc_sha256"],
+                          "warc_size": capture["warc_size"], "record_count": capture["record_count"],
+                          "signed_by": key_fingerprint})
 
 
 def settle_temp_files(archive_dir: Path, index: Index, paths: Iterable[Path]) -> int:

@@ -1,0 +1,135 @@
+"""The custody ledger: what it records, that SQLite refuses to change it, and that verify names each tampering."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from archiver import ledger
+
+
+def _db(archive: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(archive / "index.db", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _capture(cli, site, path="/2016/12/16/evacuation-suspended/") -> dict:
+    result = cli("capture", "--no-browser", site.url + path, "--json")
+    assert result.code == 0, result.err
+    return result.json()[0]
+
+
+def _problems(cli) -> list[dict]:
+    result = cli("verify", "--json")
+    assert result.code == 1, result.out
+    return result.json()["problems"]
+
+
+def test_a_capture_is_recorded_in_the_chain_and_verifies(cli, site):
+    first = _capture(cli, site)
+    second = _capture(cli, site, "/archive/1998/communique.html")
+    with _db(cli.archive) as conn:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY seq")]
+        capture = dict(conn.execute("SELECT * FROM captures WHERE id = ?", (first["capture_id"],)).fetchone())
+    assert [(r["event"], r["job_id"]) for r in rows] == [
+        ("queued", first["job_id"]), ("captured", first["job_id"]), ("sealed", first["job_id"]),
+        ("queued", second["job_id"]), ("captured", second["job_id"]), ("sealed", second["job_id"])]
+    sealed = json.loads(rows[2]["detail"])
+    assert sealed["warc_sha256"] == capture["warc_sha256"] and sealed["warc_path"] == capture["warc_path"]
+    # The chain as documented: anyone can recompute it with sha256 over canonical JSON.
+    prev = "0" * 64
+    for row in rows:
+        body = {"seq": row["seq"], "at": row["at"], "event": row["event"], "capture_id": row["capture_id"],
+                "job_id": row["job_id"], "url": row["url"], "detail": json.loads(row["detail"]), "prev": prev}
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert row["prev_hash"] == prev and row["hash"] == hashlib.sha256(text.encode()).hexdigest()
+        prev = row["hash"]
+
+    result = cli("verify")
+    assert result.code == 0 and "ledger of 6 entries: all intact" in result.out
+    with _db(cli.archive) as conn:
+        last = conn.execute("SELECT event, detail FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    assert last["event"] == "verified" and json.loads(last["detail"])["ok"] is True
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE ledger SET detail = '{}' WHERE seq = 1",
+    "DELETE FROM ledger WHERE seq = 1",
+    "UPDATE captures SET warc_sha256 = 'x'",
+    "DELETE FROM captures",
+    "UPDATE records SET payload_digest = 'x'",
+    "DELETE FROM records",
+])
+def test_sqlite_refuses_to_change_the_ledger_or_a_sealed_capture(cli, site, statement):
+    _capture(cli, site)
+    with _db(cli.archive) as conn, pytest.raises(sqlite3.IntegrityError, match="cannot be"):
+        conn.execute(statement)
+
+
+def _tamper(archive: Path, *statements: str) -> None:
+    """What someone with the database file can do anyway: drop the triggers, then change rows."""
+    with _db(archive) as conn:
+        for name in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                                "AND name LIKE '%sealed%' OR name LIKE 'ledger_append_only%'")]:
+            conn.execute(f"DROP TRIGGER {name}")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def test_an_altered_index_row_is_named(cli, site):
+    first = _capture(cli, site)
+    _capture(cli, site, "/archive/1998/communique.html")
+    _tamper(cli.archive, f"UPDATE captures SET warc_sha256 = '{'0' * 64}' WHERE id = '{first['capture_id']}'")
+    problems = {(p["problem"], p["capture_id"]) for p in _problems(cli)}
+    # The file no longer matches the row, and the row no longer matches what the ledger recorded at sealing.
+    assert ("index-altered", first["capture_id"]) in problems and ("altered", first["capture_id"]) in problems
+    assert all(capture_id == first["capture_id"] for _, capture_id in problems)
+
+
+def test_a_deleted_ledger_entry_is_named(cli, site):
+    _capture(cli, site)
+    _capture(cli, site, "/archive/1998/communique.html")
+    _tamper(cli.archive, "DELETE FROM ledger WHERE seq = 3")
+    result = cli("verify")
+    assert result.code == 1 and "ledger entry 3 is missing" in result.out
+    kinds = {p["problem"] for p in _problems(cli)}
+    assert "ledger-broken" in kinds and "ledger-missing" in kinds   # entry 3 was the first capture's sealing
+
+
+def test_an_edited_ledger_entry_is_named_even_with_its_hash_recomputed(cli, site):
+    _capture(cli, site)
+    _capture(cli, site, "/archive/1998/communique.html")
+    with _db(cli.archive) as conn:
+        row = dict(conn.execute("SELECT * FROM ledger WHERE seq = 2").fetchone())
+    row["detail"] = ledger.canonical({**json.loads(row["detail"]), "status": "failed"})
+    forged = ledger.entry_hash(row)
+    # Only the content: the entry's own hash check fails.
+    _tamper(cli.archive, f"UPDATE ledger SET detail = '{row['detail']}' WHERE seq = 2")
+    [problem] = _problems(cli)
+    assert problem["problem"] == "ledger-broken" and "entry 2" in problem["detail"] and "changed" in problem["detail"]
+    # With the hash recomputed too, the next entry no longer follows from it.
+    _tamper(cli.archive, f"UPDATE ledger SET hash = '{forged}' WHERE seq = 2")
+    [problem] = _problems(cli)
+    assert problem["problem"] == "ledger-broken" and "ledger entry 3 does not follow" in problem["detail"]
+
+
+def test_an_archive_from_before_the_ledger_is_backfilled(cli, site):
+    first = _capture(cli, site)
+    # Take the database back to schema 4: no ledger, no triggers, no timestamps.
+    with _db(cli.archive) as conn:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                    "(name LIKE '%sealed%' OR name LIKE 'ledger%')").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        conn.execute("DROP TABLE ledger")
+        conn.execute("DROP TABLE timestamps")
+        conn.execute("PRAGMA user_version = 4")
+    result = cli("verify")
+    assert result.code == 0, result.out
+    with _db(cli.archive) as conn:
+        rows = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY seq")]
+    assert [r["event"] for r in rows] == ["backfilled", "verified"]
+    assert rows[0]["capture_id"] == first["capture_id"]
