@@ -56,8 +56,13 @@ class Archive:
 
     def index(self) -> Index:
         self.ensure()
+        return Index(self.index_path, self.unreachable_gone)
+
+    @property
+    def unreachable_gone(self) -> tuple[int, float]:
+        """How many unreachable observations over how many hours make an item gone (settings [watch])."""
         watch = self.settings["watch"]
-        return Index(self.index_path, (watch["unreachable_gone_after"], watch["unreachable_gone_hours"]))
+        return watch["unreachable_gone_after"], watch["unreachable_gone_hours"]
 
     def exists(self) -> bool:
         return self.index_path.exists()

@@ -306,6 +306,34 @@ def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser
 
 
 @cli.command()
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The new database (default: <archive>/index.reindexed-<UTC time>.db). Never an existing file.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
+    """Rebuild the index from the WARCs alone, into a new database (the current index is not touched)."""
+    from datetime import datetime, timezone
+    from .reindex import reindex as rebuild
+    archive = ctx.archive
+    if not (archive.path / "warcs").is_dir():
+        raise UserError(f"{archive.path} has no warcs/ directory: nothing to reindex (is --archive right?)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = output or archive.path / f"index.reindexed-{stamp}.db"
+    report = rebuild(archive.path, target, archive.unreachable_gone,
+                     progress=None if as_json else lambda line: click.echo(line, err=True))
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        for s in report.skipped:
+            click.echo(f"SKIPPED  {s.path}: {s.reason}")
+        click.echo(f"reindexed {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)} "
+                   f"into {target}")
+        click.echo(f"to use it: stop every runner, keep the old index.db, then move {target.name} to index.db")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--pem", "pem_only", is_flag=True, help="Print only the public key (PEM), e.g. to a file for openssl.")
 @pass_ctx

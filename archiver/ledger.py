@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from typing import Any, Iterator
 
 GENESIS = "0" * 64
-EVENTS = ("queued", "captured", "sealed", "checked", "verified", "exported", "timestamped", "backfilled")
+EVENTS = ("queued", "captured", "sealed", "checked", "verified", "exported", "timestamped", "backfilled",
+          "reindexed")
 
 
 class LedgerError(Exception):

@@ -217,7 +217,8 @@ class CaptureWarc:
         extra.extend(("WARC-Protocol", p) for p in protocols)
         if truncated:
             extra.append(("WARC-Truncated", truncated))
-        content_type = next((v for n, v in headers if n.lower() == "content-type"), None)
+        # As written into the record (cleaned), so that reindex reads back what the index holds.
+        content_type = next((_clean(v) for n, v in headers if n.lower() == "content-type"), None)
         return self._write(uri, "response", body, content_type="application/http; msgtype=response",
                            http_headers=http_headers, extra=extra, date=date, http_status=status,
                            index_content_type=content_type)

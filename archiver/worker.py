@@ -9,6 +9,7 @@ SIGKILL the lease simply expires and another runner takes the job. Claims keep p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import signal
@@ -289,6 +290,8 @@ class Worker:
                     discovered = await discover(result, warc, settings)
                 except CaptureFailed as exc:
                     result.details.setdefault("notes", []).append(f"discovery failed: {exc.message}")
+            if result.text and settings["capture"]["save_text"]:
+                _seal_search_text(warc, result.text, result.final_url or url)
             finished_at = now_iso()
             provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions, use_browser)
             provenance["discovered"] = discovered
@@ -312,7 +315,9 @@ class Worker:
                 "finished_at": finished_at, "requested_by": job["requested_by"],
                 "requested_at": job["requested_at"], "tags": job["tags"], "note": job["note"],
                 "warc_path": sealed.rel_path, "warc_sha256": sealed.sha256, "warc_size": sealed.size,
-                "record_count": len(warc.records), "title": result.title, "text": result.text,
+                "record_count": len(warc.records), "title": result.title,
+                # With capture.save_text off the text is neither sealed nor searchable.
+                "text": result.text if settings["capture"]["save_text"] else None,
                 "provenance": provenance,
             }
             try:
@@ -444,6 +449,17 @@ def _provenance(capture_id: str, job: dict[str, Any], result: CaptureResult, sta
         "records": [{"record_id": r["record_id"], "type": r["type"], "uri": r["uri"],
                      "payload_digest": r["payload_digest"]} for r in warc.records],
     }
+
+
+def _seal_search_text(warc: CaptureWarc, text: str, url: str) -> None:
+    """The text the index searches, sealed as the capture's last ``urn:text:`` record, so that reindex reads
+    back exactly what was indexed. Not written twice: a page's rendered text (written by the browser) usually
+    is the indexed text; a tweet's or a video's indexed text is composed from several sources."""
+    data = text.encode("utf-8")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    texts = [r for r in warc.records if (r["uri"] or "").startswith("urn:text:")]
+    if not texts or texts[-1]["payload_digest"] != digest:
+        warc.write_resource(f"urn:text:{url}", "text/plain; charset=utf-8", data)
 
 
 def _record_custody(conn: Any, job: dict[str, Any], capture: dict[str, Any], owner: str, key_fingerprint: str) -> None:

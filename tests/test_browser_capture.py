@@ -125,10 +125,12 @@ def test_lazy_image_loaded_by_scrolling(article_capture, site):
     assert responses(recs, urljoin(site.article_url, src)), "scrolling should have loaded the lazy image"
 
 
-def test_provenance_record_is_last_and_complete(article_capture):
+def test_provenance_record_is_last_but_its_signature_and_complete(article_capture):
     recs = read_records(article_capture["warc"])
-    prov_rec = recs[-1]
+    prov_rec, sig_rec = recs[-2], recs[-1]
     assert prov_rec.type == "metadata" and prov_rec.headers["Content-Type"] == "application/json"
+    assert sig_rec.type == "metadata" and sig_rec.headers["WARC-Target-URI"] == f"urn:signature:{article_capture['show']['id']}"
+    assert sig_rec.headers["WARC-Refers-To"] == prov_rec.headers["WARC-Record-ID"]
     prov = json.loads(prov_rec.payload)
     show = article_capture["show"]
     assert prov["capture_id"] == show["id"]
@@ -137,8 +139,8 @@ def test_provenance_record_is_last_and_complete(article_capture):
     main = next(r for r in recs if r.headers.get("WARC-Record-ID") == prov_rec.headers["WARC-Refers-To"])
     assert main.type == "response" and main.headers["WARC-Target-URI"] == show["final_url"]
     digests = {r["record_id"]: r["payload_digest"] for r in prov["records"]}
-    assert len(digests) == len(recs) - 1
-    for rec in recs[1:-1]:
+    assert len(digests) == len(recs) - 2
+    for rec in recs[1:-2]:
         assert digests[rec.headers["WARC-Record-ID"]] == rec.headers["WARC-Payload-Digest"]
     info = recs[0].payload.decode()
     for needle in ("software: archiver/", "chromium", "playwright", "warcio", "httpx", "operator: tester",

@@ -1,0 +1,192 @@
+"""Rebuild the index from the WARCs alone (design.md principle 1: the WARC is the evidence, the index a view).
+
+Every sealed WARC under ``warcs/`` is read once, streaming: its records (offsets, lengths, types, URIs,
+digests) as the file holds them, its provenance record (what the capture was: URL, times, outcome, tweet and
+video facts, discovered evidence, the content fingerprint), its text record, and the file's SHA-256 and size.
+From these the capture, its records, outlinks, references, tweet/video rows and the item's state are written
+into a NEW database -- never over the existing index, which the operator swaps in once satisfied -- with the
+same code that indexes a capture when it is sealed (``Index.insert_capture``), so both paths give the same rows.
+
+What the WARCs do not hold is not invented: jobs are recreated only as far as the provenance describes them
+(one ``done`` or ``failed`` job per job id), and watches, liveness checks and the old ledger are index-only
+history, not rebuilt. The new ledger starts with one ``reindexed`` entry per capture, recording the file's
+hash as found. Timestamp tokens stored beside the WARCs are picked up by ``timestamps`` when that module is
+present (the tokens say themselves what they vouch for).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from warcio.archiveiterator import ArchiveIterator
+from warcio.exceptions import ArchiveLoadFailed
+
+from . import ledger
+from .errors import UserError
+from .index import Index
+from .queue import job_host
+from .warc import WARC_DIR, sha256_file
+
+
+class ReindexError(UserError):
+    """The rebuild cannot start (the target exists, or is not writable)."""
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass
+class ReindexReport:
+    target: Path
+    captures: int = 0
+    records: int = 0
+    bytes: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.skipped
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "target": str(self.target), "captures": self.captures, "records": self.records,
+                "bytes": self.bytes, "skipped": [s.as_dict() for s in self.skipped]}
+
+
+@dataclass
+class ReadCapture:
+    """What one sealed WARC says about its capture."""
+    row: dict[str, Any]
+    records: list[dict[str, Any]]
+    outlinks: list[dict[str, str]]
+    provenance: dict[str, Any]
+
+
+class NotACapture(Exception):
+    """A WARC under warcs/ that is not one of ours (no provenance record), or cannot be read."""
+
+
+def read_capture(archive_dir: Path, path: Path) -> ReadCapture:
+    """Read one sealed WARC into the rows the index holds for it. Streams; only the provenance and text
+    records are kept in memory."""
+    rel = path.relative_to(archive_dir).as_posix()
+    records: list[dict[str, Any]] = []
+    provenance: dict[str, Any] | None = None
+    text: str | None = None
+    try:
+        with open(path, "rb") as fh:
+            iterator = ArchiveIterator(fh, check_digests=False)
+            for record in iterator:
+                headers = record.rec_headers
+                uri = headers.get_header("WARC-Target-URI")
+                rec_type = record.rec_type
+                keep = rec_type in ("metadata", "resource") and (uri or "").startswith(("urn:provenance:", "urn:text:"))
+                payload = record.content_stream().read() if keep else None
+                if not keep:
+                    stream = record.raw_stream
+                    while stream.read(1 << 16):
+                        pass
+                http = record.http_headers if rec_type in ("response", "request") else None
+                if http is not None:
+                    content_type = http.get_header("Content-Type") if rec_type == "response" else None
+                else:
+                    content_type = headers.get_header("Content-Type")
+                records.append({
+                    "seq": len(records), "record_id": headers.get_header("WARC-Record-ID"), "type": rec_type,
+                    "uri": uri, "offset": iterator.get_record_offset(), "length": iterator.get_record_length(),
+                    "http_status": int(http.get_statuscode()) if http is not None and rec_type == "response" else None,
+                    "content_type": content_type,
+                    "payload_digest": headers.get_header("WARC-Payload-Digest") if rec_type != "warcinfo" else None,
+                })
+                if payload is not None and uri.startswith("urn:provenance:"):
+                    provenance = json.loads(payload.decode("utf-8"))
+                elif payload is not None:
+                    text = payload.decode("utf-8")
+    except (ArchiveLoadFailed, OSError, EOFError, ValueError) as exc:
+        raise NotACapture(f"cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+    if provenance is None:
+        raise NotACapture("has no provenance record (not written by archiver)")
+    digest, size = sha256_file(path)
+    p = provenance
+    row = {
+        "id": p["capture_id"], "job_id": p["job_id"], "url": p["url"], "canonical_url": p["canonical_url"],
+        "final_url": p["final_url"], "key": p["key"], "kind": p["kind"], "method": p["method"],
+        "status": p["outcome"], "failure_class": p["failure_class"], "failure_message": p["failure_message"],
+        "http_status": p["http_status"], "content_type": p["content_type"], "started_at": p["started_at"],
+        "finished_at": p["finished_at"], "requested_by": p["requested_by"], "requested_at": p["requested_at"],
+        "tags": json.dumps(p.get("tags") or []), "note": p["note"], "warc_path": rel, "warc_sha256": digest,
+        "warc_size": size, "record_count": len(records), "title": p["title"], "text": text,
+        "provenance": provenance,
+    }
+    return ReadCapture(row, records, p.get("outlinks") or [], provenance)
+
+
+def _job_row(p: dict[str, Any], state: str) -> dict[str, Any]:
+    """The job a capture came from, as far as its provenance describes it."""
+    return {
+        "id": p["job_id"], "url": p["url"], "canonical_url": p["canonical_url"], "key": p["key"], "kind": p["kind"],
+        "state": state, "priority": 0, "attempts": p.get("attempt") or 1, "max_attempts": p.get("attempt") or 1,
+        "next_attempt_at": p["finished_at"], "requested_by": p["requested_by"], "requested_at": p["requested_at"],
+        "tags": json.dumps(p.get("tags") or []), "note": p["note"], "options": json.dumps({}),
+        "parent_capture_id": p.get("parent_capture_id"), "capture_id": p["capture_id"], "updated_at": p["finished_at"],
+        "host": job_host(p["url"]),
+    }
+
+
+def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float] = (4, 24.0),
+            progress: Callable[[str], None] | None = None) -> ReindexReport:
+    """Rebuild the index of ``archive_dir`` from its WARCs into ``target``, a new database file."""
+    if target.exists():
+        raise ReindexError(f"{target} already exists; reindex writes a new database (give another -o FILE, or "
+                           f"remove it)")
+    if not os.access(target.parent if target.parent.exists() else archive_dir, os.W_OK):
+        raise ReindexError(f"cannot write {target}: its directory is not writable")
+    report = ReindexReport(target)
+    index = Index(target, unreachable_gone)
+    try:
+        # Oldest first (capture IDs are time-sortable ULIDs), as the captures were first indexed.
+        paths = sorted((archive_dir / WARC_DIR).rglob("*.warc.gz"), key=lambda p: p.name)
+        for path in paths:
+            rel = path.relative_to(archive_dir).as_posix()
+            try:
+                capture = read_capture(archive_dir, path)
+            except NotACapture as exc:
+                report.skipped.append(Skipped(rel, str(exc)))
+                continue
+            _insert(index, capture)
+            report.captures += 1
+            report.records += len(capture.records)
+            report.bytes += capture.row["warc_size"]
+            if progress:
+                progress(f"{capture.row['id']}  {capture.row['status']:<7}  {capture.row['url']}")
+    finally:
+        index.close()
+    return report
+
+
+def _insert(index: Index, capture: ReadCapture) -> None:
+    row, p = capture.row, capture.provenance
+    with index.transaction() as conn:
+        state = "done" if row["status"] in ("ok", "partial") else "failed"
+        existing = conn.execute("SELECT state FROM jobs WHERE id = ?", (p["job_id"],)).fetchone()
+        job = _job_row(p, state)
+        if existing is None:
+            conn.execute(f"INSERT INTO jobs ({', '.join(job)}) VALUES ({', '.join('?' * len(job))})", list(job.values()))
+        else:
+            # A later capture of the same job (a retry after a sealed failure): the job ends as its last capture.
+            conn.execute("UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), max_attempts = MAX(max_attempts, ?), "
+                         "capture_id = ?, updated_at = ? WHERE id = ?",
+                         (state, job["attempts"], job["attempts"], row["id"], row["finished_at"], p["job_id"]))
+        index.insert_capture(row, capture.records, capture.outlinks)
+        ledger.append(conn, "reindexed", capture_id=row["id"], job_id=row["job_id"], url=row["url"],
+                      detail={"warc_path": row["warc_path"], "warc_sha256": row["warc_sha256"],
+                              "warc_size": row["warc_size"], "record_count": row["record_count"],
+                              "status": row["status"], "sealed_at": row["finished_at"]})
