@@ -333,6 +333,38 @@ def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
         raise click.exceptions.Exit(1)
 
 
+@cli.command(name="import")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path),
+                metavar="FILE.wacz|FILE.warc.gz...")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def import_(ctx: Context, sources: tuple[Path, ...], as_json: bool) -> None:
+    """Bring captures sealed elsewhere (a WACZ export, or archiver WARC files) into this archive, each checked
+    against its package hash, its record digests and its signature first. Exit 1 if any was refused."""
+    from .ingest import IngestError, ingest
+    for source in sources:
+        if not source.is_file():
+            raise UserError(f"{source}: no such file (give a .wacz export or a .warc.gz written by archiver)")
+    index = ctx.index()
+    reports = []
+    try:
+        for source in sources:
+            try:
+                reports.append(ingest(ctx.archive.path, index, source))
+            except IngestError as exc:
+                raise UserError(str(exc)) from None
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([r.as_dict() for r in reports])
+    else:
+        for report in reports:
+            for item in report.items:
+                click.echo(f"{item.outcome:<9} {item.capture_id or '-':<26}  {item.name}  {item.detail}".rstrip())
+    if not all(r.ok for r in reports):
+        raise click.exceptions.Exit(1)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--pem", "pem_only", is_flag=True, help="Print only the public key (PEM), e.g. to a file for openssl.")

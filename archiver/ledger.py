@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 GENESIS = "0" * 64
 EVENTS = ("queued", "captured", "sealed", "checked", "verified", "exported", "timestamped", "backfilled",
-          "reindexed")
+          "reindexed", "imported")
 
 
 class LedgerError(Exception):

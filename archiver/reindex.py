@@ -74,10 +74,9 @@ class NotACapture(Exception):
     """A WARC under warcs/ that is not one of ours (no provenance record), or cannot be read."""
 
 
-def read_capture(archive_dir: Path, path: Path) -> ReadCapture:
-    """Read one sealed WARC into the rows the index holds for it. Streams; only the provenance and text
-    records are kept in memory."""
-    rel = path.relative_to(archive_dir).as_posix()
+def read_capture(path: Path, rel: str) -> ReadCapture:
+    """Read one sealed WARC into the rows the index holds for it, as if it were at ``rel`` in the archive.
+    Streams; only the provenance and text records are kept in memory."""
     records: list[dict[str, Any]] = []
     provenance: dict[str, Any] | None = None
     text: str | None = None
@@ -157,7 +156,7 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
         for path in paths:
             rel = path.relative_to(archive_dir).as_posix()
             try:
-                capture = read_capture(archive_dir, path)
+                capture = read_capture(path, rel)
             except NotACapture as exc:
                 report.skipped.append(Skipped(rel, str(exc)))
                 continue
@@ -172,21 +171,37 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
     return report
 
 
-def _insert(index: Index, capture: ReadCapture) -> None:
+def insert_read_capture(conn: Any, index: Index, capture: ReadCapture, event: str = "reindexed",
+                        source: dict[str, Any] | None = None) -> None:
+    """Index a capture read from its WARC, with the ledger entry that says where the row came from
+    (``reindexed``; ``imported`` with its ``source``). Call inside a transaction.
+
+    Reindexing recreates the capture's job as far as the provenance describes it. An imported capture's job
+    belongs to the archive it came from (its id would collide with ours), so it is indexed without one;
+    its provenance still names the original job."""
     row, p = capture.row, capture.provenance
+    if event == "imported":
+        row = {**row, "job_id": None}
+    else:
+        _recreate_job(conn, p, "done" if row["status"] in ("ok", "partial") else "failed", row)
+    index.insert_capture(row, capture.records, capture.outlinks)
+    ledger.append(conn, event, capture_id=row["id"], job_id=row["job_id"], url=row["url"],
+                  detail={"warc_path": row["warc_path"], "warc_sha256": row["warc_sha256"],
+                          "warc_size": row["warc_size"], "record_count": row["record_count"],
+                          "status": row["status"], "sealed_at": row["finished_at"], **(source or {})})
+
+
+def _recreate_job(conn: Any, p: dict[str, Any], state: str, row: dict[str, Any]) -> None:
+    job = _job_row(p, state)
+    if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (p["job_id"],)).fetchone() is None:
+        conn.execute(f"INSERT INTO jobs ({', '.join(job)}) VALUES ({', '.join('?' * len(job))})", list(job.values()))
+    else:
+        # A later capture of the same job (a retry after a sealed failure): the job ends as its last capture.
+        conn.execute("UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), max_attempts = MAX(max_attempts, ?), "
+                     "capture_id = ?, updated_at = ? WHERE id = ?",
+                     (state, job["attempts"], job["attempts"], row["id"], row["finished_at"], p["job_id"]))
+
+
+def _insert(index: Index, capture: ReadCapture) -> None:
     with index.transaction() as conn:
-        state = "done" if row["status"] in ("ok", "partial") else "failed"
-        existing = conn.execute("SELECT state FROM jobs WHERE id = ?", (p["job_id"],)).fetchone()
-        job = _job_row(p, state)
-        if existing is None:
-            conn.execute(f"INSERT INTO jobs ({', '.join(job)}) VALUES ({', '.join('?' * len(job))})", list(job.values()))
-        else:
-            # A later capture of the same job (a retry after a sealed failure): the job ends as its last capture.
-            conn.execute("UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), max_attempts = MAX(max_attempts, ?), "
-                         "capture_id = ?, updated_at = ? WHERE id = ?",
-                         (state, job["attempts"], job["attempts"], row["id"], row["finished_at"], p["job_id"]))
-        index.insert_capture(row, capture.records, capture.outlinks)
-        ledger.append(conn, "reindexed", capture_id=row["id"], job_id=row["job_id"], url=row["url"],
-                      detail={"warc_path": row["warc_path"], "warc_sha256": row["warc_sha256"],
-                              "warc_size": row["warc_size"], "record_count": row["record_count"],
-                              "status": row["status"], "sealed_at": row["finished_at"]})
+        insert_read_capture(conn, index, capture)

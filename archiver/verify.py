@@ -136,7 +136,7 @@ SEALED_FACTS = ("warc_path", "warc_sha256", "warc_size")
 def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> None:
     """The capture's index row against its ``sealed`` (or ``backfilled``) ledger entry: an index row edited
     after sealing (a hash replaced to match a replaced file) shows here even when the file verifies."""
-    row = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event IN ('sealed', 'backfilled', 'reindexed') "
+    row = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event IN ('sealed', 'backfilled', 'reindexed', 'imported') "
                        "ORDER BY seq LIMIT 1", (capture["id"],)).fetchone()
     if row is None:
         report.problems.append(Problem("ledger-missing", capture["warc_path"], capture["id"],

@@ -349,6 +349,15 @@ def stale_temp_files(archive_dir: Path, live_owner_tags: set[str]) -> list[Path]
     return stale
 
 
+IMPORTING_SUFFIX = ".warc.gz.importing"
+
+
+def importing_files(archive_dir: Path) -> list[Path]:
+    """WARCs being imported (ingest.py): never taken for a dead writer's file, since no lease covers them."""
+    tmp_dir = archive_dir / TMP_DIR
+    return sorted(tmp_dir.glob(f"*{IMPORTING_SUFFIX}")) if tmp_dir.is_dir() else []
+
+
 def temp_files_of(archive_dir: Path, tag: str) -> list[Path]:
     """Temporary files written by one owner (a worker the supervisor has just killed)."""
     tmp_dir = archive_dir / TMP_DIR

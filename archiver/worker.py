@@ -33,7 +33,7 @@ from .capture.video import capture_video, record_video
 from .errors import BadURL, CaptureFailed, is_retryable
 from .index import Index, now_iso
 from .urls import check_target, parse as parse_url
-from .warc import CaptureWarc, DiskFull, finish_seal, owner_tag, stale_temp_files
+from .warc import CaptureWarc, DiskFull, finish_seal, importing_files, owner_tag, stale_temp_files
 
 log = logging.getLogger("archiver.worker")
 
@@ -106,7 +106,8 @@ class Worker:
     def remove_stale_files(self) -> int:
         """Temporary WARCs of runners that died mid-capture (see ``settle_temp_files``)."""
         live = {owner_tag(o) for o in queue.live_owners(self.index)}
-        return settle_temp_files(self.archive.path, self.index, stale_temp_files(self.archive.path, live))
+        return settle_temp_files(self.archive.path, self.index, stale_temp_files(self.archive.path, live)) + \
+            settle_temp_files(self.archive.path, self.index, importing_files(self.archive.path), remove_unindexed=False)
 
     async def close(self) -> None:
         if self.browser is not None:
@@ -477,16 +478,22 @@ def _record_custody(conn: Any, job: dict[str, Any], capture: dict[str, Any], own
                           "signed_by": key_fingerprint})
 
 
-def settle_temp_files(archive_dir: Path, index: Index, paths: Iterable[Path]) -> int:
+def settle_temp_files(archive_dir: Path, index: Index, paths: Iterable[Path], remove_unindexed: bool = True) -> int:
     """Temporary WARCs whose writer is gone. One the index does not hold was never sealed: removed (its job
     is captured again). One it holds was indexed just before its writer died, before the move into warcs/:
-    the move is finished, as the writer would have. Returns how many files were settled."""
+    the move is finished, as the writer would have. Returns how many files were settled.
+
+    ``remove_unindexed=False`` is for imports in progress (ingest.py), which hold no lease that would tell
+    a live importer from a dead one: only their indexed files are finished."""
     settled = 0
     for path in paths:
         capture_id = path.name.split(".", 1)[0]
         row = index.conn.execute("SELECT job_id, url, warc_path FROM captures WHERE id = ?", (capture_id,)).fetchone()
         if row is None:
-            path.unlink(missing_ok=True)
+            if remove_unindexed:
+                path.unlink(missing_ok=True)
+                settled += 1
+            continue
         elif finish_seal(path, archive_dir / row["warc_path"]):
             logs.event(log, logging.WARNING, "seal-finished", f"moved capture {capture_id} into warcs/: its writer "
                        f"stopped after indexing it", job_id=row["job_id"], url=row["url"], capture_id=capture_id)

@@ -79,3 +79,40 @@ def test_reindex_never_overwrites_and_names_what_it_cannot_read(cli, site, tmp_p
     result = cli("reindex", "-o", str(tmp_path / "new.db"))
     assert result.code == 1 and "SKIPPED  warcs/stray.warc.gz" in result.out
     assert "reindexed 1 capture(s)" in result.out
+
+
+def test_import_brings_a_capture_from_another_archive_checked_and_signed(cli, site, tmp_path):
+    from conftest import CLI
+    result = cli("capture", "--no-browser", site.url + "/archive/1998/communique.html", "--json")
+    assert result.code == 0, result.err
+    show = cli("show", result.json()[0]["capture_id"], "--json").json()
+    warc = cli.archive / show["warc_path"]
+
+    other = CLI(tmp_path / "other")
+    imported = other("import", str(warc), "--json")
+    assert imported.code == 0, imported.err
+    [item] = imported.json()[0]["items"]
+    assert (item["outcome"], item["capture_id"]) == ("imported", show["id"])
+    there = other("show", show["id"], "--json").json()
+    assert there["warc_sha256"] == show["warc_sha256"] and there["url"] == show["url"]
+    assert (other.archive / there["warc_path"]).read_bytes() == warc.read_bytes()
+    verified = other("verify", "--json").json()
+    assert verified["ok"] and verified["signed"] == 1, verified["problems"]
+    assert other("import", str(warc), "--json").json()[0]["items"][0]["outcome"] == "held"
+
+    # A copy with one payload byte changed (and hashed afresh, as a forger would) is refused, nothing kept.
+    forged = tmp_path / "forged.warc.gz"
+    import gzip
+    records = show["records"]
+    data = bytearray(warc.read_bytes())
+    [response] = [r for r in records if r["type"] == "response"]
+    member = gzip.decompress(bytes(data[response["offset"]:response["offset"] + response["length"]]))
+    body = member.index(b"\r\n\r\n", member.index(b"HTTP/1.1")) + 4   # after the WARC and HTTP headers
+    member = member[:body + 10] + bytes([member[body + 10] ^ 0x20]) + member[body + 11:]
+    data[response["offset"]:response["offset"] + response["length"]] = gzip.compress(member)
+    forged.write_bytes(bytes(data))
+    third = CLI(tmp_path / "third")
+    refused = third("import", str(forged))
+    assert refused.code == 1 and refused.out.startswith("refused") and "record-altered" in refused.out
+    assert not list((third.archive / "warcs").rglob("*.warc.gz")) and not list((third.archive / "tmp").glob("*"))
+    assert third("import", str(tmp_path / "nothing.wacz")).code == 2
