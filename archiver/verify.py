@@ -131,12 +131,15 @@ def _check_signature(capture: dict[str, Any], signed: dict[str, bytes], report: 
 
 # What the index says about a sealed file, and what the ledger recorded when it was sealed: they must agree.
 SEALED_FACTS = ("warc_path", "warc_sha256", "warc_size")
+# The ledger events that record a sealed file coming into the index: sealed here, found by the ledger's
+# first run (backfilled), rebuilt (reindexed) or brought from elsewhere (imported).
+SEALING_EVENTS = "'sealed', 'backfilled', 'reindexed', 'imported'"
 
 
 def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> None:
     """The capture's index row against its ``sealed`` (or ``backfilled``) ledger entry: an index row edited
     after sealing (a hash replaced to match a replaced file) shows here even when the file verifies."""
-    row = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event IN ('sealed', 'backfilled', 'reindexed', 'imported') "
+    row = conn.execute(f"SELECT seq, detail FROM ledger WHERE capture_id = ? AND event IN ({SEALING_EVENTS}) "
                        "ORDER BY seq LIMIT 1", (capture["id"],)).fetchone()
     if row is None:
         report.problems.append(Problem("ledger-missing", capture["warc_path"], capture["id"],
