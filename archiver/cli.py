@@ -16,7 +16,7 @@ from typing import Any, Iterable
 
 import click
 
-from . import checks, queue, schedule, urls
+from . import checks, queue, schedule, timestamps, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
 from .verify import record_verification, verify as verify_archive
@@ -326,8 +326,8 @@ def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
     else:
         for s in report.skipped:
             click.echo(f"SKIPPED  {s.path}: {s.reason}")
-        click.echo(f"reindexed {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)} "
-                   f"into {target}")
+        click.echo(f"reindexed {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                   f"{report.timestamps} timestamp token(s) into {target}")
         click.echo(f"to use it: stop every runner, keep the old index.db, then move {target.name} to index.db")
     if not report.ok:
         raise click.exceptions.Exit(1)
@@ -372,19 +372,29 @@ def import_(ctx: Context, sources: tuple[Path, ...], as_json: bool) -> None:
 def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
     """The archive's public signing key and its fingerprint (the key is created at first use)."""
     from . import keys
-    ctx.archive.ensure()
+    if not ctx.archive.exists():
+        # Run from the wrong directory, this would quietly make a new archive with a new key, and the key printed
+        # would fail to verify anything.
+        raise UserError(f"no archive at {ctx.archive.path}; give --archive DIR (or ARCHIVER_HOME) "
+                        f"(`archiver status --archive DIR` starts an empty archive)")
     archive_key = keys.load_or_create(ctx.archive.path, ctx.archive.settings)
+    wacz_key = keys.load_or_create_wacz_key(ctx.archive.path, ctx.archive.settings)
     if pem_only:
         click.echo(archive_key.public_pem, nl=False)
     elif as_json:
         _emit_json({"algorithm": keys.ALGORITHM, "fingerprint": archive_key.fingerprint,
                     "public_key": archive_key.public_b64, "public_key_pem": archive_key.public_pem,
-                    "private_key_file": str(archive_key.path)})
+                    "private_key_file": str(archive_key.path),
+                    "wacz_key": {"algorithm": keys.WACZ_ALGORITHM, "fingerprint": wacz_key.fingerprint,
+                                 "public_key": wacz_key.public_b64, "public_key_pem": wacz_key.public_pem,
+                                 "private_key_file": str(wacz_key.path)}})
     else:
         click.echo(f"algorithm     {keys.ALGORITHM}")
         click.echo(f"fingerprint   {archive_key.fingerprint}")
         click.echo(f"public key    {archive_key.public_b64}")
         click.echo(f"private key   {archive_key.path} (keep it private, and a copy somewhere safe)")
+        click.echo(f"wacz key      {keys.WACZ_ALGORITHM}, {wacz_key.fingerprint} (signs WACZ exports; "
+                   f"{wacz_key.path})")
         click.echo(archive_key.public_pem, nl=False)
 
 
@@ -551,10 +561,14 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         children = index.children(cap["id"])
         found_in = index.referenced_by(cap["key"])
         tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
+        stamps = [{k: t[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
+                                     "token_sha256", "attempts", "next_attempt_at", "last_error")}
+                  for t in timestamps.of_capture(index.conn, cap["id"])]
         item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
         watch = schedule.watch_of(index, cap["key"])
         if not as_json:
             _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
+            _print_timestamps(stamps)
             _print_timeline(index, cap["key"])
             return
     finally:
@@ -572,6 +586,7 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         "children": children,
         "tweet": tweet,
         "video": video,
+        "timestamps": stamps,
         "other_captures": [o for o in others if o["id"] != cap["id"]],
         "item": item, "watch": watch, "timeline": timeline}
     _emit_json(data)
@@ -635,6 +650,19 @@ def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, An
         _table(data["other_captures"], [("id", "ID", 26), ("started_at", "CAPTURED", 27), ("status", "STATUS", 7)])
 
 
+def _print_timestamps(stamps: list[dict[str, Any]]) -> None:
+    if not stamps:
+        return
+    click.echo(f"\ntimestamps ({len(stamps)}):")
+    for t in stamps:
+        if t["state"] == "done":
+            click.echo(f"  done     {t['gen_time']}  {t['tsa_name'] or '-'}  {t['tsa_url']}  {t['token_path']}")
+        else:
+            when = f", next try {t['next_attempt_at']}" if t["next_attempt_at"] else ""
+            click.echo(f"  {t['state']:<8} {t['tsa_url']}  {t['attempts']} attempt(s){when}"
+                       + (f": {t['last_error']}" if t["last_error"] else ""))
+
+
 def _parent(job: dict[str, Any] | None, found_in: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The capture this one was followed from (or, failing that, the first that references it)."""
     if job and job.get("parent_capture_id"):
@@ -670,6 +698,23 @@ def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
 
 
 @cli.command()
+@click.argument("ident", metavar="ID|URL")
+@click.option("-o", "--output", "html_path", type=click.Path(path_type=Path), metavar="FILE.html",
+              help="Write the report as one self-contained HTML file (no scripts, nothing loaded).")
+@click.option("--pdf", "pdf_path", type=click.Path(path_type=Path), metavar="FILE.pdf",
+              help="Also (or only) print it to PDF, A4, with Chromium.")
+@pass_ctx
+def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | None) -> None:
+    """A capture report for an editor or a court: screenshot, URLs, times, hashes, TLS, tweet or video,
+    signature, timestamps, ledger entries, and the commands that check them."""
+    from .report import make_report
+    data = make_report(ctx.archive, ident, html_path, pdf_path)
+    for path in (html_path, pdf_path):
+        if path:
+            click.echo(f"wrote {path} (capture {data.capture['id']})", err=True)
+
+
+@cli.command()
 @click.argument("query")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -694,26 +739,90 @@ def search(ctx: Context, query: str, limit: int, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--wacz", "wacz_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.wacz",
+              help="Check an exported WACZ instead, offline: needs nothing but the file (no archive).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def verify(ctx: Context, ids: tuple[str, ...], as_json: bool) -> None:
+def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, as_json: bool) -> None:
     """Re-hash sealed WARCs and every record against the index. Exit 1 on any problem."""
+    if wacz_file is not None:
+        _verify_wacz(wacz_file, ids, as_json)
+        return
     index = ctx.index()
     try:
-        report = verify_archive(ctx.archive.path, index, list(ids))
+        report = verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings)
         record_verification(index, report, list(ids))
     finally:
         index.close()
     if as_json:
         _emit_json(report.as_dict())
     else:
-        for p in report.problems:
-            click.echo(f"{p.kind.upper():<15} {p.path}: {p.detail}")
-        verdict = "all intact" if report.ok else f"{len(report.problems)} problem(s)"
+        verdict = _echo_problems(report.problems, 15)
+        stamps = report.timestamps
+        tokens = (f"{stamps['verified']} timestamp token(s)" + (f" ({stamps['pending']} pending)"
+                  if stamps["pending"] else "") + ", ") if any(stamps.values()) else ""
         click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
-                   f"ledger of {report.ledger_entries} entries: {verdict}")
+                   f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _echo_problems(problems: list[Any], width: int) -> str:
+    """One line per problem found by a verification; the verdict for its summary line."""
+    for p in problems:
+        click.echo(f"{p.kind.upper():<{width}} {p.path}: {p.detail}")
+    return f"{len(problems)} problem(s)" if problems else "all intact"
+
+
+def _verify_wacz(path: Path, ids: tuple[str, ...], as_json: bool) -> None:
+    from .wacz import verify_wacz
+    if ids:
+        raise UserError("give capture IDs or --wacz FILE, not both")
+    if not path.is_file():
+        raise UserError(f"--wacz {path}: no such file")
+    report = verify_wacz(path)
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        verdict = _echo_problems(report.problems, 17)
+        click.echo(f"verified {path.name}: {report.files} file(s), {report.captures} capture(s) "
+                   f"({report.signed_captures} signed by archive key {report.archive_key or '?'}), "
+                   f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
+                   f"ledger excerpt of {report.ledger_entries} entries; package signed by WACZ key "
+                   f"{report.wacz_key or '?'} on {report.created or '?'}: {verdict}")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--tag", help="Also every capture with this tag.")
+@click.option("--since", help="Also every capture started since a date (2026-11-01) or an age (6h, 2d, 1w); with "
+              "--tag, those with the tag started since then.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE.wacz", help="The package to write (never an existing file).")
+@click.option("--title", help="Title of the package (datapackage.json); default: \"archiver export of N captures\".")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | None, output: Path,
+           title: str | None, as_json: bool) -> None:
+    """Write captures as one signed WACZ: WARCs as sealed, CDXJ index, pages, and the provenance a third party
+    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt)."""
+    from .wacz import export_wacz
+    since_iso = _parse_since(since)
+    index = ctx.index()
+    try:
+        result = export_wacz(ctx.archive.path, ctx.archive.settings, index, output, ids=list(ids), tag=tag,
+                             since=since_iso, title=title)
+    finally:
+        index.close()
+    for warning in result.warnings:
+        click.echo(f"archiver: warning: {warning}", err=True)
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        click.echo(f"exported {len(result.captures)} capture(s), {result.timestamps} timestamp token(s) to "
+                   f"{output} ({_size(result.bytes)}, sha256 {result.sha256}; ledger entry {result.ledger_seq})")
 
 
 @cli.command()

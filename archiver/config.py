@@ -136,3 +136,5 @@ def _check_values(data: dict[str, dict[str, Any]], sources: list[str]) -> None:
     origin = next((s for s in reversed(sources) if "allow_addresses" in s.lower()), None) or \
         f"the settings ({', '.join(sources[1:]) or 'defaults'})"
     parse_networks(tuple(data["network"]["allow_addresses"]), source=f"network.allow_addresses (from {origin})")
+    from .timestamps import check_settings as check_timestamp_settings  # late, like urls: config stays light
+    check_timestamp_settings(data["timestamp"])

@@ -10,6 +10,17 @@ standard tools:
 
 Ed25519 because its signatures are deterministic and small, its keys are 32 bytes, and OpenSSL (1.1.1+),
 Python's ``cryptography`` and every modern library verify it without parameters to get wrong.
+
+WACZ exports (wacz.py) need a second key. The WACZ signing spec (anonymous form) says ECDSA, and the verifier
+that matters -- wabac.js inside ReplayWeb.page -- accepts only ECDSA P-384 with SHA-256, a base64 SPKI public
+key and a raw ``r||s`` signature: an Ed25519 signature is rejected there. So the archive also holds an ECDSA
+P-384 key (``signing.wacz_key_file``, default ``keys/wacz-p384.pem``), created at first use like the Ed25519
+one, used for nothing but signing WACZ packages. The Ed25519 key vouches for it: ``wacz_key_binding`` is a short
+text naming both keys, signed with the Ed25519 key and shipped in every export, so a verifier who trusts the
+archive key (the key every capture is signed with) can trust the WACZ key too:
+
+    openssl pkeyutl -verify -pubin -inkey archive-key.pub.pem -rawin \\
+        -in wacz-key-binding.txt -sigfile wacz-key-binding.sig
 """
 from __future__ import annotations
 
@@ -21,13 +32,23 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from .errors import UserError
 
 DEFAULT_KEY_PATH = Path("keys") / "archive-ed25519.pem"
 ALGORITHM = "Ed25519"
+DEFAULT_WACZ_KEY_PATH = Path("keys") / "wacz-p384.pem"
+WACZ_ALGORITHM = "ECDSA P-384 / SHA-256"
+# P-384 coordinates are 48 bytes: a raw signature is r and s, each left-padded to that width.
+_P384_BYTES = 48
+# First line of the key binding text: says what the text is, so that a signature made for it can never be taken
+# for the signature of anything else the archive key signs (provenance records are JSON).
+BINDING_HEADER = "archiver WACZ signing key binding, version 1"
 
 
 class SigningKeyError(UserError):
@@ -70,9 +91,13 @@ def fingerprint(public_raw: bytes) -> str:
 
 
 def key_path(archive_dir: Path, settings: Any) -> Path:
-    configured = str(settings["signing"]["key_file"]).strip()
+    return _configured_path(archive_dir, settings["signing"]["key_file"], DEFAULT_KEY_PATH)
+
+
+def _configured_path(archive_dir: Path, configured: Any, default: Path) -> Path:
+    configured = str(configured).strip()
     if not configured:
-        return archive_dir / DEFAULT_KEY_PATH
+        return archive_dir / default
     path = Path(configured).expanduser()
     return path if path.is_absolute() else archive_dir / path
 
@@ -82,14 +107,14 @@ def load_or_create(archive_dir: Path, settings: Any) -> ArchiveKey:
     it at once end up with the same key: the file appears whole, by a link that only one of them can make."""
     path = key_path(archive_dir, settings)
     if not path.exists():
-        _create(path)
+        _create(path, Ed25519PrivateKey.generate())
     return _load(path)
 
 
-def _create(path: Path) -> None:
+def _create(path: Path, private: PrivateKeyTypes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                     serialization.NoEncryption())
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -105,16 +130,20 @@ def _create(path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load(path: Path) -> ArchiveKey:
+def _read_private(path: Path, setting: str, what: str) -> PrivateKeyTypes:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise SigningKeyError(f"cannot read the signing key {path}: {exc.strerror or exc}") from None
     try:
-        private = serialization.load_pem_private_key(data, password=None)
+        return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise SigningKeyError(f"{path} is not an unencrypted PEM private key ({exc}); set signing.key_file to the "
-                        f"archive's Ed25519 key") from None
+        raise SigningKeyError(f"{path} is not an unencrypted PEM private key ({exc}); set {setting} to the "
+                              f"archive's {what} key") from None
+
+
+def _load(path: Path) -> ArchiveKey:
+    private = _read_private(path, "signing.key_file", "Ed25519")
     if not isinstance(private, Ed25519PrivateKey):
         raise SigningKeyError(f"{path} holds a {type(private).__name__.replace('PrivateKey', '')} key; the archive "
                         f"signs with Ed25519 (set signing.key_file to an Ed25519 key, or remove it to make one)")
@@ -147,4 +176,109 @@ def check_signature(record: dict[str, Any], provenance: bytes) -> str | None:
         return "the provenance record does not match its signature"
     if record.get("key_fingerprint") != fingerprint(base64.b64decode(record["public_key"])):
         return "the key fingerprint does not match the key"
+    return None
+
+
+# ---- the WACZ key ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WaczKey:
+    """The archive's ECDSA P-384 key, which signs WACZ exports only (see the module docstring for why)."""
+    private: ec.EllipticCurvePrivateKey
+    path: Path
+
+    @property
+    def spki_der(self) -> bytes:
+        """The public key as SubjectPublicKeyInfo DER: what WebCrypto's ``importKey("spki")`` reads."""
+        return self.private.public_key().public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    @property
+    def public_b64(self) -> str:
+        return base64.b64encode(self.spki_der).decode("ascii")
+
+    @property
+    def public_pem(self) -> str:
+        return self.private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+
+    @property
+    def fingerprint(self) -> str:
+        return spki_fingerprint(self.spki_der)
+
+    def sign(self, message: bytes) -> bytes:
+        """ECDSA/SHA-256 over ``message``, as raw ``r||s`` (96 bytes): WebCrypto's form, which wabac.js verifies
+        (it rejects the DER form that OpenSSL and ``cryptography`` produce)."""
+        r, s = decode_dss_signature(self.private.sign(message, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(_P384_BYTES, "big") + s.to_bytes(_P384_BYTES, "big")
+
+
+def spki_fingerprint(spki_der: bytes) -> str:
+    """``sha256:<hex>`` of a public key's SubjectPublicKeyInfo DER (what ``sha256sum`` of the DER file prints)."""
+    return "sha256:" + hashlib.sha256(spki_der).hexdigest()
+
+
+def wacz_key_path(archive_dir: Path, settings: Any) -> Path:
+    # .get: settings given as plain dicts (tests, older callers) may predate this setting.
+    return _configured_path(archive_dir, settings["signing"].get("wacz_key_file", ""), DEFAULT_WACZ_KEY_PATH)
+
+
+def load_or_create_wacz_key(archive_dir: Path, settings: Any) -> WaczKey:
+    """The archive's WACZ key, created beside the archive key at first use, the same way (0600, atomic)."""
+    path = wacz_key_path(archive_dir, settings)
+    if not path.exists():
+        _create(path, ec.generate_private_key(ec.SECP384R1()))
+    private = _read_private(path, "signing.wacz_key_file", "ECDSA P-384")
+    if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(private.curve, ec.SECP384R1):
+        held = private.curve.name if isinstance(private, ec.EllipticCurvePrivateKey) else \
+            type(private).__name__.replace("PrivateKey", "")
+        raise SigningKeyError(f"{path} holds a {held} key; WACZ signatures need ECDSA P-384 (set "
+                              f"signing.wacz_key_file to a P-384 key, or remove it to make one)")
+    return WaczKey(private, path)
+
+
+def check_wacz_signature(spki_der: bytes, signature: bytes, message: bytes) -> str | None:
+    """None when ``signature`` (raw ``r||s``) is a valid ECDSA P-384/SHA-256 signature of ``message`` by the key
+    ``spki_der``; else why not -- checked the way wabac.js checks it (that curve, that form, nothing else)."""
+    try:
+        public = serialization.load_der_public_key(spki_der)
+    except (ValueError, TypeError):
+        return "the public key cannot be read (not SubjectPublicKeyInfo DER)"
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP384R1):
+        return "the public key is not an ECDSA P-384 key (ReplayWeb.page accepts no other)"
+    if len(signature) != 2 * _P384_BYTES:
+        return f"the signature is {len(signature)} bytes, not the 96 of a raw P-384 r||s"
+    r = int.from_bytes(signature[:_P384_BYTES], "big")
+    s = int.from_bytes(signature[_P384_BYTES:], "big")
+    try:
+        public.verify(encode_dss_signature(r, s), message, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return "the signature does not match"
+    return None
+
+
+def wacz_key_binding(archive_key: ArchiveKey, wacz_key: WaczKey) -> tuple[bytes, bytes]:
+    """(text, Ed25519 signature of it): the archive key vouching for the WACZ key. Ed25519 is deterministic, so
+    every export carries the same two files for the same pair of keys."""
+    text = binding_text(archive_key.fingerprint, wacz_key.fingerprint)
+    return text, archive_key.sign(text)
+
+
+def binding_text(archive_fingerprint: str, wacz_fingerprint: str) -> bytes:
+    return (f"{BINDING_HEADER}\n"
+            f"archive-key: {ALGORITHM} {archive_fingerprint}\n"
+            f"wacz-key: ECDSA-P384 {wacz_fingerprint}\n").encode("ascii")
+
+
+def check_wacz_key_binding(text: bytes, signature: bytes, archive_public_raw: bytes,
+                           wacz_spki_der: bytes) -> str | None:
+    """None when ``text`` is the binding of exactly these two keys and the archive key signed it; else why not."""
+    try:
+        Ed25519PublicKey.from_public_bytes(archive_public_raw).verify(signature, text)
+    except ValueError:
+        return "the archive key cannot be read"
+    except InvalidSignature:
+        return "the key binding is not signed by the archive key"
+    if text != binding_text(fingerprint(archive_public_raw), spki_fingerprint(wacz_spki_der)):
+        return "the key binding names other keys than the archive key and the key that signed the package"
     return None

@@ -10,8 +10,8 @@ same code that indexes a capture when it is sealed (``Index.insert_capture``), s
 What the WARCs do not hold is not invented: jobs are recreated only as far as the provenance describes them
 (one ``done`` or ``failed`` job per job id), and watches, liveness checks and the old ledger are index-only
 history, not rebuilt. The new ledger starts with one ``reindexed`` entry per capture, recording the file's
-hash as found. Timestamp tokens stored beside the WARCs are picked up by ``timestamps`` when that module is
-present (the tokens say themselves what they vouch for).
+hash as found. Timestamp tokens stored beside the WARCs are restored (timestamps.restore_from_files): a token
+says itself which hash it vouches for, and its sidecar which TSA gave it.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any, Callable
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from . import ledger
+from . import ledger, timestamps
 from .errors import UserError
 from .index import Index
 from .queue import job_host
@@ -50,6 +50,7 @@ class ReindexReport:
     captures: int = 0
     records: int = 0
     bytes: int = 0
+    timestamps: int = 0
     skipped: list[Skipped] = field(default_factory=list)
 
     @property
@@ -58,7 +59,7 @@ class ReindexReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "target": str(self.target), "captures": self.captures, "records": self.records,
-                "bytes": self.bytes, "skipped": [s.as_dict() for s in self.skipped]}
+                "bytes": self.bytes, "timestamps": self.timestamps, "skipped": [s.as_dict() for s in self.skipped]}
 
 
 @dataclass
@@ -160,7 +161,8 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
             except NotACapture as exc:
                 report.skipped.append(Skipped(rel, str(exc)))
                 continue
-            _insert(index, capture)
+            report.skipped.extend(_insert(index, archive_dir, capture))
+            report.timestamps += timestamps.count_done(index.conn, capture.row["id"])
             report.captures += 1
             report.records += len(capture.records)
             report.bytes += capture.row["warc_size"]
@@ -202,6 +204,9 @@ def _recreate_job(conn: Any, p: dict[str, Any], state: str, row: dict[str, Any])
                      (state, job["attempts"], job["attempts"], row["id"], row["finished_at"], p["job_id"]))
 
 
-def _insert(index: Index, capture: ReadCapture) -> None:
+def _insert(index: Index, archive_dir: Path, capture: ReadCapture) -> list[Skipped]:
+    """Index one capture and the timestamp tokens beside its WARC; the tokens that could not be restored."""
     with index.transaction() as conn:
         insert_read_capture(conn, index, capture)
+        restored = timestamps.restore_from_files(conn, archive_dir, capture.row)
+    return [Skipped(path, why) for path, why in restored.skipped]

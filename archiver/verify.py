@@ -1,5 +1,6 @@
-"""Fixity: re-hash every sealed WARC and every record's payload against the index, and find WARCs that
-the index does not know. Streams everything in chunks, so memory use does not grow with file size."""
+"""Fixity: re-hash every sealed WARC and every record's payload against the index, check each capture's
+signature and RFC 3161 timestamp tokens (timestamps.py), and find WARCs that the index does not know. Streams
+everything in chunks, so memory use does not grow with file size."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +13,7 @@ from typing import Any
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from . import keys, ledger
+from . import keys, ledger, timestamps
 from .index import Index
 from .warc import WARC_DIR, sha256_file
 
@@ -20,7 +21,8 @@ from .warc import WARC_DIR, sha256_file
 @dataclass
 class Problem:
     kind: str                 # missing | altered | record-altered | unreadable | unindexed | ledger-broken |
-                              # ledger-missing | index-altered | signature-invalid
+                              # ledger-missing | index-altered | signature-invalid | timestamp-missing |
+                              # timestamp-altered | timestamp-invalid
     path: str                 # relative to the archive
     capture_id: str | None
     detail: str
@@ -37,6 +39,7 @@ class Report:
     ledger_entries: int = 0
     signed: int = 0
     unsigned: int = 0
+    timestamps: dict[str, int] = field(default_factory=lambda: {"verified": 0, "pending": 0, "failed": 0})
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -46,7 +49,7 @@ class Report:
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "captures": self.captures, "records": self.records, "bytes": self.bytes,
                 "ledger_entries": self.ledger_entries, "signed": self.signed, "unsigned": self.unsigned,
-                "problems": [p.as_dict() for p in self.problems]}
+                "timestamps": dict(self.timestamps), "problems": [p.as_dict() for p in self.problems]}
 
 
 # Records whose payload verify also reads (both small JSON documents written by us): the signed provenance
@@ -153,10 +156,34 @@ def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> 
                                        f"{row['seq']}, made when the file was sealed"))
 
 
-def verify(archive_dir: Path, index: Index, ids: list[str] | None = None) -> Report:
+def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_bundle: Path | None,
+                     report: Report) -> None:
+    """Each granted timestamp of the capture: its token file as indexed, vouching for this WARC's SHA-256, with a
+    signature openssl accepts (and a chain to ``ca_bundle`` when set), as the ledger recorded it. Pending and
+    given-up timestamps are counted, not failed: no token is no claim."""
+    for row in timestamps.of_capture(conn, capture["id"]):
+        if row["state"] != "done":
+            report.timestamps[row["state"]] = report.timestamps.get(row["state"], 0) + 1
+            continue
+        found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn)
+        entry = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event = 'timestamped' "
+                             "AND json_extract(detail, '$.token_path') = ? ORDER BY seq LIMIT 1",
+                             (capture["id"], row["token_path"])).fetchone()
+        if entry is not None and json.loads(entry["detail"]).get("token_sha256") != row["token_sha256"]:
+            found.append(timestamps.TokenProblem("index-altered", row["token_path"], f"the timestamp row's token "
+                                                 f"SHA-256 differs from ledger entry {entry['seq']}"))
+        for p in found:
+            report.problems.append(Problem(p.kind, p.path, capture["id"], p.detail))
+        if not found:
+            report.timestamps["verified"] += 1
+
+
+def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settings: Any = None) -> Report:
     """Check the given captures (all when ``ids`` is empty; then also look for unindexed files), their index
-    rows against the ledger, and the ledger's whole chain."""
+    rows against the ledger, their timestamps (chains against ``timestamp.ca_bundle`` of ``settings``), and the
+    ledger's whole chain."""
     report = Report()
+    ca_bundle = timestamps.TimestampSettings.from_settings(settings).ca_bundle if settings is not None else None
     report.ledger_entries, broken = ledger.check_chain(index.conn)
     if broken is not None:
         report.problems.append(Problem("ledger-broken", "index.db", None,
@@ -165,6 +192,7 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None) -> Rep
     for capture in captures:
         verify_capture(archive_dir, capture, index.capture_records(capture["id"]), report)
         check_against_ledger(index.conn, capture, report)
+        check_timestamps(archive_dir, index.conn, capture, ca_bundle, report)
     if not ids:
         known = {c["warc_path"] for c in captures}
         for path in sorted((archive_dir / WARC_DIR).rglob("*.warc.gz")):

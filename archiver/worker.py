@@ -5,6 +5,8 @@ supervisor (supervisor.py) that kills a capture stuck beyond its hard limit; `ar
 the foreground. Signals: the first SIGINT/SIGTERM stops claiming and lets the capture in hand finish (it is
 bounded by capture.timeout_seconds); a second one abandons it and gives the job back to the queue. After
 SIGKILL the lease simply expires and another runner takes the job. Claims keep per-host politeness.
+Once a capture is sealed and its outcome reported, the configured TSAs are asked to timestamp it
+(timestamps.py); those that do not answer are retried when no capture is due.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import checks, keys, ledger, logs, queue, schedule
+from . import checks, keys, ledger, logs, queue, schedule, timestamps
 from .archive import Archive, new_capture_id, software_versions
 from .capture.base import CaptureResult
 from .capture.browser import BrowserSession
@@ -76,6 +78,7 @@ class Worker:
         self.owner = queue.make_owner()
         self.politeness = queue.Politeness.from_settings(archive.settings)
         self.key = keys.load_or_create(archive.path, archive.settings)
+        self.tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
         self.index: Index = archive.index()
         self.browser: BrowserSession | None = None
         self.stopping = False          # no new claims
@@ -140,6 +143,8 @@ class Worker:
                 if job is None:
                     if remaining is None and await self._run_due_check():
                         continue  # captures first; checks fill the time when no capture is due
+                    if remaining is None and await self._run_due_timestamp():
+                        continue  # and timestamps a TSA could not give when their capture was sealed
                     if queue.held_back(self.index, remaining, ignore_schedule=remaining is not None):
                         # Work is due but its host is busy or was just visited: wait for it rather than leave it.
                         await self._sleep(HELD_POLL_SECONDS)
@@ -169,6 +174,28 @@ class Worker:
         outcome = await checks.run_check(self.index, target, self.settings, worker=self.owner)
         self.on_event("check", {"outcome": outcome})
         return True
+
+    async def _run_due_timestamp(self) -> bool:
+        """Retry one due pending timestamp; False when none is due (or the index cannot be written now)."""
+        if not self.tsa_urls:
+            return False
+        try:
+            return bool(await timestamps.stamp_due(self.index, self.archive.path, self.settings))
+        except Exception:  # a timestamp is never worth stopping a runner for; the row comes due again
+            logs.event(log, logging.ERROR, "timestamp-error", "internal error retrying a timestamp", exc_info=True)
+            return False
+
+    async def _timestamp(self, capture_id: str) -> None:
+        """Ask the TSAs for a token of a capture just sealed. Runs after the job's outcome is reported, outside
+        the capture's hard limit and lease (the job is finished): a TSA that is slow or down delays the next
+        claim by at most timestamp.timeout_seconds, and never changes the capture's outcome."""
+        if not self.tsa_urls:
+            return
+        try:
+            await timestamps.stamp_capture(self.index, self.archive.path, self.settings, capture_id)
+        except Exception:  # the row stays pending and is retried; the capture stands as sealed
+            logs.event(log, logging.ERROR, "timestamp-error", f"internal error timestamping capture {capture_id}",
+                       exc_info=True, capture_id=capture_id)
 
     async def _sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -200,6 +227,8 @@ class Worker:
         outcome.seconds = time.monotonic() - started
         _log_outcome(job, outcome)
         self.on_event("done", {"job": job, "outcome": outcome})
+        if outcome.capture_id is not None and outcome.status != "released":
+            await self._timestamp(outcome.capture_id)
         return outcome
 
     async def _keep_lease(self, job: dict[str, Any]) -> None:
@@ -326,6 +355,7 @@ class Worker:
                     queue.hold_lease(conn, job["id"], self.owner)
                     self.index.insert_capture(capture_row, warc.records, result.outlinks)
                     _record_custody(conn, job, capture_row, self.owner, self.key.fingerprint)
+                    timestamps.queue_capture(conn, capture_id, sealed.sha256, self.tsa_urls)
                     children = self._enqueue_children(conn, job, capture_id, discovered, follow)
                     if result.status == "failed":
                         state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,

@@ -24,6 +24,9 @@ def _payloads(warc: Path) -> dict[str, bytes]:
 
 
 def test_capture_is_signed_and_openssl_verifies_it(cli, site, tmp_path):
+    missing = cli("key")   # no archive there yet: never a new key for a mistyped --archive
+    assert missing.code == 2 and "no archive at" in missing.err and not cli.archive.exists()
+    assert cli("status").code == 0
     key = cli("key", "--json").json()
     key_file = Path(key["private_key_file"])
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600 and stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
@@ -69,5 +72,6 @@ def test_check_signature_names_what_is_wrong(tmp_path):
 def test_a_key_file_that_is_not_an_ed25519_key_is_one_clear_error(cli, tmp_path):
     bad = tmp_path / "not-a-key.pem"
     bad.write_text("hello\n")
+    assert cli("status").code == 0
     result = cli("key", env={"ARCHIVER_SIGNING_KEY_FILE": str(bad)})
     assert result.code == 2 and result.err.count("\n") == 1 and "signing.key_file" in result.err

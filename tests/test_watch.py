@@ -3,13 +3,10 @@ states and their timeline — through the services and through the CLI as a user
 from __future__ import annotations
 
 import asyncio
-import json
 import multiprocessing
 import subprocess
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -23,6 +20,7 @@ from archiver.index import Index
 from archiver.urls import parse
 
 from conftest import ROOT, base_env
+from loopback import LoopbackPage
 
 T0 = datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc)
 URL = "https://news.example/2016/12/16/aleppo"
@@ -246,30 +244,8 @@ def test_a_month_of_checks_reads_as_a_timeline(tmp_path, cli):
 
 # ---- checks against real servers, through the CLI ------------------------------------------------------
 
-class _Mutable:
+class _Mutable(LoopbackPage):
     """A loopback page whose status and body the test changes between checks."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.body = ""
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                data = owner.body.encode("utf-8")
-                self.send_response(owner.status)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/story"
 
     def page(self, dateline: str, count: str, ad: str) -> None:
         self.body = (f"<!doctype html><html><head><title>Aleppo</title></head><body><article>"
@@ -282,8 +258,7 @@ class _Mutable:
 def mutable() -> Iterator[_Mutable]:
     server = _Mutable()
     yield server
-    server.server.shutdown()
-    server.server.server_close()
+    server.close()
 
 
 def test_page_checks_see_changes_but_not_timestamps_or_ads_then_a_404(cli, mutable):

@@ -1,0 +1,833 @@
+"""RFC 3161 trusted timestamps of sealed captures: a time-stamping authority (TSA) signs that a file with this
+SHA-256 existed at that time -- a date for the evidence that does not rest on the archive's own clock.
+
+Flow. The transaction that indexes a capture queues one ``pending`` row per configured TSA
+(``timestamp.tsa_urls``; ``queue_capture``). Once the WARC is sealed the worker asks each TSA
+(``stamp_capture``), bounded by ``timestamp.timeout_seconds``; a runner with nothing to capture retries the rows
+that are due (``stamp_due``), with backoff. A TSA that is down never fails or holds up a capture: its row stays
+``pending`` with attempts, next_attempt_at and last_error, until a token is granted, or until
+``timestamp.max_attempts`` make it ``failed``.
+
+A request is a DER TimeStampReq for the WARC's SHA-256 with a random nonce and certReq set (so that the TSA's
+certificate travels inside the token), POSTed as application/timestamp-query through the network settings and
+the private-network guard, like every other fetch. A reply is kept only if it is granted, vouches for that
+SHA-256 and that nonce, carries the TSA's certificate, and ``openssl ts -verify`` accepts its signature (and its
+chain to ``timestamp.ca_bundle`` when one is set).
+
+Files. The whole reply (the TimeStampResp DER that ``openssl ts -reply`` writes and ``openssl ts -verify -in``
+reads) is stored beside the WARC as ``<capture-id>.<n>.tsr`` (n = 1, 2, ...: the TSA's place among the capture's
+timestamps), with ``<capture-id>.<n>.tsr.json`` naming the TSA URL it came from, the one fact the token does not
+hold. Both are written atomically and made read-only before the index row says ``done``, and a ``timestamped``
+ledger entry records the token's SHA-256. ``restore_from_files`` rebuilds the rows from these files and the WARC
+alone (reindex). Anyone can check a token without archiver:
+
+    openssl ts -verify -digest <the WARC's sha256> -in <capture-id>.1.tsr -CAfile <the TSA's root>.pem
+    openssl ts -reply -in <capture-id>.1.tsr -text        # the time, serial number and TSA
+
+Why the openssl CLI plus a small DER reader rather than a library: openssl is what a third party checks with,
+so the archive checks the same way, and it verifies RSA and ECDSA TSAs alike (rfc3161ng handles RSA only).
+The reader takes the few fields the index holds (status, imprint, serial, time, nonce, certificates) from a
+structure fixed since 2001; rfc3161-client would add a compiled wheel, yet cannot make a request from a digest
+already computed, nor check a signature without a root.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from . import ledger, logs
+from .errors import CaptureFailed, ConfigError
+
+if TYPE_CHECKING:   # httpx is imported where a request is made: config.py imports this module at start-up
+    import httpx
+
+log = logging.getLogger("archiver.timestamps")
+
+QUERY_TYPE = "application/timestamp-query"
+# A TimeStampResp is a few kilobytes (a token and a certificate or two); anything far larger is not one.
+MAX_REPLY_BYTES = 1 << 20
+# Seconds a claimed row stays out of other runners' reach beyond the request timeout: a runner killed while
+# asking leaves its rows due again after this.
+CLAIM_SLACK_SECONDS = 60.0
+# Seconds openssl may take to check one token (it is milliseconds; this bounds a wedged process).
+OPENSSL_TIMEOUT = 30.0
+TOKEN_SUFFIX = ".tsr"
+# TSAs this process found unreachable, until when (time.monotonic()): their rows are not claimed meanwhile, so a
+# TSA that is down costs a runner one timeout per retry delay, not one per capture sealed. Per process, on
+# purpose: another runner, or the next `archiver run`, finds out for itself.
+_down_until: dict[str, float] = {}
+SIDECAR_SUFFIX = ".tsr.json"
+
+OID_SHA256 = "2.16.840.1.101.3.4.2.1"
+OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
+OID_TST_INFO = "1.2.840.113549.1.9.16.1.4"
+# AlgorithmIdentifier {id-sha256, NULL}, as it goes into a request.
+_SHA256_ALGORITHM = bytes.fromhex("300d06096086480165030402010500")
+PKI_STATUS = {0: "granted", 1: "granted with modifications", 2: "rejected", 3: "waiting",
+              4: "revocation warning", 5: "revoked"}
+FAILURE_INFO = {0: "unrecognised algorithm", 2: "bad request", 5: "bad data format", 14: "time not available",
+                15: "policy not accepted", 16: "extension not accepted", 17: "additional information not available",
+                25: "system failure"}
+
+
+# ---- errors ------------------------------------------------------------------------------------------------
+
+class TimestampError(Exception):
+    """A timestamp could not be obtained or checked. Never fails a capture: the row stays pending."""
+
+
+class TSAUnreachable(TimestampError):
+    """No answer from the TSA (connection, timeout, HTTP error, the private-network guard)."""
+
+
+class TSARejected(TimestampError):
+    """The TSA answered, and refused (a PKIStatus other than granted)."""
+
+
+class TokenError(TimestampError):
+    """A reply or token that cannot be read, or that is not what was asked for."""
+
+
+class OpensslMissing(TimestampError):
+    """The openssl command, which checks every token, is not installed."""
+
+
+# ---- settings ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TimestampSettings:
+    tsa_urls: tuple[str, ...]
+    ca_bundle: Path | None
+    timeout_seconds: float
+    retry_seconds: float
+    retry_max_seconds: float
+    max_attempts: int
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> TimestampSettings:
+        section = settings["timestamp"]
+        check_settings(section)
+        bundle = str(section["ca_bundle"]).strip()
+        return cls(tuple(u.strip() for u in section["tsa_urls"]), Path(bundle).expanduser() if bundle else None,
+                   float(section["timeout_seconds"]), float(section["retry_seconds"]),
+                   float(section["retry_max_seconds"]), int(section["max_attempts"]))
+
+    def backoff(self, attempts: int) -> float:
+        """Seconds before the next try after ``attempts`` failed ones: doubling, capped."""
+        return min(self.retry_seconds * 2 ** max(0, attempts - 1), self.retry_max_seconds)
+
+
+def check_settings(section: Mapping[str, Any]) -> None:
+    """Values of the right type that still cannot work (config.py calls this at start-up). Raises ConfigError."""
+    seen: set[str] = set()
+    for raw in section["tsa_urls"]:
+        url = str(raw).strip()
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"timestamp.tsa_urls: {raw!r} is not an http:// or https:// URL of a TSA")
+        if url in seen:
+            raise ConfigError(f"timestamp.tsa_urls: {url} is listed twice")
+        seen.add(url)
+    bundle = str(section["ca_bundle"]).strip()
+    if bundle:
+        path = Path(bundle).expanduser()
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"timestamp.ca_bundle {bundle!r}: {exc.strerror or exc}") from None
+        if b"-----BEGIN CERTIFICATE-----" not in text:
+            raise ConfigError(f"timestamp.ca_bundle {bundle!r} holds no PEM certificate")
+    if section["timeout_seconds"] <= 0:
+        raise ConfigError("timestamp.timeout_seconds must be more than 0")
+    # At least a second: a runner with `--once` retries whatever is due, so a zero delay would retry a TSA
+    # that is down for ever.
+    if section["retry_seconds"] < 1:
+        raise ConfigError("timestamp.retry_seconds must be at least 1")
+    if section["retry_max_seconds"] < section["retry_seconds"]:
+        raise ConfigError("timestamp.retry_max_seconds must be at least timestamp.retry_seconds")
+    if section["max_attempts"] < 1:
+        raise ConfigError("timestamp.max_attempts must be at least 1")
+
+
+# ---- DER: the request, and a reader for the reply ----------------------------------------------------------
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(body)]) + body
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(body)) + body
+
+
+def build_request(digest_hex: str, nonce: int) -> bytes:
+    """TimeStampReq {version 1, messageImprint {sha256, digest}, nonce, certReq TRUE} in DER."""
+    digest = bytes.fromhex(digest_hex)
+    if len(digest) != 32:
+        raise ValueError("a SHA-256 digest is 32 bytes")
+    imprint = _tlv(0x30, _SHA256_ALGORITHM + _tlv(0x04, digest))
+    nonce_der = _tlv(0x02, nonce.to_bytes(nonce.bit_length() // 8 + 1, "big"))
+    return _tlv(0x30, _tlv(0x02, b"\x01") + imprint + nonce_der + b"\x01\x01\xff")
+
+
+@dataclass(frozen=True)
+class _El:
+    tag: int
+    at: int       # first byte of the element (its tag)
+    start: int    # first byte of its content
+    end: int      # end of its content
+    next: int     # first byte after it (after the end-of-contents marker of an indefinite length)
+
+
+def _element(data: bytes, pos: int, end: int) -> _El:
+    if pos + 2 > end:
+        raise TokenError("the reply is truncated")
+    tag, first = data[pos], data[pos + 1]
+    if tag & 0x1F == 0x1F:
+        raise TokenError("the reply uses ASN.1 tags that RFC 3161 does not")
+    start = pos + 2
+    if first < 0x80:
+        length = first
+    elif first == 0x80:
+        # BER's indefinite length (some TSAs' CMS libraries write it): content ends at the 00 00 marker.
+        if not tag & 0x20:
+            raise TokenError("the reply is not valid BER (an indefinite length on a primitive element)")
+        p = start
+        while True:
+            if p + 2 > end:
+                raise TokenError("the reply is truncated")
+            if data[p] == 0 and data[p + 1] == 0:
+                return _El(tag, pos, start, p, p + 2)
+            p = _element(data, p, end).next
+    else:
+        count = first & 0x7F
+        if count > 4 or start + count > end:
+            raise TokenError("the reply is truncated or has an impossible length")
+        length = int.from_bytes(data[start:start + count], "big")
+        start += count
+    if start + length > end:
+        raise TokenError("the reply is truncated")
+    return _El(tag, pos, start, start + length, start + length)
+
+
+def _children(data: bytes, el: _El) -> list[_El]:
+    out, p = [], el.start
+    while p < el.end:
+        child = _element(data, p, el.end)
+        out.append(child)
+        p = child.next
+    return out
+
+
+def _expect(el: _El | None, tag: int, what: str) -> _El:
+    if el is None or el.tag != tag:
+        raise TokenError(f"the reply's {what} is not where RFC 3161 puts it")
+    return el
+
+
+def _integer(data: bytes, el: _El) -> int:
+    return int.from_bytes(data[el.start:el.end], "big", signed=True)
+
+
+def _octets(data: bytes, el: _El) -> bytes:
+    if el.tag == 0x04:
+        return data[el.start:el.end]
+    if el.tag == 0x24:   # BER's constructed OCTET STRING: the pieces in order
+        return b"".join(_octets(data, c) for c in _children(data, el))
+    raise TokenError("the reply holds no token content where RFC 3161 puts it")
+
+
+def _oid(data: bytes, el: _El) -> str:
+    arcs, value = [], 0
+    for byte in data[el.start:el.end]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    if not arcs:
+        raise TokenError("the reply holds an empty object identifier")
+    top = min(arcs[0] // 40, 2)
+    return ".".join(str(a) for a in [top, arcs[0] - 40 * top, *arcs[1:]])
+
+
+def _generalized_time(data: bytes, el: _El) -> datetime:
+    text = data[el.start:el.end].decode("ascii")
+    if not text.endswith("Z") or len(text) < 15:
+        raise TokenError(f"the token's time {text!r} is not in UTC")
+    when = datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
+    fraction = text[14:-1]
+    if fraction:
+        if not fraction.startswith(".") or not fraction[1:].isdigit():
+            raise TokenError(f"the token's time {text!r} cannot be read")
+        when = when.replace(microsecond=int(fraction[1:7].ljust(6, "0")))
+    return when
+
+
+@dataclass(frozen=True)
+class Token:
+    """What the index holds of a granted reply (and what checks need)."""
+    status: int
+    hash_algorithm: str            # dotted OID; sha256 for our requests
+    digest: str                    # hex: the message imprint, the SHA-256 vouched for
+    serial: str                    # 0x..., as openssl prints it
+    gen_time: str                  # fixed-width ISO 8601 UTC, like every time in the index
+    gen_epoch: int                 # the same, in seconds (openssl's -attime)
+    policy: str
+    nonce: int | None
+    certificates: tuple[bytes, ...]  # DER, as embedded in the token
+    tsa_name: str | None           # subject of the TSA's signing certificate
+
+
+def parse_reply(data: bytes) -> Token:
+    """Read a TimeStampResp. Raises TSARejected for a refusal and TokenError for anything unreadable."""
+    try:
+        return _parse_reply(data)
+    except TimestampError:
+        raise
+    except (IndexError, ValueError, UnicodeDecodeError, RecursionError, OverflowError) as exc:
+        raise TokenError(f"the reply is not a readable RFC 3161 reply ({type(exc).__name__})") from None
+
+
+def _parse_reply(data: bytes) -> Token:
+    top = _expect(_element(data, 0, len(data)), 0x30, "outer structure")
+    if top.next != len(data):
+        raise TokenError("the reply has bytes after its end")
+    parts = _children(data, top)
+    status_info = _children(data, _expect(parts[0] if parts else None, 0x30, "status"))
+    status = _integer(data, _expect(status_info[0] if status_info else None, 0x02, "status"))
+    if status not in (0, 1):
+        words = [PKI_STATUS.get(status, f"status {status}")]
+        for el in status_info[1:]:
+            if el.tag == 0x30:   # statusString: free text from the TSA
+                words += [data[c.start:c.end].decode("utf-8", "replace")[:200] for c in _children(data, el)]
+            elif el.tag == 0x03 and el.end > el.start + 1:   # failInfo bits
+                bits = int.from_bytes(data[el.start + 1:el.end], "big")
+                width = 8 * (el.end - el.start - 1)
+                words += [FAILURE_INFO.get(i, f"failure bit {i}") for i in range(width) if bits >> (width - 1 - i) & 1]
+        raise TSARejected(f"the TSA refused: {'; '.join(words)}")
+    content_info = _children(data, _expect(parts[1] if len(parts) > 1 else None, 0x30, "token"))
+    if len(content_info) < 2 or _oid(data, _expect(content_info[0], 0x06, "content type")) != OID_SIGNED_DATA:
+        raise TokenError("the token is not CMS signed data")
+    signed = _children(data, _expect(_children(data, _expect(content_info[1], 0xA0, "signed data"))[0], 0x30,
+                                     "signed data"))
+    encap = _children(data, _expect(signed[2] if len(signed) > 2 else None, 0x30, "signed content"))
+    if not encap or _oid(data, _expect(encap[0], 0x06, "content type")) != OID_TST_INFO:
+        raise TokenError("the signed content is not a TSTInfo")
+    wrapper = _children(data, _expect(encap[1] if len(encap) > 1 else None, 0xA0, "signed content"))
+    tst = _octets(data, wrapper[0]) if wrapper else b""
+    certificates = tuple(data[c.at:c.next] for el in signed[3:] if el.tag == 0xA0
+                         for c in _children(data, el) if c.tag == 0x30)
+    info = _children(tst, _expect(_element(tst, 0, len(tst)), 0x30, "TSTInfo"))
+    if len(info) < 5:
+        raise TokenError("the TSTInfo is incomplete")
+    policy = _oid(tst, _expect(info[1], 0x06, "policy"))
+    imprint = _children(tst, _expect(info[2], 0x30, "message imprint"))
+    algorithm = _oid(tst, _expect(_children(tst, _expect(imprint[0], 0x30, "hash algorithm"))[0], 0x06,
+                                  "hash algorithm"))
+    digest = _octets(tst, imprint[1]).hex()
+    serial = _integer(tst, _expect(info[3], 0x02, "serial number"))
+    gen = _generalized_time(tst, _expect(info[4], 0x18, "time"))
+    nonce = next((_integer(tst, el) for el in info[5:] if el.tag == 0x02), None)
+    serial_hex = f"{serial:X}"
+    return Token(status=status, hash_algorithm=algorithm, digest=digest,
+                 serial="0x" + serial_hex.rjust(len(serial_hex) + len(serial_hex) % 2, "0"),   # as openssl prints it
+                 gen_time=gen.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), gen_epoch=int(gen.timestamp()), policy=policy,
+                 nonce=nonce, certificates=certificates, tsa_name=_signer_name(certificates))
+
+
+def _signer_name(certificates: Sequence[bytes]) -> str | None:
+    """The subject of the certificate allowed to sign timestamps (the TSA's own, not its CA's)."""
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    parsed = []
+    for der in certificates:
+        try:
+            parsed.append(x509.load_der_x509_certificate(der))
+        except ValueError:
+            continue
+    for cert in parsed:
+        try:
+            if ExtendedKeyUsageOID.TIME_STAMPING in cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value:
+                return cert.subject.rfc4514_string()
+        except (x509.ExtensionNotFound, ValueError):
+            continue
+    return parsed[0].subject.rfc4514_string() if parsed else None
+
+
+def read_token(path: Path) -> Token:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise TokenError(f"cannot read {path.name}: {exc.strerror or exc}") from None
+    return parse_reply(data)
+
+
+# ---- openssl: the check a third party makes ----------------------------------------------------------------
+
+def openssl_verify(token_file: Path, digest_hex: str, token: Token, ca_bundle: Path | None) -> str | None:
+    """None when ``openssl ts -verify`` accepts the token for this SHA-256, else openssl's reason.
+
+    With ``ca_bundle`` the TSA's certificate must chain to one of its roots. Without one, only the signature is
+    checked: the token's own certificates are trusted as given (``-partial_chain``). Certificates are checked as
+    of the token's time (``-attime``), so a TSA certificate that has expired since does not void the tokens it
+    signed while valid -- the point of a timestamp is to be checked years later. Revocation is not checked."""
+    if shutil.which("openssl") is None:
+        raise OpensslMissing("the openssl command is not installed (Debian package openssl); tokens cannot be "
+                             "checked")
+    with tempfile.TemporaryDirectory(prefix="archiver-ts-") as tmp:
+        command = ["openssl", "ts", "-verify", "-digest", digest_hex, "-in", str(token_file),
+                   "-attime", str(token.gen_epoch)]
+        if ca_bundle is not None:
+            command += ["-CAfile", str(ca_bundle)]
+        else:
+            if not token.certificates:
+                return "the token holds no certificate to check its signature with"
+            embedded = Path(tmp) / "embedded.pem"
+            embedded.write_text("".join(_pem(der) for der in token.certificates))
+            command += ["-CAfile", str(embedded), "-partial_chain"]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=OPENSSL_TIMEOUT,
+                                  env={**os.environ, "LC_ALL": "C"})
+        except subprocess.TimeoutExpired:
+            return f"openssl ts -verify did not finish within {OPENSSL_TIMEOUT:g} s"
+    if proc.returncode == 0 and "Verification: OK" in proc.stdout:
+        return None
+    return _openssl_reason(proc.stderr)
+
+
+def _pem(der: bytes) -> str:
+    import base64
+    body = base64.encodebytes(der).decode("ascii")
+    return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+
+
+def _openssl_reason(stderr: str) -> str:
+    """openssl's error lines (pid:error:code:library:function:reason:file:line:data) as one readable phrase."""
+    reasons = []
+    for line in stderr.splitlines():
+        fields = line.split(":", 8)
+        if len(fields) >= 6 and fields[1] == "error":
+            reason = fields[5] + (f" ({fields[8]})" if len(fields) > 8 and fields[8] else "")
+            if reason not in reasons:
+                reasons.append(reason)
+    return "openssl ts -verify failed: " + ("; ".join(reasons) if reasons else stderr.strip()[-300:] or "no reason given")
+
+
+# ---- files beside the WARC ---------------------------------------------------------------------------------
+
+def token_rel_path(warc_rel: str, capture_id: str, n: int) -> str:
+    """``warcs/YYYY/MM/DD/<capture-id>.<n>.tsr``, in the sealed WARC's directory."""
+    return (Path(warc_rel).parent / f"{capture_id}.{n}{TOKEN_SUFFIX}").as_posix()
+
+
+def _write_readonly(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all, never over an existing one, fsynced, then read-only."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        os.link(tmp, path)   # FileExistsError when the name is taken: then that file stays as it is
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _sidecar(row: Mapping[str, Any], token_rel: str, token_sha256: str, token: Token) -> bytes:
+    return (json.dumps({
+        "capture_id": row["capture_id"], "tsa_url": row["tsa_url"], "digest_algorithm": "sha256",
+        "digest": row["digest"], "token": Path(token_rel).name, "token_sha256": token_sha256,
+        "gen_time": token.gen_time, "serial": token.serial, "tsa_name": token.tsa_name,
+        "requested_at": row["created_at"], "stored_at": _now(),
+    }, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+# ---- the index ---------------------------------------------------------------------------------------------
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _after(seconds: float) -> str:
+    return (datetime.now(timezone.utc) + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def queue_capture(conn: sqlite3.Connection, capture_id: str, digest: str, tsa_urls: Iterable[str]) -> int:
+    """One pending row per TSA for a capture just sealed, due now. Call in the transaction that indexes it, so
+    that a capture is never indexed without its timestamps queued. Returns how many were queued."""
+    now = _now()
+    queued = 0
+    for url in tsa_urls:
+        queued += conn.execute(
+            "INSERT OR IGNORE INTO timestamps (capture_id, tsa_url, digest, state, attempts, next_attempt_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+            (capture_id, url, digest, now, now, now)).rowcount
+    return queued
+
+
+def of_capture(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]]:
+    """A capture's timestamps, in the order they were queued (for show and verify)."""
+    return [dict(r) for r in conn.execute("SELECT * FROM timestamps WHERE capture_id = ? ORDER BY id",
+                                          (capture_id,))]
+
+
+def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """Take due pending rows (of one capture, or any), moving their next attempt past the request's time limit
+    under the write lock, so that no other runner asks the same TSA for the same token meanwhile."""
+    urls = [u for u in cfg.tsa_urls if _down_until.get(u, 0.0) <= time.monotonic()]
+    if not urls:
+        return []
+    now = _now()
+    where = f"t.state = 'pending' AND t.next_attempt_at <= ? AND t.tsa_url IN ({', '.join('?' * len(urls))})"
+    params: list[Any] = [now, *urls]
+    if capture_id is not None:
+        where += " AND t.capture_id = ?"
+        params.append(capture_id)
+    claimed = []
+    with index.transaction() as conn:
+        rows = conn.execute(
+            f"SELECT t.*, c.warc_path, c.url, c.job_id, "
+            f"(SELECT COUNT(*) FROM timestamps o WHERE o.capture_id = t.capture_id AND o.id <= t.id) AS n "
+            f"FROM timestamps t JOIN captures c ON c.id = t.capture_id WHERE {where} "
+            f"ORDER BY t.next_attempt_at, t.id LIMIT ?", [*params, limit]).fetchall()
+        hold = _after(cfg.timeout_seconds + CLAIM_SLACK_SECONDS)
+        for row in rows:
+            if conn.execute("UPDATE timestamps SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ? "
+                            "WHERE id = ? AND state = 'pending' AND next_attempt_at = ?",
+                            (hold, now, row["id"], row["next_attempt_at"])).rowcount:
+                claimed.append({**dict(row), "attempts": row["attempts"] + 1})
+    return claimed
+
+
+@dataclass
+class Attempt:
+    """How one request for a token ended."""
+    capture_id: str
+    tsa_url: str
+    state: str                 # done | pending | failed
+    token_path: str | None = None
+    gen_time: str | None = None
+    error: str | None = None
+
+
+async def stamp_capture(index: Any, archive_dir: Path, settings: Any, capture_id: str) -> list[Attempt]:
+    """Ask every configured TSA for a token of one capture, just sealed (all at once, each bounded by
+    ``timestamp.timeout_seconds``). What fails stays pending for ``stamp_due``."""
+    cfg = TimestampSettings.from_settings(settings)
+    rows = _claim(index, cfg, capture_id, limit=len(cfg.tsa_urls))
+    return await _stamp_rows(index, archive_dir, settings, cfg, rows)
+
+
+async def stamp_due(index: Any, archive_dir: Path, settings: Any, limit: int = 1) -> list[Attempt]:
+    """Retry up to ``limit`` pending timestamps that are due (a runner calls this when no capture is due).
+    Rows of TSAs no longer configured are left as they are."""
+    cfg = TimestampSettings.from_settings(settings)
+    rows = _claim(index, cfg, None, limit)
+    return await _stamp_rows(index, archive_dir, settings, cfg, rows)
+
+
+async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: TimestampSettings,
+                      rows: list[dict[str, Any]]) -> list[Attempt]:
+    if not rows:
+        return []
+    from .capture.network import httpx_client  # the capture package is heavy; only needed when asking
+    async with httpx_client(settings) as client:
+        return list(await asyncio.gather(*(_stamp_one(index, archive_dir, cfg, client, row) for row in rows)))
+
+
+async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, client: httpx.AsyncClient,
+                     row: dict[str, Any]) -> Attempt:
+    token_rel = token_rel_path(row["warc_path"], row["capture_id"], row["n"])
+    try:
+        token, token_sha256 = await _obtain(archive_dir, cfg, client, row, token_rel)
+    except (TimestampError, OSError) as exc:
+        message = str(exc) or type(exc).__name__
+        if isinstance(exc, OSError):
+            message = f"token file {token_rel}: {exc.strerror or exc}"
+        return _record_failure(index, cfg, row, message, unreachable=isinstance(exc, TSAUnreachable))
+    detail = {"tsa_url": row["tsa_url"], "digest": row["digest"], "token_path": token_rel,
+              "token_sha256": token_sha256, "gen_time": token.gen_time, "serial": token.serial,
+              "tsa_name": token.tsa_name, "attempts": row["attempts"]}
+    try:
+        with index.transaction() as conn:
+            done = conn.execute(
+                "UPDATE timestamps SET state = 'done', token_path = ?, token_sha256 = ?, gen_time = ?, serial = ?, "
+                "tsa_name = ?, last_error = NULL, next_attempt_at = NULL, updated_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (token_rel, token_sha256, token.gen_time, token.serial, token.tsa_name, _now(), row["id"])).rowcount
+            if done:
+                ledger.append(conn, "timestamped", capture_id=row["capture_id"], job_id=row["job_id"],
+                              url=row["url"], detail=detail)
+    except sqlite3.OperationalError as exc:
+        # The token is stored; the row, claimed with a hold, comes due again, and that attempt adopts the file.
+        logs.event(log, logging.ERROR, "timestamp-unrecorded", f"capture {row['capture_id']}: token {token_rel} "
+                   f"stored but the index could not record it ({exc}); recorded at the next attempt",
+                   capture_id=row["capture_id"], tsa_url=row["tsa_url"])
+        return Attempt(row["capture_id"], row["tsa_url"], "pending", token_rel, token.gen_time, str(exc))
+    logs.event(log, logging.INFO, "timestamped", f"capture {row['capture_id']} timestamped by {row['tsa_url']} at "
+               f"{token.gen_time}", capture_id=row["capture_id"], tsa_url=row["tsa_url"], token=token_rel)
+    return Attempt(row["capture_id"], row["tsa_url"], "done", token_rel, token.gen_time)
+
+
+async def _obtain(archive_dir: Path, cfg: TimestampSettings, client: httpx.AsyncClient, row: dict[str, Any],
+                  token_rel: str) -> tuple[Token, str]:
+    """A checked token stored at ``token_rel`` (with its sidecar): (token, SHA-256 of the token file)."""
+    path = archive_dir / token_rel
+    if path.exists():
+        # An earlier attempt stored it and stopped before the index said so (a kill, a full disk): the file is
+        # evidence already, never overwritten; kept if it is this TSA's token for this capture.
+        return await asyncio.to_thread(_adopt, path, cfg, row, token_rel)
+    nonce = secrets.randbits(63)
+    query = build_request(row["digest"], nonce)
+    try:
+        # httpx's timeout bounds each read; this bounds the whole exchange (a TSA trickling its answer).
+        reply = await asyncio.wait_for(_post(client, row["tsa_url"], query, cfg.timeout_seconds),
+                                       cfg.timeout_seconds)
+    except asyncio.TimeoutError:
+        raise TSAUnreachable(f"no answer from the TSA within {cfg.timeout_seconds:g} s") from None
+    token = parse_reply(reply)
+    _check_answer(token, row["digest"], nonce)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.check")
+    try:
+        # openssl reads a file: check the reply before it takes the token's name.
+        staged.write_bytes(reply)
+        why = await asyncio.to_thread(openssl_verify, staged, row["digest"], token, cfg.ca_bundle)
+    finally:
+        staged.unlink(missing_ok=True)
+    if why is not None:
+        raise TokenError(f"the TSA's token does not verify: {why}")
+    token_sha256 = hashlib.sha256(reply).hexdigest()
+    await asyncio.to_thread(_write_readonly, path, reply)
+    await asyncio.to_thread(_write_readonly, path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX),
+                            _sidecar(row, token_rel, token_sha256, token))
+    return token, token_sha256
+
+
+def _adopt(path: Path, cfg: TimestampSettings, row: dict[str, Any], token_rel: str) -> tuple[Token, str]:
+    sidecar = path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX)
+    data = path.read_bytes()
+    token = parse_reply(data)
+    if sidecar.exists():
+        try:
+            tsa_url = json.loads(sidecar.read_text("utf-8")).get("tsa_url")
+        except ValueError:
+            tsa_url = None
+        if tsa_url != row["tsa_url"]:
+            raise TokenError(f"{token_rel} already exists and is not from {row['tsa_url']}; it is left as it is")
+    if token.digest != row["digest"]:
+        raise TokenError(f"{token_rel} already exists and does not vouch for this capture; it is left as it is")
+    why = openssl_verify(path, row["digest"], token, cfg.ca_bundle)
+    if why is not None:
+        raise TokenError(f"{token_rel} already exists and does not verify ({why}); it is left as it is")
+    token_sha256 = hashlib.sha256(data).hexdigest()
+    if not sidecar.exists():
+        _write_readonly(sidecar, _sidecar(row, token_rel, token_sha256, token))
+    return token, token_sha256
+
+
+async def _post(client: httpx.AsyncClient, url: str, query: bytes, timeout: float) -> bytes:
+    import httpx
+    try:
+        async with client.stream("POST", url, content=query, headers={"Content-Type": QUERY_TYPE},
+                                 timeout=timeout) as response:
+            if response.status_code != 200:
+                raise TSAUnreachable(f"the TSA answered HTTP {response.status_code}")
+            body = bytearray()
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_REPLY_BYTES:
+                    raise TokenError(f"the TSA's answer is over {MAX_REPLY_BYTES} bytes: not a timestamp reply")
+            return bytes(body)
+    except httpx.TimeoutException:
+        raise TSAUnreachable(f"no answer from the TSA within {timeout:g} s") from None
+    except httpx.HTTPError as exc:
+        raise TSAUnreachable(f"cannot reach the TSA: {exc or type(exc).__name__}") from None
+    except CaptureFailed as exc:   # the private-network guard (and nothing else raises it here)
+        raise TSAUnreachable(exc.message) from None
+
+
+def _check_answer(token: Token, digest: str, nonce: int) -> None:
+    if token.hash_algorithm != OID_SHA256:
+        raise TokenError(f"the TSA answered with hash algorithm {token.hash_algorithm}, not the SHA-256 asked for")
+    if token.digest != digest:
+        raise TokenError(f"the TSA's token vouches for {token.digest}, not the SHA-256 asked for ({digest})")
+    if token.nonce != nonce:
+        # A replayed or misrouted answer: not the one to this request.
+        raise TokenError("the TSA's token does not carry the nonce of the request")
+    if not token.certificates:
+        raise TokenError("the TSA sent no certificate although asked to: its token could not be checked from the "
+                         "archive alone")
+
+
+def _record_failure(index: Any, cfg: TimestampSettings, row: dict[str, Any], message: str,
+                    unreachable: bool) -> Attempt:
+    gave_up = row["attempts"] >= cfg.max_attempts
+    next_at = None if gave_up else _after(cfg.backoff(row["attempts"]))
+    state = "failed" if gave_up else "pending"
+    if unreachable:
+        _down_until[row["tsa_url"]] = time.monotonic() + cfg.backoff(row["attempts"])
+    try:
+        with index.transaction() as conn:
+            conn.execute("UPDATE timestamps SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ? "
+                         "WHERE id = ? AND state = 'pending'", (state, next_at, message[:1000], _now(), row["id"]))
+            if unreachable and next_at is not None:
+                # A TSA that is down is down for every capture: its other due rows wait as long, rather than each
+                # costing a runner a timeout now. Their attempts are not counted.
+                conn.execute("UPDATE timestamps SET next_attempt_at = ? WHERE tsa_url = ? AND state = 'pending' "
+                             "AND next_attempt_at < ?", (next_at, row["tsa_url"], next_at))
+    except sqlite3.OperationalError as exc:
+        # The row was claimed with a hold: it comes due again by itself.
+        message += f" (and the index could not record it: {exc})"
+    logs.event(log, logging.WARNING, "timestamp-failed", f"capture {row['capture_id']}: no timestamp from "
+               f"{row['tsa_url']} (attempt {row['attempts']}): {message}"
+               + ("; giving up" if gave_up else f"; retrying at {next_at}"),
+               capture_id=row["capture_id"], tsa_url=row["tsa_url"], attempt=row["attempts"], state=state)
+    return Attempt(row["capture_id"], row["tsa_url"], state, error=message)
+
+
+# ---- checking (verify) -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TokenProblem:
+    kind: str        # timestamp-missing | timestamp-altered | timestamp-invalid | index-altered
+    path: str
+    detail: str
+
+
+def check_token(archive_dir: Path, row: Mapping[str, Any], warc_sha256: str, ca_bundle: Path | None,
+                conn: sqlite3.Connection | None = None) -> list[TokenProblem]:
+    """The checks of one ``done`` timestamp: the file is there and is the one indexed, it vouches for the
+    capture's SHA-256, and openssl accepts its signature (and chain, with ``ca_bundle``). With ``conn``, a token
+    that vouches for another file is named by the capture that file is."""
+    rel = row["token_path"] or "(no token path)"
+    path = archive_dir / rel
+    if not row["token_path"] or not path.is_file():
+        return [TokenProblem("timestamp-missing", rel, f"the token from {row['tsa_url']} is not there")]
+    problems = []
+    data = path.read_bytes()   # a few kilobytes
+    if hashlib.sha256(data).hexdigest() != row["token_sha256"]:
+        problems.append(TokenProblem("timestamp-altered", rel, f"the token file's SHA-256 is "
+                                     f"{hashlib.sha256(data).hexdigest()}, the index recorded {row['token_sha256']}"))
+    try:
+        token = parse_reply(data)
+    except TimestampError as exc:
+        return problems + [TokenProblem("timestamp-invalid", rel, f"not a readable granted token: {exc}")]
+    if token.digest != warc_sha256:
+        other = None
+        if conn is not None:
+            hit = conn.execute("SELECT id FROM captures WHERE warc_sha256 = ? LIMIT 1", (token.digest,)).fetchone()
+            other = hit[0] if hit else None
+        whose = f"the WARC of capture {other}" if other else "no file of this archive"
+        return problems + [TokenProblem("timestamp-invalid", rel, f"the token vouches for SHA-256 {token.digest} "
+                                        f"({whose}), not this capture's {warc_sha256}")]
+    if row["digest"] != warc_sha256:
+        problems.append(TokenProblem("index-altered", rel, f"the timestamp row's digest {row['digest']} is not the "
+                                     f"capture's SHA-256"))
+    try:
+        why = openssl_verify(path, warc_sha256, token, ca_bundle)
+    except OpensslMissing as exc:
+        return problems + [TokenProblem("timestamp-invalid", rel, f"cannot be checked: {exc}")]
+    if why is not None:
+        problems.append(TokenProblem("timestamp-invalid", rel, why + ("" if ca_bundle else
+                                     " (signature only: timestamp.ca_bundle is not set)")))
+    if token.gen_time != row["gen_time"] or token.serial != row["serial"]:
+        problems.append(TokenProblem("index-altered", rel, f"the index says {row['gen_time']} serial {row['serial']}, "
+                                     f"the token {token.gen_time} serial {token.serial}"))
+    return problems
+
+
+# ---- rebuilding from the files (reindex) -------------------------------------------------------------------
+
+@dataclass
+class Restored:
+    """What ``restore_from_files`` found beside one WARC."""
+    rows: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (token path, why)
+
+
+def count_done(conn: sqlite3.Connection, capture_id: str) -> int:
+    return conn.execute("SELECT COUNT(*) FROM timestamps WHERE capture_id = ? AND state = 'done'",
+                        (capture_id,)).fetchone()[0]
+
+
+def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Mapping[str, Any]) -> Restored:
+    """Rebuild a capture's ``done`` timestamps from the token files beside its WARC, each with a
+    ``timestamped`` ledger entry (``"restored": true``). Call in the transaction that indexes the capture, after
+    inserting it (``capture``: its row: id, warc_path, warc_sha256, job_id, url).
+
+    A token is restored only if it vouches for this WARC's SHA-256 (a token swapped in from another capture is
+    skipped and named); the signature is not checked here -- ``archiver verify`` does that, and names it. The TSA
+    URL comes from the sidecar; without one it is recorded as ``unknown:<token file name>``. Pending timestamps
+    left no file and are not recreated."""
+    result = Restored()
+    warc_rel = capture["warc_path"]
+    directory = archive_dir / Path(warc_rel).parent
+    prefix = f"{capture['id']}."
+
+    def order(p: Path) -> tuple[int, str]:
+        middle = p.name[len(prefix):-len(TOKEN_SUFFIX)]
+        return (int(middle), p.name) if middle.isdigit() else (1 << 30, p.name)
+
+    for path in sorted(directory.glob(f"{capture['id']}.*{TOKEN_SUFFIX}"), key=order):
+        rel = path.relative_to(archive_dir).as_posix()
+        try:
+            data = path.read_bytes()
+            token = parse_reply(data)
+        except (TimestampError, OSError) as exc:
+            result.skipped.append((rel, f"not a readable token: {exc}"))
+            continue
+        if token.digest != capture["warc_sha256"]:
+            result.skipped.append((rel, f"vouches for SHA-256 {token.digest}, not this capture's WARC"))
+            continue
+        meta: dict[str, Any] = {}
+        sidecar = path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX)
+        try:
+            loaded = json.loads(sidecar.read_text("utf-8"))
+            meta = loaded if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            pass
+        tsa_url = meta.get("tsa_url") or f"unknown:{path.name}"
+        token_sha256 = hashlib.sha256(data).hexdigest()
+        created = meta.get("requested_at") or token.gen_time
+        stored = meta.get("stored_at") or token.gen_time
+        inserted = conn.execute(
+            "INSERT OR IGNORE INTO timestamps (capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, "
+            "serial, tsa_name, attempts, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?, 1, ?, ?)",
+            (capture["id"], tsa_url, token.digest, rel, token_sha256, token.gen_time, token.serial, token.tsa_name,
+             created, stored)).rowcount
+        if not inserted:
+            result.skipped.append((rel, f"a second token from {tsa_url} for this capture"))
+            continue
+        ledger.append(conn, "timestamped", capture_id=capture["id"], job_id=capture.get("job_id"),
+                      url=capture.get("url"),
+                      detail={"tsa_url": tsa_url, "digest": token.digest, "token_path": rel,
+                              "token_sha256": token_sha256, "gen_time": token.gen_time, "serial": token.serial,
+                              "tsa_name": token.tsa_name, "restored": True})
+        result.rows += 1
+    return result

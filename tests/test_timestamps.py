@@ -1,0 +1,242 @@
+"""RFC 3161 timestamps: every sealed capture gets a token from the configured TSAs (here a real one, `openssl ts`
+on 127.0.0.1), which openssl alone accepts; a TSA that is down never fails a capture and is retried; verify names
+a swapped or altered token; the rows can be rebuilt from the token files alone."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from archiver import timestamps
+from archiver.index import Index
+from tsa_server import LoopbackTSA, make_pki
+
+PAGES = ("/2016/12/16/evacuation-suspended/", "/archive/1998/communique.html")
+
+
+@pytest.fixture
+def tsa(tmp_path):
+    server = LoopbackTSA(tmp_path / "tsa")
+    yield server
+    server.close()
+
+
+def _use(cli, *servers: LoopbackTSA, ca_bundle: Path | None = None) -> None:
+    cli.env["ARCHIVER_TIMESTAMP_TSA_URLS"] = json.dumps([s.url for s in servers])
+    # Quick retries, so that a test can wait for one.
+    cli.env["ARCHIVER_TIMESTAMP_RETRY_SECONDS"] = "1"
+    cli.env["ARCHIVER_TIMESTAMP_TIMEOUT_SECONDS"] = "5"
+    if ca_bundle is not None:
+        cli.env["ARCHIVER_TIMESTAMP_CA_BUNDLE"] = str(ca_bundle)
+
+
+def _capture(cli, site, path=PAGES[0]) -> dict:
+    result = cli("capture", "--no-browser", site.url + path, "--json")
+    assert result.code == 0, result.err
+    return cli("show", result.json()[0]["capture_id"], "--json").json()
+
+
+def _stamps(cli, capture_id: str) -> list[dict]:
+    return cli("show", capture_id, "--json").json()["timestamps"]
+
+
+def _problems(cli) -> list[dict]:
+    result = cli("verify", "--json")
+    assert result.code == 1, result.out
+    return result.json()["problems"]
+
+
+def _openssl_verify(digest: str, token: Path, ca: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", "ts", "-verify", "-digest", digest, "-in", str(token), "-CAfile", str(ca)],
+                          capture_output=True, text=True)
+
+
+def test_a_sealed_capture_is_timestamped_and_openssl_alone_accepts_the_token(cli, site, tsa):
+    _use(cli, tsa, ca_bundle=tsa.ca_file)
+    show = _capture(cli, site)
+    [stamp] = show["timestamps"]
+    warc = cli.archive / show["warc_path"]
+    assert stamp["state"] == "done" and stamp["tsa_url"] == tsa.url and stamp["tsa_name"] == "CN=Archiver Test TSA"
+    assert stamp["token_path"] == str(Path(show["warc_path"]).parent / f"{show['id']}.1.tsr")
+    token = cli.archive / stamp["token_path"]
+    assert stat.S_IMODE(token.stat().st_mode) & 0o222 == 0      # read-only, like the WARC
+    assert hashlib.sha256(token.read_bytes()).hexdigest() == stamp["token_sha256"]
+    sidecar = json.loads(token.with_name(f"{show['id']}.1.tsr.json").read_text())
+    assert sidecar["tsa_url"] == tsa.url and sidecar["digest"] == show["warc_sha256"]
+
+    # A third party's check, with openssl and the TSA's root only: over the recorded hash, and over the file.
+    checked = _openssl_verify(show["warc_sha256"], token, tsa.ca_file)
+    assert checked.returncode == 0 and "Verification: OK" in checked.stdout, checked.stderr
+    checked = subprocess.run(["openssl", "ts", "-verify", "-data", str(warc), "-in", str(token),
+                              "-CAfile", str(tsa.ca_file)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    text = subprocess.run(["openssl", "ts", "-reply", "-in", str(token), "-text"], capture_output=True, text=True)
+    assert "Status: Granted." in text.stdout and f"Serial number: {stamp['serial']}" in text.stdout
+
+    with sqlite3.connect(cli.archive / "index.db") as conn:
+        [entry] = conn.execute("SELECT detail FROM ledger WHERE event = 'timestamped'").fetchall()
+    detail = json.loads(entry[0])
+    assert detail["token_sha256"] == stamp["token_sha256"] and detail["digest"] == show["warc_sha256"]
+
+    result = cli("verify")
+    assert result.code == 0 and "1 timestamp token(s)" in result.out and "all intact" in result.out, result.out
+    assert "timestamps (1):" in cli("show", show["id"]).out
+
+
+def test_a_tsa_that_is_down_never_fails_the_capture_and_is_retried(cli, site, tsa, tmp_path):
+    down = LoopbackTSA(tmp_path / "tsa2", name="Second Test TSA")
+    try:
+        (tmp_path / "roots.pem").write_bytes(tsa.ca_file.read_bytes() + down.ca_file.read_bytes())
+        _use(cli, tsa, down, ca_bundle=tmp_path / "roots.pem")
+        down.mode = "error"
+        show = _capture(cli, site)
+        assert show["status"] == "ok"
+        first, second = show["timestamps"]
+        assert first["state"] == "done" and first["token_path"].endswith(f"{show['id']}.1.tsr")
+        assert second["state"] == "pending" and second["attempts"] == 1 and "HTTP 500" in second["last_error"]
+        # Pending is no claim, so nothing to fail; it is counted.
+        data = cli("verify", "--json").json()
+        assert data["ok"] and data["timestamps"] == {"verified": 1, "pending": 1, "failed": 0}
+
+        down.mode = "drop"   # now it hangs up without a word
+        time.sleep(1.2)
+        assert cli("run", "--once").code == 0
+        [_, second] = _stamps(cli, show["id"])
+        assert second["state"] == "pending" and second["attempts"] == 2 and second["last_error"]
+
+        down.mode = "ok"
+        time.sleep(2.2)      # the second failure doubled the delay
+        assert cli("run", "--once").code == 0
+        [_, second] = _stamps(cli, show["id"])
+        assert second["state"] == "done" and second["tsa_name"] == "CN=Second Test TSA", second
+        assert second["token_path"].endswith(f"{show['id']}.2.tsr")
+        assert _openssl_verify(show["warc_sha256"], cli.archive / second["token_path"], down.ca_file).returncode == 0
+        data = cli("verify", "--json").json()
+        assert data["ok"] and data["timestamps"]["verified"] == 2, data
+    finally:
+        down.close()
+
+
+def test_a_swapped_token_is_named(cli, site, tsa):
+    _use(cli, tsa, ca_bundle=tsa.ca_file)
+    first, second = _capture(cli, site), _capture(cli, site, PAGES[1])
+    mine = cli.archive / first["timestamps"][0]["token_path"]
+    theirs = cli.archive / second["timestamps"][0]["token_path"]
+    mine.chmod(0o644)
+    mine.write_bytes(theirs.read_bytes())   # a genuine token, of another capture
+    problems = [p for p in _problems(cli) if p["capture_id"] == first["id"]]
+    kinds = {p["problem"]: p for p in problems}
+    assert set(kinds) == {"timestamp-altered", "timestamp-invalid"}, problems
+    assert kinds["timestamp-invalid"]["path"] == first["timestamps"][0]["token_path"]
+    assert second["id"] in kinds["timestamp-invalid"]["detail"]   # whose token it really is
+    assert all(p["capture_id"] == first["id"] for p in _problems(cli))
+    result = cli("verify")
+    assert result.code == 1 and "TIMESTAMP-INVALID" in result.out and first["timestamps"][0]["token_path"] in result.out
+
+
+def test_altered_token_bytes_and_a_wrong_root_are_named(cli, site, tsa, tmp_path):
+    _use(cli, tsa)   # no CA bundle: tokens are checked for their signature and hash only
+    show = _capture(cli, site)
+    assert cli("verify").code == 0
+    token = cli.archive / show["timestamps"][0]["token_path"]
+
+    # Checked against another authority's root, the chain does not hold.
+    make_pki(tmp_path / "other", name="Another TSA")
+    [problem] = _problems_with(cli, ARCHIVER_TIMESTAMP_CA_BUNDLE=str(tmp_path / "other" / "ca.pem"))
+    assert problem["problem"] == "timestamp-invalid" and "unable to get local issuer certificate" in problem["detail"]
+
+    token.chmod(0o644)
+    data = bytearray(token.read_bytes())
+    data[-1] ^= 0x01          # the last byte of the TSA's signature
+    token.write_bytes(bytes(data))
+    kinds = {(p["problem"], p["capture_id"], p["path"]) for p in _problems(cli)}
+    assert ("timestamp-altered", show["id"], show["timestamps"][0]["token_path"]) in kinds
+    assert ("timestamp-invalid", show["id"], show["timestamps"][0]["token_path"]) in kinds
+
+    token.unlink()
+    [problem] = _problems(cli)
+    assert problem["problem"] == "timestamp-missing" and problem["capture_id"] == show["id"]
+
+
+def _problems_with(cli, **env: str) -> list[dict]:
+    result = cli("verify", "--json", env=env)
+    assert result.code == 1, result.out
+    return result.json()["problems"]
+
+
+def test_bad_timestamp_settings_are_one_line_and_exit_2(cli, tmp_path):
+    for name, value, words in [
+        ("ARCHIVER_TIMESTAMP_TSA_URLS", "ftp://tsa.example/", "not an http:// or https:// URL"),
+        ("ARCHIVER_TIMESTAMP_CA_BUNDLE", str(tmp_path / "nowhere.pem"), "timestamp.ca_bundle"),
+        ("ARCHIVER_TIMESTAMP_RETRY_SECONDS", "0", "timestamp.retry_seconds"),
+    ]:
+        result = cli("list", env={name: value})
+        assert result.code == 2 and words in result.err and len(result.err.strip().splitlines()) == 1, result.err
+
+
+def test_the_rows_are_rebuilt_from_the_token_files_alone(cli, site, tsa, tmp_path):
+    _use(cli, tsa)
+    show = _capture(cli, site)
+    [original] = show["timestamps"]
+    # Another capture's token dropped beside this WARC under this capture's name is not taken for its own.
+    other = _capture(cli, site, PAGES[1])
+    stray = cli.archive / Path(show["warc_path"]).parent / f"{show['id']}.7.tsr"
+    stray.write_bytes((cli.archive / other["timestamps"][0]["token_path"]).read_bytes())
+
+    result = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
+    report = result.json()
+    # The stray token is named and left out (so the rebuild says it is not clean); the real one is restored.
+    assert result.code == 1 and report["timestamps"] == 2
+    assert [s["path"] for s in report["skipped"]] == [stray.relative_to(cli.archive).as_posix()]
+    index = Index(tmp_path / "rebuilt.db")
+    try:
+        [row] = timestamps.of_capture(index.conn, show["id"])
+    finally:
+        index.close()
+    for key in ("tsa_url", "state", "token_path", "token_sha256", "gen_time", "serial", "tsa_name"):
+        assert row[key] == original[key], key
+
+
+def test_a_token_stored_but_not_recorded_is_adopted_not_asked_again(cli, site, tsa):
+    _use(cli, tsa)
+    show = _capture(cli, site)
+    [stamp] = show["timestamps"]
+    asked = tsa.requests
+    # As if the runner had been killed between storing the token and recording it.
+    with sqlite3.connect(cli.archive / "index.db") as conn:
+        conn.execute("UPDATE timestamps SET state = 'pending', token_path = NULL, token_sha256 = NULL, "
+                     "next_attempt_at = '2000-01-01T00:00:00.000000Z'")
+    assert cli("run", "--once").code == 0
+    [again] = _stamps(cli, show["id"])
+    assert tsa.requests == asked and again["state"] == "done"
+    assert (again["token_path"], again["token_sha256"]) == (stamp["token_path"], stamp["token_sha256"])
+
+
+def test_the_private_network_guard_applies_to_tsas(cli, site, tmp_path):
+    # The site is allowed by address; a TSA on another loopback address is not.
+    elsewhere = LoopbackTSA(tmp_path / "tsa", host="127.0.0.2")
+    try:
+        _use(cli, elsewhere)
+        cli.env.update(ARCHIVER_NETWORK_ALLOW_PRIVATE="false", ARCHIVER_NETWORK_ALLOW_ADDRESSES="127.0.0.1")
+        show = _capture(cli, site)
+        [stamp] = show["timestamps"]
+        assert stamp["state"] == "pending" and "loopback" in stamp["last_error"] and elsewhere.requests == 0
+    finally:
+        elsewhere.close()
+
+
+def test_a_refusal_is_read_as_one(tsa):
+    # openssl's TSA refuses a query it cannot parse -- with HTTP 200 and a DER "rejected" status.
+    reply = httpx.post(tsa.url, content=b"not a query", headers={"Content-Type": "application/timestamp-query"})
+    assert reply.status_code == 200
+    with pytest.raises(timestamps.TSARejected, match="rejected"):
+        timestamps.parse_reply(reply.content)
+    with pytest.raises(timestamps.TokenError):
+        timestamps.parse_reply(b"\x30\x03\x02\x01")
