@@ -12,13 +12,14 @@ import sqlite3
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import click
 
 from . import checks, queue, schedule, timestamps, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
+from .index import Index
 from .verify import record_verification, verify as verify_archive
 from .worker import Outcome, run_pool
 
@@ -457,12 +458,17 @@ def list_(ctx: Context, state, tag, kind, status_, since, limit, as_json) -> Non
                   ("title", "TITLE", 40)])
 
 
-def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | None, as_json: bool) -> None:
+def _read_index(ctx: Context, query: Callable[[Index], Any]) -> Any:
+    """Open the index, run one read, close it."""
     index = ctx.index()
     try:
-        rows = index.list_items(state=state, since=since_iso, limit=limit)
+        return query(index)
     finally:
         index.close()
+
+
+def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | None, as_json: bool) -> None:
+    rows = _read_index(ctx, lambda index: index.list_items(state=state, since=since_iso, limit=limit))
     if as_json:
         _emit_json(rows)
         return
@@ -874,11 +880,7 @@ def watch(ctx: Context, urls_given, every, cron, check_every, list_only, include
 
 
 def _list_watches(ctx: Context, include_removed: bool, as_json: bool) -> None:
-    index = ctx.index()
-    try:
-        rows = schedule.list_watches(index, include_removed)
-    finally:
-        index.close()
+    rows = _read_index(ctx, lambda index: schedule.list_watches(index, include_removed))
     if as_json:
         _emit_json(rows)
         return
