@@ -59,6 +59,7 @@ from warcio.exceptions import ArchiveLoadFailed
 from warcio.timeutils import iso_date_to_timestamp
 
 from . import keys, ledger
+from . import timestamps as tsa
 from .errors import ArchiverError, UserError
 from .verify import SEALING_EVENTS, SIGNED_PREFIXES, _payload_digest
 from .warc import sha256_file
@@ -557,7 +558,9 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                         "public_key": archive_key.public_b64, "file": ARCHIVE_KEY_PATH},
         "wacz_key": {"algorithm": keys.WACZ_ALGORITHM, "fingerprint": wacz_key.fingerprint,
                      "file": WACZ_KEY_PATH, "binding": BINDING_PATH, "binding_signature": BINDING_SIG_PATH},
-        "ledger": {"file": LEDGER_PATH, "entries": len(excerpt),
+        # The seqs of the excerpt: entries of other captures lie between them, so the chain alone cannot show
+        # that one of these was taken out; this list can.
+        "ledger": {"file": LEDGER_PATH, "entries": len(excerpt), "seqs": [e["seq"] for e in excerpt],
                    "head": {k: head[k] for k in ("seq", "at", "hash")} if head else None},
         "captures": listed,
     }
@@ -891,7 +894,11 @@ class _PackageCheck:
         self.zf, self.raw, self.report = zf, raw, report
         self.members: dict[str, zipfile.ZipInfo] = {}
         self.listed: dict[str, dict[str, Any]] = {}
-        self.small: dict[str, bytes] = {}        # verified small members, by path
+        self.small: dict[str, bytes] = {}        # small members that match datapackage.json, by path
+        # Every small member read, matching or not. The keys are taken only from matching ones; the content
+        # checks read these too, so that a file whose hash was recomputed to hide an edit, or that was edited
+        # without, is still named for what the edit did (a removed ledger entry, a swapped token...).
+        self.read: dict[str, bytes] = {}
         self.warc_hashes: dict[str, str] = {}    # archive/<name> -> hex, as found
         self.archive_public: bytes | None = None
         self.spki: bytes | None = None           # the package's signing key, once its signature holds
@@ -1009,6 +1016,7 @@ class _PackageCheck:
             data = _read_small(self.zf, info, report)
             if data is None:
                 continue
+            self.read[name] = data
             if self._matches(name, resource, hashlib.sha256(data).hexdigest(), len(data)):
                 self.small[name] = data
 
@@ -1053,7 +1061,7 @@ class _PackageCheck:
 
     def _cdxj(self) -> dict[str, list[dict[str, Any]]]:
         """CDXJ entries by WARC file name (the index itself was checked against datapackage.json already)."""
-        data = self.small.get(CDXJ_PATH)
+        data = self.read.get(CDXJ_PATH)
         by_file: dict[str, list[dict[str, Any]]] = {}
         if data is None:
             if CDXJ_PATH not in self.listed:
@@ -1143,7 +1151,7 @@ class _PackageCheck:
         report.signed_captures += 1
 
     def _pages(self) -> None:
-        data = self.small.get(PAGES_PATH)
+        data = self.read.get(PAGES_PATH)
         if data is None:
             return
         try:
@@ -1158,10 +1166,10 @@ class _PackageCheck:
 
     def _provenance(self) -> None:
         report = self.report
-        manifest = _json(self.small.get(MANIFEST_PATH), MANIFEST_PATH, report)
+        manifest = _json(self.read.get(MANIFEST_PATH), MANIFEST_PATH, report)
         if not isinstance(manifest, dict):
-            if MANIFEST_PATH not in self.small:
-                report.add("provenance", MANIFEST_PATH, "is missing or altered")
+            if MANIFEST_PATH not in self.read:
+                report.add("provenance", MANIFEST_PATH, "is missing or unreadable")
             return
         listed = manifest.get("captures")
         captures = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
@@ -1177,16 +1185,19 @@ class _PackageCheck:
                            f"{self.warc_hashes[warc]}")
         if report.archive_key and (manifest.get("archive_key") or {}).get("fingerprint") != report.archive_key:
             report.add("provenance", MANIFEST_PATH, "names another archive key than the package holds")
-        self._ledger(captures)
+        listed_seqs = (manifest.get("ledger") or {}).get("seqs")
+        self._ledger(captures, listed_seqs if isinstance(listed_seqs, list) else None)
         self._timestamps(captures)
 
-    def _ledger(self, captures: list[dict[str, Any]]) -> None:
+    def _ledger(self, captures: list[dict[str, Any]], listed_seqs: list[Any] | None) -> None:
         report = self.report
-        data = self.small.get(LEDGER_PATH)
+        data = self.read.get(LEDGER_PATH)
         if data is None:
-            report.add("ledger", LEDGER_PATH, "is missing or altered")
+            report.add("ledger", LEDGER_PATH, "is missing or unreadable")
             return
         sealed: dict[str, str] = {}
+        stamped: set[tuple[str, str]] = set()    # (capture id, token SHA-256) of each `timestamped` entry
+        seqs: list[Any] = []
         previous: dict[str, Any] | None = None
         for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
             try:
@@ -1202,9 +1213,18 @@ class _PackageCheck:
                     entry.get("seq") == previous["seq"] + 1 and entry.get("prev_hash") != previous.get("hash"):
                 report.add("ledger", LEDGER_PATH, f"entry {entry.get('seq')} does not follow from entry "
                            f"{previous.get('seq')}")
-            if entry.get("event") in SEALING and entry.get("capture_id") and isinstance(entry.get("detail"), dict):
-                sealed.setdefault(entry["capture_id"], entry["detail"].get("warc_sha256"))
+            seqs.append(entry.get("seq"))
+            detail = entry.get("detail") if isinstance(entry.get("detail"), dict) else {}
+            if entry.get("event") in SEALING and entry.get("capture_id") and detail:
+                sealed.setdefault(entry["capture_id"], detail.get("warc_sha256"))
+            if entry.get("event") == "timestamped" and entry.get("capture_id"):
+                stamped.add((entry["capture_id"], str(detail.get("token_sha256"))))
             previous = entry
+        if listed_seqs is not None:     # exports before the manifest listed them have no list to check against
+            for seq in sorted(set(map(str, listed_seqs)) - set(map(str, seqs)), key=lambda v: (len(v), v)):
+                report.add("ledger", LEDGER_PATH, f"entry {seq}, which {MANIFEST_PATH} lists, is missing: removed")
+            for seq in sorted(set(map(str, seqs)) - set(map(str, listed_seqs)), key=lambda v: (len(v), v)):
+                report.add("ledger", LEDGER_PATH, f"entry {seq} is not one {MANIFEST_PATH} lists: inserted")
         for c in captures:
             found = self.warc_hashes.get(c.get("warc"))
             if found is None:
@@ -1214,24 +1234,29 @@ class _PackageCheck:
             elif sealed[c["id"]] != found:
                 report.add("ledger", LEDGER_PATH, f"recorded {sealed[c['id']]} when {c['id']} was sealed; its WARC "
                            f"hashes to {found}")
+            for stamp in c.get("timestamps") or []:
+                if isinstance(stamp, dict) and stamp.get("token_sha256") and \
+                        (c.get("id"), stamp["token_sha256"]) not in stamped:
+                    report.add("ledger", LEDGER_PATH, f"has no 'timestamped' entry for {stamp.get('token')} of "
+                               f"{c.get('id')}")
 
     def _timestamps(self, captures: list[dict[str, Any]]) -> None:
         """Each token vouches for its WARC's SHA-256, and its signature holds (with the certificate it carries:
         whether that TSA is trusted is for the reader, who holds its root)."""
         report = self.report
-        try:
-            from . import timestamps as tsa
-        except ImportError:      # pragma: no cover - the module ships with archiver
-            tsa = None
         for c in captures:
             found = self.warc_hashes.get(c.get("warc"))
             for stamp in c.get("timestamps") or []:
                 token_path = stamp.get("token")
-                data = self.small.get(token_path)
+                data = self.read.get(token_path)
                 if data is None:
-                    report.add("timestamp", str(token_path), "is missing or altered")
+                    report.add("timestamp", str(token_path), "is missing or unreadable")
                     continue
-                if tsa is None or found is None:
+                actual = hashlib.sha256(data).hexdigest()
+                if stamp.get("token_sha256") and stamp["token_sha256"] != actual:
+                    report.add("timestamp", token_path, f"hashes to {actual}; the archive recorded "
+                               f"{stamp['token_sha256']} when the token was granted")
+                if found is None:
                     continue
                 try:
                     token = tsa.parse_reply(data)
@@ -1242,14 +1267,14 @@ class _PackageCheck:
                     report.add("timestamp", token_path, f"vouches for {token.digest}, not for {c.get('warc')} "
                                f"({found})")
                     continue
-                why = self._openssl_check(tsa, token_path, data, found, token)
+                why = self._openssl_check(token_path, data, found, token)
                 if why is not None:
                     report.add("timestamp", token_path, why)
                     continue
                 report.timestamps += 1
 
     @staticmethod
-    def _openssl_check(tsa: Any, token_path: str, data: bytes, digest: str, token: Any) -> str | None:
+    def _openssl_check(token_path: str, data: bytes, digest: str, token: tsa.Token) -> str | None:
         with tempfile.TemporaryDirectory(prefix="archiver-wacz-") as tmp:
             copy = Path(tmp) / Path(token_path).name
             copy.write_bytes(data)

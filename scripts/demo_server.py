@@ -41,7 +41,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   ``prod-video-eu-central-1.pscp.tv`` — a Periscope replay as yt-dlp's extractor fetches it;
 * ``api.x.com``/``api.twitter.com`` ``/1.1/guest/activate.json`` (POST), ``/1.1/broadcasts/show.json`` and
   ``/1.1/live_video_stream/status/<media_key>`` — X broadcasts (``x.com/i/broadcasts/<id>``) as yt-dlp's
-  twitter:broadcast extractor fetches them, from ``demo_site/world/x_broadcasts.json``.
+  twitter:broadcast extractor fetches them, from ``demo_site/world/x_broadcasts.json``;
+* ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
+  the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
+  timestamp requests take the proxy path real ones take; 502 while none is set.
 
 ``CONNECT host:443`` is answered by terminating TLS with a certificate for that host, signed by a test
 CA made per process with the ``openssl`` CLI (``DemoServer.ca_file``; ``DemoServer.ca_spki_sha256`` is
@@ -72,7 +75,9 @@ import tempfile
 import threading
 import time
 import types
+import urllib.error
 import urllib.parse
+import urllib.request
 from functools import lru_cache
 from http import HTTPStatus
 from pathlib import Path
@@ -308,6 +313,7 @@ TWITTER_HOSTS = frozenset({
 })
 PERISCOPE_HOSTS = frozenset({"www.periscope.tv", "periscope.tv", "pscp.tv", "www.pscp.tv"})
 X_API_HOSTS = frozenset({"api.x.com", "api.twitter.com"})
+TSA_HOST = "timestamp.demo-tsa.example"
 
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
@@ -321,6 +327,7 @@ WORLD_ROUTES: dict[str, str] = {
     **{host: "_world_x_api" for host in X_API_HOSTS},
     **{host: "_world_twitter" for host in TWITTER_HOSTS},
     **{host: "_world_periscope" for host in PERISCOPE_HOSTS},
+    TSA_HOST: "_world_tsa",
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -486,6 +493,7 @@ class _World:
         self.lock = threading.Lock()
         self.proxy_log: list[ProxyRequest] = []
         self.tweet_states: dict[str, str] = {}
+        self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
 
     def log(self, method: str, host: str, path: str) -> None:
         with self.lock:
@@ -591,8 +599,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._handle(head=True)
 
     def do_POST(self) -> None:
-        # Only the X API takes POSTs (guest/activate.json); read the body so keep-alive stays in step.
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        # Only the X API (guest/activate.json) and the TSA take POSTs; always read the body so keep-alive stays
+        # in step.
+        self._body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._handle(head=False)
 
     def do_CONNECT(self) -> None:
@@ -613,7 +622,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             parts = urllib.parse.urlsplit(target)
             path = parts.path or "/"
             query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-            if self.command == "POST" and host not in X_API_HOSTS:
+            if self.command == "POST" and host not in X_API_HOSTS and host != TSA_HOST:
                 self._send(405, b"Method not allowed.\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
             elif host is None:
                 # Count on arrival, so tests can see requests that never complete.
@@ -1156,6 +1165,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._send_json(200, broadcast["accessVideoPublic"], {"Cache-Control": "no-cache"})
 
+    def _world_tsa(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        upstream = self.server.world.tsa_url
+        if self.command != "POST" or upstream is None:
+            self._send(405 if upstream else 502, b"timestamp queries only, by POST\n" if upstream else
+                       b"demo proxy: no TSA is running in the fixture world\n", "text/plain; charset=utf-8")
+            return
+        request = urllib.request.Request(upstream, data=self._body, method="POST", headers={
+            "Content-Type": self.headers.get("Content-Type", "")})
+        try:
+            # No proxy from the environment: the TSA is on loopback, and the proxy is us.
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=30) as answer:
+                status, body, kind = answer.status, answer.read(), answer.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            status, body, kind = exc.code, exc.read(), exc.headers.get("Content-Type", "text/plain")
+        self._send(status, body, kind)
+
     def _world_x_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         # The calls yt-dlp's twitter:broadcast extractor makes for x.com/i/broadcasts/<id>: a guest token,
         # then the broadcast (with its media_key), then the stream's playlist URL. Both need the guest token.
@@ -1234,6 +1259,11 @@ class DemoServer:
         """(method, host, path) of every request the proxy received, oldest first (a snapshot)."""
         with self._world.lock:
             return list(self._world.proxy_log)
+
+    def set_tsa(self, url: str | None) -> None:
+        """Relay timestamp queries to ``http://timestamp.demo-tsa.example/`` to this loopback TSA (None: 502)."""
+        with self._world.lock:
+            self._world.tsa_url = url
 
     def reset_proxy_log(self) -> None:
         with self._world.lock:

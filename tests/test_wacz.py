@@ -378,3 +378,64 @@ def test_check_wacz_signature_accepts_only_what_replaywebpage_accepts(tmp_path):
     other = keys.load_or_create_wacz_key(tmp_path / "other", {"signing": {"key_file": ""}})
     assert "other keys" in keys.check_wacz_key_binding(text, sig, archive_key.public_raw, other.spki_der)
     assert "not signed" in keys.check_wacz_key_binding(text + b" ", sig, archive_key.public_raw, wacz_key.spki_der)
+
+
+def _relisted(members: dict[str, bytes], changes: dict[str, bytes]) -> dict[str, bytes]:
+    """The changed members with datapackage.json re-hashed to match them and its digest recomputed, but not
+    re-signed (no forger holds the archive's key): what is left to catch the change is the content itself."""
+    package = json.loads(members["datapackage.json"])
+    for resource in package["resources"]:
+        if resource["path"] in changes:
+            resource["hash"] = "sha256:" + hashlib.sha256(changes[resource["path"]]).hexdigest()
+            resource["bytes"] = len(changes[resource["path"]])
+    return {**changes, **_resign(members, json.dumps(package, indent=2).encode(), None)}
+
+
+def test_each_tamper_case_of_an_export_is_named_and_fails_wacz_validate(case, tmp_path):
+    """The issue's tamper cases as they look inside a package: an altered WARC (above), an altered index row, a
+    deleted ledger entry, a swapped timestamp token. Each is named by `verify --wacz` and refused by `wacz
+    validate`; and with the hashes in datapackage.json recomputed to hide it, `verify --wacz` still names both
+    the broken package signature and what the change did."""
+    cli, source = case["cli"], case["wacz"]
+    first, second = case["ids"]
+    members = _members(source)
+    cdxj = members["indexes/index.cdxj"].decode().splitlines(keepends=True)
+    key, stamp, body = cdxj[0].split(" ", 2)
+    entry = json.loads(body)
+    entry["offset"] = str(int(entry["offset"]) + 1)
+    ledger_lines = members["provenance/ledger.jsonl"].decode().splitlines(keepends=True)
+    timestamped = next(n for n, line in enumerate(ledger_lines) if json.loads(line)["event"] == "timestamped")
+    dropped_seq = json.loads(ledger_lines[timestamped])["seq"]
+    tokens = (f"provenance/{first}.1.tsr", f"provenance/{second}.1.tsr")
+    changes = {
+        # name: (changed members, (problem kind, path, words) named besides the changed hash)
+        "an index row altered": (
+            {"indexes/index.cdxj": "".join([f"{key} {stamp} {json.dumps(entry)}\n", *cdxj[1:]]).encode()},
+            ("index", "indexes/index.cdxj", "line 1 points at no record")),
+        "a ledger entry deleted": (
+            {"provenance/ledger.jsonl": "".join(ledger_lines[:timestamped] + ledger_lines[timestamped + 1:]).encode()},
+            ("ledger", "provenance/ledger.jsonl", f"entry {dropped_seq}, which provenance/export.json lists, is "
+                                                  "missing")),
+        "timestamp tokens swapped": (
+            {tokens[0]: members[tokens[1]], tokens[1]: members[tokens[0]]},
+            ("timestamp", tokens[0], f"not for archive/{first}.warc.gz")),
+    }
+    for name, (changed, (kind, path, words)) in changes.items():
+        plain = _rezip(source, tmp_path / "plain.wacz", changed)
+        code, report = _verify(cli, plain)
+        problems = {(p["problem"], p["path"]) for p in report["problems"]}
+        assert code == 1 and ("altered", next(iter(changed))) in problems, (name, report["problems"])
+        assert any(p["problem"] == kind and p["path"] == path and words in p["detail"] for p in report["problems"]), \
+            (name, report["problems"])
+        checked = _wacz_validate(plain)
+        assert checked.returncode != 0, (name, checked.stdout)
+
+        hidden = _rezip(source, tmp_path / "hidden.wacz", _relisted(members, changed))
+        code, report = _verify(cli, hidden)
+        problems = {(p["problem"], p["path"]) for p in report["problems"]}
+        assert code == 1 and ("package-signature", "datapackage-digest.json") in problems, (name, report["problems"])
+        assert not any(p["problem"] == "altered" for p in report["problems"]), (name, report["problems"])
+        assert any(p["problem"] == kind and p["path"] == path and words in p["detail"] for p in report["problems"]), \
+            (name, report["problems"])
+        for made in (plain, hidden):
+            made.unlink()

@@ -1,4 +1,5 @@
-"""A time-stamping authority on 127.0.0.1 for tests: a real RFC 3161 TSA, answered by `openssl ts -reply`.
+"""A time-stamping authority on 127.0.0.1 for the tests and the demo: a real RFC 3161 TSA, answered by
+`openssl ts -reply`.
 
 Each instance makes its own CA and TSA certificate with openssl in a directory of its own (the TSA's certificate
 with extendedKeyUsage critical timeStamping, as RFC 3161 requires), then serves POSTs of
