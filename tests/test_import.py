@@ -210,3 +210,11 @@ def test_tokens_of_an_import_that_stopped_are_settled(case, tmp_path):
     assert other("import", str(case["wacz"])).code == 0          # held; settles on the way in
     assert not staging.exists() and not dead.exists()
     assert (other.archive / token_rel).is_file() and other("verify").code == 0
+    # A runner starting finishes the move too; an unindexed folder it leaves (no lease says its importer died).
+    for rel in (token_rel, token_rel + ".json"):
+        (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.rename(other.archive / rel, staging / rel)
+    (dead / "warcs").mkdir(parents=True)
+    ran = other("run", "--once")
+    assert ran.code == 0, ran.err
+    assert not staging.exists() and dead.exists() and other("verify").code == 0
