@@ -163,6 +163,7 @@ def test_expect_key_makes_the_origin_a_hard_check(case, tmp_path):
     [problem] = wrong.json()["problems"]
     assert problem["problem"] == "unexpected-key" and key in problem["detail"] and OTHER_KEY in problem["detail"]
     assert "UNEXPECTED-KEY" in nowhere("verify", "--wacz", wacz, "--expect-key", OTHER_KEY).out
+    assert "--expect-key" in _members(case["wacz"])["provenance/VERIFY.txt"].decode()
 
     # Import: the whole package is refused when another key signed it, or when its signature no longer holds.
     other = CLI(tmp_path / "other")
