@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI
-from tsa_server import LoopbackTSA
+from conftest import CLI, capture_timestamped
 
 OTHER_KEY = "sha256:" + "0" * 64
 
@@ -25,15 +24,8 @@ OTHER_KEY = "sha256:" + "0" * 64
 def case(tmp_path_factory: pytest.TempPathFactory, site) -> dict[str, Any]:
     """Two captures, each timestamped by a loopback TSA, exported as one WACZ."""
     root = tmp_path_factory.mktemp("import")
-    tsa = LoopbackTSA(root / "tsa")
-    cli = CLI(root / "archive")
-    cli.env.update({"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]),
-                    "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
-    try:
-        done = cli("capture", "--no-browser", site.url + "/docs/icrc-statement.pdf",
-                   site.url + "/archive/1998/communique.html", "--json")
-    finally:
-        tsa.close()
+    cli, [done], _ = capture_timestamped(root, [
+        "--no-browser", site.url + "/docs/icrc-statement.pdf", site.url + "/archive/1998/communique.html", "--json"])
     assert done.code == 0, done.err
     ids = sorted(o["capture_id"] for o in done.json())
     shows = {i: cli("show", i, "--json").json() for i in ids}
