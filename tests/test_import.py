@@ -171,6 +171,13 @@ def test_expect_key_makes_the_origin_a_hard_check(case, tmp_path):
     assert loose.code == 0 and "does not hold" in loose.out, loose.out
     accepted = other("import", wacz, "--expect-key", key, "--json")
     assert accepted.code == 0 and [i["outcome"] for i in accepted.json()[0]["items"]] == ["imported", "imported"]
+    # A bare WARC has no package signature: its capture's own signature must be by the key expected.
+    warc = str(case["cli"].archive / case["shows"][case["ids"][0]]["warc_path"])
+    bare = CLI(tmp_path / "bare")
+    refused = bare("import", warc, "--expect-key", OTHER_KEY, "--json")
+    [item] = refused.json()[0]["items"]
+    assert refused.code == 1 and item["outcome"] == "refused" and key in item["detail"], item
+    assert bare("import", warc, "--expect-key", key).code == 0
 
     # A malformed fingerprint is bad input: one line, exit 2, nothing made.
     for args in (["verify", "--wacz", wacz, "--expect-key", "sha256:abc"],
