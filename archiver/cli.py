@@ -337,12 +337,17 @@ def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
 @cli.command(name="import")
 @click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path),
                 metavar="FILE.wacz|FILE.warc.gz...")
+@click.option("--expect-key", metavar="sha256:HEX", help="Import only what the archive with this key fingerprint "
+              "(as its `archiver key` prints it) signed: a package it did not sign is refused whole.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def import_(ctx: Context, sources: tuple[Path, ...], as_json: bool) -> None:
+def import_(ctx: Context, sources: tuple[Path, ...], expect_key: str | None, as_json: bool) -> None:
     """Bring captures sealed elsewhere (a WACZ export, or archiver WARC files) into this archive, each checked
-    against its package hash, its record digests and its signature first. Exit 1 if any was refused."""
+    against its package hash, its record digests and its signature first, with the RFC 3161 timestamp tokens
+    the package holds for it. Exit 1 if anything was refused."""
+    from .keys import parse_fingerprint
     from .ingest import IngestError, ingest
+    expected = parse_fingerprint(expect_key) if expect_key is not None else None
     for source in sources:
         if not source.is_file():
             raise UserError(f"{source}: no such file (give a .wacz export or a .warc.gz written by archiver)")
@@ -351,7 +356,7 @@ def import_(ctx: Context, sources: tuple[Path, ...], as_json: bool) -> None:
     try:
         for source in sources:
             try:
-                reports.append(ingest(ctx.archive.path, index, source))
+                reports.append(ingest(ctx.archive.path, index, source, expected))
             except IngestError as exc:
                 raise UserError(str(exc)) from None
     finally:
@@ -360,10 +365,29 @@ def import_(ctx: Context, sources: tuple[Path, ...], as_json: bool) -> None:
         _emit_json([r.as_dict() for r in reports])
     else:
         for report in reports:
-            for item in report.items:
-                click.echo(f"{item.outcome:<9} {item.capture_id or '-':<26}  {item.name}  {item.detail}".rstrip())
+            _echo_ingest(report, expected)
     if not all(r.ok for r in reports):
         raise click.exceptions.Exit(1)
+
+
+def _echo_ingest(report: Any, expected: str | None) -> None:
+    name = Path(report.source).name
+    if report.refused:
+        click.echo(f"{'refused':<9} {'-':<26}  {name}  {report.refused}; nothing imported")
+        return
+    for item in report.items:
+        tokens = f" ({item.tokens} timestamp token(s))" if item.tokens else ""
+        click.echo(f"{item.outcome:<9} {item.capture_id or '-':<26}  {item.name}  {item.detail}{tokens}".rstrip())
+        for token in item.refused_tokens:
+            click.echo(f"{'refused':<9} {item.capture_id or '-':<26}  {token.path}  {token.reason}; not kept")
+    if report.package_signature is None:
+        return
+    if report.package_signature != "holds":
+        click.echo(f"{name}: the package signature does not hold ({report.package_signature}); each capture above "
+                   "was checked on its own")
+    elif expected is None:
+        click.echo(f"{name}: signed by archive key {report.archive_key} -- compare it with the fingerprint that "
+                   "archive publishes, or import with --expect-key")
 
 
 @cli.command()
@@ -747,13 +771,18 @@ def search(ctx: Context, query: str, limit: int, as_json: bool) -> None:
 @click.argument("ids", nargs=-1, metavar="[ID...]")
 @click.option("--wacz", "wacz_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.wacz",
               help="Check an exported WACZ instead, offline: needs nothing but the file (no archive).")
+@click.option("--expect-key", metavar="sha256:HEX", help="With --wacz: the package must be signed by the archive "
+              "with this key fingerprint (as its `archiver key` prints it), else exit 1 (unexpected-key).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, as_json: bool) -> None:
+def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_key: str | None, as_json: bool) -> None:
     """Re-hash sealed WARCs and every record against the index. Exit 1 on any problem."""
     if wacz_file is not None:
-        _verify_wacz(wacz_file, ids, as_json)
+        _verify_wacz(wacz_file, ids, expect_key, as_json)
         return
+    if expect_key is not None:
+        raise UserError("--expect-key checks who signed a package: use it with --wacz FILE (this archive's own "
+                        "captures are checked against its own key)")
     index = ctx.index()
     try:
         report = verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings)
@@ -780,13 +809,15 @@ def _echo_problems(problems: list[Any], width: int) -> str:
     return f"{len(problems)} problem(s)" if problems else "all intact"
 
 
-def _verify_wacz(path: Path, ids: tuple[str, ...], as_json: bool) -> None:
+def _verify_wacz(path: Path, ids: tuple[str, ...], expect_key: str | None, as_json: bool) -> None:
+    from .keys import parse_fingerprint
     from .wacz import verify_wacz
     if ids:
         raise UserError("give capture IDs or --wacz FILE, not both")
+    expected = parse_fingerprint(expect_key) if expect_key is not None else None
     if not path.is_file():
         raise UserError(f"--wacz {path}: no such file")
-    report = verify_wacz(path)
+    report = verify_wacz(path, expected)
     if as_json:
         _emit_json(report.as_dict())
     else:
@@ -796,6 +827,13 @@ def _verify_wacz(path: Path, ids: tuple[str, ...], as_json: bool) -> None:
                    f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
                    f"ledger excerpt of {report.ledger_entries} entries; package signed by WACZ key "
                    f"{report.wacz_key or '?'} on {report.created or '?'}: {verdict}")
+        if report.archive_key and expected is None:
+            # Whoever could change the package could put their own key in it: the check above says only that
+            # the package is as that key made it.
+            click.echo(f"who made it: compare {report.archive_key} with the fingerprint that archive publishes "
+                       "elsewhere (`archiver key` there), or give it as --expect-key")
+        elif report.archive_key == expected:
+            click.echo(f"who made it: the archive key is the one expected ({expected})")
     if not report.ok:
         raise click.exceptions.Exit(1)
 

@@ -8,28 +8,61 @@ only then moved into ``warcs/`` -- the same sealing order as a capture (warc.py)
 the next runner cannot settle. Captures already held are left as they are. The bytes are never changed:
 the imported file hashes as it did in the package, and its signature (by the exporting archive's key) still
 verifies.
+
+The RFC 3161 tokens a WACZ carries for a capture (``provenance/<capture-id>.<n>.tsr``, with the ``.tsr.json``
+note naming the TSA) come with it: each must be listed in datapackage.json with the hash it has, vouch for the
+WARC's SHA-256 and have a signature openssl accepts (with the certificates it carries; whether that TSA is
+trusted is for ``archiver verify`` and ``timestamp.ca_bundle``). A token that fails is named in the report and
+nothing of it is kept; the capture, which holds on its own, is still imported. The tokens kept follow the WARC's
+order: written read-only under their archive names in a staging folder in ``tmp/``
+(``<capture-id>.import<pid>.tsr.importing/warcs/YYYY/MM/DD/``), indexed in the capture's transaction
+(timestamps.restore_from_files: the rows and ``timestamped`` entries reindex makes), then moved beside the WARC.
+So a token is never beside a WARC the index does not hold, and one the index holds is either in place or in a
+staging folder that the next import or runner empties (``settle_imported_tokens``). A capture already held keeps
+its own timestamps: none of the package's are added to it.
+
+With ``expect_key`` (a fingerprint: ``archiver import --expect-key``) a WACZ must be signed by that archive key
+-- its package signature, the key binding and the key it names (wacz.package_origin) -- or nothing of it is
+imported; and every capture, from a WACZ or a bare WARC, must be signed by that key.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import shutil
 import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from . import timestamps
 from .index import Index
-from .reindex import NotACapture, insert_read_capture, read_capture
+from .reindex import NotACapture, ReadCapture, insert_read_capture, read_capture
 from .verify import Report as VerifyReport, verify_capture
+from .wacz import PROVENANCE_DIR, package_origin
 from .warc import IMPORTING_SUFFIX, TMP_DIR, finish_seal, importing_files
 
 CHUNK = 1 << 20
+# A folder in tmp/ holding the tokens of one capture being imported, laid out as under the archive.
+TOKENS_SUFFIX = ".tsr.importing"
+# A token is a few kilobytes, its note less: a member claiming more is not one (and is not read whole).
+MAX_TOKEN_BYTES = timestamps.MAX_REPLY_BYTES
 
 
 class IngestError(Exception):
     """The input is not something that can be imported (not a zip/WACZ or WARC, unreadable)."""
+
+
+@dataclass
+class RefusedToken:
+    path: str                 # the member of the package
+    reason: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
 
 
 @dataclass
@@ -38,9 +71,12 @@ class Imported:
     capture_id: str | None
     outcome: str              # imported | held | refused
     detail: str = ""
+    tokens: int = 0           # timestamp tokens imported with the capture
+    refused_tokens: list[RefusedToken] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.name, "capture_id": self.capture_id, "outcome": self.outcome, "detail": self.detail}
+        return {"source": self.name, "capture_id": self.capture_id, "outcome": self.outcome, "detail": self.detail,
+                "tokens": self.tokens, "refused_tokens": [t.as_dict() for t in self.refused_tokens]}
 
 
 @dataclass
@@ -48,14 +84,18 @@ class IngestReport:
     source: str
     source_sha256: str
     items: list[Imported] = field(default_factory=list)
+    archive_key: str | None = None         # the archive key a WACZ names
+    package_signature: str | None = None   # "holds", or why not; None for a bare WARC
+    refused: str | None = None             # why nothing of the package was imported (--expect-key)
 
     @property
     def ok(self) -> bool:
-        return all(i.outcome != "refused" for i in self.items)
+        return self.refused is None and all(i.outcome != "refused" and not i.refused_tokens for i in self.items)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "source": self.source, "source_sha256": self.source_sha256,
-                "items": [i.as_dict() for i in self.items]}
+                "archive_key": self.archive_key, "package_signature": self.package_signature,
+                "refused": self.refused, "items": [i.as_dict() for i in self.items]}
 
 
 def _sha256_path(path: Path) -> str:
@@ -66,43 +106,129 @@ def _sha256_path(path: Path) -> str:
     return h.hexdigest()
 
 
-def _warcs_in(path: Path) -> Iterator[tuple[str, IO[bytes], str | None]]:
-    """(name, stream, expected "sha256:<hex>" or None) for each WARC of a WACZ, or the file itself."""
-    if not zipfile.is_zipfile(path):
-        if path.name.endswith((".warc.gz", ".warc")):
-            with open(path, "rb") as fh:
-                yield path.name, fh, None
+@dataclass
+class _PackagedToken:
+    """A token of the package and its note, as read from the zip (not yet checked)."""
+    n: int
+    path: str
+    data: bytes
+    listed: str | None
+    note_path: str | None = None
+    note: bytes | None = None
+    note_listed: str | None = None
+
+
+class _Source:
+    """What is imported: a WACZ (its WARCs, the hashes it lists, its timestamp tokens) or one WARC file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.zf: zipfile.ZipFile | None = None
+        self.hashes: dict[str, str | None] = {}
+        if not zipfile.is_zipfile(path):
+            if not path.name.endswith((".warc.gz", ".warc")):
+                raise IngestError(f"{path} is neither a WACZ (zip) nor a WARC file")
             return
-        raise IngestError(f"{path} is neither a WACZ (zip) nor a WARC file")
-    with zipfile.ZipFile(path) as zf:
         try:
-            package = json.loads(zf.read("datapackage.json"))
+            self.zf = zipfile.ZipFile(path)
+            package = json.loads(self.zf.read("datapackage.json"))
         except KeyError:
+            self.close()
             raise IngestError(f"{path} is a zip without datapackage.json: not a WACZ") from None
-        except ValueError as exc:
-            raise IngestError(f"{path}: datapackage.json is not JSON ({exc})") from None
-        hashes = {r.get("path"): r.get("hash") for r in package.get("resources") or [] if isinstance(r, dict)}
-        for info in zf.infolist():
+        except (ValueError, zipfile.BadZipFile) as exc:
+            self.close()
+            raise IngestError(f"{path}: datapackage.json cannot be read ({exc})") from None
+        if not isinstance(package, dict):
+            self.close()
+            raise IngestError(f"{path}: datapackage.json is not a JSON object")
+        self.hashes = {r.get("path"): r.get("hash") for r in package.get("resources") or [] if isinstance(r, dict)}
+
+    def close(self) -> None:
+        if self.zf is not None:
+            self.zf.close()
+
+    def warcs(self) -> Iterator[tuple[str, IO[bytes], str | None]]:
+        """(name, stream, expected "sha256:<hex>" or None) for each WARC of a WACZ, or the file itself."""
+        if self.zf is None:
+            with open(self.path, "rb") as fh:
+                yield self.path.name, fh, None
+            return
+        for info in self.zf.infolist():
             if info.filename.startswith("archive/") and info.filename.endswith((".warc.gz", ".warc")):
-                with zf.open(info) as member:
-                    yield info.filename, member, hashes.get(info.filename)
+                with self.zf.open(info) as member:
+                    yield info.filename, member, self.hashes.get(info.filename)
+
+    def tokens_of(self, capture_id: str) -> tuple[list[_PackagedToken], list[RefusedToken]]:
+        """The package's tokens of one capture (``provenance/<id>.<n>.tsr``, as export names them) in order of
+        n; and those that cannot even be read as such."""
+        if self.zf is None:
+            return [], []
+        found: list[_PackagedToken] = []
+        refused: list[RefusedToken] = []
+        members = {i.filename: i for i in self.zf.infolist()}
+        prefix = f"{PROVENANCE_DIR}/{capture_id}."
+        pattern = re.compile(re.escape(prefix) + r"([1-9][0-9]{0,5})" + re.escape(timestamps.TOKEN_SUFFIX))
+        for name in sorted(m for m in members if m.startswith(prefix) and m.endswith(timestamps.TOKEN_SUFFIX)):
+            match = pattern.fullmatch(name)
+            if match is None:
+                refused.append(RefusedToken(name, f"is not named as a token of {capture_id} "
+                                                  f"(<capture-id>.<n>{timestamps.TOKEN_SUFFIX})"))
+                continue
+            data = self._small(members[name])
+            if data is None:
+                refused.append(RefusedToken(name, f"claims over {MAX_TOKEN_BYTES} bytes or cannot be read from "
+                                                  "the zip: not a timestamp token"))
+                continue
+            token = _PackagedToken(int(match.group(1)), name, data, self.hashes.get(name))
+            note = name[:-len(timestamps.TOKEN_SUFFIX)] + timestamps.SIDECAR_SUFFIX
+            if note in members:
+                token.note_path, token.note, token.note_listed = note, self._small(members[note]), \
+                    self.hashes.get(note)
+            found.append(token)
+        return sorted(found, key=lambda t: t.n), refused
+
+    def _small(self, info: zipfile.ZipInfo) -> bytes | None:
+        if self.zf is None or info.file_size > MAX_TOKEN_BYTES:
+            return None
+        try:
+            with self.zf.open(info) as member:
+                return member.read(MAX_TOKEN_BYTES + 1)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+            return None
 
 
-def ingest(archive_dir: Path, index: Index, source: Path) -> IngestReport:
-    """Import every capture in ``source`` (a WACZ or a WARC file) that this archive does not hold yet."""
+def ingest(archive_dir: Path, index: Index, source: Path, expect_key: str | None = None) -> IngestReport:
+    """Import every capture in ``source`` (a WACZ or a WARC file) that this archive does not hold yet, with its
+    timestamp tokens. With ``expect_key``, only what that archive key signed (see the module docstring)."""
     if not source.is_file():
         raise IngestError(f"{source} is not a file")
     report = IngestReport(str(source), _sha256_path(source))
     tmp_dir = archive_dir / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
     _remove_dead_imports(index, importing_files(archive_dir))
-    for name, stream, expected in _warcs_in(source):
-        # Not a runner's temporary name (*.part): a runner starting now must not take it for a dead writer's.
-        tmp = tmp_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.import{os.getpid()}{IMPORTING_SUFFIX}"
-        try:
-            report.items.append(_ingest_one(archive_dir, index, name, stream, expected, tmp, report.source_sha256))
-        finally:
-            tmp.unlink(missing_ok=True)
+    settle_imported_tokens(archive_dir, index, remove_dead_unindexed=True)
+    package = _Source(source)
+    try:
+        if package.zf is not None:
+            origin = package_origin(source, expect_key)
+            report.archive_key = origin.archive_key
+            problems = origin.origin_problems()
+            report.package_signature = "holds" if not problems else f"{problems[0].path} {problems[0].detail}"
+            if expect_key is not None and problems:
+                # Its WARCs may each hold on their own, but the person asked for that archive's package and no
+                # other: a package it did not sign is not taken in part.
+                report.refused = f"not signed by the expected archive key: {problems[0].path} {problems[0].detail}"
+                return report
+        for name, stream, expected in package.warcs():
+            # Not a runner's temporary name (*.part): a runner starting now must not take it for a dead writer's.
+            tmp = tmp_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.import{os.getpid()}{IMPORTING_SUFFIX}"
+            try:
+                report.items.append(_ingest_one(archive_dir, index, package, name, stream, expected, tmp,
+                                                report.source_sha256, expect_key))
+            finally:
+                tmp.unlink(missing_ok=True)
+    finally:
+        package.close()
     return report
 
 
@@ -110,8 +236,8 @@ def _remove_dead_imports(index: Index, paths: list[Path]) -> None:
     """Unindexed files of imports whose process is gone (on this host) are nobody's: remove them. Indexed
     ones are left for a runner to move into place (worker.settle_temp_files)."""
     for path in paths:
-        tag = path.name.split(".")[1] if path.name.count(".") >= 4 else ""
-        if not tag.startswith("import") or not tag[6:].isdigit() or _alive(int(tag[6:])):
+        pid = _import_pid(path.name) if path.name.count(".") >= 4 else None
+        if pid is None or _alive(pid):
             continue
         if index.conn.execute("SELECT 1 FROM captures WHERE id = ?", (path.name.split(".", 1)[0],)).fetchone() is None:
             path.unlink(missing_ok=True)
@@ -127,8 +253,27 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _ingest_one(archive_dir: Path, index: Index, name: str, stream: IO[bytes], expected: str | None, tmp: Path,
-                source_sha256: str) -> Imported:
+def _import_pid(name: str) -> int | None:
+    """The pid in a temporary import name (``<x>.import<pid>.<rest>``), if it is one."""
+    tag = name.split(".")[1] if name.count(".") >= 2 else ""
+    return int(tag[6:]) if tag.startswith("import") and tag[6:].isdigit() else None
+
+
+def _unlisted_record(capture: ReadCapture) -> str | None:
+    """The first record the signed provenance lists with another payload digest than the file's header states
+    (verify_capture has checked each payload against its header): so an edited record whose digests were
+    recomputed is caught by the signature, as ``verify --wacz`` catches it."""
+    found = {r["record_id"]: r["payload_digest"] for r in capture.records}
+    for item in capture.provenance.get("records") or []:
+        if isinstance(item, dict) and item.get("payload_digest") and \
+                found.get(item.get("record_id")) != item["payload_digest"]:
+            return f"the {item.get('type')} record {item.get('uri')} is not in the file as its signed provenance " \
+                   "lists it"
+    return None
+
+
+def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, stream: IO[bytes],
+                expected: str | None, tmp: Path, source_sha256: str, expect_key: str | None) -> Imported:
     h = hashlib.sha256()
     with open(tmp, "wb") as out:
         while chunk := stream.read(CHUNK):
@@ -151,8 +296,18 @@ def _ingest_one(archive_dir: Path, index: Index, name: str, stream: IO[bytes], e
                    checked)
     if checked.problems:
         return Imported(name, capture_id, "refused", "; ".join(f"{p.kind}: {p.detail}" for p in checked.problems))
+    if capture_id in checked.signers and (why := _unlisted_record(capture)) is not None:
+        return Imported(name, capture_id, "refused", f"record-altered: {why}")
+    signer = checked.signers.get(capture_id)
+    if expect_key is not None and signer != expect_key:
+        return Imported(name, capture_id, "refused", f"signed by the archive key {signer}, not the expected "
+                        f"{expect_key}" if signer else f"not signed (sealed before archiver signed captures), so "
+                        f"not by the expected archive key {expect_key}")
     if index.conn.execute("SELECT 1 FROM captures WHERE id = ?", (capture_id,)).fetchone():
-        return Imported(name, capture_id, "held", "this archive already holds this capture")
+        packaged, _ = package.tokens_of(capture_id)
+        return Imported(name, capture_id, "held", "this archive already holds this capture" + (
+            f"; it keeps its own timestamps (the package's {len(packaged)} token(s) of it were not added)"
+            if packaged else ""))
     day = capture.row["started_at"][:10].replace("-", "/")
     rel = f"warcs/{day}/{capture_id}.warc.gz"
     final = archive_dir / rel
@@ -164,14 +319,121 @@ def _ingest_one(archive_dir: Path, index: Index, name: str, stream: IO[bytes], e
     # and finishes the move (worker.settle_temp_files); an unindexed one it leaves alone.
     named = tmp.with_name(f"{capture_id}.{tmp.name.split('.', 1)[1]}")
     os.rename(tmp, named)
+    staging = tmp.with_name(f"{capture_id}.import{os.getpid()}{TOKENS_SUFFIX}")
     try:
+        refused = _stage_tokens(archive_dir, package, capture_id, digest, rel, staging)
         with index.transaction() as conn:
             insert_read_capture(conn, index, capture, event="imported",
                                 source={"imported_from": name, "package_sha256": source_sha256,
                                         "signed": bool(checked.signed)})
+            # The staging folder is laid out as the archive is, so the rows name the tokens' places beside the WARC.
+            restored = timestamps.restore_from_files(conn, staging, capture.row)
     except BaseException:
         named.unlink(missing_ok=True)   # not indexed: not ours to keep
+        shutil.rmtree(staging, ignore_errors=True)
         raise
-    # Indexed: from here the file is kept whatever happens; if the move fails, the next runner finishes it.
+    # Indexed: from here the files are kept whatever happens; if a move fails, the next runner finishes it.
+    for token_rel, why in restored.skipped:     # not indexed (a second token from one TSA): not kept
+        refused.append(RefusedToken(f"{PROVENANCE_DIR}/{Path(token_rel).name}", why))
+        for path in (staging / token_rel, staging / _note_rel(token_rel)):
+            path.unlink(missing_ok=True)
+    _place_tokens(archive_dir, staging)
     finish_seal(named, final)
-    return Imported(name, capture_id, "imported", rel)
+    return Imported(name, capture_id, "imported", rel, tokens=restored.rows, refused_tokens=refused)
+
+
+def _note_rel(token_rel: str) -> str:
+    return token_rel[:-len(timestamps.TOKEN_SUFFIX)] + timestamps.SIDECAR_SUFFIX
+
+
+def _check_token(token: _PackagedToken, warc_sha256: str) -> tuple[timestamps.Token | None, str | None]:
+    """The token read, or why it is not kept: it must be the file the package lists, vouch for this WARC, and its
+    note (if any) must be the one listed too."""
+    actual = "sha256:" + hashlib.sha256(token.data).hexdigest()
+    if token.listed is None:
+        return None, "is not listed in datapackage.json: nothing vouches for its bytes"
+    if token.listed != actual:
+        return None, f"hashes to {actual}, the package lists {token.listed}"
+    if token.note_path is not None:
+        if token.note is None:
+            return None, f"its note {token.note_path} cannot be read from the zip"
+        noted = "sha256:" + hashlib.sha256(token.note).hexdigest()
+        if token.note_listed != noted:
+            return None, f"its note {token.note_path} hashes to {noted}, the package lists {token.note_listed}"
+    try:
+        parsed = timestamps.parse_reply(token.data)
+    except timestamps.TimestampError as exc:
+        return None, f"is not a readable timestamp token: {exc}"
+    if parsed.digest != warc_sha256:
+        return None, f"vouches for SHA-256 {parsed.digest}, not this capture's WARC ({warc_sha256})"
+    return parsed, None
+
+
+def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha256: str, warc_rel: str,
+                  staging: Path) -> list[RefusedToken]:
+    """Write the capture's good tokens (and notes), byte for byte and read-only, under ``staging`` as they will
+    lie in the archive; the tokens refused."""
+    tokens, refused = package.tokens_of(capture_id)
+    for token in tokens:
+        token_rel = timestamps.token_rel_path(warc_rel, capture_id, token.n)
+        parsed, why = _check_token(token, warc_sha256)
+        if parsed is not None and ((archive_dir / token_rel).exists() or (archive_dir / _note_rel(token_rel)).exists()):
+            why = f"{token_rel} exists but the index does not hold it (run verify)"
+        if parsed is None or why is not None:
+            refused.append(RefusedToken(token.path, why or "not kept"))
+            continue
+        target = staging / token_rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        timestamps._write_readonly(target, token.data)
+        try:
+            # Signature only, with the certificates the token carries (as verify --wacz checks it): whether
+            # that TSA is trusted is for `archiver verify` and timestamp.ca_bundle.
+            why = timestamps.openssl_verify(target, warc_sha256, parsed, None)
+        except timestamps.OpensslMissing as exc:
+            why = f"cannot be checked: {exc}"
+        if why is not None:
+            target.unlink()
+            refused.append(RefusedToken(token.path, why))
+            continue
+        if token.note is not None:
+            timestamps._write_readonly(staging / _note_rel(token_rel), token.note)
+    return refused
+
+
+def _place_tokens(archive_dir: Path, staging: Path) -> None:
+    """Move staged (indexed) tokens and notes beside their WARC, never over a file; then drop the folder."""
+    for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+        finish_seal(path, archive_dir / path.relative_to(staging))
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def settle_imported_tokens(archive_dir: Path, index: Index, remove_dead_unindexed: bool = False) -> int:
+    """Staging folders of imports that stopped after the index commit: the tokens the index holds are moved
+    into place as the importer would have, the rest removed. A folder whose capture is not indexed is an import
+    in progress, or a dead one: removed only with ``remove_dead_unindexed`` once its process is gone (ingest
+    does; a runner holds no lease telling it so). Returns how many folders were settled."""
+    tmp_dir = archive_dir / TMP_DIR
+    if not tmp_dir.is_dir():
+        return 0
+    settled = 0
+    for staging in sorted(tmp_dir.glob(f"*{TOKENS_SUFFIX}")):
+        capture_id = staging.name.split(".", 1)[0]
+        if index.conn.execute("SELECT 1 FROM captures WHERE id = ?", (capture_id,)).fetchone() is None:
+            pid = _import_pid(staging.name)
+            if remove_dead_unindexed and pid is not None and not _alive(pid):
+                shutil.rmtree(staging, ignore_errors=True)
+                settled += 1
+            continue
+        indexed = {row[0] for row in index.conn.execute(
+            "SELECT token_path FROM timestamps WHERE capture_id = ? AND token_path IS NOT NULL", (capture_id,))}
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            rel = path.relative_to(staging).as_posix()
+            token_rel = rel[:-len(timestamps.SIDECAR_SUFFIX)] + timestamps.TOKEN_SUFFIX \
+                if rel.endswith(timestamps.SIDECAR_SUFFIX) else rel
+            if token_rel in indexed:
+                finish_seal(path, archive_dir / rel)
+            else:
+                path.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        settled += 1
+    return settled

@@ -55,6 +55,10 @@ class SigningKeyError(UserError):
     """The configured key file cannot be read or is not an Ed25519 private key."""
 
 
+class BadFingerprint(UserError):
+    """A key fingerprint given at the command line (``--expect-key``) that is not ``sha256:`` and 64 hex digits."""
+
+
 @dataclass(frozen=True)
 class ArchiveKey:
     private: Ed25519PrivateKey
@@ -88,6 +92,18 @@ class ArchiveKey:
 def fingerprint(public_raw: bytes) -> str:
     """``sha256:<hex>`` of the 32 raw public-key bytes: short enough to read out over the phone in parts."""
     return "sha256:" + hashlib.sha256(public_raw).hexdigest()
+
+
+def parse_fingerprint(text: str, option: str = "--expect-key") -> str:
+    """A fingerprint as ``archiver key`` prints it, in that form (lowercase). Read out over the phone or copied
+    from a web page it may come in capitals or with spaces around it; anything else is refused, so that a typo
+    never turns a hard check into a comparison that can only fail."""
+    value = text.strip().lower()
+    digits = value[len("sha256:"):] if value.startswith("sha256:") else ""
+    if len(digits) != 64 or any(c not in "0123456789abcdef" for c in digits):
+        raise BadFingerprint(f"{option} {text!r}: expected a key fingerprint as `archiver key` prints it, "
+                             f"sha256: and 64 hex digits")
+    return value
 
 
 def key_path(archive_dir: Path, settings: Any) -> Path:

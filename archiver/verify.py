@@ -41,6 +41,8 @@ class Report:
     unsigned: int = 0
     timestamps: dict[str, int] = field(default_factory=lambda: {"verified": 0, "pending": 0, "failed": 0})
     problems: list[Problem] = field(default_factory=list)
+    # The key each capture found signed was signed with (capture id -> fingerprint): who made it, for import.
+    signers: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +132,7 @@ def _check_signature(capture: dict[str, Any], signed: dict[str, bytes], report: 
         report.problems.append(Problem("signature-invalid", capture["warc_path"], capture["id"], why))
     else:
         report.signed += 1
+        report.signers[capture["id"]] = record["key_fingerprint"]
 
 
 # What the index says about a sealed file, and what the ledger recorded when it was sealed: they must agree.

@@ -88,6 +88,9 @@ SEALING = tuple(e.strip().strip("'") for e in SEALING_EVENTS.split(","))
 # datapackage.json and the small files are read whole; a zip claiming more than this for one is not ours.
 MAX_SMALL_MEMBER = 256 << 20
 ZIP_LOCAL_HEADER = struct.Struct("<4s22xHH")   # signature ... file name length, extra field length
+# The problems that break the tie between a package and the archive key it names (WaczReport.origin_problems).
+ORIGIN_KINDS = ("package-signature", "key-binding", "unexpected-key")
+ORIGIN_PATHS = (DATAPACKAGE, DIGEST, ARCHIVE_KEY_PATH, WACZ_KEY_PATH, BINDING_PATH, BINDING_SIG_PATH)
 
 
 class ExportError(UserError):
@@ -661,7 +664,8 @@ def verify_text(manifest: dict[str, Any]) -> str:
         "integrity (nothing changed), origin (which archive sealed it), time (when it existed). You need unzip,",
         "sha256sum, openssl (3.0 or later), python3 and warcio (pip install warcio). Lines starting with $ are",
         "commands; run them in the folder the package is unpacked into. Each must succeed, and print no CHANGED",
-        "or FAILED. `archiver verify --wacz FILE.wacz` makes all these checks at once.",
+        "or FAILED. `archiver verify --wacz FILE.wacz --expect-key FINGERPRINT` makes all these checks at once,",
+        "origin included when FINGERPRINT is the archive key's as the archive publishes it (section 2).",
         "",
         "0. Unpack",
         "",
@@ -784,7 +788,7 @@ def verify_text(manifest: dict[str, Any]) -> str:
 @dataclass
 class WaczProblem:
     kind: str        # unreadable | layout | altered | package-signature | key-binding | record-altered |
-                     # capture-signature | index | provenance | ledger | timestamp
+                     # capture-signature | index | provenance | ledger | timestamp | unexpected-key
     path: str        # inside the package
     detail: str
 
@@ -814,6 +818,21 @@ class WaczReport:
 
     def add(self, kind: str, path: str, detail: str) -> None:
         self.problems.append(WaczProblem(kind, path, detail))
+
+    def origin_problems(self) -> list[WaczProblem]:
+        """What stands between the package and the archive key it names: its signature, the key binding, the
+        files that carry them, the key expected."""
+        return [p for p in self.problems if p.kind in ORIGIN_KINDS or p.path in ORIGIN_PATHS]
+
+    def expect_key(self, fingerprint: str) -> None:
+        """Name the package's archive key as a problem unless it is ``fingerprint`` (``--expect-key``): a
+        package is only as trustworthy as the key it names, and any forger can name a key of their own."""
+        if self.archive_key is None:
+            self.add("unexpected-key", ARCHIVE_KEY_PATH, f"the package holds no readable archive key; expected "
+                     f"{fingerprint}")
+        elif self.archive_key != fingerprint:
+            self.add("unexpected-key", ARCHIVE_KEY_PATH, f"the package's archive key is {self.archive_key}, not "
+                     f"the expected {fingerprint}: it was not made by that archive")
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "source": self.source, "files": self.files, "captures": self.captures,
@@ -873,19 +892,37 @@ def _json(data: bytes | None, path: str, report: WaczReport) -> Any:
         return None
 
 
-def verify_wacz(path: Path) -> WaczReport:
+def verify_wacz(path: Path, expect_key: str | None = None) -> WaczReport:
     """Check a WACZ offline, holding nothing but the file: zip structure; every file against datapackage.json;
     datapackage.json against the signed digest; the package signature; the WACZ key's binding to the archive
     key; every WARC's records against their digests and its capture signature by that archive key; the CDXJ
-    against the records; the provenance manifest, ledger excerpt and timestamp tokens against the WARCs."""
+    against the records; the provenance manifest, ledger excerpt and timestamp tokens against the WARCs. With
+    ``expect_key`` (a fingerprint, keys.parse_fingerprint), the archive key must be that one."""
+    return _check_package(path, expect_key, whole=True)
+
+
+def package_origin(path: Path, expect_key: str | None = None) -> WaczReport:
+    """The part of ``verify_wacz`` that says who made the package -- datapackage.json against its signed digest,
+    the package signature, the key binding, the archive key (and ``expect_key``), each small file against its
+    listed hash -- without reading the WARCs (import reads and checks each of them anyway)."""
+    return _check_package(path, expect_key, whole=False)
+
+
+def _check_package(path: Path, expect_key: str | None, whole: bool) -> WaczReport:
     report = WaczReport(str(path))
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         report.add("unreadable", path.name, f"is not a readable zip file ({exc})")
-        return report
-    with zf, open(path, "rb") as raw:
-        _PackageCheck(zf, raw, report).run()
+    else:
+        with zf, open(path, "rb") as raw:
+            check = _PackageCheck(zf, raw, report)
+            if whole:
+                check.run()
+            else:
+                check.origin()
+    if expect_key is not None:
+        report.expect_key(expect_key)
     return report
 
 
@@ -903,7 +940,9 @@ class _PackageCheck:
         self.archive_public: bytes | None = None
         self.spki: bytes | None = None           # the package's signing key, once its signature holds
 
-    def run(self) -> None:
+    def origin(self) -> bool:
+        """The members, datapackage.json, its signature, every small file against its hash, the keys. False
+        when there is no datapackage.json to go on."""
         report = self.report
         for info in self.zf.infolist():
             if info.filename in self.members:
@@ -913,11 +952,17 @@ class _PackageCheck:
                 self.members[info.filename] = info
         package = self._datapackage()
         if package is None:
-            return
+            return False
         report.created = package.get("created")
         self._digest(package)
         self._resources(package)
         self._keys()
+        return True
+
+    def run(self) -> None:
+        report = self.report
+        if not self.origin():
+            return
         cdx = self._cdxj()
         for name in sorted(n for n in self.listed if n.startswith("archive/")):
             if name in self.members:

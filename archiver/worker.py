@@ -107,10 +107,13 @@ class Worker:
             loop.add_signal_handler(sig, self.request_stop)
 
     def remove_stale_files(self) -> int:
-        """Temporary WARCs of runners that died mid-capture (see ``settle_temp_files``)."""
+        """Temporary WARCs of runners that died mid-capture (see ``settle_temp_files``), and the timestamp tokens
+        of imports that stopped after indexing them (ingest.settle_imported_tokens)."""
+        from .ingest import settle_imported_tokens   # import reads packages: not needed for most runs
         live = {owner_tag(o) for o in queue.live_owners(self.index)}
         return settle_temp_files(self.archive.path, self.index, stale_temp_files(self.archive.path, live)) + \
-            settle_temp_files(self.archive.path, self.index, importing_files(self.archive.path), remove_unindexed=False)
+            settle_temp_files(self.archive.path, self.index, importing_files(self.archive.path), remove_unindexed=False) + \
+            settle_imported_tokens(self.archive.path, self.index)
 
     async def close(self) -> None:
         if self.browser is not None:

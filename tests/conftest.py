@@ -69,6 +69,21 @@ class CLI:
                                 env={**self.env, **(env or {})}, cwd=self.archive.parent)
 
 
+def capture_timestamped(root: Path, *captures: list[str]) -> tuple[CLI, list[Result], Path]:
+    """An archive at ``root/archive`` whose captures (each ``archiver capture`` with these arguments) are
+    timestamped by a loopback TSA, up while they run: the CLI, each capture's result, the TSA's root certificate."""
+    from tsa_server import LoopbackTSA
+    tsa = LoopbackTSA(root / "tsa")
+    cli = CLI(root / "archive")
+    cli.env.update({"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]),
+                    "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
+    try:
+        results = [cli("capture", *args) for args in captures]
+    finally:
+        tsa.close()
+    return cli, results, tsa.ca_file
+
+
 @pytest.fixture
 def archive_dir(tmp_path: Path) -> Path:
     return tmp_path / "archive"

@@ -24,8 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from archiver import keys
-from conftest import CLI
-from tsa_server import LoopbackTSA
+from conftest import CLI, capture_timestamped
 
 BIN = Path(sys.executable).parent
 PAGES = ("/2016/12/16/evacuation-suspended/", "/archive/1998/communique.html")
@@ -37,16 +36,10 @@ def case(tmp_path_factory: pytest.TempPathFactory, site) -> dict[str, Any]:
     """An archive with two captures tagged `aleppo` (one behind a redirect, one a PDF) and one untagged, each
     timestamped by a loopback TSA; exported by tag."""
     root = tmp_path_factory.mktemp("wacz")
-    tsa = LoopbackTSA(root / "tsa")
-    cli = CLI(root / "archive")
-    cli.env.update({"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]),
-                    "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
-    try:
-        tagged = cli("capture", "--no-browser", "--tag", "aleppo", site.url + "/go/evacuation-suspended?utm_source=x",
-                     site.url + "/docs/icrc-statement.pdf", "--json")
-        other = cli("capture", "--no-browser", site.url + PAGES[1], "--json")
-    finally:
-        tsa.close()
+    cli, (tagged, other), tsa_ca = capture_timestamped(
+        root, ["--no-browser", "--tag", "aleppo", site.url + "/go/evacuation-suspended?utm_source=x",
+               site.url + "/docs/icrc-statement.pdf", "--json"],
+        ["--no-browser", site.url + PAGES[1], "--json"])
     assert tagged.code == 0 and other.code == 0, tagged.err + other.err
     ids = sorted(o["capture_id"] for o in tagged.json())
     shows = {i: cli("show", i, "--json").json() for i in ids}
@@ -55,7 +48,7 @@ def case(tmp_path_factory: pytest.TempPathFactory, site) -> dict[str, Any]:
     result = cli("export", "--tag", "aleppo", "-o", str(output), "--json")
     assert result.code == 0, result.err
     return {"cli": cli, "wacz": output, "ids": ids, "other": other.json()[0]["capture_id"], "shows": shows,
-            "result": result.json(), "tsa_ca": tsa.ca_file, "root": root}
+            "result": result.json(), "tsa_ca": tsa_ca, "root": root}
 
 
 def _members(path: Path) -> dict[str, bytes]:
