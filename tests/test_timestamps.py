@@ -240,3 +240,45 @@ def test_a_refusal_is_read_as_one(tsa):
         timestamps.parse_reply(reply.content)
     with pytest.raises(timestamps.TokenError):
         timestamps.parse_reply(b"\x30\x03\x02\x01")
+
+
+def _granted_reply(tsa: LoopbackTSA, digest: str, nonce: int) -> bytes:
+    reply = httpx.post(tsa.url, content=timestamps.build_request(digest, nonce),
+                       headers={"Content-Type": "application/timestamp-query"})
+    assert reply.status_code == 200
+    return reply.content
+
+
+def test_the_request_is_what_openssl_reads_and_the_reply_is_read_as_openssl_prints_it(tsa, tmp_path):
+    digest, nonce = hashlib.sha256(b"a sealed WARC").hexdigest(), (1 << 62) + 255
+    query = tmp_path / "q.tsq"
+    query.write_bytes(timestamps.build_request(digest, nonce))
+    text = subprocess.run(["openssl", "ts", "-query", "-in", str(query), "-text"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "Hash Algorithm: sha256" in text and f"Nonce: 0x{nonce:X}" in text and "Certificate required: yes" in text
+    hex_dump = "".join(line[11:58] for line in text.splitlines() if line.startswith("    00"))
+    assert hex_dump.replace(" ", "").replace("-", "") == digest
+
+    reply = tmp_path / "r.tsr"
+    reply.write_bytes(_granted_reply(tsa, digest, nonce))
+    token = timestamps.parse_reply(reply.read_bytes())
+    printed = subprocess.run(["openssl", "ts", "-reply", "-in", str(reply), "-text"], capture_output=True,
+                             text=True, check=True).stdout
+    assert f"Serial number: {token.serial}" in printed and f"Nonce: 0x{nonce:X}" in printed
+    assert (token.digest, token.nonce, token.tsa_name) == (digest, nonce, "CN=Archiver Test TSA")
+    assert token.hash_algorithm == timestamps.OID_SHA256 and token.policy == "1.2.3.4.1"
+    assert token.gen_time.endswith("Z") and len(token.gen_time) == len("2026-01-01T00:00:00.000000Z")
+    assert abs(token.gen_epoch - time.time()) < 120
+    assert token.certificates and all(c[:1] == b"\x30" for c in token.certificates)
+
+
+def test_unreadable_replies_are_token_errors(tsa):
+    reply = _granted_reply(tsa, hashlib.sha256(b"x").hexdigest(), 7)
+    assert timestamps.parse_reply(reply).nonce == 7
+    for bad in (b"", b"garbage, not DER", b"\xff" * 64, reply[:-1], reply[: len(reply) // 2], reply + b"\x00",
+                reply + reply):
+        with pytest.raises(timestamps.TokenError):
+            timestamps.parse_reply(bad)
+    # A reply that is well-formed DER yet no timestamp: a granted status with no token.
+    with pytest.raises(timestamps.TokenError, match="no token"):
+        timestamps.parse_reply(bytes.fromhex("30053003020100"))
