@@ -773,6 +773,49 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, as_json: 
         raise click.exceptions.Exit(1)
 
 
+@cli.command(name="timestamp")
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--missing", is_flag=True,
+              help="Every capture that has no timestamp (done or pending) from one of the configured TSAs.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool) -> None:
+    """Timestamp captures sealed before a TSA was configured: queue the TSAs they have no timestamp from, and
+    ask them now. Exit 1 unless every timestamp of these captures is done."""
+    archive = ctx.archive
+    tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
+    if not tsa_urls:
+        raise UserError("no time-stamping authority is configured: set timestamp.tsa_urls (in the config file, "
+                        "or ARCHIVER_TIMESTAMP_TSA_URLS) first")
+    if bool(ids) == missing:
+        raise UserError("give capture IDs, or --missing for every capture without a timestamp from each "
+                        "configured TSA (not both)")
+    index = archive.index()
+    try:
+        # Every ID is resolved before anything is queued: an unknown one changes nothing.
+        capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids)) if ids else \
+            timestamps.missing_captures(index.conn, tsa_urls)
+        results = asyncio.run(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([r.as_dict() for r in results])
+    elif not results:
+        click.echo("every capture has a timestamp, done or pending, from each configured TSA", err=True)
+    else:
+        rows = [{"capture_id": r.capture_id, **t,
+                 "detail": f"{t['gen_time']}  {t['token_path']}" if t["state"] == "done" else t["last_error"]}
+                for r in results for t in r.rows]
+        _table(rows, [("capture_id", "CAPTURE", 26), ("state", "STATE", 7), ("tsa_url", "TSA", 50),
+                      ("detail", "TIME AND TOKEN, OR ERROR", 120)])
+        states = [row["state"] for row in rows]
+        click.echo(f"{len(results)} capture(s): {sum(r.queued for r in results)} timestamp(s) queued, "
+                   f"{sum(r.granted for r in results)} granted now; {states.count('done')} done, "
+                   f"{states.count('pending')} pending, {states.count('failed')} failed")
+    if not all(r.complete for r in results):
+        raise click.exceptions.Exit(1)
+
+
 def _echo_problems(problems: list[Any], width: int) -> str:
     """One line per problem found by a verification; the verdict for its summary line."""
     for p in problems:

@@ -54,7 +54,7 @@ from urllib.parse import urlsplit
 from asn1crypto import cms, core, tsp
 
 from . import ledger, logs
-from .errors import CaptureFailed, ConfigError
+from .errors import CaptureFailed, ConfigError, NotFound
 
 if TYPE_CHECKING:   # httpx is imported where a request is made: config.py imports this module at start-up
     import httpx
@@ -461,6 +461,65 @@ async def stamp_due(index: Any, archive_dir: Path, settings: Any, limit: int = 1
     cfg = TimestampSettings.from_settings(settings)
     rows = _claim(index, cfg, None, limit)
     return await _stamp_rows(index, archive_dir, settings, cfg, rows)
+
+
+@dataclass
+class Backfilled:
+    """One capture's timestamps after ``backfill``: its rows of the configured TSAs, as the index now has them."""
+    capture_id: str
+    queued: int                                   # rows queued by this backfill (TSAs it had no row for)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    granted: int = 0                              # tokens granted by this backfill's requests
+
+    @property
+    def complete(self) -> bool:
+        return all(r["state"] == "done" for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"capture_id": self.capture_id, "queued": self.queued, "granted": self.granted,
+                "complete": self.complete, "timestamps": self.rows}
+
+
+def missing_captures(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> list[str]:
+    """Sealed captures that have no row for one or more of ``tsa_urls`` (sealed before a TSA was configured),
+    oldest first."""
+    if not tsa_urls:
+        return []
+    marks = ", ".join("?" * len(tsa_urls))
+    return [r[0] for r in conn.execute(
+        f"SELECT c.id FROM captures c WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.capture_id = c.id "
+        f"AND t.tsa_url IN ({marks})) < ? ORDER BY c.id", (*tsa_urls, len(tsa_urls)))]
+
+
+async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Sequence[str]) -> list[Backfilled]:
+    """Timestamp captures sealed before a TSA was configured: queue a pending row for each configured TSA a
+    capture has none for, then ask for every due row of these captures now, one capture after another (the
+    capture's TSAs at once, as after sealing). A token of an old capture is still worth having: it proves the
+    WARC existed by then. Rows already pending and not yet due keep their backoff (a runner may be asking)."""
+    cfg = TimestampSettings.from_settings(settings)
+    with index.transaction() as conn:
+        results = []
+        for capture_id in capture_ids:
+            row = conn.execute("SELECT warc_sha256 FROM captures WHERE id = ?", (capture_id,)).fetchone()
+            if row is None:   # before anything is queued: nothing changes for a wrong ID
+                raise NotFound(f"no capture with ID {capture_id!r} (see `archiver list`)")
+            results.append(Backfilled(capture_id, queue_capture(conn, capture_id, row[0], cfg.tsa_urls)))
+    for result in results:
+        attempts = await stamp_capture(index, archive_dir, settings, result.capture_id)
+        result.granted = sum(a.state == "done" for a in attempts)
+        asked = {a.tsa_url for a in attempts}
+        for row in of_capture(index.conn, result.capture_id):
+            if row["tsa_url"] not in cfg.tsa_urls:
+                continue
+            shown = {k: row[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
+                                         "attempts", "next_attempt_at", "last_error")}
+            if row["state"] == "pending" and row["tsa_url"] not in asked:
+                shown["last_error"] = (f"not asked now: {row['tsa_url']} did not answer for an earlier capture"
+                                       if _down_until.get(row["tsa_url"], 0.0) > time.monotonic() else
+                                       f"not asked now: next try at {row['next_attempt_at']}") \
+                    + (f" (last error: {row['last_error']})" if row["last_error"] else "")
+            result.rows.append(shown)
+    return results
 
 
 async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: TimestampSettings,

@@ -282,3 +282,64 @@ def test_unreadable_replies_are_token_errors(tsa):
     # A reply that is well-formed DER yet no timestamp: a granted status with no token.
     with pytest.raises(timestamps.TokenError, match="no token"):
         timestamps.parse_reply(bytes.fromhex("30053003020100"))
+
+
+def _ledger_timestamped(cli) -> list[dict]:
+    with sqlite3.connect(cli.archive / "index.db") as conn:
+        return [json.loads(d) for (d,) in conn.execute("SELECT detail FROM ledger WHERE event = 'timestamped'")]
+
+
+def test_captures_sealed_before_a_tsa_was_configured_are_timestamped_on_demand(cli, site, tsa, tmp_path):
+    first, second = _capture(cli, site), _capture(cli, site, PAGES[1])   # no TSA configured yet
+    assert first["timestamps"] == [] and second["timestamps"] == []
+
+    result = cli("timestamp", "--missing")
+    assert result.code == 2 and "timestamp.tsa_urls" in result.err and len(result.err.strip().splitlines()) == 1
+    assert "Traceback" not in result.err
+
+    _use(cli, tsa, ca_bundle=tsa.ca_file)
+    result = cli("timestamp", first["id"], "01NOSUCHCAPTURE0000000000")
+    assert result.code == 1 and "01NOSUCHCAPTURE0000000000" in result.err
+    assert _stamps(cli, first["id"]) == [] and tsa.requests == 0   # nothing queued for the good ID either
+
+    result = cli("timestamp", first["id"])
+    assert result.code == 0, result.out + result.err
+    [line] = [l for l in result.out.splitlines() if l.startswith(first["id"])]
+    assert " done " in line and tsa.url in line and f"{first['id']}.1.tsr" in line
+    assert "1 timestamp(s) queued, 1 granted now" in result.out
+    [stamp] = _stamps(cli, first["id"])
+    assert stamp["state"] == "done" and stamp["tsa_name"] == "CN=Archiver Test TSA"
+    token = cli.archive / stamp["token_path"]
+    assert _openssl_verify(first["warc_sha256"], token, tsa.ca_file).returncode == 0
+    [entry] = _ledger_timestamped(cli)
+    assert entry["token_sha256"] == stamp["token_sha256"] and entry["digest"] == first["warc_sha256"]
+
+    # --missing finds the other capture only; asked again, nothing more is asked for.
+    result = cli("timestamp", "--missing", "--json")
+    assert result.code == 0, result.err
+    [done] = result.json()
+    assert done["capture_id"] == second["id"] and done["queued"] == 1 and done["granted"] == 1
+    assert [t["state"] for t in done["timestamps"]] == ["done"]
+    asked = tsa.requests
+    result = cli("timestamp", "--missing", "--json")
+    assert result.code == 0 and result.json() == [] and tsa.requests == asked
+    assert cli("timestamp", first["id"], "--json").json()[0]["queued"] == 0 and tsa.requests == asked
+    assert cli("verify").code == 0
+
+    # A second TSA added later, and down: its rows are queued and stay pending, with the error; exit 1.
+    down = LoopbackTSA(tmp_path / "tsa2", name="Second Test TSA")
+    try:
+        down.mode = "error"
+        (tmp_path / "roots.pem").write_bytes(tsa.ca_file.read_bytes() + down.ca_file.read_bytes())
+        _use(cli, tsa, down, ca_bundle=tmp_path / "roots.pem")
+        result = cli("timestamp", "--missing")
+        assert result.code == 1, result.out
+        first_pending, second_pending = [l for l in result.out.splitlines() if " pending " in l]
+        assert first_pending.startswith(first["id"]) and "HTTP 500" in first_pending, result.out
+        # A TSA that is down costs one timeout, not one per capture: the next capture's row waits for a runner.
+        assert "did not answer for an earlier capture" in second_pending and down.requests == 1, result.out
+        assert "2 timestamp(s) queued, 0 granted now; 2 done, 2 pending, 0 failed" in result.out
+        assert tsa.requests == asked   # the TSA that stamped them already is not asked again
+    finally:
+        down.close()
+
