@@ -404,9 +404,12 @@ def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Jobs by state, the oldest queued job, and recent failures."""
+    tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
     index = ctx.index()
-    info = queue.status(index)
-    index.close()
+    try:
+        info = {**queue.status(index), "timestamps": timestamps.summary(index.conn, tsa_urls)}
+    finally:
+        index.close()
     if as_json:
         _emit_json(info)
         return
@@ -422,6 +425,12 @@ def status(ctx: Context, as_json: bool) -> None:
         _table(info["recent_failures"], [("finished_at", "WHEN", 24), ("job_id", "JOB", 6),
                                          ("failure_class", "CLASS", 12), ("state", "NOW", 7),
                                          ("url", "URL", 60), ("message", "MESSAGE", 70)])
+    stamps = info["timestamps"]
+    if stamps["done"] or stamps["pending"] or stamps["failed"]:
+        click.echo(f"timestamps: {stamps['done']} done, {stamps['pending']} pending, {stamps['failed']} failed")
+    for url, n in stamps["pending_unconfigured"].items():
+        click.echo(f"  {n} pending for {url}, a TSA no longer in timestamp.tsa_urls: waiting, not retried, until "
+                   f"it is listed again")
 
 
 @cli.command(name="list")
@@ -567,8 +576,10 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         children = index.children(cap["id"])
         found_in = index.referenced_by(cap["key"])
         tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
-        stamps = [{k: t[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
-                                     "token_sha256", "attempts", "next_attempt_at", "last_error")}
+        tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
+        stamps = [{**{k: t[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
+                                        "token_sha256", "attempts", "next_attempt_at", "last_error")},
+                   "tsa_configured": t["tsa_url"] in tsa_urls}
                   for t in timestamps.of_capture(index.conn, cap["id"])]
         item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
         watch = schedule.watch_of(index, cap["key"])
@@ -663,6 +674,10 @@ def _print_timestamps(stamps: list[dict[str, Any]]) -> None:
     for t in stamps:
         if t["state"] == "done":
             click.echo(f"  done     {t['gen_time']}  {t['tsa_name'] or '-'}  {t['tsa_url']}  {t['token_path']}")
+        elif t["state"] == "pending" and not t["tsa_configured"]:
+            click.echo(f"  waiting  {t['tsa_url']}  {t['attempts']} attempt(s): this TSA is no longer in "
+                       f"timestamp.tsa_urls, so it is not asked until it is listed again"
+                       + (f" (last error: {t['last_error']})" if t["last_error"] else ""))
         else:
             when = f", next try {t['next_attempt_at']}" if t["next_attempt_at"] else ""
             click.echo(f"  {t['state']:<8} {t['tsa_url']}  {t['attempts']} attempt(s){when}"

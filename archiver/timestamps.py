@@ -408,6 +408,17 @@ def of_capture(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]
                                           (capture_id,))]
 
 
+def summary(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> dict[str, Any]:
+    """Timestamps by state, and the pending ones whose TSA is no longer in ``timestamp.tsa_urls``: runners
+    claim rows of configured TSAs only, so these wait (not retried, not given up) until it is listed again."""
+    counts = {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM timestamps GROUP BY state")}
+    orphaned = {url: n for url, n in conn.execute(
+        "SELECT tsa_url, COUNT(*) FROM timestamps WHERE state = 'pending' GROUP BY tsa_url ORDER BY tsa_url")
+        if url not in tsa_urls}
+    return {"done": counts.get("done", 0), "pending": counts.get("pending", 0), "failed": counts.get("failed", 0),
+            "pending_unconfigured": orphaned}
+
+
 def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: int) -> list[dict[str, Any]]:
     """Take due pending rows (of one capture, or any), moving their next attempt past the request's time limit
     under the write lock, so that no other runner asks the same TSA for the same token meanwhile."""
@@ -415,6 +426,8 @@ def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: in
     if not urls:
         return []
     now = _now()
+    # Configured TSAs only: a row of a TSA since removed from the list is not asked of a TSA the operator dropped;
+    # it waits, and status and show say so.
     where = f"t.state = 'pending' AND t.next_attempt_at <= ? AND t.tsa_url IN ({', '.join('?' * len(urls))})"
     params: list[Any] = [now, *urls]
     if capture_id is not None:

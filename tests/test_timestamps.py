@@ -343,3 +343,33 @@ def test_captures_sealed_before_a_tsa_was_configured_are_timestamped_on_demand(c
     finally:
         down.close()
 
+
+def test_rows_of_a_tsa_removed_from_the_list_wait_and_say_so(cli, site, tsa, tmp_path):
+    gone = LoopbackTSA(tmp_path / "tsa2", name="Dropped TSA")
+    try:
+        gone.mode = "error"
+        _use(cli, tsa, gone)
+        show = _capture(cli, site)
+        assert [t["state"] for t in show["timestamps"]] == ["done", "pending"]
+        _use(cli, tsa)             # the operator drops the second TSA
+        gone.mode = "ok"           # (and it would answer now, if asked)
+        asked = gone.requests
+        time.sleep(1.2)            # its row is due
+        assert cli("run", "--once").code == 0
+        assert gone.requests == asked
+        [_, waiting] = _stamps(cli, show["id"])
+        assert waiting["state"] == "pending" and waiting["tsa_configured"] is False
+
+        status = cli("status")
+        assert status.code == 0
+        assert f"1 pending for {gone.url}, a TSA no longer in timestamp.tsa_urls" in status.out, status.out
+        data = cli("status", "--json").json()["timestamps"]
+        assert data["pending_unconfigured"] == {gone.url: 1} and data["done"] == 1
+        assert "this TSA is no longer in timestamp.tsa_urls" in cli("show", show["id"]).out
+
+        _use(cli, tsa, gone)       # listed again: retried as before
+        assert cli("run", "--once").code == 0
+        assert [t["state"] for t in _stamps(cli, show["id"])] == ["done", "done"]
+        assert cli("status", "--json").json()["timestamps"]["pending_unconfigured"] == {}
+    finally:
+        gone.close()
