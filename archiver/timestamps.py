@@ -419,6 +419,11 @@ def summary(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> dict[str, Any]
             "pending_unconfigured": orphaned}
 
 
+def token_paths(conn: sqlite3.Connection) -> set[str]:
+    """Every token file the index names (for verify's search for files it does not)."""
+    return {r[0] for r in conn.execute("SELECT token_path FROM timestamps WHERE token_path IS NOT NULL")}
+
+
 def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: int) -> list[dict[str, Any]]:
     """Take due pending rows (of one capture, or any), moving their next attempt past the request's time limit
     under the write lock, so that no other runner asks the same TSA for the same token meanwhile."""
