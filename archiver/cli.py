@@ -577,9 +577,7 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         found_in = index.referenced_by(cap["key"])
         tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
         tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
-        stamps = [{**{k: t[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
-                                        "token_sha256", "attempts", "next_attempt_at", "last_error")},
-                   "tsa_configured": t["tsa_url"] in tsa_urls}
+        stamps = [{**{k: t[k] for k in timestamps.SHOWN_FIELDS}, "tsa_configured": t["tsa_url"] in tsa_urls}
                   for t in timestamps.of_capture(index.conn, cap["id"])]
         item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
         watch = schedule.watch_of(index, cap["key"])

@@ -481,6 +481,11 @@ async def stamp_due(index: Any, archive_dir: Path, settings: Any, limit: int = 1
     return await _stamp_rows(index, archive_dir, settings, cfg, rows)
 
 
+# What show and the timestamp command print of a row (the rest is bookkeeping).
+SHOWN_FIELDS = ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path", "token_sha256", "attempts",
+                "next_attempt_at", "last_error")
+
+
 @dataclass
 class Backfilled:
     """One capture's timestamps after ``backfill``: its rows of the configured TSAs, as the index now has them."""
@@ -529,8 +534,7 @@ async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Se
         for row in of_capture(index.conn, result.capture_id):
             if row["tsa_url"] not in cfg.tsa_urls:
                 continue
-            shown = {k: row[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
-                                         "attempts", "next_attempt_at", "last_error")}
+            shown = {k: row[k] for k in SHOWN_FIELDS}
             if row["state"] == "pending" and row["tsa_url"] not in asked:
                 shown["last_error"] = (f"not asked now: {row['tsa_url']} did not answer for an earlier capture"
                                        if _down_until.get(row["tsa_url"], 0.0) > time.monotonic() else
