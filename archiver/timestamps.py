@@ -6,7 +6,8 @@ Flow. The transaction that indexes a capture queues one ``pending`` row per conf
 (``stamp_capture``), bounded by ``timestamp.timeout_seconds``; a runner with nothing to capture retries the rows
 that are due (``stamp_due``), with backoff. A TSA that is down never fails or holds up a capture: its row stays
 ``pending`` with attempts, next_attempt_at and last_error, until a token is granted, or until
-``timestamp.max_attempts`` make it ``failed``.
+``timestamp.max_attempts`` make it ``failed``. Captures sealed before a TSA was listed get their rows from
+``backfill`` (``archiver timestamp``); rows of a TSA since removed from the list are not asked, and wait.
 
 A request is a DER TimeStampReq for the WARC's SHA-256 with a random nonce and certReq set (so that the TSA's
 certificate travels inside the token), POSTed as application/timestamp-query through the network settings and
