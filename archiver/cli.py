@@ -428,9 +428,12 @@ def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Jobs by state, the oldest queued job, and recent failures."""
+    tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
     index = ctx.index()
-    info = queue.status(index)
-    index.close()
+    try:
+        info = {**queue.status(index), "timestamps": timestamps.summary(index.conn, tsa_urls)}
+    finally:
+        index.close()
     if as_json:
         _emit_json(info)
         return
@@ -446,6 +449,12 @@ def status(ctx: Context, as_json: bool) -> None:
         _table(info["recent_failures"], [("finished_at", "WHEN", 24), ("job_id", "JOB", 6),
                                          ("failure_class", "CLASS", 12), ("state", "NOW", 7),
                                          ("url", "URL", 60), ("message", "MESSAGE", 70)])
+    stamps = info["timestamps"]
+    if stamps["done"] or stamps["pending"] or stamps["failed"]:
+        click.echo(f"timestamps: {stamps['done']} done, {stamps['pending']} pending, {stamps['failed']} failed")
+    for url, n in stamps["pending_unconfigured"].items():
+        click.echo(f"  {n} pending for {url}, a TSA no longer in timestamp.tsa_urls: waiting, not retried, until "
+                   f"it is listed again")
 
 
 @cli.command(name="list")
@@ -591,8 +600,8 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         children = index.children(cap["id"])
         found_in = index.referenced_by(cap["key"])
         tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
-        stamps = [{k: t[k] for k in ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path",
-                                     "token_sha256", "attempts", "next_attempt_at", "last_error")}
+        tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
+        stamps = [{**{k: t[k] for k in timestamps.SHOWN_FIELDS}, "tsa_configured": t["tsa_url"] in tsa_urls}
                   for t in timestamps.of_capture(index.conn, cap["id"])]
         item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
         watch = schedule.watch_of(index, cap["key"])
@@ -687,6 +696,10 @@ def _print_timestamps(stamps: list[dict[str, Any]]) -> None:
     for t in stamps:
         if t["state"] == "done":
             click.echo(f"  done     {t['gen_time']}  {t['tsa_name'] or '-'}  {t['tsa_url']}  {t['token_path']}")
+        elif t["state"] == "pending" and not t["tsa_configured"]:
+            click.echo(f"  waiting  {t['tsa_url']}  {t['attempts']} attempt(s): this TSA is no longer in "
+                       f"timestamp.tsa_urls, so it is not asked until it is listed again"
+                       + (f" (last error: {t['last_error']})" if t["last_error"] else ""))
         else:
             when = f", next try {t['next_attempt_at']}" if t["next_attempt_at"] else ""
             click.echo(f"  {t['state']:<8} {t['tsa_url']}  {t['attempts']} attempt(s){when}"
@@ -799,6 +812,49 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_ke
         click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
                    f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
     if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command(name="timestamp")
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--missing", is_flag=True,
+              help="Every capture that has no timestamp (done or pending) from one of the configured TSAs.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool) -> None:
+    """Timestamp captures sealed before a TSA was configured: queue the TSAs they have no timestamp from, and
+    ask them now. Exit 1 unless every timestamp of these captures is done."""
+    archive = ctx.archive
+    tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
+    if not tsa_urls:
+        raise UserError("no time-stamping authority is configured: set timestamp.tsa_urls (in the config file, "
+                        "or ARCHIVER_TIMESTAMP_TSA_URLS) first")
+    if bool(ids) == missing:
+        raise UserError("give capture IDs, or --missing for every capture without a timestamp from each "
+                        "configured TSA (not both)")
+    index = archive.index()
+    try:
+        # Every ID is resolved before anything is queued: an unknown one changes nothing.
+        capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids)) if ids else \
+            timestamps.missing_captures(index.conn, tsa_urls)
+        results = asyncio.run(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([r.as_dict() for r in results])
+    elif not results:
+        click.echo("every capture has a timestamp, done or pending, from each configured TSA", err=True)
+    else:
+        rows = [{"capture_id": r.capture_id, **t,
+                 "detail": f"{t['gen_time']}  {t['token_path']}" if t["state"] == "done" else t["last_error"]}
+                for r in results for t in r.rows]
+        _table(rows, [("capture_id", "CAPTURE", 26), ("state", "STATE", 7), ("tsa_url", "TSA", 50),
+                      ("detail", "TIME AND TOKEN, OR ERROR", 120)])
+        states = [row["state"] for row in rows]
+        click.echo(f"{len(results)} capture(s): {sum(r.queued for r in results)} timestamp(s) queued, "
+                   f"{sum(r.granted for r in results)} granted now; {states.count('done')} done, "
+                   f"{states.count('pending')} pending, {states.count('failed')} failed")
+    if not all(r.complete for r in results):
         raise click.exceptions.Exit(1)
 
 

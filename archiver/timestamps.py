@@ -6,7 +6,8 @@ Flow. The transaction that indexes a capture queues one ``pending`` row per conf
 (``stamp_capture``), bounded by ``timestamp.timeout_seconds``; a runner with nothing to capture retries the rows
 that are due (``stamp_due``), with backoff. A TSA that is down never fails or holds up a capture: its row stays
 ``pending`` with attempts, next_attempt_at and last_error, until a token is granted, or until
-``timestamp.max_attempts`` make it ``failed``.
+``timestamp.max_attempts`` make it ``failed``. Captures sealed before a TSA was listed get their rows from
+``backfill`` (``archiver timestamp``); rows of a TSA since removed from the list are not asked, and wait.
 
 A request is a DER TimeStampReq for the WARC's SHA-256 with a random nonce and certReq set (so that the TSA's
 certificate travels inside the token), POSTed as application/timestamp-query through the network settings and
@@ -24,11 +25,12 @@ alone (reindex). Anyone can check a token without archiver:
     openssl ts -verify -digest <the WARC's sha256> -in <capture-id>.1.tsr -CAfile <the TSA's root>.pem
     openssl ts -reply -in <capture-id>.1.tsr -text        # the time, serial number and TSA
 
-Why the openssl CLI plus a small DER reader rather than a library: openssl is what a third party checks with,
-so the archive checks the same way, and it verifies RSA and ECDSA TSAs alike (rfc3161ng handles RSA only).
-The reader takes the few fields the index holds (status, imprint, serial, time, nonce, certificates) from a
-structure fixed since 2001; rfc3161-client would add a compiled wheel, yet cannot make a request from a digest
-already computed, nor check a signature without a root.
+Why the openssl CLI plus asn1crypto: openssl is what a third party checks with, so the archive checks the same
+way, and it verifies RSA and ECDSA TSAs alike (rfc3161ng handles RSA only). asn1crypto (pure Python, no
+dependencies, the ASN.1 layer of several signing and certificate tools) writes the request and reads the few
+fields the index holds from the reply (status, imprint, serial, time, nonce, certificates), BER or DER, so no
+hand-written DER parser has to be trusted with bytes from the network. rfc3161-client would add a compiled
+wheel, yet cannot make a request from a digest already computed, nor check a signature without a root.
 """
 from __future__ import annotations
 
@@ -50,8 +52,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from asn1crypto import cms, core, tsp
+
 from . import ledger, logs
-from .errors import CaptureFailed, ConfigError
+from .errors import CaptureFailed, ConfigError, NotFound
 
 if TYPE_CHECKING:   # httpx is imported where a request is made: config.py imports this module at start-up
     import httpx
@@ -76,13 +80,14 @@ SIDECAR_SUFFIX = ".tsr.json"
 OID_SHA256 = "2.16.840.1.101.3.4.2.1"
 OID_SIGNED_DATA = "1.2.840.113549.1.7.2"
 OID_TST_INFO = "1.2.840.113549.1.9.16.1.4"
-# AlgorithmIdentifier {id-sha256, NULL}, as it goes into a request.
-_SHA256_ALGORITHM = bytes.fromhex("300d06096086480165030402010500")
 PKI_STATUS = {0: "granted", 1: "granted with modifications", 2: "rejected", 3: "waiting",
               4: "revocation warning", 5: "revoked"}
-FAILURE_INFO = {0: "unrecognised algorithm", 2: "bad request", 5: "bad data format", 14: "time not available",
-                15: "policy not accepted", 16: "extension not accepted", 17: "additional information not available",
-                25: "system failure"}
+# PKIFailureInfo bits (asn1crypto's names, in bit order) in words; a bit not named here is given by number.
+FAILURE_INFO = {"bad_alg": "unrecognised algorithm", "bad_request": "bad request",
+                "bad_data_format": "bad data format", "time_not_available": "time not available",
+                "unaccepted_policy": "policy not accepted", "unaccepted_extensions": "extension not accepted",
+                "add_info_not_available": "additional information not available",
+                "system_failure": "system failure"}
 
 
 # ---- errors ------------------------------------------------------------------------------------------------
@@ -164,17 +169,12 @@ def check_settings(section: Mapping[str, Any]) -> None:
         raise ConfigError("timestamp.max_attempts must be at least 1")
 
 
-# ---- DER: the request, and a reader for the reply ----------------------------------------------------------
+# ---- DER: the request, and reading the reply (asn1crypto) ---------------------------------------------------
 
-def _der_length(n: int) -> bytes:
-    if n < 0x80:
-        return bytes([n])
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(body)]) + body
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(body)) + body
+class _TimeStampResp(tsp.TimeStampResp):
+    """RFC 3161's TimeStampResp. asn1crypto 1.5 declares timeStampToken mandatory, yet a refusal carries none
+    (RFC 3161 section 2.4.2: OPTIONAL): without this, every refusal would read as an unreadable reply."""
+    _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
 
 
 def build_request(digest_hex: str, nonce: int) -> bytes:
@@ -182,102 +182,12 @@ def build_request(digest_hex: str, nonce: int) -> bytes:
     digest = bytes.fromhex(digest_hex)
     if len(digest) != 32:
         raise ValueError("a SHA-256 digest is 32 bytes")
-    imprint = _tlv(0x30, _SHA256_ALGORITHM + _tlv(0x04, digest))
-    nonce_der = _tlv(0x02, nonce.to_bytes(nonce.bit_length() // 8 + 1, "big"))
-    return _tlv(0x30, _tlv(0x02, b"\x01") + imprint + nonce_der + b"\x01\x01\xff")
-
-
-@dataclass(frozen=True)
-class _El:
-    tag: int
-    at: int       # first byte of the element (its tag)
-    start: int    # first byte of its content
-    end: int      # end of its content
-    next: int     # first byte after it (after the end-of-contents marker of an indefinite length)
-
-
-def _element(data: bytes, pos: int, end: int) -> _El:
-    if pos + 2 > end:
-        raise TokenError("the reply is truncated")
-    tag, first = data[pos], data[pos + 1]
-    if tag & 0x1F == 0x1F:
-        raise TokenError("the reply uses ASN.1 tags that RFC 3161 does not")
-    start = pos + 2
-    if first < 0x80:
-        length = first
-    elif first == 0x80:
-        # BER's indefinite length (some TSAs' CMS libraries write it): content ends at the 00 00 marker.
-        if not tag & 0x20:
-            raise TokenError("the reply is not valid BER (an indefinite length on a primitive element)")
-        p = start
-        while True:
-            if p + 2 > end:
-                raise TokenError("the reply is truncated")
-            if data[p] == 0 and data[p + 1] == 0:
-                return _El(tag, pos, start, p, p + 2)
-            p = _element(data, p, end).next
-    else:
-        count = first & 0x7F
-        if count > 4 or start + count > end:
-            raise TokenError("the reply is truncated or has an impossible length")
-        length = int.from_bytes(data[start:start + count], "big")
-        start += count
-    if start + length > end:
-        raise TokenError("the reply is truncated")
-    return _El(tag, pos, start, start + length, start + length)
-
-
-def _children(data: bytes, el: _El) -> list[_El]:
-    out, p = [], el.start
-    while p < el.end:
-        child = _element(data, p, el.end)
-        out.append(child)
-        p = child.next
-    return out
-
-
-def _expect(el: _El | None, tag: int, what: str) -> _El:
-    if el is None or el.tag != tag:
-        raise TokenError(f"the reply's {what} is not where RFC 3161 puts it")
-    return el
-
-
-def _integer(data: bytes, el: _El) -> int:
-    return int.from_bytes(data[el.start:el.end], "big", signed=True)
-
-
-def _octets(data: bytes, el: _El) -> bytes:
-    if el.tag == 0x04:
-        return data[el.start:el.end]
-    if el.tag == 0x24:   # BER's constructed OCTET STRING: the pieces in order
-        return b"".join(_octets(data, c) for c in _children(data, el))
-    raise TokenError("the reply holds no token content where RFC 3161 puts it")
-
-
-def _oid(data: bytes, el: _El) -> str:
-    arcs, value = [], 0
-    for byte in data[el.start:el.end]:
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            arcs.append(value)
-            value = 0
-    if not arcs:
-        raise TokenError("the reply holds an empty object identifier")
-    top = min(arcs[0] // 40, 2)
-    return ".".join(str(a) for a in [top, arcs[0] - 40 * top, *arcs[1:]])
-
-
-def _generalized_time(data: bytes, el: _El) -> datetime:
-    text = data[el.start:el.end].decode("ascii")
-    if not text.endswith("Z") or len(text) < 15:
-        raise TokenError(f"the token's time {text!r} is not in UTC")
-    when = datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
-    fraction = text[14:-1]
-    if fraction:
-        if not fraction.startswith(".") or not fraction[1:].isdigit():
-            raise TokenError(f"the token's time {text!r} cannot be read")
-        when = when.replace(microsecond=int(fraction[1:7].ljust(6, "0")))
-    return when
+    return tsp.TimeStampReq({
+        "version": "v1",
+        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
+        "nonce": nonce,
+        "cert_req": True,
+    }).dump()
 
 
 @dataclass(frozen=True)
@@ -301,55 +211,58 @@ def parse_reply(data: bytes) -> Token:
         return _parse_reply(data)
     except TimestampError:
         raise
-    except (IndexError, ValueError, UnicodeDecodeError, RecursionError, OverflowError) as exc:
-        raise TokenError(f"the reply is not a readable RFC 3161 reply ({type(exc).__name__})") from None
+    # asn1crypto reads lazily, so its errors come from wherever a field is first touched -- all of them inside
+    # _parse_reply -- and mostly as ValueError (with a readable message: "Insufficient data", "Extra data").
+    except (ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, RecursionError, OverflowError) as exc:
+        why = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise TokenError(f"the reply is not a readable RFC 3161 reply ({why})") from None
 
 
 def _parse_reply(data: bytes) -> Token:
-    top = _expect(_element(data, 0, len(data)), 0x30, "outer structure")
-    if top.next != len(data):
-        raise TokenError("the reply has bytes after its end")
-    parts = _children(data, top)
-    status_info = _children(data, _expect(parts[0] if parts else None, 0x30, "status"))
-    status = _integer(data, _expect(status_info[0] if status_info else None, 0x02, "status"))
+    # strict: bytes after the end of the reply make it unreadable, not ignored.
+    reply = _TimeStampResp.load(data, strict=True)
+    status_info = reply["status"]
+    status = int(status_info["status"])
     if status not in (0, 1):
         words = [PKI_STATUS.get(status, f"status {status}")]
-        for el in status_info[1:]:
-            if el.tag == 0x30:   # statusString: free text from the TSA
-                words += [data[c.start:c.end].decode("utf-8", "replace")[:200] for c in _children(data, el)]
-            elif el.tag == 0x03 and el.end > el.start + 1:   # failInfo bits
-                bits = int.from_bytes(data[el.start + 1:el.end], "big")
-                width = 8 * (el.end - el.start - 1)
-                words += [FAILURE_INFO.get(i, f"failure bit {i}") for i in range(width) if bits >> (width - 1 - i) & 1]
+        words += [text[:200] for text in status_info["status_string"].native or []]   # free text from the TSA
+        bits = status_info["fail_info"].native or set()
+        words += [word for name, word in FAILURE_INFO.items() if name in bits]
+        words += [f"failure bit {b}" for b in sorted(b for b in bits if isinstance(b, int))]
         raise TSARejected(f"the TSA refused: {'; '.join(words)}")
-    content_info = _children(data, _expect(parts[1] if len(parts) > 1 else None, 0x30, "token"))
-    if len(content_info) < 2 or _oid(data, _expect(content_info[0], 0x06, "content type")) != OID_SIGNED_DATA:
+    content_info = reply["time_stamp_token"]
+    if isinstance(content_info, core.Void):
+        raise TokenError("the TSA granted, and sent no token")
+    if content_info["content_type"].dotted != OID_SIGNED_DATA:
         raise TokenError("the token is not CMS signed data")
-    signed = _children(data, _expect(_children(data, _expect(content_info[1], 0xA0, "signed data"))[0], 0x30,
-                                     "signed data"))
-    encap = _children(data, _expect(signed[2] if len(signed) > 2 else None, 0x30, "signed content"))
-    if not encap or _oid(data, _expect(encap[0], 0x06, "content type")) != OID_TST_INFO:
+    signed = content_info["content"]
+    encap = signed["encap_content_info"]
+    if encap["content_type"].dotted != OID_TST_INFO:
         raise TokenError("the signed content is not a TSTInfo")
-    wrapper = _children(data, _expect(encap[1] if len(encap) > 1 else None, 0xA0, "signed content"))
-    tst = _octets(data, wrapper[0]) if wrapper else b""
-    certificates = tuple(data[c.at:c.next] for el in signed[3:] if el.tag == 0xA0
-                         for c in _children(data, el) if c.tag == 0x30)
-    info = _children(tst, _expect(_element(tst, 0, len(tst)), 0x30, "TSTInfo"))
-    if len(info) < 5:
-        raise TokenError("the TSTInfo is incomplete")
-    policy = _oid(tst, _expect(info[1], 0x06, "policy"))
-    imprint = _children(tst, _expect(info[2], 0x30, "message imprint"))
-    algorithm = _oid(tst, _expect(_children(tst, _expect(imprint[0], 0x30, "hash algorithm"))[0], 0x06,
-                                  "hash algorithm"))
-    digest = _octets(tst, imprint[1]).hex()
-    serial = _integer(tst, _expect(info[3], 0x02, "serial number"))
-    gen = _generalized_time(tst, _expect(info[4], 0x18, "time"))
-    nonce = next((_integer(tst, el) for el in info[5:] if el.tag == 0x02), None)
+    if isinstance(encap["content"], core.Void):
+        raise TokenError("the token holds no TSTInfo")
+    info = encap["content"].parsed
+    if not isinstance(info, tsp.TSTInfo):
+        raise TokenError("the signed content is not a TSTInfo")
+    # The certificates' own bytes, as the TSA embedded them (other kinds of CertificateChoices are not ours).
+    embedded = signed["certificates"]
+    certificates = () if isinstance(embedded, core.Void) else tuple(
+        choice.chosen.dump() for choice in embedded if choice.name == "certificate")
+    imprint = info["message_imprint"]
+    gen_field = info["gen_time"]
+    if not gen_field.contents.endswith(b"Z"):   # RFC 3161 section 2.4.2: genTime MUST be in UTC ("Z")
+        raise TokenError(f"the token's time {gen_field.contents.decode('ascii', 'replace')!r} is not in UTC")
+    gen = gen_field.native
+    if not isinstance(gen, datetime):   # asn1crypto's extended_datetime: year 0, no token of ours
+        raise TokenError(f"the token's time {gen_field.contents.decode('ascii', 'replace')!r} cannot be read")
+    serial = info["serial_number"].native
     serial_hex = f"{serial:X}"
-    return Token(status=status, hash_algorithm=algorithm, digest=digest,
+    return Token(status=status, hash_algorithm=imprint["hash_algorithm"]["algorithm"].dotted,
+                 digest=imprint["hashed_message"].native.hex(),
                  serial="0x" + serial_hex.rjust(len(serial_hex) + len(serial_hex) % 2, "0"),   # as openssl prints it
-                 gen_time=gen.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), gen_epoch=int(gen.timestamp()), policy=policy,
-                 nonce=nonce, certificates=certificates, tsa_name=_signer_name(certificates))
+                 gen_time=gen.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), gen_epoch=int(gen.timestamp()),
+                 policy=info["policy"].dotted, nonce=info["nonce"].native, certificates=certificates,
+                 tsa_name=_signer_name(certificates))
 
 
 def _signer_name(certificates: Sequence[bytes]) -> str | None:
@@ -496,6 +409,22 @@ def of_capture(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]
                                           (capture_id,))]
 
 
+def summary(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> dict[str, Any]:
+    """Timestamps by state, and the pending ones whose TSA is no longer in ``timestamp.tsa_urls``: runners
+    claim rows of configured TSAs only, so these wait (not retried, not given up) until it is listed again."""
+    counts = {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM timestamps GROUP BY state")}
+    orphaned = {url: n for url, n in conn.execute(
+        "SELECT tsa_url, COUNT(*) FROM timestamps WHERE state = 'pending' GROUP BY tsa_url ORDER BY tsa_url")
+        if url not in tsa_urls}
+    return {"done": counts.get("done", 0), "pending": counts.get("pending", 0), "failed": counts.get("failed", 0),
+            "pending_unconfigured": orphaned}
+
+
+def token_paths(conn: sqlite3.Connection) -> set[str]:
+    """Every token file the index names (for verify's search for files it does not)."""
+    return {r[0] for r in conn.execute("SELECT token_path FROM timestamps WHERE token_path IS NOT NULL")}
+
+
 def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: int) -> list[dict[str, Any]]:
     """Take due pending rows (of one capture, or any), moving their next attempt past the request's time limit
     under the write lock, so that no other runner asks the same TSA for the same token meanwhile."""
@@ -503,6 +432,8 @@ def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: in
     if not urls:
         return []
     now = _now()
+    # Configured TSAs only: a row of a TSA since removed from the list is not asked of a TSA the operator dropped;
+    # it waits, and status and show say so.
     where = f"t.state = 'pending' AND t.next_attempt_at <= ? AND t.tsa_url IN ({', '.join('?' * len(urls))})"
     params: list[Any] = [now, *urls]
     if capture_id is not None:
@@ -549,6 +480,69 @@ async def stamp_due(index: Any, archive_dir: Path, settings: Any, limit: int = 1
     cfg = TimestampSettings.from_settings(settings)
     rows = _claim(index, cfg, None, limit)
     return await _stamp_rows(index, archive_dir, settings, cfg, rows)
+
+
+# What show and the timestamp command print of a row (the rest is bookkeeping).
+SHOWN_FIELDS = ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_path", "token_sha256", "attempts",
+                "next_attempt_at", "last_error")
+
+
+@dataclass
+class Backfilled:
+    """One capture's timestamps after ``backfill``: its rows of the configured TSAs, as the index now has them."""
+    capture_id: str
+    queued: int                                   # rows queued by this backfill (TSAs it had no row for)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    granted: int = 0                              # tokens granted by this backfill's requests
+
+    @property
+    def complete(self) -> bool:
+        return all(r["state"] == "done" for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"capture_id": self.capture_id, "queued": self.queued, "granted": self.granted,
+                "complete": self.complete, "timestamps": self.rows}
+
+
+def missing_captures(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> list[str]:
+    """Sealed captures that have no row for one or more of ``tsa_urls`` (sealed before a TSA was configured),
+    oldest first."""
+    if not tsa_urls:
+        return []
+    marks = ", ".join("?" * len(tsa_urls))
+    return [r[0] for r in conn.execute(
+        f"SELECT c.id FROM captures c WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.capture_id = c.id "
+        f"AND t.tsa_url IN ({marks})) < ? ORDER BY c.id", (*tsa_urls, len(tsa_urls)))]
+
+
+async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Sequence[str]) -> list[Backfilled]:
+    """Timestamp captures sealed before a TSA was configured: queue a pending row for each configured TSA a
+    capture has none for, then ask for every due row of these captures now, one capture after another (the
+    capture's TSAs at once, as after sealing). A token of an old capture is still worth having: it proves the
+    WARC existed by then. Rows already pending and not yet due keep their backoff (a runner may be asking)."""
+    cfg = TimestampSettings.from_settings(settings)
+    with index.transaction() as conn:
+        results = []
+        for capture_id in capture_ids:
+            row = conn.execute("SELECT warc_sha256 FROM captures WHERE id = ?", (capture_id,)).fetchone()
+            if row is None:   # before anything is queued: nothing changes for a wrong ID
+                raise NotFound(f"no capture with ID {capture_id!r} (see `archiver list`)")
+            results.append(Backfilled(capture_id, queue_capture(conn, capture_id, row[0], cfg.tsa_urls)))
+    for result in results:
+        attempts = await stamp_capture(index, archive_dir, settings, result.capture_id)
+        result.granted = sum(a.state == "done" for a in attempts)
+        asked = {a.tsa_url for a in attempts}
+        for row in of_capture(index.conn, result.capture_id):
+            if row["tsa_url"] not in cfg.tsa_urls:
+                continue
+            shown = {k: row[k] for k in SHOWN_FIELDS}
+            if row["state"] == "pending" and row["tsa_url"] not in asked:
+                shown["last_error"] = (f"not asked now: {row['tsa_url']} did not answer for an earlier capture"
+                                       if _down_until.get(row["tsa_url"], 0.0) > time.monotonic() else
+                                       f"not asked now: next try at {row['next_attempt_at']}") \
+                    + (f" (last error: {row['last_error']})" if row["last_error"] else "")
+            result.rows.append(shown)
+    return results
 
 
 async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: TimestampSettings,

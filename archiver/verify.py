@@ -22,7 +22,7 @@ from .warc import WARC_DIR, sha256_file
 class Problem:
     kind: str                 # missing | altered | record-altered | unreadable | unindexed | ledger-broken |
                               # ledger-missing | index-altered | signature-invalid | timestamp-missing |
-                              # timestamp-altered | timestamp-invalid
+                              # timestamp-altered | timestamp-invalid | timestamp-unindexed
     path: str                 # relative to the archive
     capture_id: str | None
     detail: str
@@ -197,12 +197,23 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
         check_against_ledger(index.conn, capture, report)
         check_timestamps(archive_dir, index.conn, capture, ca_bundle, report)
     if not ids:
-        known = {c["warc_path"] for c in captures}
-        for path in sorted((archive_dir / WARC_DIR).rglob("*.warc.gz")):
-            rel = path.relative_to(archive_dir).as_posix()
-            if rel not in known:
-                report.problems.append(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
+        find_unindexed(archive_dir, {c["warc_path"] for c in captures}, timestamps.token_paths(index.conn), report)
     return report
+
+
+def find_unindexed(archive_dir: Path, warcs: set[str], tokens: set[str], report: Report) -> None:
+    """Files in warcs/ that no index row names: WARCs (``unindexed``), and timestamp tokens or their sidecars
+    (``timestamp-unindexed``) -- a token nobody recorded is a claim nobody checks."""
+    for path in sorted((archive_dir / WARC_DIR).rglob("*")):
+        rel = path.relative_to(archive_dir).as_posix()
+        if not path.is_file():
+            continue
+        if rel.endswith(".warc.gz") and rel not in warcs:
+            report.problems.append(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
+        elif rel.endswith((timestamps.TOKEN_SUFFIX, timestamps.SIDECAR_SUFFIX)) and \
+                rel.removesuffix(".json") not in tokens:
+            report.problems.append(Problem("timestamp-unindexed", rel, None,
+                                           "a timestamp token (or its sidecar) in warcs/ that no index row names"))
 
 
 def record_verification(index: Index, report: Report, ids: list[str]) -> bool:

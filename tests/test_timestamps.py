@@ -240,3 +240,136 @@ def test_a_refusal_is_read_as_one(tsa):
         timestamps.parse_reply(reply.content)
     with pytest.raises(timestamps.TokenError):
         timestamps.parse_reply(b"\x30\x03\x02\x01")
+
+
+def _granted_reply(tsa: LoopbackTSA, digest: str, nonce: int) -> bytes:
+    reply = httpx.post(tsa.url, content=timestamps.build_request(digest, nonce),
+                       headers={"Content-Type": "application/timestamp-query"})
+    assert reply.status_code == 200
+    return reply.content
+
+
+def test_the_request_is_what_openssl_reads_and_the_reply_is_read_as_openssl_prints_it(tsa, tmp_path):
+    digest, nonce = hashlib.sha256(b"a sealed WARC").hexdigest(), (1 << 62) + 255
+    query = tmp_path / "q.tsq"
+    query.write_bytes(timestamps.build_request(digest, nonce))
+    text = subprocess.run(["openssl", "ts", "-query", "-in", str(query), "-text"], capture_output=True,
+                          text=True, check=True).stdout
+    assert "Hash Algorithm: sha256" in text and f"Nonce: 0x{nonce:X}" in text and "Certificate required: yes" in text
+    hex_dump = "".join(line[11:58] for line in text.splitlines() if line.startswith("    00"))
+    assert hex_dump.replace(" ", "").replace("-", "") == digest
+
+    reply = tmp_path / "r.tsr"
+    reply.write_bytes(_granted_reply(tsa, digest, nonce))
+    token = timestamps.parse_reply(reply.read_bytes())
+    printed = subprocess.run(["openssl", "ts", "-reply", "-in", str(reply), "-text"], capture_output=True,
+                             text=True, check=True).stdout
+    assert f"Serial number: {token.serial}" in printed and f"Nonce: 0x{nonce:X}" in printed
+    assert (token.digest, token.nonce, token.tsa_name) == (digest, nonce, "CN=Archiver Test TSA")
+    assert token.hash_algorithm == timestamps.OID_SHA256 and token.policy == "1.2.3.4.1"
+    assert token.gen_time.endswith("Z") and len(token.gen_time) == len("2026-01-01T00:00:00.000000Z")
+    assert abs(token.gen_epoch - time.time()) < 120
+    assert token.certificates and all(c[:1] == b"\x30" for c in token.certificates)
+
+
+def test_unreadable_replies_are_token_errors(tsa):
+    reply = _granted_reply(tsa, hashlib.sha256(b"x").hexdigest(), 7)
+    assert timestamps.parse_reply(reply).nonce == 7
+    for bad in (b"", b"garbage, not DER", b"\xff" * 64, reply[:-1], reply[: len(reply) // 2], reply + b"\x00",
+                reply + reply):
+        with pytest.raises(timestamps.TokenError):
+            timestamps.parse_reply(bad)
+    # A reply that is well-formed DER yet no timestamp: a granted status with no token.
+    with pytest.raises(timestamps.TokenError, match="no token"):
+        timestamps.parse_reply(bytes.fromhex("30053003020100"))
+
+
+def _ledger_timestamped(cli) -> list[dict]:
+    with sqlite3.connect(cli.archive / "index.db") as conn:
+        return [json.loads(d) for (d,) in conn.execute("SELECT detail FROM ledger WHERE event = 'timestamped'")]
+
+
+def test_captures_sealed_before_a_tsa_was_configured_are_timestamped_on_demand(cli, site, tsa, tmp_path):
+    first, second = _capture(cli, site), _capture(cli, site, PAGES[1])   # no TSA configured yet
+    assert first["timestamps"] == [] and second["timestamps"] == []
+
+    result = cli("timestamp", "--missing")
+    assert result.code == 2 and "timestamp.tsa_urls" in result.err and len(result.err.strip().splitlines()) == 1
+    assert "Traceback" not in result.err
+
+    _use(cli, tsa, ca_bundle=tsa.ca_file)
+    result = cli("timestamp", first["id"], "01NOSUCHCAPTURE0000000000")
+    assert result.code == 1 and "01NOSUCHCAPTURE0000000000" in result.err
+    assert _stamps(cli, first["id"]) == [] and tsa.requests == 0   # nothing queued for the good ID either
+
+    result = cli("timestamp", first["id"])
+    assert result.code == 0, result.out + result.err
+    [line] = [l for l in result.out.splitlines() if l.startswith(first["id"])]
+    assert " done " in line and tsa.url in line and f"{first['id']}.1.tsr" in line
+    assert "1 timestamp(s) queued, 1 granted now" in result.out
+    [stamp] = _stamps(cli, first["id"])
+    assert stamp["state"] == "done" and stamp["tsa_name"] == "CN=Archiver Test TSA"
+    token = cli.archive / stamp["token_path"]
+    assert _openssl_verify(first["warc_sha256"], token, tsa.ca_file).returncode == 0
+    [entry] = _ledger_timestamped(cli)
+    assert entry["token_sha256"] == stamp["token_sha256"] and entry["digest"] == first["warc_sha256"]
+
+    # --missing finds the other capture only; asked again, nothing more is asked for.
+    result = cli("timestamp", "--missing", "--json")
+    assert result.code == 0, result.err
+    [done] = result.json()
+    assert done["capture_id"] == second["id"] and done["queued"] == 1 and done["granted"] == 1
+    assert [t["state"] for t in done["timestamps"]] == ["done"]
+    asked = tsa.requests
+    result = cli("timestamp", "--missing", "--json")
+    assert result.code == 0 and result.json() == [] and tsa.requests == asked
+    assert cli("timestamp", first["id"], "--json").json()[0]["queued"] == 0 and tsa.requests == asked
+    assert cli("verify").code == 0
+
+    # A second TSA added later, and down: its rows are queued and stay pending, with the error; exit 1.
+    down = LoopbackTSA(tmp_path / "tsa2", name="Second Test TSA")
+    try:
+        down.mode = "error"
+        (tmp_path / "roots.pem").write_bytes(tsa.ca_file.read_bytes() + down.ca_file.read_bytes())
+        _use(cli, tsa, down, ca_bundle=tmp_path / "roots.pem")
+        result = cli("timestamp", "--missing")
+        assert result.code == 1, result.out
+        first_pending, second_pending = [l for l in result.out.splitlines() if " pending " in l]
+        assert first_pending.startswith(first["id"]) and "HTTP 500" in first_pending, result.out
+        # A TSA that is down costs one timeout, not one per capture: the next capture's row waits for a runner.
+        assert "did not answer for an earlier capture" in second_pending and down.requests == 1, result.out
+        assert "2 timestamp(s) queued, 0 granted now; 2 done, 2 pending, 0 failed" in result.out
+        assert tsa.requests == asked   # the TSA that stamped them already is not asked again
+    finally:
+        down.close()
+
+
+def test_rows_of_a_tsa_removed_from_the_list_wait_and_say_so(cli, site, tsa, tmp_path):
+    gone = LoopbackTSA(tmp_path / "tsa2", name="Dropped TSA")
+    try:
+        gone.mode = "error"
+        _use(cli, tsa, gone)
+        show = _capture(cli, site)
+        assert [t["state"] for t in show["timestamps"]] == ["done", "pending"]
+        _use(cli, tsa)             # the operator drops the second TSA
+        gone.mode = "ok"           # (and it would answer now, if asked)
+        asked = gone.requests
+        time.sleep(1.2)            # its row is due
+        assert cli("run", "--once").code == 0
+        assert gone.requests == asked
+        [_, waiting] = _stamps(cli, show["id"])
+        assert waiting["state"] == "pending" and waiting["tsa_configured"] is False
+
+        status = cli("status")
+        assert status.code == 0
+        assert f"1 pending for {gone.url}, a TSA no longer in timestamp.tsa_urls" in status.out, status.out
+        data = cli("status", "--json").json()["timestamps"]
+        assert data["pending_unconfigured"] == {gone.url: 1} and data["done"] == 1
+        assert "this TSA is no longer in timestamp.tsa_urls" in cli("show", show["id"]).out
+
+        _use(cli, tsa, gone)       # listed again: retried as before
+        assert cli("run", "--once").code == 0
+        assert [t["state"] for t in _stamps(cli, show["id"])] == ["done", "done"]
+        assert cli("status", "--json").json()["timestamps"]["pending_unconfigured"] == {}
+    finally:
+        gone.close()

@@ -48,3 +48,18 @@ def test_missing_and_unindexed_files(cli, site):
     assert cli("verify").code == 1
     # Verifying one named capture checks just that one.
     assert cli("verify", first["id"]).code == 0
+
+
+def test_token_files_no_index_row_names_are_named(cli, site):
+    show = _capture(cli, site)   # no TSA configured: the index names no token
+    warcs = (cli.archive / show["warc_path"]).parent
+    token, sidecar = warcs / f"{show['id']}.1.tsr", warcs / f"{show['id']}.2.tsr.json"
+    token.write_bytes(b"a token dropped in, or left by a lost index")
+    sidecar.write_text('{"tsa_url": "http://tsa.example/"}\n')
+    result = cli("verify", "--json")
+    assert result.code == 1
+    problems = {(p["problem"], p["path"]) for p in result.json()["problems"]}
+    assert problems == {("timestamp-unindexed", token.relative_to(cli.archive).as_posix()),
+                        ("timestamp-unindexed", sidecar.relative_to(cli.archive).as_posix())}
+    result = cli("verify")
+    assert "TIMESTAMP-UNINDEXED" in result.out and f"{show['id']}.1.tsr" in result.out
