@@ -384,7 +384,7 @@ def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha
             continue
         target = staging / token_rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        timestamps._write_readonly(target, token.data)
+        timestamps.write_readonly(target, token.data)
         try:
             # Signature only, with the certificates the token carries (as verify --wacz checks it): whether
             # that TSA is trusted is for `archiver verify` and timestamp.ca_bundle.
@@ -396,7 +396,7 @@ def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha
             refused.append(RefusedToken(token.path, why))
             continue
         if token.note is not None:
-            timestamps._write_readonly(staging / _note_rel(token_rel), token.note)
+            timestamps.write_readonly(staging / _note_rel(token_rel), token.note)
     return refused
 
 

@@ -350,7 +350,7 @@ def token_rel_path(warc_rel: str, capture_id: str, n: int) -> str:
     return (Path(warc_rel).parent / f"{capture_id}.{n}{TOKEN_SUFFIX}").as_posix()
 
 
-def _write_readonly(path: Path, data: bytes) -> None:
+def write_readonly(path: Path, data: bytes) -> None:
     """Write a file whole or not at all, never over an existing one, fsynced, then read-only."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -617,8 +617,8 @@ async def _obtain(archive_dir: Path, cfg: TimestampSettings, client: httpx.Async
     if why is not None:
         raise TokenError(f"the TSA's token does not verify: {why}")
     token_sha256 = hashlib.sha256(reply).hexdigest()
-    await asyncio.to_thread(_write_readonly, path, reply)
-    await asyncio.to_thread(_write_readonly, path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX),
+    await asyncio.to_thread(write_readonly, path, reply)
+    await asyncio.to_thread(write_readonly, path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX),
                             _sidecar(row, token_rel, token_sha256, token))
     return token, token_sha256
 
@@ -641,7 +641,7 @@ def _adopt(path: Path, cfg: TimestampSettings, row: dict[str, Any], token_rel: s
         raise TokenError(f"{token_rel} already exists and does not verify ({why}); it is left as it is")
     token_sha256 = hashlib.sha256(data).hexdigest()
     if not sidecar.exists():
-        _write_readonly(sidecar, _sidecar(row, token_rel, token_sha256, token))
+        write_readonly(sidecar, _sidecar(row, token_rel, token_sha256, token))
     return token, token_sha256
 
 

@@ -539,6 +539,14 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                        "warc": f"archive/{name}", "warc_sha256": scan.sha256, "warc_size": scan.size,
                        "record_count": len(scan.records), "provenance_record": signed_at["provenance"],
                        "signature_record": signed_at["signature"], "timestamps": stamps})
+    unstamped = [c["id"] for c in listed if not c["timestamps"]]
+    if unstamped:
+        # Not an error -- the package still proves integrity and origin -- but its recipient should know that the
+        # time of these rests on this archive's clock and ledger alone, while the fix is one command away.
+        warnings.append(f"{len(unstamped)} of {len(listed)} capture(s) carry no RFC 3161 timestamp, so their time "
+                        f"rests on this archive's clock and ledger alone; `archiver timestamp "
+                        f"{' '.join(unstamped[:3])}{' ...' if len(unstamped) > 3 else ''}` (with timestamp.tsa_urls "
+                        f"set) adds one before exporting")
     package.add_bytes(CDXJ_PATH, "".join(line + "\n" for line in sorted(cdx)).encode("utf-8"))
     package.add_bytes(PAGES_PATH, "".join(json.dumps(p, ensure_ascii=False) + "\n"
                                           for p in [PAGES_HEADER, *pages]).encode("utf-8"))

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from archiver import keys
 from conftest import CLI, capture_timestamped
+from tsa_server import LoopbackTSA
 
 BIN = Path(sys.executable).parent
 PAGES = ("/2016/12/16/evacuation-suspended/", "/archive/1998/communique.html")
@@ -432,3 +433,25 @@ def test_each_tamper_case_of_an_export_is_named_and_fails_wacz_validate(case, tm
             (name, report["problems"])
         for made in (plain, hidden):
             made.unlink()
+
+
+def test_an_export_says_which_captures_carry_no_timestamp_until_one_is_added(cli, site, tmp_path):
+    """A capture sealed before any TSA was configured exports with a warning that its time rests on the archive
+    alone; `archiver timestamp` adds a token afterwards, and the next export carries it, checked offline."""
+    result = cli("capture", "--no-browser", site.url + PAGES[1], "--json")
+    assert result.code == 0, result.err
+    capture_id = result.json()[0]["capture_id"]
+    first = cli("export", capture_id, "-o", str(tmp_path / "before.wacz"), "--json")
+    assert first.code == 0 and first.json()["timestamps"] == 0, first.err
+    assert "1 of 1 capture(s) carry no RFC 3161 timestamp" in first.err and f"archiver timestamp {capture_id}" \
+        in first.err, first.err
+    tsa = LoopbackTSA(tmp_path / "tsa")
+    try:
+        stamped = cli("timestamp", capture_id, env={"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url])})
+    finally:
+        tsa.close()
+    assert stamped.code == 0, stamped.out + stamped.err
+    second = cli("export", capture_id, "-o", str(tmp_path / "after.wacz"), "--json")
+    assert second.code == 0 and second.json()["timestamps"] == 1 and "no RFC 3161" not in second.err, second.err
+    code, report = _verify(cli, tmp_path / "after.wacz")
+    assert code == 0 and report["timestamps"] == 1, report["problems"]
