@@ -180,7 +180,7 @@ class _Source:
                                                   "the zip: not a timestamp token"))
                 continue
             token = _PackagedToken(int(match.group(1)), name, data, self.hashes.get(name))
-            note = name[:-len(timestamps.TOKEN_SUFFIX)] + timestamps.SIDECAR_SUFFIX
+            note = timestamps.sidecar_of(name)
             if note in members:
                 token.note_path, token.note, token.note_listed = note, self._small(members[note]), \
                     self.hashes.get(note)
@@ -335,15 +335,11 @@ def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, st
     # Indexed: from here the files are kept whatever happens; if a move fails, the next runner finishes it.
     for token_rel, why in restored.skipped:     # not indexed (a second token from one TSA): not kept
         refused.append(RefusedToken(f"{PROVENANCE_DIR}/{Path(token_rel).name}", why))
-        for path in (staging / token_rel, staging / _note_rel(token_rel)):
+        for path in (staging / token_rel, staging / timestamps.sidecar_of(token_rel)):
             path.unlink(missing_ok=True)
     _place_tokens(archive_dir, staging)
     finish_seal(named, final)
     return Imported(name, capture_id, "imported", rel, tokens=restored.rows, refused_tokens=refused)
-
-
-def _note_rel(token_rel: str) -> str:
-    return token_rel[:-len(timestamps.TOKEN_SUFFIX)] + timestamps.SIDECAR_SUFFIX
 
 
 def _check_token(token: _PackagedToken, warc_sha256: str) -> tuple[timestamps.Token | None, str | None]:
@@ -377,7 +373,7 @@ def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha
     for token in tokens:
         token_rel = timestamps.token_rel_path(warc_rel, capture_id, token.n)
         parsed, why = _check_token(token, warc_sha256)
-        if parsed is not None and ((archive_dir / token_rel).exists() or (archive_dir / _note_rel(token_rel)).exists()):
+        if parsed is not None and ((archive_dir / token_rel).exists() or (archive_dir / timestamps.sidecar_of(token_rel)).exists()):
             why = f"{token_rel} exists but the index does not hold it (run verify)"
         if parsed is None or why is not None:
             refused.append(RefusedToken(token.path, why or "not kept"))
@@ -396,7 +392,7 @@ def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha
             refused.append(RefusedToken(token.path, why))
             continue
         if token.note is not None:
-            timestamps.write_readonly(staging / _note_rel(token_rel), token.note)
+            timestamps.write_readonly(staging / timestamps.sidecar_of(token_rel), token.note)
     return refused
 
 
@@ -428,9 +424,7 @@ def settle_imported_tokens(archive_dir: Path, index: Index, remove_dead_unindexe
             "SELECT token_path FROM timestamps WHERE capture_id = ? AND token_path IS NOT NULL", (capture_id,))}
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             rel = path.relative_to(staging).as_posix()
-            token_rel = rel[:-len(timestamps.SIDECAR_SUFFIX)] + timestamps.TOKEN_SUFFIX \
-                if rel.endswith(timestamps.SIDECAR_SUFFIX) else rel
-            if token_rel in indexed:
+            if timestamps.token_of(rel) in indexed:
                 finish_seal(path, archive_dir / rel)
             else:
                 path.unlink(missing_ok=True)

@@ -345,6 +345,16 @@ def _openssl_reason(stderr: str) -> str:
 
 # ---- files beside the WARC ---------------------------------------------------------------------------------
 
+def sidecar_of(token: str) -> str:
+    """The note beside a token (``<capture-id>.<n>.tsr`` -> ``<capture-id>.<n>.tsr.json``): a path or a name."""
+    return token[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX
+
+
+def token_of(path: str) -> str:
+    """The token a token file or its note belongs to (the inverse of ``sidecar_of``; a token names itself)."""
+    return path[:-len(SIDECAR_SUFFIX)] + TOKEN_SUFFIX if path.endswith(SIDECAR_SUFFIX) else path
+
+
 def token_rel_path(warc_rel: str, capture_id: str, n: int) -> str:
     """``warcs/YYYY/MM/DD/<capture-id>.<n>.tsr``, in the sealed WARC's directory."""
     return (Path(warc_rel).parent / f"{capture_id}.{n}{TOKEN_SUFFIX}").as_posix()
@@ -618,13 +628,13 @@ async def _obtain(archive_dir: Path, cfg: TimestampSettings, client: httpx.Async
         raise TokenError(f"the TSA's token does not verify: {why}")
     token_sha256 = hashlib.sha256(reply).hexdigest()
     await asyncio.to_thread(write_readonly, path, reply)
-    await asyncio.to_thread(write_readonly, path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX),
+    await asyncio.to_thread(write_readonly, path.with_name(sidecar_of(path.name)),
                             _sidecar(row, token_rel, token_sha256, token))
     return token, token_sha256
 
 
 def _adopt(path: Path, cfg: TimestampSettings, row: dict[str, Any], token_rel: str) -> tuple[Token, str]:
-    sidecar = path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX)
+    sidecar = path.with_name(sidecar_of(path.name))
     data = path.read_bytes()
     token = parse_reply(data)
     if sidecar.exists():
@@ -800,7 +810,7 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
             result.skipped.append((rel, f"vouches for SHA-256 {token.digest}, not this capture's WARC"))
             continue
         meta: dict[str, Any] = {}
-        sidecar = path.with_name(path.name[:-len(TOKEN_SUFFIX)] + SIDECAR_SUFFIX)
+        sidecar = path.with_name(sidecar_of(path.name))
         try:
             loaded = json.loads(sidecar.read_text("utf-8"))
             meta = loaded if isinstance(loaded, dict) else {}

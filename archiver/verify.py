@@ -211,7 +211,7 @@ def find_unindexed(archive_dir: Path, warcs: set[str], tokens: set[str], report:
         if rel.endswith(".warc.gz") and rel not in warcs:
             report.problems.append(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
         elif rel.endswith((timestamps.TOKEN_SUFFIX, timestamps.SIDECAR_SUFFIX)) and \
-                rel.removesuffix(".json") not in tokens:
+                timestamps.token_of(rel) not in tokens:
             report.problems.append(Problem("timestamp-unindexed", rel, None,
                                            "a timestamp token (or its sidecar) in warcs/ that no index row names"))
 

@@ -526,7 +526,7 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                            "serial": row.get("serial"), "tsa_name": row.get("tsa_name"),
                            "token_sha256": row.get("token_sha256")})
             tokens.append((f"{PROVENANCE_DIR}/{token.name}", token, row.get("token_sha256")))
-            sidecar = token.with_name(token.name + ".json")
+            sidecar = token.with_name(tsa.sidecar_of(token.name))
             if sidecar.is_file():
                 stamps[-1]["note"] = f"{PROVENANCE_DIR}/{sidecar.name}"
                 tokens.append((f"{PROVENANCE_DIR}/{sidecar.name}", sidecar, None))
