@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import checks, keys, ledger, logs, queue, schedule, timestamps
+from . import checks, keys, ledger, logs, platforms, queue, schedule, timestamps
 from .archive import Archive, new_capture_id, software_versions
 from .capture.base import CaptureResult
 from .capture.browser import BrowserSession
@@ -424,7 +424,10 @@ class Worker:
             return await capture_tweet(key.split(":", 1)[1], url, warc, self.settings, browser,
                                        lambda media_url, w: record_video(media_url, w, self.settings))
         if kind == "video":
-            return await capture_video(url, warc, self.settings, browser)
+            path = platforms.for_key(key)
+            item_id = key.split(":", 1)[1] if path is not None else None
+            media_url = path.media_url(item_id, job["canonical_url"]) if path is not None else url
+            return await capture_video(url, warc, self.settings, browser, path, item_id, media_url)
         if browser is not None:
             return await browser.capture(url, warc)
         return await capture_http(url, warc, self.settings)

@@ -37,11 +37,11 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   and renders the tweet from the syndication API;
 * ``twitter.com``/``x.com`` (and www./mobile.) ``/<user>/status/<id>`` — a logged-out status page;
 * ``t.co/<code>`` — 301 to the expanded URL;
-* ``www.periscope.tv``/``pscp.tv`` ``/w/<id>``, ``api.periscope.tv/api/v2/accessVideoPublic`` and
-  ``prod-video-eu-central-1.pscp.tv`` — a Periscope replay as yt-dlp's extractor fetches it;
-* ``api.x.com``/``api.twitter.com`` ``/1.1/guest/activate.json`` (POST), ``/1.1/broadcasts/show.json`` and
-  ``/1.1/live_video_stream/status/<media_key>`` — X broadcasts (``x.com/i/broadcasts/<id>``) as yt-dlp's
-  twitter:broadcast extractor fetches them, from ``demo_site/world/x_broadcasts.json``;
+* ``www.periscope.tv``/``pscp.tv`` ``/w/<id>`` — Periscope pages (the broadcasts are X broadcasts: below);
+* ``api.x.com``/``api.twitter.com`` ``/1.1/guest/activate.json`` (POST), ``x.com/i/api/graphql/<query id>/
+  BroadcastQuery``, ``api.x.com/1.1/live_video_stream/status/<media_key>`` and ``prod-video-eu-central-1.pscp.tv``
+  — X broadcasts (``x.com/i/broadcasts/<id>``, Periscope ids included) as yt-dlp 2026.11's twitter:broadcast
+  extractor reads them, from ``demo_site/world/x_broadcasts.json``;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -323,7 +323,6 @@ WORLD_ROUTES: dict[str, str] = {
     PSCP_VIDEO_HOST: "_world_media_file",
     "platform.twitter.com": "_world_platform",
     "t.co": "_world_tco",
-    "api.periscope.tv": "_world_periscope_api",
     **{host: "_world_x_api" for host in X_API_HOSTS},
     **{host: "_world_twitter" for host in TWITTER_HOSTS},
     **{host: "_world_periscope" for host in PERISCOPE_HOSTS},
@@ -1048,6 +1047,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/i/broadcasts/"):
             self._world_x_broadcast_page(path)
             return
+        if path.startswith("/i/api/graphql/"):
+            self._world_x_graphql(path, query)
+            return
         match = re.fullmatch(r"/(?:[A-Za-z0-9_]{1,15}|i/web)/status(?:es)?/([0-9]{1,20})(?:/(?:photo|video)/[1-4])?/?",
                              path)
         if match is None:
@@ -1105,22 +1107,53 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
             self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
             return
-        url = f"https://x.com/i/broadcasts/{broadcast['id']}"
-        title = f"{broadcast['user_display_name']} on X: \"{broadcast['status']}\" / X"
+        user = broadcast["user_results"]["result"]["core"]
+        url = f"https://x.com/i/broadcasts/{match.group(1)}"
+        title = f"{user['name']} on X: \"{broadcast['status']}\" / X"
         meta = {
             "og:site_name": "X (formerly Twitter)", "og:type": "video.other", "og:url": url,
-            "og:title": f"{broadcast['user_display_name']} on X", "og:description": broadcast["status"],
+            "og:title": f"{user['name']} on X", "og:description": broadcast["status"],
             "og:image": broadcast["image_url"],
         }
         body = (
             f'<div class="broadcast"><h1>{html.escape(broadcast["status"])}</h1>'
-            f'<p><strong>{html.escape(broadcast["user_display_name"])}</strong>'
-            f' @{html.escape(broadcast["twitter_username"])}</p>'
+            f'<p><strong>{html.escape(user["name"])}</strong> @{html.escape(user["screen_name"])}</p>'
             f'<img src="{html.escape(broadcast["image_url"])}" alt=""'
             f' width="{broadcast["width"]}" height="{broadcast["height"]}">'
             "</div>"
         )
         self._send_x_page(title, meta, url, body)
+
+    def _world_x_graphql(self, path: str, query: dict[str, list[str]]) -> None:
+        # x.com's GraphQL API as the logged-out web client (and yt-dlp) calls it: a query id and operation name
+        # in the path, the variables as JSON in the query string, a bearer token and a guest token.
+        headers = {"Cache-Control": "no-cache, no-store, max-age=0"}
+        if not self._x_credentials_ok(headers):
+            return
+        match = re.fullmatch(r"/i/api/graphql/[A-Za-z0-9_-]{22}/(\w+)", path)
+        if match is None or match.group(1) != "BroadcastQuery":
+            self._send_json(404, {"errors": [{"message": "Query not found", "code": 404}]}, headers)
+            return
+        try:
+            variables = json.loads(query.get("variables", [""])[0])
+            broadcast_id = str(variables["id"])
+        except (ValueError, TypeError, KeyError):
+            self._send_json(400, {"errors": [{"message": "Variable \"$id\" of required type \"String!\" was not "
+                                              "provided.", "code": 366}]}, headers)
+            return
+        entry = _world_json("x_broadcasts.json").get(broadcast_id)
+        broadcast = entry["broadcast"] if isinstance(entry, dict) else {}
+        self._send_json(200, {"data": {"broadcast": broadcast}}, headers)
+
+    def _x_credentials_ok(self, headers: dict[str, str]) -> bool:
+        """X's APIs want a bearer token, and a guest token from guest/activate.json; answers 403 otherwise."""
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            self._send_json(403, {"errors": [{"code": 99, "message": "Unable to verify your credentials"}]}, headers)
+            return False
+        if self.headers.get("x-guest-token") != _world_json("x_broadcasts.json")["guest_token"]:
+            self._send_json(403, {"errors": [{"code": 239, "message": "Bad guest token."}]}, headers)
+            return False
+        return True
 
     def _world_periscope(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         match = re.fullmatch(r"/(?:w|[A-Za-z0-9_]{1,20})/([A-Za-z0-9]{13})/?", path)
@@ -1154,17 +1187,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         )
         self._send(200, document.encode("utf-8"))
 
-    def _world_periscope_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
-        # The one call yt-dlp's Periscope extractor makes for /w/<id> (and /<user>/<id>) URLs.
-        if path != "/api/v2/accessVideoPublic":
-            self._send_json(404, {"error": "not found"})
-            return
-        broadcast = _world_json("periscope.json").get(query.get("broadcast_id", [""])[0])
-        if broadcast is None or broadcast["accessVideoPublic"] is None:
-            self._send_json(404, {"error": "broadcast not found"})
-            return
-        self._send_json(200, broadcast["accessVideoPublic"], {"Cache-Control": "no-cache"})
-
     def _world_tsa(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         upstream = self.server.world.tsa_url
         if self.command != "POST" or upstream is None:
@@ -1182,27 +1204,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send(status, body, kind)
 
     def _world_x_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
-        # The calls yt-dlp's twitter:broadcast extractor makes for x.com/i/broadcasts/<id>: a guest token,
-        # then the broadcast (with its media_key), then the stream's playlist URL. Both need the guest token.
+        # The REST calls yt-dlp's twitter:broadcast extractor makes around BroadcastQuery: a guest token first,
+        # then, with it, the stream's playlist URL by the broadcast's media_key.
         world = _world_json("x_broadcasts.json")
         headers = {"Cache-Control": "no-cache, no-store, max-age=0"}
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
-            self._send_json(403, {"errors": [{"code": 99, "message": "Unable to verify your credentials"}]}, headers)
-            return
         if path == "/1.1/guest/activate.json":
-            if self.command != "POST":
+            if not self.headers.get("Authorization", "").startswith("Bearer "):
+                self._send_json(403, {"errors": [{"code": 99, "message": "Unable to verify your credentials"}]},
+                                headers)
+            elif self.command != "POST":
                 self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
             else:
                 self._send_json(200, {"guest_token": world["guest_token"]}, headers)
             return
-        if self.headers.get("x-guest-token") != world["guest_token"]:
-            self._send_json(403, {"errors": [{"code": 239, "message": "Bad guest token."}]}, headers)
+        if not self._x_credentials_ok(headers):
             return
         entries = {k: v for k, v in world.items() if not k.startswith("_") and isinstance(v, dict)}
-        if path == "/1.1/broadcasts/show.json":
-            ids = [i for i in query.get("ids", [""])[0].split(",") if i]
-            self._send_json(200, {"broadcasts": {i: entries[i]["broadcast"] for i in ids if i in entries}}, headers)
-            return
         match = re.fullmatch(r"/1\.1/live_video_stream/status/([0-9]+_[0-9]+)", path)
         stream = next((e["live_video_stream"] for e in entries.values()
                        if match and e["broadcast"].get("media_key") == match.group(1)), None)

@@ -97,7 +97,7 @@ def test_tweet_through_socks(socks_cli, relay):
 def test_ytdlp_through_socks(socks_cli, relay):
     show = _capture_ok(socks_cli, "--no-browser", PERISCOPE)
     # yt-dlp resolves at the proxy for socks5h://, and treats socks5:// as socks5h:// (its compat rule).
-    _assert_by_name(relay, "api.periscope.tv", "prod-video-eu-central-1.pscp.tv")
+    _assert_by_name(relay, "x.com", "api.x.com", "prod-video-eu-central-1.pscp.tv")
     assert any(r["type"] == "resource" and (r["uri"] or "").startswith("urn:video:") for r in show["records"])
     provenance = show["provenance"]
     _assert_network(provenance, "network", "video", socks_cli.proxy)

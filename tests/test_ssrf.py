@@ -304,9 +304,9 @@ def test_the_configured_proxy_stays_allowed(world_cli, site, kind):
             assert result.code == 0, result.err
             assert result.json()[0]["status"] == "ok", result.json()
     hosts = {entry.host for entry in site.proxy_log}
-    assert {"cdn.syndication.twimg.com", "platform.twitter.com", "api.periscope.tv"} <= hosts, hosts
+    assert {"cdn.syndication.twimg.com", "platform.twitter.com", "api.x.com"} <= hosts, hosts
     if kind == "socks5h":
-        assert ("cdn.syndication.twimg.com", 443) in relay.requests and ("api.periscope.tv", 443) in relay.requests
+        assert ("cdn.syndication.twimg.com", 443) in relay.requests and ("api.x.com", 443) in relay.requests
 
 
 # ---- yt-dlp (in-process: offline, no video URL reaches yt-dlp except through the proxy) ------------------

@@ -270,8 +270,9 @@ def test_status_pages_and_periscope_pages(client):
     assert client.get(f"https://pscp.tv/w/{BROADCAST}").status_code == 200
     gone = client.get(f"https://www.periscope.tv/w/{GONE_BROADCAST}")
     assert gone.status_code == 404 and "This broadcast has been deleted" in gone.text
-    api = client.get(f"https://api.periscope.tv/api/v2/accessVideoPublic?broadcast_id={GONE_BROADCAST}")
-    assert api.status_code == 404
+    # No supported path calls Periscope's API any more (yt-dlp 2026.11 dropped PeriscopeIE): the world refuses it.
+    with pytest.raises(httpx.ProxyError, match="502"):
+        client.get(f"https://api.periscope.tv/api/v2/accessVideoPublic?broadcast_id={GONE_BROADCAST}")
 
 
 def test_the_news_site_is_also_a_world_host(client, world):
@@ -430,29 +431,53 @@ def ytdlp(world, tmp_path: Path):
                              "compat_opts": ["no-certifi"]})
 
 
-def test_ytdlp_downloads_the_periscope_replay(world, tmp_path, monkeypatch):
+@pytest.mark.contract("periscope")
+def test_ytdlp_reads_the_periscope_broadcast_through_x(world, tmp_path, monkeypatch):
+    """What yt-dlp 2026.11's twitter:broadcast extractor asks X, in order, for a Periscope broadcast id."""
     monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    world.reset_proxy_log()
     with ytdlp(world, tmp_path) as ydl:
-        info = ydl.extract_info(f"https://www.periscope.tv/w/{BROADCAST}", download=True)
-    assert info["extractor"] == "periscope"
+        info = ydl.extract_info(f"https://x.com/i/broadcasts/{BROADCAST}", download=True)
+    assert info["extractor_key"] == "TwitterBroadcast"
     assert info["id"] == BROADCAST and info["uploader_id"] == "Mr_Alhamdo"
     assert info["title"] == "Teacher, Activist and a reporter from inside Aleppo"
-    assert info["live_status"] == "was_live"
+    assert info["live_status"] == "was_live" and info["timestamp"] == 1481906708
     files = list(tmp_path.glob(f"{BROADCAST}.*"))
     assert len(files) == 1 and files[0].suffix == ".mp4"
     assert ffprobe_duration(files[0]) == pytest.approx(5.0, abs=0.5)
-    log = world.proxy_log
-    assert ("GET", "api.periscope.tv", f"/api/v2/accessVideoPublic?broadcast_id={BROADCAST}") in log
-    assert any(e.host == "prod-video-eu-central-1.pscp.tv" and e.path.endswith("chunk_2.ts") for e in log)
+    calls = [(e.method, e.host, e.path.split("?")[0]) for e in world.proxy_log if e.method != "CONNECT"]
+    assert calls[:4] == [
+        ("POST", "api.x.com", "/1.1/guest/activate.json"),
+        ("GET", "x.com", "/i/api/graphql/0THBwNgta8LrS-cno61adw/BroadcastQuery"),
+        ("POST", "api.x.com", "/1.1/guest/activate.json"),
+        ("GET", "api.x.com", "/1.1/live_video_stream/status/28_809698290183311361"),
+    ], calls
+    assert any(e.host == "prod-video-eu-central-1.pscp.tv" and e.path.endswith("chunk_2.ts") for e in world.proxy_log)
 
 
+@pytest.mark.contract("periscope")
 def test_ytdlp_reports_the_deleted_broadcast(world, tmp_path, monkeypatch):
     import yt_dlp
     monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
     with ytdlp(world, tmp_path) as ydl:
-        with pytest.raises(yt_dlp.utils.DownloadError, match="404"):
-            ydl.extract_info(f"https://www.periscope.tv/w/{GONE_BROADCAST}", download=True)
+        with pytest.raises(yt_dlp.utils.DownloadError, match="no longer available"):
+            ydl.extract_info(f"https://x.com/i/broadcasts/{GONE_BROADCAST}", download=True)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("headers,status", [
+    ({}, 403),                                                       # no bearer token
+    ({"Authorization": "Bearer AAAA"}, 403),                         # no guest token
+    ({"Authorization": "Bearer AAAA", "x-guest-token": "1869283746512098304"}, 200),
+])
+def test_broadcast_query_wants_x_credentials(client, headers, status):
+    url = ("https://x.com/i/api/graphql/0THBwNgta8LrS-cno61adw/BroadcastQuery?variables="
+           f"%7B%22id%22%3A%22{BROADCAST}%22%7D")
+    answer = client.get(url, headers=headers)
+    assert answer.status_code == status
+    if status == 200:
+        broadcast = answer.json()["data"]["broadcast"]
+        assert broadcast["broadcast_id"] == BROADCAST and broadcast["media_key"]
 
 
 @pytest.mark.parametrize("url", [

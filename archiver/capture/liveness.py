@@ -17,9 +17,10 @@ from urllib.parse import urljoin
 
 import httpx
 
+from .. import platforms
 from ..config import Settings
 from ..errors import CaptureFailed
-from ..urls import check_target
+from ..urls import check_target, parse as parse_url
 from . import network
 from .base import charset_of, header_value, is_html, status_failure
 from .fingerprint import page_fingerprint, tweet_fingerprint, video_fingerprint
@@ -52,7 +53,7 @@ async def check(url: str, kind: str, key: str, settings: Settings) -> CheckResul
         if kind == "tweet" and key.startswith("twitter:"):
             result = await asyncio.wait_for(_check_tweet(key.split(":", 1)[1], settings), timeout)
         elif kind == "video":
-            result = await asyncio.wait_for(asyncio.to_thread(_check_video, url, settings, timeout), timeout + 5)
+            result = await asyncio.wait_for(asyncio.to_thread(_check_video, url, key, settings, timeout), timeout + 5)
         else:
             result = await asyncio.wait_for(_check_page(url, settings), timeout)
     except asyncio.TimeoutError:
@@ -117,7 +118,15 @@ async def _check_tweet(tweet_id: str, settings: Settings) -> CheckResult:
     return CheckResult("syndication", "failed", cls, response.status_code, url, [], None, message)
 
 
-def _check_video(url: str, settings: Settings, timeout: float) -> CheckResult:
-    info = probe(url, settings, timeout)
+def _check_video(url: str, key: str, settings: Settings, timeout: float) -> CheckResult:
+    path = platforms.for_key(key)
+    item_id = key.split(":", 1)[1] if path is not None else None
+    media_url = path.media_url(item_id, parse_url(url).canonical_url) if path is not None else url
+    info = probe(media_url, settings, timeout)
+    if path is not None:
+        # A generic extractor's answer, or another item's, says nothing about whether this item is live.
+        verdict = platforms.judge_ytdlp(path, item_id, info)
+        if not verdict.ok:
+            return CheckResult("yt-dlp", "failed", platforms.MISMATCH, None, media_url, [], None, verdict.message)
     return CheckResult("yt-dlp", "ok", None, None, info.get("webpage_url") or url, [], video_fingerprint(info),
                        f"{info.get('extractor_key')}: {info.get('title') or info.get('id')}")

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from yt_dlp.jsinterp import js_number_to_string
 
+from .. import platforms
 from ..config import Settings
 from ..errors import CaptureFailed
 from ..warc import CaptureWarc
@@ -174,7 +175,15 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
         info: dict[str, Any] = {"id": tweet_id, "availability": availability, "message": message,
                                 "syndication_url": answer["url"]}
         quoted_info = None
+        verdict = None
         if availability == "available" and data is not None:
+            verdict = platforms.judge_own(platforms.BY_NAME["tweet"], tweet_id, str(data.get("id_str")),
+                                          "syndication answer")
+        if verdict is not None and not verdict.ok:
+            # Another tweet's answer (a redirecting endpoint, a cache mixing ids): recorded as received, but
+            # neither described, nor its media fetched, as the requested tweet.
+            info.update(answer_id=verdict.item_id, availability="unknown-answer", message=verdict.message)
+        elif availability == "available" and data is not None:
             info.update(describe_tweet(data, tweet_id))
             info["fingerprint"] = tweet_fingerprint(data)
             to_fetch = _media_urls(data)
@@ -234,7 +243,11 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
              else f"tweet {tweet_id} ({availability})")
     outlinks = [{"url": u, "text": "entities.urls"} for u in info.get("urls", [])]
     status, failure_class, failure_message = "ok", None, None
-    if availability in UNAVAILABLE:
+    if verdict is not None and not verdict.ok:
+        status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
+        title = f"tweet {tweet_id} (the answer was for {verdict.item_id})"
+        text_parts = []
+    elif availability in UNAVAILABLE:
         status, failure_class, failure_message = "failed", availability, message
     elif availability != "available":
         status, failure_class, failure_message = "failed", "unknown-answer", message
@@ -243,6 +256,7 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
         failure_message = "; ".join(problems) or f"embed page: {embed.failure_message}"
     details = {
         "tweet": info,
+        "platform": verdict.as_dict() if verdict is not None else None,
         "problems": problems,
         "embed": {"url": embed.final_url, "status": embed.status, "record_id": embed.main_record_id}
         if embed else None,

@@ -27,8 +27,10 @@ import yt_dlp
 from yt_dlp.postprocessor import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
+from .. import platforms
 from ..config import Settings
 from ..errors import CaptureFailed
+from ..platforms import PlatformPath
 from ..urls import BlockedAddress
 from ..warc import CaptureWarc
 from . import guard, network
@@ -376,6 +378,7 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
             "title": info.get("title"), "uploader": info.get("uploader") or info.get("channel"),
             "upload_date": info.get("upload_date"), "timestamp": info.get("timestamp"),
             "duration": info.get("duration"), "is_live": info.get("is_live"), "was_live": info.get("was_live"),
+            "display_id": info.get("display_id"),
             "webpage_url": info.get("webpage_url"), "format": info.get("format"), "description": info.get("description"),
             "yt_dlp": {"version": yt_dlp.version.__version__, "options": _jsonable(download.options)},
             "refused": download.refused,
@@ -389,8 +392,13 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser: Any) -> CaptureResult:
-    """The page around the video (when a browser is given), then the video itself."""
+async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser: Any,
+                        path: PlatformPath | None = None, item_id: str | None = None,
+                        media_url: str | None = None) -> CaptureResult:
+    """The page around the video (``url``, when a browser is given), then the video itself, which yt-dlp reads
+    from ``media_url`` (default ``url``: a Periscope page's broadcast is read through X's API). With ``path``
+    (the platform the key names) the capture is ok only when that platform's own extractor produced item
+    ``item_id``; anything else is ``partial``, class ``extractor-mismatch``, with what was recorded kept."""
     page: CaptureResult | None = None
     page_problem = None
     if browser is not None:
@@ -399,7 +407,7 @@ async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser
         except CaptureFailed as exc:
             page_problem = exc
     try:
-        video = await record_video(url, warc, settings)
+        video = await record_video(media_url or url, warc, settings)
     except CaptureFailed as exc:
         if page is None:
             raise
@@ -407,8 +415,15 @@ async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser
         page.status, page.failure_class, page.failure_message = "failed", exc.failure_class, exc.message
         page.details["video"] = {"url": url, "error": exc.message, "class": exc.failure_class}
         return page
+    verdict = None
+    if path is not None and item_id:
+        verdict = platforms.judge_ytdlp(path, item_id, {"extractor_key": video["extractor"], "id": video["id"],
+                                                        "display_id": video["display_id"]})
     status, failure_class, failure_message = "ok", None, None
-    if video["cut"]:
+    if verdict is not None and not verdict.ok:
+        # First, because it says the most: whatever else happened, this is not the item that was asked for.
+        status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
+    elif video["cut"]:
         status, failure_class, failure_message = "partial", video["cut"], video["cut_message"]
     elif video["refused"]:
         status, failure_class = "partial", "blocked"
@@ -423,6 +438,8 @@ async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser
     text = "\n".join(p for p in (video.get("title"), video.get("description"), page.text if page else None) if p)
     details = dict(page.details) if page else {"network": network.describe(settings, "video")}
     details["video"] = video
+    if verdict is not None:
+        details["platform"] = verdict.as_dict()
     details["video_network"] = network.describe(settings, "video")
     return CaptureResult(
         status=status, final_url=page.final_url if page else video.get("webpage_url") or url,
