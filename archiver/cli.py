@@ -425,6 +425,29 @@ def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--markdown", is_flag=True, help="The support matrix as the README's table (without versions).")
+def platforms(as_json: bool, markdown: bool) -> None:
+    """The platform paths: what each captures, when an item counts as gone, how liveness is checked, and what
+    it relies on (extractor and version). A capture made by any other extractor is partial, never ok."""
+    from . import platforms as paths
+    if markdown:
+        click.echo(paths.markdown_table(), nl=False)
+        return
+    rows = [p.as_dict() for p in paths.PATHS]
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<13}{row['label']}")
+        for heading, value in (("URLs", "; ".join(row["examples"])), ("captures", "; ".join(row["captures"])),
+                               ("gone when", ", ".join(row["tombstones"])), ("liveness", row["liveness"]),
+                               ("relies on", row["relies_on"]), ("note", row["note"])):
+            if value:
+                click.echo(f"  {heading:<11}{value}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Jobs by state, the oldest queued job, and recent failures."""

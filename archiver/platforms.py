@@ -37,6 +37,9 @@ class PlatformPath:
     # leads to the item (an X event's broadcast has an id of its own).
     id_field: str = "id"
     note: str = ""
+    # Whether the fixture world models this platform, so that contract tests (``pytest -m contract``) pin the
+    # path end to end; where it does not, a yt-dlp update is checked only by the extractor rule at capture time.
+    fixture_world: bool = False
 
     def media_url(self, item_id: str, canonical_url: str) -> str:
         return self.ytdlp_url(item_id, canonical_url) if self.ytdlp_url else canonical_url
@@ -51,7 +54,7 @@ class PlatformPath:
                 "captures": list(self.captures), "tombstones": list(self.tombstones), "liveness": self.liveness,
                 "engine": self.engine, "extractors": list(self.extractors),
                 "engine_version": _version("yt-dlp" if self.engine == "yt-dlp" else "archiver"),
-                "relies_on": self.relies_on(), "note": self.note}
+                "relies_on": self.relies_on(), "fixture_world": self.fixture_world, "note": self.note}
 
 
 def _version(package: str) -> str | None:
@@ -79,21 +82,21 @@ PATHS: tuple[PlatformPath, ...] = (
          "quoted post", "embed rendered (screenshot, DOM)"),
         ("deleted", "suspended", "protected", "age-restricted", "account-deleted", "withheld", "removed",
          "not-found", "unavailable"),
-        "syndication answer", "archiver",
+        "syndication answer", "archiver", fixture_world=True,
         note="the answer must be for the requested id; an empty answer is never taken for a deletion"),
     PlatformPath(
         "x-broadcast", "broadcast", "X broadcast (live or replay)",
         ("https://x.com/i/broadcasts/<id>",),
         ("BroadcastQuery and stream status (in yt-dlp's info JSON)", "HLS replay, or a live stream up to "
          "video.max_seconds", "thumbnail", "x.com page rendered (screenshot, DOM)"),
-        _VIDEO_TOMBSTONES, "yt-dlp metadata (BroadcastQuery)", "yt-dlp", ("TwitterBroadcast",)),
+        _VIDEO_TOMBSTONES, "yt-dlp metadata (BroadcastQuery)", "yt-dlp", ("TwitterBroadcast",), fixture_world=True),
     PlatformPath(
         "periscope", "periscope", "Periscope broadcast (through X)",
         ("https://www.pscp.tv/w/<id>", "https://www.periscope.tv/<user>/<id>", "/w/<early base64 token>"),
         ("the periscope.tv page rendered (screenshot, DOM)", "the broadcast through X's broadcast API: "
          "BroadcastQuery, HLS replay", "thumbnail"),
         _VIDEO_TOMBSTONES, "yt-dlp metadata (BroadcastQuery)", "yt-dlp", ("TwitterBroadcast",),
-        ytdlp_url=lambda item_id, canonical: f"https://x.com/i/broadcasts/{item_id}",
+        ytdlp_url=lambda item_id, canonical: f"https://x.com/i/broadcasts/{item_id}", fixture_world=True,
         note="a Periscope broadcast id is the X broadcast id; yt-dlp has no Periscope extractor since 2026.11"),
     PlatformPath(
         "x-event", "x-event", "X event (its broadcast)",
@@ -181,11 +184,13 @@ def judge_own(path: PlatformPath, expected_id: str, got_id: str | None, what: st
 def markdown_table() -> str:
     """The README's platform table (``archiver platforms --markdown``); versions are left out so that the README
     does not change with every yt-dlp update (``archiver platforms`` prints them)."""
-    lines = ["| path | URLs | captures | gone when | liveness check | relies on |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| path | URLs | captures | gone when | liveness check | relies on | contract tests |",
+             "|---|---|---|---|---|---|---|"]
     for p in PATHS:
         relies = f"yt-dlp: {', '.join(p.extractors)}" if p.engine == "yt-dlp" else "archiver's own client"
-        cells = [f"`{p.name}` {p.label}", "<br>".join(p.examples), "; ".join(p.captures),
-                 ", ".join(p.tombstones), p.liveness, relies + (f" ({p.note})" if p.note else "")]
+        cells = [f"`{p.name}` {p.label}", "<br>".join(f"`{e}`" if "/" in e else e for e in p.examples),
+                 "; ".join(p.captures), ", ".join(p.tombstones), p.liveness,
+                 relies + (f" ({p.note})" if p.note else ""),
+                 "fixture world" if p.fixture_world else "none yet (no fixture world)"]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -970,6 +970,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if state == "available":
             self._send_json(200, _world_json(f"syndication/{tweet_id}.json"), cors)
             return
+        if state.startswith("as:"):  # DemoServer.answer_tweet_as: another tweet's answer
+            self._send_json(200, _world_json(f"syndication/{state[3:]}.json"), cors)
+            return
         answer = _world_json("tombstones.json")[state]
         if answer["body"] is None:
             self._send_empty(answer["status"], cors)
@@ -1308,6 +1311,17 @@ class DemoServer:
             raise ValueError(f"{tweet_id} has no stored tweet to make available")
         with self._world.lock:
             self._world.tweet_states[tweet_id] = state
+
+    def answer_tweet_as(self, tweet_id: str | int, other_id: str | int) -> None:
+        """Make the syndication endpoint answer ``tweet_id`` with another stored tweet's answer, as a mixed-up
+        cache or a redirecting endpoint would (reset with :meth:`reset_tweet_states`)."""
+        tweet_id, other_id = str(tweet_id), str(other_id)
+        if tweet_id not in _world_json("tweets.json"):
+            raise KeyError(f"{tweet_id} is not a fixture tweet")
+        if not (WORLD_ROOT / "syndication" / f"{other_id}.json").is_file():
+            raise KeyError(f"{other_id} has no stored answer")
+        with self._world.lock:
+            self._world.tweet_states[tweet_id] = f"as:{other_id}"
 
     def reset_tweet_states(self) -> None:
         """Every fixture tweet back to the state tweets.json gives it."""

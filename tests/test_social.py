@@ -22,6 +22,7 @@ def _capture(cli, *args):
     return result, outcomes, shows
 
 
+@pytest.mark.contract("tweet")
 def test_text_tweet_from_any_spelling(world_cli, site):
     result, [outcome], [show] = _capture(world_cli, "https://mobile.twitter.com/evac_watch_demo/status/"
                                                     "809711419431133184/photo/1?s=20&t=abc")
@@ -45,6 +46,7 @@ def test_text_tweet_from_any_spelling(world_cli, site):
     assert any(e.host == "cdn.syndication.twimg.com" for e in site.proxy_log)
 
 
+@pytest.mark.contract("tweet")
 def test_photo_tweet_keeps_originals_and_flags_an_inconsistent_time(world_cli):
     result, [outcome], [show] = _capture(world_cli, "https://twitter.com/i/status/809735236813459457")
     assert result.code == 0, outcome
@@ -55,6 +57,7 @@ def test_photo_tweet_keeps_originals_and_flags_an_inconsistent_time(world_cli):
     assert all(r["content_type"].startswith("image/") and r["http_status"] == 200 for r in photos)
 
 
+@pytest.mark.contract("tweet")
 def test_video_tweet_keeps_the_best_variant(world_cli):
     result, [outcome], [show] = _capture(world_cli, "https://x.com/evac_watch_demo/status/809745591946145792")
     assert result.code == 0, outcome
@@ -64,6 +67,7 @@ def test_video_tweet_keeps_the_best_variant(world_cli):
     assert all("1280x720" in r["uri"] for r in videos)
 
 
+@pytest.mark.contract("tweet")
 def test_hls_only_video_tweet_goes_through_yt_dlp(world_cli):
     result, [outcome], [show] = _capture(world_cli, "https://twitter.com/x/status/809698357346996224")
     assert result.code == 0, outcome
@@ -72,6 +76,7 @@ def test_hls_only_video_tweet_goes_through_yt_dlp(world_cli):
     assert any(r["type"] == "metadata" and (r["uri"] or "").startswith("urn:yt-dlp:info:") for r in show["records"])
 
 
+@pytest.mark.contract("tweet")
 def test_quote_tweet_records_the_quoted_tweet_too(world_cli):
     result, [outcome], [show] = _capture(world_cli, "https://twitter.com/x/status/809754111092273152")
     assert result.code == 0, outcome
@@ -81,6 +86,7 @@ def test_quote_tweet_records_the_quoted_tweet_too(world_cli):
     assert sum("pbs.twimg.com/media/" in u for u in uris) >= 2
 
 
+@pytest.mark.contract("tweet")
 @pytest.mark.parametrize("tweet_id,cls", [
     ("809760211384950784", "deleted"),
     ("809762874117455872", "suspended"),
@@ -95,6 +101,26 @@ def test_unavailable_tweets_are_classified_findings(world_cli, tweet_id, cls):
     assert show["tweet"]["availability"] == cls  # the tombstone is sealed: evidence of when it was gone
 
 
+@pytest.mark.contract("tweet")
+def test_an_answer_for_another_tweet_is_partial_never_ok(world_cli, site):
+    """The syndication answer must be for the requested id: another tweet's is kept as received, not described,
+    its media not fetched as this tweet's, and the capture is partial with class extractor-mismatch."""
+    site.answer_tweet_as("809711419431133184", "809735236813459457")
+    result, [outcome], [show] = _capture(world_cli, "https://x.com/evac_watch_demo/status/809711419431133184")
+    assert result.code == 1
+    assert (outcome["status"], outcome["failure_class"]) == ("partial", "extractor-mismatch"), outcome
+    assert "809735236813459457" in outcome["message"]
+    platform = show["provenance"]["platform"]
+    assert (platform["path"], platform["id"], platform["expected_id"], platform["match"]) == (
+        "tweet", "809735236813459457", "809711419431133184", False)
+    tweet = show["tweet"]
+    assert (tweet["tweet_id"], tweet["availability"], tweet["screen_name"]) == (
+        "809711419431133184", "unknown-answer", None)
+    assert show["provenance"]["tweet"]["media"] == []
+    assert any((r["uri"] or "").startswith("https://cdn.syndication.twimg.com/tweet-result?") for r in show["records"])
+
+
+@pytest.mark.contract("tweet")
 def test_empty_answer_is_not_a_deletion_and_is_retried(world_cli):
     result, [outcome], [show] = _capture(world_cli, "https://twitter.com/someone/status/809768512188825600")
     assert result.code == 1
@@ -175,6 +201,7 @@ def test_follow_the_live_blog_to_its_evidence(world_cli, site):
     assert proc.returncode == 0, proc.stdout
 
 
+@pytest.mark.contract("periscope")
 @pytest.mark.parametrize("setting,value,cls", [
     ("ARCHIVER_VIDEO_MAX_BYTES", "20000", "too-large"),
     ("ARCHIVER_VIDEO_MAX_SECONDS", "0.01", "timeout"),
@@ -219,6 +246,7 @@ def test_evidence_already_held_is_linked_not_captured_again(world_cli):
     assert held["capture_id"] == first["capture_id"]
 
 
+@pytest.mark.contract("periscope")
 def test_live_broadcast_is_recorded_up_to_the_time_cap(world_cli):
     """A live stream never ends: it is recorded until video.max_seconds, kept, and marked partial."""
     result = world_cli("capture", "--no-browser", "https://www.periscope.tv/w/1vOGwkLRXmnJB", "--json",
