@@ -61,7 +61,7 @@ LIST_COUNT = 113
 ITEM_EXTRACTORS = {
     "twitter": "twitter",
     "twitter:broadcast": "broadcast",
-    "twitter:event": "x-event",      # yt-dlp's own extractor for events since they left twitter:broadcast
+    "twitter:event": "x-event",      # newer yt-dlp's name for /i/events/; the corpus's lists them as broadcasts
     "periscope": "periscope",
     "youtube": "youtube",
     "YoutubeYtBe": "youtube",        # youtu.be/<id>?list=...: the video, seen from a playlist
