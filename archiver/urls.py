@@ -10,6 +10,8 @@ yt-dlp's ``_VALID_URL``: each pairs the domains it serves with a regular express
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import posixpath
 import re
@@ -40,7 +42,10 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 KINDS = ("page", "file", "tweet", "video")
 
-TWITTER_DOMAINS = ("twitter.com", "x.com")
+# Twitter's own onion service (yt-dlp's Twitter extractors list it beside twitter.com and x.com) serves the same
+# paths and the same items; as for mirrors, the canonical URL stays on x.com.
+TWITTER_ONION = "twitter3e4tixl4xyajtrzo62zg5vztmjuricljdp2c5kshju4avyoid.onion"
+TWITTER_DOMAINS = ("twitter.com", "x.com", TWITTER_ONION)
 # Front-ends that show a tweet under the same /<user>/status/<id> path: fxtwitter-style embed fixers and
 # nitter instances. People paste these instead of the original, and a mirror's link is still that tweet.
 TWITTER_MIRROR_DOMAINS = frozenset({
@@ -170,8 +175,47 @@ def _broadcast(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]
     return groups["id"], f"https://x.com/i/broadcasts/{groups['id']}"
 
 
+def _x_event(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    # An event resolves, when captured, to one broadcast or to a list of tweets, and only X's answer says
+    # which: nothing in the URL leads to the broadcast id, so the event is keyed as an item of its own.
+    event_id = _number(groups["id"])
+    return None if event_id is None else (event_id, f"https://x.com/i/events/{event_id}")
+
+
+# Early Periscope tokens are 44 characters and more; 24 leaves room for a short user id and still keeps
+# every broadcast id (13 characters) out.
+_PSCP_TOKEN_MIN = 24
+# Inside an early Periscope token: a few binary bytes, "<user id>|<broadcast id>" in ASCII, then a binary
+# signature. Broadcast ids of that time were numeric; later ones have the 13-character shape. The signature
+# directly follows the id, so a numeric id is read as the run of digits there (in the tokens we know of the
+# signature begins with a letter or a byte outside ASCII).
+_PSCP_TOKEN_BODY = re.compile(
+    rb".{0,8}?\d{1,20}\|(?:(?P<id>(?=[0-9]*[A-Za-z])[A-Za-z0-9]{13})(?![A-Za-z0-9])|(?P<numeric>\d{1,20}))", re.S)
+
+
+def periscope_token_broadcast(token: str) -> str | None:
+    """The broadcast id inside an early Periscope ``/w/<token>`` link, or None when ``token`` is not such a
+    token (a broadcast id itself, or a token of another shape)."""
+    if len(token) < _PSCP_TOKEN_MIN:  # 13-character ids are ids, even the ones that happen to be base64
+        return None
+    data = token.rstrip("=")
+    try:
+        raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    m = _PSCP_TOKEN_BODY.match(raw)
+    if m is None:
+        return None
+    if m.group("id"):
+        return m.group("id").decode("ascii")
+    return _number(m.group("numeric").decode("ascii"))
+
+
 def _periscope(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
-    broadcast_id = groups.get("wid") or groups["uid"]
+    given = groups.get("wid") or groups["uid"]
+    # A Periscope broadcast id is the X broadcast id, so a token link keys as the broadcast it carries; a
+    # token that does not decode to that shape is all there is to name the item by.
+    broadcast_id = periscope_token_broadcast(given) or given
     return broadcast_id, f"https://www.pscp.tv/w/{broadcast_id}"
 
 
@@ -231,9 +275,14 @@ def _rule(platform: str, kind: str, domains: frozenset[str] | tuple[str, ...], p
 
 
 _TWITTER_USER = r"(?P<user>[A-Za-z0-9_]{1,20})"
-# Periscope ids: 13 characters like 1OdKrBXvMbLKX, or longer base64-ish ones. In /<user>/<id> the id must
-# hold a capital or a digit, so that /<user>/broadcasts and other all-lowercase page names are not ids.
-_PSCP_ID = r"[A-Za-z0-9_-]{10,}"
+# X broadcast ids, which are also Periscope's: 13 base-62 characters such as 1OdKrBXvMbLKX.
+_BROADCAST_ID = r"[A-Za-z0-9]{13}"
+# Early Periscope links carried a base64url token (with or without its "=" padding) instead of an id.
+_PSCP_TOKEN = r"[A-Za-z0-9_-]{%d,}={0,2}" % _PSCP_TOKEN_MIN
+# In /<user>/<id> the id must hold a capital or a digit, so that all-lowercase page names of 13 letters
+# (/<user>/notifications) are not ids. Numeric ids, of broadcasts from Periscope's first year, are only ever
+# spelt /w/<id>: that is the canonical URL of a token link, and no other link had them.
+_PSCP_ID = r"(?:" + _BROADCAST_ID + "|" + _PSCP_TOKEN + ")"
 
 RULES: tuple[_Rule, ...] = (
     # Twitter/X statuses, on the site itself and on mirrors. The keywords are matched case-insensitively
@@ -245,10 +294,11 @@ RULES: tuple[_Rule, ...] = (
     _rule("twitter", "tweet", ("platform.twitter.com",), r"/embed/(?:Tweet|index)\.html", _tweet, re.IGNORECASE),
     _rule("twitter", "tweet", ("syndication.twitter.com", "syndication.twimg.com"), r"/(?:[^/]+/)*tweet[^/]*",
           _tweet, re.IGNORECASE),
-    _rule("broadcast", "video", TWITTER_DOMAINS, r"/i/broadcasts/(?P<id>[A-Za-z0-9_-]{10,})/?", _broadcast),
+    _rule("broadcast", "video", TWITTER_DOMAINS, r"/i/broadcasts/(?P<id>" + _BROADCAST_ID + r")/?", _broadcast),
+    _rule("x-event", "video", TWITTER_DOMAINS, r"/i/events/(?P<id>\d{1,20})/?", _x_event),
     _rule("periscope", "video", ("periscope.tv", "pscp.tv"),
-          r"/(?:w/(?P<wid>" + _PSCP_ID + r")|[A-Za-z0-9_]{1,20}/(?P<uid>(?=[A-Za-z0-9_-]*[A-Z0-9])" + _PSCP_ID +
-          r"))/?", _periscope),
+          r"/(?:w/(?P<wid>" + _PSCP_ID + r"|\d{1,20})|[A-Za-z0-9_]{1,20}/(?P<uid>(?=[A-Za-z0-9_=-]*[A-Z0-9])" +
+          _PSCP_ID + r"))/?", _periscope),
     # YouTube: "videoseries" and "live_stream" are 11 characters long but name a playlist and a channel's
     # live slot, not a video. /v/<id>&hl=en is how old Flash embeds spelt their options.
     _rule("youtube", "video", ("youtube.com", "youtube-nocookie.com"),
@@ -262,10 +312,15 @@ RULES: tuple[_Rule, ...] = (
     _rule("instagram", "video", ("instagram.com", "instagr.am"),
           r"(?:/[A-Za-z0-9_.]{1,30})?/(?:p|tv|reels?)/(?P<id>[A-Za-z0-9_-]{5,64})(?:/embed(?:/captioned)?)?/?",
           _instagram),
-    # Vimeo: an unlisted video's link carries a hash after the id; the id alone still names the video.
+    # Vimeo: an unlisted video's link carries a hash after the id; the id alone still names the video. A video
+    # seen in a showcase (once called an album) is still that video; the showcase alone is a list, no item.
     _rule("vimeo", "video", ("vimeo.com",),
-          r"/(?:video/|channels/[^/]+/|groups/[^/]+/videos/)?(?P<id>\d{1,20})(?:/[0-9a-f]{6,})?/?", _vimeo),
-    _rule("tiktok", "video", ("tiktok.com",), r"/@(?P<user>[A-Za-z0-9_.]{1,64})/video/(?P<id>\d{1,20})/?", _tiktok),
+          r"/(?:video/|channels/[^/]+/|groups/[^/]+/videos/|(?:album|showcase)/\d{1,20}/video/)?(?P<id>\d{1,20})"
+          r"(?:/[0-9a-f]{6,})?/?", _vimeo),
+    # TikTok: the user part is a name, a numeric user id or a "MS4wLjABAAAA..." secure user id, or empty; it
+    # does not change which video the id names. /share/video/ is how the app's share links spell it.
+    _rule("tiktok", "video", ("tiktok.com", "tiktokv.com"),
+          r"/(?:@(?P<user>[A-Za-z0-9_.-]{1,128})?|share)/video/(?P<id>\d{1,20})/?", _tiktok),
     _rule("tiktok", "video", ("tiktok.com",), r"/embed(?:/v2)?/(?P<id>\d{1,20})/?", _tiktok),
     # Facebook: /<page>/videos/<id>, the older /<page>/videos/<slug or vb.page>/<id>, and reels.
     _rule("facebook", "video", ("facebook.com", "fb.com"), r"/[^/]+/videos/(?:[^/]+/)?(?P<id>\d{1,20})/?",

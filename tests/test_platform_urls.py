@@ -57,6 +57,8 @@ TWEETS = [
     f"https://syndication.twitter.com/srv/tweet-result?id={TWEET}&lang=en",
     f"https://cdn.syndication.twimg.com/tweet-result?id={TWEET}&lang=en&token=4abc",
     f"https://ｔｗｉｔｔｅｒ.com/evac_watch/status/{TWEET}",  # full-width letters are the same host under IDNA
+    f"http://twitter3e4tixl4xyajtrzo62zg5vztmjuricljdp2c5kshju4avyoid.onion/evac_watch/status/{TWEET}",
+    f"https://mobile.twitter3e4tixl4xyajtrzo62zg5vztmjuricljdp2c5kshju4avyoid.onion/i/web/status/{TWEET}",
 ]
 
 
@@ -77,10 +79,15 @@ def test_every_spelling_of_a_tweet_has_one_key(url):
     (f"https://twitter.com/i/status/{TWEET}", f"https://x.com/i/web/status/{TWEET}"),
     (f"https://twitter.com/statuses/{TWEET}", f"https://x.com/i/web/status/{TWEET}"),
     (f"https://platform.twitter.com/embed/Tweet.html?id={TWEET}", f"https://x.com/i/web/status/{TWEET}"),
+    (f"http://twitter3e4tixl4xyajtrzo62zg5vztmjuricljdp2c5kshju4avyoid.onion/evac_watch/status/{TWEET}",
+     f"https://x.com/evac_watch/status/{TWEET}"),
 ])
 def test_tweet_canonical_url_is_on_x(url, canonical):
     assert urls.parse(url).canonical_url == canonical
 
+
+# A real early Periscope link's token (from youtube-dl's tests): "<user id>|<broadcast id>" and a signature.
+PSCP_TOKEN = "aJUQnjY3MjA3ODF8NTYxMDIyMDl2zCg2pECBgwTqRpQuQD352EMPTKQjT4uqlM3cgWFA-g=="
 
 PLATFORM_ITEMS = [
     # Periscope broadcasts
@@ -91,13 +98,26 @@ PLATFORM_ITEMS = [
     ("https://www.pscp.tv/w/1OdKrBXvMbLKX?channel=aleppo&t=10s", "video", "periscope:1OdKrBXvMbLKX"),
     ("https://www.periscope.tv/evac_watch/1OdKrBXvMbLKX", "video", "periscope:1OdKrBXvMbLKX"),
     ("https://www.pscp.tv/evac_watch/1OdKrBXvMbLKX", "video", "periscope:1OdKrBXvMbLKX"),
-    ("https://www.periscope.tv/w/aRBp6DI4NzU0NzN8MXlvS1Bod3hQWWRKYvBmYm-gcKcz", "video",
-     "periscope:aRBp6DI4NzU0NzN8MXlvS1Bod3hQWWRKYvBmYm-gcKcz"),
+    # Early /w/<token> links key as the broadcast inside the token (see test_periscope_tokens)
+    ("https://www.periscope.tv/w/aRBp6DI4NzU0NzN8MXlvS1Bod3hQWWRKYvBmYm-gcKcz", "video", "periscope:1yoKPhwxPYdJb"),
+    (f"https://www.periscope.tv/w/{PSCP_TOKEN}", "video", "periscope:56102209"),
+    (f"https://www.periscope.tv/w/{PSCP_TOKEN.rstrip('=')}", "video", "periscope:56102209"),
+    (f"https://www.periscope.tv/BecBoop/{PSCP_TOKEN}", "video", "periscope:56102209"),
+    ("https://www.pscp.tv/w/56102209", "video", "periscope:56102209"),
+    # a long token that does not decode to "<user id>|<broadcast id>" is still all there is to key by
+    ("https://www.periscope.tv/w/QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", "video",
+     "periscope:QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"),
     # X/Twitter broadcasts
     ("https://x.com/i/broadcasts/1YpJkwXXXXXXX", "video", "broadcast:1YpJkwXXXXXXX"),
     ("https://twitter.com/i/broadcasts/1YpJkwXXXXXXX", "video", "broadcast:1YpJkwXXXXXXX"),
     ("https://www.twitter.com/i/broadcasts/1YpJkwXXXXXXX/", "video", "broadcast:1YpJkwXXXXXXX"),
     ("https://x.com/i/broadcasts/1YpJkwXXXXXXX?s=20", "video", "broadcast:1YpJkwXXXXXXX"),
+    ("https://twitter3e4tixl4xyajtrzo62zg5vztmjuricljdp2c5kshju4avyoid.onion/i/broadcasts/1YpJkwXXXXXXX", "video",
+     "broadcast:1YpJkwXXXXXXX"),
+    # X events: the broadcast (or the tweets) an event shows is known only once X is asked
+    ("https://x.com/i/events/1910629646300762112", "video", "x-event:1910629646300762112"),
+    ("https://twitter.com/i/events/1910629646300762112/", "video", "x-event:1910629646300762112"),
+    ("https://mobile.x.com/i/events/1910629646300762112?s=20", "video", "x-event:1910629646300762112"),
     # YouTube
     ("https://youtu.be/dQw4w9WgXcQ", "video", "youtube:dQw4w9WgXcQ"),
     ("https://youtu.be/dQw4w9WgXcQ?t=42", "video", "youtube:dQw4w9WgXcQ"),
@@ -145,11 +165,19 @@ PLATFORM_ITEMS = [
     ("https://vimeo.com/channels/staffpicks/76979871", "video", "vimeo:76979871"),
     ("https://player.vimeo.com/video/76979871", "video", "vimeo:76979871"),
     ("https://player.vimeo.com/video/76979871?h=a1b2c3&autoplay=1", "video", "vimeo:76979871"),
+    ("https://vimeo.com/showcase/3253534/video/76979871", "video", "vimeo:76979871"),
+    ("https://vimeo.com/album/3253534/video/76979871", "video", "vimeo:76979871"),
     ("https://www.tiktok.com/@evac.watch/video/7106594312292453675", "video", "tiktok:7106594312292453675"),
     ("https://tiktok.com/@evac.watch/video/7106594312292453675?lang=en&is_from_webapp=1", "video",
      "tiktok:7106594312292453675"),
     ("https://m.tiktok.com/@evac.watch/video/7106594312292453675/", "video", "tiktok:7106594312292453675"),
     ("https://www.tiktok.com/embed/v2/7106594312292453675", "video", "tiktok:7106594312292453675"),
+    ("https://www.tiktok.com/@6820838815978423302/video/7106594312292453675", "video", "tiktok:7106594312292453675"),
+    ("https://www.tiktok.com/@MS4wLjABAAAAepiJKgwWhulvCpSuUVsp7sgVVsFJbbNaLeQ6OQ0oAJERGDUIXhb2yxxHZedsItgT/video/"
+     "7106594312292453675", "video", "tiktok:7106594312292453675"),
+    ("https://www.tiktok.com/@/video/7106594312292453675/", "video", "tiktok:7106594312292453675"),
+    ("https://www.tiktok.com/share/video/7106594312292453675/", "video", "tiktok:7106594312292453675"),
+    ("https://www.tiktokv.com/share/video/7106594312292453675/", "video", "tiktok:7106594312292453675"),
     ("https://www.facebook.com/EvacWatch/videos/10153231379946729/", "video", "facebook:10153231379946729"),
     ("https://www.facebook.com/EvacWatch/videos/vb.123456/10153231379946729/", "video",
      "facebook:10153231379946729"),
@@ -175,6 +203,40 @@ def test_platform_items(url, kind, key):
     assert urls.classify(parsed.canonical_url) == kind
 
 
+@pytest.mark.parametrize("url, canonical", [
+    (f"https://www.periscope.tv/w/{PSCP_TOKEN}", "https://www.pscp.tv/w/56102209"),
+    ("https://www.periscope.tv/w/aRBp6DI4NzU0NzN8MXlvS1Bod3hQWWRKYvBmYm-gcKcz", "https://www.pscp.tv/w/1yoKPhwxPYdJb"),
+    ("https://twitter.com/i/events/1910629646300762112/?s=20", "https://x.com/i/events/1910629646300762112"),
+    ("https://vimeo.com/showcase/3253534/video/76979871", "https://vimeo.com/76979871"),
+    ("https://www.tiktokv.com/share/video/7106594312292453675/", "https://www.tiktok.com/embed/v2/7106594312292453675"),
+])
+def test_canonical_urls_of_new_spellings(url, canonical):
+    assert urls.parse(url).canonical_url == canonical
+
+
+def test_an_x_event_is_an_item_of_its_own():
+    parsed = urls.parse("https://x.com/i/events/1910629646300762112")
+    assert (parsed.platform, parsed.item_id, parsed.kind) == ("x-event", "1910629646300762112", "video")
+
+
+@pytest.mark.parametrize("token, broadcast", [
+    (PSCP_TOKEN, "56102209"),                      # numeric id of 2015, then a signature starting "v"
+    (PSCP_TOKEN.rstrip("="), "56102209"),          # links lose their padding when pasted
+    ("aRBp6DI4NzU0NzN8MXlvS1Bod3hQWWRKYvBmYm-gcKcz", "1yoKPhwxPYdJb"),
+    # ids are ids, not tokens: 13 characters (which cannot be base64), however they look
+    ("1OdKrBXvMbLKX", None),
+    ("1ZkKzPbMVggJv", None),
+    ("MTIzfDFPZEtyQlh2", None),                     # base64 of "123|1OdKrBXv", but 16 characters: no token
+    # long base64 that does not hold "<digits>|<id>"
+    ("QUJDREVGR0hJSktMTU5PUFFSU1RVVldY", None),     # "ABCDEFGHIJKLMNOPQRSTUVWX"
+    ("MTIzNDU2Nzg5MHwhISEhISEhISEhISEhIQ==", None),  # "1234567890|" and no id after it
+    ("MTIzNDU2Nzg5MHwwMDAwMDAwMCEhISEhIQ==", None),  # a zero id is no id
+    ("aJUQnjY3MjA3ODF8NTYxMDIyMDl2zCg2pECBgwTqRpQuQD352EMPTKQjT4uqlM3cgWFA-", None),  # cut: not base64
+])
+def test_periscope_tokens(token, broadcast):
+    assert urls.periscope_token_broadcast(token) == broadcast
+
+
 PLAIN = [
     # profiles, channels, listings: pages without a key
     ("https://twitter.com/evac_watch", "page"),
@@ -183,6 +245,11 @@ PLAIN = [
     ("https://twitter.com/evac_watch/status/", "page"),
     ("https://twitter.com/evac_watch/likes", "page"),
     ("https://twitter.com/i/broadcasts/", "page"),
+    ("https://x.com/i/events/", "page"),
+    ("https://x.com/i/events/abc", "page"),
+    ("https://x.com/i/events/0", "page"),
+    ("https://www.periscope.tv/evac_watch/notifications", "page"),  # 13 lowercase letters: a page, not an id
+    ("https://www.periscope.tv/evac_watch/56102209", "page"),       # numeric ids are only spelt /w/<id>
     ("https://www.periscope.tv/evac_watch", "page"),
     ("https://www.periscope.tv/evac_watch/broadcasts", "page"),
     ("https://www.youtube.com/@EvacWatch", "page"),
@@ -194,7 +261,11 @@ PLAIN = [
     ("https://t.me/joinchat/AAAAAEkk2WdoDrB4-Q8-gg", "page"),
     ("https://www.instagram.com/evac.watch/", "page"),
     ("https://vimeo.com/channels/staffpicks", "page"),
+    ("https://vimeo.com/showcase/3253534", "page"),       # a showcase is a list of videos, not one
+    ("https://vimeo.com/showcase/3253534/embed", "page"),
+    ("https://vimeo.com/album/3253534", "page"),
     ("https://www.tiktok.com/@evac.watch", "page"),
+    ("https://www.tiktok.com/@evac.watch/collection/aleppo-7371330159376370462", "page"),
     ("https://www.facebook.com/EvacWatch", "page"),
     ("https://www.facebook.com/watch/", "page"),
     # look-alike hosts are not the platform
@@ -209,6 +280,9 @@ PLAIN = [
     ("https://notyoutu.be/dQw4w9WgXcQ", "page"),
     ("https://youtube.com.evil.net/watch?v=dQw4w9WgXcQ", "page"),
     ("https://fakeperiscope.tv/w/1OdKrBXvMbLKX", "page"),
+    (f"https://twitter3e4tixl4xyajtrzo62zg5vztmjuricljdp2c5kshju4avyoid.onion.evil.net/evac_watch/status/{TWEET}",
+     "page"),
+    (f"https://twitter3e4tixl4xyajtrzo62zg5vztmjuricljd.onion/evac_watch/status/{TWEET}", "page"),
     ("https://t.me.evil.net/evacwatch/1234", "page"),
     ("https://eviltelegram.me/evacwatch/1234", "page"),
     # ids of the wrong shape
@@ -216,6 +290,11 @@ PLAIN = [
     ("https://twitter.com/evac_watch/status/abc", "page"),
     ("https://twitter.com/evac_watch/status/123456789012345678901", "page"),  # 21 digits
     ("https://twitter.com/evac_watch/status/0", "page"),
+    ("https://x.com/i/broadcasts/1YpJkwXXXXXX", "page"),     # broadcast ids are 13 characters
+    ("https://x.com/i/broadcasts/1YpJkwXXXXXXXX", "page"),
+    ("https://x.com/i/broadcasts/1YpJkw-XXXXXX", "page"),
+    ("https://www.periscope.tv/w/1OdKrBXvMbLK", "page"),
+    ("https://www.periscope.tv/w/1OdKrBXvMbLKX1", "page"),
     ("https://platform.twitter.com/embed/Tweet.html?id=abc", "page"),
     ("https://platform.twitter.com/embed/Tweet.html", "page"),
     ("https://youtu.be/dQw4w9WgXc", "page"),      # 10 characters

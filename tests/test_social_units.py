@@ -111,6 +111,8 @@ ARTICLE = """<html><body>
 <iframe src="//www.youtube-nocookie.com/embed/dQw4w9WgXcQ"></iframe>
 <iframe src="https://player.vimeo.com/video/76979871"></iframe>
 <a href="https://www.periscope.tv/w/1OdKrBXvMbLKX">@Mr_Alhamdo on Periscope</a>
+<a href="https://www.periscope.tv/w/aJUQnjY3MjA3ODF8NTYxMDIyMDl2zCg2pECBgwTqRpQuQD352EMPTKQjT4uqlM3cgWFA-g==">2015</a>
+<a href="https://x.com/i/events/1910629646300762112?s=20">watch live on X</a>
 <a href="https://t.co/Rb8cKq2xQm">https://t.co/Rb8cKq2xQm</a>
 <a href="https://www.reuters.com/article/aleppo">Reuters</a>
 <blockquote class="instagram-media" data-instgrm-permalink="https://www.instagram.com/p/BOFt0cXgx3S/"></blockquote>
@@ -132,6 +134,8 @@ def test_discovery_finds_every_kind_of_embed_once():
     assert found["youtube:dQw4w9WgXcQ"] == "iframe[src]"
     assert found["vimeo:76979871"] == "iframe[src]"
     assert found["periscope:1OdKrBXvMbLKX"] == "a[href]"
+    assert found["periscope:56102209"] == "a[href]"  # an early link: the broadcast id is inside its token
+    assert found["x-event:1910629646300762112"] == "a[href]"
     assert found["tco:Rb8cKq2xQm"] == "a[href]"
     assert found["instagram:BOFt0cXgx3S"] == "blockquote.instagram-media"
     assert found["tiktok:7106594312292453675"] == "blockquote.tiktok-embed"

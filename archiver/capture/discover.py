@@ -1,5 +1,5 @@
-"""Referenced evidence inside captured HTML: embedded tweets, widget iframes, links to tweets, Periscope
-and broadcasts, YouTube/Vimeo/TikTok/Instagram/Telegram/Facebook embeds, and t.co short links.
+"""Referenced evidence inside captured HTML: embedded tweets, widget iframes, links to tweets, Periscope,
+X broadcasts and events, YouTube/Vimeo/TikTok/Instagram/Telegram/Facebook embeds, and t.co short links.
 
 It reads both the HTML as the server sent it and the DOM as the browser rendered it (scripts insert embeds;
 CMSs store embed markup HTML-escaped inside JSON or attributes). Each find says where it was found, because
