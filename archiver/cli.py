@@ -698,6 +698,11 @@ def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, An
         click.echo(f"\nvideo {video['extractor']}:{video['video_id']}  {video['title'] or ''}  "
                    f"{video['duration'] or '?'}s  {_size(video['media_bytes'])}"
                    + (f"  [cut: {video['cut']}]" if video["cut"] else ""))
+    platform = prov.get("platform")
+    if platform:
+        verdict = "its own path" if platform["match"] else f"NOT its own path: {platform['message']}"
+        click.echo(f"platform {platform['path']}: {platform['extractor']} ({platform['engine']} "
+                   f"{platform['engine_version']}), {verdict}")
     if data["parent"]:
         p = data["parent"]
         click.echo(f"\nfound in capture {p['capture_id']} ({p.get('found_in') or 'followed'})")

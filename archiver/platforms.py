@@ -103,6 +103,7 @@ PATHS: tuple[PlatformPath, ...] = (
         ("https://x.com/i/events/<id>",),
         ("event timeline and broadcast (in yt-dlp's info JSON)", "HLS replay", "x.com page rendered"),
         _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("TwitterBroadcast",), id_field="display_id",
+        fixture_world=True,
         note="the event id is not the broadcast id: yt-dlp's display_id must be the event"),
     PlatformPath(
         "youtube", "youtube", "YouTube video", ("https://www.youtube.com/watch?v=<id>", "youtu.be, shorts, embeds"),

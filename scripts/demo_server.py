@@ -41,7 +41,8 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
 * ``api.x.com``/``api.twitter.com`` ``/1.1/guest/activate.json`` (POST), ``x.com/i/api/graphql/<query id>/
   BroadcastQuery``, ``api.x.com/1.1/live_video_stream/status/<media_key>`` and ``prod-video-eu-central-1.pscp.tv``
   — X broadcasts (``x.com/i/broadcasts/<id>``, Periscope ids included) as yt-dlp 2026.11's twitter:broadcast
-  extractor reads them, from ``demo_site/world/x_broadcasts.json``;
+  extractor reads them, from ``demo_site/world/x_broadcasts.json``; ``api.x.com/1.1/live_event/1/<id>/
+  timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -1053,6 +1054,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/i/api/graphql/"):
             self._world_x_graphql(path, query)
             return
+        if path.startswith("/i/events/"):
+            self._world_x_event_page(path)
+            return
         match = re.fullmatch(r"/(?:[A-Za-z0-9_]{1,15}|i/web)/status(?:es)?/([0-9]{1,20})(?:/(?:photo|video)/[1-4])?/?",
                              path)
         if match is None:
@@ -1126,6 +1130,22 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "</div>"
         )
         self._send_x_page(title, meta, url, body)
+
+    def _world_x_event_page(self, path: str) -> None:
+        match = re.fullmatch(r"/i/events/([0-9]{1,20})/?", path)
+        timeline = _world_json("x_events.json").get(match.group(1)) if match else None
+        if timeline is None:
+            message = "Hmm...this page doesn’t exist. Try searching for something else."
+            body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
+            self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+            return
+        event = timeline["twitter_objects"]["live_events"][match.group(1)]
+        url = f"https://x.com/i/events/{match.group(1)}"
+        meta = {"og:site_name": "X (formerly Twitter)", "og:type": "article", "og:url": url,
+                "og:title": event["title"], "og:description": event["description"]}
+        body = (f'<div class="event"><h1>{html.escape(event["title"])}</h1>'
+                f'<p>{html.escape(event["description"])}</p></div>')
+        self._send_x_page(f"{event['title']} / X", meta, url, body)
 
     def _world_x_graphql(self, path: str, query: dict[str, list[str]]) -> None:
         # x.com's GraphQL API as the logged-out web client (and yt-dlp) calls it: a query id and operation name
@@ -1221,6 +1241,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self._send_json(200, {"guest_token": world["guest_token"]}, headers)
             return
         if not self._x_credentials_ok(headers):
+            return
+        event = re.fullmatch(r"/1\.1/live_event/1/([0-9]{1,20})/timeline\.json", path)
+        if event is not None:
+            timeline = _world_json("x_events.json").get(event.group(1))
+            if timeline is None:
+                self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]},
+                                headers)
+            else:
+                self._send_json(200, timeline, headers)
             return
         entries = {k: v for k, v in world.items() if not k.startswith("_") and isinstance(v, dict)}
         match = re.fullmatch(r"/1\.1/live_video_stream/status/([0-9]+_[0-9]+)", path)

@@ -338,4 +338,25 @@ def test_a_generic_extractor_fallback_is_partial_never_ok(world_cli, tmp_path):
     platform = show["provenance"]["platform"]
     assert platform["extractor"] not in ("TwitterBroadcast", None) and platform["match"] is False
     assert platform["extractor"] in outcome["message"]
+    # Provenance names the plugin that was loaded on the capture host.
+    assert "HijackBroadcastIE" in " ".join(show["provenance"]["video"]["yt_dlp"]["plugins"]) + " ".join(
+        show["provenance"]["video"]["yt_dlp"]["plugins"].values())
     assert show["video"]["media_bytes"] > 10_000  # the fallback's video is kept, as evidence of what happened
+
+
+@pytest.mark.contract("x-event")
+def test_an_x_event_is_captured_as_its_broadcast(world_cli, site):
+    """x.com/i/events/<id>: the event's timeline names its broadcast, read through the X broadcast path; the
+    event is yt-dlp's display_id, the broadcast its id."""
+    site.reset_proxy_log()
+    result, [outcome], [show] = _capture(world_cli, "https://x.com/i/events/809690118522216448")
+    assert result.code == 0 and outcome["status"] == "ok", outcome
+    assert show["key"] == "x-event:809690118522216448"
+    platform = show["provenance"]["platform"]
+    assert (platform["path"], platform["extractor"], platform["id"], platform["match"]) == (
+        "x-event", "TwitterBroadcast", "1YqKDqDXRRvxV", True)
+    assert show["video"]["media_bytes"] > 10_000
+    assert any(e.host == "api.x.com" and e.path == "/1.1/live_event/1/809690118522216448/timeline.json"
+               for e in site.proxy_log)
+    assert any(r["type"] == "response" and r["uri"] == "https://x.com/i/events/809690118522216448"
+               for r in show["records"])  # the event's page, rendered around the broadcast

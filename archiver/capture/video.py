@@ -380,12 +380,20 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
             "duration": info.get("duration"), "is_live": info.get("is_live"), "was_live": info.get("was_live"),
             "display_id": info.get("display_id"),
             "webpage_url": info.get("webpage_url"), "format": info.get("format"), "description": info.get("description"),
-            "yt_dlp": {"version": yt_dlp.version.__version__, "options": _jsonable(download.options)},
+            "yt_dlp": {"version": yt_dlp.version.__version__, "options": _jsonable(download.options),
+                       "plugins": _loaded_plugins()},
             "refused": download.refused,
             "log": download.log[-50:],
         }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _loaded_plugins() -> dict[str, str]:
+    """yt-dlp plugins loaded on this host (name -> module): they can take URLs away from the built-in extractors,
+    so provenance says which were there."""
+    from yt_dlp.globals import plugin_ies, plugin_pps
+    return {name: getattr(cls, "__module__", "?") for name, cls in {**plugin_ies.value, **plugin_pps.value}.items()}
 
 
 def _jsonable(value: Any) -> Any:
