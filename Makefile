@@ -67,17 +67,23 @@ system-packages:
 # .venv holds exactly the lock: every file checked against its hash, no dependency resolved here (--no-deps:
 # the lock already names every one), then whatever a lock no longer names is removed (pip-sync with pip alone,
 # so that set-up needs no uv; cheaper than building the venv anew, and it keeps ReplayWeb.page), then archiver
-# itself, editable, built by the locked setuptools (--no-build-isolation: nothing unhashed is fetched; quiet, as
-# setuptools warns about every editable install).
+# itself, editable (quiet, as setuptools warns about every editable install). The lock's setuptools goes in
+# first and builds what is built here, archiver and surt (the one package in the lock with no wheel, on every
+# platform), with --no-build-isolation: so no build dependency is ever fetched unhashed.
 # Runs only when the lock or pyproject.toml changes, so a second `make setup` takes well under a second.
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(PIP) install --require-hashes --no-deps -r $(LOCK)
+	@awk '/^setuptools==/ {p = 1; print; next} p && /^ +--hash=/ {print; next} {p = 0}' $(LOCK) \
+	  | $(PIP) install --require-hashes --no-deps -r /dev/stdin
+	@$(PIP) install --require-hashes --no-deps --no-build-isolation -r $(LOCK)
 	@extra="$$($(BIN)/python scripts/lockfile.py unlocked)"; \
 	if [ -n "$$extra" ]; then echo "setup: removing packages the lock does not name:" $$extra; \
 	  $(PIP) uninstall -y $$extra; fi
 	@PYTHONWARNINGS=ignore $(PIP) install --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+$(LOCK) $(TOOLS_LOCK):
+	@echo "setup: $@ is missing — restore it with: git checkout $@" >&2; exit 1
 
 # uv, from its own hashed lock, for the targets that regenerate requirements.lock.
 $(UV): $(TOOLS_LOCK) | $(STAMP)
