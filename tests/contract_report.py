@@ -34,12 +34,9 @@ class Row:
 
 
 def known_paths() -> list[str]:
-    """archiver.platforms.PATHS, the registry of platform paths, when this checkout has it."""
-    try:
-        from archiver import platforms
-    except ImportError:
-        return []
-    return list(getattr(platforms, "PATHS", []))
+    """The names of archiver.platforms.PATHS, the registry of platform paths."""
+    from archiver import platforms
+    return [p.name for p in platforms.PATHS]
 
 
 class ContractReport:

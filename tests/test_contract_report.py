@@ -48,29 +48,42 @@ def contracts(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def rows(result: pytest.RunResult) -> list[str]:
+def rows(result: pytest.RunResult) -> dict[str, str]:
+    """The report's rows: path -> what it says."""
     lines = result.outlines
     start = next(i for i, line in enumerate(lines) if "platform contracts (yt-dlp " in line)
-    return [line.rstrip() for line in lines[start + 1:] if line.strip() and not line.startswith("=")]
+    table: dict[str, str] = {}
+    for line in lines[start + 1:]:
+        if line.startswith("=") or line.startswith(("FAILED", "SKIPPED", "ERROR")):
+            break
+        if line.strip():
+            path, said = line.split(None, 1)
+            table[path] = said.rstrip()
+    return table
 
 
-def test_one_row_per_path_with_the_first_failure(contracts, monkeypatch):
-    monkeypatch.delitem(sys.modules, "archiver.platforms", raising=False)
-    result = contracts.runpytest("-m", "contract", "--contract-paths", "youtube", plugins=[contract_report])
+def test_one_row_per_path_with_the_first_failure(contracts):
+    result = contracts.runpytest("-m", "contract", "--contract-paths", "telegram", plugins=[contract_report])
     result.assert_outcomes(passed=2, failed=2, skipped=1, deselected=1)
-    assert rows(result)[:4] == [
-        "periscope  FAIL test_contracts.py:4 AssertionError: capture was partial (+1 more failing)",
-        "tweet      pass (2 tests)",
-        "vimeo      skipped (1 test)",
-        "youtube    no contract test",
-    ]
+    table = rows(result)
+    assert table["periscope"] == "FAIL test_contracts.py:4 AssertionError: capture was partial (+1 more failing)"
+    assert table["tweet"] == "pass (2 tests)"
+    assert table["vimeo"] == "skipped (1 test)"
+    # Every path of archiver/platforms.py has a row, tested or not, and so has one named on the command line.
+    assert table["youtube"] == table["telegram"] == "no contract test"
+    from archiver import platforms
+    assert {p.name for p in platforms.PATHS} | {"telegram"} == set(table)
     result.stdout.fnmatch_lines([f"*platform contracts (yt-dlp {contract_report.metadata.version('yt-dlp')})*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_paths_come_from_archiver_platforms_when_it_exists(contracts, monkeypatch):
-    monkeypatch.setitem(sys.modules, "archiver.platforms", types.SimpleNamespace(PATHS=["tweet", "instagram"]))
+def test_paths_come_from_archiver_platforms(contracts, monkeypatch):
+    registry = types.SimpleNamespace(PATHS=[types.SimpleNamespace(name="tweet"), types.SimpleNamespace(name="instagram")])
+    import archiver
+    monkeypatch.setitem(sys.modules, "archiver.platforms", registry)
+    monkeypatch.setattr(archiver, "platforms", registry, raising=False)
     result = contracts.runpytest("-m", "contract", "-k", "tweet", plugins=[contract_report])
-    assert rows(result)[:2] == ["instagram  no contract test", "tweet      pass (2 tests)"]
+    assert rows(result) == {"instagram": "no contract test", "tweet": "pass (2 tests)"}
     assert result.ret == 0
 
 
