@@ -110,7 +110,7 @@ PATHS: tuple[PlatformPath, ...] = (
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Youtube",)),
     PlatformPath(
         "vimeo", "vimeo", "Vimeo video", ("https://vimeo.com/<id>", "channels, groups, showcases, player"),
-        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Vimeo",)),
+        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Vimeo",), fixture_world=True),
     PlatformPath(
         "tiktok", "tiktok", "TikTok video", ("https://www.tiktok.com/@<user>/video/<id>", "embeds"),
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("TikTok",), ytdlp_url=_tiktok_url),

@@ -43,6 +43,9 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   — X broadcasts (``x.com/i/broadcasts/<id>``, Periscope ids included) as yt-dlp 2026.11's twitter:broadcast
   extractor reads them, from ``demo_site/world/x_broadcasts.json``; ``api.x.com/1.1/live_event/1/<id>/
   timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``;
+* ``vimeo.com`` (``www.`` redirects), ``player.vimeo.com/video/<id>/config``, ``i.vimeocdn.com`` and the HLS CDNs
+  ``vod-adaptive-ak.vimeocdn.com``/``skyfire.vimeocdn.com`` — Vimeo videos as yt-dlp 2026.11's vimeo extractor reads
+  them (clip page, player config, HLS with separate audio), from ``demo_site/world/vimeo.json``;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -58,6 +61,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
+import datetime
 import gzip
 import hashlib
 import html
@@ -315,6 +319,10 @@ TWITTER_HOSTS = frozenset({
 PERISCOPE_HOSTS = frozenset({"www.periscope.tv", "periscope.tv", "pscp.tv", "www.pscp.tv"})
 X_API_HOSTS = frozenset({"api.x.com", "api.twitter.com"})
 TSA_HOST = "timestamp.demo-tsa.example"
+VIMEO_HOSTS = frozenset({"vimeo.com", "www.vimeo.com"})
+VIMEO_CDN_HOST = "vod-adaptive-ak.vimeocdn.com"
+# Hosts that serve another host's stored files: a platform's second CDN answers the same paths as its first.
+MEDIA_MIRRORS: dict[str, str] = {"skyfire.vimeocdn.com": VIMEO_CDN_HOST}
 
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
@@ -328,6 +336,11 @@ WORLD_ROUTES: dict[str, str] = {
     **{host: "_world_twitter" for host in TWITTER_HOSTS},
     **{host: "_world_periscope" for host in PERISCOPE_HOSTS},
     TSA_HOST: "_world_tsa",
+    **{host: "_world_vimeo" for host in VIMEO_HOSTS},
+    "player.vimeo.com": "_world_vimeo_player",
+    "i.vimeocdn.com": "_world_vimeo_images",
+    VIMEO_CDN_HOST: "_world_media_file",
+    **{host: "_world_media_file" for host in MEDIA_MIRRORS},
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -336,6 +349,7 @@ WORLD_CONTENT_TYPES: dict[str, str] = {
     ".mp4": "video/mp4",
     ".m3u8": "application/x-mpegURL",
     ".ts": "video/MP2T",
+    ".m4s": "video/iso.segment",
     ".html": HTML_TYPE,
 }
 JSON_TYPE = "application/json;charset=utf-8"
@@ -1012,7 +1026,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if host == PSCP_VIDEO_HOST and re.fullmatch(r"/live/[A-Za-z0-9]{13}/playlist\.m3u8", path):
             self._world_live_playlist()
             return
-        target = _resolve_under(WORLD_ROOT / host, path)
+        target = _resolve_under(WORLD_ROOT / MEDIA_MIRRORS.get(host, host), path)
         if target is None or target.suffix not in WORLD_CONTENT_TYPES or target.suffix == ".html":
             self._world_not_found()
             return
@@ -1259,6 +1273,86 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
             return
         self._send_json(200, stream, headers)
+
+
+    # ---- Vimeo --------------------------------------------------------------------------------------------
+
+    def _world_vimeo(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # The clip page of a logged-out visitor: og: and JSON-LD metadata, and window.vimeo.clip_page_config, which
+        # names the player's config URL (what yt-dlp reads the video from).
+        if host != "vimeo.com":
+            self._redirect(f"https://vimeo.com{self.path}", 301)
+            return
+        # A video seen in a channel is a page of its own around the same clip.
+        match = re.fullmatch(r"/(?:channels/[A-Za-z0-9_-]{1,64}/)?([0-9]{1,20})/?", path)
+        entry = _world_json("vimeo.json").get(match.group(1)) if match else None
+        if not isinstance(entry, dict) or entry["state"] != "available":
+            body = ('<main class="error"><h1>Sorry, we couldn’t find that page</h1>'
+                    "<p>It may have been removed, or the link may be broken.</p></main>")
+            self._send(404, _page("Vimeo / Page not found", body), headers={"Cache-Control": "no-store"})
+            return
+        page, video = entry["page"], entry["config"]["video"]
+        clip, url = page["clip"], f"https://vimeo.com/{match.group(1)}"
+        # clip_page_config's uploaded_on is UTC without a zone (yt-dlp reads it so); JSON-LD gives the same instant
+        # in New York time with its offset.
+        upload_date = (datetime.datetime.fromisoformat(clip["uploaded_on"] + "+00:00")
+                       .astimezone(datetime.timezone(datetime.timedelta(hours=-5))).isoformat())
+        json_ld = [{
+            "@context": "http://schema.org", "@type": "VideoObject", "name": clip["title"], "url": url,
+            "description": clip["description"], "embedUrl": f"https://player.vimeo.com/video/{clip['id']}?h=1b9f0c2d7e",
+            "thumbnailUrl": video["thumbs"]["640"], "uploadDate": upload_date, "duration": "PT00H00M%02dS" % video["duration"],
+            "width": video["width"], "height": video["height"], "isFamilyFriendly": True, "inLanguage": "en",
+            "author": {"@type": "Person", "name": page["owner"]["display_name"], "url": page["owner"]["url"]},
+            "commentCount": page["stats"]["comments"],
+            "interactionStatistic": [
+                {"@type": "InteractionCounter", "interactionType": "http://schema.org/WatchAction",
+                 "userInteractionCount": page["stats"]["plays"]},
+                {"@type": "InteractionCounter", "interactionType": "http://schema.org/LikeAction",
+                 "userInteractionCount": page["stats"]["likes"]}],
+        }]
+        meta = {
+            "og:site_name": "Vimeo", "og:url": url, "og:type": "video.other", "og:title": clip["title"],
+            "og:description": clip["description"], "og:image": video["thumbs"]["1280"], "og:image:width": "1280",
+            "og:image:height": "720", "og:video:url": f"https://player.vimeo.com/video/{clip['id']}?h=1b9f0c2d7e",
+            "og:video:type": "text/html", "og:video:width": str(video["width"]), "og:video:height": str(video["height"]),
+        }
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        script_json = lambda value: _compact_json(value).decode("utf-8").replace("</", "<\\/")
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(clip['title'])} on Vimeo</title>\n"
+            f'<meta name="description" content="{html.escape(clip["description"])}">\n{head}'
+            f'<link rel="canonical" href="{url}">\n'
+            f'<script type="application/ld+json">{script_json(json_ld)}</script>\n</head>\n<body>\n'
+            f'<main class="clip"><img class="poster" src="{html.escape(page["player"]["poster"]["src"])}" alt=""'
+            f' width="{video["width"]}" height="{video["height"]}">'
+            f'<h1>{html.escape(clip["title"])}</h1>'
+            f'<p class="byline">from <a href="{html.escape(page["owner"]["url"])}">{html.escape(page["owner"]["display_name"])}</a>'
+            f' <time datetime="{upload_date}">{html.escape(clip["uploaded_on_full"])}</time></p>'
+            f'<p class="description">{html.escape(clip["description"])}</p></main>\n'
+            "<script>window.vimeo = window.vimeo || {};\n"
+            f"window.vimeo.clip_page_config = {script_json(page)};\n</script>\n</body>\n</html>\n"
+        )
+        self._send(200, document.encode("utf-8"), headers={"Cache-Control": "no-store", "Vary": "Accept-Encoding"})
+
+    def _world_vimeo_player(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        match = re.fullmatch(r"/video/([0-9]{1,20})/config", path)
+        entry = _world_json("vimeo.json").get(match.group(1)) if match else None
+        headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "private, no-store"}
+        if not isinstance(entry, dict) or entry["state"] != "available":
+            self._send_json(404, {"message": "Sorry, we couldn’t find that video.", "title": "Video not found",
+                                  "view": 7}, headers)
+            return
+        self._send_json(200, entry["config"], headers)
+
+    def _world_vimeo_images(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # One stored picture per thumbnail id answers every size Vimeo offers for it (_640.jpg, _1280x720, base).
+        match = re.fullmatch(r"/video/([0-9]{1,20})(?:[-_][0-9a-z_x-]*)?(?:\.(?:jpg|webp))?", path)
+        target = WORLD_ROOT / host / "video" / f"{match.group(1)}.jpg" if match else None
+        if target is None or not target.is_file():
+            self._world_not_found()
+            return
+        self._send_file(target, "image/jpeg", {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=2592000"})
 
 
 class _TunnelHandler(_Handler):

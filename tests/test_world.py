@@ -455,6 +455,53 @@ def test_ytdlp_reads_the_periscope_broadcast_through_x(world, tmp_path, monkeypa
     assert any(e.host == "prod-video-eu-central-1.pscp.tv" and e.path.endswith("chunk_2.ts") for e in world.proxy_log)
 
 
+def ytdlp_calls(world) -> list[tuple[str, str, str]]:
+    """(method, host, path without query) of what went through the proxy, tunnels left out."""
+    return [(e.method, e.host, e.path.split("?")[0]) for e in world.proxy_log if e.method != "CONNECT"]
+
+
+VIMEO_MEDIA = ("/exp=1481943600~hmac=5ff3f9e75453c87655395f5ba82e5577974408252e9406226ec90077bc2536ad/"
+               "aa3da87e-9682-40f1-9f97-313f3c3f1cff/v2")
+
+
+@pytest.mark.contract("vimeo")
+def test_ytdlp_reads_the_vimeo_clip_page_then_the_player_config(world, tmp_path, monkeypatch):
+    """What yt-dlp 2026.11's vimeo extractor asks, in order, for https://vimeo.com/<id> logged out."""
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    world.reset_proxy_log()
+    with ytdlp(world, tmp_path) as ydl:
+        info = ydl.extract_info("https://vimeo.com/196064873", download=True)
+    assert (info["extractor_key"], info["id"]) == ("Vimeo", "196064873")
+    assert info["title"] == "Aleppo: the evacuation convoy turned back at the Ramouseh checkpoint"
+    assert (info["uploader"], info["uploader_id"]) == ("Levant Ledger Video", "levantledger")
+    assert info["timestamp"] == 1481902930 and info["duration"] == 4 and info["view_count"] == 1423
+    # Separate audio and video renditions from one of the two CDNs, merged.
+    assert "+" in info["format_id"] and "audio-high" in info["format_id"]
+    [media] = tmp_path.glob("196064873.*")
+    assert media.suffix == ".mp4" and ffprobe_duration(media) == pytest.approx(4.0, abs=0.5)
+    calls = ytdlp_calls(world)
+    assert calls[:4] == [
+        ("GET", "vimeo.com", "/196064873"),
+        ("GET", "player.vimeo.com", "/video/196064873/config"),
+        ("GET", "vod-adaptive-ak.vimeocdn.com", VIMEO_MEDIA + "/playlist/av/primary/playlist.m3u8"),
+        ("GET", "skyfire.vimeocdn.com", VIMEO_MEDIA + "/playlist/av/primary/playlist.m3u8"),
+    ], calls
+    cdn = info["format_id"].split("-")[1]
+    host = {"akfire_interconnect_quic": "vod-adaptive-ak.vimeocdn.com", "fastly_skyfire": "skyfire.vimeocdn.com"}[cdn]
+    assert {c[2].rsplit("/", 1)[1] for c in calls[4:] if c[1] == host} == {
+        "media.m3u8", "init.mp4", "segment-0.m4s", "segment-1.m4s", "segment-2.m4s"}
+
+
+@pytest.mark.contract("vimeo")
+def test_ytdlp_reports_the_removed_vimeo_video(world, tmp_path, monkeypatch):
+    import yt_dlp
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    with ytdlp(world, tmp_path) as ydl:
+        with pytest.raises(yt_dlp.utils.DownloadError, match="HTTP Error 404"):
+            ydl.extract_info("https://vimeo.com/196071120", download=True)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.contract("periscope")
 def test_ytdlp_reports_the_deleted_broadcast(world, tmp_path, monkeypatch):
     import yt_dlp

@@ -109,4 +109,31 @@ cat > "$PSCP/tw_master_dynamic_16784010912755350398.m3u8" <<M3U8
 playlist.m3u8
 M3U8
 
+# --- Vimeo 196064873: the 4 s video tweet's MP4s (video.twimg.com, above), remuxed without re-encoding into
+# Vimeo's adaptive HLS: fMP4 segments, video-only renditions and one audio rendition (GROUP-ID "audio-high").
+VIMEO=vod-adaptive-ak.vimeocdn.com/exp=1481943600~hmac=5ff3f9e75453c87655395f5ba82e5577974408252e9406226ec90077bc2536ad/aa3da87e-9682-40f1-9f97-313f3c3f1cff/v2
+M=$VID/ext_tw_video/809745523581321216/pu/vid
+vimeo_hls() {  # $1 mp4, $2 stream (v|a), $3 rendition uuid
+  mkdir -p "$VIMEO/range/avf/$3"
+  ff -i "$1" -map "0:$2" -c copy -f hls -hls_time 2 -hls_playlist_type vod -hls_segment_type fmp4 \
+     -hls_fmp4_init_filename init.mp4 -hls_segment_filename "$VIMEO/range/avf/$3/segment-%d.m4s" $BITEXACT \
+     "$VIMEO/range/avf/$3/media.m3u8"
+}
+vimeo_hls "$M/320x180/W4pZx1Lr7kQm0NaC.mp4" v d0cc2ff2-6a5d-45ca-b99e-276b6a9c95f0
+vimeo_hls "$M/640x360/b8TqVn3Hs2YdJ6fE.mp4" v e690e4d8-7edb-4681-b9f7-d0eac3b3e1c3
+vimeo_hls "$M/640x360/b8TqVn3Hs2YdJ6fE.mp4" a 9b461915-bb9d-4b54-9146-50c94532f18e
+mkdir -p "$VIMEO/playlist/av/primary"
+cat > "$VIMEO/playlist/av/primary/playlist.m3u8" <<M3U8
+#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio-high",NAME="Original",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="1",URI="../../../range/avf/9b461915-bb9d-4b54-9146-50c94532f18e/media.m3u8"
+#EXT-X-STREAM-INF:CLOSED-CAPTIONS=NONE,BANDWIDTH=96000,AVERAGE-BANDWIDTH=88000,RESOLUTION=320x180,FRAME-RATE=15.000,CODECS="avc1.4D400C,mp4a.40.2",AUDIO="audio-high"
+../../../range/avf/d0cc2ff2-6a5d-45ca-b99e-276b6a9c95f0/media.m3u8
+#EXT-X-STREAM-INF:CLOSED-CAPTIONS=NONE,BANDWIDTH=254000,AVERAGE-BANDWIDTH=232000,RESOLUTION=640x360,FRAME-RATE=15.000,CODECS="avc1.4D401E,mp4a.40.2",AUDIO="audio-high"
+../../../range/avf/e690e4d8-7edb-4681-b9f7-d0eac3b3e1c3/media.m3u8
+M3U8
+mkdir -p i.vimeocdn.com/video
+ff -ss 2 -i "$M/1280x720/Kp2mRc9Xz4LuA7Gw.mp4" -frames:v 1 -vf scale=640:-2 -q:v 8 $BITEXACT i.vimeocdn.com/video/610823386.jpg
+
 du -sh --apparent-size .
