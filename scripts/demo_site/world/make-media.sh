@@ -136,4 +136,27 @@ M3U8
 mkdir -p i.vimeocdn.com/video
 ff -ss 2 -i "$M/1280x720/Kp2mRc9Xz4LuA7Gw.mp4" -frames:v 1 -vf scale=640:-2 -q:v 8 $BITEXACT i.vimeocdn.com/video/610823386.jpg
 
+# --- TikTok 7106594312292453675: a 4 s portrait clip (360x640, H.264 + AAC) that is both the h264_360p bitrate
+# variant and playAddr, its sound as the music.playUrl MP3, and the cover. TikTok's CDN paths end in "/": the
+# files are stored under the object name with an extension (demo_server maps them).
+TT=v16-webapp-prime.tiktok.com/video/tos/useast2a/tos-useast2a-ve-0068c001
+mkdir -p "$TT" sf16-ies-music-va.tiktokcdn.com/obj/musically-maliva-obj p16-sign-va.tiktokcdn.com/obj/tos-maliva-p-0068
+clip 360x640 4 520 38 "$TT/oQAzEfB9IgDvhQnMfRAbCe0qEeJIgT2WAkhnpD.mp4" testsrc
+ff -f lavfi -i "sine=frequency=520:sample_rate=44100:duration=4" -c:a libmp3lame -b:a 32k -ac 1 $BITEXACT \
+   sf16-ies-music-va.tiktokcdn.com/obj/musically-maliva-obj/7106594360082844463.mp3
+ff -ss 1 -i "$TT/oQAzEfB9IgDvhQnMfRAbCe0qEeJIgT2WAkhnpD.mp4" -frames:v 1 -q:v 8 $BITEXACT \
+   p16-sign-va.tiktokcdn.com/obj/tos-maliva-p-0068/oIAHfBEQeIgnDh9CAtbfTQzRmZAxCVEgeRkpNB.jpeg
+
+# --- Instagram reel CmOs4ZTnHmh: a 4 s portrait clip as the progressive MP4 of video_versions, the same streams
+# split (no re-encoding) into the video-only and audio-only files of its DASH manifest, and the cover picture.
+IG=scontent-lhr8-1.cdninstagram.com
+mkdir -p "$IG/o1/v/t16/f2/m86" "$IG/o1/v/t2/f2/m78" "$IG/v/t51.29350-15"
+clip 360x640 4 600 40 "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" testsrc2
+ff -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -map 0:v -c copy -movflags +faststart $BITEXACT \
+   "$IG/o1/v/t2/f2/m78/AQOv7Hk2Tq9XbL4mR8sN1cWd3eJyF6uZpA0gC5iV.mp4"
+ff -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -map 0:a -c copy -movflags +faststart $BITEXACT \
+   "$IG/o1/v/t2/f2/m78/AQNa5Rj8Wd1YcM6kT3vP0bXe7sLqH2gZfU9nB4oE.mp4"
+ff -ss 1 -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -frames:v 1 -q:v 8 $BITEXACT \
+   "$IG/v/t51.29350-15/319042876_1187443621909427_5518203174962231108_n.jpg"
+
 du -sh --apparent-size .
