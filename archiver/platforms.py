@@ -110,13 +110,14 @@ PATHS: tuple[PlatformPath, ...] = (
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Youtube",)),
     PlatformPath(
         "vimeo", "vimeo", "Vimeo video", ("https://vimeo.com/<id>", "channels, groups, showcases, player"),
-        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Vimeo",)),
+        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Vimeo",), fixture_world=True),
     PlatformPath(
         "tiktok", "tiktok", "TikTok video", ("https://www.tiktok.com/@<user>/video/<id>", "embeds"),
-        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("TikTok",), ytdlp_url=_tiktok_url),
+        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("TikTok",), ytdlp_url=_tiktok_url,
+        fixture_world=True),
     PlatformPath(
         "instagram", "instagram", "Instagram post or reel", ("https://www.instagram.com/p/<shortcode>/", "reel, tv"),
-        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Instagram",)),
+        _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Instagram",), fixture_world=True),
     PlatformPath(
         "facebook", "facebook", "Facebook video", ("https://www.facebook.com/watch/?v=<id>", "videos, reels, fb.watch"),
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Facebook",),

@@ -43,6 +43,17 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   — X broadcasts (``x.com/i/broadcasts/<id>``, Periscope ids included) as yt-dlp 2026.11's twitter:broadcast
   extractor reads them, from ``demo_site/world/x_broadcasts.json``; ``api.x.com/1.1/live_event/1/<id>/
   timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``;
+* ``vimeo.com`` (``www.`` redirects), ``player.vimeo.com/video/<id>/config``, ``i.vimeocdn.com`` and the HLS CDNs
+  ``vod-adaptive-ak.vimeocdn.com``/``skyfire.vimeocdn.com`` — Vimeo videos as yt-dlp 2026.11's vimeo extractor reads
+  them (clip page, player config, HLS with separate audio), from ``demo_site/world/vimeo.json``;
+* ``www.tiktok.com`` (``tiktok.com``/``m.`` redirect) ``/@<user>/video/<id>``, the video CDN
+  ``v16-``/``v19-webapp-prime.tiktok.com`` (wants the page's ``tt_chain_token`` cookie), ``sf16-ies-music-va.tiktokcdn.com``
+  and ``p16-sign-va.tiktokcdn.com`` — TikTok videos as yt-dlp 2026.11's TikTok extractor reads them (the page's
+  rehydration data), from ``demo_site/world/tiktok.json``;
+* ``www.instagram.com`` (``instagram.com`` redirects): the home page (LSD token, csrftoken), ``/api/v1/web/
+  get_ruling_for_content/`` and post pages (``/p|reel|tv/<shortcode>``) with their prefetched media item, and
+  ``scontent-lhr8-1.cdninstagram.com`` — Instagram posts as yt-dlp 2026.11's Instagram extractor reads them logged out,
+  from ``demo_site/world/instagram.json``;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -58,9 +69,11 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
+import datetime
 import gzip
 import hashlib
 import html
+import http.cookies
 import http.server
 import json
 import math
@@ -315,7 +328,22 @@ TWITTER_HOSTS = frozenset({
 PERISCOPE_HOSTS = frozenset({"www.periscope.tv", "periscope.tv", "pscp.tv", "www.pscp.tv"})
 X_API_HOSTS = frozenset({"api.x.com", "api.twitter.com"})
 TSA_HOST = "timestamp.demo-tsa.example"
-
+VIMEO_HOSTS = frozenset({"vimeo.com", "www.vimeo.com"})
+VIMEO_CDN_HOST = "vod-adaptive-ak.vimeocdn.com"
+TIKTOK_HOSTS = frozenset({"www.tiktok.com", "tiktok.com", "m.tiktok.com"})
+TIKTOK_VIDEO_HOST = "v16-webapp-prime.tiktok.com"
+# The cookie tiktok.com sets on every page and its video CDN wants (403 without it), as TikTok's does.
+TIKTOK_CHAIN_TOKEN = "nHpm9Kf3xQ2bL7vR0tWs8eYdC4gJ1aZu"
+INSTAGRAM_HOSTS = frozenset({"www.instagram.com", "instagram.com"})
+INSTAGRAM_WEB_APP_ID = "936619743392459"
+# Hosts that serve another host's stored files: a platform's second CDN answers the same paths as its first.
+MEDIA_MIRRORS: dict[str, str] = {"skyfire.vimeocdn.com": VIMEO_CDN_HOST, "v19-webapp-prime.tiktok.com": TIKTOK_VIDEO_HOST}
+# Image hosts that resize on request: (path pattern, stored file as a match template) per host.
+IMAGE_VARIANTS: dict[str, tuple[str, str]] = {
+    "i.vimeocdn.com": (r"/video/([0-9]{1,20})(?:[-_][0-9a-z_x-]*)?(?:\.(?:jpg|webp))?", r"/video/\1.jpg"),
+    "p16-sign-va.tiktokcdn.com": (r"/obj/(tos-[a-z0-9-]+)/([A-Za-z0-9]{20,64})~[^/]+\.(?:jpeg|image|webp)",
+                                  r"/obj/\1/\2.jpeg"),
+}
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
     SYNDICATION_HOST: "_world_syndication",
@@ -328,6 +356,18 @@ WORLD_ROUTES: dict[str, str] = {
     **{host: "_world_twitter" for host in TWITTER_HOSTS},
     **{host: "_world_periscope" for host in PERISCOPE_HOSTS},
     TSA_HOST: "_world_tsa",
+    **{host: "_world_vimeo" for host in VIMEO_HOSTS},
+    "player.vimeo.com": "_world_vimeo_player",
+    "i.vimeocdn.com": "_world_image_variants",
+    VIMEO_CDN_HOST: "_world_media_file",
+    "skyfire.vimeocdn.com": "_world_media_file",
+    **{host: "_world_tiktok" for host in TIKTOK_HOSTS},
+    TIKTOK_VIDEO_HOST: "_world_tiktok_video",
+    "v19-webapp-prime.tiktok.com": "_world_tiktok_video",
+    "sf16-ies-music-va.tiktokcdn.com": "_world_media_file",
+    "p16-sign-va.tiktokcdn.com": "_world_image_variants",
+    **{host: "_world_instagram" for host in INSTAGRAM_HOSTS},
+    "scontent-lhr8-1.cdninstagram.com": "_world_media_file",
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -336,6 +376,8 @@ WORLD_CONTENT_TYPES: dict[str, str] = {
     ".mp4": "video/mp4",
     ".m3u8": "application/x-mpegURL",
     ".ts": "video/MP2T",
+    ".m4s": "video/iso.segment",
+    ".mp3": "audio/mpeg",
     ".html": HTML_TYPE,
 }
 JSON_TYPE = "application/json;charset=utf-8"
@@ -1012,7 +1054,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if host == PSCP_VIDEO_HOST and re.fullmatch(r"/live/[A-Za-z0-9]{13}/playlist\.m3u8", path):
             self._world_live_playlist()
             return
-        target = _resolve_under(WORLD_ROOT / host, path)
+        target = _resolve_under(WORLD_ROOT / MEDIA_MIRRORS.get(host, host), path)
         if target is None or target.suffix not in WORLD_CONTENT_TYPES or target.suffix == ".html":
             self._world_not_found()
             return
@@ -1259,6 +1301,239 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
             return
         self._send_json(200, stream, headers)
+
+
+    def _redirected_to(self, canonical_host: str, host: str) -> bool:
+        """Platforms answer their other host names (``www.``, bare, ``m.``) with a 301 to the canonical one."""
+        if host == canonical_host:
+            return False
+        self._redirect(f"https://{canonical_host}{self.path}", 301)
+        return True
+
+    # ---- Vimeo --------------------------------------------------------------------------------------------
+
+    def _world_vimeo(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # The clip page of a logged-out visitor: og: and JSON-LD metadata, and window.vimeo.clip_page_config, which
+        # names the player's config URL (what yt-dlp reads the video from).
+        if self._redirected_to("vimeo.com", host):
+            return
+        # A video seen in a channel is a page of its own around the same clip.
+        match = re.fullmatch(r"/(?:channels/[A-Za-z0-9_-]{1,64}/)?([0-9]{1,20})/?", path)
+        entry = _world_json("vimeo.json").get(match.group(1)) if match else None
+        if not isinstance(entry, dict) or entry["state"] != "available":
+            body = ('<main class="error"><h1>Sorry, we couldn’t find that page</h1>'
+                    "<p>It may have been removed, or the link may be broken.</p></main>")
+            self._send(404, _page("Vimeo / Page not found", body), headers={"Cache-Control": "no-store"})
+            return
+        page, video = entry["page"], entry["config"]["video"]
+        clip, url = page["clip"], f"https://vimeo.com/{match.group(1)}"
+        # clip_page_config's uploaded_on is UTC without a zone (yt-dlp reads it so); JSON-LD gives the same instant
+        # in New York time with its offset.
+        upload_date = (datetime.datetime.fromisoformat(clip["uploaded_on"] + "+00:00")
+                       .astimezone(datetime.timezone(datetime.timedelta(hours=-5))).isoformat())
+        json_ld = [{
+            "@context": "http://schema.org", "@type": "VideoObject", "name": clip["title"], "url": url,
+            "description": clip["description"], "embedUrl": f"https://player.vimeo.com/video/{clip['id']}?h=1b9f0c2d7e",
+            "thumbnailUrl": video["thumbs"]["640"], "uploadDate": upload_date, "duration": "PT00H00M%02dS" % video["duration"],
+            "width": video["width"], "height": video["height"], "isFamilyFriendly": True, "inLanguage": "en",
+            "author": {"@type": "Person", "name": page["owner"]["display_name"], "url": page["owner"]["url"]},
+            "commentCount": page["stats"]["comments"],
+            "interactionStatistic": [
+                {"@type": "InteractionCounter", "interactionType": "http://schema.org/WatchAction",
+                 "userInteractionCount": page["stats"]["plays"]},
+                {"@type": "InteractionCounter", "interactionType": "http://schema.org/LikeAction",
+                 "userInteractionCount": page["stats"]["likes"]}],
+        }]
+        meta = {
+            "og:site_name": "Vimeo", "og:url": url, "og:type": "video.other", "og:title": clip["title"],
+            "og:description": clip["description"], "og:image": video["thumbs"]["1280"], "og:image:width": "1280",
+            "og:image:height": "720", "og:video:url": f"https://player.vimeo.com/video/{clip['id']}?h=1b9f0c2d7e",
+            "og:video:type": "text/html", "og:video:width": str(video["width"]), "og:video:height": str(video["height"]),
+        }
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        script_json = lambda value: _compact_json(value).decode("utf-8").replace("</", "<\\/")
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(clip['title'])} on Vimeo</title>\n"
+            f'<meta name="description" content="{html.escape(clip["description"])}">\n{head}'
+            f'<link rel="canonical" href="{url}">\n'
+            f'<script type="application/ld+json">{script_json(json_ld)}</script>\n</head>\n<body>\n'
+            f'<main class="clip"><img class="poster" src="{html.escape(page["player"]["poster"]["src"])}" alt=""'
+            f' width="{video["width"]}" height="{video["height"]}">'
+            f'<h1>{html.escape(clip["title"])}</h1>'
+            f'<p class="byline">from <a href="{html.escape(page["owner"]["url"])}">{html.escape(page["owner"]["display_name"])}</a>'
+            f' <time datetime="{upload_date}">{html.escape(clip["uploaded_on_full"])}</time></p>'
+            f'<p class="description">{html.escape(clip["description"])}</p></main>\n'
+            "<script>window.vimeo = window.vimeo || {};\n"
+            f"window.vimeo.clip_page_config = {script_json(page)};\n</script>\n</body>\n</html>\n"
+        )
+        self._send(200, document.encode("utf-8"), headers={"Cache-Control": "no-store", "Vary": "Accept-Encoding"})
+
+    def _world_vimeo_player(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        match = re.fullmatch(r"/video/([0-9]{1,20})/config", path)
+        entry = _world_json("vimeo.json").get(match.group(1)) if match else None
+        headers = {"Access-Control-Allow-Origin": "*", "Cache-Control": "private, no-store"}
+        if not isinstance(entry, dict) or entry["state"] != "available":
+            self._send_json(404, {"message": "Sorry, we couldn’t find that video.", "title": "Video not found",
+                                  "view": 7}, headers)
+            return
+        self._send_json(200, entry["config"], headers)
+
+    def _world_image_variants(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # Image CDNs that resize on request (Vimeo's _640.jpg/_1280x720, TikTok's ~tplv-... templates): every
+        # variant of a picture is answered with its one stored JPEG (IMAGE_VARIANTS).
+        pattern, stored = IMAGE_VARIANTS[host]
+        match = re.fullmatch(pattern, path)
+        target = _resolve_under(WORLD_ROOT / host, match.expand(stored)) if match else None
+        if target is None:
+            self._world_not_found()
+            return
+        self._send_file(target, "image/jpeg", {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=2592000"})
+
+    # ---- TikTok -------------------------------------------------------------------------------------------
+
+    def _world_tiktok(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # A video's page for a logged-out visitor: what the web app needs is in the __UNIVERSAL_DATA_FOR_REHYDRATION__
+        # script, under __DEFAULT_SCOPE__["webapp.video-detail"] (yt-dlp reads nothing else). A removed video's page
+        # is still 200; its statusCode (10204) says it is gone.
+        if self._redirected_to("www.tiktok.com", host):
+            return
+        match = re.fullmatch(r"/(?:@[\w.-]{0,128}/video|embed(?:/v2)?)/([0-9]{1,20})/?", path)
+        entry = _world_json("tiktok.json").get(match.group(1)) if match else None
+        if not isinstance(entry, dict):
+            self._world_not_found()
+            return
+        cookies = {"Set-Cookie": f"tt_chain_token={TIKTOK_CHAIN_TOKEN}; Max-Age=15552000; Domain=.tiktok.com; Path=/; "
+                                 "Secure; HttpOnly", "Cache-Control": "no-cache, no-store"}
+        context = {"language": "en", "region": "US", "appId": 1988, "appType": "m", "user": {},
+                   "wid": "7106594501748622850", "webIdCreatedTime": "1654632998", "botType": "others",
+                   "clusterRegion": "US", "host": "www.tiktok.com", "requestId": "20220607201527010190186144042E1C1F"}
+        item = entry.get("itemStruct")
+        if item is None:
+            detail: dict[str, Any] = {"statusCode": 10204, "statusMsg": ""}
+            title, description = "TikTok - Make Your Day", "Video currently unavailable"
+            body = ('<main class="error"><p class="title">Video currently unavailable</p>'
+                    f'<p>Sorry about that! Please try again later.</p><a href="/@{html.escape(entry["author"])}">'
+                    "Watch more videos</a></main>")
+        else:
+            author = item["author"]
+            share = {"title": f"{author['nickname']} on TikTok", "desc": item["desc"]}
+            detail = {"itemInfo": {"itemStruct": item}, "shareMeta": share, "statusCode": 0, "statusMsg": ""}
+            title = f"{item['desc'][:60]} | TikTok"
+            description = (f"{item['stats']['diggCount']} Likes, {item['stats']['commentCount']} Comments. TikTok video "
+                           f"from {author['nickname']} (@{author['uniqueId']}): \u201c{item['desc']}\u201d. "
+                           f"{item['music']['title']}.")
+            body = (f'<main class="video-detail"><img class="poster" src="{html.escape(item["video"]["cover"])}" alt=""'
+                    f' width="{item["video"]["width"]}" height="{item["video"]["height"]}">'
+                    f'<h1 data-e2e="browse-video-desc">{html.escape(item["desc"])}</h1>'
+                    f'<p><a href="/@{html.escape(author["uniqueId"])}">{html.escape(author["nickname"])}</a>'
+                    f' \u00b7 <span data-e2e="browser-nickname">@{html.escape(author["uniqueId"])}</span></p>'
+                    f'<p class="music">\u266b {html.escape(item["music"]["title"])}</p></main>')
+        data = {"__DEFAULT_SCOPE__": {"webapp.app-context": context, "webapp.biz-context": {"isMobile": False},
+                                      "webapp.video-detail": detail, "seo.abtest": {"canonical": f"https://www.tiktok.com{path}"}}}
+        script = _compact_json(data).decode("utf-8").replace("</", "<\\/")
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n<meta name=\"description\" content=\"{html.escape(description)}\">\n"
+            f'<meta property="og:site_name" content="TikTok">\n<meta property="og:title" content="{html.escape(title)}">\n'
+            f'<meta property="og:description" content="{html.escape(description)}">\n</head>\n<body>\n{body}\n'
+            f'<script id="__UNIVERSAL_DATA_FOR_REHYDRATION__" type="application/json">{script}</script>\n'
+            "</body>\n</html>\n")
+        self._send(200, document.encode("utf-8"), headers=cookies)
+
+    def _world_tiktok_video(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # TikTok's CDN names objects by path (ending in "/"); the stored file has the object's name and its type's
+        # extension. Without the tt_chain_token cookie the page set, it refuses.
+        cookie = http.cookies.SimpleCookie(self.headers.get("Cookie", ""))
+        if cookie.get("tt_chain_token") is None or cookie["tt_chain_token"].value != TIKTOK_CHAIN_TOKEN:
+            self._send(403, b"", "text/plain", {"Cache-Control": "no-store"})
+            return
+        kinds = {"video_mp4": (".mp4", "video/mp4"), "video_subtitle": (".vtt", "text/vtt; charset=utf-8")}
+        kind = kinds.get(query.get("mime_type", [""])[0])
+        target = (_resolve_under(WORLD_ROOT / MEDIA_MIRRORS.get(host, host), path.rstrip("/") + kind[0])
+                  if kind and path.endswith("/") else None)
+        if target is None:
+            self._world_not_found()
+            return
+        self._send_file(target, kind[1], {"Cache-Control": "max-age=86400", "Access-Control-Allow-Origin": "*"})
+
+    # ---- Instagram ----------------------------------------------------------------------------------------
+
+    def _world_instagram(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        if self._redirected_to("www.instagram.com", host):
+            return
+        world = _world_json("instagram.json")
+        if path == "/":
+            self._world_instagram_home(world)
+        elif path == "/api/v1/web/get_ruling_for_content/":
+            self._world_instagram_ruling(world, query)
+        else:
+            match = re.fullmatch(r"(?:/[A-Za-z0-9_.]{1,30})?/(?:p|tv|reels?)/([A-Za-z0-9_-]{5,64})/?", path)
+            entry = world.get(match.group(1)) if match else None
+            if not isinstance(entry, dict) or entry["state"] != "available":
+                body = ('<main class="error"><h2>Sorry, this page isn’t available.</h2><p>The link you followed may '
+                        'be broken, or the page may have been removed. <a href="/">Go back to Instagram.</a></p></main>')
+                self._send(404, _page("Instagram", body), headers={"Cache-Control": "private, no-cache, no-store"})
+                return
+            self._world_instagram_post(match.group(1), entry["xig_polaris_media"])
+
+    def _instagram_cookies(self, world: dict[str, Any]) -> dict[str, str]:
+        # Instagram sets csrftoken, mid, ig_did and datr on a logged-out visitor's first answer; only csrftoken, the
+        # one yt-dlp reads, is modelled (_send takes one value per header name).
+        return {"Set-Cookie": f"csrftoken={world['csrftoken']}; Domain=.instagram.com; expires=Sat, 16 Dec 2023 "
+                              "13:00:00 GMT; Max-Age=31449600; Path=/; Secure",
+                "Cache-Control": "private, no-cache, no-store, must-revalidate"}
+
+    def _world_instagram_home(self, world: dict[str, Any]) -> None:
+        # The logged-out home page: the LSD token the web app sends with its API calls is in <script id="__eqmc">.
+        eqmc = {"u": "/ajax/qm/?__a=1&__user=0&__comet_req=7&jazoest=2882", "e": "AVqX7bN2kLwRz3sT",
+                "s": "1ok9d2:x3m4p1:0q8w2e", "w": 0, "f": "AVqX7bN2kLw9F0", "l": world["lsd"]}
+        document = ("<!DOCTYPE html>\n<html lang=\"en\" class=\"_9dls\">\n<head>\n<meta charset=\"utf-8\">\n"
+                    "<title>Instagram</title>\n<meta name=\"description\" content=\"Create an account or log in to "
+                    "Instagram - Share what you’re into with the people who get you.\">\n</head>\n<body>\n"
+                    '<main class="login"><h1>Instagram</h1><p>Log in to see photos and videos from friends.</p></main>\n'
+                    f'<script type="application/json" id="__eqmc">{_compact_json(eqmc).decode()}</script>\n'
+                    "</body>\n</html>\n")
+        self._send(200, document.encode("utf-8"), headers=self._instagram_cookies(world))
+
+    def _world_instagram_ruling(self, world: dict[str, Any], query: dict[str, list[str]]) -> None:
+        # Whether a logged-out viewer may see a media id: the web app asks before it loads the post.
+        headers = {"Cache-Control": "private, no-cache, no-store, must-revalidate", "Vary": "Accept-Encoding"}
+        if self.headers.get("X-IG-App-ID") != INSTAGRAM_WEB_APP_ID:
+            self._send_json(400, {"message": "useragent mismatch", "status": "fail"}, headers)
+            return
+        if query.get("content_type", [""])[0] != "MEDIA" or not query.get("target_id", [""])[0].isdigit():
+            self._send_json(400, {"message": "Invalid parameters", "status": "fail"}, headers)
+            return
+        self._send_json(200, {"status": "ok"}, headers)
+
+    def _world_instagram_post(self, code: str, media: dict[str, Any]) -> None:
+        # The post page carries the post as the web app's prefetched GraphQL answer, in a <script data-sjs>.
+        item = media["if_not_gated_logged_out"]
+        user, caption = item["user"], item["caption"]["text"]
+        prefetched = ["RelayPrefetchedStreamCache", "next", [], [
+            "adp_PolarisPostRootQueryRelayPreloader_6f3a1c2b9e8d7f0a5b4c3d2e1",
+            {"__bbox": {"complete": True, "result": {"data": {"xig_polaris_media": media},
+                                                     "extensions": {"is_final": True}}, "sequence_number": 0}}]]
+        sjs = {"require": [["ScheduledServerJS", "handle", None, [{"__bbox": {"require": [prefetched]}}]]]}
+        script = _compact_json(sjs).decode("utf-8").replace("</", "<\\/")
+        url = f"https://www.instagram.com/p/{code}/"
+        title = f"{user['full_name']} on Instagram: “{caption}”"
+        meta = {"og:site_name": "Instagram", "og:type": "video", "og:url": url, "og:title": title,
+                "og:description": f"{item['like_count']:,} likes, {item['comment_count']} comments - {user['username']} "
+                                  f"on December 16, 2022: “{caption}”",
+                "og:image": item["image_versions2"]["candidates"][0]["url"]}
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        poster = item["image_versions2"]["candidates"][0]
+        document = (
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n{head}<link rel=\"canonical\" href=\"{url}\">\n</head>\n<body>\n"
+            f'<article class="post"><header><a href="/{html.escape(user["username"])}/">{html.escape(user["username"])}'
+            f'</a></header><img src="{html.escape(poster["url"])}" alt="" width="{poster["width"]}" '
+            f'height="{poster["height"]}"><p class="caption">{html.escape(caption)}</p></article>\n'
+            f'<script type="application/json" data-content-len="{len(script)}" data-sjs>{script}</script>\n'
+            "</body>\n</html>\n")
+        self._send(200, document.encode("utf-8"), headers=self._instagram_cookies(_world_json("instagram.json")))
 
 
 class _TunnelHandler(_Handler):

@@ -153,6 +153,10 @@ def test_discovery_finds_every_kind_of_embed_once():
     ("ERROR: Unable to download webpage: <urlopen error [Errno -3] Temporary failure in name resolution>",
      ("network", True)),
     ("ERROR: [generic] Read timed out.", ("timeout", True)),
+    # yt-dlp 2026.11's words for TikTok's statusCode 10204, which TikTok answers for a removed video.
+    ("ERROR: [TikTok] 7106609871234567891: Your IP address is blocked from accessing this post", ("gone", False)),
+    ("ERROR: [vimeo] 196071120: Unable to download webpage: HTTP Error 404: Not Found (caused by <HTTPError 404: "
+     "Not Found>)", ("gone", False)),
 ])
 def test_yt_dlp_errors_are_classified(message, expected):
     assert video.classify_error(message) == expected

@@ -455,6 +455,138 @@ def test_ytdlp_reads_the_periscope_broadcast_through_x(world, tmp_path, monkeypa
     assert any(e.host == "prod-video-eu-central-1.pscp.tv" and e.path.endswith("chunk_2.ts") for e in world.proxy_log)
 
 
+def ytdlp_calls(world) -> list[tuple[str, str, str]]:
+    """(method, host, path without query) of what went through the proxy, tunnels left out."""
+    return [(e.method, e.host, e.path.split("?")[0]) for e in world.proxy_log if e.method != "CONNECT"]
+
+
+VIMEO_MEDIA = ("/exp=1481943600~hmac=5ff3f9e75453c87655395f5ba82e5577974408252e9406226ec90077bc2536ad/"
+               "aa3da87e-9682-40f1-9f97-313f3c3f1cff/v2")
+
+
+@pytest.mark.contract("vimeo")
+def test_ytdlp_reads_the_vimeo_clip_page_then_the_player_config(world, tmp_path, monkeypatch):
+    """What yt-dlp 2026.11's vimeo extractor asks, in order, for https://vimeo.com/<id> logged out."""
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    world.reset_proxy_log()
+    with ytdlp(world, tmp_path) as ydl:
+        info = ydl.extract_info("https://vimeo.com/196064873", download=True)
+    assert (info["extractor_key"], info["id"]) == ("Vimeo", "196064873")
+    assert info["title"] == "Aleppo: the evacuation convoy turned back at the Ramouseh checkpoint"
+    assert (info["uploader"], info["uploader_id"]) == ("Levant Ledger Video", "levantledger")
+    assert info["timestamp"] == 1481902930 and info["duration"] == 4 and info["view_count"] == 1423
+    # Separate audio and video renditions from one of the two CDNs, merged.
+    assert "+" in info["format_id"] and "audio-high" in info["format_id"]
+    [media] = tmp_path.glob("196064873.*")
+    assert media.suffix == ".mp4" and ffprobe_duration(media) == pytest.approx(4.0, abs=0.5)
+    calls = ytdlp_calls(world)
+    assert calls[:4] == [
+        ("GET", "vimeo.com", "/196064873"),
+        ("GET", "player.vimeo.com", "/video/196064873/config"),
+        ("GET", "vod-adaptive-ak.vimeocdn.com", VIMEO_MEDIA + "/playlist/av/primary/playlist.m3u8"),
+        ("GET", "skyfire.vimeocdn.com", VIMEO_MEDIA + "/playlist/av/primary/playlist.m3u8"),
+    ], calls
+    cdn = info["format_id"].split("-")[1]
+    host = {"akfire_interconnect_quic": "vod-adaptive-ak.vimeocdn.com", "fastly_skyfire": "skyfire.vimeocdn.com"}[cdn]
+    assert {c[2].rsplit("/", 1)[1] for c in calls[4:] if c[1] == host} == {
+        "media.m3u8", "init.mp4", "segment-0.m4s", "segment-1.m4s", "segment-2.m4s"}
+
+
+TIKTOK_OBJECTS = "/video/tos/useast2a/tos-useast2a-ve-0068c001"
+
+
+@pytest.mark.contract("tiktok")
+@pytest.mark.parametrize("url,page", [
+    ("https://www.tiktok.com/@evac.watch/video/7106594312292453675", "/@evac.watch/video/7106594312292453675"),
+    # archiver's media_url for an embed: the extractor asks for the video's page under the user "_".
+    ("https://www.tiktok.com/embed/7106594312292453675", "/@_/video/7106594312292453675"),
+])
+def test_ytdlp_reads_the_tiktok_page_data_then_the_cdn(world, tmp_path, monkeypatch, url, page):
+    """What yt-dlp 2026.11's TikTok extractor asks, in order, for a video without app credentials: the page (whose
+    rehydration data holds the post and which sets tt_chain_token), then the captions and the video from the CDN."""
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    world.reset_proxy_log()
+    with ytdlp(world, tmp_path) as ydl:
+        ydl.params.update({"writesubtitles": True, "subtitleslangs": ["all"]})
+        info = ydl.extract_info(url, download=True)
+    assert (info["extractor_key"], info["id"]) == ("TikTok", "7106594312292453675")
+    assert (info["uploader"], info["uploader_id"], info["channel"]) == ("evac.watch", "6820838815978423302", "Evac Watch")
+    assert info["channel_id"] == "MS4wLjABAAAAepiJKgwWhulvCpSuUVsp7sgVVsFJbbNaLeQ6OQ0oAJERGDUIXhb2yxxHZedsItgT"
+    assert info["timestamp"] == 1654632927 and info["duration"] == 4
+    assert (info["view_count"], info["like_count"], info["repost_count"]) == (24100, 1834, 212)
+    assert info["track"] == "original sound - evac.watch" and info["artists"] == ["Evac Watch"]
+    # The www.tiktok.com play URL is left out (yt-dlp#11034); the 360p H.264 variant comes from one of its two hosts.
+    assert info["format_id"].startswith("h264_360p_63248") and (info["width"], info["height"]) == (360, 640)
+    assert not any("www.tiktok.com" in f["url"] for f in info["formats"])
+    assert {f["format_id"] for f in info["formats"]} >= {"audio", "download"}
+    assert ffprobe_duration(tmp_path / "7106594312292453675.mp4") == pytest.approx(4.0, abs=0.5)
+    assert (tmp_path / "7106594312292453675.eng-US.vtt").read_text().startswith("WEBVTT")
+    calls = ytdlp_calls(world)
+    assert calls == [
+        ("GET", "www.tiktok.com", page),
+        ("GET", "v16-webapp-prime.tiktok.com", TIKTOK_OBJECTS + "/oEkQfDbCIAgtMAuhrBJeDmZnQW4ofIzEdAQ8Sg/"),
+        ("GET", info["url"].split("/")[2], TIKTOK_OBJECTS + "/oQAzEfB9IgDvhQnMfRAbCe0qEeJIgT2WAkhnpD/"),
+    ], calls
+
+
+def test_tiktok_cdn_wants_the_pages_cookie(client):
+    """Without the tt_chain_token tiktok.com sets, the video CDN answers 403 (so a client that does not keep the
+    page's cookies fails as it would against TikTok)."""
+    video = json.loads((WORLD / "tiktok.json").read_text())["7106594312292453675"]["itemStruct"]["video"]
+    client.cookies.clear()
+    assert client.get(video["playAddr"]).status_code == 403
+    page = client.get("https://www.tiktok.com/@evac.watch/video/7106594312292453675")
+    assert page.status_code == 200 and "tt_chain_token" in client.cookies
+    answer = client.get(video["playAddr"])
+    assert answer.status_code == 200 and answer.headers["content-type"] == "video/mp4"
+    assert len(answer.content) == video["bitrateInfo"][0]["PlayAddr"]["DataSize"]
+    client.cookies.clear()
+
+
+@pytest.mark.contract("instagram")
+def test_ytdlp_reads_the_instagram_post_page_logged_out(world, tmp_path, monkeypatch):
+    """What yt-dlp 2026.11's Instagram extractor asks, in order, logged out and without impersonation (its GraphQL
+    POST is made only with curl_cffi): a session from the home page (LSD token, csrftoken), the post's ruling, the
+    post page's prefetched media item; then the DASH video and audio it chose."""
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    world.reset_proxy_log()
+    with ytdlp(world, tmp_path) as ydl:
+        info = ydl.extract_info("https://www.instagram.com/reel/CmOs4ZTnHmh/", download=True)
+    assert (info["extractor_key"], info["id"]) == ("Instagram", "CmOs4ZTnHmh")
+    assert (info["title"], info["channel"], info["uploader"]) == ("Video by evac.watch", "evac.watch", "Evac Watch")
+    assert info["uploader_id"] == "52184936720" and info["timestamp"] == 1671195600
+    assert (info["like_count"], info["comment_count"], info["duration"]) == (2418, 57, 4.023)
+    assert info["description"].startswith("Six years ago today") and len(info["comments"]) == 1
+    assert info["format_id"] == "dash-1187443625242760v+dash-1187443628576093a"
+    assert ffprobe_duration(tmp_path / "CmOs4ZTnHmh.mp4") == pytest.approx(4.0, abs=0.5)
+    calls = ytdlp_calls(world)
+    assert calls == [
+        ("GET", "www.instagram.com", "/"),
+        ("GET", "www.instagram.com", "/api/v1/web/get_ruling_for_content/"),
+        ("GET", "www.instagram.com", "/p/CmOs4ZTnHmh"),
+        ("GET", "scontent-lhr8-1.cdninstagram.com", "/o1/v/t2/f2/m78/AQOv7Hk2Tq9XbL4mR8sN1cWd3eJyF6uZpA0gC5iV.mp4"),
+        ("GET", "scontent-lhr8-1.cdninstagram.com", "/o1/v/t2/f2/m78/AQNa5Rj8Wd1YcM6kT3vP0bXe7sLqH2gZfU9nB4oE.mp4"),
+    ], calls
+
+
+@pytest.mark.parametrize("url,error", [
+    # Vimeo answers the clip page of a removed video with 404.
+    pytest.param("https://vimeo.com/196071120", "HTTP Error 404", marks=pytest.mark.contract("vimeo")),
+    # TikTok's statusCode 10204, in yt-dlp 2026.11's words.
+    pytest.param("https://www.tiktok.com/@evac.watch/video/7106609871234567891", "blocked from accessing this post",
+                 marks=pytest.mark.contract("tiktok")),
+    # Instagram's post page of a removed post: 404, "Sorry, this page isn't available."
+    pytest.param("https://www.instagram.com/p/CmRRrRTnHhd/", "HTTP Error 404", marks=pytest.mark.contract("instagram")),
+])
+def test_ytdlp_reports_the_removed_video(world, tmp_path, monkeypatch, url, error):
+    import yt_dlp
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    with ytdlp(world, tmp_path) as ydl:
+        with pytest.raises(yt_dlp.utils.DownloadError, match=error):
+            ydl.extract_info(url, download=True)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.contract("periscope")
 def test_ytdlp_reports_the_deleted_broadcast(world, tmp_path, monkeypatch):
     import yt_dlp

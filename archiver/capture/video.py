@@ -57,6 +57,7 @@ class VideoDownload:
     log: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     refused: list[str] = field(default_factory=list)  # connections the private-network guard refused
+    moved: dict[str, str] = field(default_factory=dict)  # where yt-dlp wrote a file -> where it moved it
 
 
 class _Log:
@@ -91,6 +92,11 @@ def classify_error(message: str) -> tuple[str, bool]:
     gone = ("has been removed", "no longer available", "no longer exists", "been deleted", "was deleted",
             "does not exist", "not available", "unavailable", "not found", "404", "410", "has ended", "terminated", "gone")
     if any(g in m for g in gone):
+        return "gone", False
+    # yt-dlp's TikTok extractor says this for statusCode 10204, which TikTok answers for a removed video as for one
+    # withheld from the viewer's region: either way not there for this capture host, and no retry will change that.
+    # The message is kept as yt-dlp wrote it, so a reader can tell.
+    if "blocked from accessing this post" in m:
         return "gone", False
     if "timed out" in m or "timeout" in m:
         return "timeout", True
@@ -130,6 +136,20 @@ def _format_urls(info: dict[str, Any]) -> Iterator[str]:
         fragments = fmt.get("fragments")
         if isinstance(fragments, list):  # yt-dlp makes some of them lazily (a callable): those it fetches itself
             yield from (f["url"] for f in fragments if isinstance(f, dict) and isinstance(f.get("url"), str))
+
+
+class _NoteMoves(PostProcessor):
+    """Notes where yt-dlp is about to move the files it wrote: thumbnails and subtitles are written under the
+    default template and moved to their own ("thumbnail", "subtitle" in ``ytdlp_params``) after the download,
+    while the info dict keeps their first path."""
+
+    def __init__(self, sink: dict[str, str]):
+        super().__init__()
+        self._sink = sink
+
+    def run(self, info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+        self._sink.update(info.get("__files_to_move") or {})
+        return [], info
 
 
 class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
@@ -226,6 +246,7 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
     result.options = {k: v for k, v in params.items() if k not in ("progress_hooks", "logger")}
     try:
         with _youtube_dl(params, settings) as (ydl, refusals):
+            ydl.add_post_processor(_NoteMoves(result.moved), when="post_process")
             # Extraction and download apart, so that the metadata survives a download that is cut short.
             try:
                 info = ydl.extract_info(url, download=False)
@@ -247,7 +268,7 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
         # yt-dlp knew the size in advance and did not start: too large, and nothing was cut short.
         result.cut = "too-large"
         result.cut_message = f"the media file is larger than video.max_bytes ({max_bytes}); not downloaded"
-    result.files = _collect_files(result.info, workdir, result.cut)
+    result.files = _collect_files(result.info, workdir, result.cut, result.moved)
     if result.info is None and not result.files:
         raise CaptureFailed(result.cut or "extractor", result.cut_message or "yt-dlp produced nothing")
     return result
@@ -310,7 +331,11 @@ def _clean(message: str) -> str:
     return message.removeprefix("ERROR: ").strip()
 
 
-def _collect_files(info: dict[str, Any] | None, workdir: Path, cut: str | None) -> list[dict[str, Any]]:
+def _collect_files(info: dict[str, Any] | None, workdir: Path, cut: str | None,
+                   moved: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The files yt-dlp wrote, as records to be; ``moved`` maps where yt-dlp wrote a file to where it moved it
+    (``_NoteMoves``), since a thumbnail's or a subtitle's filepath keeps naming the first."""
+    moved = {Path(old): Path(new) for old, new in (moved or {}).items() if new}
     files: list[dict[str, Any]] = []
     claimed: set[Path] = set()
     if info:
@@ -327,12 +352,14 @@ def _collect_files(info: dict[str, Any] | None, workdir: Path, cut: str | None) 
             claimed.add(path)
         for thumb in info.get("thumbnails") or []:
             path = Path(thumb.get("filepath") or "")
+            path = moved.get(path, path)
             if path.is_file() and path not in claimed:
                 files.append({"path": path, "kind": "thumbnail", "uri": thumb.get("url") or f"urn:thumbnail:{vid}",
                               "truncated": None})
                 claimed.add(path)
         for lang, sub in (info.get("requested_subtitles") or {}).items():
             path = Path(sub.get("filepath") or "")
+            path = moved.get(path, path)
             if path.is_file() and path not in claimed:
                 files.append({"path": path, "kind": "subtitles", "uri": sub.get("url") or f"urn:subtitles:{vid}:{lang}",
                               "truncated": None})

@@ -109,4 +109,54 @@ cat > "$PSCP/tw_master_dynamic_16784010912755350398.m3u8" <<M3U8
 playlist.m3u8
 M3U8
 
+# --- Vimeo 196064873: the 4 s video tweet's MP4s (video.twimg.com, above), remuxed without re-encoding into
+# Vimeo's adaptive HLS: fMP4 segments, video-only renditions and one audio rendition (GROUP-ID "audio-high").
+VIMEO=vod-adaptive-ak.vimeocdn.com/exp=1481943600~hmac=5ff3f9e75453c87655395f5ba82e5577974408252e9406226ec90077bc2536ad/aa3da87e-9682-40f1-9f97-313f3c3f1cff/v2
+M=$VID/ext_tw_video/809745523581321216/pu/vid
+vimeo_hls() {  # $1 mp4, $2 stream (v|a), $3 rendition uuid
+  mkdir -p "$VIMEO/range/avf/$3"
+  ff -i "$1" -map "0:$2" -c copy -f hls -hls_time 2 -hls_playlist_type vod -hls_segment_type fmp4 \
+     -hls_fmp4_init_filename init.mp4 -hls_segment_filename "$VIMEO/range/avf/$3/segment-%d.m4s" $BITEXACT \
+     "$VIMEO/range/avf/$3/media.m3u8"
+}
+vimeo_hls "$M/320x180/W4pZx1Lr7kQm0NaC.mp4" v d0cc2ff2-6a5d-45ca-b99e-276b6a9c95f0
+vimeo_hls "$M/640x360/b8TqVn3Hs2YdJ6fE.mp4" v e690e4d8-7edb-4681-b9f7-d0eac3b3e1c3
+vimeo_hls "$M/640x360/b8TqVn3Hs2YdJ6fE.mp4" a 9b461915-bb9d-4b54-9146-50c94532f18e
+mkdir -p "$VIMEO/playlist/av/primary"
+cat > "$VIMEO/playlist/av/primary/playlist.m3u8" <<M3U8
+#EXTM3U
+#EXT-X-VERSION:7
+#EXT-X-INDEPENDENT-SEGMENTS
+#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio-high",NAME="Original",DEFAULT=YES,AUTOSELECT=YES,CHANNELS="1",URI="../../../range/avf/9b461915-bb9d-4b54-9146-50c94532f18e/media.m3u8"
+#EXT-X-STREAM-INF:CLOSED-CAPTIONS=NONE,BANDWIDTH=96000,AVERAGE-BANDWIDTH=88000,RESOLUTION=320x180,FRAME-RATE=15.000,CODECS="avc1.4D400C,mp4a.40.2",AUDIO="audio-high"
+../../../range/avf/d0cc2ff2-6a5d-45ca-b99e-276b6a9c95f0/media.m3u8
+#EXT-X-STREAM-INF:CLOSED-CAPTIONS=NONE,BANDWIDTH=254000,AVERAGE-BANDWIDTH=232000,RESOLUTION=640x360,FRAME-RATE=15.000,CODECS="avc1.4D401E,mp4a.40.2",AUDIO="audio-high"
+../../../range/avf/e690e4d8-7edb-4681-b9f7-d0eac3b3e1c3/media.m3u8
+M3U8
+mkdir -p i.vimeocdn.com/video
+ff -ss 2 -i "$M/1280x720/Kp2mRc9Xz4LuA7Gw.mp4" -frames:v 1 -vf scale=640:-2 -q:v 8 $BITEXACT i.vimeocdn.com/video/610823386.jpg
+
+# --- TikTok 7106594312292453675: a 4 s portrait clip (360x640, H.264 + AAC) that is both the h264_360p bitrate
+# variant and playAddr, its sound as the music.playUrl MP3, and the cover. TikTok's CDN paths end in "/": the
+# files are stored under the object name with an extension (demo_server maps them).
+TT=v16-webapp-prime.tiktok.com/video/tos/useast2a/tos-useast2a-ve-0068c001
+mkdir -p "$TT" sf16-ies-music-va.tiktokcdn.com/obj/musically-maliva-obj p16-sign-va.tiktokcdn.com/obj/tos-maliva-p-0068
+clip 360x640 4 520 38 "$TT/oQAzEfB9IgDvhQnMfRAbCe0qEeJIgT2WAkhnpD.mp4" testsrc
+ff -f lavfi -i "sine=frequency=520:sample_rate=44100:duration=4" -c:a libmp3lame -b:a 32k -ac 1 $BITEXACT \
+   sf16-ies-music-va.tiktokcdn.com/obj/musically-maliva-obj/7106594360082844463.mp3
+ff -ss 1 -i "$TT/oQAzEfB9IgDvhQnMfRAbCe0qEeJIgT2WAkhnpD.mp4" -frames:v 1 -q:v 8 $BITEXACT \
+   p16-sign-va.tiktokcdn.com/obj/tos-maliva-p-0068/oIAHfBEQeIgnDh9CAtbfTQzRmZAxCVEgeRkpNB.jpeg
+
+# --- Instagram reel CmOs4ZTnHmh: a 4 s portrait clip as the progressive MP4 of video_versions, the same streams
+# split (no re-encoding) into the video-only and audio-only files of its DASH manifest, and the cover picture.
+IG=scontent-lhr8-1.cdninstagram.com
+mkdir -p "$IG/o1/v/t16/f2/m86" "$IG/o1/v/t2/f2/m78" "$IG/v/t51.29350-15"
+clip 360x640 4 600 40 "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" testsrc2
+ff -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -map 0:v -c copy -movflags +faststart $BITEXACT \
+   "$IG/o1/v/t2/f2/m78/AQOv7Hk2Tq9XbL4mR8sN1cWd3eJyF6uZpA0gC5iV.mp4"
+ff -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -map 0:a -c copy -movflags +faststart $BITEXACT \
+   "$IG/o1/v/t2/f2/m78/AQNa5Rj8Wd1YcM6kT3vP0bXe7sLqH2gZfU9nB4oE.mp4"
+ff -ss 1 -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -frames:v 1 -q:v 8 $BITEXACT \
+   "$IG/v/t51.29350-15/319042876_1187443621909427_5518203174962231108_n.jpg"
+
 du -sh --apparent-size .
