@@ -69,6 +69,15 @@ class CLI:
                                 env={**self.env, **(env or {})}, cwd=self.archive.parent)
 
 
+def capture_and_show(cli: CLI, *args: str) -> tuple[Result, list[dict[str, Any]], list[dict[str, Any] | None]]:
+    """`archiver capture ... --json`, then `show --json` of each capture made: (result, outcomes, shows)."""
+    result = cli("capture", *args, "--json")
+    assert result.code in (0, 1), result.err
+    outcomes = result.json()
+    shows = [cli("show", o["capture_id"], "--json").json() if o["capture_id"] else None for o in outcomes]
+    return result, outcomes, shows
+
+
 def capture_timestamped(root: Path, *captures: list[str]) -> tuple[CLI, list[Result], Path]:
     """An archive at ``root/archive`` whose captures (each ``archiver capture`` with these arguments) are
     timestamped by a loopback TSA, up while they run: the CLI, each capture's result, the TSA's root certificate."""
