@@ -121,5 +121,8 @@ def article_capture(tmp_path_factory: pytest.TempPathFactory, site: demo_server.
 def world_cli(cli: CLI, site: demo_server.DemoServer) -> CLI:
     """The CLI reaching the fixture world (twitter.com, periscope.tv, t.co...) through its proxy and CA."""
     cli.env.update({"ARCHIVER_NETWORK_PROXY": site.proxy_url, "ARCHIVER_NETWORK_CA_BUNDLE": str(site.ca_file)})
+    # The session's one server is shared by every test a worker runs: start from its stored world, and let a
+    # test's look at the proxy log see only its own requests, not those of whichever tests ran before it.
     site.reset_tweet_states()
+    site.reset_proxy_log()
     return cli

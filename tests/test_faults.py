@@ -49,7 +49,11 @@ def test_kill_tree_reaches_a_grandchild_in_its_own_session():
     # miss it; only the parent chain finds it.
     parent = subprocess.Popen(["sh", "-c", "setsid sleep 300 & sleep 300 & wait"], start_new_session=True)
     try:
-        procs = _wait_for(lambda: t if len(t := proctree.tree(parent.pid)) >= 3 else None, 10, "the tree")
+        # Both children must have become `sleep`: until its exec, setsid(1) may not have left the group yet.
+        def settled() -> list[proctree.Proc] | None:
+            procs = proctree.tree(parent.pid)
+            return procs if sum(p.name == "sleep" for p in procs) == 2 else None
+        procs = _wait_for(settled, 10, "the tree")
         assert len({p.pgid for p in procs}) == 2, "the setsid grandchild should have its own group"
         killed = proctree.kill_tree(parent.pid)
         assert {p.pid for p in procs} <= {p.pid for p in killed}

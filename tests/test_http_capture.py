@@ -4,6 +4,9 @@ from __future__ import annotations
 import gzip
 import socket
 from pathlib import Path
+from typing import Iterator
+
+import pytest
 
 from warcutil import header, read_records, responses
 
@@ -62,14 +65,17 @@ def test_http_404_is_sealed_as_failed_evidence(cli, site):
     assert status["failed"] == 1 and status["recent_failures"][0]["failure_class"] == "http-4xx"
 
 
-def _free_port() -> int:
+@pytest.fixture
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections for the whole test: bound, never listening. Held, not merely
+    found free, as a server of a test running in parallel could otherwise bind it in between."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
-def test_refused_connection_fails_cleanly_and_leaves_nothing(cli):
-    url = f"http://127.0.0.1:{_free_port()}/gone"
+def test_refused_connection_fails_cleanly_and_leaves_nothing(cli, refusing_port):
+    url = f"http://127.0.0.1:{refusing_port}/gone"
     result = cli("capture", url, "--json", env={"ARCHIVER_QUEUE_MAX_ATTEMPTS": "1"})
     assert result.code == 1
     outcome = result.json()[0]
@@ -81,8 +87,8 @@ def test_refused_connection_fails_cleanly_and_leaves_nothing(cli):
     assert status["failed"] == 1 and status["recent_failures"][0]["failure_class"] == "refused"
 
 
-def test_retryable_failure_goes_back_to_the_queue_with_backoff(cli):
-    url = f"http://127.0.0.1:{_free_port()}/later"
+def test_retryable_failure_goes_back_to_the_queue_with_backoff(cli, refusing_port):
+    url = f"http://127.0.0.1:{refusing_port}/later"
     result = cli("capture", url, "--json", env={"ARCHIVER_QUEUE_MAX_ATTEMPTS": "3"})
     assert result.code == 1 and result.json()[0]["job_state"] == "queued"
     # Not due yet: a cron run does nothing now.
@@ -162,8 +168,8 @@ def test_oversized_download_is_cut_and_partial(cli, site):
     assert len(pdf.payload) == 500 and pdf.headers["WARC-Truncated"] == "length"
 
 
-def test_show_url_that_never_sealed_lists_its_failed_job(cli):
-    url = f"http://127.0.0.1:{_free_port()}/deleted-post"
+def test_show_url_that_never_sealed_lists_its_failed_job(cli, refusing_port):
+    url = f"http://127.0.0.1:{refusing_port}/deleted-post"
     assert cli("capture", url, env={"ARCHIVER_QUEUE_MAX_ATTEMPTS": "1"}).code == 1
     data = cli("show", url, "--json").json()
     assert data["captures"] == [] and data["jobs"][0]["state"] == "failed"

@@ -33,18 +33,24 @@ def _pywb(tmp_path: Path, warcs: list[Path]):
         shutil.copy(warc, warc_copy)
         subprocess.run([str(BIN / "wb-manager"), "add", "case", str(warc_copy)], cwd=root, check=True,
                        capture_output=True)
-    port = _port()
-    proc = subprocess.Popen([str(BIN / "wayback"), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # bounded: wait for pywb to listen
-        try:
-            httpx.get(base + "/", timeout=1)
-            break
-        except httpx.HTTPError:
+    # wayback takes a port number, not 0: a port found free can be taken by a test running in parallel before
+    # pywb binds it, and pywb then exits. A fresh port is tried then, a few times at most.
+    for _ in range(3):
+        port = _port()
+        proc = subprocess.Popen([str(BIN / "wayback"), "-p", str(port), "-b", "127.0.0.1"], cwd=root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:  # bounded: wait for pywb to listen
+            try:
+                if "pywb" in httpx.get(base + "/", timeout=1).text.lower():  # pywb's home page, no one else's
+                    return base, proc
+            except httpx.HTTPError:
+                pass
             time.sleep(0.2)
-    return base, proc
+        proc.kill()
+        err = proc.communicate(timeout=10)[1].decode(errors="replace")
+    pytest.fail(f"pywb did not start: {err[-2000:]}")
 
 
 @pytest.fixture
