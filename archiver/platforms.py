@@ -78,7 +78,7 @@ PATHS: tuple[PlatformPath, ...] = (
     PlatformPath(
         "tweet", "twitter", "X/Twitter post",
         ("https://x.com/<user>/status/<id>", "twitter.com, mobile., mirrors (fxtwitter, nitter...), embeds"),
-        ("syndication answer (post JSON) as received", "photos at original size", "videos (best MP4, or HLS)",
+        ("syndication answer (post JSON) as received", "photos at original size", "videos (best MP4, or HLS read by yt-dlp)",
          "quoted post", "embed rendered (screenshot, DOM)"),
         ("deleted", "suspended", "protected", "age-restricted", "account-deleted", "withheld", "removed",
          "not-found", "unavailable"),
