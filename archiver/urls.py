@@ -241,9 +241,19 @@ def _instagram(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]
     return groups["id"], f"https://www.instagram.com/p/{groups['id']}/"
 
 
+_VIMEO_HASH = re.compile(r"[0-9a-f]{10}")  # Vimeo's unlisted hashes, as its player and yt-dlp take them
+
+
 def _vimeo(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
     video_id = _number(groups["id"])
-    return None if video_id is None else (video_id, f"https://vimeo.com/{video_id}")
+    if video_id is None:
+        return None
+    # An unlisted video's hash (in the path, or ?h= on the player) is not part of the key -- the id names the
+    # video -- but it stays in the canonical URL: without it Vimeo shows the video to nobody, yt-dlp included.
+    unlisted = groups.get("hash") or query.get("h", "")
+    if _VIMEO_HASH.fullmatch(unlisted):
+        return video_id, f"https://vimeo.com/{video_id}/{unlisted}"
+    return video_id, f"https://vimeo.com/{video_id}"
 
 
 def _tiktok(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
@@ -316,7 +326,7 @@ RULES: tuple[_Rule, ...] = (
     # seen in a showcase (once called an album) is still that video; the showcase alone is a list, no item.
     _rule("vimeo", "video", ("vimeo.com",),
           r"/(?:video/|channels/[^/]+/|groups/[^/]+/videos/|(?:album|showcase)/\d{1,20}/video/)?(?P<id>\d{1,20})"
-          r"(?:/[0-9a-f]{6,})?/?", _vimeo),
+          r"(?:/(?P<hash>[0-9a-f]{6,}))?/?", _vimeo),
     # TikTok: the user part is a name, a numeric user id or a "MS4wLjABAAAA..." secure user id, or empty; it
     # does not change which video the id names. /share/video/ is how the app's share links spell it.
     _rule("tiktok", "video", ("tiktok.com", "tiktokv.com"),

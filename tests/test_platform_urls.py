@@ -208,6 +208,10 @@ def test_platform_items(url, kind, key):
     ("https://www.periscope.tv/w/aRBp6DI4NzU0NzN8MXlvS1Bod3hQWWRKYvBmYm-gcKcz", "https://www.pscp.tv/w/1yoKPhwxPYdJb"),
     ("https://twitter.com/i/events/1910629646300762112/?s=20", "https://x.com/i/events/1910629646300762112"),
     ("https://vimeo.com/showcase/3253534/video/76979871", "https://vimeo.com/76979871"),
+    # An unlisted video's hash is no part of its key, but the canonical URL keeps it: Vimeo needs it to show it.
+    ("https://vimeo.com/76979871/a1b2c3d4e5", "https://vimeo.com/76979871/a1b2c3d4e5"),
+    ("https://player.vimeo.com/video/76979871?h=a1b2c3d4e5&autoplay=1", "https://vimeo.com/76979871/a1b2c3d4e5"),
+    ("https://player.vimeo.com/video/76979871?h=a1b2c3", "https://vimeo.com/76979871"),  # not a hash Vimeo makes
     ("https://www.tiktokv.com/share/video/7106594312292453675/", "https://www.tiktok.com/embed/v2/7106594312292453675"),
 ])
 def test_canonical_urls_of_new_spellings(url, canonical):

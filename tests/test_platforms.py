@@ -34,6 +34,7 @@ def test_the_url_yt_dlp_is_given(key, canonical, expected):
 @pytest.mark.parametrize("url", [
     "https://www.pscp.tv/w/1OdKrBXvMbLKX", "https://x.com/i/broadcasts/1YqKDqDXRRvxV",
     "https://x.com/i/events/1910629646300762112", "https://youtu.be/dQw4w9WgXcQ", "https://vimeo.com/119195465",
+    "https://player.vimeo.com/video/76979871?h=a1b2c3d4e5",
     "https://www.tiktok.com/embed/v2/7042692929109986561", "https://www.tiktok.com/@x/video/7042692929109986561",
     "https://www.instagram.com/p/BNpLF8LD0GD/", "https://www.facebook.com/watch/?v=10153231379946729",
 ])
