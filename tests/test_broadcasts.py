@@ -152,15 +152,21 @@ class HijackBroadcastIE(InfoExtractor):
 """
 
 
-@pytest.mark.contract("x-broadcast")
-def test_a_generic_extractor_fallback_is_partial_never_ok(world_cli, tmp_path):
-    """Forced: a yt-dlp plugin sends the broadcast to yt-dlp's generic extractor, which finds a video on a page.
-    The capture keeps what was recorded, is partial with class extractor-mismatch, and names the extractor."""
-    package = tmp_path / "config" / "yt-dlp" / "plugins" / "hijack" / "yt_dlp_plugins" / "extractor"
+def _hijack_plugin(root):
+    """A yt-dlp plugin where yt-dlp looks for them (under $XDG_CONFIG_HOME): the environment that loads it."""
+    package = root / "config" / "yt-dlp" / "plugins" / "hijack" / "yt_dlp_plugins" / "extractor"
     package.mkdir(parents=True)
     (package / "hijack.py").write_text(HIJACK_PLUGIN)
+    return {"XDG_CONFIG_HOME": str(root / "config")}
+
+
+@pytest.mark.contract("x-broadcast")
+def test_a_generic_extractor_fallback_is_partial_never_ok(world_cli, tmp_path):
+    """Forced: a yt-dlp plugin, allowed by video.plugins, sends the broadcast to yt-dlp's generic extractor, which
+    finds a video on a page. The capture keeps what was recorded, is partial with class extractor-mismatch, and
+    names the extractor and the plugin."""
     result = world_cli("capture", "--no-browser", "https://x.com/i/broadcasts/1YqKDqDXRRvxV", "--json",
-                       env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
+                       env={**_hijack_plugin(tmp_path), "ARCHIVER_VIDEO_PLUGINS": "true"})
     [outcome] = result.json()
     assert result.code == 1, outcome
     assert (outcome["status"], outcome["failure_class"]) == ("partial", "extractor-mismatch"), outcome
@@ -168,10 +174,21 @@ def test_a_generic_extractor_fallback_is_partial_never_ok(world_cli, tmp_path):
     platform = show["provenance"]["platform"]
     assert platform["extractor"] not in ("TwitterBroadcast", None) and platform["match"] is False
     assert platform["extractor"] in outcome["message"]
-    # Provenance names the plugin that was loaded on the capture host.
-    assert "HijackBroadcastIE" in " ".join(show["provenance"]["video"]["yt_dlp"]["plugins"]) + " ".join(
-        show["provenance"]["video"]["yt_dlp"]["plugins"].values())
     assert show["video"]["media_bytes"] > 10_000  # the fallback's video is kept, as evidence of what happened
+    # Provenance names the plugin that was loaded on the capture host.
+    assert "HijackBroadcast" in " ".join(show["provenance"]["video"]["yt_dlp"]["plugins"])
+
+
+@pytest.mark.contract("x-broadcast")
+def test_yt_dlp_plugins_on_the_host_are_not_loaded_by_default(world_cli, tmp_path):
+    """The same plugin on the host, video.plugins left off: the locked yt-dlp alone runs, and the capture is ok."""
+    result = world_cli("capture", "--no-browser", "https://x.com/i/broadcasts/1YqKDqDXRRvxV", "--json",
+                       env=_hijack_plugin(tmp_path))
+    [outcome] = result.json()
+    assert result.code == 0 and outcome["status"] == "ok", outcome
+    show = world_cli("show", outcome["capture_id"], "--json").json()
+    assert show["provenance"]["platform"]["extractor"] == "TwitterBroadcast"
+    assert show["provenance"]["video"]["yt_dlp"]["plugins"] == {}
 
 
 @pytest.mark.contract("x-event")

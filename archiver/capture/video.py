@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import yt_dlp
+from yt_dlp.globals import plugin_dirs
 from yt_dlp.postprocessor import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
@@ -180,6 +181,8 @@ class _GuardedYoutubeDL(yt_dlp.YoutubeDL):
 def _youtube_dl(params: dict[str, Any], settings: Settings) -> Iterator[tuple[yt_dlp.YoutubeDL, list[BlockedAddress]]]:
     """A guarded YoutubeDL, with the CA environment, and the list the guard adds refused connections to."""
     policy = guard.Policy.from_settings(settings)
+    # yt-dlp loads plugins once per process, from these directories, when the first YoutubeDL is made.
+    plugin_dirs.value = ["default"] if settings["video"]["plugins"] else []
     with _ca_environment(settings), guard.armed(policy) as refusals, _GuardedYoutubeDL(params, policy) as ydl:
         yield ydl, refusals
 
