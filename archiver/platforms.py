@@ -136,6 +136,15 @@ def for_key(key: str | None) -> PlatformPath | None:
     return BY_PLATFORM.get(key.split(":", 1)[0])
 
 
+def video_target(key: str | None, canonical_url: str, url: str) -> tuple[PlatformPath | None, str | None, str]:
+    """(path, item id, the URL yt-dlp is given) for a video item; without a platform path, ``url`` as given."""
+    path = for_key(key)
+    if path is None or key is None:
+        return None, None, url
+    item_id = key.split(":", 1)[1]
+    return path, item_id, path.media_url(item_id, canonical_url)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """Whether a capture was produced by its platform's own path, for provenance and the capture's status."""

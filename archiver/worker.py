@@ -424,9 +424,7 @@ class Worker:
             return await capture_tweet(key.split(":", 1)[1], url, warc, self.settings, browser,
                                        lambda media_url, w: record_video(media_url, w, self.settings))
         if kind == "video":
-            path = platforms.for_key(key)
-            item_id = key.split(":", 1)[1] if path is not None else None
-            media_url = path.media_url(item_id, job["canonical_url"]) if path is not None else url
+            path, item_id, media_url = platforms.video_target(key, job["canonical_url"], url)
             return await capture_video(url, warc, self.settings, browser, path, item_id, media_url)
         if browser is not None:
             return await browser.capture(url, warc)

@@ -119,11 +119,9 @@ async def _check_tweet(tweet_id: str, settings: Settings) -> CheckResult:
 
 
 def _check_video(url: str, key: str, settings: Settings, timeout: float) -> CheckResult:
-    path = platforms.for_key(key)
-    item_id = key.split(":", 1)[1] if path is not None else None
-    media_url = path.media_url(item_id, parse_url(url).canonical_url) if path is not None else url
+    path, item_id, media_url = platforms.video_target(key, parse_url(url).canonical_url, url)
     info = probe(media_url, settings, timeout)
-    if path is not None:
+    if path is not None and item_id is not None:
         # A generic extractor's answer, or another item's, says nothing about whether this item is live.
         verdict = platforms.judge_ytdlp(path, item_id, info)
         if not verdict.ok:
