@@ -207,3 +207,17 @@ def test_an_x_event_is_captured_as_its_broadcast(world_cli, site):
                for e in site.proxy_log)
     assert any(r["type"] == "response" and r["uri"] == "https://x.com/i/events/809690118522216448"
                for r in show["records"])  # the event's page, rendered around the broadcast
+
+
+@pytest.mark.contract("x-broadcast")
+def test_a_liveness_check_never_takes_another_broadcast_for_the_item(world_cli):
+    """`archiver check` reads a broadcast as a capture does: the answer for another broadcast says nothing about
+    this one, so the item is not live (and not gone either)."""
+    [good] = world_cli("check", "https://x.com/i/broadcasts/1YqKDqDXRRvxV", "--json").json()
+    assert (good["result"], good["state_after"]) == ("live", "live"), good
+    [other] = world_cli("check", "https://x.com/i/broadcasts/1BdxYEMOnQNxX", "--json").json()
+    assert other["result"] != "live" and other["result_class"] == "extractor-mismatch", other
+    assert other["state_after"] != "gone" and "1YqKDqDXRRvxV" in other["message"]
+    # A Periscope id is checked through X's broadcast path too.
+    [periscope] = world_cli("check", "https://www.pscp.tv/w/1OdKrBXvMbLKX", "--json").json()
+    assert periscope["result"] == "live", periscope
