@@ -54,6 +54,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   get_ruling_for_content/`` and post pages (``/p|reel|tv/<shortcode>``) with their prefetched media item, and
   ``scontent-lhr8-1.cdninstagram.com`` — Instagram posts as yt-dlp 2026.11's Instagram extractor reads them logged out,
   from ``demo_site/world/instagram.json``;
+* ``www.facebook.com`` (``facebook.com``/``m.``/``web.`` redirect): video pages (``/watch/?v=<id>``, ``/<page>/videos/
+  <id>``, ``/reel/<id>``) with their prefetched Video, the ``/video/tahoe/async/<id>/`` POST fallback (404, as it is gone
+  from Facebook), and ``video.flhr8-1.fna.fbcdn.net``/``scontent.flhr8-1.fna.fbcdn.net`` (signed URLs, ``oh=`` checked) —
+  Facebook videos as yt-dlp 2026.11's facebook extractor reads them logged out, from ``demo_site/world/facebook.json``;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -1570,11 +1574,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._world_not_found()
         elif entry["state"] != "available":
             # A deleted (or no longer shared) video: still 200, the Comet shell says so, and there is no video in it.
-            body = ('<div role="main"><h2>This content isn\u2019t available right now</h2><p>When this happens, it\u2019s '
-                    "usually because the owner only shared it with a small group of people, changed who can see it or "
+            body = ('<div role="main"><h2>This content isn\u2019t available right now</h2><p>When this happens, '
+                    "it\u2019s usually because the owner only shared it with a small group of people, changed who can see it or "
                     "it\u2019s been deleted.</p><a href=\"/\">Go to News Feed</a></div>")
-            document = ("<!DOCTYPE html>\n<html id=\"facebook\" lang=\"en\" dir=\"ltr\">\n<head>\n<meta charset=\"utf-8\">\n"
-                        f"<title>Facebook</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+            document = ("<!DOCTYPE html>\n<html id=\"facebook\" lang=\"en\" dir=\"ltr\">\n<head>\n"
+                        f"<meta charset=\"utf-8\">\n<title>Facebook</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
             self._send(200, document.encode("utf-8"), headers=headers)
         else:
             self._world_facebook_video(entry, headers)
@@ -1585,7 +1589,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         url = f"https://www.facebook.com/{entry['page']}/videos/{video_id}/"
         poster = media["preferred_thumbnail"]["image"]["uri"]
         meta = {"og:title": entry["og_title"], "og:description": description, "og:image": poster, "og:url": url,
-                "og:type": "video.other", "og:video:width": str(media["width"]), "og:video:height": str(media["height"]),
+                "og:type": "video.other", "og:video:width": str(media["width"]),
+                "og:video:height": str(media["height"]),
                 "twitter:card": "player", "twitter:title": entry["og_title"]}
         head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
         script = _relay_prefetched_sjs("adp_CometVideoHomeNewPermalinkHeroUnitQueryRelayPreloader_6757f3c1a2b4e5d0",
@@ -1596,8 +1601,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             f'<meta name="description" content="{html.escape(description)}">\n{head}'
             f'<link rel="canonical" href="{url}">\n</head>\n<body class="_6s5d _71pn system-fonts--body">\n'
             f'<div id="mount_0_0_Qx" role="main"><img src="{html.escape(poster)}" alt="" width="{media["width"]}" '
-            f'height="{media["height"]}"><h2><a href="/{html.escape(entry["page"])}">{html.escape(media["owner"]["name"])}'
-            f'</a></h2><p>{html.escape(description)}</p></div>\n{script}\n</body>\n</html>\n')
+            f'height="{media["height"]}"><h2><a href="/{html.escape(entry["page"])}">'
+            f'{html.escape(media["owner"]["name"])}</a></h2><p>{html.escape(description)}</p></div>\n{script}\n</body>\n</html>\n')
         self._send(200, document.encode("utf-8"), headers=headers)
 
     def _world_facebook_cdn(self, host: str, path: str, query: dict[str, list[str]]) -> None:

@@ -582,8 +582,8 @@ def test_ytdlp_reads_the_facebook_video_page_logged_out(world, tmp_path, monkeyp
     with ytdlp(world, tmp_path) as ydl:
         info = ydl.extract_info(f"https://www.facebook.com/watch/?v={FACEBOOK_VIDEO}", download=True)
     assert (info["extractor_key"], info["id"]) == ("Facebook", FACEBOOK_VIDEO)
-    assert info["title"] == ("1.8K views \u00b7 212 reactions | Six years ago today the evacuation buses were turned back at "
-                             "the Ramouseh checkpoint | By Evac Watch")
+    assert info["title"] == ("1.8K views \u00b7 212 reactions | Six years ago today the evacuation buses were turned "
+                             "back at the Ramouseh checkpoint | By Evac Watch")
     assert (info["uploader"], info["uploader_id"]) == ("Evac Watch", "100064592087513")
     assert info["timestamp"] == 1671196020 and info["duration"] == 4.023 and info["view_count"] == 1843
     assert info["description"].startswith("Six years ago today")
