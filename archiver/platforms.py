@@ -122,7 +122,7 @@ PATHS: tuple[PlatformPath, ...] = (
         "facebook", "facebook", "Facebook video", ("https://www.facebook.com/watch/?v=<id>", "videos, reels, fb.watch"),
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Facebook",),
         # fb.watch codes are short links, not video ids: only the extractor can be checked for them.
-        id_in_key=lambda item_id: item_id.isdigit()),
+        id_in_key=lambda item_id: item_id.isdigit(), fixture_world=True),
 )
 
 BY_PLATFORM: dict[str, PlatformPath] = {p.platform: p for p in PATHS}

@@ -54,6 +54,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   get_ruling_for_content/`` and post pages (``/p|reel|tv/<shortcode>``) with their prefetched media item, and
   ``scontent-lhr8-1.cdninstagram.com`` — Instagram posts as yt-dlp 2026.11's Instagram extractor reads them logged out,
   from ``demo_site/world/instagram.json``;
+* ``www.facebook.com`` (``facebook.com``/``m.``/``web.`` redirect): video pages (``/watch/?v=<id>``, ``/<page>/videos/
+  <id>``, ``/reel/<id>``) with their prefetched Video, the ``/video/tahoe/async/<id>/`` POST fallback (404, as it is gone
+  from Facebook), and ``video.flhr8-1.fna.fbcdn.net``/``scontent.flhr8-1.fna.fbcdn.net`` (signed URLs, ``oh=`` checked) —
+  Facebook videos as yt-dlp 2026.11's facebook extractor reads them logged out, from ``demo_site/world/facebook.json``;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -336,6 +340,9 @@ TIKTOK_VIDEO_HOST = "v16-webapp-prime.tiktok.com"
 TIKTOK_CHAIN_TOKEN = "nHpm9Kf3xQ2bL7vR0tWs8eYdC4gJ1aZu"
 INSTAGRAM_HOSTS = frozenset({"www.instagram.com", "instagram.com"})
 INSTAGRAM_WEB_APP_ID = "936619743392459"
+FACEBOOK_HOSTS = frozenset({"www.facebook.com", "facebook.com", "m.facebook.com", "web.facebook.com"})
+# Facebook's CDN: videos and pictures, from the London edge (as yt-dlp's _TESTS record fitm1-1 and the like).
+FACEBOOK_CDN_HOSTS = frozenset({"video.flhr8-1.fna.fbcdn.net", "scontent.flhr8-1.fna.fbcdn.net"})
 # Hosts that serve another host's stored files: a platform's second CDN answers the same paths as its first.
 MEDIA_MIRRORS: dict[str, str] = {"skyfire.vimeocdn.com": VIMEO_CDN_HOST, "v19-webapp-prime.tiktok.com": TIKTOK_VIDEO_HOST}
 # Image hosts that resize on request: (path pattern, stored file as a match template) per host.
@@ -368,6 +375,8 @@ WORLD_ROUTES: dict[str, str] = {
     "p16-sign-va.tiktokcdn.com": "_world_image_variants",
     **{host: "_world_instagram" for host in INSTAGRAM_HOSTS},
     "scontent-lhr8-1.cdninstagram.com": "_world_media_file",
+    **{host: "_world_facebook" for host in FACEBOOK_HOSTS},
+    **{host: "_world_facebook_cdn" for host in FACEBOOK_CDN_HOSTS},
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -401,6 +410,17 @@ class ProxyRequest(NamedTuple):
 @lru_cache(maxsize=None)
 def _world_json(name: str) -> Any:
     return json.loads(_read_site_file(WORLD_ROOT / name))
+
+
+def _relay_prefetched_sjs(preloader: str, data: dict[str, Any]) -> str:
+    """The ``<script data-sjs>`` in which Meta's web apps (Facebook, Instagram) ship a prefetched GraphQL answer:
+    a ScheduledServerJS blob whose RelayPrefetchedStreamCache entry holds ``data`` for the preloader."""
+    prefetched = ["RelayPrefetchedStreamCache", "next", [], [
+        preloader, {"__bbox": {"complete": True, "result": {"data": data, "extensions": {"is_final": True}},
+                               "sequence_number": 0}}]]
+    sjs = {"require": [["ScheduledServerJS", "handle", None, [{"__bbox": {"require": [prefetched]}}]]]}
+    script = _compact_json(sjs).decode("utf-8").replace("</", "<\\/")
+    return f'<script type="application/json" data-content-len="{len(script)}" data-sjs>{script}</script>'
 
 
 def _compact_json(value: Any) -> bytes:
@@ -641,8 +661,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._handle(head=True)
 
     def do_POST(self) -> None:
-        # Only the X API (guest/activate.json) and the TSA take POSTs; always read the body so keep-alive stays
-        # in step.
+        # Only the X API (guest/activate.json), Facebook (the tahoe endpoint) and the TSA take POSTs; always read
+        # the body so keep-alive stays in step.
         self._body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self._handle(head=False)
 
@@ -664,7 +684,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             parts = urllib.parse.urlsplit(target)
             path = parts.path or "/"
             query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
-            if self.command == "POST" and host not in X_API_HOSTS and host != TSA_HOST:
+            if self.command == "POST" and host not in X_API_HOSTS and host != TSA_HOST and host not in FACEBOOK_HOSTS:
                 self._send(405, b"Method not allowed.\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
             elif host is None:
                 # Count on arrival, so tests can see requests that never complete.
@@ -1511,12 +1531,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # The post page carries the post as the web app's prefetched GraphQL answer, in a <script data-sjs>.
         item = media["if_not_gated_logged_out"]
         user, caption = item["user"], item["caption"]["text"]
-        prefetched = ["RelayPrefetchedStreamCache", "next", [], [
-            "adp_PolarisPostRootQueryRelayPreloader_6f3a1c2b9e8d7f0a5b4c3d2e1",
-            {"__bbox": {"complete": True, "result": {"data": {"xig_polaris_media": media},
-                                                     "extensions": {"is_final": True}}, "sequence_number": 0}}]]
-        sjs = {"require": [["ScheduledServerJS", "handle", None, [{"__bbox": {"require": [prefetched]}}]]]}
-        script = _compact_json(sjs).decode("utf-8").replace("</", "<\\/")
+        script = _relay_prefetched_sjs("adp_PolarisPostRootQueryRelayPreloader_6f3a1c2b9e8d7f0a5b4c3d2e1",
+                                       {"xig_polaris_media": media})
         url = f"https://www.instagram.com/p/{code}/"
         title = f"{user['full_name']} on Instagram: “{caption}”"
         meta = {"og:site_name": "Instagram", "og:type": "video", "og:url": url, "og:title": title,
@@ -1531,9 +1547,81 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             f'<article class="post"><header><a href="/{html.escape(user["username"])}/">{html.escape(user["username"])}'
             f'</a></header><img src="{html.escape(poster["url"])}" alt="" width="{poster["width"]}" '
             f'height="{poster["height"]}"><p class="caption">{html.escape(caption)}</p></article>\n'
-            f'<script type="application/json" data-content-len="{len(script)}" data-sjs>{script}</script>\n'
-            "</body>\n</html>\n")
+            f'{script}\n</body>\n</html>\n')
         self._send(200, document.encode("utf-8"), headers=self._instagram_cookies(_world_json("instagram.json")))
+
+
+    # ---- Facebook -----------------------------------------------------------------------------------------
+
+    def _world_facebook(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # A video's page for a logged-out visitor (/watch/?v=, /<page>/videos/<id>, /reel/<id>, video.php?v=): the
+        # Comet shell, og: metadata, and the prefetched GraphQL answer for the video in a <script data-sjs>.
+        if self._redirected_to("www.facebook.com", host):
+            return
+        world = _world_json("facebook.json")
+        headers = {"Cache-Control": "private, no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+                   "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+        if self.command == "POST":
+            # The "tahoe" async video endpoint that yt-dlp falls back to when a page has no video: gone from
+            # Facebook (yt-dlp's _TESTS note "falls back to tahoe API request and fails with 404 error").
+            self._send(404, _simple_page("Page Not Found", "This page isn't available."), headers=headers)
+            return
+        match = (re.fullmatch(r"/(?:[\w.-]{1,80}/videos/(?:[^/]{1,200}/)?|reel/)([0-9]{1,20})/?", path)
+                 or (re.fullmatch(r"/(?:watch/?|video\.php|video/video\.php)", path)
+                     and re.fullmatch(r"([0-9]{1,20})", query.get("v", [""])[0])))
+        entry = world.get(match.group(1)) if match else None
+        if not isinstance(entry, dict) or "state" not in entry:
+            self._world_not_found()
+        elif entry["state"] != "available":
+            # A deleted (or no longer shared) video: still 200, the Comet shell says so, and there is no video in it.
+            body = ('<div role="main"><h2>This content isn\u2019t available right now</h2><p>When this happens, '
+                    "it\u2019s usually because the owner only shared it with a small group of people, changed who can see it or "
+                    "it\u2019s been deleted.</p><a href=\"/\">Go to News Feed</a></div>")
+            document = ("<!DOCTYPE html>\n<html id=\"facebook\" lang=\"en\" dir=\"ltr\">\n<head>\n"
+                        f"<meta charset=\"utf-8\">\n<title>Facebook</title>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+            self._send(200, document.encode("utf-8"), headers=headers)
+        else:
+            self._world_facebook_video(entry, headers)
+
+    def _world_facebook_video(self, entry: dict[str, Any], headers: dict[str, str]) -> None:
+        media = entry["video"]["creation_story"]["attachments"][0]["media"]
+        video_id, description = media["id"], media["savable_description"]["text"]
+        url = f"https://www.facebook.com/{entry['page']}/videos/{video_id}/"
+        poster = media["preferred_thumbnail"]["image"]["uri"]
+        meta = {"og:title": entry["og_title"], "og:description": description, "og:image": poster, "og:url": url,
+                "og:type": "video.other", "og:video:width": str(media["width"]),
+                "og:video:height": str(media["height"]),
+                "twitter:card": "player", "twitter:title": entry["og_title"]}
+        head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
+        script = _relay_prefetched_sjs("adp_CometVideoHomeNewPermalinkHeroUnitQueryRelayPreloader_6757f3c1a2b4e5d0",
+                                       {"video": entry["video"]})
+        document = (
+            "<!DOCTYPE html>\n<html id=\"facebook\" class=\"_9dls\" lang=\"en\" dir=\"ltr\">\n<head>\n"
+            f'<meta charset="utf-8">\n<title>{html.escape(entry["og_title"])}</title>\n'
+            f'<meta name="description" content="{html.escape(description)}">\n{head}'
+            f'<link rel="canonical" href="{url}">\n</head>\n<body class="_6s5d _71pn system-fonts--body">\n'
+            f'<div id="mount_0_0_Qx" role="main"><img src="{html.escape(poster)}" alt="" width="{media["width"]}" '
+            f'height="{media["height"]}"><h2><a href="/{html.escape(entry["page"])}">'
+            f'{html.escape(media["owner"]["name"])}</a></h2><p>{html.escape(description)}</p></div>\n{script}\n</body>\n</html>\n')
+        self._send(200, document.encode("utf-8"), headers=headers)
+
+    def _world_facebook_cdn(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        # fbcdn.net objects, by the URLs the pages give (world/facebook.json "cdn"), each served from a stored file.
+        # The URLs are signed: without the oh= Facebook issued, fbcdn answers 403 "Bad URL hash".
+        for url, stored in _world_json("facebook.json")["cdn"].items():
+            parts = urllib.parse.urlsplit(url)
+            if (parts.hostname, parts.path) != (host, path):
+                continue
+            if query.get("oh") != urllib.parse.parse_qs(parts.query)["oh"]:
+                self._send(403, b"Bad URL hash", "text/plain")
+                return
+            target = _resolve_under(WORLD_ROOT, stored)
+            if target is not None:
+                self._send_file(target, WORLD_CONTENT_TYPES[target.suffix], {
+                    "Access-Control-Allow-Origin": "*", "Timing-Allow-Origin": "*",
+                    "Cache-Control": "max-age=1209600, no-transform"})
+                return
+        self._world_not_found()
 
 
 class _TunnelHandler(_Handler):

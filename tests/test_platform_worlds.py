@@ -1,5 +1,5 @@
-"""The yt-dlp platform paths whose fixture worlds stand in for the platform itself — Vimeo, TikTok, Instagram —
-end to end through the CLI: a public video is captured ok by the path's own extractor, with the platform's own
+"""The yt-dlp platform paths whose fixture worlds stand in for the platform itself — Vimeo, TikTok, Instagram,
+Facebook — end to end through the CLI: a public video is captured ok by the path's own extractor, with the platform's own
 calls in the proxy log and real media in the WARC; an item the platform says is gone is failed, class gone.
 
 What yt-dlp asks each platform, in order, is pinned in tests/test_world.py (``test_ytdlp_reads_*``)."""
@@ -37,6 +37,16 @@ def _assert_captured_by_its_path(cli, outcome, show, path, extractor, item_id, m
     return platform
 
 
+def _assert_gone(cli, url, page_status):
+    """failed, class gone, with what the platform answers for ``url`` now (``page_status``) sealed beside the verdict."""
+    result, outcome, show = _capture(cli, url)
+    assert result.code == 1
+    assert (outcome["job_state"], outcome["failure_class"]) == ("failed", "gone"), outcome
+    assert any(r["type"] == "response" and r["uri"] == url and r["http_status"] == page_status
+               for r in show["records"]), [(r["type"], r["uri"], r["http_status"]) for r in show["records"]]
+    return outcome
+
+
 # ---- Vimeo ----------------------------------------------------------------------------------------------------
 
 VIMEO_VIDEO = "196064873"
@@ -63,12 +73,7 @@ def test_vimeo_video_is_captured_through_its_clip_page_and_player_config(world_c
 
 @pytest.mark.contract("vimeo")
 def test_removed_vimeo_video_is_gone(world_cli):
-    result, outcome, show = _capture(world_cli, f"https://vimeo.com/{VIMEO_GONE}")
-    assert result.code == 1
-    assert (outcome["job_state"], outcome["failure_class"]) == ("failed", "gone"), outcome
-    # What vimeo.com answers now is sealed beside the verdict.
-    assert any(r["type"] == "response" and r["uri"] == f"https://vimeo.com/{VIMEO_GONE}" and r["http_status"] == 404
-               for r in show["records"])
+    _assert_gone(world_cli, f"https://vimeo.com/{VIMEO_GONE}", 404)
 
 
 # ---- TikTok ---------------------------------------------------------------------------------------------------
@@ -140,8 +145,36 @@ def test_instagram_reel_is_captured_from_its_post_page(world_cli, site):
 
 @pytest.mark.contract("instagram")
 def test_removed_instagram_post_is_gone(world_cli):
-    result, outcome, show = _capture(world_cli, f"https://www.instagram.com/p/{INSTAGRAM_GONE}/")
-    assert result.code == 1
-    assert (outcome["job_state"], outcome["failure_class"]) == ("failed", "gone"), outcome
-    assert any(r["type"] == "response" and r["uri"] == f"https://www.instagram.com/p/{INSTAGRAM_GONE}/"
-               and r["http_status"] == 404 for r in show["records"])
+    _assert_gone(world_cli, f"https://www.instagram.com/p/{INSTAGRAM_GONE}/", 404)
+
+
+# ---- Facebook -------------------------------------------------------------------------------------------------
+
+FACEBOOK_VIDEO = "10153231379946729"
+FACEBOOK_GONE = "10153231412281735"
+
+
+@pytest.mark.contract("facebook")
+def test_facebook_video_is_captured_from_its_page_data(world_cli, site):
+    """A page's video URL is captured as /watch/?v=<id>: logged out, the page's prefetched GraphQL answer holds the
+    Video, whose DASH manifest gives separate video and audio from fbcdn (merged)."""
+    site.reset_proxy_log()
+    result, outcome, show = _capture(world_cli, f"https://www.facebook.com/EvacWatch/videos/{FACEBOOK_VIDEO}/")
+    assert result.code == 0, outcome
+    assert show["key"] == f"facebook:{FACEBOOK_VIDEO}"
+    _assert_captured_by_its_path(world_cli, outcome, show, "facebook", "Facebook", FACEBOOK_VIDEO)
+    assert show["video"]["title"].endswith("Six years ago today the evacuation buses were turned back at the Ramouseh "
+                                           "checkpoint | By Evac Watch")
+    assert show["video"]["uploader"] == "Evac Watch"
+    log = [(e.method, e.host, e.path.split("?")[0]) for e in site.proxy_log]
+    assert ("GET", "www.facebook.com", "/watch/") in log
+    fbcdn = [p for method, host, p in log if method == "GET" and host == "video.flhr8-1.fna.fbcdn.net"]
+    assert len(fbcdn) == 2 and all(p.startswith("/v/t39.25447-2/") for p in fbcdn), fbcdn
+
+
+@pytest.mark.contract("facebook")
+def test_removed_facebook_video_is_gone(world_cli):
+    """Facebook's page of a removed video is 200 but has no video in it; yt-dlp's fallback (the tahoe endpoint)
+    answers 404."""
+    outcome = _assert_gone(world_cli, f"https://www.facebook.com/watch/?v={FACEBOOK_GONE}", 200)
+    assert "HTTP Error 404" in outcome["message"]

@@ -569,6 +569,47 @@ def test_ytdlp_reads_the_instagram_post_page_logged_out(world, tmp_path, monkeyp
     ], calls
 
 
+FACEBOOK_VIDEO = "10153231379946729"
+
+
+@pytest.mark.contract("facebook")
+def test_ytdlp_reads_the_facebook_video_page_logged_out(world, tmp_path, monkeypatch):
+    """What yt-dlp 2026.11's facebook extractor asks, in order, for https://www.facebook.com/watch/?v=<id> logged out:
+    the page alone (its data-sjs RelayPrefetchedStreamCache holds the Video, whose delivery fields carry the DASH
+    manifest inline), then the DASH video and audio it chose from fbcdn."""
+    monkeypatch.setenv("SSL_CERT_FILE", world.ca_file)
+    world.reset_proxy_log()
+    with ytdlp(world, tmp_path) as ydl:
+        info = ydl.extract_info(f"https://www.facebook.com/watch/?v={FACEBOOK_VIDEO}", download=True)
+    assert (info["extractor_key"], info["id"]) == ("Facebook", FACEBOOK_VIDEO)
+    assert info["title"] == ("1.8K views \u00b7 212 reactions | Six years ago today the evacuation buses were turned "
+                             "back at the Ramouseh checkpoint | By Evac Watch")
+    assert (info["uploader"], info["uploader_id"]) == ("Evac Watch", "100064592087513")
+    assert info["timestamp"] == 1671196020 and info["duration"] == 4.023 and info["view_count"] == 1843
+    assert info["description"].startswith("Six years ago today")
+    assert info["thumbnail"].startswith("https://scontent.flhr8-1.fna.fbcdn.net/v/t15.5256-10/")
+    # DASH (separate video and audio, merged) before the progressive SD MP4, which both delivery fields name (so
+    # twice); no HD encoding of a 360p upload.
+    assert info["format_id"] == "1026479478726498v+1350721322716531a" and (info["width"], info["height"]) == (360, 640)
+    assert [f["format_id"] for f in info["formats"]] == ["1350721322716531a", "sd-0", "sd-1", "1026479478726498v"]
+    # yt-dlp fetches Facebook's media with a crawler's User-Agent (browsers' are rate limited).
+    assert {f["http_headers"]["User-Agent"] for f in info["requested_formats"]} == {"facebookexternalhit/1.1"}
+    assert ffprobe_duration(tmp_path / f"{FACEBOOK_VIDEO}.mp4") == pytest.approx(4.0, abs=0.5)
+    assert ytdlp_calls(world) == [
+        ("GET", "www.facebook.com", "/watch/"),
+        ("GET", "video.flhr8-1.fna.fbcdn.net", "/v/t39.25447-2/319051337_1026479478726498_6392177441608013417_n.mp4"),
+        ("GET", "video.flhr8-1.fna.fbcdn.net", "/v/t39.25447-2/319060482_1350721322716531_2871530094467781294_n.mp4"),
+    ], ytdlp_calls(world)
+
+
+def test_fbcdn_checks_the_url_signature(client):
+    """fbcdn's URLs are signed: without the oh= Facebook issued, 403 (so a URL that was not the page's fails as it
+    would against Facebook's CDN)."""
+    url = next(iter(json.loads((WORLD / "facebook.json").read_text())["cdn"]))
+    assert client.get(url).status_code == 200
+    assert client.get(url.replace("&oh=00_", "&oh=01_")).status_code == 403
+
+
 @pytest.mark.parametrize("url,error", [
     # Vimeo answers the clip page of a removed video with 404.
     pytest.param("https://vimeo.com/196071120", "HTTP Error 404", marks=pytest.mark.contract("vimeo")),
@@ -577,6 +618,9 @@ def test_ytdlp_reads_the_instagram_post_page_logged_out(world, tmp_path, monkeyp
                  marks=pytest.mark.contract("tiktok")),
     # Instagram's post page of a removed post: 404, "Sorry, this page isn't available."
     pytest.param("https://www.instagram.com/p/CmRRrRTnHhd/", "HTTP Error 404", marks=pytest.mark.contract("instagram")),
+    # Facebook's page of a removed video has no video in it; yt-dlp then asks the tahoe endpoint, which answers 404.
+    pytest.param("https://www.facebook.com/watch/?v=10153231412281735", "HTTP Error 404",
+                 marks=pytest.mark.contract("facebook")),
 ])
 def test_ytdlp_reports_the_removed_video(world, tmp_path, monkeypatch, url, error):
     import yt_dlp
