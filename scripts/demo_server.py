@@ -332,6 +332,10 @@ TWITTER_HOSTS = frozenset({
 PERISCOPE_HOSTS = frozenset({"www.periscope.tv", "periscope.tv", "pscp.tv", "www.pscp.tv"})
 X_API_HOSTS = frozenset({"api.x.com", "api.twitter.com"})
 TSA_HOST = "timestamp.demo-tsa.example"
+# What x.com shows for a status, broadcast or event it does not have.
+X_NOT_FOUND = "Hmm...this page doesn’t exist. Try searching for something else."
+# What X's REST API answers (404) for a path or an item it does not have.
+X_API_NOT_FOUND = {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}
 VIMEO_HOSTS = frozenset({"vimeo.com", "www.vimeo.com"})
 VIMEO_CDN_HOST = "vod-adaptive-ak.vimeocdn.com"
 TIKTOK_HOSTS = frozenset({"www.tiktok.com", "tiktok.com", "m.tiktok.com"})
@@ -1127,15 +1131,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         tweet_id = match.group(1)
         entry = _world_json("tweets.json").get(tweet_id)
         state = self.server.world.tweet_state(tweet_id) if entry else "not-found"
-        if state != "available":
-            # x.com answers every status URL with its app shell; the message is what a reader sees.
+        if state != "available" and not state.startswith("as:"):  # as:<id> changes the syndication answer only
             if state in ("not-found", "empty"):
-                message = "Hmm...this page doesn’t exist. Try searching for something else."
+                self._send_x_tombstone(X_NOT_FOUND)
             else:
                 tomb = _world_json("tombstones.json")[state]["body"]["tombstone"]["text"]["text"]
-                message = tomb.removesuffix(" Learn more")
-            body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
-            self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+                self._send_x_tombstone(tomb.removesuffix(" Learn more"))
             return
         data = _world_json(f"syndication/{tweet_id}.json")
         user = data["user"]
@@ -1156,6 +1157,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         card = f'<meta name="twitter:card" content="{"summary_large_image" if media else "summary"}">\n'
         self._send_x_page(title, meta, url, body, card)
 
+    def _send_x_tombstone(self, message: str) -> None:
+        # x.com answers every status, broadcast or event URL with its app shell; the message is what a reader sees.
+        body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
+        self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+
     def _send_x_page(self, title: str, meta: dict[str, str], url: str, body: str, extra_head: str = "") -> None:
         """A logged-out x.com page: og: metadata, canonical link, and the given body."""
         head = "".join(f'<meta property="{k}" content="{html.escape(v)}">\n' for k, v in meta.items())
@@ -1172,9 +1178,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         entry = _world_json("x_broadcasts.json").get(match.group(1)) if match else None
         broadcast = entry["broadcast"] if isinstance(entry, dict) else None
         if not broadcast:
-            message = "Hmm...this page doesn’t exist. Try searching for something else."
-            body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
-            self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+            self._send_x_tombstone(X_NOT_FOUND)
             return
         user = broadcast["user_results"]["result"]["core"]
         url = f"https://x.com/i/broadcasts/{match.group(1)}"
@@ -1197,9 +1201,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match = re.fullmatch(r"/i/events/([0-9]{1,20})/?", path)
         timeline = _world_json("x_events.json").get(match.group(1)) if match else None
         if timeline is None:
-            message = "Hmm...this page doesn’t exist. Try searching for something else."
-            body = f'<div class="page single"><main><p class="tombstone">{html.escape(message)}</p></main></div>'
-            self._send(200, _page("X", body), headers={"Cache-Control": "no-cache"})
+            self._send_x_tombstone(X_NOT_FOUND)
             return
         event = timeline["twitter_objects"]["live_events"][match.group(1)]
         url = f"https://x.com/i/events/{match.group(1)}"
@@ -1230,12 +1232,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         broadcast = entry["broadcast"] if isinstance(entry, dict) else {}
         self._send_json(200, {"data": {"broadcast": broadcast}}, headers)
 
-    def _x_credentials_ok(self, headers: dict[str, str]) -> bool:
-        """X's APIs want a bearer token, and a guest token from guest/activate.json; answers 403 otherwise."""
+    def _x_credentials_ok(self, headers: dict[str, str], guest: bool = True) -> bool:
+        """X's APIs want a bearer token, and (but guest/activate.json itself) a guest token from guest/activate.json;
+        answers 403 otherwise."""
         if not self.headers.get("Authorization", "").startswith("Bearer "):
             self._send_json(403, {"errors": [{"code": 99, "message": "Unable to verify your credentials"}]}, headers)
             return False
-        if self.headers.get("x-guest-token") != _world_json("x_broadcasts.json")["guest_token"]:
+        if guest and self.headers.get("x-guest-token") != _world_json("x_broadcasts.json")["guest_token"]:
             self._send_json(403, {"errors": [{"code": 239, "message": "Bad guest token."}]}, headers)
             return False
         return True
@@ -1294,11 +1297,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         world = _world_json("x_broadcasts.json")
         headers = {"Cache-Control": "no-cache, no-store, max-age=0"}
         if path == "/1.1/guest/activate.json":
-            if not self.headers.get("Authorization", "").startswith("Bearer "):
-                self._send_json(403, {"errors": [{"code": 99, "message": "Unable to verify your credentials"}]},
-                                headers)
-            elif self.command != "POST":
-                self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
+            if not self._x_credentials_ok(headers, guest=False):
+                return
+            if self.command != "POST":
+                self._send_json(404, X_API_NOT_FOUND, headers)
             else:
                 self._send_json(200, {"guest_token": world["guest_token"]}, headers)
             return
@@ -1308,8 +1310,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if event is not None:
             timeline = _world_json("x_events.json").get(event.group(1))
             if timeline is None:
-                self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]},
-                                headers)
+                self._send_json(404, X_API_NOT_FOUND, headers)
             else:
                 self._send_json(200, timeline, headers)
             return
@@ -1318,7 +1319,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         stream = next((e["live_video_stream"] for e in entries.values()
                        if match and e["broadcast"].get("media_key") == match.group(1)), None)
         if stream is None:
-            self._send_json(404, {"errors": [{"code": 34, "message": "Sorry, that page does not exist."}]}, headers)
+            self._send_json(404, X_API_NOT_FOUND, headers)
             return
         self._send_json(200, stream, headers)
 

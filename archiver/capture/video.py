@@ -24,7 +24,7 @@ from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 import yt_dlp
-from yt_dlp.globals import plugin_dirs
+from yt_dlp.globals import plugin_dirs, plugin_ies, plugin_pps
 from yt_dlp.postprocessor import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
@@ -422,7 +422,6 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
 def _loaded_plugins() -> dict[str, str]:
     """yt-dlp plugins loaded on this host (name -> module): they can take URLs away from the built-in extractors,
     so provenance says which were there."""
-    from yt_dlp.globals import plugin_ies, plugin_pps
     return {name: getattr(cls, "__module__", "?") for name, cls in {**plugin_ies.value, **plugin_pps.value}.items()}
 
 
@@ -451,7 +450,7 @@ async def capture_video(url: str, warc: CaptureWarc, settings: Settings, browser
             raise
         # The page was recorded (for a deleted broadcast: what the page says now); the video was not.
         page.status, page.failure_class, page.failure_message = "failed", exc.failure_class, exc.message
-        page.details["video"] = {"url": url, "error": exc.message, "class": exc.failure_class}
+        page.details["video"] = {"url": media_url or url, "error": exc.message, "class": exc.failure_class}
         return page
     verdict = None
     if path is not None and item_id:
