@@ -137,7 +137,10 @@ def gzip_level(stream: BinaryIO, length: int) -> int:
     probe = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
     taken = packed = 0
     for i in range(PROBE_WINDOWS):
-        stream.seek((length - PROBE_WINDOW) * i // (PROBE_WINDOWS - 1))
+        # The middle of each of PROBE_WINDOWS equal slices: a small header (a video's index) weighs what it
+        # weighs in the body, not a whole window's worth.
+        middle = length * (2 * i + 1) // (2 * PROBE_WINDOWS)
+        stream.seek(min(max(0, middle - PROBE_WINDOW // 2), length - PROBE_WINDOW))
         window = stream.read(PROBE_WINDOW)
         taken += len(window)
         packed += len(probe.compress(window)) + len(probe.flush(zlib.Z_FULL_FLUSH))
