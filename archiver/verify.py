@@ -66,6 +66,8 @@ READ_SIZE = 1 << 20
 # inflates a block whole, and a block of a hostile (altered) file may inflate ~1000-fold: 64 KiB bounds one
 # step at ~64 MiB.
 INFLATE_BLOCK = 1 << 16
+# Files from this size on are hashed in threads (verify_capture); below it, starting them costs more than it saves.
+PARALLEL_MIN = 16 << 20
 
 
 def _payload_digest(record: Any, keep: bool = False, pool: Executor | None = None) -> tuple[str, bytes | None]:
@@ -97,25 +99,30 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
     if not path.is_file():
         report.problems.append(Problem("missing", rel, capture["id"], "the sealed WARC is not there"))
         return
-    # The whole file's SHA-256 is computed in a second thread while this one reads the records (two passes over
-    # the file at once rather than one after the other), and each payload's SHA-256 in a third: so verify hashes
-    # at about `openssl dgst -sha256`'s speed on two cores. Its problem still comes first in the report.
-    pool = ThreadPoolExecutor(2, thread_name_prefix="verify-hash")
-    file_hash = pool.submit(sha256_file, path)
     first = len(report.problems)
-    try:
-        _check_records(path, capture, records, report, pool)
-        digest, size = file_hash.result()
-    finally:
-        pool.shutdown(cancel_futures=True)
+    if path.stat().st_size < PARALLEL_MIN:
+        digest, size = sha256_file(path)
+        _check_records(path, capture, records, report, None)
+    else:
+        # The whole file's SHA-256 is computed in a second thread while this one reads the records (two passes
+        # over the file at once rather than one after the other), and each payload's SHA-256 in a third: so a
+        # large file is verified at about `openssl dgst -sha256`'s speed on two cores.
+        pool = ThreadPoolExecutor(2, thread_name_prefix="verify-hash")
+        try:
+            file_hash = pool.submit(sha256_file, path)
+            _check_records(path, capture, records, report, pool)
+            digest, size = file_hash.result()
+        finally:
+            pool.shutdown(cancel_futures=True)
     report.bytes += size
+    # The file's own problem comes first in the report, whichever finished first.
     if digest != capture["warc_sha256"]:
         report.problems.insert(first, Problem("altered", rel, capture["id"],
                                               f"file SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
 
 
 def _check_records(path: Path, capture: dict[str, Any], records: list[dict[str, Any]], report: Report,
-                   pool: Executor) -> None:
+                   pool: Executor | None) -> None:
     """Every record's payload in the file against the index, then the capture's signature."""
     rel = capture["warc_path"]
     expected = {r["offset"]: r for r in records}

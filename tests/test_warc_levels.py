@@ -166,8 +166,35 @@ def test_bench_sections_run_at_small_size(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     out = json.loads(run.stdout)
     assert [r["mode"] for r in out["capture"]["results"]] == ["chromium", "no-browser", "wget"]
-    assert set(out["capture"]["ratios"]) == {"no_browser_vs_wget"}
+    assert set(out["capture"]["ratios"]) == {"no_browser_vs_wget", "no_browser_vs_wget_after_startup"}
     seal = out["seal"]
     assert seal["body_bytes"] == 2 << 20 and seal["write_seal"]["gzip_level"] == 0
     assert seal["capture"]["peak_rss_mib"] > 0 and seal["capture"]["warc_bytes"] > 2 << 20
     assert seal["hashing"]["verify_vs_openssl"] > 0
+
+
+def test_verify_hashes_a_large_file_in_threads_and_still_finds_an_alteration(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from archiver import verify as verifymod
+
+    body = os.urandom(verifymod.PARALLEL_MIN + (1 << 20))
+    with warcmod.CaptureWarc(tmp_path, "01TESTLARGE", "t", datetime.now(timezone.utc)) as w:
+        w.write_warcinfo({"software": "test"})
+        w.write_response("http://example.org/v.mp4", 200, None, [("Content-Type", "video/mp4")], body)
+        w.write_resource("urn:text:http://example.org/", "text/plain", TEXT)
+        sealed = w.seal()
+    capture = {"id": "01TESTLARGE", "warc_path": sealed.rel_path, "warc_sha256": sealed.sha256}
+    report = verifymod.Report()
+    verifymod.verify_capture(tmp_path, capture, w.records, report)
+    assert report.ok and report.records == 3 and report.bytes == sealed.size
+
+    # A byte of the stored body flipped: the file's hash and that record's payload both differ, file first.
+    data = bytearray(sealed.path.read_bytes())
+    data[data.find(body[1 << 20:(1 << 20) + 64])] ^= 0xFF
+    os.chmod(sealed.path, 0o644)
+    sealed.path.write_bytes(bytes(data))
+    report = verifymod.Report()
+    verifymod.verify_capture(tmp_path, capture, w.records, report)
+    kinds = [p.kind for p in report.problems]
+    assert kinds[0] == "altered" and set(kinds[1:]) <= {"record-altered", "unreadable"} and len(kinds) > 1, kinds
