@@ -560,6 +560,7 @@ class _World:
         self.proxy_log: list[ProxyRequest] = []
         self.tweet_states: dict[str, str] = {}
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
+        self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
 
     def log(self, method: str, host: str, path: str) -> None:
         with self.lock:
@@ -862,6 +863,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "/test/plain.txt": self._test_plain,
             "/test/document": self._test_document,
             "/test/cross-site-frame": self._test_cross_site_frame,
+            "/test/media.mp4": self._test_media,
         }
         if path in routes:
             routes[path](query)
@@ -966,6 +968,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._not_found()
             return
         self._send(200, _bench_page(n))
+
+    def _test_media(self, query: dict[str, list[str]]) -> None:
+        # A large media body (the benchmark's seal section: any size, streamed from disk, never held in memory).
+        with self.server.world.lock:
+            media = self.server.world.media_file
+        if media is None:
+            self._not_found()
+            return
+        size = media.stat().st_size
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if self._head:
+            return
+        with open(media, "rb") as fh:
+            shutil.copyfileobj(fh, self.wfile, 1 << 20)
 
     def _test_cross_site_frame(self, query: dict[str, list[str]]) -> None:
         # "localhost" and "127.0.0.1" are different sites to Chromium, so this iframe is cross-site
@@ -1677,6 +1696,11 @@ class DemoServer:
         """Relay timestamp queries to ``http://timestamp.demo-tsa.example/`` to this loopback TSA (None: 502)."""
         with self._world.lock:
             self._world.tsa_url = url
+
+    def set_media(self, path: Path | None) -> None:
+        """Serve the file at ``path`` as ``/test/media.mp4`` (video/mp4); None: 404."""
+        with self._world.lock:
+            self._world.media_file = Path(path) if path is not None else None
 
     def reset_proxy_log(self) -> None:
         with self._world.lock:

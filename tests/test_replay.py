@@ -1,6 +1,7 @@
 """Captured WARCs replay in pywb, the reference replay tool: what it serves back is what we received."""
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -92,6 +93,31 @@ def test_pywb_replays_a_tweet_capture(tmp_path, world_cli):
             replayed = httpx.get(f"{base}/case/id_/{uri}", timeout=30)
             assert replayed.status_code == 200, uri
             assert replayed.content in [r.payload for r in responses(recs, uri)], uri
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_pywb_replays_a_stored_media_record_byte_for_byte(tmp_path, cli, site):
+    # A body that does not compress is written as stored gzip blocks (WARC-Gzip-Level: 0): still one member, and
+    # replayed as received.
+    body = tmp_path / "clip.mp4"
+    body.write_bytes(os.urandom(2 << 20))
+    site.set_media(body)
+    try:
+        result = cli("capture", "--no-browser", site.url + "/test/media.mp4", "--json")
+    finally:
+        site.set_media(None)
+    assert result.code == 0, result.err
+    show = cli("show", result.json()[0]["capture_id"], "--json").json()
+    warc = cli.archive / show["warc_path"]
+    [media] = responses(read_records(warc), site.url + "/test/media.mp4")
+    assert media.headers["WARC-Gzip-Level"] == "0"
+    base, proc = _pywb(tmp_path, [warc])
+    try:
+        replayed = httpx.get(f"{base}/case/id_/{site.url}/test/media.mp4", timeout=60)
+        assert replayed.status_code == 200
+        assert replayed.content == body.read_bytes()
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -81,6 +81,10 @@ def resolve_executable(configured: str) -> str:
 SCROLL_JS = """async ([deadlineMs, stepDelay]) => {
   const end = Date.now() + deadlineMs;
   let last = -1, steps = 0;
+  // A document that fits in the window cannot scroll: a scroll would change nothing (no scroll event, nothing
+  // new in view) and waiting a step after it would only cost time.
+  const height = Math.max(document.body ? document.body.scrollHeight : 0, document.documentElement.scrollHeight);
+  if (window.scrollY === 0 && height <= window.innerHeight) return 0;
   while (Date.now() < end && steps < 200) {
     const h = Math.max(document.body ? document.body.scrollHeight : 0, document.documentElement.scrollHeight);
     const y = window.scrollY + window.innerHeight;
@@ -974,10 +978,13 @@ async def _body_arrival(ex: Exchange, bound: float) -> bool:
 async def _network_idle(recorder: Recorder, bound: float, quiet: float = 0.5) -> bool:
     """Wait until no request has been in flight for ``quiet`` seconds, at most ``bound`` seconds."""
     end = time.monotonic() + bound
-    while time.monotonic() < end:
-        if not recorder.inflight and time.monotonic() - recorder.last_activity >= quiet:
+    while (now := time.monotonic()) < end:
+        quiet_for = now - recorder.last_activity
+        if not recorder.inflight and quiet_for >= quiet:
             return True
-        await asyncio.sleep(0.1)
+        # Nothing in flight: sleep until the quiet period would be over (then look again: a request may have
+        # come meanwhile), not in fixed steps that overshoot it by up to a step.
+        await asyncio.sleep(min(end - now, 0.1 if recorder.inflight else max(0.01, quiet - quiet_for)))
     return False
 
 

@@ -5,6 +5,7 @@ whichever tool fetched it. ``describe`` is what goes into provenance.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import ssl
@@ -23,6 +24,7 @@ from . import guard
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
+@functools.cache
 def default_http_user_agent() -> str:
     return f"archiver/{package_version('archiver')} (+evidence capture; httpx/{httpx.__version__})"
 
@@ -47,13 +49,33 @@ def _ca_bundle(settings: Settings) -> Path | None:
     return path
 
 
+# The last context made, by what it was made from: parsing the system's trust store costs ~0.1 s of CPU, which
+# every fetch paid again (most of a --no-browser capture's own time).
+_CONTEXT: tuple[tuple[Any, ...], ssl.SSLContext] | None = None
+
+
+def _file_stamp(path: str | Path | None) -> tuple[Any, ...]:
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino) if st else (str(path),)
+
+
 def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """The system's trust store plus ``network.ca_bundle`` (a newsroom proxy's CA is added, not substituted)."""
-    context = ssl.create_default_context()
+    """The system's trust store plus ``network.ca_bundle`` (a newsroom proxy's CA is added, not substituted).
+
+    Made once and shared by every client of this process (an SSLContext serves any number of connections), and
+    made again whenever the bundle or the system's CA file changes (a new path, a rewritten file)."""
+    global _CONTEXT
     bundle = _ca_bundle(settings)
-    if bundle:
-        context.load_verify_locations(cafile=str(bundle))
-    return context
+    made_from = (_file_stamp(bundle), _file_stamp(ssl.get_default_verify_paths().cafile))
+    if _CONTEXT is None or _CONTEXT[0] != made_from:
+        context = ssl.create_default_context()
+        if bundle:
+            context.load_verify_locations(cafile=str(bundle))
+        _CONTEXT = (made_from, context)
+    return _CONTEXT[1]
 
 
 def httpx_client(settings: Settings) -> httpx.AsyncClient:
