@@ -517,13 +517,14 @@ class S3World:
     region: str = "us-east-1"
     prefixes: list[str] = field(default_factory=list)
 
-    def client(self, via_proxy: bool = True):
-        """A plain boto3 client (moto accepts any credentials), for what tests do outside the engine under test."""
+    def client(self, via_proxy: bool = True, **config: Any):
+        """A plain boto3 client (moto accepts any credentials), for what tests do outside the engine under test;
+        ``config``: more botocore Config options."""
         import boto3
         from botocore.config import Config
         return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing").client(
             "s3", endpoint_url=self.proxy.url if via_proxy else self.moto.url, region_name=self.region,
-            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}))
+            config=Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1}, **config))
 
     def new_prefix(self) -> str:
         prefix = f"t-{secrets.token_hex(6)}"

@@ -349,12 +349,17 @@ def test_s3_list_pages_through_more_than_1000_keys(s3):
     assert len(list(store.list("2026/01/"))) == 335
 
 
-def test_s3_answering_503_for_a_while_is_retried(s3, tmp_path):
-    store = s3_store(s3, retry_seconds=20.0)
+def s3_put_during_an_outage(s3, tmp_path, outage: float, retry_seconds: float):
+    """A store, a sealed file and its SHA-256, S3 answering 503 SlowDown from now for ``outage`` seconds."""
+    store = s3_store(s3, retry_seconds=retry_seconds)
     source = tmp_path / "a"
     sha = sealed(source, b"x" * 5000)
-    s3.proxy.fail_for(2.0)
-    started = time.monotonic()
+    s3.proxy.fail_for(outage)
+    return store, source, sha, time.monotonic()
+
+
+def test_s3_answering_503_for_a_while_is_retried(s3, tmp_path):
+    store, source, sha, started = s3_put_during_an_outage(s3, tmp_path, outage=2.0, retry_seconds=20.0)
     stored = store.put_file("a.warc.gz", source, sha)
     assert 2.0 <= time.monotonic() - started < 10
     assert stored.sha256 == sha and s3.proxy.fault.count >= 2
@@ -362,11 +367,7 @@ def test_s3_answering_503_for_a_while_is_retried(s3, tmp_path):
 
 
 def test_s3_unavailable_past_the_bound_is_one_clear_error(s3, tmp_path):
-    store = s3_store(s3, retry_seconds=1.5)
-    source = tmp_path / "a"
-    sha = sealed(source, b"x" * 5000)
-    s3.proxy.fail_for(30.0)
-    started = time.monotonic()
+    store, source, sha, started = s3_put_during_an_outage(s3, tmp_path, outage=30.0, retry_seconds=1.5)
     with pytest.raises(StorageUnavailable) as failed:
         store.put_file("a.warc.gz", source, sha)
     assert 1.4 <= time.monotonic() - started < 4
@@ -407,3 +408,25 @@ def test_s3_read_only_and_missing_objects(s3, tmp_path):
         reader.open("a.warc.gz")
     assert not reader.exists("a.warc.gz")
     assert list(reader.list()) == []
+
+
+def test_what_moto_enforces_of_object_lock(s3):
+    """The README's table of what moto does, for the rows no engine test above shows."""
+    from botocore.exceptions import ClientError
+    raw = s3.client()
+    assert raw.get_bucket_versioning(Bucket=s3.bucket)["Status"] == "Enabled"  # Object Lock brings versioning
+    until = datetime.now(timezone.utc) + timedelta(days=1)
+    key = f"{s3.new_prefix()}/locked"
+    # As S3: a write with a retention must carry Content-MD5 or a checksum algorithm (the engine sends SHA256;
+    # boto3 adds a CRC32 by default, so this client is told to send none).
+    with pytest.raises(ClientError, match="MissingUploadObjectWithObjectLockHeaders"):
+        s3.client(request_checksum_calculation="when_required").put_object(Bucket=s3.bucket, Key=key, Body=b"x", ObjectLockMode="COMPLIANCE",
+                       ObjectLockRetainUntilDate=until)
+    put = raw.put_object(Bucket=s3.bucket, Key=key, Body=b"x", ObjectLockMode="COMPLIANCE",
+                         ObjectLockRetainUntilDate=until, ChecksumAlgorithm="SHA256")
+    head = raw.head_object(Bucket=s3.bucket, Key=key, VersionId=put["VersionId"])
+    assert head["ObjectLockMode"] == "COMPLIANCE" and abs(head["ObjectLockRetainUntilDate"] - until) < timedelta(seconds=2)
+    # GetObjectRetention answers 500 in moto 5.2.6: the engine reads the lock from HeadObject instead.
+    with pytest.raises(ClientError) as broken:
+        raw.get_object_retention(Bucket=s3.bucket, Key=key, VersionId=put["VersionId"])
+    assert broken.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500

@@ -237,10 +237,24 @@ class BlobStore(ABC):
     url: str
     read_only: bool
 
-    @abstractmethod
     def put_file(self, key: str, path: Path, sha256: str, *, content_type: str | None = None) -> StoredObject:
         """Store the sealed file at ``path`` under ``key``, create-only, checked against ``sha256`` (hex).
         Leaves ``path`` in place. Raises AlreadyStored, ChecksumMismatch, StorageUnavailable, ReadOnlyStore."""
+        check_key(key)
+        if self.read_only:
+            raise ReadOnlyStore(f"{self.url} is open read-only; refusing to store {key}")
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"not a hex SHA-256: {sha256!r}")
+        path = Path(path)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise StorageError(f"cannot store {key}: the sealed file {path} is gone") from None
+        return self._put(key, path, sha256, size, content_type or content_type_for(key))
+
+    @abstractmethod
+    def _put(self, key: str, path: Path, sha256: str, size: int, content_type: str) -> StoredObject:
+        """The engine's create-only put of a checked key from an existing file (put_file checked the rest)."""
 
     @abstractmethod
     def open(self, key: str, version_id: str | None = None) -> BinaryIO:

@@ -17,8 +17,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-from .blobs import (READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored, ReadOnlyStore,
-                    StorageError, StoredObject, check_key)
+from .blobs import (READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored, StorageError,
+                    StoredObject, check_key)
 
 PART_SUFFIX = ".part"
 READ_ONLY_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -38,11 +38,8 @@ class LocalStore(BlobStore):
 
     # -- writing
 
-    def put_file(self, key: str, path: Path, sha256: str, *, content_type: str | None = None) -> StoredObject:
+    def _put(self, key: str, path: Path, sha256: str, size: int, content_type: str) -> StoredObject:
         final = self._path(key)
-        if self.read_only:
-            raise ReadOnlyStore(f"{self.url} is open read-only; refusing to store {key}")
-        path = Path(path)
         try:
             # A sealed file is read-only before it is placed (the sealer made it so; making sure costs nothing).
             os.chmod(path, READ_ONLY_MODE)

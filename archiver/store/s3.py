@@ -43,9 +43,8 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from .blobs import (MAX_PARTS, READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored,
-                    ReadOnlyStore, StorageError, StorageSettings, StorageUnavailable, StoredObject, check_key,
-                    content_type_for)
+from .blobs import (MAX_PARTS, READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored, StorageError,
+                    StorageSettings, StorageUnavailable, StoredObject, check_key)
 
 T = TypeVar("T")
 
@@ -151,16 +150,8 @@ class S3Store(BlobStore):
 
     # -- writing
 
-    def put_file(self, key: str, path: Path, sha256: str, *, content_type: str | None = None) -> StoredObject:
+    def _put(self, key: str, path: Path, sha256: str, size: int, content_type: str) -> StoredObject:
         full = self._full(key)
-        if self.read_only:
-            raise ReadOnlyStore(f"{self.url} is open read-only; refusing to store {key}")
-        path = Path(path)
-        try:
-            size = path.stat().st_size
-        except FileNotFoundError:
-            raise StorageError(f"cannot store {key}: the sealed file {path} is gone") from None
-        content_type = content_type or content_type_for(key)
         if size > self.settings.multipart_threshold_bytes:
             stored = self._put_multipart(key, full, path, sha256, size, content_type)
         else:
