@@ -424,6 +424,9 @@ def test_what_moto_enforces_of_object_lock(s3):
                        ObjectLockRetainUntilDate=until)
     put = raw.put_object(Bucket=s3.bucket, Key=key, Body=b"x", ObjectLockMode="COMPLIANCE",
                          ObjectLockRetainUntilDate=until, ChecksumAlgorithm="SHA256")
+    assert put["ChecksumSHA256"] == b64(hashlib.sha256(b"x").hexdigest())  # computed by boto3, echoed by moto
+    attributes = raw.get_object_attributes(Bucket=s3.bucket, Key=key, ObjectAttributes=["Checksum", "ObjectSize"])
+    assert (attributes["ObjectSize"], attributes["Checksum"]["ChecksumSHA256"]) == (1, put["ChecksumSHA256"])
     head = raw.head_object(Bucket=s3.bucket, Key=key, VersionId=put["VersionId"])
     assert head["ObjectLockMode"] == "COMPLIANCE" and abs(head["ObjectLockRetainUntilDate"] - until) < timedelta(seconds=2)
     # GetObjectRetention answers 500 in moto 5.2.6: the engine reads the lock from HeadObject instead.
