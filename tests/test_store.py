@@ -234,6 +234,20 @@ def test_s3_locked_version_cannot_be_deleted_nor_replaced(s3, tmp_path):
     assert store.head("k/A.warc.gz", stored.version_id).lock_mode == "COMPLIANCE"
 
 
+def test_s3_settling_an_unlocked_object_of_the_same_bytes_locks_it(s3, tmp_path):
+    # A runner that got its bytes in but not its lock (killed in between, on a server that dropped the lock on
+    # the write): the next runner's put finds the same bytes and locks that version.
+    store = s3_store(s3)
+    source = tmp_path / "a"
+    sha = sealed(source, b"bytes in, lock not yet")
+    first = s3.client().put_object(Bucket=s3.bucket, Key=f"{store.prefix}/a.warc.gz", Body=source.read_bytes(),
+                                   ChecksumAlgorithm="SHA256", ChecksumSHA256=b64(sha))
+    settled = store.put_file("a.warc.gz", source, sha)
+    assert settled.already_present and settled.version_id == first["VersionId"]
+    assert settled.lock_mode == "COMPLIANCE" and settled.read_only
+    assert [r.status for r in s3.proxy.find("PUT", "a.warc.gz")] == [200, 412, 200]  # put, ours, the retention
+
+
 @pytest.mark.xfail(strict=True, reason="moto 5.2.6 stores the x-amz-checksum-sha256 it is sent without checking "
                    "it; S3 answers 400 BadDigest. XPASS means moto now checks: drop this marker")
 def test_moto_refuses_a_wrong_checksum(s3):

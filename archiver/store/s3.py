@@ -3,7 +3,8 @@
 How one sealed file is stored, and why each step:
 - Create-only: ``If-None-Match: *`` on the PUT (and on CompleteMultipartUpload). Two runners sealing the same key
   cannot both win, and a retry after a lost answer cannot overwrite: the second write gets 412, and we then
-  compare what is there with what we hold (same bytes: success, ``already_present``; other bytes: AlreadyStored).
+  compare what is there with what we hold (same bytes: success, ``already_present``, and locked now if it was
+  stored without its lock; other bytes: AlreadyStored).
 - Checked bytes: ``ChecksumAlgorithm=SHA256`` + ``ChecksumSHA256`` = our sealed SHA-256 (base64), so S3 refuses
   the PUT (BadDigest) if the bytes it received hash otherwise. We then compare the checksum the server reports
   with ours, and confirm with a HEAD (ChecksumMode=ENABLED) of the version written: size, checksum and lock. A
@@ -156,8 +157,6 @@ class S3Store(BlobStore):
             stored = self._put_multipart(key, full, path, sha256, size, content_type)
         else:
             stored = self._put_single(key, full, path, sha256, size, content_type)
-        if self.settings.read_back and not stored.already_present:
-            self.verify(key, sha256, stored.version_id)
         return stored
 
     def _lock_params(self) -> dict[str, Any]:
@@ -196,7 +195,7 @@ class S3Store(BlobStore):
             raise ChecksumMismatch(f"{self.location(key)}: the server reports SHA-256 {reported} (base64) for the "
                                    f"object written, we sent {checksum}", key, sha256, _hex_or(reported))
         stored = self._confirm(key, answer.get("VersionId"), size, checksum, lock)
-        if reported is None:
+        if reported is None or self.settings.read_back:
             # A server that answers without a checksum did not check ours: read the object back instead.
             self.verify(key, sha256, stored.version_id)
         return stored
@@ -258,7 +257,7 @@ class S3Store(BlobStore):
                 raise ChecksumMismatch(f"{self.location(key)}: the server reports composite SHA-256 {reported}, we "
                                        f"computed {expected}", key, expected, reported)
             stored = self._confirm(key, done.get("VersionId"), size, expected, lock)
-            if reported is None:
+            if reported is None or self.settings.read_back:
                 self.verify(key, sha256, stored.version_id)
             return stored
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
@@ -285,16 +284,8 @@ class S3Store(BlobStore):
         if stored.checksum is not None and not _same_checksum(stored.checksum, checksum):
             raise ChecksumMismatch(f"{self.location(key)}: the server reports checksum {stored.checksum}, we sent "
                                    f"{checksum}", key, checksum, stored.checksum)
-        if lock and not _lock_holds(stored, lock) and stored.lock_mode is None:
-            # Written without the lock we asked for. S3 applies it with the write; a server that dropped it (moto
-            # 5.2.6 does for multipart uploads) gets it set on that version now, then the HEAD is repeated.
-            try:
-                self._call(f"set retention of {key}", lambda: self.client.put_object_retention(
-                    Bucket=self.bucket, Key=self._full(key), VersionId=stored.version_id,
-                    Retention={"Mode": lock["ObjectLockMode"], "RetainUntilDate": lock["ObjectLockRetainUntilDate"]}))
-            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
-                raise self._fail(exc, f"set retention of {key}", key) from None
-            stored = self.head(key, stored.version_id)
+        if lock and stored.lock_mode is None:
+            stored = self._set_retention(stored, lock)
         if lock:
             wanted = lock["ObjectLockRetainUntilDate"]
             if not _lock_holds(stored, lock):
@@ -302,6 +293,18 @@ class S3Store(BlobStore):
                                    f"until {wanted.isoformat()}; the server reports {stored.lock_mode} until "
                                    f"{stored.locked_until}): is Object Lock enabled on bucket {self.bucket}?")
         return stored
+
+    def _set_retention(self, stored: StoredObject, lock: dict[str, Any]) -> StoredObject:
+        """Lock a version written without the lock asked for. S3 applies it with the write; a server that dropped
+        it (moto 5.2.6 does for multipart uploads), or a runner killed before this step, leaves it to be set on
+        that version now. Returns the version's HEAD afterwards."""
+        try:
+            self._call(f"set retention of {stored.key}", lambda: self.client.put_object_retention(
+                Bucket=self.bucket, Key=self._full(stored.key), VersionId=stored.version_id,
+                Retention={"Mode": lock["ObjectLockMode"], "RetainUntilDate": lock["ObjectLockRetainUntilDate"]}))
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            raise self._fail(exc, f"set retention of {stored.key}", stored.key) from None
+        return self.head(stored.key, stored.version_id)
 
     def _settle_existing(self, key: str, path: Path, sha256: str, size: int,
                          composite: str | None = None) -> StoredObject:
@@ -316,6 +319,10 @@ class S3Store(BlobStore):
                 composite = composite or _composite_of_file(path, size, self.settings.part_size_bytes)
                 same = _same_checksum(existing.checksum, composite)
         if same:
+            # Written earlier (its retention counted from then): locked already, or locked now.
+            lock = self._lock_params()
+            if lock and existing.lock_mode is None:
+                existing = self._set_retention(existing, lock)
             return StoredObject(**{**existing.__dict__, "already_present": True})
         raise AlreadyStored(f"{self.location(key)} already holds an object ({existing.size} bytes, checksum "
                             f"{existing.checksum}) that is not {path} (SHA-256 {sha256}); refusing to replace it",
