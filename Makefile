@@ -39,8 +39,11 @@ APT_INSTALL = if [ -n "$$missing" ]; then \
 #   with it). An older Chromium lacks CDP methods and fields Playwright sends: raise this with Playwright.
 # ffmpeg: 5.1 is Debian 12's. The bit-exact merges and the live-stream trailer (SIGINT) are tested with it;
 #   4.x (Debian 11) is not, and its muxers write other bytes.
-CHROMIUM_MIN := 156
-FFMPEG_MIN   := 7:5.1
+# postgresql: 15 is Debian 12's (the metapackage's version is the major, "15+248"). The team-mode tests run against
+#   it; SKIP LOCKED, LISTEN/NOTIFY and the GRANTs they use are older, but nothing older than 15 is tested.
+CHROMIUM_MIN   := 156
+FFMPEG_MIN     := 7:5.1
+POSTGRESQL_MIN := 15
 
 # $(call NEED_VERSION,package,minimum): fails with one line when Debian's package is older than the minimum.
 # A binary dpkg does not know (installed by hand) is not checked, and the line says so.
@@ -54,15 +57,20 @@ NEED_VERSION = v="$$(dpkg-query -W -f='$${Version}' $(1) 2>/dev/null)"; \
 
 # Debian's chromium and ffmpeg (wget is the benchmark's baseline; openssl makes test certificates).
 # Playwright drives the system browser, so no browser download is ever needed.
+# postgresql: the server the team-mode tests start on 127.0.0.1 (tests/backends.py: initdb into a temp dir, run as
+#   the package's unprivileged `postgres` user when set-up runs as root). Debian keeps its binaries off PATH, in
+#   /usr/lib/postgresql/<major>/bin, which is where the tests look. Its client psql comes with it.
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v ffmpeg   >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v wget     >/dev/null 2>&1 || missing="$$missing wget"; \
 	command -v openssl  >/dev/null 2>&1 || missing="$$missing openssl"; \
+	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(APT_INSTALL)
 	@$(call NEED_VERSION,chromium,$(CHROMIUM_MIN))
 	@$(call NEED_VERSION,ffmpeg,$(FFMPEG_MIN))
+	@$(call NEED_VERSION,postgresql,$(POSTGRESQL_MIN))
 
 # .venv holds exactly the lock: every file checked against its hash, no dependency resolved here (--no-deps:
 # the lock already names every one), then whatever a lock no longer names is removed (pip-sync with pip alone,

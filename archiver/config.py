@@ -138,3 +138,5 @@ def _check_values(data: dict[str, dict[str, Any]], sources: list[str]) -> None:
     parse_networks(tuple(data["network"]["allow_addresses"]), source=f"network.allow_addresses (from {origin})")
     from .timestamps import check_settings as check_timestamp_settings  # late, like urls: config stays light
     check_timestamp_settings(data["timestamp"])
+    from .store.blobs import check_settings as check_storage_settings  # late as well; boto3 is never imported here
+    check_storage_settings(data["storage"])

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import backends  # noqa: E402  (tests/backends.py: PostgreSQL and moto's S3 server on loopback)
 import demo_server  # noqa: E402  (scripts/demo_server.py: the site ships with the project)
 
 
@@ -126,3 +127,48 @@ def world_cli(cli: CLI, site: demo_server.DemoServer) -> CLI:
     site.reset_tweet_states()
     site.reset_proxy_log()
     return cli
+
+
+# ---- team backends (tests/backends.py): real servers on 127.0.0.1, one set per xdist worker, started on first use
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[backends.PostgresServer]:
+    """A PostgreSQL server of this worker's own (Debian's package, run as the unprivileged `postgres` user when the
+    tests run as root), with database ``archiver``, an owner role and a runner role; ``restart()`` restarts it."""
+    reason = backends.postgres_missing()
+    if reason:
+        pytest.skip(reason)
+    server = backends.PostgresServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def s3_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[backends.S3World]:
+    """moto's S3 server, a recording/fault proxy in front of it, and a bucket with Object Lock enabled."""
+    reason = backends.moto_missing()
+    if reason:
+        pytest.skip(reason)
+    world = backends.start_s3_world(tmp_path_factory.mktemp("s3"))
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+@pytest.fixture
+def s3(s3_world: backends.S3World, monkeypatch: pytest.MonkeyPatch) -> backends.S3World:
+    """The S3 world for one test: the proxy's record and faults cleared, and credentials where boto3's standard
+    chain finds them (the environment), never a developer's own ~/.aws."""
+    s3_world.proxy.reset()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL",
+                 "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return s3_world
