@@ -7,7 +7,6 @@ import platform
 import secrets
 import time
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 
 from . import config
@@ -26,6 +25,8 @@ def new_capture_id() -> str:
 
 
 def software_versions() -> dict[str, str]:
+    # Imported here: importlib.metadata (and the email and zip modules it loads) is for captures, not reads.
+    from importlib.metadata import PackageNotFoundError, version as package_version
     out = {"python": platform.python_version()}
     for name in ("archiver", "warcio", "httpx", "playwright", "sqlite-utils", "yt-dlp"):
         try:
