@@ -938,9 +938,10 @@ def search(ctx: Context, query: str, limit: int | None, all_: bool, before: str 
                 click.echo(f"{r['id']}  {r['started_at'][:19]}  {r['status']:<7} {r['url']}")
                 if r["title"]:
                     click.echo(f"    {r['title']}")
-                snippet = r["snippet"] if r["snippet"] is not None or not r.get("snippet_error") else \
-                    f"(text not readable: {r['snippet_error']})"
-                click.echo(f"    {_cell(snippet, 200)}")
+                if r["snippet"] is not None:
+                    click.echo(f"    {_cell(r['snippet'], 200)}")
+                if r.get("snippet_error"):
+                    click.echo(f"    (text not readable: {r['snippet_error']})")
             if not page.shown:
                 click.echo(f"no captures match {query!r}", err=True)
     finally:

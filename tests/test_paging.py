@@ -115,3 +115,32 @@ def test_status_counts_stay_exact(big):
     assert {s: status[s] for s in ("queued", "running", "done", "failed")} == \
         {s: states.get(s, 0) for s in ("queued", "running", "done", "failed")}
     assert json.loads(json.dumps(status["timestamps"]))["done"] == 0
+
+
+def test_a_missing_or_altered_warc_is_named_not_shown(big, tmp_path):
+    """What show and search read back from a WARC is used only when it is there and hashes as indexed."""
+    import shutil
+    copy = CLI(tmp_path / "archive")
+    shutil.copytree(big.archive, copy.archive)
+    hits = copy("search", "the", "--limit", "2", "--json").json()
+    shows = [copy("show", h["id"], "--json").json() for h in hits]
+    gone, altered = (copy.archive / show["warc_path"] for show in shows)
+    gone.chmod(0o644)
+    gone.unlink()
+    altered.chmod(0o644)
+    [provenance] = [r for r in shows[1]["records"] if (r["uri"] or "").startswith("urn:provenance:")]
+    data = bytearray(altered.read_bytes())
+    data[provenance["offset"] + provenance["length"] // 2] ^= 0xFF   # one byte inside its gzip member
+    altered.write_bytes(bytes(data))
+
+    shown = copy("show", hits[0]["id"], "--json")
+    assert shown.code == 0 and "Traceback" not in shown.err
+    assert shown.json()["provenance"] == {} and "is not there" in shown.json()["provenance_error"]
+    assert "cannot be read back" in shown.err and f"archiver verify {hits[0]['id']}" in shown.err
+    human = copy("show", hits[1]["id"])
+    assert human.code == 0 and "Traceback" not in human.err and "cannot be read back" in human.err
+    found = copy("search", "the", "--limit", "2")
+    assert found.code == 0 and "text not readable" in found.out and "Traceback" not in found.err
+    snippets = copy("search", "the", "--limit", "2", "--json").json()
+    assert "is not there" in snippets[0]["snippet_error"] and "snippet_error" not in snippets[1]
+    assert snippets[0]["snippet"] is None or "[" in snippets[0]["snippet"]   # the title's, if the word is in it
