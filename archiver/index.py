@@ -342,7 +342,8 @@ MIGRATIONS: list[str] = [
     # - lookups by URL (show URL) and by key (a URL's jobs and watch, a capture's children) get indexes:
     #   partial ones where the column usually repeats another that is indexed already.
     # - tallies: how many jobs and timestamps are in each state, and how many captures there are, kept by
-    #   triggers, so that `status` reads eight numbers instead of counting a million rows.
+    #   triggers, so that `status` reads eight numbers instead of counting a million rows. (Change those rows
+    #   with INSERT, UPDATE and DELETE: INSERT OR REPLACE deletes without firing the delete trigger.)
     """
     DROP TRIGGER captures_ai;
     DROP TRIGGER captures_ad;
