@@ -8,7 +8,6 @@ import platform
 import secrets
 import time
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
 
 from . import config
@@ -35,6 +34,8 @@ def software_versions() -> dict[str, str]:
 def _software_versions() -> dict[str, str]:
     # Once per process: the code running is the code imported at start, even if a package is upgraded on disk
     # meanwhile; and reading every package's metadata again cost a --no-browser capture ~10% of its time.
+    # Imported here: importlib.metadata (and the email and zip modules it loads) is for captures, not reads.
+    from importlib.metadata import PackageNotFoundError, version as package_version
     out = {"python": platform.python_version()}
     for name in ("archiver", "warcio", "httpx", "playwright", "sqlite-utils", "yt-dlp"):
         try:

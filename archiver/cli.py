@@ -5,23 +5,47 @@ No traceback is ever shown for a user error.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 import click
 
-from . import checks, queue, schedule, timestamps, urls
+# What every command may need, and light. The capture stack (worker -> capture -> Playwright, httpx, yt-dlp),
+# liveness checks, the verifier and asyncio are imported by the commands that use them, not by `status`,
+# `list`, `show` or `search` (tests/test_imports.py holds them to it).
+from . import queue, readback, schedule, timestamps, urls
 from .archive import Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
 from .index import Index
-from .verify import record_verification, verify as verify_archive
-from .worker import Outcome, run_pool
+
+if TYPE_CHECKING:
+    from . import checks
+    from .worker import Outcome
+
+
+def run_pool(*args: Any, **kwargs: Any) -> Any:
+    from .worker import run_pool as run
+    return run(*args, **kwargs)
+
+
+def verify_archive(*args: Any, **kwargs: Any) -> Any:
+    from .verify import verify
+    return verify(*args, **kwargs)
+
+
+def record_verification(*args: Any, **kwargs: Any) -> Any:
+    from .verify import record_verification as record
+    return record(*args, **kwargs)
+
+
+def _run_async(coroutine: Any) -> Any:
+    import asyncio
+    return asyncio.run(coroutine)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------
@@ -30,15 +54,99 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, int]]) -> None:
+def _emit_json_rows(rows: Iterable[dict[str, Any]]) -> None:
+    """A JSON array written as it is read, one object per line: constant memory for any number of rows, and
+    still one JSON document (``json.load``, ``jq '.[]'``)."""
+    out = sys.stdout
+    out.write("[")
+    first = True
+    for row in rows:
+        out.write(("\n" if first else ",\n") + json.dumps(row, ensure_ascii=False, default=str))
+        first = False
+    out.write("]\n" if first else "\n]\n")
+    out.flush()
+
+
+# Rows a table measures its columns on; later rows are fitted to those widths, so a table of any length is
+# printed as it is read.
+TABLE_MEASURE = 1000
+
+
+def _table(rows: Iterable[dict[str, Any]], columns: list[tuple[str, str, int]]) -> None:
     """Print rows as aligned columns; (key, heading, max width)."""
-    if not rows:
+    iterator = iter(rows)
+    cells = [[_cell(row.get(key), width) for key, _, width in columns] for row in _take(iterator, TABLE_MEASURE)]
+    if not cells:
         return
-    cells = [[_cell(row.get(key), width) for key, _, width in columns] for row in rows]
     widths = [max(len(heading), *(len(c[i]) for c in cells)) for i, (_, heading, _) in enumerate(columns)]
     click.echo("  ".join(h.ljust(w) for (_, h, _), w in zip(columns, widths)).rstrip())
     for c in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+    for row in iterator:
+        c = [_cell(row.get(key), width) for (key, _, _), width in zip(columns, widths)]
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+def _take(iterator: Iterator[Any], n: int) -> list[Any]:
+    taken = []
+    for item in iterator:
+        taken.append(item)
+        if len(taken) >= n:
+            break
+    return taken
+
+
+# What list and search show unless told otherwise: one page, newest first.
+PAGE_SIZE = 50
+
+page_options = [
+    click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                 help=f"Show N, newest first (default {PAGE_SIZE}: one page)."),
+    click.option("--all", "all_", is_flag=True, help="Show all (JSON is streamed: constant memory)."),
+    click.option("--before", metavar="ID", help="Only those older than this capture ID: the next page after a page "
+                 "that ended with it."),
+]
+
+
+def _page_options(func):
+    for option in reversed(page_options):
+        func = option(func)
+    return func
+
+
+def _page_limit(limit: int | None, all_: bool) -> int | None:
+    """How many rows to show: None for all."""
+    if all_ and limit is not None:
+        raise UserError("give --limit N or --all, not both")
+    return None if all_ else (limit or PAGE_SIZE)
+
+
+class _Page:
+    """Rows up to a limit, read one by one; after reading, whether there were more, and the last one shown (a
+    page asks its query for one row more than it shows)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], limit: int | None):
+        self.rows, self.limit = rows, limit
+        self.shown, self.more, self.last = 0, False, None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self.rows:
+            if self.limit is not None and self.shown >= self.limit:
+                self.more = True
+                return
+            self.shown += 1
+            self.last = row
+            yield row
+
+    def hint(self, noun: str, cursor: bool = True) -> None:
+        """Tell the reader, on stderr (stdout may be JSON), that there is more and how to see it."""
+        if not self.more:
+            return
+        if cursor and self.last is not None:
+            how = f"--before {self.last['id']} for the next {self.limit}, or --all for all"
+        else:
+            how = "--limit N for more, or --all for all"
+        click.echo(f"archiver: {self.shown} {noun} shown, newest first; there are more: add {how}", err=True)
 
 
 def _cell(value: Any, width: int) -> str:
@@ -490,28 +598,37 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option("--kind", help="Only this kind (page, file).")
 @click.option("--status", "status_", type=click.Choice(["ok", "partial", "failed"]), help="Only this outcome.")
 @click.option("--since", help="Only captures started since a date (2026-11-01) or an age (6h, 2d, 1w).")
-@click.option("--limit", type=int, help="At most this many, newest first.")
-@click.option("--json", "as_json", is_flag=True)
+@_page_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one capture per line, streamed.")
 @pass_ctx
-def list_(ctx: Context, state, tag, kind, status_, since, limit, as_json) -> None:
-    """Captures, newest first; or, with --gone/--changed/--unreachable/--live, items by their state
-    (--since then means: entered that state, or changed, since)."""
+def list_(ctx: Context, state, tag, kind, status_, since, limit, all_, before, as_json) -> None:
+    """Captures, newest first, one page at a time (--limit N, --all, --before ID); or, with
+    --gone/--changed/--unreachable/--live, items by their state (--since then means: entered that state, or
+    changed, since)."""
     since_iso = _parse_since(since)
+    limit = _page_limit(limit, all_)
     if state:
+        if before:
+            raise UserError(f"--before takes a capture ID: it pages captures and search hits, not --{state} items "
+                            f"(use --limit N or --all)")
         _list_items(ctx, state, since_iso, limit, as_json)
         return
     index = ctx.index()
-    rows = index.list_captures(tag=tag, kind=kind, status=status_, since=since_iso, limit=limit)
-    index.close()
-    if as_json:
-        _emit_json(rows)
-        return
-    if not rows:
-        click.echo("no captures", err=True)
-        return
-    _table(rows, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 7),
-                  ("http_status", "HTTP", 4), ("record_count", "RECS", 5), ("url", "URL", 60),
-                  ("title", "TITLE", 40)])
+    try:
+        before = index.check_cursor(before) if before else None
+        page = _Page(index.iter_captures(tag=tag, kind=kind, status=status_, since=since_iso, before=before,
+                                         limit=None if limit is None else limit + 1), limit)
+        if as_json:
+            _emit_json_rows(page)
+        else:
+            _table(page, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 7),
+                          ("http_status", "HTTP", 4), ("record_count", "RECS", 5), ("url", "URL", 60),
+                          ("title", "TITLE", 40)])
+            if not page.shown:
+                click.echo("no captures", err=True)
+    finally:
+        index.close()
+    page.hint("captures")
 
 
 def _read_index(ctx: Context, query: Callable[[Index], Any]) -> Any:
@@ -524,9 +641,12 @@ def _read_index(ctx: Context, query: Callable[[Index], Any]) -> Any:
 
 
 def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | None, as_json: bool) -> None:
-    rows = _read_index(ctx, lambda index: index.list_items(state=state, since=since_iso, limit=limit))
+    page = _Page(_read_index(ctx, lambda index: index.list_items(
+        state=state, since=since_iso, limit=None if limit is None else limit + 1)), limit)
+    rows = list(page)
     if as_json:
-        _emit_json(rows)
+        _emit_json_rows(rows)
+        page.hint(f"{state} items", cursor=False)
         return
     if not rows:
         click.echo(f"no {state} items" + (" in that period" if since_iso else ""), err=True)
@@ -537,6 +657,7 @@ def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | No
     when = ("changed_at", "CHANGED", 20) if state == "changed" else ("state_since", "SINCE", 20)
     _table(rows, [("state", "STATE", 11), ("state_class", "CLASS", 14), when,
                   ("last_seen_live", "LAST SEEN LIVE", 20), ("held", "EVIDENCE HELD", 40), ("url", "URL", 70)])
+    page.hint(f"{state} items", cursor=False)
 
 
 def _print_timeline(index, key: str) -> None:
@@ -617,6 +738,11 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
                 return
             raise
         records = index.capture_records(cap["id"])
+        # The provenance and the text are read back from the sealed WARC (the index keeps their places only).
+        cap["provenance"], unreadable = readback.provenance(ctx.archive.path, cap, records)
+        if unreadable:
+            click.echo(f"archiver: warning: capture {cap['id']}: its provenance record cannot be read back "
+                       f"({unreadable}); run `archiver verify {cap['id']}`", err=True)
         outlinks = index.capture_outlinks(cap["id"])
         others = index.captures_of_key(cap["key"])
         job = queue.get_job(index, cap["job_id"]) if cap.get("job_id") else None
@@ -636,6 +762,13 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     finally:
         index.close()
     prov = cap.pop("provenance") or {}
+    text_record = next((r for r in reversed(records) if r["type"] == "resource"
+                        and (r["uri"] or "").startswith("urn:text:")), None)
+    cap["text"], text_unreadable = readback.text(ctx.archive.path, cap["warc_path"], text_record)
+    if text_unreadable:
+        cap["text_error"] = text_unreadable
+    if unreadable:
+        cap["provenance_error"] = unreadable
     data = {**cap, "captured_at": cap["started_at"], "records": [
         {"type": r["type"], "uri": r["uri"], "offset": r["offset"], "length": r["length"],
          "http_status": r["http_status"], "content_type": r["content_type"], "payload_digest": r["payload_digest"],
@@ -787,25 +920,33 @@ def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | No
 
 @cli.command()
 @click.argument("query")
-@click.option("--limit", type=int, default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@_page_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one hit per line, streamed.")
 @pass_ctx
-def search(ctx: Context, query: str, limit: int, as_json: bool) -> None:
-    """Full-text search over captured titles and visible text, newest first."""
+def search(ctx: Context, query: str, limit: int | None, all_: bool, before: str | None, as_json: bool) -> None:
+    """Full-text search over captured titles and visible text, newest first, one page at a time (--limit N,
+    --all, --before ID). Snippets are read back from the sealed WARCs."""
+    limit = _page_limit(limit, all_)
     index = ctx.index()
-    rows = index.search(query, limit)
-    index.close()
-    if as_json:
-        _emit_json(rows)
-        return
-    if not rows:
-        click.echo(f"no captures match {query!r}", err=True)
-        return
-    for r in rows:
-        click.echo(f"{r['id']}  {r['started_at'][:19]}  {r['status']:<7} {r['url']}")
-        if r["title"]:
-            click.echo(f"    {r['title']}")
-        click.echo(f"    {_cell(r['snippet'], 200)}")
+    try:
+        page = _Page(readback.search(index, ctx.archive.path, query, before=before,
+                                     limit=None if limit is None else limit + 1), limit)
+        if as_json:
+            _emit_json_rows(page)
+        else:
+            for r in page:
+                click.echo(f"{r['id']}  {r['started_at'][:19]}  {r['status']:<7} {r['url']}")
+                if r["title"]:
+                    click.echo(f"    {r['title']}")
+                if r["snippet"] is not None:
+                    click.echo(f"    {_cell(r['snippet'], 200)}")
+                if r.get("snippet_error"):
+                    click.echo(f"    (text not readable: {r['snippet_error']})")
+            if not page.shown:
+                click.echo(f"no captures match {query!r}", err=True)
+    finally:
+        index.close()
+    page.hint("hits")
 
 
 @cli.command()
@@ -865,7 +1006,7 @@ def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool)
         # Every ID is resolved before anything is queued: an unknown one changes nothing.
         capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids)) if ids else \
             timestamps.missing_captures(index.conn, tsa_urls)
-        results = asyncio.run(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
+        results = _run_async(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
     finally:
         index.close()
     if as_json:
@@ -1060,8 +1201,9 @@ def check(ctx: Context, urls_given, all_watched, gone, as_json) -> None:
     archive = ctx.archive
     index = archive.index()
     try:
+        from . import checks
         found = checks.targets(index, list(urls_given), all_watched, gone)
-        outcomes = asyncio.run(_run_checks(index, found, archive.settings))
+        outcomes = _run_async(_run_checks(index, found, archive.settings))
     finally:
         index.close()
     if as_json:
@@ -1079,6 +1221,7 @@ def check(ctx: Context, urls_given, all_watched, gone, as_json) -> None:
 
 
 async def _run_checks(index, targets: list[dict[str, str]], settings) -> list[checks.CheckOutcome]:
+    from . import checks
     worker = queue.make_owner()
     return [await checks.run_check(index, t, settings, worker=worker) for t in targets]
 

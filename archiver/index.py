@@ -6,19 +6,20 @@ whose provenance record holds the same facts. It opens in Datasette as it is.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+import sys
+import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-import sqlite_utils
-
 from . import items, ledger
 from .errors import BadURL, NotFound, UserError
 from .urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def now_iso() -> str:
@@ -326,7 +327,175 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX timestamps_due ON timestamps(state, next_attempt_at);
     """,
+    # 6: half the bytes, and reads whose cost does not grow with the archive (issue 12). The statements below
+    # make the new tables; Index._migrate_to_6 fills them, in the same transaction.
+    # - captures keeps neither the visible text nor the provenance JSON: both are records of the sealed WARC
+    #   (urn:text:, urn:provenance:), which show, report and search read back, checked against their indexed
+    #   digest (readback.py). Only the full-text index of the text stays, contentless.
+    # - captures.rowid is declared, so that VACUUM can never renumber it under the full-text index, and is the
+    #   millisecond of the capture's ULID (fts_key): rowid order is ID order, so search takes the newest hits
+    #   straight off the full-text index, however many there are.
+    # - the records are stored in records_packed, keyed by (capture_id, seq) alone (WITHOUT ROWID: no second
+    #   copy of the key), with the record ID (a UUID) and the SHA-256 payload digest as bytes when they have
+    #   their usual form (and as written otherwise); records is a view that reads them exactly as written.
+    #   records_uri, which no query used, is gone.
+    # - lookups by URL (show URL) and by key (a URL's jobs and watch, a capture's children) get indexes:
+    #   partial ones where the column usually repeats another that is indexed already.
+    # - tallies: how many jobs and timestamps are in each state, and how many captures there are, kept by
+    #   triggers, so that `status` reads eight numbers instead of counting a million rows. (Change those rows
+    #   with INSERT, UPDATE and DELETE: INSERT OR REPLACE deletes without firing the delete trigger.)
+    """
+    DROP TRIGGER captures_ai;
+    DROP TRIGGER captures_ad;
+    DROP TRIGGER captures_au;
+    DROP TABLE captures_fts;
+    DROP TRIGGER captures_sealed_update;
+    DROP TRIGGER captures_sealed_delete;
+    DROP TRIGGER records_sealed_update;
+    DROP TRIGGER records_sealed_delete;
+    CREATE TABLE captures_v6 (
+        rowid INTEGER PRIMARY KEY,         -- fts_key(id): the full-text index's key; rowid order is ID order
+        id TEXT NOT NULL UNIQUE,           -- ULID: time-sortable, unique across machines
+        job_id INTEGER REFERENCES jobs(id),
+        url TEXT NOT NULL,                 -- as requested
+        canonical_url TEXT NOT NULL,
+        final_url TEXT,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        method TEXT NOT NULL,              -- browser | http
+        status TEXT NOT NULL CHECK (status IN ('ok', 'partial', 'failed')),
+        failure_class TEXT,
+        failure_message TEXT,
+        http_status INTEGER,
+        content_type TEXT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        requested_by TEXT,
+        requested_at TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        note TEXT,
+        warc_path TEXT NOT NULL UNIQUE,    -- relative to the archive directory
+        warc_sha256 TEXT NOT NULL,
+        warc_size INTEGER NOT NULL,
+        record_count INTEGER NOT NULL,
+        title TEXT
+    );
+    -- Title and visible text (the WARC's last urn:text: record), indexed but not stored: search reads its
+    -- snippets back from the WARCs (readback.py). In Datasette:
+    -- /index/captures?_where=rowid in (select rowid from captures_fts where captures_fts match 'word')
+    CREATE VIRTUAL TABLE captures_fts USING fts5(title, text, tokenize='unicode61 remove_diacritics 2',
+                                                 content='');
+    CREATE TABLE records_packed (
+        capture_id TEXT NOT NULL REFERENCES captures(id),
+        seq INTEGER NOT NULL,
+        record_id NOT NULL,                -- 16 bytes for '<urn:uuid:...>' in lowercase; else the text as written
+        type TEXT NOT NULL,
+        uri TEXT,
+        offset INTEGER NOT NULL,
+        length INTEGER NOT NULL,
+        http_status INTEGER,
+        content_type TEXT,
+        payload_digest,                    -- 32 bytes for 'sha256:<64 lowercase hex>'; else the text as written
+        PRIMARY KEY (capture_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX jobs_key ON jobs(key);
+    CREATE INDEX watches_key ON watches(key);
+
+    CREATE TABLE tallies (
+        name TEXT PRIMARY KEY,             -- jobs:<state>, timestamps:<state>, captures
+        n INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO tallies (name, n) SELECT 'jobs:' || s, (SELECT COUNT(*) FROM jobs WHERE state = s)
+        FROM (SELECT 'queued' AS s UNION ALL SELECT 'running' UNION ALL SELECT 'done' UNION ALL SELECT 'failed');
+    INSERT INTO tallies (name, n) SELECT 'timestamps:' || s, (SELECT COUNT(*) FROM timestamps WHERE state = s)
+        FROM (SELECT 'pending' AS s UNION ALL SELECT 'done' UNION ALL SELECT 'failed');
+    INSERT INTO tallies (name, n) VALUES ('captures', (SELECT COUNT(*) FROM captures));
+    CREATE TRIGGER jobs_tally_insert AFTER INSERT ON jobs
+    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'jobs:' || new.state; END;
+    CREATE TRIGGER jobs_tally_update AFTER UPDATE OF state ON jobs WHEN new.state IS NOT old.state
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'jobs:' || old.state;
+          UPDATE tallies SET n = n + 1 WHERE name = 'jobs:' || new.state; END;
+    CREATE TRIGGER jobs_tally_delete AFTER DELETE ON jobs
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'jobs:' || old.state; END;
+    CREATE TRIGGER timestamps_tally_insert AFTER INSERT ON timestamps
+    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
+    CREATE TRIGGER timestamps_tally_update AFTER UPDATE OF state ON timestamps WHEN new.state IS NOT old.state
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state;
+          UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
+    CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
+    """,
 ]
+
+# Migration 6, once Index._migrate_to_6 has filled the new tables: they take the old ones' places.
+SCHEMA_6_AFTER = """
+    DROP TABLE captures;
+    ALTER TABLE captures_v6 RENAME TO captures;
+    DROP TABLE records;
+    -- The records as written in the WARC (what every reader uses: show, verify, export, report).
+    CREATE VIEW records AS SELECT capture_id, seq,
+        CASE WHEN typeof(record_id) = 'blob' THEN '<urn:uuid:' || lower(substr(hex(record_id), 1, 8) || '-' ||
+            substr(hex(record_id), 9, 4) || '-' || substr(hex(record_id), 13, 4) || '-' ||
+            substr(hex(record_id), 17, 4) || '-' || substr(hex(record_id), 21)) || '>' ELSE record_id END
+            AS record_id,
+        type, uri, offset, length, http_status, content_type,
+        CASE WHEN typeof(payload_digest) = 'blob' THEN 'sha256:' || lower(hex(payload_digest))
+            ELSE payload_digest END AS payload_digest
+        FROM records_packed;
+    CREATE INDEX captures_key ON captures(key, started_at);
+    CREATE INDEX captures_started ON captures(started_at);
+    -- show URL: any capture whose key, canonical URL, URL or final URL it is (Index.find_capture). Each column is
+    -- indexed only where it differs from the one before it, which is indexed already.
+    CREATE INDEX captures_canonical_url ON captures(canonical_url) WHERE canonical_url <> key;
+    CREATE INDEX captures_url ON captures(url) WHERE url <> canonical_url;
+    CREATE INDEX captures_final_url ON captures(final_url) WHERE final_url <> url;
+    CREATE TRIGGER captures_tally_insert AFTER INSERT ON captures
+    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'captures'; END;
+    CREATE TRIGGER captures_sealed_update BEFORE UPDATE ON captures
+    BEGIN SELECT RAISE(ABORT, 'a sealed capture cannot be changed; capture again instead'); END;
+    CREATE TRIGGER captures_sealed_delete BEFORE DELETE ON captures
+    BEGIN SELECT RAISE(ABORT, 'a sealed capture cannot be deleted'); END;
+    CREATE TRIGGER records_sealed_update BEFORE UPDATE ON records_packed
+    BEGIN SELECT RAISE(ABORT, 'the records of a sealed capture cannot be changed'); END;
+    CREATE TRIGGER records_sealed_delete BEFORE DELETE ON records_packed
+    BEGIN SELECT RAISE(ABORT, 'the records of a sealed capture cannot be deleted'); END;
+    CREATE TRIGGER records_view_sealed_update INSTEAD OF UPDATE ON records
+    BEGIN SELECT RAISE(ABORT, 'the records of a sealed capture cannot be changed'); END;
+    CREATE TRIGGER records_view_sealed_delete INSTEAD OF DELETE ON records
+    BEGIN SELECT RAISE(ABORT, 'the records of a sealed capture cannot be deleted'); END;
+"""
+
+_CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
+MAX_ROWID = (1 << 63) - 1
+_UUID_ID = re.compile(r"<urn:uuid:([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})>")
+_SHA256 = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+def pack_record_id(value: str) -> str | bytes:
+    """A WARC record ID as records_packed holds it; the records view gives back exactly ``value``."""
+    match = _UUID_ID.fullmatch(value) if isinstance(value, str) else None
+    return bytes.fromhex("".join(match.groups())) if match else value
+
+
+def pack_digest(value: str | None) -> str | bytes | None:
+    match = _SHA256.fullmatch(value) if isinstance(value, str) else None
+    return bytes.fromhex(match.group(1)) if match else value
+
+
+def fts_key(capture_id: str) -> int | None:
+    """The rowid a capture gets: the millisecond its ULID begins with, so that rowid order is ID order (captures
+    of one millisecond take the next free numbers). Not more of the ULID: the full-text index stores rowid
+    differences, and milliseconds keep them small. None for an ID that is not a ULID (the row then takes the
+    next rowid after the largest)."""
+    if len(capture_id) != 26:
+        return None
+    value = 0
+    for char in capture_id:
+        digit = _CROCKFORD.get(char)
+        if digit is None:
+            return None
+        value = (value << 5) | digit
+    return value >> 80 if value >> 128 == 0 else None
 
 
 class Index:
@@ -346,7 +515,6 @@ class Index:
         # FULL: a committed index row survives power loss, as the sealed file it describes does.
         self.conn.execute("PRAGMA synchronous = FULL")
         self.conn.execute("PRAGMA foreign_keys = ON")
-        self.db = sqlite_utils.Database(self.conn)
         self._migrate()
 
     def close(self) -> None:
@@ -371,17 +539,25 @@ class Index:
                             f"({SCHEMA_VERSION}); upgrade archiver")
         if version == SCHEMA_VERSION:
             return
-        with self.transaction():
-            # Re-read under the lock: another process may have migrated meanwhile.
-            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-            for number in range(version, SCHEMA_VERSION):
-                for statement in _split_sql(MIGRATIONS[number]):
-                    self.conn.execute(statement)
-                if number == 0:
-                    self._enable_fts()
-                if number == 4:
-                    self._backfill_ledger()
-                self.conn.execute(f"PRAGMA user_version = {number + 1}")
+        # Migration 6 replaces tables that others reference. Foreign keys cannot be switched off inside a
+        # transaction, so they are off for the migration's (every row it copies keeps its key) and on after it.
+        self.conn.execute("PRAGMA foreign_keys = OFF")
+        try:
+            with self.transaction():
+                # Re-read under the lock: another process may have migrated meanwhile.
+                version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+                for number in range(version, SCHEMA_VERSION):
+                    for statement in _split_sql(MIGRATIONS[number]):
+                        self.conn.execute(statement)
+                    if number == 0:
+                        self._enable_fts()
+                    if number == 4:
+                        self._backfill_ledger()
+                    if number == 5:
+                        self._migrate_to_6()
+                    self.conn.execute(f"PRAGMA user_version = {number + 1}")
+        finally:
+            self.conn.execute("PRAGMA foreign_keys = ON")
 
     def _backfill_ledger(self) -> None:
         """Captures sealed before the ledger existed get one entry each, saying so, with the facts the sealed
@@ -394,32 +570,105 @@ class Index:
                                   "sealed_at": row["finished_at"]})
 
     def _enable_fts(self) -> None:
-        # sqlite-utils keeps captures_fts in step with captures through triggers; Datasette finds it by name.
-        self.db["captures"].enable_fts(["title", "text"], fts_version="FTS5", create_triggers=True,
-                                       tokenize="unicode61 remove_diacritics 2", replace=True)
+        # Schema 1's full-text index, as sqlite-utils' enable_fts made it (content in captures, kept in step by
+        # triggers); migration 6 replaces it.
+        self.conn.execute('CREATE VIRTUAL TABLE "captures_fts" USING FTS5 ("title", "text", '
+                          'tokenize=\'unicode61 remove_diacritics 2\', content="captures")')
+        self.conn.execute('CREATE TRIGGER "captures_ai" AFTER INSERT ON "captures" BEGIN INSERT INTO "captures_fts" '
+                          '(rowid, "title", "text") VALUES (new.rowid, new."title", new."text"); END')
+        self.conn.execute('CREATE TRIGGER "captures_ad" AFTER DELETE ON "captures" BEGIN INSERT INTO "captures_fts" '
+                          '("captures_fts", rowid, "title", "text") VALUES(\'delete\', old.rowid, old."title", '
+                          'old."text"); END')
+        self.conn.execute('CREATE TRIGGER "captures_au" AFTER UPDATE ON "captures" BEGIN INSERT INTO "captures_fts" '
+                          '("captures_fts", rowid, "title", "text") VALUES(\'delete\', old.rowid, old."title", '
+                          'old."text"); INSERT INTO "captures_fts" (rowid, "title", "text") VALUES (new.rowid, '
+                          'new."title", new."text"); END')
+
+    def _migrate_to_6(self) -> None:
+        """Fill migration 6's tables from schema 5's, in the migration's one transaction: a kill at any point
+        leaves the index at schema 5, as it was. Captures are copied in ID order, each with its rowid
+        (fts_key, made strictly increasing) and its title and text indexed; the text and the provenance stay in
+        the WARCs only. Prints its progress: on a million captures this takes minutes."""
+        conn = self.conn
+        total = conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+        say = _notice if total else (lambda message: None)
+        started = time.monotonic()
+        say(f"upgrading {self.path} to schema 6: {total:,} captures, in one transaction (if interrupted, the "
+            f"index stays as it was and the upgrade starts again the next time it is opened)")
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(captures_v6)") if r[1] != "rowid"]
+        listed = ", ".join(columns)
+        insert_capture = f"INSERT INTO captures_v6 (rowid, {listed}) VALUES (?{', ?' * len(columns)})"
+        insert_text = "INSERT INTO captures_fts (rowid, title, text) VALUES (?, ?, ?)"
+        cursor = conn.execute(f"SELECT {listed}, text FROM captures ORDER BY id")
+        last, done = 0, 0
+        while batch := cursor.fetchmany(2000):
+            rows, texts = [], []
+            for row in batch:
+                key = fts_key(row["id"])
+                last = key if key is not None and key > last else last + 1
+                rows.append((last, *tuple(row)[:-1]))
+                texts.append((last, row["title"], row["text"]))
+            conn.executemany(insert_capture, rows)
+            conn.executemany(insert_text, texts)
+            done += len(batch)
+            if done % 100_000 < len(batch) and done < total:
+                say(f"  {done:,} of {total:,} captures ({time.monotonic() - started:.0f} s)")
+        records = conn.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        say(f"  {total:,} captures copied; now their {records:,} records ({time.monotonic() - started:.0f} s)")
+        cursor = conn.execute("SELECT capture_id, seq, record_id, type, uri, offset, length, http_status, "
+                              "content_type, payload_digest FROM records ORDER BY capture_id, seq")
+        done = 0
+        while batch := cursor.fetchmany(10_000):
+            conn.executemany("INSERT INTO records_packed VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                             [(r[0], r[1], pack_record_id(r[2]), *tuple(r)[3:9], pack_digest(r[9])) for r in batch])
+            done += len(batch)
+            if done % 1_000_000 < len(batch) and done < records:
+                say(f"  {done:,} of {records:,} records ({time.monotonic() - started:.0f} s)")
+        for statement in _split_sql(SCHEMA_6_AFTER):
+            conn.execute(statement)
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]
+        say(f"upgraded to schema 6 in {time.monotonic() - started:.0f} s; {free / 1e6:,.0f} MB of {self.path.name} "
+            f"are free space now, which new captures reuse (`sqlite3 {self.path} VACUUM` would give it back to "
+            f"the disk; it needs that much free disk space and holds the archive's write lock meanwhile)")
 
     # ---- writes -------------------------------------------------------------------------------------
 
     def insert_capture(self, capture: dict[str, Any], records: list[dict[str, Any]],
                        outlinks: list[dict[str, str]]) -> None:
-        """Insert one sealed capture with its records and outlinks. Call inside ``transaction()``."""
-        row = dict(capture)
-        for field in ("tags", "provenance"):
-            if not isinstance(row.get(field), str):
-                row[field] = json.dumps(row.get(field) or ([] if field == "tags" else {}), ensure_ascii=False)
+        """Insert one sealed capture with its records and outlinks. Call inside ``transaction()``.
+
+        ``capture`` holds the captures row, plus ``text`` (indexed for search, not stored: the WARC's last
+        urn:text: record holds it) and ``provenance`` (the WARC's provenance record, dict or JSON, from which the
+        tweet, video, reference and item rows derive)."""
+        row = {k: v for k, v in capture.items() if k not in ("text", "provenance", "rowid")}
+        if not isinstance(row.get("tags"), str):
+            row["tags"] = json.dumps(row.get("tags") or [], ensure_ascii=False)
         columns = ", ".join(row)
-        self.conn.execute(f"INSERT INTO captures ({columns}) VALUES ({', '.join('?' * len(row))})",
-                          list(row.values()))
+        cursor = self.conn.execute(f"INSERT INTO captures (rowid, {columns}) VALUES (?{', ?' * len(row)})",
+                                   [self._free_rowid(capture["id"]), *row.values()])
+        self.conn.execute("INSERT INTO captures_fts (rowid, title, text) VALUES (?, ?, ?)",
+                          (cursor.lastrowid, capture.get("title"), capture.get("text")))
         self.conn.executemany(
-            "INSERT INTO records (capture_id, seq, record_id, type, uri, offset, length, http_status, "
+            "INSERT INTO records_packed (capture_id, seq, record_id, type, uri, offset, length, http_status, "
             "content_type, payload_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(capture["id"], r["seq"], r["record_id"], r["type"], r["uri"], r["offset"], r["length"],
-              r.get("http_status"), r.get("content_type"), r.get("payload_digest")) for r in records])
+            [(capture["id"], r["seq"], pack_record_id(r["record_id"]), r["type"], r["uri"], r["offset"],
+              r["length"], r.get("http_status"), r.get("content_type"), pack_digest(r.get("payload_digest")))
+             for r in records])
         self.conn.executemany("INSERT INTO outlinks (capture_id, url, text) VALUES (?, ?, ?)",
                               [(capture["id"], o["url"], o.get("text")) for o in outlinks])
-        provenance = capture.get("provenance") if isinstance(capture.get("provenance"), dict) else json.loads(row["provenance"])
+        provenance = capture.get("provenance")
+        if not isinstance(provenance, dict):
+            provenance = json.loads(provenance or "{}")
         self._insert_platform_rows(capture["id"], provenance)
         items.observe_capture(self.conn, capture, provenance, self.unreachable_gone)
+
+    def _free_rowid(self, capture_id: str) -> int | None:
+        """fts_key of the ID, or the next free rowid above it (two IDs of one millisecond can share their top
+        bits); None (SQLite's next rowid) for an ID that is not a ULID."""
+        key = fts_key(capture_id)
+        while key is not None and self.conn.execute("SELECT 1 FROM captures WHERE rowid = ?", (key,)).fetchone():
+            key = key + 1 if key < MAX_ROWID else None
+        return key
 
     def _insert_platform_rows(self, capture_id: str, provenance: dict[str, Any]) -> None:
         """Tweet and video facts, derived from the provenance record (so reindex can rebuild them)."""
@@ -449,9 +698,23 @@ class Index:
 
     # ---- reads --------------------------------------------------------------------------------------
 
+    LISTED = ("id, url, final_url, kind, method, status, failure_class, http_status, title, started_at, "
+              "finished_at, warc_path, warc_sha256, warc_size, record_count, tags, requested_by")
+
     def list_captures(self, *, tag: str | None = None, kind: str | None = None, status: str | None = None,
-                      since: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+                      since: str | None = None, limit: int | None = None, before: str | None = None
+                      ) -> list[dict[str, Any]]:
+        return list(self.iter_captures(tag=tag, kind=kind, status=status, since=since, limit=limit, before=before))
+
+    def iter_captures(self, *, tag: str | None = None, kind: str | None = None, status: str | None = None,
+                      since: str | None = None, limit: int | None = None, before: str | None = None
+                      ) -> Iterator[dict[str, Any]]:
+        """Captures, newest (highest ID) first, one row at a time: ``before`` an ID (the cursor of the page
+        before), at most ``limit`` (None: all)."""
         where, params = [], []
+        if before:
+            where.append("id < ?")
+            params.append(before)
         if tag:
             where.append("EXISTS (SELECT 1 FROM json_each(captures.tags) WHERE value = ?)")
             params.append(tag)
@@ -461,23 +724,33 @@ class Index:
         if status:
             where.append("status = ?")
             params.append(status)
+        table = "captures"
         if since:
             where.append("started_at >= ?")
             params.append(since)
-        sql = ("SELECT id, url, final_url, kind, method, status, failure_class, http_status, title, started_at, "
-               "finished_at, warc_path, warc_sha256, warc_size, record_count, tags, requested_by FROM captures")
+            # Walking the IDs down finds recent captures at once, but walks the whole table for an old --since
+            # that few captures match; then the started_at index takes them directly (and sorts them: few).
+            few = self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM captures WHERE started_at >= ? LIMIT 5000)",
+                                    (since,)).fetchone()[0]
+            if few < 5000:
+                table = "captures INDEXED BY captures_started"
+        sql = f"SELECT {self.LISTED} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
-        if limit:
+        if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [_decode(dict(r)) for r in self.conn.execute(sql, params)]
+        for row in self.conn.execute(sql, params):
+            yield _decode(dict(row))
 
     def find_capture(self, ident: str) -> dict[str, Any]:
-        """A capture by ID (or unique ID prefix), or the newest capture of a URL."""
+        """A capture by ID (or unique ID prefix), or the newest capture of a URL (its key, canonical URL, URL as
+        requested or final URL). Every way costs a few index lookups, whatever the archive's size."""
         row = self.conn.execute("SELECT * FROM captures WHERE id = ?", (ident,)).fetchone()
         if row is None and len(ident) >= 6 and "/" not in ident:
-            rows = self.conn.execute("SELECT * FROM captures WHERE id LIKE ? LIMIT 2", (ident.upper() + "%",)).fetchall()
+            prefix = ident.upper()
+            rows = self.conn.execute("SELECT * FROM captures WHERE id >= ? AND id < ? ORDER BY id LIMIT 2",
+                                     (prefix, prefix + "\U0010ffff")).fetchall()
             if len(rows) == 1:
                 row = rows[0]
         if row is None and "://" in ident:
@@ -485,12 +758,24 @@ class Index:
                 key = parse_url(ident).dedup_key  # any spelling of the same tweet or video finds it
             except BadURL:
                 key = normalise(ident)
-            row = self.conn.execute(
-                "SELECT * FROM captures WHERE key = ? OR canonical_url = ? OR url = ? OR final_url = ? "
-                "ORDER BY id DESC LIMIT 1", (key, normalise(ident), ident, ident)).fetchone()
+            row = self._newest_of_url(key, normalise(ident), ident)
         if row is None:
             raise NotFound(f"no capture with ID or URL {ident!r} (see `archiver list`)")
         return _decode(dict(row))
+
+    def _newest_of_url(self, key: str, canonical: str, url: str) -> sqlite3.Row | None:
+        """The newest capture with ``key = key OR canonical_url = canonical OR url = url OR final_url = url``.
+        Each column is indexed only where it differs from the one before it (schema 6), so the candidates come
+        from five index lookups, then that condition is applied to them as it reads."""
+        return self.conn.execute(
+            "SELECT * FROM captures WHERE rowid IN ("
+            "  SELECT rowid FROM captures WHERE key = :key"
+            "  UNION ALL SELECT rowid FROM captures WHERE key IN (:canonical, :url) AND canonical_url = key"
+            "  UNION ALL SELECT rowid FROM captures WHERE canonical_url IN (:canonical, :url) AND canonical_url <> key"
+            "  UNION ALL SELECT rowid FROM captures WHERE url = :url AND url <> canonical_url"
+            "  UNION ALL SELECT rowid FROM captures WHERE final_url = :url AND final_url <> url"
+            ") AND (key = :key OR canonical_url = :canonical OR url = :url OR final_url = :url) "
+            "ORDER BY id DESC LIMIT 1", {"key": key, "canonical": canonical, "url": url}).fetchone()
 
     def capture_records(self, capture_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
@@ -534,21 +819,76 @@ class Index:
         row = self.conn.execute("SELECT * FROM videos WHERE capture_id = ?", (capture_id,)).fetchone()
         return dict(row) if row else None
 
-    def search(self, query: str, limit: int = 50) -> list[dict[str, Any]]:
-        """Full-text search over title and visible text, newest first, with a snippet of the match."""
-        sql = ("SELECT c.id, c.url, c.title, c.status, c.started_at, "
-               "snippet(captures_fts, -1, '[', ']', '…', 16) AS snippet "
-               "FROM captures_fts JOIN captures c ON c.rowid = captures_fts.rowid "
-               "WHERE captures_fts MATCH ? ORDER BY c.id DESC LIMIT ?")
+    def search(self, query: str, limit: int | None = 50, before: str | None = None
+               ) -> tuple[str, Iterator[dict[str, Any]]]:
+        """Full-text search over title and visible text, newest first: (the FTS5 query run, its hits). The
+        query is FTS5 syntax; one FTS5 cannot parse is searched as plain words. Hits come straight off the
+        full-text index in rowid (= ID) order, so the first page costs the same for a word in every capture as
+        for a rare one. ``before``: hits older than this capture ID (the last one of the page before).
+        Snippets: ``snippets``, given the texts (readback.py reads them from the WARCs)."""
+        bound = self._rowid_before(before) if before else None
+        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path FROM ("
+               "SELECT rowid FROM captures_fts WHERE captures_fts MATCH ?"
+               + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
+               + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
+               "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
+        params: list[Any] = [] if bound is None else [bound]
         try:
-            rows = self.conn.execute(sql, (query, limit)).fetchall()
+            cursor = self.conn.execute(sql, [query, *params])
+            first = cursor.fetchone()
         except sqlite3.OperationalError:
             # Not valid FTS5 syntax (an unbalanced quote, a stray operator): search for the words literally.
-            quoted = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
-            if not quoted:
+            query = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
+            if not query:
                 raise UserError("empty search query") from None
-            rows = self.conn.execute(sql, (quoted, limit)).fetchall()
-        return [dict(r) for r in rows]
+            cursor = self.conn.execute(sql, [query, *params])
+            first = cursor.fetchone()
+
+        def rows() -> Iterator[dict[str, Any]]:
+            row = first
+            while row is not None:
+                yield dict(row)
+                row = cursor.fetchone()
+        return query, rows()
+
+    def tallies(self) -> dict[str, int]:
+        """Jobs and timestamps by state, and captures: ``{"jobs:queued": n, ..., "captures": n}`` (schema 6's
+        tallies, kept by triggers: constant time at any size)."""
+        return {r[0]: r[1] for r in self.conn.execute("SELECT name, n FROM tallies")}
+
+    def check_cursor(self, capture_id: str) -> str:
+        """A ``--before`` cursor: a capture ID the index holds, or any ULID (a capture since deleted from a copy,
+        or not yet made). Raises ``UserError`` for anything else."""
+        if self.conn.execute("SELECT 1 FROM captures WHERE id = ?", (capture_id,)).fetchone():
+            return capture_id
+        if fts_key(capture_id.upper()) is None:
+            raise UserError(f"--before {capture_id!r}: not a capture ID (give the ID of the last one shown: the "
+                            f"next page starts after it)")
+        return capture_id.upper()
+
+    def _rowid_before(self, capture_id: str) -> int:
+        capture_id = self.check_cursor(capture_id)
+        row = self.conn.execute("SELECT rowid FROM captures WHERE id = ?", (capture_id,)).fetchone()
+        return row[0] if row is not None else fts_key(capture_id)
+
+    def snippets(self, query: str, docs: list[tuple[int, str | None, str | None]]) -> dict[int, str]:
+        """FTS5's snippet of each (rowid, title, text) for ``query``, as the full-text index would give it had it
+        kept the text: the few documents go into a temporary FTS5 table with the same tokenizer."""
+        conn = self.conn
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.snippets USING fts5(title, text, "
+                     "tokenize='unicode61 remove_diacritics 2')")
+        conn.execute("DELETE FROM temp.snippets")
+        conn.executemany("INSERT INTO temp.snippets (rowid, title, text) VALUES (?, ?, ?)", docs)
+        return {r[0]: r[1] for r in conn.execute(
+            "SELECT rowid, snippet(snippets, -1, '[', ']', '…', 16) FROM temp.snippets WHERE snippets MATCH ?",
+            (query,))}
+
+    def text_record(self, capture_id: str) -> dict[str, Any] | None:
+        """The capture's last urn:text: record: exactly the text the full-text index holds for it."""
+        row = self.conn.execute(
+            "SELECT seq, type, uri, offset, length, payload_digest FROM records WHERE capture_id = ? "
+            "AND type = 'resource' AND uri LIKE 'urn:text:%' ORDER BY seq DESC LIMIT 1", (capture_id,)).fetchone()
+        return dict(row) if row else None
 
     # ---- items, checks, timelines ---------------------------------------------------------------------
 
@@ -606,7 +946,13 @@ class Index:
         return [dict(r) for r in self.conn.execute("SELECT * FROM captures ORDER BY id")]
 
 
+def _notice(message: str) -> None:
+    """A line for the person waiting (a schema upgrade), on stderr: stdout may be a script's JSON."""
+    print(f"archiver: {message}", file=sys.stderr, flush=True)
+
+
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    row.pop("rowid", None)
     for field in ("tags", "provenance", "options"):
         if isinstance(row.get(field), str):
             row[field] = json.loads(row[field])

@@ -260,10 +260,8 @@ def live_owners(index: Index) -> set[str]:
 
 
 def counts(index: Index) -> dict[str, int]:
-    found = {state: 0 for state in JOB_STATES}
-    for state, n in index.conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-        found[state] = n
-    return found
+    tallies = index.tallies()   # kept by triggers: no count of every job
+    return {state: tallies.get(f"jobs:{state}", 0) for state in JOB_STATES}
 
 
 def status(index: Index, recent: int = 10) -> dict[str, Any]:
@@ -280,7 +278,7 @@ def status(index: Index, recent: int = 10) -> dict[str, Any]:
         "oldest_queued": dict(oldest) if oldest else None,
         "running_jobs": [dict(r) for r in running],
         "recent_failures": [dict(r) for r in failures],
-        "captures": conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0],
+        "captures": index.tallies()["captures"],
     }
 
 

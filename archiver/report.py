@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from . import keys, ledger
+from . import keys, ledger, readback
 from .archive import Archive
 from .errors import ArchiverError, CaptureFailed, UserError
 from .index import Index, now_iso
@@ -135,6 +135,8 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
     Raises ``NotFound`` for an ident the index does not know."""
     cap = index.find_capture(ident)
     records = index.capture_records(cap["id"])
+    # Read back from the sealed file (the index keeps its place only); unreadable, the signature section says why.
+    cap["provenance"], _ = readback.provenance(archive.path, cap, records)
     warc_file = archive.path / cap["warc_path"]
     count, broken = ledger.check_chain(index.conn)
     agreement = VerifyReport()

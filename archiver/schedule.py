@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from croniter import croniter
 
 from . import queue
 from .errors import UserError
@@ -52,6 +51,7 @@ def parse_interval(text: str, what: str = "--every") -> int:
 
 
 def check_cron(expression: str) -> str:
+    from croniter import croniter  # here, not at the top: `show` reads watches and needs no cron parser
     expression = " ".join(expression.split())
     if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise UserError(f"--cron {expression!r}: expected a five-field cron expression in UTC, "
@@ -74,6 +74,7 @@ def next_capture(watch: dict[str, Any], after: datetime, now: datetime) -> datet
     """The first scheduled time after ``now``, keeping an interval's phase (a runner that was down for a day
     resumes the schedule, it does not queue a day of missed captures)."""
     if watch.get("cron"):
+        from croniter import croniter
         return croniter(watch["cron"], now).get_next(datetime)
     step = timedelta(seconds=watch["every_seconds"])
     nxt = after + step

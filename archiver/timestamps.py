@@ -34,7 +34,7 @@ wheel, yet cannot make a request from a digest already computed, nor check a sig
 """
 from __future__ import annotations
 
-import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -52,13 +52,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from asn1crypto import cms, core, tsp
 
 from . import ledger, logs
 from .errors import CaptureFailed, ConfigError, NotFound
 
 if TYPE_CHECKING:   # httpx is imported where a request is made: config.py imports this module at start-up
     import httpx
+# asyncio and asn1crypto too are imported where they are used, for the same reason (`archiver status` and
+# `show` read the timestamps table and need neither).
 
 log = logging.getLogger("archiver.timestamps")
 
@@ -171,14 +172,20 @@ def check_settings(section: Mapping[str, Any]) -> None:
 
 # ---- DER: the request, and reading the reply (asn1crypto) ---------------------------------------------------
 
-class _TimeStampResp(tsp.TimeStampResp):
+@functools.cache
+def _time_stamp_resp() -> type:
     """RFC 3161's TimeStampResp. asn1crypto 1.5 declares timeStampToken mandatory, yet a refusal carries none
     (RFC 3161 section 2.4.2: OPTIONAL): without this, every refusal would read as an unreadable reply."""
-    _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
+    from asn1crypto import cms, tsp
+
+    class _TimeStampResp(tsp.TimeStampResp):
+        _fields = [("status", tsp.PKIStatusInfo), ("time_stamp_token", cms.ContentInfo, {"optional": True})]
+    return _TimeStampResp
 
 
 def build_request(digest_hex: str, nonce: int) -> bytes:
     """TimeStampReq {version 1, messageImprint {sha256, digest}, nonce, certReq TRUE} in DER."""
+    from asn1crypto import tsp
     digest = bytes.fromhex(digest_hex)
     if len(digest) != 32:
         raise ValueError("a SHA-256 digest is 32 bytes")
@@ -219,8 +226,9 @@ def parse_reply(data: bytes) -> Token:
 
 
 def _parse_reply(data: bytes) -> Token:
+    from asn1crypto import core, tsp
     # strict: bytes after the end of the reply make it unreadable, not ignored.
-    reply = _TimeStampResp.load(data, strict=True)
+    reply = _time_stamp_resp().load(data, strict=True)
     status_info = reply["status"]
     status = int(status_info["status"])
     if status not in (0, 1):
@@ -422,7 +430,8 @@ def of_capture(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]
 def summary(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> dict[str, Any]:
     """Timestamps by state, and the pending ones whose TSA is no longer in ``timestamp.tsa_urls``: runners
     claim rows of configured TSAs only, so these wait (not retried, not given up) until it is listed again."""
-    counts = {state: n for state, n in conn.execute("SELECT state, COUNT(*) FROM timestamps GROUP BY state")}
+    counts = {name.split(":", 1)[1]: n for name, n in conn.execute(   # kept by triggers (index.py, schema 6)
+        "SELECT name, n FROM tallies WHERE name LIKE 'timestamps:%'")}
     orphaned = {url: n for url, n in conn.execute(
         "SELECT tsa_url, COUNT(*) FROM timestamps WHERE state = 'pending' GROUP BY tsa_url ORDER BY tsa_url")
         if url not in tsa_urls}
@@ -557,6 +566,7 @@ async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Se
 
 async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: TimestampSettings,
                       rows: list[dict[str, Any]]) -> list[Attempt]:
+    import asyncio
     if not rows:
         return []
     from .capture.network import httpx_client  # the capture package is heavy; only needed when asking
@@ -601,6 +611,7 @@ async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, clie
 async def _obtain(archive_dir: Path, cfg: TimestampSettings, client: httpx.AsyncClient, row: dict[str, Any],
                   token_rel: str) -> tuple[Token, str]:
     """A checked token stored at ``token_rel`` (with its sidecar): (token, SHA-256 of the token file)."""
+    import asyncio
     path = archive_dir / token_rel
     if path.exists():
         # An earlier attempt stored it and stopped before the index said so (a kill, a full disk): the file is

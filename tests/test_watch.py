@@ -84,8 +84,8 @@ def test_a_watch_on_an_item_held_recently_waits_one_interval(tmp_path):
     index = _index(tmp_path)
     with index.transaction() as conn:  # an ok capture of the item two hours ago
         conn.execute("INSERT INTO captures (id, url, canonical_url, key, kind, method, status, started_at, "
-                     "finished_at, warc_path, warc_sha256, warc_size, record_count, provenance) VALUES "
-                     "('01X', ?, ?, ?, 'page', 'http', 'ok', ?, ?, 'w', 's', 1, 1, '{}')",
+                     "finished_at, warc_path, warc_sha256, warc_size, record_count) VALUES "
+                     "('01X', ?, ?, ?, 'page', 'http', 'ok', ?, ?, 'w', 's', 1, 1)",
                      (URL, URL, parse(URL).dedup_key, schedule.iso(T0 - timedelta(hours=2)), schedule.iso(T0)))
     w = _add(index)
     assert schedule.parse_iso(w["next_capture_at"]) == T0 + timedelta(hours=4)

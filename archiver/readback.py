@@ -1,0 +1,142 @@
+"""Reading back from the sealed WARCs what the index does not copy (schema 6): a capture's provenance record and
+its visible text, for show, report, export and search's snippets.
+
+The WARC is the evidence and the index a view of it (design.md principle 1), so the index keeps the records'
+places and digests and leaves their bodies in the file. What is read here is one gzip member per record, at the
+offset and length the index holds, and checked before it is used: the record must be the one the index names
+(its WARC-Target-URI) and hash to the payload digest the index recorded when it was sealed. A file that is
+missing, unreadable or altered gives a reason, never a traceback and never unchecked bytes.
+
+Light on purpose (zlib and hashlib, not warcio): ``show`` and ``search`` import it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from pathlib import Path
+from typing import Any, Iterator
+
+from .index import Index
+
+# Our provenance and text records are a few kilobytes to a few megabytes; a record claiming more than this in
+# the index is not read into memory here.
+MAX_RECORD_BYTES = 64 * 1024 * 1024
+
+
+class Unreadable(Exception):
+    """The record is not in the file as the index says (missing file, another record, altered bytes)."""
+
+
+def record_payload(warc_file: Path, record: dict[str, Any]) -> bytes:
+    """The payload of a ``resource`` or ``metadata`` record (its whole block), read at the record's indexed
+    offset and length and checked against its indexed URI and payload digest. Raises ``Unreadable``."""
+    offset, length = record["offset"], record["length"]
+    if length > MAX_RECORD_BYTES:
+        raise Unreadable(f"the record at offset {offset} is {length:,} bytes, more than is read back here")
+    try:
+        with open(warc_file, "rb") as fh:
+            fh.seek(offset)
+            member = fh.read(length)
+    except FileNotFoundError:
+        raise Unreadable(f"the sealed WARC {warc_file} is not there") from None
+    except OSError as exc:
+        raise Unreadable(f"cannot read {warc_file}: {exc.strerror or exc}") from None
+    try:
+        inflater = zlib.decompressobj(wbits=31)   # one gzip member per record
+        data = inflater.decompress(member, MAX_RECORD_BYTES + 65536)
+    except zlib.error as exc:
+        raise Unreadable(f"the record at offset {offset} is not a gzip member ({exc})") from None
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep or not head.startswith(b"WARC/"):
+        raise Unreadable(f"no WARC record at offset {offset}")
+    headers = {}
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        headers[name.strip().lower().decode("latin-1")] = value.strip().decode("utf-8", "replace")
+    uri = headers.get("warc-target-uri") or ""
+    if uri != (record.get("uri") or ""):
+        raise Unreadable(f"the record at offset {offset} is {uri or 'another record'!r}, not {record.get('uri')!r} "
+                         f"as the index says")
+    try:
+        size = int(headers.get("content-length", ""))
+    except ValueError:
+        raise Unreadable(f"the record at offset {offset} has no Content-Length") from None
+    payload = rest[:size]
+    if len(payload) != size:
+        raise Unreadable(f"the record at offset {offset} is cut short")
+    digest = "sha256:" + hashlib.sha256(payload).hexdigest()
+    if record.get("payload_digest") and digest != record["payload_digest"]:
+        raise Unreadable(f"the record at offset {offset} hashes to {digest}, the index recorded "
+                         f"{record['payload_digest']} (run archiver verify)")
+    return payload
+
+
+def provenance(archive_dir: Path, capture: dict[str, Any], records: list[dict[str, Any]]
+               ) -> tuple[dict[str, Any] | None, str | None]:
+    """The capture's provenance record as sealed: (document, None), or (None, why it cannot be read)."""
+    uri = f"urn:provenance:{capture['id']}"
+    row = next((r for r in records if r["type"] == "metadata" and r["uri"] == uri), None)
+    if row is None:
+        return None, f"the index lists no {uri} record"
+    try:
+        document = json.loads(record_payload(archive_dir / capture["warc_path"], row))
+    except Unreadable as exc:
+        return None, str(exc)
+    except ValueError:
+        return None, f"the {uri} record is not JSON"
+    if not isinstance(document, dict):
+        return None, f"the {uri} record is not a JSON object"
+    return document, None
+
+
+def text(archive_dir: Path, warc_path: str, record: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """The visible text the full-text index holds (the capture's last urn:text: record, as
+    ``Index.text_record`` finds it): (text, None), (None, None) when there is none, or (None, why)."""
+    if record is None:
+        return None, None
+    try:
+        return record_payload(archive_dir / warc_path, record).decode("utf-8"), None
+    except Unreadable as exc:
+        return None, str(exc)
+    except UnicodeDecodeError:
+        return None, "the text record is not UTF-8"
+
+
+def search(index: Index, archive_dir: Path, query: str, *, limit: int | None = 50, before: str | None = None,
+           page: int = 50) -> Iterator[dict[str, Any]]:
+    """Hits of ``Index.search``, newest first, each with its snippet (``snippet``; None, with ``snippet_error``,
+    when its text cannot be read back). Streams: snippets are made ``page`` hits at a time. A query or cursor
+    that cannot be used raises ``UserError`` here, before any hit is read."""
+    effective, hits = index.search(query, limit, before)
+    return _snippeted(index, archive_dir, effective, hits, page)
+
+
+def _snippeted(index: Index, archive_dir: Path, effective: str, hits: Iterator[dict[str, Any]], page: int
+               ) -> Iterator[dict[str, Any]]:
+    batch: list[dict[str, Any]] = []
+    for hit in hits:
+        batch.append(hit)
+        if len(batch) >= page:
+            yield from _with_snippets(index, archive_dir, effective, batch)
+            batch = []
+    if batch:
+        yield from _with_snippets(index, archive_dir, effective, batch)
+
+
+def _with_snippets(index: Index, archive_dir: Path, query: str, hits: list[dict[str, Any]]
+                   ) -> Iterator[dict[str, Any]]:
+    docs, problems = [], {}
+    for hit in hits:
+        body, problem = text(archive_dir, hit["warc_path"], index.text_record(hit["id"]))
+        docs.append((hit["rowid"], hit["title"], body))
+        if problem:
+            problems[hit["rowid"]] = problem
+    snippets = index.snippets(query, docs)
+    for hit in hits:
+        rowid = hit.pop("rowid")
+        hit.pop("warc_path")
+        hit["snippet"] = snippets.get(rowid)
+        if rowid in problems:
+            hit["snippet_error"] = problems[rowid]
+        yield hit

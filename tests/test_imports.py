@@ -1,0 +1,48 @@
+"""Commands that capture nothing never import the capture stack (issue 12): `status`, `list`, `show` and `search`
+start in a fraction of the time a capture's imports take (yt-dlp alone is ~0.1 s), whatever the archive holds."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import base_env
+
+# What only capturing, checking or verifying needs: none of it may be loaded by a read command.
+CAPTURE_ONLY = ("yt_dlp", "playwright", "httpx", "warcio", "asyncio", "croniter", "asn1crypto", "cryptography",
+                "archiver.capture", "archiver.worker", "archiver.supervisor", "archiver.checks", "archiver.verify")
+
+# Runs the CLI in a fresh interpreter as `python -m archiver` would, then writes the modules it loaded.
+RUN_AND_LIST = ("import json, sys\n"
+                "from archiver.cli import main\n"
+                "code = main(sys.argv[2:])\n"
+                "json.dump(sorted(sys.modules), open(sys.argv[1], 'w'))\n"
+                "sys.exit(code)\n")
+
+
+def _loaded(tmp_path, archive, *args: str) -> tuple[int, set[str]]:
+    out = tmp_path / "modules.json"
+    proc = subprocess.run([sys.executable, "-c", RUN_AND_LIST, str(out), "--archive", str(archive), *args],
+                          capture_output=True, text=True, env=base_env(), timeout=60, cwd=tmp_path)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, set(json.loads(out.read_text()))
+
+
+def _capture_only(modules: set[str]) -> list[str]:
+    return sorted(m for m in modules if any(m == c or m.startswith(c + ".") for c in CAPTURE_ONLY))
+
+
+def test_read_commands_never_import_the_capture_stack(cli, site, tmp_path):
+    result = cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/", "--json")
+    assert result.code == 0, result.err
+    capture_id = result.json()[0]["capture_id"]
+    url = site.url + "/2016/12/16/evacuation-suspended/"
+    for args in (["status"], ["status", "--json"], ["list"], ["list", "--json", "--all"], ["list", "--gone"],
+                 ["show", capture_id], ["show", capture_id, "--json"], ["show", url],
+                 ["show", "https://never-captured.example/page"], ["search", "blasts"], ["search", "blasts", "--json"]):
+        code, modules = _loaded(tmp_path, cli.archive, *args)
+        assert code in (0, 1), args
+        assert _capture_only(modules) == [], (args, _capture_only(modules))
+    # ...while a command that captures does load it (the check above is not vacuous).
+    code, modules = _loaded(tmp_path, cli.archive, "check", url)
+    assert "archiver.checks" in modules and "httpx" in modules
