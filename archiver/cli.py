@@ -12,7 +12,7 @@ import sqlite3
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import click
 
@@ -28,6 +28,16 @@ from .worker import Outcome, run_pool
 
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array printed an element at a time (as ``_emit_json`` would print the list): constant memory."""
+    first = True
+    for item in items:
+        text = json.dumps(item, indent=2, ensure_ascii=False, default=str).replace("\n", "\n  ")
+        click.echo(("[\n  " if first else ",\n  ") + text, nl=False)
+        first = False
+    click.echo("[]" if first else "\n]")
 
 
 def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, int]]) -> None:
@@ -93,6 +103,39 @@ def _read_url_args(urls_given: Iterable[str], file: str | None) -> list[str]:
     if not items:
         raise UserError("no URLs given (pass URLs as arguments, or -f FILE with one URL per line, or -f - for stdin)")
     return items
+
+
+def _url_lines(urls_given: Iterable[str], file: str | None) -> Iterator[str]:
+    """The URLs of the arguments, then of ``file`` (``-``: stdin) read a line at a time, as ``_read_url_args``
+    reads them. The file is opened now, so that a missing one is named before anything is done."""
+    if not urls_given and not file:
+        raise UserError("no URLs given (pass URLs as arguments, or -f FILE with one URL per line, or -f - for stdin)")
+    handle = None
+    if file:
+        try:
+            handle = sys.stdin if file == "-" else open(file, encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"-f {file}: no such file") from None
+        except OSError as exc:
+            raise UserError(f"-f {file}: cannot read it ({exc})") from None
+    return _stream_lines(list(urls_given), file, handle)
+
+
+def _stream_lines(given: list[str], file: str | None, handle: Any) -> Iterator[str]:
+    yield from given
+    if handle is None:
+        return
+    try:
+        for physical in handle:
+            # splitlines() as on the whole text: it also ends lines at \v, \f, \x1c-\x1e, \x85, \u2028, \u2029.
+            for line in physical.splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    yield line.strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"-f {file}: cannot read it ({exc})") from None
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
 
 
 def _parse_all(items: list[str]) -> list[urls.ParsedURL]:
@@ -206,13 +249,27 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, fo
         else:
             _table([p.as_dict() for p in parsed], [("kind", "KIND", 6), ("canonical_url", "CANONICAL URL", 90)])
         return
-    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser, follow, depth)
-    if as_json:
-        _emit_json([_job_summary(e) for e in results])
-        return
-    for e in results:
-        verb = "queued" if e.created else f"already {e.job['state']}"
-        click.echo(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+    # A list of any length is read, checked and queued a chunk at a time in one transaction (all or nothing),
+    # and the outcomes are printed after the commit, read back from the index: memory does not grow with it.
+    lines = _url_lines(urls_given, file)
+    archive = ctx.archive
+    index = archive.index()
+    try:
+        batch = queue.enqueue_all(index, urls.parse_each(lines), requested_by=archive.operator(by), tags=list(tags),
+                                  note=note, priority=priority, max_attempts=archive.settings["queue"]["max_attempts"],
+                                  options=_options(no_browser, follow, depth),
+                                  on_error=lambda exc: click.echo(f"archiver: error: {exc}", err=True))
+        if not len(batch):
+            raise UserError("no URLs given (the file holds no URL: only blank lines and # comments)")
+        results = queue.batch_results(index, batch)
+        if as_json:
+            _emit_json_array(_job_summary(e) for e in results)
+            return
+        for e in results:
+            verb = "queued" if e.created else f"already {e.job['state']}"
+            click.echo(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+    finally:
+        index.close()
 
 
 @cli.command()

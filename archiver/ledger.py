@@ -61,19 +61,73 @@ def entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
 
 
+_INSERT = ("INSERT INTO ledger (seq, at, event, capture_id, job_id, url, detail, prev_hash, hash) "
+           "VALUES (:seq, :at, :event, :capture_id, :job_id, :url, :detail, :prev_hash, :hash)")
+
+
+def _last(conn: sqlite3.Connection) -> tuple[int, str]:
+    """(seq, hash) of the newest entry; (0, GENESIS) for an empty ledger."""
+    last = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
+    return (last[0], last[1]) if last else (0, GENESIS)
+
+
+def _make(last: tuple[int, str], event: str, capture_id: str | None, job_id: int | None, url: str | None,
+          detail: dict[str, Any] | None, at: str | None) -> dict[str, Any]:
+    """The entry that follows ``last``: the one place an entry and its hash are made."""
+    if event not in EVENTS:
+        raise LedgerError(f"unknown ledger event {event!r}")
+    entry = {"seq": last[0] + 1, "at": at or _now(), "event": event, "capture_id": capture_id,
+             "job_id": job_id, "url": url, "detail": canonical(detail or {}), "prev_hash": last[1]}
+    entry["hash"] = entry_hash(entry)
+    return entry
+
+
 def append(conn: sqlite3.Connection, event: str, *, capture_id: str | None = None, job_id: int | None = None,
            url: str | None = None, detail: dict[str, Any] | None = None, at: str | None = None) -> dict[str, Any]:
     """Append one entry. Call inside the caller's write transaction (``Index.transaction``)."""
-    if event not in EVENTS:
-        raise LedgerError(f"unknown ledger event {event!r}")
-    last = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
-    entry = {"seq": (last[0] + 1) if last else 1, "at": at or _now(), "event": event, "capture_id": capture_id,
-             "job_id": job_id, "url": url, "detail": canonical(detail or {}),
-             "prev_hash": last[1] if last else GENESIS}
-    entry["hash"] = entry_hash(entry)
-    conn.execute("INSERT INTO ledger (seq, at, event, capture_id, job_id, url, detail, prev_hash, hash) "
-                 "VALUES (:seq, :at, :event, :capture_id, :job_id, :url, :detail, :prev_hash, :hash)", entry)
+    entry = _make(_last(conn), event, capture_id, job_id, url, detail, at)
+    conn.execute(_INSERT, entry)
     return entry
+
+
+class Appender:
+    """Many entries in one write transaction (``add -f`` of 100 000 URLs): the head is read once and carried
+    from entry to entry, and the rows are inserted in batches. Each entry is made exactly as ``append`` makes it
+    (``_make``: the next seq, the previous entry's hash as ``prev``, ``entry_hash``), so the chain is the one
+    ``append`` would have made, entry for entry.
+
+    Use it as a context manager inside the caller's transaction (BEGIN IMMEDIATE: no other writer can append
+    meanwhile); what is still buffered is inserted on leaving. Append nothing through ``append`` on the same
+    connection while it is open: the insert of a second entry with the same seq would fail (seq is the primary
+    key), never fork the chain, and the transaction would roll back whole."""
+
+    BATCH = 1000
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self._last = _last(conn)
+        self._rows: list[dict[str, Any]] = []
+
+    def append(self, event: str, *, capture_id: str | None = None, job_id: int | None = None, url: str | None = None,
+               detail: dict[str, Any] | None = None, at: str | None = None) -> dict[str, Any]:
+        entry = _make(self._last, event, capture_id, job_id, url, detail, at)
+        self._last = (entry["seq"], entry["hash"])
+        self._rows.append(entry)
+        if len(self._rows) >= self.BATCH:
+            self.flush()
+        return entry
+
+    def flush(self) -> None:
+        if self._rows:
+            self.conn.executemany(_INSERT, self._rows)
+            self._rows = []
+
+    def __enter__(self) -> "Appender":
+        return self
+
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        if kind is None:
+            self.flush()
 
 
 def entries(conn: sqlite3.Connection, capture_id: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:

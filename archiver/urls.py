@@ -17,7 +17,7 @@ import posixpath
 import re
 import socket
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import BadURL, CaptureFailed, ConfigError
@@ -456,6 +456,16 @@ _WHITESPACE = re.compile(r"\s")
 # An ASCII host name as _valid_host accepts it: labels of 1 to 63 letters, digits, "-" or "_", and at most one
 # trailing dot (the IDNA codec refuses an empty label anywhere else, so "a.b.." is no host).
 _ASCII_HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
+
+
+def parse_each(lines: Iterable[str]) -> Iterator[ParsedURL | BadURL]:
+    """Each URL of a stream parsed, or the BadURL saying why it cannot be: a list of any length is read once,
+    and every bad line in it can be named."""
+    for line in lines:
+        try:
+            yield parse(line)
+        except BadURL as exc:
+            yield exc
 
 
 def _valid_host(host: str) -> bool:
