@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
-import sqlite3
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,10 +17,9 @@ from typing import Any, Callable, Iterable, Iterator
 import click
 
 from . import checks, queue, schedule, timestamps, urls
-from .archive import Archive
+from .archive import DEFAULT_ARCHIVE, Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
 from .index import Index
-from .verify import record_verification, verify as verify_archive
 from .worker import Outcome, run_pool
 
 
@@ -154,10 +153,25 @@ def _parse_all(items: list[str]) -> list[urls.ParsedURL]:
 
 
 class Context:
+    # The context of the command running in this process, for the log of a failure that ends it (main).
+    _current: "Context | None" = None
+
     def __init__(self, archive_dir: str | None, config_file: str | None):
         self.archive_dir = archive_dir
         self.config_file = config_file
         self._archive: Archive | None = None
+        Context._current = self
+
+    @classmethod
+    def last_archive_dir(cls) -> Path | None:
+        """The archive directory of the command that ran, if it exists (a failure is logged there)."""
+        ctx = cls._current
+        if ctx is None:
+            return None
+        if ctx._archive is not None:
+            return ctx._archive.path
+        chosen = Path(ctx.archive_dir or os.environ.get("ARCHIVER_HOME") or DEFAULT_ARCHIVE).expanduser().absolute()
+        return chosen if chosen.is_dir() else None
 
     @property
     def archive(self) -> Archive:
@@ -881,23 +895,60 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_ke
     if expect_key is not None:
         raise UserError("--expect-key checks who signed a package: use it with --wacz FILE (this archive's own "
                         "captures are checked against its own key)")
+    from .verify import Report, record_verification, verify as verify_archive
+    # Problems are printed as they are found and only the first 100 kept (for the ledger's `verified` entry): a
+    # damaged archive of any size is reported whole in constant memory. With --json the object is streamed, its
+    # "problems" array first.
+    printer = _JsonProblems() if as_json else (lambda p: click.echo(f"{p.kind.upper():<15} {p.path}: {p.detail}"))
+    report = Report(keep=100, on_problem=printer)
     index = ctx.index()
     try:
-        report = verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings)
+        verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings, report=report)
         record_verification(index, report, list(ids))
     finally:
         index.close()
     if as_json:
-        _emit_json(report.as_dict())
+        printer.close(report.as_dict(problems=False))
     else:
-        verdict = _echo_problems(report.problems, 15)
+        verdict = f"{report.problem_count} problem(s)" if not report.ok else "all intact"
         stamps = report.timestamps
         tokens = (f"{stamps['verified']} timestamp token(s)" + (f" ({stamps['pending']} pending)"
                   if stamps["pending"] else "") + ", ") if any(stamps.values()) else ""
-        click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
-                   f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
+        if ids:
+            checked = report.ledger
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                       f"{tokens}their {checked['capture_entries']} ledger entries (each against its hash and "
+                       f"linked to the entries before and after it): {verdict}")
+            click.echo(_ledger_scope(checked))
+        else:
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                       f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _ledger_scope(checked: dict[str, Any]) -> str:
+    """What a verify of named captures checked of the ledger, and what it did not: for the person, on stderr."""
+    walked = checked.get("walked")
+    now = f"entries {walked['from']}-{walked['to']} (appended since) walked now: intact; " \
+        if walked and walked.get("to") else ""
+    return f"ledger of {checked['entries']} entries: {now}{checked['not_walked']}"
+
+
+class _JsonProblems:
+    """``verify --json`` as one JSON object streamed: each problem printed as it is found, then the summary."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, problem: Any) -> None:
+        text = json.dumps(problem.as_dict(), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        click.echo(('{\n  "problems": [\n    ' if not self.count else ",\n    ") + text, nl=False)
+        self.count += 1
+
+    def close(self, summary: dict[str, Any]) -> None:
+        rest = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+        click.echo(('{\n  "problems": [],\n' if not self.count else "\n  ],\n") + rest[2:])
 
 
 @cli.command(name="timestamp")
@@ -1158,17 +1209,37 @@ def main(argv: list[str] | None = None) -> int:
         command = exc.ctx.command_path if exc.ctx else "archiver"
         click.echo(f"archiver: error: {exc.format_message()} (see `{command} --help`)", err=True)
         return 2
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):   # click turns ^C in a command into Abort
+            return _report_failure(exc.__context__, [])
         click.echo("archiver: aborted", err=True)
         return 130
     except ArchiverError as exc:
         click.echo(f"archiver: error: {exc}", err=True)
         return exc.exit_code
-    except sqlite3.DatabaseError as exc:
-        click.echo(f"archiver: error: the index database cannot be used: {exc}", err=True)
-        return 1
     except BrokenPipeError:
         return 0
+    except (Exception, KeyboardInterrupt, MemoryError) as exc:  # noqa: BLE001 - the one place all failures end
+        # No size of archive and no failure of the machine ends in a traceback on the terminal: one line says what
+        # happened (exit 1, or 130 for ^C), and the details go to the archive's log file.
+        if os.environ.get("ARCHIVER_TRACEBACK"):
+            raise
+        return _report_failure(exc, list(sys.argv[1:] if argv is None else argv))
+
+
+def _report_failure(exc: BaseException, argv: list[str]) -> int:
+    from . import logs
+    from .errors import describe_failure
+    message, code = describe_failure(exc)
+    where = None
+    archive_dir = Context.last_archive_dir()
+    if archive_dir is not None and not isinstance(exc, KeyboardInterrupt):
+        where = logs.log_failure(archive_dir, message, exc, argv)
+    try:
+        click.echo(f"archiver: error: {message}" + (f" (details: {where})" if where else ""), err=True)
+    except (OSError, ValueError):
+        pass   # stderr itself is gone: the exit status still says it
+    return code
 
 
 if __name__ == "__main__":

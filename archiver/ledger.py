@@ -140,31 +140,147 @@ def entries(conn: sqlite3.Connection, capture_id: str | None = None, job_id: int
     return [dict(r) for r in rows]
 
 
-def _walk(conn: sqlite3.Connection) -> Iterator[dict[str, Any]]:
-    cursor = conn.execute("SELECT * FROM ledger ORDER BY seq")
-    while rows := cursor.fetchmany(1000):
+# Entries read per query of a walk. Each page is its own short read, so a walk of millions of entries never holds
+# one read transaction open for minutes (which would keep SQLite from checkpointing the WAL meanwhile).
+PAGE = 2000
+
+
+@dataclass(frozen=True)
+class Walk:
+    """What a walk of the chain covered: ``entries`` walked, from ``first`` to ``last`` (seq), the hash of the
+    last one (``last_hash``: the head the walk reached when it ends intact), and the first broken entry."""
+    entries: int
+    first: int | None
+    last: int | None
+    last_hash: str | None
+    broken: Broken | None
+
+
+def _why_broken(entry: dict[str, Any], prev_hash: str) -> str | None:
+    """Why an entry does not hold, given the hash of the entry before it (GENESIS for entry 1); None when it does."""
+    if entry["prev_hash"] != prev_hash:
+        return ("does not follow from the entry before it (prev_hash differs): an entry before it was changed, "
+                "removed or inserted")
+    try:
+        recomputed = entry_hash(entry)
+    except (ValueError, TypeError) as exc:
+        return f"cannot be read ({exc})"
+    if recomputed != entry["hash"]:
+        return "has content that does not match its hash: it was changed"
+    return None
+
+
+def walk(conn: sqlite3.Connection, after: tuple[int, str] | None = None) -> Walk:
+    """Walk the chain from the entry after ``after`` ((seq, hash) of an entry taken as checked; None: from entry 1)
+    to the newest, each entry against its hash and the one before it, in pages by seq: constant memory, and no
+    read held open for the whole walk (entries appended meanwhile are walked too). Stops at the first broken one."""
+    expected_seq, prev = (after[0] + 1, after[1]) if after else (1, GENESIS)
+    first, count = None, 0
+    while True:
+        rows = conn.execute("SELECT * FROM ledger WHERE seq >= ? ORDER BY seq LIMIT ?", (expected_seq, PAGE)).fetchall()
+        if not rows:
+            return Walk(count, first, expected_seq - 1 if count else None, prev if count else None, None)
         for row in rows:
-            yield dict(row)
+            entry = dict(row)
+            if entry["seq"] != expected_seq:
+                return Walk(count, first, None, None,
+                            Broken(expected_seq, f"is missing (the entry after it is {entry['seq']}): deleted"))
+            why = _why_broken(entry, prev)
+            if why is not None:
+                return Walk(count, first, None, None, Broken(entry["seq"], why))
+            first = entry["seq"] if first is None else first
+            count += 1
+            prev, expected_seq = entry["hash"], expected_seq + 1
 
 
 def check_chain(conn: sqlite3.Connection) -> tuple[int, Broken | None]:
     """Walk the whole chain: (entries in the ledger, the first broken entry or None). Streams; constant memory."""
-    expected_seq, prev, count = 1, GENESIS, 0
-    for entry in _walk(conn):
-        count += 1
-        if entry["seq"] != expected_seq:
-            return _total(conn), Broken(expected_seq, f"is missing (the entry after it is {entry['seq']}): deleted")
-        if entry["prev_hash"] != prev:
-            return _total(conn), Broken(entry["seq"], "does not follow from the entry before it (prev_hash differs): "
-                                               "an entry before it was changed, removed or inserted")
+    done = walk(conn)
+    return (_total(conn) if done.broken else done.entries), done.broken
+
+
+def entry_at(conn: sqlite3.Connection, seq: int) -> dict[str, Any] | None:
+    row = conn.execute("SELECT * FROM ledger WHERE seq = ?", (seq,)).fetchone()
+    return dict(row) if row else None
+
+
+def check_entries(conn: sqlite3.Connection, own: list[dict[str, Any]]) -> Broken | None:
+    """Some entries (a capture's own, ``entries(conn, capture_id, job_id)``) checked where they stand in the chain,
+    without walking it: each against its hash and linked to both neighbours -- its ``prev_hash`` is the hash of the
+    entry before it, itself intact, and the entry after it names its hash as ``prev_hash``, so an entry changed and
+    re-hashed shows at its successor. Indexed lookups by seq: the same cost at any length of ledger. The first
+    broken entry, or None."""
+    newest = conn.execute("SELECT MAX(seq) FROM ledger").fetchone()[0] or 0
+    seen: dict[int, dict[str, Any] | None] = {}
+
+    def at(seq: int) -> dict[str, Any] | None:
+        if seq not in seen:
+            seen[seq] = entry_at(conn, seq)
+        return seen[seq]
+
+    for entry in sorted(own, key=lambda e: e["seq"]):
+        seq = entry["seq"]
+        before = at(seq - 1) if seq > 1 else None
+        if seq > 1 and before is None:
+            return Broken(seq - 1, f"is missing (the entry after it is {seq}): deleted")
+        if before is not None:
+            why = _why_broken(before, before["prev_hash"])
+            if why is not None:
+                return Broken(before["seq"], why)
+        why = _why_broken(entry, before["hash"] if before is not None else GENESIS)
+        if why is not None:
+            return Broken(seq, why)
+        if seq < newest:
+            after = at(seq + 1)
+            if after is None:
+                return Broken(seq + 1, f"is missing (the entry before it is {seq}): deleted")
+            why = _why_broken(after, entry["hash"])
+            if why is not None:
+                return Broken(seq + 1, why)
+    return None
+
+
+# How many entries without a job ``last_full_walk`` reads on its way back before it gives up (about 0.1 s).
+LOOKBACK = 50_000
+
+
+def last_full_walk(conn: sqlite3.Connection, lookback: int = LOOKBACK) -> tuple[dict[str, Any] | None, int]:
+    """The newest ``verified`` entry of a whole-archive verify that walked the chain and found it intact: its seq
+    (``entry``), time, and the newest entry the walk reached (``to``, with that entry's hash as the walk read it,
+    ``to_hash``; None in entries made before verify recorded it); None when there is none. And how far back it
+    looked: 1 when it searched the whole ledger, else the oldest entry it reached.
+
+    A ``verified`` entry has no job, so the search goes backwards through the index of entries by job (ledger_job)
+    among those without one -- verifications, exports, checks that queued nothing, imports -- and never reads the
+    millions of entries of jobs. Checks can be many (a watched archive makes thousands a day), so it stops after
+    ``lookback`` of them."""
+    examined = 0
+    for seq, event in conn.execute("SELECT seq, event FROM ledger WHERE job_id IS NULL ORDER BY seq DESC"):
+        if examined >= lookback:
+            return None, seq + 1
+        examined += 1
+        if event != "verified":
+            continue
+        at, detail = conn.execute("SELECT at, detail FROM ledger WHERE seq = ?", (seq,)).fetchone()
         try:
-            recomputed = entry_hash(entry)
-        except (ValueError, TypeError) as exc:
-            return _total(conn), Broken(entry["seq"], f"cannot be read ({exc})")
-        if recomputed != entry["hash"]:
-            return _total(conn), Broken(entry["seq"], "has content that does not match its hash: it was changed")
-        prev, expected_seq = entry["hash"], expected_seq + 1
-    return count, None
+            detail = json.loads(detail)
+        except ValueError:
+            continue
+        if detail.get("only"):
+            continue
+        chain = detail.get("chain")
+        if isinstance(chain, dict):
+            if chain.get("intact") and isinstance(chain.get("to"), int):
+                return {"entry": seq, "at": at, "to": chain["to"], "to_hash": chain.get("to_hash")}, seq
+            continue
+        # A verified entry from before "chain" was recorded: the walk was intact when no problem was the ledger's,
+        # and then it covered entries 1..ledger_entries (every seq, no gap).
+        problems = detail.get("problems") or []
+        complete = detail.get("problem_count", len(problems)) <= len(problems)
+        if complete and not any(p.get("problem") == "ledger-broken" for p in problems if isinstance(p, dict)) \
+                and isinstance(detail.get("ledger_entries"), int) and detail["ledger_entries"] > 0:
+            return {"entry": seq, "at": at, "to": detail["ledger_entries"], "to_hash": None}, seq
+    return None, 1
 
 
 def _total(conn: sqlite3.Connection) -> int:
