@@ -104,7 +104,11 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
     if not path.is_file():
         report.add(Problem("missing", rel, capture["id"], "the sealed WARC is not there"))
         return
-    digest, size = sha256_file(path)
+    try:
+        digest, size = sha256_file(path)
+    except OSError as exc:   # a file there that cannot be read (permissions, a failing disk): named, and go on
+        report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc.strerror or exc}"))
+        return
     report.bytes += size
     if digest != capture["warc_sha256"]:
         report.add(Problem("altered", rel, capture["id"],
@@ -316,7 +320,11 @@ def find_unindexed(archive_dir: Path, conn: Any, report: Report) -> None:
     The directory is read as it is walked, and each file looked up in the index (warc_path is unique, so indexed;
     a token is looked up among its capture's timestamps, whose id starts its name): constant memory at any size.
     A file is placed in warcs/ only after its row is committed, so a capture sealed meanwhile is found."""
-    for path, rel in _walk_files(archive_dir / WARC_DIR, archive_dir):
+    def unlistable(rel: str, exc: OSError) -> None:
+        report.add(Problem("unreadable", rel, None, f"cannot list the directory ({exc.strerror or exc}): files in "
+                                                   "it were not checked for an index row"))
+
+    for path, rel in _walk_files(archive_dir / WARC_DIR, archive_dir, unlistable):
         if rel.endswith(".warc.gz"):
             if conn.execute("SELECT 1 FROM captures WHERE warc_path = ?", (rel,)).fetchone() is None:
                 report.add(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
@@ -330,23 +338,27 @@ def find_unindexed(archive_dir: Path, conn: Any, report: Report) -> None:
                                    "a timestamp token (or its sidecar) in warcs/ that no index row names"))
 
 
-def _walk_files(top: Path, archive_dir: Path) -> Iterator[tuple[Path, str]]:
+def _walk_files(top: Path, archive_dir: Path,
+               on_error: Callable[[str, OSError], None]) -> Iterator[tuple[Path, str]]:
     """Every file below ``top`` (path, path relative to the archive), directory by directory in name order, the
     files of each as the directory lists them: only the names of directories are ever held (warcs/ has one per
-    day, and a day may hold a million files)."""
+    day, and a day may hold a million files). A directory that cannot be listed goes to ``on_error``."""
     if not top.is_dir():
         return
     stack = [top]
     while stack:
         directory = stack.pop()
         subdirectories = []
-        with os.scandir(directory) as listing:
-            for entry in listing:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirectories.append(entry.name)
-                elif entry.is_file():
-                    path = Path(entry.path)
-                    yield path, path.relative_to(archive_dir).as_posix()
+        try:
+            with os.scandir(directory) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirectories.append(entry.name)
+                    elif entry.is_file():
+                        path = Path(entry.path)
+                        yield path, path.relative_to(archive_dir).as_posix()
+        except OSError as exc:
+            on_error(directory.relative_to(archive_dir).as_posix(), exc)
         stack.extend(directory / name for name in sorted(subdirectories, reverse=True))
 
 

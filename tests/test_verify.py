@@ -179,3 +179,28 @@ def test_verify_memory_does_not_grow_with_the_archive(tmp_path):
         assert run["code"] == 0 and f"verified {n} capture(s)" in run["said"], run
         peaks.append(run["rss"])
     assert peaks[1] / peaks[0] < 1.12, peaks
+
+
+def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, site, monkeypatch):
+    """Permissions or a failing disk (simulated: the suite may run as root, whom chmod does not stop)."""
+    from archiver import verify as verify_module
+    from archiver.archive import Archive
+    show = _capture(cli, site)
+    day = (cli.archive / show["warc_path"]).parent
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    real_scandir = os.scandir
+    monkeypatch.setattr(verify_module, "sha256_file", unreadable)
+    monkeypatch.setattr(verify_module.os, "scandir",
+                        lambda path: unreadable(path) if Path(path) == day else real_scandir(path))
+    archive = Archive.open(cli.archive)
+    index = archive.index()
+    try:
+        report = verify_module.verify(archive.path, index)
+    finally:
+        index.close()
+    assert {(p.kind, p.path) for p in report.problems} == {
+        ("unreadable", show["warc_path"]), ("unreadable", day.relative_to(cli.archive).as_posix())}
+    assert all("Permission denied" in p.detail for p in report.problems)
