@@ -279,9 +279,15 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, fo
         if as_json:
             _emit_json_array(_job_summary(e) for e in results)
             return
+        lines = []
         for e in results:
             verb = "queued" if e.created else f"already {e.job['state']}"
-            click.echo(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+            lines.append(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+            if len(lines) >= 1000:   # one write per 1 000 lines, not one (and a flush) per line
+                click.echo("\n".join(lines))
+                lines = []
+        if lines:
+            click.echo("\n".join(lines))
     finally:
         index.close()
 

@@ -47,9 +47,14 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# json.dumps with these arguments builds a new encoder per call; one kept encoder spells every value the same way.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(value: Any) -> str:
-    """The one JSON spelling of a value that hashes are computed over."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """The one JSON spelling of a value that hashes are computed over: ``json.dumps(value, sort_keys=True,
+    separators=(",", ":"), ensure_ascii=False)``."""
+    return _CANONICAL.encode(value)
 
 
 def entry_hash(entry: dict[str, Any]) -> str:

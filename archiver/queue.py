@@ -162,7 +162,7 @@ class _Enqueuer:
             rows.append((job_id, parsed.url, parsed.canonical_url, parsed.dedup_key, parsed.kind, self.priority,
                          self.max_attempts, self.now, self.requested_by, self.now, self.tags_json, self.note,
                          self.options_json, self.parent_capture_id, json.dumps(where) if where else None,
-                         self.now, job_host(parsed.url)))
+                         self.now, parsed.host if parsed.host is not None else job_host(parsed.url)))
             self.ledger.append("queued", job_id=job_id, url=parsed.url, at=self.now,
                                detail={"canonical_url": parsed.canonical_url, "kind": parsed.kind,
                                        "requested_by": self.requested_by, "tags": self.tags, "note": self.note,

@@ -16,7 +16,7 @@ import ipaddress
 import posixpath
 import re
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -65,6 +65,8 @@ class ParsedURL:
     key: str | None              # platform key ("twitter:<id>"); None for a plain page or file
     platform: str | None = None  # "twitter", "youtube", ...: the part of ``key`` before the colon
     item_id: str | None = None   # the part of ``key`` after the colon
+    # The host of ``url`` as given (lowercase): the job's host for per-host politeness (queue.job_host).
+    host: str | None = field(default=None, compare=False)
 
     @property
     def dedup_key(self) -> str:
@@ -444,11 +446,12 @@ def parse(raw: str) -> ParsedURL:
     if not _valid_host(host):
         raise BadURL(f"{url!r}: {host!r} is not a valid host name")
     canonical = normalise(url)
-    match = match_platform(canonical)
+    # The canonical URL's host is _ascii_host of this one: a host no platform rule serves needs no matching.
+    match = match_platform(canonical) if _rules_for(_ascii_host(host)) else None
     if match is not None:
         return ParsedURL(url=url, canonical_url=match.canonical_url, kind=match.kind, key=match.key,
-                         platform=match.platform, item_id=match.item_id)
-    return ParsedURL(url=url, canonical_url=canonical, kind=_plain_kind(canonical), key=None)
+                         platform=match.platform, item_id=match.item_id, host=host)
+    return ParsedURL(url=url, canonical_url=canonical, kind=_plain_kind(canonical), key=None, host=host)
 
 
 # str.isspace() and the regular expression's \s are the same Unicode test (Py_UNICODE_ISSPACE).
