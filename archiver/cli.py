@@ -936,8 +936,10 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_ke
 def _ledger_scope(checked: dict[str, Any]) -> str:
     """What a verify of named captures checked of the ledger, and what it did not: for the person, on stderr."""
     walked = checked.get("walked")
-    now = f"entries {walked['from']}-{walked['to']} (appended since) walked now: intact; " \
-        if walked and walked.get("to") else ""
+    now = ""
+    if walked and walked.get("to"):
+        span = f"entry {walked['to']}" if walked["from"] == walked["to"] else f"entries {walked['from']}-{walked['to']}"
+        now = f"{span} (appended since) walked now: intact; "
     return f"ledger of {checked['entries']} entries: {now}{checked['not_walked']}"
 
 
