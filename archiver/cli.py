@@ -6,8 +6,8 @@ No traceback is ever shown for a user error.
 from __future__ import annotations
 
 import json
+import os
 import re
-import sqlite3
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +19,7 @@ import click
 # liveness checks, the verifier and asyncio are imported by the commands that use them, not by `status`,
 # `list`, `show` or `search` (tests/test_imports.py holds them to it).
 from . import queue, readback, schedule, timestamps, urls
-from .archive import Archive
+from .archive import DEFAULT_ARCHIVE, Archive
 from .errors import ArchiverError, BadURL, NotFound, UserError
 from .index import Index
 
@@ -203,6 +203,39 @@ def _read_url_args(urls_given: Iterable[str], file: str | None) -> list[str]:
     return items
 
 
+def _url_lines(urls_given: Iterable[str], file: str | None) -> Iterator[str]:
+    """The URLs of the arguments, then of ``file`` (``-``: stdin) read a line at a time, as ``_read_url_args``
+    reads them. The file is opened now, so that a missing one is named before anything is done."""
+    if not urls_given and not file:
+        raise UserError("no URLs given (pass URLs as arguments, or -f FILE with one URL per line, or -f - for stdin)")
+    handle = None
+    if file:
+        try:
+            handle = sys.stdin if file == "-" else open(file, encoding="utf-8")
+        except FileNotFoundError:
+            raise UserError(f"-f {file}: no such file") from None
+        except OSError as exc:
+            raise UserError(f"-f {file}: cannot read it ({exc})") from None
+    return _stream_lines(list(urls_given), file, handle)
+
+
+def _stream_lines(given: list[str], file: str | None, handle: Any) -> Iterator[str]:
+    yield from given
+    if handle is None:
+        return
+    try:
+        for physical in handle:
+            # splitlines() as on the whole text: it also ends lines at \v, \f, \x1c-\x1e, \x85, \u2028, \u2029.
+            for line in physical.splitlines():
+                if line.strip() and not line.lstrip().startswith("#"):
+                    yield line.strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"-f {file}: cannot read it ({exc})") from None
+    finally:
+        if handle is not sys.stdin:
+            handle.close()
+
+
 def _parse_all(items: list[str]) -> list[urls.ParsedURL]:
     parsed, errors = [], []
     for item in items:
@@ -219,10 +252,25 @@ def _parse_all(items: list[str]) -> list[urls.ParsedURL]:
 
 
 class Context:
+    # The context of the command running in this process, for the log of a failure that ends it (main).
+    _current: "Context | None" = None
+
     def __init__(self, archive_dir: str | None, config_file: str | None):
         self.archive_dir = archive_dir
         self.config_file = config_file
         self._archive: Archive | None = None
+        Context._current = self
+
+    @classmethod
+    def last_archive_dir(cls) -> Path | None:
+        """The archive directory of the command that ran, if it exists (a failure is logged there)."""
+        ctx = cls._current
+        if ctx is None:
+            return None
+        if ctx._archive is not None:
+            return ctx._archive.path
+        chosen = Path(ctx.archive_dir or os.environ.get("ARCHIVER_HOME") or DEFAULT_ARCHIVE).expanduser().absolute()
+        return chosen if chosen.is_dir() else None
 
     @property
     def archive(self) -> Archive:
@@ -314,13 +362,33 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, fo
         else:
             _table([p.as_dict() for p in parsed], [("kind", "KIND", 6), ("canonical_url", "CANONICAL URL", 90)])
         return
-    results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser, follow, depth)
-    if as_json:
-        _emit_json([_job_summary(e) for e in results])
-        return
-    for e in results:
-        verb = "queued" if e.created else f"already {e.job['state']}"
-        click.echo(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+    # A list of any length is read, checked and queued a chunk at a time in one transaction (all or nothing),
+    # and the outcomes are printed after the commit, read back from the index: memory does not grow with it.
+    lines = _url_lines(urls_given, file)
+    archive = ctx.archive
+    index = archive.index()
+    try:
+        batch = queue.enqueue_all(index, urls.parse_each(lines), requested_by=archive.operator(by), tags=list(tags),
+                                  note=note, priority=priority, max_attempts=archive.settings["queue"]["max_attempts"],
+                                  options=_options(no_browser, follow, depth),
+                                  on_error=lambda exc: click.echo(f"archiver: error: {exc}", err=True))
+        if not len(batch):
+            raise UserError("no URLs given (the file holds no URL: only blank lines and # comments)")
+        results = queue.batch_results(index, batch)
+        if as_json:
+            _emit_json_rows(_job_summary(e) for e in results)
+            return
+        lines = []
+        for e in results:
+            verb = "queued" if e.created else f"already {e.job['state']}"
+            lines.append(f"{verb:<16} job {e.job['id']:<5} {e.job['canonical_url']}")
+            if len(lines) >= 1000:   # one write per 1 000 lines, not one (and a flush) per line
+                click.echo("\n".join(lines))
+                lines = []
+        if lines:
+            click.echo("\n".join(lines))
+    finally:
+        index.close()
 
 
 @cli.command()
@@ -965,23 +1033,62 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_ke
     if expect_key is not None:
         raise UserError("--expect-key checks who signed a package: use it with --wacz FILE (this archive's own "
                         "captures are checked against its own key)")
+    from .verify import Report, record_verification, verify as verify_archive
+    # Problems are printed as they are found and only the first 100 kept (for the ledger's `verified` entry): a
+    # damaged archive of any size is reported whole in constant memory. With --json the object is streamed, its
+    # "problems" array first.
+    printer = _JsonProblems() if as_json else (lambda p: click.echo(f"{p.kind.upper():<15} {p.path}: {p.detail}"))
+    report = Report(keep=100, on_problem=printer)
     index = ctx.index()
     try:
-        report = verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings)
+        verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings, report=report)
         record_verification(index, report, list(ids))
     finally:
         index.close()
     if as_json:
-        _emit_json(report.as_dict())
+        printer.close(report.as_dict(problems=False))
     else:
-        verdict = _echo_problems(report.problems, 15)
+        verdict = f"{report.problem_count} problem(s)" if not report.ok else "all intact"
         stamps = report.timestamps
         tokens = (f"{stamps['verified']} timestamp token(s)" + (f" ({stamps['pending']} pending)"
                   if stamps["pending"] else "") + ", ") if any(stamps.values()) else ""
-        click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
-                   f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
+        if ids:
+            checked = report.ledger
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                       f"{tokens}their {checked['capture_entries']} ledger entries (each against its hash and "
+                       f"linked to the entries before and after it): {verdict}")
+            click.echo(_ledger_scope(checked))
+        else:
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                       f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _ledger_scope(checked: dict[str, Any]) -> str:
+    """What a verify of named captures checked of the ledger, and what it did not: for the person, on stderr."""
+    walked = checked.get("walked")
+    now = ""
+    if walked and walked.get("to"):
+        span = f"entry {walked['to']}" if walked["from"] == walked["to"] else f"entries {walked['from']}-{walked['to']}"
+        now = f"{span} (appended since) walked now: intact; "
+    return f"ledger of {checked['entries']} entries: {now}{checked['not_walked']}"
+
+
+class _JsonProblems:
+    """``verify --json`` as one JSON object streamed: each problem printed as it is found, then the summary."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, problem: Any) -> None:
+        text = json.dumps(problem.as_dict(), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        click.echo(('{\n  "problems": [\n    ' if not self.count else ",\n    ") + text, nl=False)
+        self.count += 1
+
+    def close(self, summary: dict[str, Any]) -> None:
+        rest = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+        click.echo(('{\n  "problems": [],\n' if not self.count else "\n  ],\n") + rest[2:])
 
 
 @cli.command(name="timestamp")
@@ -1244,17 +1351,37 @@ def main(argv: list[str] | None = None) -> int:
         command = exc.ctx.command_path if exc.ctx else "archiver"
         click.echo(f"archiver: error: {exc.format_message()} (see `{command} --help`)", err=True)
         return 2
-    except click.Abort:
+    except click.Abort as exc:
+        if isinstance(exc.__context__, KeyboardInterrupt):   # click turns ^C in a command into Abort
+            return _report_failure(exc.__context__, [])
         click.echo("archiver: aborted", err=True)
         return 130
     except ArchiverError as exc:
         click.echo(f"archiver: error: {exc}", err=True)
         return exc.exit_code
-    except sqlite3.DatabaseError as exc:
-        click.echo(f"archiver: error: the index database cannot be used: {exc}", err=True)
-        return 1
     except BrokenPipeError:
         return 0
+    except (Exception, KeyboardInterrupt, MemoryError) as exc:  # noqa: BLE001 - the one place all failures end
+        # No size of archive and no failure of the machine ends in a traceback on the terminal: one line says what
+        # happened (exit 1, or 130 for ^C), and the details go to the archive's log file.
+        if os.environ.get("ARCHIVER_TRACEBACK"):
+            raise
+        return _report_failure(exc, list(sys.argv[1:] if argv is None else argv))
+
+
+def _report_failure(exc: BaseException, argv: list[str]) -> int:
+    from . import logs
+    from .errors import describe_failure
+    message, code = describe_failure(exc)
+    where = None
+    archive_dir = Context.last_archive_dir()
+    if archive_dir is not None and not isinstance(exc, KeyboardInterrupt):
+        where = logs.log_failure(archive_dir, message, exc, argv)
+    try:
+        click.echo(f"archiver: error: {message}" + (f" (details: {where})" if where else ""), err=True)
+    except (OSError, ValueError):
+        pass   # stderr itself is gone: the exit status still says it
+    return code
 
 
 if __name__ == "__main__":

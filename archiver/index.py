@@ -940,10 +940,18 @@ class Index:
         order = {"capture": 0, "check": 0, "transition": 1}
         return sorted(events, key=lambda e: (e["at"], order[e["event"]]))
 
-    def all_captures_for_verify(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+    def all_captures_for_verify(self, ids: list[str] | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
+        """The captures to verify (the named ones, or all in id order), with only what verify reads of them: a
+        page at a time by id, each page its own short read, so memory and the WAL stay small at any size."""
         if ids:
-            return [self.find_capture(i) for i in ids]
-        return [dict(r) for r in self.conn.execute("SELECT * FROM captures ORDER BY id")]
+            yield from (self.find_capture(i) for i in ids)
+            return
+        after = ""
+        while rows := self.conn.execute(
+                "SELECT id, job_id, warc_path, warc_sha256, warc_size FROM captures WHERE id > ? ORDER BY id LIMIT ?",
+                (after, page)).fetchall():
+            yield from (dict(r) for r in rows)
+            after = rows[-1]["id"]
 
 
 def _notice(message: str) -> None:

@@ -157,3 +157,26 @@ def setup(archive_dir: Path, settings: Any, worker: str) -> Path:
     handler = DailyJsonLines(directory, _parse_level(conf["file_level"], "logs.file_level"))
     _replace_handler(logging.getLogger(LOGGER), "file", handler)
     return directory
+
+
+def log_failure(archive_dir: Path, message: str, exc: BaseException, command: list[str]) -> Path | None:
+    """Append a failure that ended a command to the archive's JSON log (``event`` ``command-failed``, with the
+    traceback), for the command's one line on stderr to point to. The log file, or None when it cannot be written
+    (a full disk, say): the failure is still reported, only its details are lost."""
+    record = logging.LogRecord(LOGGER, logging.ERROR, __file__, 0, message, None,
+                               (type(exc), exc, exc.__traceback__))
+    record.event = "command-failed"  # type: ignore[attr-defined]
+    record.fields = {"command": command, "exception": type(exc).__name__}  # type: ignore[attr-defined]
+    day = datetime.fromtimestamp(record.created, timezone.utc).strftime("%Y-%m-%d")
+    path = DailyJsonLines(archive_dir / LOG_DIR).path_for(day)
+    try:
+        line = (JsonFormatter().format(record) + "\n").encode("utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+    except (OSError, MemoryError, ValueError):
+        return None
+    return path

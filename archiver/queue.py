@@ -15,12 +15,13 @@ import os
 import socket
 import sqlite3
 import uuid
-from dataclasses import dataclass
-from typing import Any, Iterable
+from array import array
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 from . import ledger
-from .errors import UserError
+from .errors import BadURL, UserError
 from .index import Index, iso_after, now_iso
 from .urls import ParsedURL
 
@@ -75,28 +76,179 @@ def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested
                note: str | None, priority: int, max_attempts: int, options: dict[str, Any] | None = None,
                parent_capture_id: str | None = None, found_in: list[dict[str, Any]] | None = None) -> list[Enqueued]:
     """``enqueue`` inside the caller's transaction (a parent capture and its children commit together)."""
-    now = now_iso()
-    results: list[Enqueued] = []
-    for n, parsed in enumerate(urls):
-        where = json.dumps(found_in[n]) if found_in else None
-        existing = conn.execute("SELECT * FROM jobs WHERE key = ? AND state IN ('queued', 'running')",
-                                (parsed.dedup_key,)).fetchone()
-        if existing is not None:
-            results.append(Enqueued(_decode(existing), created=False))
-            continue
-        row = conn.execute(
-            "INSERT INTO jobs (url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
+    outcomes: list[tuple[int, int]] = []
+    with _Enqueuer(conn, requested_by=requested_by, tags=tags, note=note, priority=priority,
+                   max_attempts=max_attempts, options=options, parent_capture_id=parent_capture_id) as enqueuer:
+        items = zip(urls, found_in) if found_in else ((parsed, None) for parsed in urls)
+        for chunk in _chunks(items, _Enqueuer.CHUNK):
+            outcomes += enqueuer.add(chunk)
+    jobs = {}
+    for chunk in _chunks(list(dict.fromkeys(job_id for job_id, _ in outcomes)), _MAX_PARAMS):
+        jobs.update((row["id"], _decode(row)) for row in conn.execute(
+            f"SELECT * FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+    return [Enqueued(jobs[job_id], created=code == CREATED) for job_id, code in outcomes]
+
+
+# What enqueue did with a URL: queued a new job, or found the same item's job pending (queued, or running).
+CREATED, ALREADY_QUEUED, ALREADY_RUNNING = 0, 1, 2
+_PENDING_CODES = {"queued": ALREADY_QUEUED, "running": ALREADY_RUNNING}
+# Bound parameters per statement: well under SQLite's limit (32 766 since 3.32; 999 before).
+_MAX_PARAMS = 500
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class _Enqueuer:
+    """Queues URLs a chunk at a time inside the caller's write transaction: one query finds the jobs already
+    pending for a chunk's items, one statement inserts its new jobs, and their ``queued`` entries go to the
+    ledger through a ``ledger.Appender`` (the same entries, in the same chain, as one ``append`` each).
+
+    Job ids are given here, as SQLite would give them (the largest id plus one, for an INTEGER PRIMARY KEY without
+    AUTOINCREMENT), so that the ledger entry can name its job before the row is written; the write lock the
+    transaction holds means nobody else inserts meanwhile."""
+
+    CHUNK = 500
+
+    def __init__(self, conn: sqlite3.Connection, *, requested_by: str, tags: list[str], note: str | None,
+                 priority: int, max_attempts: int, options: dict[str, Any] | None,
+                 parent_capture_id: str | None):
+        self.conn = conn
+        self.now = now_iso()
+        self.next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM jobs").fetchone()[0]
+        self.requested_by, self.tags, self.note, self.priority = requested_by, tags, note, priority
+        self.max_attempts, self.parent_capture_id = max_attempts, parent_capture_id
+        self.tags_json, self.options_json = json.dumps(tags), json.dumps(options or {})
+        self.ledger = ledger.Appender(conn)
+
+    def __enter__(self) -> "_Enqueuer":
+        return self
+
+    def __exit__(self, kind: Any, *exc: Any) -> None:
+        self.ledger.__exit__(kind, *exc)
+
+    def _pending(self, keys: list[str]) -> dict[str, tuple[int, int]]:
+        found: dict[str, tuple[int, int]] = {}
+        for part in _chunks(keys, _MAX_PARAMS):
+            # INDEXED BY: with hundreds of keys and no statistics, SQLite's planner prefers walking every pending
+            # job by state (jobs_due) to looking each key up in the index that makes a key pending only once.
+            for key, job_id, state in self.conn.execute(
+                    "SELECT key, id, state FROM jobs INDEXED BY jobs_one_pending WHERE state IN ('queued', 'running') "
+                    f"AND key IN ({', '.join('?' * len(part))})", part):
+                found[key] = (job_id, _PENDING_CODES[state])
+        return found
+
+    def add(self, chunk: list[tuple[ParsedURL, dict[str, Any] | None]]) -> list[tuple[int, int]]:
+        """Queue a chunk: (job id, CREATED or the state code of the job already pending) for each item."""
+        pending = self._pending(list(dict.fromkeys(parsed.dedup_key for parsed, _ in chunk)))
+        rows: list[tuple[Any, ...]] = []
+        outcomes: list[tuple[int, int]] = []
+        for parsed, where in chunk:
+            hit = pending.get(parsed.dedup_key)
+            if hit is not None:
+                outcomes.append(hit)
+                continue
+            job_id = self.next_id
+            self.next_id += 1
+            pending[parsed.dedup_key] = (job_id, ALREADY_QUEUED)   # the same item again later in this chunk
+            rows.append((job_id, parsed.url, parsed.canonical_url, parsed.dedup_key, parsed.kind, self.priority,
+                         self.max_attempts, self.now, self.requested_by, self.now, self.tags_json, self.note,
+                         self.options_json, self.parent_capture_id, json.dumps(where) if where else None,
+                         self.now, parsed.host if parsed.host is not None else job_host(parsed.url)))
+            self.ledger.append("queued", job_id=job_id, url=parsed.url, at=self.now,
+                               detail={"canonical_url": parsed.canonical_url, "kind": parsed.kind,
+                                       "requested_by": self.requested_by, "tags": self.tags, "note": self.note,
+                                       "parent_capture_id": self.parent_capture_id})
+            outcomes.append((job_id, CREATED))
+        self.conn.executemany(
+            "INSERT INTO jobs (id, url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
             "next_attempt_at, requested_by, requested_at, tags, note, options, parent_capture_id, found_in, "
-            "updated_at, host) VALUES (?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
-            (parsed.url, parsed.canonical_url, parsed.dedup_key, parsed.kind, priority, max_attempts, now,
-             requested_by, now, json.dumps(tags), note, json.dumps(options or {}), parent_capture_id, where,
-             now, job_host(parsed.url)),
-        ).fetchone()
-        ledger.append(conn, "queued", job_id=row["id"], url=parsed.url, at=now,
-                      detail={"canonical_url": parsed.canonical_url, "kind": parsed.kind, "requested_by": requested_by,
-                              "tags": tags, "note": note, "parent_capture_id": parent_capture_id})
-        results.append(Enqueued(_decode(row), created=True))
-    return results
+            "updated_at, host) VALUES (?, ?, ?, ?, ?, 'queued', ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        return outcomes
+
+
+class NothingQueued(UserError):
+    """Some URLs of a batch are not valid: each was named, and none of the batch was queued."""
+
+    def __init__(self, bad: int):
+        noun = "URL is" if bad == 1 else "URLs are"
+        super().__init__(f"{bad} {noun} not valid; nothing was queued")
+        self.bad = bad
+
+
+@dataclass
+class Batch:
+    """What ``enqueue_all`` did with each URL, in the order given: 9 bytes a URL, whatever its length."""
+    job_ids: array = field(default_factory=lambda: array("q"))
+    codes: bytearray = field(default_factory=bytearray)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    @property
+    def created(self) -> int:
+        return self.codes.count(CREATED)
+
+
+def enqueue_all(index: Index, items: Iterable[ParsedURL | BadURL], *, requested_by: str, tags: list[str],
+                note: str | None, priority: int, max_attempts: int, options: dict[str, Any] | None = None,
+                on_error: Callable[[BadURL], None] | None = None) -> Batch:
+    """Queue a stream of URLs of any length (``add -f``) in one transaction, holding only a chunk at a time.
+
+    ``items`` are parsed URLs, or the BadURL each unreadable line gave (``urls.parse_each``): every one goes to
+    ``on_error``, the stream is read to its end so that all are named, and then NothingQueued is raised and the
+    transaction rolled back. All are queued, or none. Each is queued unless the same item is already pending
+    (also earlier in the stream): then that job is the outcome. Read the outcomes with ``batch_results``."""
+    batch = Batch()
+    bad = 0
+    with index.transaction() as conn, _Enqueuer(
+            conn, requested_by=requested_by, tags=tags, note=note, priority=priority, max_attempts=max_attempts,
+            options=options, parent_capture_id=None) as enqueuer:
+        chunk: list[tuple[ParsedURL, None]] = []
+        for item in items:
+            if isinstance(item, BadURL):
+                bad += 1
+                if on_error is not None:
+                    on_error(item)
+                continue
+            if bad:
+                continue   # nothing will be queued: only look for more bad lines
+            chunk.append((item, None))
+            if len(chunk) >= _Enqueuer.CHUNK:
+                _record(batch, enqueuer.add(chunk))
+                chunk = []
+        if chunk and not bad:
+            _record(batch, enqueuer.add(chunk))
+        if bad:
+            raise NothingQueued(bad)
+    return batch
+
+
+def _record(batch: Batch, outcomes: list[tuple[int, int]]) -> None:
+    for job_id, code in outcomes:
+        batch.job_ids.append(job_id)
+        batch.codes.append(code)
+
+
+def batch_results(index: Index, batch: Batch) -> Iterator[Enqueued]:
+    """The outcome of each URL of a batch, in order, read back a chunk at a time: the job (its id, URL as first
+    requested, canonical URL, kind, key) and its state when the URL was given."""
+    states = {CREATED: "queued", ALREADY_QUEUED: "queued", ALREADY_RUNNING: "running"}
+    for start in range(0, len(batch), _MAX_PARAMS):
+        ids = batch.job_ids[start:start + _MAX_PARAMS]
+        jobs = {row["id"]: dict(row) for row in index.conn.execute(
+            "SELECT id, url, canonical_url, key, kind FROM jobs "
+            f"WHERE id IN ({', '.join('?' * len(set(ids)))})", list(dict.fromkeys(ids)))}
+        for job_id, code in zip(ids, batch.codes[start:start + _MAX_PARAMS]):
+            yield Enqueued({**jobs[job_id], "state": states[code]}, created=code == CREATED)
 
 
 def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | None = None,

@@ -16,8 +16,8 @@ import ipaddress
 import posixpath
 import re
 import socket
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from .errors import BadURL, CaptureFailed, ConfigError
@@ -65,6 +65,8 @@ class ParsedURL:
     key: str | None              # platform key ("twitter:<id>"); None for a plain page or file
     platform: str | None = None  # "twitter", "youtube", ...: the part of ``key`` before the colon
     item_id: str | None = None   # the part of ``key`` after the colon
+    # The host of ``url`` as given (lowercase): the job's host for per-host politeness (queue.job_host).
+    host: str | None = field(default=None, compare=False)
 
     @property
     def dedup_key(self) -> str:
@@ -120,20 +122,22 @@ def normalise(url: str) -> str:
     if ":" in host:  # IPv6 literal keeps its brackets
         host = f"[{host}]"
     netloc = host
-    if parts.port is not None and parts.port != DEFAULT_PORTS.get(scheme):
-        netloc = f"{host}:{parts.port}"
-    if parts.username or parts.password:
+    port = parts.port
+    if port is not None and port != DEFAULT_PORTS.get(scheme):
+        netloc = f"{host}:{port}"
+    if "@" in parts.netloc and (parts.username or parts.password):
         userinfo = quote(parts.username or "", safe="%!$&'()*+,;=")
         if parts.password:
             userinfo += ":" + quote(parts.password, safe="%!$&'()*+,;=")
         netloc = f"{userinfo}@{netloc}"
     path = parts.path or "/"
-    query_pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)]
-    # Rebuild the query only when something was dropped, so that unusual but meaningful encodings survive.
-    if len(query_pairs) == len(parse_qsl(parts.query, keep_blank_values=True)):
-        query = parts.query
-    else:
-        query = urlencode(query_pairs, doseq=True)
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        kept = [(k, v) for k, v in pairs if not _is_tracking(k)]
+        # Rebuild the query only when something was dropped, so that unusual but meaningful encodings survive.
+        if len(kept) != len(pairs):
+            query = urlencode(kept, doseq=True)
     fragment = parts.fragment if parts.fragment.startswith("!") else ""
     return urlunsplit((scheme, netloc, path, query, fragment))
 
@@ -343,10 +347,32 @@ RULES: tuple[_Rule, ...] = (
 )
 
 
-def _on_domain(host: str, domains: frozenset[str]) -> bool:
-    """Exact host or a true subdomain: ``mobile.twitter.com`` is Twitter, ``evil-twitter.com`` and
-    ``twitter.com.evil.net`` are not."""
-    return any(host == d or host.endswith("." + d) for d in domains)
+def _rules_by_domain(rules: tuple[_Rule, ...]) -> dict[str, tuple[int, ...]]:
+    by_domain: dict[str, list[int]] = {}
+    for n, rule in enumerate(rules):
+        for domain in rule.domains:
+            by_domain.setdefault(domain, []).append(n)
+    return {domain: tuple(ns) for domain, ns in by_domain.items()}
+
+
+# Domain -> the rules (by position in RULES) that serve it. A host is on a domain when it is the domain or a true
+# subdomain of it (``mobile.twitter.com`` is Twitter, ``evil-twitter.com`` and ``twitter.com.evil.net`` are not):
+# when the domain is the host or one of its suffixes that start after a dot. Looking up those few suffixes finds
+# the rules without trying every pattern on every URL (``add -f`` of 100 000 URLs).
+_RULES_BY_DOMAIN = _rules_by_domain(RULES)
+
+
+def _rules_for(host: str) -> list[_Rule]:
+    """The rules whose domains the host is on, in RULES order (the first rule that matches wins)."""
+    found: set[int] = set()
+    start = 0
+    while True:
+        found.update(_RULES_BY_DOMAIN.get(host[start:], ()))
+        dot = host.find(".", start)
+        if dot < 0:
+            break
+        start = dot + 1
+    return [RULES[n] for n in sorted(found)]
 
 
 def match_platform(url: str) -> PlatformMatch | None:
@@ -367,12 +393,13 @@ def match_platform(url: str) -> PlatformMatch | None:
         # Hashbang link (twitter.com/#!/user/status/1): the fragment is the real path and query.
         path, _, query = parts.fragment[1:].partition("?")
         path = "/" + path.lstrip("/")
+    rules = _rules_for(host)
+    if not rules:
+        return None
     params: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         params.setdefault(name, value)  # the first of a repeated parameter is the one sites read
-    for rule in RULES:
-        if not _on_domain(host, rule.domains):
-            continue
+    for rule in rules:
         m = rule.path.fullmatch(path)
         if m is None:
             continue
@@ -401,7 +428,7 @@ def parse(raw: str) -> ParsedURL:
     url = raw.strip()
     if not url:
         raise BadURL("empty URL")
-    if any(ch.isspace() for ch in url):
+    if _WHITESPACE.search(url):
         raise BadURL(f"{url!r}: URL contains whitespace (quote it, or percent-encode spaces as %20)")
     try:
         parts = urlsplit(url)
@@ -413,25 +440,50 @@ def parse(raw: str) -> ParsedURL:
         if not parts.scheme or "." in parts.scheme:
             raise BadURL(f"{url!r}: not an absolute URL; did you mean https://{url}?")
         raise BadURL(f"{url!r}: only http:// and https:// URLs can be captured (got {parts.scheme}:)")
-    if not parts.hostname:
-        raise BadURL(f"{url!r}: URL has no host")
     host = parts.hostname
+    if not host:
+        raise BadURL(f"{url!r}: URL has no host")
     if not _valid_host(host):
         raise BadURL(f"{url!r}: {host!r} is not a valid host name")
     canonical = normalise(url)
-    match = match_platform(canonical)
+    # The canonical URL's host is _ascii_host of this one: a host no platform rule serves needs no matching.
+    match = match_platform(canonical) if _rules_for(_ascii_host(host)) else None
     if match is not None:
         return ParsedURL(url=url, canonical_url=match.canonical_url, kind=match.kind, key=match.key,
-                         platform=match.platform, item_id=match.item_id)
-    return ParsedURL(url=url, canonical_url=canonical, kind=_plain_kind(canonical), key=None)
+                         platform=match.platform, item_id=match.item_id, host=host)
+    return ParsedURL(url=url, canonical_url=canonical, kind=_plain_kind(canonical), key=None, host=host)
+
+
+# str.isspace() and the regular expression's \s are the same Unicode test (Py_UNICODE_ISSPACE).
+_WHITESPACE = re.compile(r"\s")
+# An ASCII host name as _valid_host accepts it: labels of 1 to 63 letters, digits, "-" or "_", and at most one
+# trailing dot (the IDNA codec refuses an empty label anywhere else, so "a.b.." is no host).
+_ASCII_HOST = re.compile(r"[A-Za-z0-9_-]{1,63}(?:\.[A-Za-z0-9_-]{1,63})*\.?")
+
+
+def parse_each(lines: Iterable[str]) -> Iterator[ParsedURL | BadURL]:
+    """Each URL of a stream parsed, or the BadURL saying why it cannot be: a list of any length is read once,
+    and every bad line in it can be named."""
+    for line in lines:
+        try:
+            yield parse(line)
+        except BadURL as exc:
+            yield exc
 
 
 def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        pass
+    # An IP literal has a colon (IPv6) or only digits and dots (IPv4): anything else is not worth asking
+    # ipaddress about (its ValueError is most of the cost of checking a name).
+    if ":" in host or host.replace(".", "").isdigit():
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            pass
+    if host.isascii():
+        # The same verdict as the IDNA encoding below, whose ASCII path changes nothing and only refuses empty
+        # and over-long labels.
+        return _ASCII_HOST.fullmatch(host) is not None
     try:
         ascii_host = host.encode("idna").decode("ascii")
     except UnicodeError:

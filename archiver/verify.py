@@ -1,15 +1,20 @@
 """Fixity: re-hash every sealed WARC and every record's payload against the index, check each capture's
-signature and RFC 3161 timestamp tokens (timestamps.py), and find WARCs that the index does not know. Streams
-everything in chunks, so memory use does not grow with file size."""
+signature and RFC 3161 timestamp tokens (timestamps.py), and find WARCs that the index does not know.
+
+Memory use grows neither with file size nor with the size of the archive: files are hashed in chunks, captures
+are read from the index a page at a time, the files in warcs/ are looked up in the index one by one as the
+directory is read, and problems are counted and handed on as they are found (``Report.on_problem``), keeping only
+the first few (``Report.keep``)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
@@ -41,18 +46,39 @@ class Report:
     signed: int = 0
     unsigned: int = 0
     timestamps: dict[str, int] = field(default_factory=lambda: {"verified": 0, "pending": 0, "failed": 0})
+    # The problems kept: all of them, or the first ``keep`` (every one is counted in ``problem_count`` and handed to
+    # ``on_problem`` as it is found, so that a damaged archive of a million captures is reported whole without
+    # being held in memory).
     problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    keep: int | None = None
+    on_problem: Callable[[Problem], None] | None = field(default=None, repr=False, compare=False)
     # The key each capture found signed was signed with (capture id -> fingerprint): who made it, for import.
+    # Not kept by a verification of the whole archive (``keep_signers``), where it would grow with it.
     signers: dict[str, str] = field(default_factory=dict)
+    keep_signers: bool = True
+    # What the check of the ledger covered (``as_dict``'s "ledger"; see ``verify``).
+    ledger: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, problem: Problem) -> None:
+        self.problem_count += 1
+        if self.keep is None or len(self.problems) < self.keep:
+            self.problems.append(problem)
+        if self.on_problem is not None:
+            self.on_problem(problem)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problem_count and not self.problems
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "captures": self.captures, "records": self.records, "bytes": self.bytes,
+    def as_dict(self, problems: bool = True) -> dict[str, Any]:
+        data = {"ok": self.ok, "captures": self.captures, "records": self.records, "bytes": self.bytes,
                 "ledger_entries": self.ledger_entries, "signed": self.signed, "unsigned": self.unsigned,
-                "timestamps": dict(self.timestamps), "problems": [p.as_dict() for p in self.problems]}
+                "timestamps": dict(self.timestamps), "problem_count": max(self.problem_count, len(self.problems)),
+                "ledger": dict(self.ledger)}
+        if problems:
+            data["problems"] = [p.as_dict() for p in self.problems]
+        return data
 
 
 # Records whose payload verify also reads (both small JSON documents written by us): the signed provenance
@@ -97,33 +123,42 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
     path = archive_dir / rel
     report.captures += 1
     if not path.is_file():
-        report.problems.append(Problem("missing", rel, capture["id"], "the sealed WARC is not there"))
+        report.add(Problem("missing", rel, capture["id"], "the sealed WARC is not there"))
         return
-    first = len(report.problems)
-    if path.stat().st_size < PARALLEL_MIN:
-        digest, size = sha256_file(path)
-        _check_records(path, capture, records, report, None)
-    else:
-        # The whole file's SHA-256 is computed in a second thread while this one reads the records (two passes
-        # over the file at once rather than one after the other), and each payload's SHA-256 in a third: so a
-        # large file is verified at about `openssl dgst -sha256`'s speed on two cores.
-        pool = ThreadPoolExecutor(2, thread_name_prefix="verify-hash")
-        try:
-            file_hash = pool.submit(sha256_file, path)
-            _check_records(path, capture, records, report, pool)
-            digest, size = file_hash.result()
-        finally:
-            pool.shutdown(cancel_futures=True)
+    # The file's own problem comes first in the report, then its records' (found while the file is hashed).
+    found: list[Problem] = []
+    try:
+        if path.stat().st_size < PARALLEL_MIN:
+            digest, size = sha256_file(path)
+            signed = _check_records(path, capture, records, report, found, None)
+        else:
+            # The whole file's SHA-256 is computed in a second thread while this one reads the records (two passes
+            # over the file at once rather than one after the other), and each payload's SHA-256 in a third: so a
+            # large file is verified at about `openssl dgst -sha256`'s speed on two cores.
+            pool = ThreadPoolExecutor(2, thread_name_prefix="verify-hash")
+            try:
+                file_hash = pool.submit(sha256_file, path)
+                signed = _check_records(path, capture, records, report, found, pool)
+                digest, size = file_hash.result()
+            finally:
+                pool.shutdown(cancel_futures=True)
+    except OSError as exc:   # a file there that cannot be read (permissions, a failing disk): named, and go on
+        report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc.strerror or exc}"))
+        return
     report.bytes += size
-    # The file's own problem comes first in the report, whichever finished first.
     if digest != capture["warc_sha256"]:
-        report.problems.insert(first, Problem("altered", rel, capture["id"],
-                                              f"file SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
+        report.add(Problem("altered", rel, capture["id"],
+                           f"file SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
+    for problem in found:
+        report.add(problem)
+    if signed is not None:
+        _check_signature(capture, signed, report)
 
 
 def _check_records(path: Path, capture: dict[str, Any], records: list[dict[str, Any]], report: Report,
-                   pool: Executor | None) -> None:
-    """Every record's payload in the file against the index, then the capture's signature."""
+                   found: list[Problem], pool: Executor | None) -> dict[str, bytes] | None:
+    """Every record's payload in the file against the index, problems into ``found``. Returns the signed
+    payloads (provenance and signature) for the signature check, or None when the file cannot be read through."""
     rel = capture["warc_path"]
     expected = {r["offset"]: r for r in records}
     signed: dict[str, bytes] = {}   # "provenance" / "signature" -> payload
@@ -140,23 +175,23 @@ def _check_records(path: Path, capture: dict[str, Any], records: list[dict[str, 
                 offset = iterator.get_record_offset()
                 want = expected.get(offset)
                 if want is None:
-                    report.problems.append(Problem("record-altered", rel, capture["id"],
-                                                   f"unindexed record at offset {offset} ({uri})"))
+                    found.append(Problem("record-altered", rel, capture["id"],
+                                         f"unindexed record at offset {offset} ({uri})"))
                 elif want["payload_digest"] and got != want["payload_digest"]:
-                    report.problems.append(Problem("record-altered", rel, capture["id"],
-                                                   f"payload of {want['type']} record {uri} at offset {offset} "
-                                                   f"hashes to {got}, the index recorded {want['payload_digest']}"))
+                    found.append(Problem("record-altered", rel, capture["id"],
+                                         f"payload of {want['type']} record {uri} at offset {offset} "
+                                         f"hashes to {got}, the index recorded {want['payload_digest']}"))
                 seen += 1
                 report.records += 1
     except (ArchiveLoadFailed, OSError, EOFError, ValueError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        report.problems.append(Problem("unreadable", rel, capture["id"],
-                                       f"cannot read the WARC after {seen} record(s): {reason.encode('ascii', 'replace').decode()}"))
-        return
+        found.append(Problem("unreadable", rel, capture["id"],
+                             f"cannot read the WARC after {seen} record(s): {reason.encode('ascii', 'replace').decode()}"))
+        return None
     if seen != len(records):
-        report.problems.append(Problem("record-altered", rel, capture["id"],
-                                       f"{seen} records in the file, {len(records)} in the index"))
-    _check_signature(capture, signed, report)
+        found.append(Problem("record-altered", rel, capture["id"],
+                             f"{seen} records in the file, {len(records)} in the index"))
+    return signed
 
 
 def _check_signature(capture: dict[str, Any], signed: dict[str, bytes], report: Report) -> None:
@@ -171,10 +206,11 @@ def _check_signature(capture: dict[str, Any], signed: dict[str, bytes], report: 
         record = {}
     why = keys.check_signature(record, signed.get("provenance", b""))
     if why is not None:
-        report.problems.append(Problem("signature-invalid", capture["warc_path"], capture["id"], why))
+        report.add(Problem("signature-invalid", capture["warc_path"], capture["id"], why))
     else:
         report.signed += 1
-        report.signers[capture["id"]] = record["key_fingerprint"]
+        if report.keep_signers:
+            report.signers[capture["id"]] = record["key_fingerprint"]
 
 
 # What the index says about a sealed file, and what the ledger recorded when it was sealed: they must agree.
@@ -190,13 +226,13 @@ def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> 
     row = conn.execute(f"SELECT seq, detail FROM ledger WHERE capture_id = ? AND event IN ({SEALING_EVENTS}) "
                        "ORDER BY seq LIMIT 1", (capture["id"],)).fetchone()
     if row is None:
-        report.problems.append(Problem("ledger-missing", capture["warc_path"], capture["id"],
+        report.add(Problem("ledger-missing", capture["warc_path"], capture["id"],
                                        "the ledger has no entry for the sealing of this capture"))
         return
     sealed = json.loads(row["detail"])
     differing = [f for f in SEALED_FACTS if sealed.get(f) != capture[f]]
     if differing:
-        report.problems.append(Problem("index-altered", capture["warc_path"], capture["id"],
+        report.add(Problem("index-altered", capture["warc_path"], capture["id"],
                                        f"the index row's {', '.join(differing)} differ from ledger entry "
                                        f"{row['seq']}, made when the file was sealed"))
 
@@ -218,56 +254,184 @@ def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_b
             found.append(timestamps.TokenProblem("index-altered", row["token_path"], f"the timestamp row's token "
                                                  f"SHA-256 differs from ledger entry {entry['seq']}"))
         for p in found:
-            report.problems.append(Problem(p.kind, p.path, capture["id"], p.detail))
+            report.add(Problem(p.kind, p.path, capture["id"], p.detail))
         if not found:
             report.timestamps["verified"] += 1
 
 
-def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settings: Any = None) -> Report:
+# A verify of named captures walks the entries appended since the last whole-chain walk when there are at most
+# this many (about 0.1 s); beyond that it says which it left to a full `archiver verify`.
+FORWARD_WALK_LIMIT = 10_000
+
+
+def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settings: Any = None,
+           report: Report | None = None) -> Report:
     """Check the given captures (all when ``ids`` is empty; then also look for unindexed files), their index
     rows against the ledger, their timestamps (chains against ``timestamp.ca_bundle`` of ``settings``), and the
-    ledger's whole chain."""
-    report = Report()
+    ledger: its whole chain, or for named captures their own entries where they stand in it (``check_ledger_of``).
+    ``report`` says how problems are kept and handed on; by default all are kept."""
+    report = report if report is not None else Report()
     ca_bundle = timestamps.TimestampSettings.from_settings(settings).ca_bundle if settings is not None else None
-    report.ledger_entries, broken = ledger.check_chain(index.conn)
-    if broken is not None:
-        report.problems.append(Problem("ledger-broken", "index.db", None,
-                                       f"ledger entry {broken.seq} {broken.reason}"))
-    captures = index.all_captures_for_verify(ids)
+    if ids:
+        # Every ID is resolved before anything is checked: an unknown one is named, and nothing else is said.
+        captures: Any = [index.find_capture(i) for i in ids]
+        check_ledger_of(index.conn, captures, report)
+    else:
+        report.keep_signers = False
+        check_whole_ledger(index.conn, report)
+        captures = index.all_captures_for_verify()
     for capture in captures:
         verify_capture(archive_dir, capture, index.capture_records(capture["id"]), report)
         check_against_ledger(index.conn, capture, report)
         check_timestamps(archive_dir, index.conn, capture, ca_bundle, report)
     if not ids:
-        find_unindexed(archive_dir, {c["warc_path"] for c in captures}, timestamps.token_paths(index.conn), report)
+        find_unindexed(archive_dir, index.conn, report)
     return report
 
 
-def find_unindexed(archive_dir: Path, warcs: set[str], tokens: set[str], report: Report) -> None:
+def check_whole_ledger(conn: Any, report: Report) -> None:
+    """Walk the whole chain (``ledger.walk``): the first broken entry is a problem."""
+    walked = ledger.walk(conn)
+    report.ledger_entries = walked.entries
+    report.ledger = {"scope": "chain", "entries": walked.entries, "intact": walked.broken is None,
+                     "walked": {"from": walked.first, "to": walked.last} if walked.entries else None}
+    if walked.broken is not None:
+        report.ledger_entries = ledger_size(conn)
+        report.ledger["entries"] = report.ledger_entries
+        report.ledger["broken"] = walked.broken.as_dict()
+        report.add(Problem("ledger-broken", "index.db", None, f"ledger entry {walked.broken.seq} {walked.broken.reason}"))
+    else:
+        report.ledger["to_hash"] = walked.last_hash
+
+
+def ledger_size(conn: Any) -> int:
+    """The seq of the newest entry: the length of an intact chain (gaps are the walk's to find)."""
+    return conn.execute("SELECT MAX(seq) FROM ledger").fetchone()[0] or 0
+
+
+def check_ledger_of(conn: Any, captures: list[dict[str, Any]], report: Report) -> None:
+    """The ledger as it concerns named captures, in constant time at any length of ledger (no whole walk):
+
+    * each capture's own entries (and its job's) against their hashes, each linked to the entries before and after
+      it (``ledger.check_entries``): an entry changed, re-hashed, removed or inserted there shows;
+    * the newest whole-chain walk on record (a ``verified`` entry of a full ``archiver verify``, which records
+      how far it walked and that it was intact), and the entries appended since then, walked now from the head that
+      walk reached, when there are at most FORWARD_WALK_LIMIT of them.
+
+    So a court can be told which of these held now, and when the whole chain was last walked and found intact.
+    Why not walk it all: at a million captures that is 3 million entries (a minute); a full ``archiver verify``
+    does it, and records that it did, which is what this reads. What a partial check cannot see -- an entry far
+    from these captures changed since the last full walk -- is said in the output (``ledger``: ``walked``)."""
+    newest = ledger_size(conn)
+    own = 0
+    broken: ledger.Broken | None = None
+    for capture in captures:
+        entries = ledger.entries(conn, capture_id=capture["id"], job_id=capture.get("job_id"))
+        own += len(entries)
+        broken = broken or ledger.check_entries(conn, entries)
+    last, searched_to = ledger.last_full_walk(conn)
+    walked: dict[str, Any] | None = None
+    start = None
+    if last is not None:
+        to_hash = last["to_hash"] or (ledger.entry_at(conn, last["to"]) or {}).get("hash")
+        start = (last["to"], to_hash) if to_hash else None
+    if broken is None and start is not None and newest - start[0] <= FORWARD_WALK_LIMIT:
+        done = ledger.walk(conn, after=start)
+        walked = {"from": start[0] + 1, "to": done.last if done.broken is None else None, "entries": done.entries}
+        broken = done.broken
+    report.ledger_entries = newest
+    report.ledger = {"scope": "captures", "entries": newest, "intact": broken is None, "capture_entries": own,
+                     "last_full_walk": last, "walked": walked,
+                     "not_walked": _not_walked(newest, last, walked, searched_to)}
+    if broken is not None:
+        report.ledger["broken"] = broken.as_dict()
+        report.add(Problem("ledger-broken", "index.db", None, f"ledger entry {broken.seq} {broken.reason}"))
+
+
+def _not_walked(newest: int, last: dict[str, Any] | None, walked: dict[str, Any] | None, searched_to: int) -> str:
+    """The entries a verify of named captures did not walk now, in words."""
+    if last is None:
+        where = "on record" if searched_to <= 1 else f"since entry {searched_to} (the search stopped there)"
+        return (f"entries 1-{newest} were not walked now, and no `archiver verify` of the whole archive walked the "
+                f"chain and found it intact {where}; run one") if newest else ""
+    since = f"; entries {last['to'] + 1}-{newest}, appended since, were not walked either" \
+        if walked is None and newest > last["to"] else ""
+    return (f"entries 1-{last['to']} were not walked now; they were walked in full and found intact at "
+            f"{last['at']} (ledger entry {last['entry']}){since}")
+
+
+def find_unindexed(archive_dir: Path, conn: Any, report: Report) -> None:
     """Files in warcs/ that no index row names: WARCs (``unindexed``), and timestamp tokens or their sidecars
-    (``timestamp-unindexed``) -- a token nobody recorded is a claim nobody checks."""
-    for path in sorted((archive_dir / WARC_DIR).rglob("*")):
-        rel = path.relative_to(archive_dir).as_posix()
-        if not path.is_file():
-            continue
-        if rel.endswith(".warc.gz") and rel not in warcs:
-            report.problems.append(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
-        elif rel.endswith((timestamps.TOKEN_SUFFIX, timestamps.SIDECAR_SUFFIX)) and \
-                timestamps.token_of(rel) not in tokens:
-            report.problems.append(Problem("timestamp-unindexed", rel, None,
-                                           "a timestamp token (or its sidecar) in warcs/ that no index row names"))
+    (``timestamp-unindexed``) -- a token nobody recorded is a claim nobody checks.
+
+    The directory is read as it is walked, and each file looked up in the index (warc_path is unique, so indexed;
+    a token is looked up among its capture's timestamps, whose id starts its name): constant memory at any size.
+    A file is placed in warcs/ only after its row is committed, so a capture sealed meanwhile is found."""
+    def unlistable(rel: str, exc: OSError) -> None:
+        report.add(Problem("unreadable", rel, None, f"cannot list the directory ({exc.strerror or exc}): files in "
+                                                   "it were not checked for an index row"))
+
+    for path, rel in _walk_files(archive_dir / WARC_DIR, archive_dir, unlistable):
+        if rel.endswith(".warc.gz"):
+            if conn.execute("SELECT 1 FROM captures WHERE warc_path = ?", (rel,)).fetchone() is None:
+                report.add(Problem("unindexed", rel, None, "a WARC in warcs/ that the index does not know"))
+        elif rel.endswith((timestamps.TOKEN_SUFFIX, timestamps.SIDECAR_SUFFIX)):
+            token = timestamps.token_of(rel)
+            capture_id = token.rsplit("/", 1)[-1].split(".", 1)[0]
+            if conn.execute("SELECT 1 FROM timestamps WHERE capture_id = ? AND token_path = ?",
+                            (capture_id, token)).fetchone() is None and \
+                    conn.execute("SELECT 1 FROM timestamps WHERE token_path = ?", (token,)).fetchone() is None:
+                report.add(Problem("timestamp-unindexed", rel, None,
+                                   "a timestamp token (or its sidecar) in warcs/ that no index row names"))
+
+
+def _walk_files(top: Path, archive_dir: Path,
+               on_error: Callable[[str, OSError], None]) -> Iterator[tuple[Path, str]]:
+    """Every file below ``top`` (path, path relative to the archive), directory by directory in name order, the
+    files of each as the directory lists them: only the names of directories are ever held (warcs/ has one per
+    day, and a day may hold a million files). A directory that cannot be listed goes to ``on_error``."""
+    if not top.is_dir():
+        return
+    stack = [top]
+    while stack:
+        directory = stack.pop()
+        subdirectories = []
+        try:
+            with os.scandir(directory) as listing:
+                for entry in listing:
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirectories.append(entry.name)
+                    elif entry.is_file():
+                        path = Path(entry.path)
+                        yield path, path.relative_to(archive_dir).as_posix()
+        except OSError as exc:
+            on_error(directory.relative_to(archive_dir).as_posix(), exc)
+        stack.extend(directory / name for name in sorted(subdirectories, reverse=True))
 
 
 def record_verification(index: Index, report: Report, ids: list[str]) -> bool:
     """Append the outcome of a verification to the ledger (``verified``). False when the index cannot be
-    written (an archive on read-only media, as a third party may hold it): verifying needs no write."""
+    written (an archive on read-only media, as a third party may hold it): verifying needs no write.
+
+    ``chain`` says what the ledger check covered; for a whole-archive verify with the chain intact it records the
+    newest entry walked and its hash, which a later verify of one capture reads (``ledger.last_full_walk``)."""
     problems = [{"problem": p.kind, "capture_id": p.capture_id, "path": p.path} for p in report.problems]
+    chain: dict[str, Any] = {"intact": bool(report.ledger.get("intact"))}
+    if report.ledger.get("scope") == "chain":
+        walked = report.ledger.get("walked") or {}
+        chain.update({"from": walked.get("from"), "to": walked.get("to"), "to_hash": report.ledger.get("to_hash")})
+    else:
+        walked = report.ledger.get("walked") or {}
+        chain.update({"capture_entries": report.ledger.get("capture_entries"), "from": walked.get("from"),
+                      "to": walked.get("to")})
     try:
         with index.transaction() as conn:
             ledger.append(conn, "verified", detail={"ok": report.ok, "captures": report.captures,
                                                     "records": report.records, "bytes": report.bytes,
                                                     "ledger_entries": report.ledger_entries, "only": ids or None,
-                                                    "problems": problems[:100], "problem_count": len(problems)})
+                                                    "problems": problems[:100],
+                                                    "problem_count": max(report.problem_count, len(problems)),
+                                                    "chain": chain})
     except sqlite3.OperationalError:
         return False
     return True

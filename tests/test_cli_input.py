@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 
 def _jobs(archive) -> int:
     db = archive / "index.db"
@@ -111,3 +113,84 @@ def test_a_bad_allowed_address_range_is_named_before_anything_runs(cli):
     assert "network.allow_addresses" in result.err and "'intranet'" in result.err
     assert "ARCHIVER_NETWORK_ALLOW_ADDRESSES" in result.err
     assert _jobs(cli.archive) == 0
+
+
+def _ledger(archive) -> list[tuple[int, str, int]]:
+    with sqlite3.connect(archive / "index.db") as conn:
+        return conn.execute("SELECT seq, event, job_id FROM ledger ORDER BY seq").fetchall()
+
+
+def test_a_long_list_is_queued_whole_once_per_item_or_not_at_all(cli, tmp_path):
+    """`add -f` streams its file in chunks inside one transaction: duplicates collapse across chunks and against
+    jobs already pending, every new job gets its `queued` entry in one unbroken chain, and one bad line anywhere
+    (here the last of 2 400) means nothing of the list is queued."""
+    assert cli("add", "https://news.example/0", "https://x.com/jack/status/20").code == 0
+    lines = [f"https://news.example/{n % 1500}?utm_source=list" for n in range(2000)]   # 500 repeats
+    lines += [f"https://twitter.com/jack/status/{20 + n % 3}" for n in range(400)]    # 3 tweets, one pending
+    listing = tmp_path / "urls.txt"
+    listing.write_text("\n".join(lines + ["notaurl"]) + "\n")
+    result = cli("add", "-f", str(listing))
+    assert result.code == 2 and "Traceback" not in result.err
+    assert result.err.splitlines() == ["archiver: error: 'notaurl': not an absolute URL; did you mean https://notaurl?",
+                                       "archiver: error: 1 URL is not valid; nothing was queued"]
+    assert _jobs(cli.archive) == 2 and len(_ledger(cli.archive)) == 2
+
+    listing.write_text("\n".join(lines) + "\n")
+    result = cli("add", "-f", str(listing), "--json")
+    assert result.code == 0, result.err
+    out = result.json()
+    assert len(out) == 2400 and sum(o["created"] for o in out) == 1499 + 2
+    assert out[0] == {**out[0], "job_id": 1, "created": False, "state": "queued"}   # pending before the list
+    assert out[1500]["job_id"] == out[0]["job_id"] and out[2000]["created"] is False   # status/20 was pending
+    assert _jobs(cli.archive) == 2 + 1501
+    entries = _ledger(cli.archive)
+    assert [e[0] for e in entries] == list(range(1, 1504)) and {e[1] for e in entries} == {"queued"}
+    assert sorted(e[2] for e in entries) == list(range(1, 1504))
+    verified = cli("verify", "--json").json()
+    assert verified["ok"] and verified["ledger"]["intact"] and verified["ledger_entries"] == 1503
+    again = cli("add", "-f", str(listing))
+    assert again.code == 0 and again.out.count("already queued") == 2400 and _jobs(cli.archive) == 1503
+
+
+def test_an_unusable_index_is_one_line_and_logged(cli):
+    """A corrupt index.db (or one that is a directory) is a failure, not a user error: one line, exit 1, and the
+    traceback in the archive's log file, not on the terminal."""
+    import json
+    cli.archive.mkdir(parents=True)
+    (cli.archive / "index.db").write_bytes(b"this is not an SQLite database, it was overwritten\n" * 100)
+    for command in (["status"], ["verify"], ["add", "https://example.com/"]):
+        result = cli(*command)
+        assert result.code == 1, (command, result.err)
+        assert result.err.count("\n") == 1 and "Traceback" not in result.err
+        assert "index database cannot be used" in result.err and "reindex" in result.err
+    [log] = (cli.archive / "logs").glob("archiver-*.jsonl")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["event"] for e in events] == ["command-failed"] * 3
+    assert "Traceback" in events[0]["traceback"] and events[2]["command"][-2:] == ["add", "https://example.com/"]
+    (cli.archive / "index.db").unlink()
+    (cli.archive / "index.db").mkdir()
+    result = cli("status")
+    assert result.code == 1 and result.err.count("\n") == 1 and "cannot be opened" in result.err
+
+
+@pytest.mark.parametrize("raised, code, said", [
+    (MemoryError(), 1, "out of memory"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (sqlite3.OperationalError("database or disk is full"), 1, "the disk holding the index is full"),
+    (OSError(28, "No space left on device", "/archive/tmp/x.warc.gz"), 1,
+     "no space left on the device: /archive/tmp/x.warc.gz"),
+    (ValueError("a bug"), 1, "internal error (ValueError: a bug)"),
+])
+def test_failures_end_in_one_line_with_their_exit_status(tmp_path, monkeypatch, capsys, raised, code, said):
+    from archiver import cli as cli_module, verify
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(verify, "verify", fail)
+    monkeypatch.delenv("ARCHIVER_TRACEBACK", raising=False)
+    assert cli_module.main(["--archive", str(tmp_path / "archive"), "verify"]) == code
+    err = capsys.readouterr().err.lstrip("\n")   # click ends the terminal's "^C" line first
+    assert err.count("\n") == 1 and said in err and "Traceback" not in err, err
+    logged = list((tmp_path / "archive" / "logs").glob("*.jsonl"))
+    assert bool(logged) == (code != 130)   # ^C is the person's own doing: nothing to log

@@ -136,3 +136,32 @@ def test_an_archive_from_before_the_ledger_is_backfilled(cli, site):
         rows = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY seq")]
     assert [r["event"] for r in rows] == ["backfilled", "verified"]
     assert rows[0]["capture_id"] == first["capture_id"]
+
+
+def test_batched_appends_make_the_chain_single_appends_make(tmp_path):
+    """ledger.Appender (add -f) carries the head in memory and inserts in batches: entry for entry, the same
+    rows as one ``append`` each, across batch boundaries; and an ``append`` slipped in beside it on the same
+    connection cannot fork the chain (its seq is taken): the transaction fails whole."""
+    from archiver.index import Index
+    made = [{"job_id": n, "url": f"https://e.example/{n}", "at": f"2026-12-06T00:00:{n % 60:02d}.000000Z",
+             "detail": {"canonical_url": f"https://e.example/{n}", "kind": "page", "tags": ["é", n], "note": None}}
+            for n in range(2 * ledger.Appender.BATCH + 7)]
+    one, batched = Index(tmp_path / "one.db"), Index(tmp_path / "batched.db")
+    for index in (one, batched):
+        with index.transaction() as conn:
+            ledger.append(conn, "verified", at="2026-12-05T00:00:00.000000Z", detail={"ok": True})
+    with one.transaction() as conn:
+        for entry in made:
+            ledger.append(conn, "queued", **entry)
+    with batched.transaction() as conn, ledger.Appender(conn) as appender:
+        for entry in made:
+            appender.append("queued", **entry)
+    rows = [[dict(r) for r in index.conn.execute("SELECT * FROM ledger ORDER BY seq")] for index in (one, batched)]
+    assert rows[0] == rows[1] and len(rows[0]) == len(made) + 1
+    assert ledger.check_chain(batched.conn) == (len(made) + 1, None)
+
+    with pytest.raises(sqlite3.IntegrityError):
+        with batched.transaction() as conn, ledger.Appender(conn) as appender:
+            appender.append("queued", job_id=1)
+            ledger.append(conn, "queued", job_id=2)   # takes the seq the appender is holding
+    assert ledger.check_chain(batched.conn) == (len(made) + 1, None)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
+
+import pytest
 
 
 def _capture(cli, site, path="/2016/12/16/evacuation-suspended/"):
@@ -63,3 +66,141 @@ def test_token_files_no_index_row_names_are_named(cli, site):
                         ("timestamp-unindexed", sidecar.relative_to(cli.archive).as_posix())}
     result = cli("verify")
     assert "TIMESTAMP-UNINDEXED" in result.out and f"{show['id']}.1.tsr" in result.out
+
+
+def _tamper(archive, *statements):
+    """What someone holding index.db can do anyway: drop the triggers, then change rows."""
+    import sqlite3
+    with sqlite3.connect(archive / "index.db", isolation_level=None) as conn:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                    "(name LIKE '%sealed%' OR name LIKE 'ledger_append_only%')").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _entries(archive, capture_id):
+    import sqlite3
+    with sqlite3.connect(archive / "index.db") as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM ledger WHERE capture_id = ? ORDER BY seq", (capture_id,))]
+
+
+def _rehashed(entry, **changes):
+    """An entry changed and its hash recomputed, as a forger would: only the next entry's prev_hash betrays it."""
+    import json
+    from archiver import ledger
+    changed = {**entry, "detail": ledger.canonical({**json.loads(entry["detail"]), **changes})}
+    return changed["detail"], ledger.entry_hash(changed)
+
+
+def test_one_capture_is_checked_where_it_stands_in_the_chain(cli, site):
+    first = _capture(cli, site)
+    second = _capture(cli, site, "/archive/1998/communique.html")
+    assert cli("verify").code == 0   # a whole walk, recorded with the head it reached
+    result = cli("verify", first["id"], "--json")
+    assert result.code == 0, result.out
+    checked = result.json()["ledger"]
+    assert checked["scope"] == "captures" and checked["intact"] and checked["capture_entries"] == 3
+    full = checked["last_full_walk"]
+    assert full["to"] == 6 and full["entry"] == 7   # 3 entries per capture, then the first `verified`
+    assert checked["walked"] == {"from": 7, "to": 7, "entries": 1}   # what came after that walk: walked now
+    text = cli("verify", first["id"])
+    assert text.code == 0 and "their 3 ledger entries" in text.out
+    assert "entries 1-6 were not walked now; they were walked in full and found intact" in text.out
+
+    # An entry of the other capture forged (re-hashed) before the last whole walk: a verify of this capture does
+    # not walk there, and says so; the whole walk finds it.
+    [_, sealed2] = _entries(cli.archive, second["id"])
+    detail, forged = _rehashed(sealed2, warc_size=1)
+    _tamper(cli.archive, f"UPDATE ledger SET detail = '{detail}', hash = '{forged}' WHERE seq = {sealed2['seq']}")
+    assert cli("verify", first["id"]).code == 0
+    problems = cli("verify", "--json").json()["problems"]
+    assert any(p["problem"] == "ledger-broken" and f"entry {sealed2['seq'] + 1} does not follow" in p["detail"]
+               for p in problems)
+
+    # This capture's own entry forged: its successor no longer follows from it.
+    [captured1, _] = _entries(cli.archive, first["id"])
+    detail, forged = _rehashed(captured1, status="failed")
+    _tamper(cli.archive, f"UPDATE ledger SET detail = '{detail}', hash = '{forged}' WHERE seq = {captured1['seq']}")
+    result = cli("verify", first["id"], "--json")
+    assert result.code == 1
+    [problem] = [p for p in result.json()["problems"] if p["problem"] == "ledger-broken"]
+    assert f"ledger entry {captured1['seq'] + 1} does not follow" in problem["detail"]
+
+
+def test_a_removed_neighbour_of_a_capture_entry_is_named(cli, site):
+    first = _capture(cli, site)
+    _capture(cli, site, "/archive/1998/communique.html")
+    sealed1 = _entries(cli.archive, first["id"])[-1]
+    _tamper(cli.archive, f"DELETE FROM ledger WHERE seq = {sealed1['seq'] + 1}")
+    result = cli("verify", first["id"])
+    assert result.code == 1 and f"ledger entry {sealed1['seq'] + 1} is missing" in result.out
+
+
+def test_every_problem_is_reported_though_few_are_held(cli, site):
+    """Problems are printed as they are found and counted, but only the first 100 are kept (for the ledger):
+    150 stray WARCs are all named, in text and in the streamed --json."""
+    import json
+    import sqlite3
+    show = _capture(cli, site)
+    day = (cli.archive / show["warc_path"]).parent
+    for n in range(150):
+        shutil.copy(cli.archive / show["warc_path"], day / f"stray-{n:03d}.warc.gz")
+    result = cli("verify", "--json")
+    assert result.code == 1
+    data = result.json()
+    assert data["problem_count"] == 150 and len(data["problems"]) == 150 and data["ok"] is False
+    assert {p["path"] for p in data["problems"]} == {f"{show['warc_path'].rsplit('/', 1)[0]}/stray-{n:03d}.warc.gz"
+                                                     for n in range(150)}
+    text = cli("verify")
+    assert text.out.count("UNINDEXED") == 150 and "150 problem(s)" in text.out
+    with sqlite3.connect(cli.archive / "index.db") as conn:
+        detail = json.loads(conn.execute("SELECT detail FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()[0])
+    assert detail["problem_count"] == 150 and len(detail["problems"]) == 100 and detail["chain"]["intact"]
+
+
+@pytest.mark.slow
+def test_verify_memory_does_not_grow_with_the_archive(tmp_path):
+    """Peak RSS of `archiver verify` over archives of 300 and 3 000 captures built by scripts/make-index (the old
+    verify, which loaded every capture row, grew ~9 KB a capture: +25 MB here, a ratio of ~1.35)."""
+    import subprocess
+    import sys
+
+    from bench_verify import measure   # scripts/bench_verify.py: wait4's peak RSS of the process alone
+    root = Path(__file__).resolve().parent.parent
+    peaks = []
+    for n in (300, 3000):
+        archive = tmp_path / f"a{n}"
+        built = subprocess.run([sys.executable, str(root / "scripts" / "make-index"), str(archive), "--captures",
+                                str(n), "--workers", "1"], capture_output=True, text=True)
+        assert built.returncode == 0, built.stderr
+        run = measure([sys.executable, "-m", "archiver", "--archive", str(archive), "verify"], tmp_path)
+        assert run["code"] == 0 and f"verified {n} capture(s)" in run["said"], run
+        peaks.append(run["rss"])
+    assert peaks[1] / peaks[0] < 1.12, peaks
+
+
+def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, site, monkeypatch):
+    """Permissions or a failing disk (simulated: the suite may run as root, whom chmod does not stop)."""
+    from archiver import verify as verify_module
+    from archiver.archive import Archive
+    show = _capture(cli, site)
+    day = (cli.archive / show["warc_path"]).parent
+
+    def unreadable(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    real_scandir = os.scandir
+    monkeypatch.setattr(verify_module, "sha256_file", unreadable)
+    monkeypatch.setattr(verify_module.os, "scandir",
+                        lambda path: unreadable(path) if Path(path) == day else real_scandir(path))
+    archive = Archive.open(cli.archive)
+    index = archive.index()
+    try:
+        report = verify_module.verify(archive.path, index)
+    finally:
+        index.close()
+    assert {(p.kind, p.path) for p in report.problems} == {
+        ("unreadable", show["warc_path"]), ("unreadable", day.relative_to(cli.archive).as_posix())}
+    assert all("Permission denied" in p.detail for p in report.problems)
