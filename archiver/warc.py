@@ -375,7 +375,7 @@ def finish_seal(tmp_path: Path, final: Path) -> bool:
         if final.exists():
             return False
         raise
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
     return True
 
 
@@ -390,8 +390,9 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:

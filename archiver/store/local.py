@@ -17,6 +17,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+# The sealed file's own hashing and the directory fsync of sealing: one definition of each for both.
+from ..warc import fsync_dir, sha256_file
 from .blobs import (READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored, StorageError,
                     StoredObject, check_key)
 
@@ -52,7 +54,7 @@ class LocalStore(BlobStore):
                 if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
                     raise
                 self._copy_into_place(key, path, final, sha256)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             if isinstance(exc, FileNotFoundError) and not path.exists():
                 raise StorageError(f"cannot store {key}: the sealed file {path} is gone") from None
@@ -66,7 +68,7 @@ class LocalStore(BlobStore):
                 return self._already(key)
         except OSError:
             pass
-        got, _ = _sha256_file(final)
+        got, _ = sha256_file(final)
         if got == sha256:
             return self._already(key)
         raise AlreadyStored(f"{final} already holds other bytes (SHA-256 {got}); refusing to store {path} "
@@ -112,7 +114,7 @@ class LocalStore(BlobStore):
                 new.mkdir()
             except FileExistsError:
                 continue
-            _fsync_dir(new.parent)
+            fsync_dir(new.parent)
 
     # -- reading
 
@@ -154,21 +156,3 @@ class LocalStore(BlobStore):
                 except FileNotFoundError:
                     continue
                 yield ListedObject(key, size)
-
-
-def _sha256_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(READ_CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
