@@ -16,8 +16,9 @@ from .errors import ConfigError
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 ENV_PREFIX = "ARCHIVER_"
-# Environment variables that are not settings (they choose the archive, or belong to the test harness).
-ENV_NOT_SETTINGS = {"ARCHIVER_HOME"}
+# Environment variables that are not settings (they choose the archive, belong to the test harness, or show a
+# failure's traceback on the terminal: cli.main).
+ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK"}
 
 
 class Settings:
