@@ -18,28 +18,31 @@ import click
 # What every command may need, and light. The capture stack (worker -> capture -> Playwright, httpx, yt-dlp),
 # liveness checks, the verifier and asyncio are imported by the commands that use them, not by `status`,
 # `list`, `show` or `search` (tests/test_imports.py holds them to it).
-from . import queue, readback, schedule, timestamps, urls
-from .archive import DEFAULT_ARCHIVE, Archive
-from .errors import ArchiverError, BadURL, NotFound, UserError
-from .index import Index
+from archiver.pipeline import queue, schedule
+from archiver.store import readback
+from archiver.custody import timestamps
+from archiver import urls
+from archiver.store.archive import DEFAULT_ARCHIVE, Archive
+from archiver.errors import ArchiverError, BadURL, NotFound, UserError
+from archiver.store.index import Index
 
 if TYPE_CHECKING:
-    from . import checks
-    from .worker import Outcome
+    from archiver.pipeline import checks
+    from archiver.pipeline.worker import Outcome
 
 
 def run_pool(*args: Any, **kwargs: Any) -> Any:
-    from .worker import run_pool as run
+    from archiver.pipeline.worker import run_pool as run
     return run(*args, **kwargs)
 
 
 def verify_archive(*args: Any, **kwargs: Any) -> Any:
-    from .verify import verify
+    from archiver.custody.verify import verify
     return verify(*args, **kwargs)
 
 
 def record_verification(*args: Any, **kwargs: Any) -> Any:
-    from .verify import record_verification as record
+    from archiver.custody.verify import record_verification as record
     return record(*args, **kwargs)
 
 
@@ -398,7 +401,7 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, fo
 @pass_ctx
 def run(ctx: Context, once: bool, workers: int) -> None:
     """Capture queued jobs: until the queue is empty (--once) or until SIGINT/SIGTERM."""
-    from . import logs
+    from archiver import logs
     archive = ctx.archive
     archive.ensure()
     archive.index().close()  # create and migrate once, before workers race to do it
@@ -467,7 +470,7 @@ def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser
     todo = [j for j in job_ids if j not in {e.job["id"] for e in busy}]
     outcomes: list[Outcome] = []
     if todo:
-        from . import logs
+        from archiver import logs
         logs.setup(ctx.archive.path, ctx.archive.settings, worker="supervisor")
         # The same supervised worker as `run`: the hard timeout and process-tree kill hold here too.
         result = run_pool(ctx.archive, ctx.config_file, 1, True, on_event=_progress_printer(len(todo)),
@@ -490,7 +493,7 @@ def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser
 def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
     """Rebuild the index from the WARCs alone, into a new database (the current index is not touched)."""
     from datetime import datetime, timezone
-    from .reindex import reindex as rebuild
+    from archiver.custody.reindex import reindex as rebuild
     archive = ctx.archive
     if not (archive.path / "warcs").is_dir():
         raise UserError(f"{archive.path} has no warcs/ directory: nothing to reindex (is --archive right?)")
@@ -521,8 +524,8 @@ def import_(ctx: Context, sources: tuple[Path, ...], expect_key: str | None, as_
     """Bring captures sealed elsewhere (a WACZ export, or archiver WARC files) into this archive, each checked
     against its package hash, its record digests and its signature first, with the RFC 3161 timestamp tokens
     the package holds for it. Exit 1 if anything was refused."""
-    from .keys import parse_fingerprint
-    from .ingest import IngestError, ingest
+    from archiver.custody.keys import parse_fingerprint
+    from archiver.exchange.ingest import IngestError, ingest
     expected = parse_fingerprint(expect_key) if expect_key is not None else None
     for source in sources:
         if not source.is_file():
@@ -572,7 +575,7 @@ def _echo_ingest(report: Any, expected: str | None) -> None:
 @pass_ctx
 def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
     """The archive's public signing key and its fingerprint (the key is created at first use)."""
-    from . import keys
+    from archiver.custody import keys
     if not ctx.archive.exists():
         # Run from the wrong directory, this would quietly make a new archive with a new key, and the key printed
         # would fail to verify anything.
@@ -605,7 +608,7 @@ def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
 def platforms(as_json: bool, markdown: bool) -> None:
     """The platform paths: what each captures, when an item counts as gone, how liveness is checked, and what
     it relies on (extractor and version). A capture made by any other extractor is partial, never ok."""
-    from . import platforms as paths
+    from archiver.capture import platforms as paths
     if markdown:
         click.echo(paths.markdown_table(), nl=False)
         return
@@ -979,7 +982,7 @@ def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
 def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | None) -> None:
     """A capture report for an editor or a court: screenshot, URLs, times, hashes, TLS, tweet or video,
     signature, timestamps, ledger entries, and the commands that check them."""
-    from .report import make_report
+    from archiver.exchange.report import make_report
     data = make_report(ctx.archive, ident, html_path, pdf_path)
     for path in (html_path, pdf_path):
         if path:
@@ -1033,7 +1036,7 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_ke
     if expect_key is not None:
         raise UserError("--expect-key checks who signed a package: use it with --wacz FILE (this archive's own "
                         "captures are checked against its own key)")
-    from .verify import Report, record_verification, verify as verify_archive
+    from archiver.custody.verify import Report, record_verification, verify as verify_archive
     # Problems are printed as they are found and only the first 100 kept (for the ledger's `verified` entry): a
     # damaged archive of any size is reported whole in constant memory. With --json the object is streamed, its
     # "problems" array first.
@@ -1142,8 +1145,8 @@ def _echo_problems(problems: list[Any], width: int) -> str:
 
 
 def _verify_wacz(path: Path, ids: tuple[str, ...], expect_key: str | None, as_json: bool) -> None:
-    from .keys import parse_fingerprint
-    from .wacz import verify_wacz
+    from archiver.custody.keys import parse_fingerprint
+    from archiver.exchange.wacz import verify_wacz
     if ids:
         raise UserError("give capture IDs or --wacz FILE, not both")
     expected = parse_fingerprint(expect_key) if expect_key is not None else None
@@ -1184,7 +1187,7 @@ def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | Non
            title: str | None, as_json: bool) -> None:
     """Write captures as one signed WACZ: WARCs as sealed, CDXJ index, pages, and the provenance a third party
     needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt)."""
-    from .wacz import export_wacz
+    from archiver.exchange.wacz import export_wacz
     since_iso = _parse_since(since)
     index = ctx.index()
     try:
@@ -1308,7 +1311,7 @@ def check(ctx: Context, urls_given, all_watched, gone, as_json) -> None:
     archive = ctx.archive
     index = archive.index()
     try:
-        from . import checks
+        from archiver.pipeline import checks
         found = checks.targets(index, list(urls_given), all_watched, gone)
         outcomes = _run_async(_run_checks(index, found, archive.settings))
     finally:
@@ -1328,7 +1331,7 @@ def check(ctx: Context, urls_given, all_watched, gone, as_json) -> None:
 
 
 async def _run_checks(index, targets: list[dict[str, str]], settings) -> list[checks.CheckOutcome]:
-    from . import checks
+    from archiver.pipeline import checks
     worker = queue.make_owner()
     return [await checks.run_check(index, t, settings, worker=worker) for t in targets]
 
@@ -1336,7 +1339,7 @@ async def _run_checks(index, targets: list[dict[str, str]], settings) -> list[ch
 # ---- entry point ---------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    from . import logs
+    from archiver import logs
     logs.setup_terminal()  # human lines on stderr; `run` adds the JSON file under the archive
     try:
         # Without standalone mode click returns the code of a `click.exceptions.Exit` instead of exiting.
@@ -1370,8 +1373,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _report_failure(exc: BaseException, argv: list[str]) -> int:
-    from . import logs
-    from .errors import describe_failure
+    from archiver import logs
+    from archiver.errors import describe_failure
     message, code = describe_failure(exc)
     where = None
     archive_dir = Context.last_archive_dir()

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from archiver.errors import ConfigError
 
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 ENV_PREFIX = "ARCHIVER_"
@@ -133,11 +133,11 @@ def load(archive_dir: Path | None = None, config_file: Path | None = None,
 
 def _check_values(data: dict[str, dict[str, Any]], sources: list[str]) -> None:
     """Values of the right type that still cannot work, found now rather than at the first capture."""
-    from .urls import parse_networks  # urls needs nothing from here; imported late to keep config light
+    from archiver.urls import parse_networks  # urls needs nothing from here; imported late to keep config light
     origin = next((s for s in reversed(sources) if "allow_addresses" in s.lower()), None) or \
         f"the settings ({', '.join(sources[1:]) or 'defaults'})"
     parse_networks(tuple(data["network"]["allow_addresses"]), source=f"network.allow_addresses (from {origin})")
-    from .timestamps import check_settings as check_timestamp_settings  # late, like urls: config stays light
+    from archiver.custody.timestamps import check_settings as check_timestamp_settings  # late, like urls: config stays light
     check_timestamp_settings(data["timestamp"])
-    from .store.blobs import check_settings as check_storage_settings  # late as well; boto3 is never imported here
+    from archiver.store.blobs import check_settings as check_storage_settings  # late as well; boto3 is never imported here
     check_storage_settings(data["storage"])

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from archiver.errors import ConfigError
 
 LOGGER = "archiver"
 LOG_DIR = "logs"

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .errors import BadURL, CaptureFailed, ConfigError
+from archiver.errors import BadURL, CaptureFailed, ConfigError
 
 # Query parameters that only say how a reader arrived; they never change what a page shows.
 TRACKING_PARAMS = {

@@ -35,8 +35,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from archiver import ledger  # noqa: E402
-from archiver.index import Index  # noqa: E402
+from archiver.custody import ledger  # noqa: E402
+from archiver.store.index import Index  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -5,7 +5,7 @@
 A contract test is marked ``@pytest.mark.contract("periscope")`` with the platform path it pins (what archiver
 relies on yt-dlp and the platform doing). The table says, per path, ``pass``, the first failure (the line of
 the test file where it failed and the error's first line), ``skipped``, or that the path has no contract test
-at all. The paths are archiver.platforms.PATHS where that module exists, any given with --contract-paths, and
+at all. The paths are archiver.capture.platforms.PATHS where that module exists, any given with --contract-paths, and
 every path a marker names. Works under pytest-xdist: the path travels with each report (user_properties).
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ MESSAGE_WIDTH = 160
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--contract-paths", default="", metavar="PATH,PATH",
-                     help="platform paths to report on besides archiver.platforms.PATHS and the markers' own")
+                     help="platform paths to report on besides archiver.capture.platforms.PATHS and the markers' own")
 
 
 @dataclass
@@ -34,8 +34,8 @@ class Row:
 
 
 def known_paths() -> list[str]:
-    """The names of archiver.platforms.PATHS, the registry of platform paths."""
-    from archiver import platforms
+    """The names of archiver.capture.platforms.PATHS, the registry of platform paths."""
+    from archiver.capture import platforms
     return [p.name for p in platforms.PATHS]
 
 

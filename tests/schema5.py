@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
-from archiver import index as index_module, readback
+from archiver.store import index as index_module, readback
 
 # Tables whose rows schema 6 keeps as schema 5 had them (captures and records are compared as they read).
 KEPT = ["jobs", "attempts", "outlinks", "refs", "tweets", "videos", "watches", "checks", "items", "transitions",
@@ -70,7 +70,7 @@ def as_schema_5(archive: Path) -> None:
 
 
 def search_at_schema_5(db: Path, query: str) -> list[dict]:
-    """`archiver search --json` as schema 5 answered it (archiver/index.py at schema 5: snippets from the
+    """`archiver search --json` as schema 5 answered it (archiver/store/index.py at schema 5: snippets from the
     external-content full-text index; a query FTS5 cannot parse searched as plain words)."""
     conn = sqlite3.connect(db)
     conn.row_factory = sqlite3.Row

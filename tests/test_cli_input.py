@@ -182,7 +182,8 @@ def test_an_unusable_index_is_one_line_and_logged(cli):
     (ValueError("a bug"), 1, "internal error (ValueError: a bug)"),
 ])
 def test_failures_end_in_one_line_with_their_exit_status(tmp_path, monkeypatch, capsys, raised, code, said):
-    from archiver import cli as cli_module, verify
+    from archiver import cli as cli_module
+    from archiver.custody import verify
 
     def fail(*args, **kwargs):
         raise raised

@@ -69,9 +69,9 @@ def test_one_row_per_path_with_the_first_failure(contracts):
     assert table["periscope"] == "FAIL test_contracts.py:4 AssertionError: capture was partial (+1 more failing)"
     assert table["tweet"] == "pass (2 tests)"
     assert table["vimeo"] == "skipped (1 test)"
-    # Every path of archiver/platforms.py has a row, tested or not, and so has one named on the command line.
+    # Every path of archiver/capture/platforms.py has a row, tested or not, and so has one named on the command line.
     assert table["youtube"] == table["telegram"] == "no contract test"
-    from archiver import platforms
+    from archiver.capture import platforms
     assert {p.name for p in platforms.PATHS} | {"telegram"} == set(table)
     result.stdout.fnmatch_lines([f"*platform contracts (yt-dlp {contract_report.metadata.version('yt-dlp')})*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED
@@ -80,7 +80,7 @@ def test_one_row_per_path_with_the_first_failure(contracts):
 def test_paths_come_from_archiver_platforms(contracts, monkeypatch):
     registry = types.SimpleNamespace(PATHS=[types.SimpleNamespace(name="tweet"), types.SimpleNamespace(name="instagram")])
     import archiver
-    monkeypatch.setitem(sys.modules, "archiver.platforms", registry)
+    monkeypatch.setitem(sys.modules, "archiver.capture.platforms", registry)
     monkeypatch.setattr(archiver, "platforms", registry, raising=False)
     result = contracts.runpytest("-m", "contract", "-k", "tweet", plugins=[contract_report])
     assert rows(result) == {"instagram": "no contract test", "tweet": "pass (2 tests)"}

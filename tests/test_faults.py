@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import pytest
 
-from archiver import proctree
+from archiver.pipeline import proctree
 from conftest import CLI
 
 
@@ -148,7 +148,7 @@ def test_capture_in_the_foreground_has_the_same_hard_timeout(cli, site):
 
 
 def test_a_worker_wedged_after_the_second_signal_is_killed_and_its_job_released(cli, site):
-    from archiver.supervisor import ABANDON_GRACE_SECONDS
+    from archiver.pipeline.supervisor import ABANDON_GRACE_SECONDS
     slow = site.url + "/test/slow?seconds=60"
     assert cli("add", "--no-browser", slow).code == 0
     runner = cli.popen("run")
@@ -181,8 +181,9 @@ def test_a_worker_wedged_after_the_second_signal_is_killed_and_its_job_released(
 
 def _archive_with_one_page_queued(tmp_path: Path, url: str, monkeypatch) -> tuple[Any, Any]:
     """An archive (opened in this process, for runners called in-process) with ``url`` queued --no-browser."""
-    from archiver import queue, urls
-    from archiver.archive import Archive
+    from archiver.pipeline import queue
+    from archiver import urls
+    from archiver.store.archive import Archive
 
     monkeypatch.setenv("ARCHIVER_NETWORK_ALLOW_PRIVATE", "true")
     archive = Archive.open(tmp_path / "archive")
@@ -195,9 +196,9 @@ def _archive_with_one_page_queued(tmp_path: Path, url: str, monkeypatch) -> tupl
 def test_a_capture_indexed_but_not_yet_moved_into_warcs_is_moved_by_the_next_runner(tmp_path, site, monkeypatch):
     # The index is the commit point of a seal (warc.py): a runner stopped between indexing a capture and moving
     # its file into warcs/ leaves the file in tmp/, and the next runner finishes the move instead of removing it.
-    from archiver import warc
-    from archiver.verify import verify
-    from archiver.worker import run_worker
+    from archiver.store import warc
+    from archiver.custody.verify import verify
+    from archiver.pipeline.worker import run_worker
 
     archive, index = _archive_with_one_page_queued(tmp_path, site.url + "/test/pages/5", monkeypatch)
     real_finish_seal = warc.finish_seal
@@ -222,9 +223,9 @@ def test_a_capture_indexed_but_not_yet_moved_into_warcs_is_moved_by_the_next_run
 def test_a_runner_that_lost_its_lease_before_committing_discards_its_capture(tmp_path, site, monkeypatch):
     # A runner stalled past its lease wakes up with a finished capture before its lease renewer has noticed that
     # another runner took the job over: it must not index a second capture of the job.
-    from archiver import worker as worker_module
-    from archiver.verify import verify
-    from archiver.worker import run_worker
+    from archiver.pipeline import worker as worker_module
+    from archiver.custody.verify import verify
+    from archiver.pipeline.worker import run_worker
 
     archive, index = _archive_with_one_page_queued(tmp_path, site.url + "/test/pages/6", monkeypatch)
     real_capture_http = worker_module.capture_http
@@ -326,9 +327,11 @@ class _FullDisk(io.FileIO):
 
 def test_disk_full_injected_at_the_warc_file(tmp_path, site, monkeypatch):
     # Runs everywhere (no mount needed), in-process so that warc._open_temp can be replaced: see its docstring.
-    from archiver import queue, urls, warc
-    from archiver.archive import Archive
-    from archiver.worker import run_worker
+    from archiver.pipeline import queue
+    from archiver import urls
+    from archiver.store import warc
+    from archiver.store.archive import Archive
+    from archiver.pipeline.worker import run_worker
 
     monkeypatch.setenv("ARCHIVER_NETWORK_ALLOW_PRIVATE", "true")
     # A large buffer, so ENOSPC comes at flush time with bytes still buffered, and again when the file is closed.

@@ -10,7 +10,7 @@ from conftest import base_env
 
 # What only capturing, checking or verifying needs: none of it may be loaded by a read command.
 CAPTURE_ONLY = ("yt_dlp", "playwright", "httpx", "warcio", "asyncio", "croniter", "asn1crypto", "cryptography",
-                "archiver.capture", "archiver.worker", "archiver.supervisor", "archiver.checks", "archiver.verify")
+                "archiver.capture", "archiver.pipeline.worker", "archiver.pipeline.supervisor", "archiver.pipeline.checks", "archiver.custody.verify")
 
 # Runs the CLI in a fresh interpreter as `python -m archiver` would, then writes the modules it loaded.
 RUN_AND_LIST = ("import json, sys\n"
@@ -45,4 +45,4 @@ def test_read_commands_never_import_the_capture_stack(cli, site, tmp_path):
         assert _capture_only(modules) == [], (args, _capture_only(modules))
     # ...while a command that captures does load it (the check above is not vacuous).
     code, modules = _loaded(tmp_path, cli.archive, "check", url)
-    assert "archiver.checks" in modules and "httpx" in modules
+    assert "archiver.pipeline.checks" in modules and "httpx" in modules

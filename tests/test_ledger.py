@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver import ledger
+from archiver.custody import ledger
 from schema5 import as_schema_5
 
 
@@ -142,7 +142,7 @@ def test_batched_appends_make_the_chain_single_appends_make(tmp_path):
     """ledger.Appender (add -f) carries the head in memory and inserts in batches: entry for entry, the same
     rows as one ``append`` each, across batch boundaries; and an ``append`` slipped in beside it on the same
     connection cannot fork the chain (its seq is taken): the transaction fails whole."""
-    from archiver.index import Index
+    from archiver.store.index import Index
     made = [{"job_id": n, "url": f"https://e.example/{n}", "at": f"2026-12-06T00:00:{n % 60:02d}.000000Z",
              "detail": {"canonical_url": f"https://e.example/{n}", "kind": "page", "tags": ["é", n], "note": None}}
             for n in range(2 * ledger.Appender.BATCH + 7)]

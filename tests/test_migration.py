@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from archiver import index as index_module
+from archiver.store import index as index_module
 from schema5 import as_schema_5 as _as_schema_5, facts as _facts, search_at_schema_5 as _search_at_schema_5
 
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"

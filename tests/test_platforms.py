@@ -1,4 +1,4 @@
-"""The platform paths (archiver/platforms.py): one source for the extractor rule, `archiver platforms` and the
+"""The platform paths (archiver/capture/platforms.py): one source for the extractor rule, `archiver platforms` and the
 README's support matrix."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from archiver import platforms, urls
+from archiver.capture import platforms
+from archiver import urls
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

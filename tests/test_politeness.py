@@ -6,9 +6,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from archiver import queue, urls
-from archiver.index import Index
-from archiver.queue import Politeness
+from archiver.pipeline import queue
+from archiver import urls
+from archiver.store.index import Index
+from archiver.pipeline.queue import Politeness
 
 
 def _enqueue(index: Index, *found: str) -> dict[str, int]:

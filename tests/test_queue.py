@@ -4,8 +4,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from archiver import queue, urls
-from archiver.index import Index
+from archiver.pipeline import queue
+from archiver import urls
+from archiver.store.index import Index
 
 
 def _enqueue(index: Index, n: int) -> list[int]:

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from archiver.config import load as load_settings
-from archiver.report import render_pdf
+from archiver.exchange.report import render_pdf
 from loopback import LoopbackPage
 
 HOSTILE_TITLE = '<script>alert(1)</script><img src=x onerror=alert(2)> "Aleppo" & <a href=//evil.example>'

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from warcio.archiveiterator import ArchiveIterator
 
-from archiver import keys
+from archiver.custody import keys
 
 
 def _payloads(warc: Path) -> dict[str, bytes]:

@@ -27,7 +27,7 @@ import socks_relay
 from archiver import config
 from archiver.capture.video import record_video
 from archiver.errors import CaptureFailed
-from archiver.warc import CaptureWarc
+from archiver.store.warc import CaptureWarc
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = ROOT / "scripts/demo_site/world"

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from archiver import timestamps
-from archiver.index import Index
+from archiver.custody import timestamps
+from archiver.store.index import Index
 from tsa_server import LoopbackTSA, make_pki
 
 PAGES = ("/2016/12/16/evacuation-suspended/", "/archive/1998/communique.html")

@@ -89,7 +89,7 @@ def _entries(archive, capture_id):
 def _rehashed(entry, **changes):
     """An entry changed and its hash recomputed, as a forger would: only the next entry's prev_hash betrays it."""
     import json
-    from archiver import ledger
+    from archiver.custody import ledger
     changed = {**entry, "detail": ledger.canonical({**json.loads(entry["detail"]), **changes})}
     return changed["detail"], ledger.entry_hash(changed)
 
@@ -183,8 +183,8 @@ def test_verify_memory_does_not_grow_with_the_archive(tmp_path):
 
 def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, site, monkeypatch):
     """Permissions or a failing disk (simulated: the suite may run as root, whom chmod does not stop)."""
-    from archiver import verify as verify_module
-    from archiver.archive import Archive
+    from archiver.custody import verify as verify_module
+    from archiver.store.archive import Archive
     show = _capture(cli, site)
     day = (cli.archive / show["warc_path"]).parent
 

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from archiver import keys
+from archiver.custody import keys
 from conftest import CLI, capture_timestamped
 from tsa_server import LoopbackTSA
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver import warc as warcmod
+from archiver.store import warc as warcmod
 from warcutil import read_records, responses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +176,7 @@ def test_bench_sections_run_at_small_size(tmp_path):
 def test_verify_hashes_a_large_file_in_threads_and_still_finds_an_alteration(tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
-    from archiver import verify as verifymod
+    from archiver.custody import verify as verifymod
 
     body = os.urandom(verifymod.PARALLEL_MIN + (1 << 20))
     with warcmod.CaptureWarc(tmp_path, "01TESTLARGE", "t", datetime.now(timezone.utc)) as w:

@@ -12,11 +12,12 @@ from typing import Iterator
 
 import pytest
 
-from archiver import checks, items, schedule
+from archiver.pipeline import checks, schedule
+from archiver.store import items
 from archiver.capture.fingerprint import page_fingerprint
 from archiver.capture.liveness import CheckResult
 from archiver.config import load as load_settings
-from archiver.index import Index
+from archiver.store.index import Index
 from archiver.urls import parse
 
 from conftest import ROOT, base_env

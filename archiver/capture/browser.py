@@ -27,13 +27,13 @@ from urllib.parse import urlsplit
 
 from playwright.async_api import Browser, Error as PlaywrightError, Playwright, async_playwright
 
-from ..config import Settings
-from ..errors import CaptureFailed
-from ..warc import CaptureWarc
-from . import network
-from .base import (CaptureResult, DripGuard, charset_of, classify_net_error, header_block_size,
-                   header_value, is_html, status_failure, stored_headers, truncation_class)
-from .guard import BrowserGate, browser_gate
+from archiver.config import Settings
+from archiver.errors import CaptureFailed
+from archiver.store.warc import CaptureWarc
+from archiver.capture import network
+from archiver.capture.base import (CaptureResult, DripGuard, charset_of, classify_net_error, header_block_size,
+                                   header_value, is_html, status_failure, stored_headers, truncation_class)
+from archiver.capture.guard import BrowserGate, browser_gate
 
 # Without these, Chromium keeps calling Google services (and stalls on a closed network); the site-isolation
 # switches keep cross-site iframes in the page's process so the page's CDP session sees their requests.

@@ -16,13 +16,13 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import time
 from typing import Any
 
-from .. import urls
-from ..config import Settings
-from ..errors import BadURL, CaptureFailed
-from ..warc import CaptureWarc
-from . import network
-from .base import CaptureResult, header_value
-from .http import fetch_chain
+from archiver import urls
+from archiver.config import Settings
+from archiver.errors import BadURL, CaptureFailed
+from archiver.store.warc import CaptureWarc
+from archiver.capture import network
+from archiver.capture.base import CaptureResult, header_value
+from archiver.capture.http import fetch_chain
 
 EVIDENCE_KINDS = ("tweet", "video")
 

@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from ..config import Settings
-from ..urls import (BlockedAddress, IPNetwork, check_addresses, literal_addresses, parse_networks, refused_kind,
-                    resolve)
+from archiver.config import Settings
+from archiver.urls import (BlockedAddress, IPNetwork, check_addresses, literal_addresses, parse_networks,
+                           refused_kind, resolve)
 
 PROXY_DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080, "socks5h": 1080}
 URL_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}

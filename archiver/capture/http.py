@@ -23,12 +23,12 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ..config import Settings
-from ..errors import CaptureFailed
-from ..warc import CaptureWarc
-from . import network
-from .base import (CaptureResult, DripGuard, SlowDrip, charset_of, header_block_size, header_value, is_html,
-                   status_failure, stored_headers, truncation_class)
+from archiver.config import Settings
+from archiver.errors import CaptureFailed
+from archiver.store.warc import CaptureWarc
+from archiver.capture import network
+from archiver.capture.base import (CaptureResult, DripGuard, SlowDrip, charset_of, header_block_size, header_value,
+                                   is_html, status_failure, stored_headers, truncation_class)
 
 TEXT_LIMIT = 5 * 1024 * 1024  # bytes of an HTML/text body we parse for title, text and links
 INFLATE_STEP = 64 * 1024      # compressed bytes fed to a decoder at a time (with an output cap per step)

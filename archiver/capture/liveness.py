@@ -17,16 +17,16 @@ from urllib.parse import urljoin
 
 import httpx
 
-from .. import platforms
-from ..config import Settings
-from ..errors import CaptureFailed
-from ..urls import check_target, parse as parse_url
-from . import network
-from .base import charset_of, header_value, is_html, status_failure
-from .fingerprint import page_fingerprint, tweet_fingerprint, video_fingerprint
-from .http import _classify_httpx as classify_httpx  # one mapping of httpx errors to classes
-from .tweet import UNAVAILABLE, classify_answer, syndication_url
-from .video import probe
+from archiver.capture import platforms
+from archiver.config import Settings
+from archiver.errors import CaptureFailed
+from archiver.urls import check_target, parse as parse_url
+from archiver.capture import network
+from archiver.capture.base import charset_of, header_value, is_html, status_failure
+from archiver.capture.fingerprint import page_fingerprint, tweet_fingerprint, video_fingerprint
+from archiver.capture.http import _classify_httpx as classify_httpx  # one mapping of httpx errors to classes
+from archiver.capture.tweet import UNAVAILABLE, classify_answer, syndication_url
+from archiver.capture.video import probe
 
 READ_LIMIT = 5 * 1024 * 1024  # decoded bytes of a page read for its fingerprint
 

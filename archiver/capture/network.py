@@ -17,9 +17,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..config import Settings
-from ..errors import ConfigError
-from . import guard
+from archiver.config import Settings
+from archiver.errors import ConfigError
+from archiver.capture import guard
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 

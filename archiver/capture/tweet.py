@@ -16,14 +16,14 @@ from urllib.parse import urlencode
 
 from yt_dlp.jsinterp import js_number_to_string
 
-from .. import platforms
-from ..config import Settings
-from ..errors import CaptureFailed
-from ..warc import CaptureWarc
-from . import network
-from .base import CaptureResult, header_value
-from .fingerprint import tweet_fingerprint
-from .http import fetch_chain
+from archiver.capture import platforms
+from archiver.config import Settings
+from archiver.errors import CaptureFailed
+from archiver.store.warc import CaptureWarc
+from archiver.capture import network
+from archiver.capture.base import CaptureResult, header_value
+from archiver.capture.fingerprint import tweet_fingerprint
+from archiver.capture.http import fetch_chain
 
 TWITTER_EPOCH_MS = 1288834974657
 # Snowflake ids (with a timestamp in their top bits) began in November 2010; older ids carry no time.

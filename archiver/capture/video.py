@@ -28,14 +28,14 @@ from yt_dlp.globals import plugin_dirs, plugin_ies, plugin_pps
 from yt_dlp.postprocessor import PostProcessor
 from yt_dlp.utils import DownloadCancelled, DownloadError
 
-from .. import platforms
-from ..config import Settings
-from ..errors import CaptureFailed
-from ..platforms import PlatformPath
-from ..urls import BlockedAddress
-from ..warc import CaptureWarc
-from . import guard, network
-from .base import CaptureResult
+from archiver.capture import platforms
+from archiver.config import Settings
+from archiver.errors import CaptureFailed
+from archiver.capture.platforms import PlatformPath
+from archiver.urls import BlockedAddress
+from archiver.store.warc import CaptureWarc
+from archiver.capture import guard, network
+from archiver.capture.base import CaptureResult
 
 # -bitexact (codecs) and +bitexact (muxer): no encoder version strings or timestamps in the output.
 BITEXACT = ["-bitexact", "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]

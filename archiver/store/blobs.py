@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping
 from urllib.parse import urlsplit
 
-from ..errors import ArchiverError, ConfigError
+from archiver.errors import ArchiverError, ConfigError
 
 __all__ = ["BlobStore", "StoredObject", "ListedObject", "StorageSettings", "StorageError", "AlreadyStored",
            "ChecksumMismatch", "StorageUnavailable", "NotStored", "ReadOnlyStore", "BadKey", "from_url",
@@ -322,9 +322,9 @@ def from_url(url: str | None, settings: Any = None, *, archive_dir: Path | None 
         url = str(archive_dir / "warcs")
     kind, where, prefix = _parse_url(url)
     if kind == "s3":
-        from .s3 import S3Store  # boto3 is imported only when an S3 store is asked for
+        from archiver.store.s3 import S3Store  # boto3 is imported only when an S3 store is asked for
         return S3Store(where, prefix, storage, read_only=read_only)
-    from .local import LocalStore
+    from archiver.store.local import LocalStore
     path = Path(where)
     if not path.is_absolute():
         if archive_dir is None:

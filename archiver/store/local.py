@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 # The sealed file's own hashing and the directory fsync of sealing: one definition of each for both.
-from ..warc import fsync_dir, sha256_file
-from .blobs import (READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored, StorageError,
-                    StoredObject, check_key)
+from archiver.store.warc import fsync_dir, sha256_file
+from archiver.store.blobs import (READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored,
+                                  StorageError, StoredObject, check_key)
 
 PART_SUFFIX = ".part"
 READ_ONLY_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH

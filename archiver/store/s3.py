@@ -44,8 +44,9 @@ import boto3
 import botocore.exceptions
 from botocore.config import Config
 
-from .blobs import (MAX_PARTS, READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored, StorageError,
-                    StorageSettings, StorageUnavailable, StoredObject, check_key)
+from archiver.store.blobs import (MAX_PARTS, READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject,
+                                  NotStored, StorageError, StorageSettings, StorageUnavailable, StoredObject,
+                                  check_key)
 
 T = TypeVar("T")
 

@@ -24,11 +24,11 @@ from typing import Any, Callable
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from . import ledger, timestamps
-from .errors import UserError
-from .index import Index
-from .queue import job_host
-from .warc import WARC_DIR, sha256_file
+from archiver.custody import ledger, timestamps
+from archiver.errors import UserError
+from archiver.store.index import Index
+from archiver.pipeline.queue import job_host
+from archiver.store.warc import WARC_DIR, sha256_file
 
 
 class ReindexError(UserError):

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
-from .index import Index
+from archiver.store.index import Index
 
 # Our provenance and text records are a few kilobytes to a few megabytes; a record claiming more than this in
 # the index is not read into memory here.

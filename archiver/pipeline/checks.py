@@ -10,11 +10,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from . import items, ledger, queue, schedule
-from .capture.liveness import CheckResult, check
-from .config import Settings
-from .index import Index
-from .urls import parse as parse_url
+from archiver.store import items
+from archiver.custody import ledger
+from archiver.pipeline import queue, schedule
+from archiver.capture.liveness import CheckResult, check
+from archiver.config import Settings
+from archiver.store.index import Index
+from archiver.urls import parse as parse_url
 
 RESULT_OF = {"live": "live", "gone": "gone", "unreachable": "unreachable", None: "unknown"}
 

@@ -36,7 +36,7 @@ from typing import Any, BinaryIO, Iterable
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from .errors import CaptureFailed
+from archiver.errors import CaptureFailed
 
 CHUNK = 1 << 20        # bytes read at a time when hashing (large reads: hashing runs near OpenSSL's own speed)
 

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 
-from . import queue
-from .errors import UserError
-from .index import Index
-from .urls import ParsedURL
+from archiver.pipeline import queue
+from archiver.errors import UserError
+from archiver.store.index import Index
+from archiver.urls import ParsedURL
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -168,7 +168,7 @@ def enqueue_due(index: Index, *, max_attempts: int, now: datetime | None = None)
 
 def _enqueue_watch(conn: sqlite3.Connection, watch: dict[str, Any], max_attempts: int, note: str) -> int | None:
     """Queue a capture of a watched item in the caller's transaction; None if one is already pending."""
-    from .urls import parse as parse_url
+    from archiver.urls import parse as parse_url
     enqueued = queue.enqueue_in(conn, [parse_url(watch["url"])], requested_by=watch["created_by"],
                                 tags=watch["tags"], note=note, priority=0, max_attempts=max_attempts,
                                 options=watch["options"])

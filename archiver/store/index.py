@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
-from . import items, ledger
-from .errors import BadURL, NotFound, UserError
-from .urls import normalise, parse as parse_url
+from archiver.store import items
+from archiver.custody import ledger
+from archiver.errors import BadURL, NotFound, UserError
+from archiver.urls import normalise, parse as parse_url
 
 SCHEMA_VERSION = 6
 

@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import config
-from .config import Settings
-from .index import Index
+from archiver import config
+from archiver.config import Settings
+from archiver.store.index import Index
 
 DEFAULT_ARCHIVE = "archive"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

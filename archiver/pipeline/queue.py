@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
-from . import ledger
-from .errors import BadURL, UserError
-from .index import Index, iso_after, now_iso
-from .urls import ParsedURL
+from archiver.custody import ledger
+from archiver.errors import BadURL, UserError
+from archiver.store.index import Index, iso_after, now_iso
+from archiver.urls import ParsedURL
 
 JOB_STATES = ("queued", "running", "done", "failed")
 

@@ -53,15 +53,16 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 
-from . import ledger, logs
-from .errors import CaptureFailed, ConfigError, NotFound
+from archiver.custody import ledger
+from archiver import logs
+from archiver.errors import CaptureFailed, ConfigError, NotFound
 
 if TYPE_CHECKING:   # httpx is imported where a request is made: config.py imports this module at start-up
     import httpx
 # asyncio and asn1crypto too are imported where they are used, for the same reason (`archiver status` and
 # `show` read the timestamps table and need neither).
 
-log = logging.getLogger("archiver.timestamps")
+log = logging.getLogger("archiver.custody.timestamps")
 
 QUERY_TYPE = "application/timestamp-query"
 # A TimeStampResp is a few kilobytes (a token and a certificate or two); anything far larger is not one.
@@ -569,7 +570,7 @@ async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: Timesta
     import asyncio
     if not rows:
         return []
-    from .capture.network import httpx_client  # the capture package is heavy; only needed when asking
+    from archiver.capture.network import httpx_client  # the capture package is heavy; only needed when asking
     async with httpx_client(settings) as client:
         return list(await asyncio.gather(*(_stamp_one(index, archive_dir, cfg, client, row) for row in rows)))
 

@@ -33,11 +33,12 @@ from cryptography.hazmat.primitives import hashes
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from . import keys, ledger, readback
-from .archive import Archive
-from .errors import ArchiverError, CaptureFailed, UserError
-from .index import Index, now_iso
-from .verify import Report as VerifyReport, check_against_ledger
+from archiver.custody import keys, ledger
+from archiver.store import readback
+from archiver.store.archive import Archive
+from archiver.errors import ArchiverError, CaptureFailed, UserError
+from archiver.store.index import Index, now_iso
+from archiver.custody.verify import Report as VerifyReport, check_against_ledger
 
 # A screenshot larger than this is not inlined (its digest and offset are still given): base64 makes it a
 # third larger again, and a page of tens of megabytes is one that editors' browsers and PDF viewers choke on.
@@ -647,7 +648,7 @@ async def render_pdf(html: str, settings: Any, footer: str = "") -> bytes:
     """The report printed to PDF (A4) by the same Chromium, launched the same way, as captures use. Every page
     carries ``footer`` and its page number, so a loose page still says which capture it belongs to."""
     from playwright.async_api import Error as PlaywrightError
-    from .capture.browser import BrowserSession
+    from archiver.capture.browser import BrowserSession
 
     session = BrowserSession(settings)
     try:

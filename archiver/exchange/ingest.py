@@ -38,12 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-from . import timestamps
-from .index import Index
-from .reindex import NotACapture, ReadCapture, insert_read_capture, read_capture
-from .verify import Report as VerifyReport, verify_capture
-from .wacz import PROVENANCE_DIR, package_origin
-from .warc import IMPORTING_SUFFIX, TMP_DIR, finish_seal, importing_files
+from archiver.custody import timestamps
+from archiver.store.index import Index
+from archiver.custody.reindex import NotACapture, ReadCapture, insert_read_capture, read_capture
+from archiver.custody.verify import Report as VerifyReport, verify_capture
+from archiver.exchange.wacz import PROVENANCE_DIR, package_origin
+from archiver.store.warc import IMPORTING_SUFFIX, TMP_DIR, finish_seal, importing_files
 
 CHUNK = 1 << 20
 # A folder in tmp/ holding the tokens of one capture being imported, laid out as under the archive.

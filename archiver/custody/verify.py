@@ -19,9 +19,9 @@ from typing import Any, Callable, Iterator
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from . import keys, ledger, timestamps
-from .index import Index
-from .warc import WARC_DIR, sha256_file
+from archiver.custody import keys, ledger, timestamps
+from archiver.store.index import Index
+from archiver.store.warc import WARC_DIR, sha256_file
 
 
 @dataclass

@@ -23,21 +23,24 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import checks, keys, ledger, logs, platforms, queue, schedule, timestamps
-from .archive import Archive, new_capture_id, software_versions
-from .capture.base import CaptureResult
-from .capture.browser import BrowserSession
-from .capture.discover import discover
-from .capture.fingerprint import of_result as content_fingerprint
-from .capture.http import capture_http
-from .capture.tweet import capture_tweet
-from .capture.video import capture_video, record_video
-from .errors import BadURL, CaptureFailed, is_retryable
-from .index import Index, now_iso
-from .urls import check_target, parse as parse_url
-from .warc import CaptureWarc, DiskFull, finish_seal, importing_files, owner_tag, stale_temp_files
+from archiver.pipeline import checks, queue, schedule
+from archiver.custody import keys, ledger, timestamps
+from archiver import logs
+from archiver.capture import platforms
+from archiver.store.archive import Archive, new_capture_id, software_versions
+from archiver.capture.base import CaptureResult
+from archiver.capture.browser import BrowserSession
+from archiver.capture.discover import discover
+from archiver.capture.fingerprint import of_result as content_fingerprint
+from archiver.capture.http import capture_http
+from archiver.capture.tweet import capture_tweet
+from archiver.capture.video import capture_video, record_video
+from archiver.errors import BadURL, CaptureFailed, is_retryable
+from archiver.store.index import Index, now_iso
+from archiver.urls import check_target, parse as parse_url
+from archiver.store.warc import CaptureWarc, DiskFull, finish_seal, importing_files, owner_tag, stale_temp_files
 
-log = logging.getLogger("archiver.worker")
+log = logging.getLogger("archiver.pipeline.worker")
 
 EventHook = Callable[[str, dict[str, Any]], None]
 # How often a runner looks again when every due job is held back by politeness: a host frees up when a
@@ -109,7 +112,7 @@ class Worker:
     def remove_stale_files(self) -> int:
         """Temporary WARCs of runners that died mid-capture (see ``settle_temp_files``), and the timestamp tokens
         of imports that stopped after indexing them (ingest.settle_imported_tokens)."""
-        from .ingest import settle_imported_tokens   # import reads packages: not needed for most runs
+        from archiver.exchange.ingest import settle_imported_tokens  # import reads packages: not needed for most runs
         live = {owner_tag(o) for o in queue.live_owners(self.index)}
         return settle_temp_files(self.archive.path, self.index, stale_temp_files(self.archive.path, live)) + \
             settle_temp_files(self.archive.path, self.index, importing_files(self.archive.path), remove_unindexed=False) + \
@@ -569,5 +572,5 @@ def run_pool(archive: Archive, config_file: str | None, workers: int, once: bool
     """``workers`` worker processes under a supervisor (supervisor.py) until they finish (``once``) or a
     signal stops them (with ``job_ids``: until those are done); returns the supervisor's result (outcomes
     and exit code)."""
-    from .supervisor import supervise  # the supervisor imports this module: import it when needed
+    from archiver.pipeline.supervisor import supervise  # the supervisor imports this module: import it when needed
     return supervise(archive, config_file, workers, once, on_event, job_ids)

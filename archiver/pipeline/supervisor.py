@@ -30,14 +30,15 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from . import logs, proctree, queue
-from .archive import Archive
-from .config import Settings
-from .index import now_iso
-from .warc import owner_tag, temp_files_of
-from .worker import EventHook, Outcome, Worker, run_worker, settle_temp_files
+from archiver import logs
+from archiver.pipeline import proctree, queue
+from archiver.store.archive import Archive
+from archiver.config import Settings
+from archiver.store.index import now_iso
+from archiver.store.warc import owner_tag, temp_files_of
+from archiver.pipeline.worker import EventHook, Outcome, Worker, run_worker, settle_temp_files
 
-log = logging.getLogger("archiver.supervisor")
+log = logging.getLogger("archiver.pipeline.supervisor")
 
 # A worker still running this long after the second stop signal is killed and its job released.
 ABANDON_GRACE_SECONDS = 10.0

@@ -58,11 +58,11 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 from warcio.timeutils import iso_date_to_timestamp
 
-from . import keys, ledger
-from . import timestamps as tsa
-from .errors import ArchiverError, UserError
-from .verify import SEALING_EVENTS, SIGNED_PREFIXES, _payload_digest
-from .warc import sha256_file
+from archiver.custody import keys, ledger
+from archiver.custody import timestamps as tsa
+from archiver.errors import ArchiverError, UserError
+from archiver.custody.verify import SEALING_EVENTS, SIGNED_PREFIXES, _payload_digest
+from archiver.store.warc import sha256_file
 
 WACZ_VERSION = "1.1.1"
 CHUNK = 1 << 20

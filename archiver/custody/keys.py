@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from .errors import UserError
+from archiver.errors import UserError
 
 DEFAULT_KEY_PATH = Path("keys") / "archive-ed25519.pem"
 ALGORITHM = "Ed25519"

@@ -1,0 +1,2 @@
+"""Evidence leaving and entering the archive: WACZ export and validation, import of our own packages,
+and capture reports for editors and courts."""
