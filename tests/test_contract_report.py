@@ -79,9 +79,10 @@ def test_one_row_per_path_with_the_first_failure(contracts):
 
 def test_paths_come_from_archiver_platforms(contracts, monkeypatch):
     registry = types.SimpleNamespace(PATHS=[types.SimpleNamespace(name="tweet"), types.SimpleNamespace(name="instagram")])
-    import archiver
+    import archiver.capture
     monkeypatch.setitem(sys.modules, "archiver.capture.platforms", registry)
-    monkeypatch.setattr(archiver, "platforms", registry, raising=False)
+    # `from archiver.capture import platforms` takes the package's attribute once the module has been imported.
+    monkeypatch.setattr(archiver.capture, "platforms", registry, raising=False)
     result = contracts.runpytest("-m", "contract", "-k", "tweet", plugins=[contract_report])
     assert rows(result) == {"instagram": "no contract test", "tweet": "pass (2 tests)"}
     assert result.ret == 0

@@ -1,0 +1,237 @@
+"""Commands of the chain of custody: verify, timestamp, key, reindex."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from archiver.custody import timestamps
+from archiver.errors import UserError
+from archiver.cli.app import cli
+from archiver.cli.common import _run_async, _emit_json, _table, _size, Context, pass_ctx
+
+
+def verify_archive(*args: Any, **kwargs: Any) -> Any:
+    from archiver.custody.verify import verify
+    return verify(*args, **kwargs)
+
+
+def record_verification(*args: Any, **kwargs: Any) -> Any:
+    from archiver.custody.verify import record_verification as record
+    return record(*args, **kwargs)
+
+
+@cli.command()
+@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
+              help="The new database (default: <archive>/index.reindexed-<UTC time>.db). Never an existing file.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
+    """Rebuild the index from the WARCs alone, into a new database (the current index is not touched)."""
+    from datetime import datetime, timezone
+    from archiver.custody.reindex import reindex as rebuild
+    archive = ctx.archive
+    if not (archive.path / "warcs").is_dir():
+        raise UserError(f"{archive.path} has no warcs/ directory: nothing to reindex (is --archive right?)")
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = output or archive.path / f"index.reindexed-{stamp}.db"
+    report = rebuild(archive.path, target, archive.unreachable_gone,
+                     progress=None if as_json else lambda line: click.echo(line, err=True))
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        for s in report.skipped:
+            click.echo(f"SKIPPED  {s.path}: {s.reason}")
+        click.echo(f"reindexed {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                   f"{report.timestamps} timestamp token(s) into {target}")
+        click.echo(f"to use it: stop every runner, keep the old index.db, then move {target.name} to index.db")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--pem", "pem_only", is_flag=True, help="Print only the public key (PEM), e.g. to a file for openssl.")
+@pass_ctx
+def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
+    """The archive's public signing key and its fingerprint (the key is created at first use)."""
+    from archiver.custody import keys
+    if not ctx.archive.exists():
+        # Run from the wrong directory, this would quietly make a new archive with a new key, and the key printed
+        # would fail to verify anything.
+        raise UserError(f"no archive at {ctx.archive.path}; give --archive DIR (or ARCHIVER_HOME) "
+                        f"(`archiver status --archive DIR` starts an empty archive)")
+    archive_key = keys.load_or_create(ctx.archive.path, ctx.archive.settings)
+    wacz_key = keys.load_or_create_wacz_key(ctx.archive.path, ctx.archive.settings)
+    if pem_only:
+        click.echo(archive_key.public_pem, nl=False)
+    elif as_json:
+        _emit_json({"algorithm": keys.ALGORITHM, "fingerprint": archive_key.fingerprint,
+                    "public_key": archive_key.public_b64, "public_key_pem": archive_key.public_pem,
+                    "private_key_file": str(archive_key.path),
+                    "wacz_key": {"algorithm": keys.WACZ_ALGORITHM, "fingerprint": wacz_key.fingerprint,
+                                 "public_key": wacz_key.public_b64, "public_key_pem": wacz_key.public_pem,
+                                 "private_key_file": str(wacz_key.path)}})
+    else:
+        click.echo(f"algorithm     {keys.ALGORITHM}")
+        click.echo(f"fingerprint   {archive_key.fingerprint}")
+        click.echo(f"public key    {archive_key.public_b64}")
+        click.echo(f"private key   {archive_key.path} (keep it private, and a copy somewhere safe)")
+        click.echo(f"wacz key      {keys.WACZ_ALGORITHM}, {wacz_key.fingerprint} (signs WACZ exports; "
+                   f"{wacz_key.path})")
+        click.echo(archive_key.public_pem, nl=False)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--wacz", "wacz_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.wacz",
+              help="Check an exported WACZ instead, offline: needs nothing but the file (no archive).")
+@click.option("--expect-key", metavar="sha256:HEX", help="With --wacz: the package must be signed by the archive "
+              "with this key fingerprint (as its `archiver key` prints it), else exit 1 (unexpected-key).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_key: str | None, as_json: bool) -> None:
+    """Re-hash sealed WARCs and every record against the index. Exit 1 on any problem."""
+    if wacz_file is not None:
+        _verify_wacz(wacz_file, ids, expect_key, as_json)
+        return
+    if expect_key is not None:
+        raise UserError("--expect-key checks who signed a package: use it with --wacz FILE (this archive's own "
+                        "captures are checked against its own key)")
+    from archiver.custody.verify import Report, record_verification, verify as verify_archive
+    # Problems are printed as they are found and only the first 100 kept (for the ledger's `verified` entry): a
+    # damaged archive of any size is reported whole in constant memory. With --json the object is streamed, its
+    # "problems" array first.
+    printer = _JsonProblems() if as_json else (lambda p: click.echo(f"{p.kind.upper():<15} {p.path}: {p.detail}"))
+    report = Report(keep=100, on_problem=printer)
+    index = ctx.index()
+    try:
+        verify_archive(ctx.archive.path, index, list(ids), settings=ctx.archive.settings, report=report)
+        record_verification(index, report, list(ids))
+    finally:
+        index.close()
+    if as_json:
+        printer.close(report.as_dict(problems=False))
+    else:
+        verdict = f"{report.problem_count} problem(s)" if not report.ok else "all intact"
+        stamps = report.timestamps
+        tokens = (f"{stamps['verified']} timestamp token(s)" + (f" ({stamps['pending']} pending)"
+                  if stamps["pending"] else "") + ", ") if any(stamps.values()) else ""
+        if ids:
+            checked = report.ledger
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                       f"{tokens}their {checked['capture_entries']} ledger entries (each against its hash and "
+                       f"linked to the entries before and after it): {verdict}")
+            click.echo(_ledger_scope(checked))
+        else:
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
+                       f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+
+
+def _ledger_scope(checked: dict[str, Any]) -> str:
+    """What a verify of named captures checked of the ledger, and what it did not: for the person, on stderr."""
+    walked = checked.get("walked")
+    now = ""
+    if walked and walked.get("to"):
+        span = f"entry {walked['to']}" if walked["from"] == walked["to"] else f"entries {walked['from']}-{walked['to']}"
+        now = f"{span} (appended since) walked now: intact; "
+    return f"ledger of {checked['entries']} entries: {now}{checked['not_walked']}"
+
+
+class _JsonProblems:
+    """``verify --json`` as one JSON object streamed: each problem printed as it is found, then the summary."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, problem: Any) -> None:
+        text = json.dumps(problem.as_dict(), indent=2, ensure_ascii=False).replace("\n", "\n    ")
+        click.echo(('{\n  "problems": [\n    ' if not self.count else ",\n    ") + text, nl=False)
+        self.count += 1
+
+    def close(self, summary: dict[str, Any]) -> None:
+        rest = json.dumps(summary, indent=2, ensure_ascii=False, default=str)
+        click.echo(('{\n  "problems": [],\n' if not self.count else "\n  ],\n") + rest[2:])
+
+
+@cli.command(name="timestamp")
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--missing", is_flag=True,
+              help="Every capture that has no timestamp (done or pending) from one of the configured TSAs.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool) -> None:
+    """Timestamp captures sealed before a TSA was configured: queue the TSAs they have no timestamp from, and
+    ask them now. Exit 1 unless every timestamp of these captures is done."""
+    archive = ctx.archive
+    tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
+    if not tsa_urls:
+        raise UserError("no time-stamping authority is configured: set timestamp.tsa_urls (in the config file, "
+                        "or ARCHIVER_TIMESTAMP_TSA_URLS) first")
+    if bool(ids) == missing:
+        raise UserError("give capture IDs, or --missing for every capture without a timestamp from each "
+                        "configured TSA (not both)")
+    index = archive.index()
+    try:
+        # Every ID is resolved before anything is queued: an unknown one changes nothing.
+        capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids)) if ids else \
+            timestamps.missing_captures(index.conn, tsa_urls)
+        results = _run_async(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([r.as_dict() for r in results])
+    elif not results:
+        click.echo("every capture has a timestamp, done or pending, from each configured TSA", err=True)
+    else:
+        rows = [{"capture_id": r.capture_id, **t,
+                 "detail": f"{t['gen_time']}  {t['token_path']}" if t["state"] == "done" else t["last_error"]}
+                for r in results for t in r.rows]
+        _table(rows, [("capture_id", "CAPTURE", 26), ("state", "STATE", 7), ("tsa_url", "TSA", 50),
+                      ("detail", "TIME AND TOKEN, OR ERROR", 120)])
+        states = [row["state"] for row in rows]
+        click.echo(f"{len(results)} capture(s): {sum(r.queued for r in results)} timestamp(s) queued, "
+                   f"{sum(r.granted for r in results)} granted now; {states.count('done')} done, "
+                   f"{states.count('pending')} pending, {states.count('failed')} failed")
+    if not all(r.complete for r in results):
+        raise click.exceptions.Exit(1)
+
+
+def _echo_problems(problems: list[Any], width: int) -> str:
+    """One line per problem found by a verification; the verdict for its summary line."""
+    for p in problems:
+        click.echo(f"{p.kind.upper():<{width}} {p.path}: {p.detail}")
+    return f"{len(problems)} problem(s)" if problems else "all intact"
+
+
+def _verify_wacz(path: Path, ids: tuple[str, ...], expect_key: str | None, as_json: bool) -> None:
+    from archiver.custody.keys import parse_fingerprint
+    from archiver.exchange.wacz import verify_wacz
+    if ids:
+        raise UserError("give capture IDs or --wacz FILE, not both")
+    expected = parse_fingerprint(expect_key) if expect_key is not None else None
+    if not path.is_file():
+        raise UserError(f"--wacz {path}: no such file")
+    report = verify_wacz(path, expected)
+    if as_json:
+        _emit_json(report.as_dict())
+    else:
+        verdict = _echo_problems(report.problems, 17)
+        click.echo(f"verified {path.name}: {report.files} file(s), {report.captures} capture(s) "
+                   f"({report.signed_captures} signed by archive key {report.archive_key or '?'}), "
+                   f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
+                   f"ledger excerpt of {report.ledger_entries} entries; package signed by WACZ key "
+                   f"{report.wacz_key or '?'} on {report.created or '?'}: {verdict}")
+        if report.archive_key and expected is None:
+            # Whoever could change the package could put their own key in it: the check above says only that
+            # the package is as that key made it.
+            click.echo(f"who made it: compare {report.archive_key} with the fingerprint that archive publishes "
+                       "elsewhere (`archiver key` there), or give it as --expect-key")
+        elif report.archive_key == expected:
+            click.echo(f"who made it: the archive key is the one expected ({expected})")
+    if not report.ok:
+        raise click.exceptions.Exit(1)

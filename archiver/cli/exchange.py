@@ -1,0 +1,115 @@
+"""Commands for evidence leaving and entering the archive: export, import, report."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from archiver.errors import UserError
+from archiver.cli.app import cli
+from archiver.cli.common import _emit_json, _size, _parse_since, Context, pass_ctx
+
+
+@cli.command(name="import")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path),
+                metavar="FILE.wacz|FILE.warc.gz...")
+@click.option("--expect-key", metavar="sha256:HEX", help="Import only what the archive with this key fingerprint "
+              "(as its `archiver key` prints it) signed: a package it did not sign is refused whole.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def import_(ctx: Context, sources: tuple[Path, ...], expect_key: str | None, as_json: bool) -> None:
+    """Bring captures sealed elsewhere (a WACZ export, or archiver WARC files) into this archive, each checked
+    against its package hash, its record digests and its signature first, with the RFC 3161 timestamp tokens
+    the package holds for it. Exit 1 if anything was refused."""
+    from archiver.custody.keys import parse_fingerprint
+    from archiver.exchange.ingest import IngestError, ingest
+    expected = parse_fingerprint(expect_key) if expect_key is not None else None
+    for source in sources:
+        if not source.is_file():
+            raise UserError(f"{source}: no such file (give a .wacz export or a .warc.gz written by archiver)")
+    index = ctx.index()
+    reports = []
+    try:
+        for source in sources:
+            try:
+                reports.append(ingest(ctx.archive.path, index, source, expected))
+            except IngestError as exc:
+                raise UserError(str(exc)) from None
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([r.as_dict() for r in reports])
+    else:
+        for report in reports:
+            _echo_ingest(report, expected)
+    if not all(r.ok for r in reports):
+        raise click.exceptions.Exit(1)
+
+
+def _echo_ingest(report: Any, expected: str | None) -> None:
+    name = Path(report.source).name
+    if report.refused:
+        click.echo(f"{'refused':<9} {'-':<26}  {name}  {report.refused}; nothing imported")
+        return
+    for item in report.items:
+        tokens = f" ({item.tokens} timestamp token(s))" if item.tokens else ""
+        click.echo(f"{item.outcome:<9} {item.capture_id or '-':<26}  {item.name}  {item.detail}{tokens}".rstrip())
+        for token in item.refused_tokens:
+            click.echo(f"{'refused':<9} {item.capture_id or '-':<26}  {token.path}  {token.reason}; not kept")
+    if report.package_signature is None:
+        return
+    if report.package_signature != "holds":
+        click.echo(f"{name}: the package signature does not hold ({report.package_signature}); each capture above "
+                   "was checked on its own")
+    elif expected is None:
+        click.echo(f"{name}: signed by archive key {report.archive_key} -- compare it with the fingerprint that "
+                   "archive publishes, or import with --expect-key")
+
+
+@cli.command()
+@click.argument("ident", metavar="ID|URL")
+@click.option("-o", "--output", "html_path", type=click.Path(path_type=Path), metavar="FILE.html",
+              help="Write the report as one self-contained HTML file (no scripts, nothing loaded).")
+@click.option("--pdf", "pdf_path", type=click.Path(path_type=Path), metavar="FILE.pdf",
+              help="Also (or only) print it to PDF, A4, with Chromium.")
+@pass_ctx
+def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | None) -> None:
+    """A capture report for an editor or a court: screenshot, URLs, times, hashes, TLS, tweet or video,
+    signature, timestamps, ledger entries, and the commands that check them."""
+    from archiver.exchange.report import make_report
+    data = make_report(ctx.archive, ident, html_path, pdf_path)
+    for path in (html_path, pdf_path):
+        if path:
+            click.echo(f"wrote {path} (capture {data.capture['id']})", err=True)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID...]")
+@click.option("--tag", help="Also every capture with this tag.")
+@click.option("--since", help="Also every capture started since a date (2026-11-01) or an age (6h, 2d, 1w); with "
+              "--tag, those with the tag started since then.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              metavar="FILE.wacz", help="The package to write (never an existing file).")
+@click.option("--title", help="Title of the package (datapackage.json); default: \"archiver export of N captures\".")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | None, output: Path,
+           title: str | None, as_json: bool) -> None:
+    """Write captures as one signed WACZ: WARCs as sealed, CDXJ index, pages, and the provenance a third party
+    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt)."""
+    from archiver.exchange.wacz import export_wacz
+    since_iso = _parse_since(since)
+    index = ctx.index()
+    try:
+        result = export_wacz(ctx.archive.path, ctx.archive.settings, index, output, ids=list(ids), tag=tag,
+                             since=since_iso, title=title)
+    finally:
+        index.close()
+    for warning in result.warnings:
+        click.echo(f"archiver: warning: {warning}", err=True)
+    if as_json:
+        _emit_json(result.as_dict())
+    else:
+        click.echo(f"exported {len(result.captures)} capture(s), {result.timestamps} timestamp token(s) to "
+                   f"{output} ({_size(result.bytes)}, sha256 {result.sha256}; ledger entry {result.ledger_seq})")

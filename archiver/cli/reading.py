@@ -1,0 +1,462 @@
+"""Commands that read the index and capture nothing: status, list, show, search, platforms."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator
+
+import click
+
+from archiver.pipeline import queue, schedule
+from archiver.store import readback
+from archiver.custody import timestamps
+from archiver import urls
+from archiver.errors import BadURL, NotFound, UserError
+from archiver.cli.app import cli
+from archiver.cli.common import (_emit_json, _emit_json_rows, _table, _cell, _size, _parse_since, Context, pass_ctx,
+                                 _read_index)
+
+
+# What list and search show unless told otherwise: one page, newest first.
+PAGE_SIZE = 50
+
+
+page_options = [
+    click.option("--limit", type=click.IntRange(min=1), metavar="N",
+                 help=f"Show N, newest first (default {PAGE_SIZE}: one page)."),
+    click.option("--all", "all_", is_flag=True, help="Show all (JSON is streamed: constant memory)."),
+    click.option("--before", metavar="ID", help="Only those older than this capture ID: the next page after a page "
+                 "that ended with it."),
+]
+
+
+def _page_options(func):
+    for option in reversed(page_options):
+        func = option(func)
+    return func
+
+
+def _page_limit(limit: int | None, all_: bool) -> int | None:
+    """How many rows to show: None for all."""
+    if all_ and limit is not None:
+        raise UserError("give --limit N or --all, not both")
+    return None if all_ else (limit or PAGE_SIZE)
+
+
+class _Page:
+    """Rows up to a limit, read one by one; after reading, whether there were more, and the last one shown (a
+    page asks its query for one row more than it shows)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], limit: int | None):
+        self.rows, self.limit = rows, limit
+        self.shown, self.more, self.last = 0, False, None
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for row in self.rows:
+            if self.limit is not None and self.shown >= self.limit:
+                self.more = True
+                return
+            self.shown += 1
+            self.last = row
+            yield row
+
+    def hint(self, noun: str, cursor: bool = True) -> None:
+        """Tell the reader, on stderr (stdout may be JSON), that there is more and how to see it."""
+        if not self.more:
+            return
+        if cursor and self.last is not None:
+            how = f"--before {self.last['id']} for the next {self.limit}, or --all for all"
+        else:
+            how = "--limit N for more, or --all for all"
+        click.echo(f"archiver: {self.shown} {noun} shown, newest first; there are more: add {how}", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--markdown", is_flag=True, help="The support matrix as the README's table (without versions).")
+def platforms(as_json: bool, markdown: bool) -> None:
+    """The platform paths: what each captures, when an item counts as gone, how liveness is checked, and what
+    it relies on (extractor and version). A capture made by any other extractor is partial, never ok."""
+    from archiver.capture import platforms as paths
+    if markdown:
+        click.echo(paths.markdown_table(), nl=False)
+        return
+    rows = [p.as_dict() for p in paths.PATHS]
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        click.echo(f"{row['name']:<13}{row['label']}")
+        for heading, value in (("URLs", "; ".join(row["examples"])), ("captures", "; ".join(row["captures"])),
+                               ("gone when", ", ".join(row["tombstones"])), ("liveness", row["liveness"]),
+                               ("relies on", row["relies_on"]), ("note", row["note"])):
+            if value:
+                click.echo(f"  {heading:<11}{value}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Jobs by state, the oldest queued job, and recent failures."""
+    tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
+    index = ctx.index()
+    try:
+        info = {**queue.status(index), "timestamps": timestamps.summary(index.conn, tsa_urls)}
+    finally:
+        index.close()
+    if as_json:
+        _emit_json(info)
+        return
+    click.echo(f"queued {info['queued']}   running {info['running']}   done {info['done']}   "
+               f"failed {info['failed']}   captures {info['captures']}")
+    if info["oldest_queued"]:
+        o = info["oldest_queued"]
+        click.echo(f"oldest queued: job {o['id']} since {o['requested_at']}  {o['url']}")
+    for r in info["running_jobs"]:
+        click.echo(f"running: job {r['id']} by {r['lease_owner']} (lease until {r['lease_expires']})  {r['url']}")
+    if info["recent_failures"]:
+        click.echo("recent failures:")
+        _table(info["recent_failures"], [("finished_at", "WHEN", 24), ("job_id", "JOB", 6),
+                                         ("failure_class", "CLASS", 12), ("state", "NOW", 7),
+                                         ("url", "URL", 60), ("message", "MESSAGE", 70)])
+    stamps = info["timestamps"]
+    if stamps["done"] or stamps["pending"] or stamps["failed"]:
+        click.echo(f"timestamps: {stamps['done']} done, {stamps['pending']} pending, {stamps['failed']} failed")
+    for url, n in stamps["pending_unconfigured"].items():
+        click.echo(f"  {n} pending for {url}, a TSA no longer in timestamp.tsa_urls: waiting, not retried, until "
+                   f"it is listed again")
+
+
+@cli.command(name="list")
+@click.option("--gone", "state", flag_value="gone",
+              help="Items the web no longer shows (deleted, suspended, 404, removed...), with the evidence held.")
+@click.option("--changed", "state", flag_value="changed", help="Items whose content changed after a capture.")
+@click.option("--unreachable", "state", flag_value="unreachable", help="Items that do not answer at the moment.")
+@click.option("--live", "state", flag_value="live", help="Items that were live at their last check or capture.")
+@click.option("--tag", help="Only captures with this tag.")
+@click.option("--kind", help="Only this kind (page, file).")
+@click.option("--status", "status_", type=click.Choice(["ok", "partial", "failed"]), help="Only this outcome.")
+@click.option("--since", help="Only captures started since a date (2026-11-01) or an age (6h, 2d, 1w).")
+@_page_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one capture per line, streamed.")
+@pass_ctx
+def list_(ctx: Context, state, tag, kind, status_, since, limit, all_, before, as_json) -> None:
+    """Captures, newest first, one page at a time (--limit N, --all, --before ID); or, with
+    --gone/--changed/--unreachable/--live, items by their state (--since then means: entered that state, or
+    changed, since)."""
+    since_iso = _parse_since(since)
+    limit = _page_limit(limit, all_)
+    if state:
+        if before:
+            raise UserError(f"--before takes a capture ID: it pages captures and search hits, not --{state} items "
+                            f"(use --limit N or --all)")
+        _list_items(ctx, state, since_iso, limit, as_json)
+        return
+    index = ctx.index()
+    try:
+        before = index.check_cursor(before) if before else None
+        page = _Page(index.iter_captures(tag=tag, kind=kind, status=status_, since=since_iso, before=before,
+                                         limit=None if limit is None else limit + 1), limit)
+        if as_json:
+            _emit_json_rows(page)
+        else:
+            _table(page, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 7),
+                          ("http_status", "HTTP", 4), ("record_count", "RECS", 5), ("url", "URL", 60),
+                          ("title", "TITLE", 40)])
+            if not page.shown:
+                click.echo("no captures", err=True)
+    finally:
+        index.close()
+    page.hint("captures")
+
+
+def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | None, as_json: bool) -> None:
+    page = _Page(_read_index(ctx, lambda index: index.list_items(
+        state=state, since=since_iso, limit=None if limit is None else limit + 1)), limit)
+    rows = list(page)
+    if as_json:
+        _emit_json_rows(rows)
+        page.hint(f"{state} items", cursor=False)
+        return
+    if not rows:
+        click.echo(f"no {state} items" + (" in that period" if since_iso else ""), err=True)
+        return
+    for r in rows:
+        r["held"] = (f"{r['ok_captures']} ok" + (f", newest {r['last_ok_capture_id']}" if r["last_ok_capture_id"]
+                                                 else "")) if r["ok_captures"] else "NONE"
+    when = ("changed_at", "CHANGED", 20) if state == "changed" else ("state_since", "SINCE", 20)
+    _table(rows, [("state", "STATE", 11), ("state_class", "CLASS", 14), when,
+                  ("last_seen_live", "LAST SEEN LIVE", 20), ("held", "EVIDENCE HELD", 40), ("url", "URL", 70)])
+    page.hint(f"{state} items", cursor=False)
+
+
+def _print_timeline(index, key: str) -> None:
+    """The item's state, its watch and its history: captures, checks (runs of equal answers folded into one
+    line) and state changes."""
+    item = index.item(key)
+    watch = schedule.watch_of(index, key)
+    events = index.timeline(key)
+    if not item and not watch and not events:
+        return
+    click.echo("")
+    if item:
+        state = item["state"] + (f" ({item['state_class']})" if item["state_class"] else "")
+        click.echo(f"state: {state} since {item['state_since']}; last seen live {item['last_seen_live'] or '-'}")
+    if watch:
+        sched = f"every {schedule.format_interval(watch['every_seconds'])}" if watch["every_seconds"] else \
+            f"cron \"{watch['cron']}\""
+        if watch["active"]:
+            click.echo(f"watched: {sched}, checks every {schedule.format_interval(watch['check_every_seconds'])}; "
+                       f"next capture {watch['next_capture_at']}, next check {watch['next_check_at'] or '-'}")
+        else:
+            click.echo(f"was watched ({sched}) until {watch['removed_at']}")
+    if not events:
+        return
+    click.echo("timeline:")
+    for line in _fold_timeline(events):
+        click.echo(f"  {line}")
+
+
+def _fold_timeline(events: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    run: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if not run:
+            return
+        first, last = run[0], run[-1]
+        what = f"check     {first['result']}" + (f" ({first['class']})" if first["class"] else "") + \
+            (f" HTTP {first['http_status']}" if first["http_status"] else "")
+        if len(run) == 1:
+            lines.append(f"{first['at'][:19]}  {what}" + (f" -> capture queued (job {first['job_id']})"
+                                                         if first["job_id"] else ""))
+        else:
+            lines.append(f"{first['at'][:19]}  {what}  x{len(run)} until {last['at'][:19]}")
+        run.clear()
+
+    for e in events:
+        if e["event"] == "check":
+            same = run and (run[-1]["result"], run[-1]["class"], run[-1]["http_status"], run[-1]["state"]) == \
+                (e["result"], e["class"], e["http_status"], e["state"]) and not run[-1]["job_id"] and not e["job_id"]
+            if not same:
+                flush()
+            run.append(e)
+            continue
+        flush()
+        if e["event"] == "capture":
+            lines.append(f"{e['at'][:19]}  capture   {e['result']}" + (f" ({e['class']})" if e["class"] else "")
+                         + f"  {e['capture_id']}")
+        else:
+            to = e["to"] + (f" ({e['class']})" if e["class"] else "")
+            lines.append(f"{e['at'][:19]}  STATE     {e['from'] or 'new'} -> {to}  (by {e['source']})")
+    flush()
+    return lines
+
+
+@cli.command()
+@click.argument("ident", metavar="ID|URL")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def show(ctx: Context, ident: str, as_json: bool) -> None:
+    """Everything known about a capture: provenance, file, hashes, records."""
+    index = ctx.index()
+    try:
+        try:
+            cap = index.find_capture(ident)
+        except NotFound:
+            if _show_jobs_only(index, ident, as_json):
+                return
+            raise
+        records = index.capture_records(cap["id"])
+        # The provenance and the text are read back from the sealed WARC (the index keeps their places only).
+        cap["provenance"], unreadable = readback.provenance(ctx.archive.path, cap, records)
+        if unreadable:
+            click.echo(f"archiver: warning: capture {cap['id']}: its provenance record cannot be read back "
+                       f"({unreadable}); run `archiver verify {cap['id']}`", err=True)
+        outlinks = index.capture_outlinks(cap["id"])
+        others = index.captures_of_key(cap["key"])
+        job = queue.get_job(index, cap["job_id"]) if cap.get("job_id") else None
+        children = index.children(cap["id"])
+        found_in = index.referenced_by(cap["key"])
+        tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
+        tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
+        stamps = [{**{k: t[k] for k in timestamps.SHOWN_FIELDS}, "tsa_configured": t["tsa_url"] in tsa_urls}
+                  for t in timestamps.of_capture(index.conn, cap["id"])]
+        item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
+        watch = schedule.watch_of(index, cap["key"])
+        if not as_json:
+            _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
+            _print_timestamps(stamps)
+            _print_timeline(index, cap["key"])
+            return
+    finally:
+        index.close()
+    prov = cap.pop("provenance") or {}
+    text_record = next((r for r in reversed(records) if r["type"] == "resource"
+                        and (r["uri"] or "").startswith("urn:text:")), None)
+    cap["text"], text_unreadable = readback.text(ctx.archive.path, cap["warc_path"], text_record)
+    if text_unreadable:
+        cap["text_error"] = text_unreadable
+    if unreadable:
+        cap["provenance_error"] = unreadable
+    data = {**cap, "captured_at": cap["started_at"], "records": [
+        {"type": r["type"], "uri": r["uri"], "offset": r["offset"], "length": r["length"],
+         "http_status": r["http_status"], "content_type": r["content_type"], "payload_digest": r["payload_digest"],
+         "record_id": r["record_id"]} for r in records],
+        "outlinks": outlinks, "provenance": prov,
+        "job": {k: job[k] for k in ("id", "state", "attempts", "max_attempts", "last_failure_class",
+                                    "last_failure", "parent_capture_id")} if job else None,
+        "parent": _parent(job, found_in),
+        "found_in": found_in,
+        "children": children,
+        "tweet": tweet,
+        "video": video,
+        "timestamps": stamps,
+        "other_captures": [o for o in others if o["id"] != cap["id"]],
+        "item": item, "watch": watch, "timeline": timeline}
+    _emit_json(data)
+
+
+def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, Any]], outlinks: list[dict[str, Any]],
+                   others: list[dict[str, Any]], job: dict[str, Any] | None, children: list[dict[str, Any]],
+                   found_in: list[dict[str, Any]], tweet: dict[str, Any] | None, video: dict[str, Any] | None) -> None:
+    prov = cap.get("provenance") or {}
+    data = {"records": records, "parent": _parent(job, found_in),
+            "other_captures": [o for o in others if o["id"] != cap["id"]]}
+    archive_path = ctx.archive.path
+    main = prov.get("main") or {}
+    lines = [
+        ("capture", cap["id"]), ("url", cap["url"]), ("final url", cap["final_url"]),
+        ("status", cap["status"] + (f" ({cap['failure_class']}: {cap['failure_message']})" if cap["failure_class"] else "")),
+        ("http status", cap["http_status"]), ("content type", cap["content_type"]), ("title", cap["title"]),
+        ("captured", f"{cap['started_at']} -> {cap['finished_at']}"), ("method", cap["method"]),
+        ("requested by", f"{cap['requested_by']} at {cap['requested_at']}"),
+        ("tags", ", ".join(cap["tags"]) or "-"), ("note", cap["note"]),
+        ("server ip", main.get("ip")), ("protocol", main.get("protocol")),
+        ("tls", (main.get("tls") or {}).get("protocol")),
+        ("redirects", " -> ".join(f"{r['status']} {r['url']}" for r in prov.get("redirects", [])) or "-"),
+        ("warc", str(archive_path / cap["warc_path"])), ("warc sha256", cap["warc_sha256"]),
+        ("warc size", f"{cap['warc_size']} bytes ({_size(cap['warc_size'])}), {cap['record_count']} records"),
+        ("software", ", ".join(f"{k} {v}" for k, v in sorted((prov.get("software") or {}).items()))),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key:<{width}}  {value if value not in (None, '') else '-'}")
+    if prov.get("unrecorded"):
+        click.echo(f"\nnot recorded ({len(prov['unrecorded'])}):")
+        for u in prov["unrecorded"][:20]:
+            click.echo(f"  {u['url']}  ({u['reason']})")
+    click.echo(f"\nrecords ({len(records)}):")
+    _table(data["records"], [("offset", "OFFSET", 10), ("type", "TYPE", 9), ("http_status", "HTTP", 4),
+                             ("content_type", "CONTENT-TYPE", 28), ("uri", "URI", 70),
+                             ("payload_digest", "PAYLOAD SHA-256", 71)])
+    if tweet:
+        click.echo(f"\ntweet {tweet['tweet_id']}: {tweet['availability']}")
+        if tweet["availability"] == "available":
+            click.echo(f"  @{tweet['screen_name']} ({tweet['name']}), {tweet['created_at']} "
+                       f"[id time {tweet['snowflake_time']}: {tweet['time_check']}], lang {tweet['lang']}, "
+                       f"{tweet['media_count']} media")
+            click.echo(f"  {tweet['text']}")
+    if video:
+        click.echo(f"\nvideo {video['extractor']}:{video['video_id']}  {video['title'] or ''}  "
+                   f"{video['duration'] or '?'}s  {_size(video['media_bytes'])}"
+                   + (f"  [cut: {video['cut']}]" if video["cut"] else ""))
+    platform = prov.get("platform")
+    if platform:
+        verdict = "its own path" if platform["match"] else f"NOT its own path: {platform['message']}"
+        click.echo(f"platform {platform['path']}: {platform['extractor']} ({platform['engine']} "
+                   f"{platform['engine_version']}), {verdict}")
+    if data["parent"]:
+        p = data["parent"]
+        click.echo(f"\nfound in capture {p['capture_id']} ({p.get('found_in') or 'followed'})")
+    if children:
+        click.echo(f"\nreferenced evidence ({len(children)}):")
+        _table(children, [("kind", "KIND", 6), ("key", "KEY", 40), ("found_in", "FOUND IN", 34),
+                          ("job_state", "JOB", 7), ("capture_id", "CAPTURE", 26), ("capture_status", "STATUS", 7)])
+    if outlinks:
+        click.echo(f"\noutlinks: {len(outlinks)}")
+    if data["other_captures"]:
+        click.echo("\nother captures of this URL:")
+        _table(data["other_captures"], [("id", "ID", 26), ("started_at", "CAPTURED", 27), ("status", "STATUS", 7)])
+
+
+def _print_timestamps(stamps: list[dict[str, Any]]) -> None:
+    if not stamps:
+        return
+    click.echo(f"\ntimestamps ({len(stamps)}):")
+    for t in stamps:
+        if t["state"] == "done":
+            click.echo(f"  done     {t['gen_time']}  {t['tsa_name'] or '-'}  {t['tsa_url']}  {t['token_path']}")
+        elif t["state"] == "pending" and not t["tsa_configured"]:
+            click.echo(f"  waiting  {t['tsa_url']}  {t['attempts']} attempt(s): this TSA is no longer in "
+                       f"timestamp.tsa_urls, so it is not asked until it is listed again"
+                       + (f" (last error: {t['last_error']})" if t["last_error"] else ""))
+        else:
+            when = f", next try {t['next_attempt_at']}" if t["next_attempt_at"] else ""
+            click.echo(f"  {t['state']:<8} {t['tsa_url']}  {t['attempts']} attempt(s){when}"
+                       + (f": {t['last_error']}" if t["last_error"] else ""))
+
+
+def _parent(job: dict[str, Any] | None, found_in: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The capture this one was followed from (or, failing that, the first that references it)."""
+    if job and job.get("parent_capture_id"):
+        where = json.loads(job["found_in"]) if job.get("found_in") else {}
+        return {"capture_id": job["parent_capture_id"], **where}
+    if found_in:
+        return {"capture_id": found_in[0]["capture_id"], "found_in": found_in[0]["found_in"]}
+    return None
+
+
+def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
+    """A URL that was requested but never sealed (failed, or still queued): its jobs are the findings."""
+    try:
+        key = urls.parse(ident).dedup_key
+    except BadURL:
+        return False
+    jobs = queue.jobs_for_url(index, key)
+    if not jobs and not index.timeline(key) and not schedule.watch_of(index, key):
+        return False
+    fields = ("id", "url", "state", "attempts", "max_attempts", "requested_by", "requested_at",
+              "next_attempt_at", "last_failure_class", "last_failure")
+    rows = [{k: j[k] for k in fields} for j in jobs]
+    if as_json:
+        _emit_json({"url": ident, "captures": [], "jobs": rows, "item": index.item(key),
+                    "watch": schedule.watch_of(index, key), "timeline": index.timeline(key)})
+    else:
+        click.echo(f"no capture of {ident} yet" + ("; its jobs:" if rows else ""))
+        _table(rows, [("id", "JOB", 6), ("state", "STATE", 7), ("attempts", "TRIES", 5),
+                      ("requested_at", "REQUESTED", 27), ("last_failure_class", "CLASS", 12),
+                      ("last_failure", "LAST FAILURE", 80)])
+        _print_timeline(index, key)
+    return True
+
+
+@cli.command()
+@click.argument("query")
+@_page_options
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, one hit per line, streamed.")
+@pass_ctx
+def search(ctx: Context, query: str, limit: int | None, all_: bool, before: str | None, as_json: bool) -> None:
+    """Full-text search over captured titles and visible text, newest first, one page at a time (--limit N,
+    --all, --before ID). Snippets are read back from the sealed WARCs."""
+    limit = _page_limit(limit, all_)
+    index = ctx.index()
+    try:
+        page = _Page(readback.search(index, ctx.archive.path, query, before=before,
+                                     limit=None if limit is None else limit + 1), limit)
+        if as_json:
+            _emit_json_rows(page)
+        else:
+            for r in page:
+                click.echo(f"{r['id']}  {r['started_at'][:19]}  {r['status']:<7} {r['url']}")
+                if r["title"]:
+                    click.echo(f"    {r['title']}")
+                if r["snippet"] is not None:
+                    click.echo(f"    {_cell(r['snippet'], 200)}")
+                if r.get("snippet_error"):
+                    click.echo(f"    (text not readable: {r['snippet_error']})")
+            if not page.shown:
+                click.echo(f"no captures match {query!r}", err=True)
+    finally:
+        index.close()
+    page.hint("hits")
