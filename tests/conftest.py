@@ -172,3 +172,30 @@ def s3(s3_world: backends.S3World, monkeypatch: pytest.MonkeyPatch) -> backends.
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return s3_world
+
+
+@pytest.fixture(scope="session")
+def pg_passfile(postgres: backends.PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A libpq password file for the server's roles, named by PGPASSFILE for this process and the CLIs it starts:
+    team-mode URLs carry no password (config.check_index_url), as a team's settings would not."""
+    path = tmp_path_factory.mktemp("libpq") / "pgpass"
+    path.write_text("".join(f"127.0.0.1:{postgres.port}:*:{role}:{password}\n"
+                            for role, password in postgres.passwords.items()))
+    path.chmod(0o600)
+    os.environ["PGPASSFILE"] = str(path)
+    return path
+
+
+@dataclass
+class TeamDatabase:
+    """A fresh database on the session's server: URLs (no password) for its owner and for a runner."""
+    name: str
+    owner_url: str
+    runner_url: str
+
+
+@pytest.fixture
+def team_db(postgres: backends.PostgresServer, pg_passfile: Path) -> TeamDatabase:
+    name = postgres.new_database()
+    base = f"127.0.0.1:{postgres.port}/{name}"
+    return TeamDatabase(name, f"postgresql://{backends.OWNER_ROLE}@{base}", f"postgresql://{backends.RUNNER_ROLE}@{base}")

@@ -12,8 +12,9 @@ The hash of an entry, for anyone checking with other tools (VERIFY.txt in an exp
             with keys sorted, no spaces (separators "," and ":"), non-ASCII kept as is )
 
 where ``prev`` is the previous entry's hash (64 zeros for entry 1) and ``detail`` is the JSON object itself.
-Entries are appended inside the transaction that makes the change they record (BEGIN IMMEDIATE holds the
-write lock), so two runners can never both extend the chain from the same entry.
+Entries are appended inside the transaction that makes the change they record, holding the ledger's lock (SQLite:
+BEGIN IMMEDIATE holds the write lock; PostgreSQL: a transaction-scoped advisory lock), so two runners can never
+both extend the chain from the same entry.
 """
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ _INSERT = ("INSERT INTO ledger (seq, at, event, capture_id, job_id, url, detail,
 
 
 def _last(conn: sqlite3.Connection) -> tuple[int, str]:
-    """(seq, hash) of the newest entry; (0, GENESIS) for an empty ledger."""
+    """(seq, hash) of the newest entry; (0, GENESIS) for an empty ledger. Takes the ledger's lock first (held to
+    the end of the transaction), so that no other writer extends the chain from the same head meanwhile."""
+    conn.lock_ledger()
     last = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     return (last[0], last[1]) if last else (0, GENESIS)
 

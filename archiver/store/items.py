@@ -111,8 +111,10 @@ def apply(conn: sqlite3.Connection, *, key: str, url: str, kind: str, obs: Obser
         "fingerprint": fingerprint, "unreachable_count": unreachable_count, "updated_at": at,
     }
     columns = ", ".join(values)
-    conn.execute(f"INSERT OR REPLACE INTO items ({columns}) VALUES ({', '.join('?' * len(values))})",
-                 list(values.values()))
+    # An upsert (both engines' spelling of it) rather than INSERT OR REPLACE, which PostgreSQL does not have.
+    updates = ", ".join(f"{name} = excluded.{name}" for name in values if name != "key")
+    conn.execute(f"INSERT INTO items ({columns}) VALUES ({', '.join('?' * len(values))}) "
+                 f"ON CONFLICT (key) DO UPDATE SET {updates}", list(values.values()))
     if before == state and (before_class == state_class or state == "unreachable"):
         return None
     conn.execute("INSERT INTO transitions (key, at, state_before, state_after, state_class, source, check_id, "
