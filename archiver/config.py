@@ -18,7 +18,7 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml
 ENV_PREFIX = "ARCHIVER_"
 # Environment variables that are not settings (they choose the archive, belong to the test harness, or show a
 # failure's traceback on the terminal: cli.main).
-ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK"}
+ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK", "ARCHIVER_TEST_INDEX"}
 
 
 class Settings:

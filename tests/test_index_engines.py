@@ -31,7 +31,7 @@ def test_good_index_urls(value):
 
 
 def test_a_bad_index_url_is_one_line_and_exit_2(cli):
-    cli.archive.mkdir(parents=True)
+    cli.archive.mkdir(parents=True, exist_ok=True)
     (cli.archive / "archiver.toml").write_text('[index]\nurl = "postgresql://me:hunter2@db.example/archive"\n')
     result = cli("status")
     assert (result.code, result.out) == (2, "")

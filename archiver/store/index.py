@@ -760,7 +760,7 @@ class Index:
             params.append(since)
             # Walking the IDs down finds recent captures at once, but walks the whole table for an old --since
             # that few captures match; then the started_at index takes them directly (and sorts them: few).
-            few = self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM captures WHERE started_at >= ? LIMIT 5000)",
+            few = self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM captures WHERE started_at >= ? LIMIT 5000) AS recent",
                                     (since,)).fetchone()[0]
             if few < 5000:
                 table = "captures" + self.conn.sql_indexed_by("captures_started")
