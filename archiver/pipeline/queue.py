@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import uuid
 from array import array
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 from archiver.custody import ledger
 from archiver.errors import BadURL, UserError
+from archiver.store.engines import IndexConnection
 from archiver.store.index import Index, iso_after, now_iso
 from archiver.urls import ParsedURL
 
@@ -75,7 +75,7 @@ def enqueue(index: Index, urls: Iterable[ParsedURL], *, requested_by: str, tags:
                           found_in=found_in)
 
 
-def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str],
+def enqueue_in(conn: IndexConnection, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str],
                note: str | None, priority: int, max_attempts: int, options: dict[str, Any] | None = None,
                parent_capture_id: str | None = None, found_in: list[dict[str, Any]] | None = None) -> list[Enqueued]:
     """``enqueue`` inside the caller's transaction (a parent capture and its children commit together)."""
@@ -121,7 +121,7 @@ class _Enqueuer:
 
     CHUNK = 500
 
-    def __init__(self, conn: sqlite3.Connection, *, requested_by: str, tags: list[str], note: str | None,
+    def __init__(self, conn: IndexConnection, *, requested_by: str, tags: list[str], note: str | None,
                  priority: int, max_attempts: int, options: dict[str, Any] | None,
                  parent_capture_id: str | None):
         self.conn = conn
@@ -328,7 +328,7 @@ def renew(index: Index, job_id: int, owner: str, lease_seconds: float) -> bool:
         (iso_after(lease_seconds), now_iso(), job_id, owner)).rowcount == 1, serial=False)
 
 
-def _record_attempt(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, outcome: str,
+def _record_attempt(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, outcome: str,
                     failure_class: str | None, message: str | None, capture_id: str | None) -> None:
     conn.execute("INSERT INTO attempts (job_id, attempt, worker, started_at, finished_at, outcome, failure_class, "
                  "message, capture_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -340,7 +340,7 @@ class LeaseLost(Exception):
     """The job is no longer this runner's: its lease expired and another runner claimed it."""
 
 
-def hold_lease(conn: sqlite3.Connection, job_id: int, owner: str) -> None:
+def hold_lease(conn: IndexConnection, job_id: int, owner: str) -> None:
     """Raise LeaseLost unless ``owner`` still holds the job. Called first in the transaction that indexes a
     capture: a runner stalled past its lease (stopped, swapped out) may wake up just before committing, before
     its lease renewer notices, while another runner is capturing the same job. Only one of them may commit."""
@@ -349,7 +349,7 @@ def hold_lease(conn: sqlite3.Connection, job_id: int, owner: str) -> None:
         raise LeaseLost(f"job {job_id} was taken over by another runner ({row[0] if row else 'gone'})")
 
 
-def mark_captured(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, capture_id: str,
+def mark_captured(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, capture_id: str,
                   outcome: str, failure_class: str | None, message: str | None) -> bool:
     """Finish a job with a sealed capture. Call inside the transaction that indexes the capture."""
     cur = conn.execute("UPDATE jobs SET state = 'done', capture_id = ?, lease_owner = NULL, lease_expires = NULL, "
@@ -376,7 +376,7 @@ def mark_failed(index: Index, job: dict[str, Any], owner: str, started_at: str, 
 NOT_THE_TARGETS_FAULT = {"disk-full", "index-unavailable"}
 
 
-def fail_in(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
+def fail_in(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
             message: str, retryable: bool, *, backoff_base: float, backoff_cap: float,
             capture_id: str | None = None) -> str:
     """Record a failed attempt inside the caller's transaction. Retryable failures go back to the queue with
@@ -460,7 +460,7 @@ def jobs_for_url(index: Index, key: str) -> list[dict[str, Any]]:
     return [_decode(r) for r in index.conn.execute("SELECT * FROM jobs WHERE key = ? ORDER BY id", (key,))]
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def _decode(row: Any) -> dict[str, Any]:
     job = dict(row)
     job["tags"] = json.loads(job.get("tags") or "[]")
     job["options"] = json.loads(job.get("options") or "{}")

@@ -8,10 +8,27 @@ and offer the same few methods for what the two dialects spell differently (``sq
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from archiver.store.index import Index
+
+
+class IndexConnection(Protocol):
+    """What every engine's connection offers (``sqlite.SQLiteConnection``, ``postgres.PostgresConnection``): SQL with
+    ``?``/``:name`` placeholders, rows readable by position and by name (``row[0]``, ``row["id"]``, ``dict(row)``),
+    and the dialect methods."""
+
+    sql_skip_locked: str
+
+    def execute(self, sql: str, params: Any = ...) -> Any: ...
+    def executemany(self, sql: str, rows: Any) -> Any: ...
+    def sql_indexed_by(self, index: str) -> str: ...
+    def sql_json_has(self, column: str) -> str: ...
+    def sql_json_text(self, column: str, key: str) -> str: ...
+    def lock_ledger(self) -> None: ...
+    def lock_politeness(self) -> None: ...
+    def notify_jobs(self) -> None: ...
 
 
 def open_index(url: str, path: Path, unreachable_gone: tuple[int, float] = (4, 24.0)) -> "Index":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Callable
 
 # tsvector limits: positions above 16383 are not kept, at most 256 positions per lexeme, under 1 MB in all.
 MAX_POSITION = 16383
@@ -186,17 +187,17 @@ class _Parser:
         return node
 
     def or_expr(self) -> str | None:
-        node = self.and_expr()
-        while self.peek("op", "OR"):
-            self.at += 1
-            node = _join(node, "|", self.and_expr())
-        return node
+        return self._chain("OR", "|", self.and_expr)
 
     def and_expr(self) -> str | None:
-        node = self.not_expr()
-        while self.peek("op", "AND"):
+        return self._chain("AND", "&", self.not_expr)
+
+    def _chain(self, word: str, op: str, operand: Callable[[], str | None]) -> str | None:
+        """``operand (word operand)*``, left to right."""
+        node = operand()
+        while self.peek("op", word):
             self.at += 1
-            node = _join(node, "&", self.not_expr())
+            node = _join(node, op, operand())
         return node
 
     def not_expr(self) -> str | None:

@@ -346,6 +346,30 @@ def redact(url: str) -> str:
 # Text compares byte by byte, as in SQLite (ULIDs and ISO times sort as text; ID prefixes are ranges of text).
 _TEXT = 'text COLLATE "C"'
 
+# Which rows are evidence, and what refusing a change to them says (the same words as SQLite's triggers).
+_EVIDENCE = [("ledger", "ledger_append_only", "BEFORE", "the ledger is append-only: its entries cannot be {}"),
+             ("captures", "captures_sealed", "BEFORE", "a sealed capture cannot be {}"),
+             ("records_packed", "records_sealed", "BEFORE", "the records of a sealed capture cannot be {}"),
+             ("records", "records_view_sealed", "INSTEAD OF", "the records of a sealed capture cannot be {}")]
+
+
+def _refusal_triggers() -> str:
+    statements = []
+    for table, name, when, message in _EVIDENCE:
+        changed = message.format("changed") + ("; capture again instead" if table == "captures" else "")
+        statements += [
+            f"CREATE TRIGGER {name}_update {when} UPDATE ON {table} FOR EACH ROW "
+            f"EXECUTE FUNCTION archiver_refuse('{changed}');",
+            f"CREATE TRIGGER {name}_delete {when} DELETE ON {table} FOR EACH ROW "
+            f"EXECUTE FUNCTION archiver_refuse('{message.format('deleted')}');"]
+        if when == "BEFORE":   # a view has no TRUNCATE
+            statements.append(f"CREATE TRIGGER {name}_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT "
+                              f"EXECUTE FUNCTION archiver_refuse('{message.format('deleted')}');")
+    return "\n".join(statements)
+
+
+_REFUSE_CHANGES = _refusal_triggers()
+
 SCHEMA_6 = f"""
 CREATE TABLE jobs (
     id bigint PRIMARY KEY,               -- given by enqueue: MAX(id) + 1 under the write lock, as SQLite gives it
@@ -638,28 +662,7 @@ CREATE FUNCTION archiver_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '%', TG_ARGV[0] USING ERRCODE = 'integrity_constraint_violation';
 END $$;
-CREATE TRIGGER ledger_append_only_update BEFORE UPDATE ON ledger
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('the ledger is append-only: its entries cannot be changed');
-CREATE TRIGGER ledger_append_only_delete BEFORE DELETE ON ledger
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('the ledger is append-only: its entries cannot be deleted');
-CREATE TRIGGER ledger_append_only_truncate BEFORE TRUNCATE ON ledger
-    FOR EACH STATEMENT EXECUTE FUNCTION archiver_refuse('the ledger is append-only: its entries cannot be deleted');
-CREATE TRIGGER captures_sealed_update BEFORE UPDATE ON captures
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('a sealed capture cannot be changed; capture again instead');
-CREATE TRIGGER captures_sealed_delete BEFORE DELETE ON captures
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('a sealed capture cannot be deleted');
-CREATE TRIGGER captures_sealed_truncate BEFORE TRUNCATE ON captures
-    FOR EACH STATEMENT EXECUTE FUNCTION archiver_refuse('a sealed capture cannot be deleted');
-CREATE TRIGGER records_sealed_update BEFORE UPDATE ON records_packed
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('the records of a sealed capture cannot be changed');
-CREATE TRIGGER records_sealed_delete BEFORE DELETE ON records_packed
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('the records of a sealed capture cannot be deleted');
-CREATE TRIGGER records_view_sealed_update INSTEAD OF UPDATE ON records
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('the records of a sealed capture cannot be changed');
-CREATE TRIGGER records_view_sealed_delete INSTEAD OF DELETE ON records
-    FOR EACH ROW EXECUTE FUNCTION archiver_refuse('the records of a sealed capture cannot be deleted');
-CREATE TRIGGER records_sealed_truncate BEFORE TRUNCATE ON records_packed
-    FOR EACH STATEMENT EXECUTE FUNCTION archiver_refuse('the records of a sealed capture cannot be deleted');
+{_REFUSE_CHANGES}
 
 -- Jobs and timestamps by state, and captures, kept by triggers: `status` reads a few numbers. SECURITY DEFINER:
 -- the runner role keeps the counts without the right to change them itself.
