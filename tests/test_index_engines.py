@@ -31,7 +31,8 @@ def test_good_index_urls(value):
 
 
 def test_a_bad_index_url_is_one_line_and_exit_2(cli):
-    cli.archive.mkdir(parents=True, exist_ok=True)
+    cli.env.pop("ARCHIVER_INDEX_URL", None)   # team mode's own, which would override the file's
+    cli.archive.mkdir(parents=True)
     (cli.archive / "archiver.toml").write_text('[index]\nurl = "postgresql://me:hunter2@db.example/archive"\n')
     result = cli("status")
     assert (result.code, result.out) == (2, "")
