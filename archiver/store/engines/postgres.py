@@ -45,8 +45,10 @@ POLITE_LOCK = 2      # claims under per-host limits, which count the host's runn
 SCHEMA_LOCK = 3      # creating or upgrading the schema
 JOBS_CHANNEL = "archiver_jobs"
 RUNNER_ROLE = "archiver_runner"
-# How long a statement or transaction waits for the server to come back (a restart) before giving up.
+# How long a statement or transaction waits for the server to come back (a restart) before giving up; and how long
+# a command waits for it when it starts (a person at the terminal, a cron job: not a minute).
 RECONNECT_SECONDS = 60.0
+FIRST_CONNECT_SECONDS = 5.0
 
 
 # ---- SQL: SQLite's placeholders to psycopg's ---------------------------------------------------------------------
@@ -151,7 +153,7 @@ class PostgresConnection:
         self.url = url
         self._conn: psycopg.Connection | None = None
         self.in_transaction = False
-        self._connect(time.monotonic() + RECONNECT_SECONDS, first=True)
+        self._connect(time.monotonic() + FIRST_CONNECT_SECONDS, first=True)
 
     # -- connecting
 
