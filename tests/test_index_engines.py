@@ -176,7 +176,9 @@ def test_search_finds_the_same_captures_on_both_engines(team_db, tmp_path):
 
 def test_the_runner_role_cannot_change_evidence_and_triggers_refuse_everyone(team_db):
     import psycopg
-    from archiver.errors import IntegrityConflict
+    from archiver.errors import IntegrityConflict, UserError
+    with pytest.raises(UserError, match="has no archiver schema, and this role may not create one"):
+        _pg(team_db.runner_url)
     owner = _pg(team_db.owner_url)
     with owner.transaction():
         owner.insert_capture(_capture_row(1, "t", "x"), [{"seq": 0, "record_id": "<urn:uuid:12345678-1234-1234-1234-123456789abc>",
@@ -203,6 +205,8 @@ def test_the_runner_role_cannot_change_evidence_and_triggers_refuse_everyone(tea
         with pytest.raises(IntegrityConflict, match="cannot be"):
             owner.conn.execute(statement)
     assert owner.tallies()["captures"] == 2 and owner.tallies()["jobs:running"] == 1
+    with pytest.raises(UserError, match="refused this role: permission denied for table ledger"):
+        runner.conn.execute("DELETE FROM ledger")
     owner.close()
     runner.close()
 

@@ -222,6 +222,8 @@ class PostgresConnection:
                 return Cursor(rows, cur.rowcount)
             except (pg_errors.IntegrityError, pg_errors.RaiseException) as exc:
                 raise IntegrityConflict(_first_line(exc)) from None
+            except pg_errors.InsufficientPrivilege as exc:
+                raise _refused(exc) from None
             except psycopg.OperationalError as exc:
                 if not _lost(exc, conn):
                     raise IndexUnavailable(f"the index database cannot be used: {_first_line(exc)}") from None
@@ -242,6 +244,8 @@ class PostgresConnection:
                 return Cursor([], cur.rowcount)
         except (pg_errors.IntegrityError, pg_errors.RaiseException) as exc:
             raise IntegrityConflict(_first_line(exc)) from None
+        except pg_errors.InsufficientPrivilege as exc:
+            raise _refused(exc) from None
         except psycopg.OperationalError as exc:
             if _lost(exc, conn):
                 self._close_quietly()
@@ -327,6 +331,13 @@ def _transient(exc: BaseException) -> bool:
     return any(word in text for word in ("connection refused", "starting up", "shutting down", "timeout expired",
                                          "server closed the connection", "no such file or directory",
                                          "the database system is"))
+
+
+def _refused(exc: BaseException) -> UserError:
+    """A statement this role may not run: the settings name a role without the rights (a runner's for an owner's
+    work), which is the person's to change, not a failure of the index."""
+    return UserError(f"the index database refused this role: {_first_line(exc)} (runners may add and claim; "
+                     f"creating the schema and changing evidence are refused)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -801,7 +812,7 @@ class PostgresIndex(Index):
             conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, SCHEMA_LOCK))
             try:
                 conn.execute("CREATE TABLE IF NOT EXISTS index_schema (version bigint NOT NULL)")
-            except pg_errors.InsufficientPrivilege:
+            except UserError:   # refused: a runner's role cannot create tables
                 raise UserError(f"the index database {redact(self.url)} has no archiver schema, and this role "
                                 f"may not create one: open it once as the database's owner") from None
             row = conn.execute("SELECT version FROM index_schema").fetchone()
