@@ -21,24 +21,28 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from archiver.pipeline import checks, queue, schedule
+from archiver.pipeline import queue, schedule
 from archiver.custody import keys, ledger, timestamps
 from archiver import logs
 from archiver.capture import platforms
 from archiver.store.archive import Archive, new_capture_id, software_versions
 from archiver.capture.base import CaptureResult
-from archiver.capture.browser import BrowserSession
 from archiver.capture.discover import discover
 from archiver.capture.fingerprint import of_result as content_fingerprint
 from archiver.capture.http import capture_http
-from archiver.capture.tweet import capture_tweet
-from archiver.capture.video import capture_video, record_video
 from archiver.errors import BadURL, CaptureFailed, is_retryable
 from archiver.store.index import Index, now_iso
 from archiver.urls import check_target, parse as parse_url
 from archiver.store.warc import CaptureWarc, DiskFull, finish_seal, importing_files, owner_tag, stale_temp_files
+
+if TYPE_CHECKING:
+    from archiver.capture.browser import BrowserSession
+
+# The browser (Playwright), the tweet and video paths (yt-dlp) and the liveness checks are imported when a job
+# first needs them, not when a runner starts: together they are most of a runner's start-up (~0.5 s of 2 cores'
+# time, paid by the supervisor and again by each worker process), and a `--no-browser` run needs none of them.
 
 log = logging.getLogger("archiver.pipeline.worker")
 
@@ -177,6 +181,7 @@ class Worker:
         if watch is None:
             return False
         target = {"url": watch["url"], "key": watch["key"], "kind": watch["kind"]}
+        from archiver.pipeline import checks
         outcome = await checks.run_check(self.index, target, self.settings, worker=self.owner)
         self.on_event("check", {"outcome": outcome})
         return True
@@ -296,6 +301,7 @@ class Worker:
         # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
         use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")
         if use_browser and self.browser is None:
+            from archiver.capture.browser import BrowserSession
             self.browser = BrowserSession(settings)
             try:
                 await self.browser.start()
@@ -424,9 +430,12 @@ class Worker:
         browser = self.browser if use_browser else None
         kind, key = job["kind"], job["key"]
         if kind == "tweet" and key.startswith("twitter:"):
+            from archiver.capture.tweet import capture_tweet
+            from archiver.capture.video import record_video
             return await capture_tweet(key.split(":", 1)[1], url, warc, self.settings, browser,
                                        lambda media_url, w: record_video(media_url, w, self.settings))
         if kind == "video":
+            from archiver.capture.video import capture_video
             path, item_id, media_url = platforms.video_target(key, job["canonical_url"], url)
             return await capture_video(url, warc, self.settings, browser, path, item_id, media_url)
         if browser is not None:
