@@ -19,7 +19,7 @@ RWP_INTEGRITY := sha512-nCj2PSON3BxeSJKE8AsYPyULv0XPZKJWfy4l9PyQre9SqwLZ+WKZVs/s
 RWP_DIR       := $(VENV)/replaywebpage
 RWP_STAMP     := $(RWP_DIR)/.installed-$(RWP_VERSION)
 
-.PHONY: setup system-packages lock update-extractors test test-all demo bench clean
+.PHONY: setup system-packages lock update-extractors test test-all test-team demo bench clean
 
 setup: system-packages $(STAMP) $(RWP_STAMP)
 
@@ -126,6 +126,11 @@ test: setup
 # Everything, including the slow suites (SIGKILL + lease expiry, many captures).
 test-all: setup
 	$(BIN)/python -m pytest -q -m ''
+
+# The suite in team mode: every archive the tests make keeps its index in a fresh database of a PostgreSQL server the
+# tests start on 127.0.0.1 (tests/conftest.py); tests that read or change the SQLite file itself are skipped.
+test-team: setup
+	ARCHIVER_TEST_INDEX=postgres $(BIN)/python -m pytest -q
 
 demo: setup
 	$(BIN)/python scripts/demo

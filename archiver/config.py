@@ -18,7 +18,7 @@ DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml
 ENV_PREFIX = "ARCHIVER_"
 # Environment variables that are not settings (they choose the archive, belong to the test harness, or show a
 # failure's traceback on the terminal: cli.main).
-ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK"}
+ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK", "ARCHIVER_TEST_INDEX"}
 
 
 class Settings:
@@ -141,3 +141,27 @@ def _check_values(data: dict[str, dict[str, Any]], sources: list[str]) -> None:
     check_timestamp_settings(data["timestamp"])
     from archiver.store.blobs import check_settings as check_storage_settings  # late as well; boto3 is never imported here
     check_storage_settings(data["storage"])
+    check_index_url(data["index"]["url"])
+
+
+# URL schemes libpq accepts for a connection URI.
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+
+def check_index_url(url: str) -> None:
+    """``index.url`` is empty (the SQLite file <archive>/index.db) or a libpq ``postgresql://`` URL without a
+    password: settings files are copied, backed up and shown, so the password comes from libpq's own places."""
+    if not url:
+        return
+    from urllib.parse import parse_qs, urlsplit  # late: most commands never read a PostgreSQL URL
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        raise ConfigError(f"setting index.url is not a valid URL ({exc}): {url!r}") from None
+    if parts.scheme not in POSTGRES_SCHEMES:
+        raise ConfigError(f"setting index.url must be empty (the SQLite file <archive>/index.db) or a "
+                          f"postgresql://host/dbname URL, got {url!r}")
+    if parts.password is not None or "password" in parse_qs(parts.query):
+        raise ConfigError("setting index.url must not hold a password: libpq finds it (PGPASSWORD, ~/.pgpass or "
+                          "PGPASSFILE, a service named by PGSERVICE or ?service=NAME)")

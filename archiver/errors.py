@@ -27,6 +27,25 @@ class NotFound(ArchiverError):
     exit_code = 1
 
 
+class IndexUnavailable(ArchiverError):
+    """The index's database cannot be reached now (a PostgreSQL server restarting, a network between): nothing of
+    the change being made was committed, unless ``commit_unknown`` (the connection broke during COMMIT)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, commit_unknown: bool = False):
+        super().__init__(message)
+        self.commit_unknown = commit_unknown
+
+
+class IntegrityConflict(ArchiverError):
+    """The index refused a write: a uniqueness rule, or evidence (ledger, sealed captures and their records) that
+    cannot be changed or deleted. Engine-neutral: PostgreSQL's errors are raised as this; SQLite's as
+    ``sqlite3.IntegrityError``."""
+
+    exit_code = 1
+
+
 class CaptureFailed(Exception):
     """A capture attempt ended without evidence worth sealing.
 
@@ -43,7 +62,7 @@ class CaptureFailed(Exception):
 
 # A failure class that trying again later can cure. Everything else is final.
 RETRYABLE_CLASSES = {"dns", "refused", "reset", "timeout", "http-5xx", "http-429", "browser-crash", "unknown-answer",
-                     "network", "disk-full", "internal"}
+                     "network", "disk-full", "internal", "index-unavailable"}
 
 
 def is_retryable(failure_class: str | None) -> bool:

@@ -1,10 +1,16 @@
-"""Shared fixtures: the loopback demo site, a fresh archive per test, and a way to run the real CLI."""
+"""Shared fixtures: the loopback demo site, a fresh archive per test, and a way to run the real CLI.
+
+Team mode: with ARCHIVER_TEST_INDEX=postgres (`make test-team`), every archive the tests make keeps its index in a
+fresh database of the session's PostgreSQL server (``[index] url``, given to the CLI as ARCHIVER_INDEX_URL, and to
+tests that open an index themselves through ``open_test_index``); tests marked ``sqlite_only`` (they read or change
+the SQLite file itself) are skipped."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,6 +23,99 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import backends  # noqa: E402  (tests/backends.py: PostgreSQL and moto's S3 server on loopback)
 import demo_server  # noqa: E402  (scripts/demo_server.py: the site ships with the project)
+
+
+# Which index engine the archives of this run use: "sqlite" (the default) or "postgres" (team mode).
+TEST_INDEX = os.environ.get("ARCHIVER_TEST_INDEX", "sqlite")
+if TEST_INDEX not in ("sqlite", "postgres"):
+    raise ValueError(f"ARCHIVER_TEST_INDEX must be sqlite or postgres, not {TEST_INDEX!r}")
+
+
+class _TeamDatabases:
+    """One database per archive directory, made on first use: the same archive is the same database."""
+
+    def __init__(self, server: backends.PostgresServer):
+        self.server = server
+        self.urls: dict[Path, str] = {}
+
+    def url_for(self, archive: Path) -> str:
+        key = Path(archive).absolute()
+        if key not in self.urls:
+            name = self.server.new_database()
+            self.urls[key] = f"postgresql://{backends.OWNER_ROLE}@127.0.0.1:{self.server.port}/{name}"
+        return self.urls[key]
+
+
+_team: _TeamDatabases | None = None
+
+
+def team_index_url(archive: Path) -> str:
+    """``[index] url`` for an archive made by a test: empty (its index.db) unless the run is in team mode."""
+    return _team.url_for(archive) if _team is not None else ""
+
+
+def open_test_index(path: Path, unreachable_gone: tuple[int, float] = (4, 24.0)):
+    """The index a test opens itself: the SQLite file ``path``, or in team mode that path's database."""
+    from archiver.store.engines import open_index
+    return open_index(team_index_url(path.parent if path.name == "index.db" else path), path, unreachable_gone)
+
+
+@contextmanager
+def index_conn(archive: Path) -> Iterator[Any]:
+    """A connection to an archive's index, whichever engine holds it, for a test's own queries (SQL both engines
+    take: ``?`` placeholders, standard SQL)."""
+    index = open_test_index(archive / "index.db")
+    try:
+        yield index.conn
+    finally:
+        index.close()
+
+
+def tamper_index(archive: Path, *statements: str) -> None:
+    """What someone holding the index can do anyway (the SQLite file, or the PostgreSQL database's owner role): switch
+    off the triggers that keep evidence unchanged, then change rows."""
+    if _team is not None:
+        with index_conn(archive) as conn:
+            for table in ("ledger", "captures", "records_packed"):
+                conn.execute(f"ALTER TABLE {table} DISABLE TRIGGER USER")
+            for statement in statements:
+                conn.execute(statement)
+        return
+    import sqlite3
+    with sqlite3.connect(archive / "index.db", isolation_level=None) as conn:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
+                                    "(name LIKE '%sealed%' OR name LIKE 'ledger_append_only%')").fetchall():
+            conn.execute(f"DROP TRIGGER {name}")
+        for statement in statements:
+            conn.execute(statement)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if TEST_INDEX != "postgres":
+        return
+    skip = pytest.mark.skip(reason="reads or changes the SQLite index file itself (ARCHIVER_TEST_INDEX=postgres)")
+    for item in items:
+        if item.get_closest_marker("sqlite_only"):
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _team_mode(request: pytest.FixtureRequest) -> Iterator[None]:
+    """In team mode: the session's PostgreSQL server, and a password file for it, before any archive is made."""
+    global _team
+    if TEST_INDEX != "postgres":
+        yield
+        return
+    reason = backends.postgres_missing()
+    if reason:
+        pytest.exit(f"ARCHIVER_TEST_INDEX=postgres, but {reason}", returncode=2)
+    server = request.getfixturevalue("postgres")
+    request.getfixturevalue("pg_passfile")
+    _team = _TeamDatabases(server)
+    try:
+        yield
+    finally:
+        _team = None
 
 
 @pytest.fixture(scope="session")
@@ -56,6 +155,15 @@ class CLI:
     def __init__(self, archive: Path):
         self.archive = archive
         self.env = base_env()
+        url = team_index_url(archive)
+        if url:
+            # In the environment (a test's own archiver.toml cannot drop it) and in the archive's settings file, as
+            # a team would write it, for what opens the archive in-process or from a script.
+            self.env["ARCHIVER_INDEX_URL"] = url
+            archive.mkdir(parents=True, exist_ok=True)
+            settings = archive / "archiver.toml"
+            if not settings.exists():
+                settings.write_text(f'[index]\nurl = "{url}"\n')
 
     def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
                  timeout: float = 180) -> Result:
@@ -172,3 +280,30 @@ def s3(s3_world: backends.S3World, monkeypatch: pytest.MonkeyPatch) -> backends.
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     return s3_world
+
+
+@pytest.fixture(scope="session")
+def pg_passfile(postgres: backends.PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A libpq password file for the server's roles, named by PGPASSFILE for this process and the CLIs it starts:
+    team-mode URLs carry no password (config.check_index_url), as a team's settings would not."""
+    path = tmp_path_factory.mktemp("libpq") / "pgpass"
+    path.write_text("".join(f"127.0.0.1:{postgres.port}:*:{role}:{password}\n"
+                            for role, password in postgres.passwords.items()))
+    path.chmod(0o600)
+    os.environ["PGPASSFILE"] = str(path)
+    return path
+
+
+@dataclass
+class TeamDatabase:
+    """A fresh database on the session's server: URLs (no password) for its owner and for a runner."""
+    name: str
+    owner_url: str
+    runner_url: str
+
+
+@pytest.fixture
+def team_db(postgres: backends.PostgresServer, pg_passfile: Path) -> TeamDatabase:
+    name = postgres.new_database()
+    base = f"127.0.0.1:{postgres.port}/{name}"
+    return TeamDatabase(name, f"postgresql://{backends.OWNER_ROLE}@{base}", f"postgresql://{backends.RUNNER_ROLE}@{base}")

@@ -5,12 +5,13 @@ import sqlite3
 
 import pytest
 
+from conftest import TEST_INDEX, index_conn
+
 
 def _jobs(archive) -> int:
-    db = archive / "index.db"
-    if not db.exists():
+    if TEST_INDEX == "sqlite" and not (archive / "index.db").exists():
         return 0
-    with sqlite3.connect(db) as conn:
+    with index_conn(archive) as conn:
         return conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
 
 
@@ -47,9 +48,9 @@ def test_add_from_stdin_with_comments_and_dedup(cli):
     again = cli("add", "https://EXAMPLE.com:443/story?fbclid=abc", "--json").json()
     assert again[0]["created"] is False and again[0]["job_id"] == jobs[0]["job_id"]
     assert _jobs(cli.archive) == 1
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive) as conn:
         row = conn.execute("SELECT url, requested_by, tags, note, state FROM jobs").fetchone()
-    assert row == ("https://Example.com/story?utm_source=tw#top", "pv", '["aleppo"]', "from tip line", "queued")
+    assert tuple(row) == ("https://Example.com/story?utm_source=tw#top", "pv", '["aleppo"]', "from tip line", "queued")
 
 
 def test_dry_run_json_queues_nothing(cli):
@@ -69,7 +70,7 @@ def test_unknown_setting_in_environment_is_named(cli):
 
 
 def test_wrong_type_in_archive_settings_is_named(cli):
-    cli.archive.mkdir(parents=True)
+    cli.archive.mkdir(parents=True, exist_ok=True)
     (cli.archive / "archiver.toml").write_text("[queue]\nlease_seconds = \"soon\"\n")
     result = cli("status")
     assert result.code == 2 and "queue.lease_seconds" in result.err and "archiver.toml" in result.err
@@ -116,8 +117,8 @@ def test_a_bad_allowed_address_range_is_named_before_anything_runs(cli):
 
 
 def _ledger(archive) -> list[tuple[int, str, int]]:
-    with sqlite3.connect(archive / "index.db") as conn:
-        return conn.execute("SELECT seq, event, job_id FROM ledger ORDER BY seq").fetchall()
+    with index_conn(archive) as conn:
+        return [tuple(r) for r in conn.execute("SELECT seq, event, job_id FROM ledger ORDER BY seq")]
 
 
 def test_a_long_list_is_queued_whole_once_per_item_or_not_at_all(cli, tmp_path):
@@ -152,11 +153,12 @@ def test_a_long_list_is_queued_whole_once_per_item_or_not_at_all(cli, tmp_path):
     assert again.code == 0 and again.out.count("already queued") == 2400 and _jobs(cli.archive) == 1503
 
 
+@pytest.mark.sqlite_only
 def test_an_unusable_index_is_one_line_and_logged(cli):
     """A corrupt index.db (or one that is a directory) is a failure, not a user error: one line, exit 1, and the
     traceback in the archive's log file, not on the terminal."""
     import json
-    cli.archive.mkdir(parents=True)
+    cli.archive.mkdir(parents=True, exist_ok=True)
     (cli.archive / "index.db").write_bytes(b"this is not an SQLite database, it was overwritten\n" * 100)
     for command in (["status"], ["verify"], ["add", "https://example.com/"]):
         result = cli(*command)

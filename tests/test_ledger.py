@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from archiver.custody import ledger
+from archiver.errors import IntegrityConflict
+from conftest import index_conn, open_test_index, tamper_index
 from schema5 import as_schema_5
 
 
@@ -33,7 +35,7 @@ def _problems(cli) -> list[dict]:
 def test_a_capture_is_recorded_in_the_chain_and_verifies(cli, site):
     first = _capture(cli, site)
     second = _capture(cli, site, "/archive/1998/communique.html")
-    with _db(cli.archive) as conn:
+    with index_conn(cli.archive) as conn:
         rows = [dict(r) for r in conn.execute("SELECT * FROM ledger ORDER BY seq")]
         capture = dict(conn.execute("SELECT * FROM captures WHERE id = ?", (first["capture_id"],)).fetchone())
     assert [(r["event"], r["job_id"]) for r in rows] == [
@@ -52,7 +54,7 @@ def test_a_capture_is_recorded_in_the_chain_and_verifies(cli, site):
 
     result = cli("verify")
     assert result.code == 0 and "ledger of 6 entries: all intact" in result.out
-    with _db(cli.archive) as conn:
+    with index_conn(cli.archive) as conn:
         last = conn.execute("SELECT event, detail FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     assert last["event"] == "verified" and json.loads(last["detail"])["ok"] is True
 
@@ -65,26 +67,17 @@ def test_a_capture_is_recorded_in_the_chain_and_verifies(cli, site):
     "UPDATE records SET payload_digest = 'x'",
     "DELETE FROM records",
 ])
-def test_sqlite_refuses_to_change_the_ledger_or_a_sealed_capture(cli, site, statement):
+def test_the_index_refuses_to_change_the_ledger_or_a_sealed_capture(cli, site, statement):
     _capture(cli, site)
-    with _db(cli.archive) as conn, pytest.raises(sqlite3.IntegrityError, match="cannot be"):
+    with index_conn(cli.archive) as conn, pytest.raises((sqlite3.IntegrityError, IntegrityConflict),
+                                                        match="cannot be"):
         conn.execute(statement)
-
-
-def _tamper(archive: Path, *statements: str) -> None:
-    """What someone with the database file can do anyway: drop the triggers, then change rows."""
-    with _db(archive) as conn:
-        for name in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                                                "AND name LIKE '%sealed%' OR name LIKE 'ledger_append_only%'")]:
-            conn.execute(f"DROP TRIGGER {name}")
-        for statement in statements:
-            conn.execute(statement)
 
 
 def test_an_altered_index_row_is_named(cli, site):
     first = _capture(cli, site)
     _capture(cli, site, "/archive/1998/communique.html")
-    _tamper(cli.archive, f"UPDATE captures SET warc_sha256 = '{'0' * 64}' WHERE id = '{first['capture_id']}'")
+    tamper_index(cli.archive, f"UPDATE captures SET warc_sha256 = '{'0' * 64}' WHERE id = '{first['capture_id']}'")
     problems = {(p["problem"], p["capture_id"]) for p in _problems(cli)}
     # The file no longer matches the row, and the row no longer matches what the ledger recorded at sealing.
     assert ("index-altered", first["capture_id"]) in problems and ("altered", first["capture_id"]) in problems
@@ -94,7 +87,7 @@ def test_an_altered_index_row_is_named(cli, site):
 def test_a_deleted_ledger_entry_is_named(cli, site):
     _capture(cli, site)
     _capture(cli, site, "/archive/1998/communique.html")
-    _tamper(cli.archive, "DELETE FROM ledger WHERE seq = 3")
+    tamper_index(cli.archive, "DELETE FROM ledger WHERE seq = 3")
     result = cli("verify")
     assert result.code == 1 and "ledger entry 3 is missing" in result.out
     kinds = {p["problem"] for p in _problems(cli)}
@@ -104,20 +97,21 @@ def test_a_deleted_ledger_entry_is_named(cli, site):
 def test_an_edited_ledger_entry_is_named_even_with_its_hash_recomputed(cli, site):
     _capture(cli, site)
     _capture(cli, site, "/archive/1998/communique.html")
-    with _db(cli.archive) as conn:
+    with index_conn(cli.archive) as conn:
         row = dict(conn.execute("SELECT * FROM ledger WHERE seq = 2").fetchone())
     row["detail"] = ledger.canonical({**json.loads(row["detail"]), "status": "failed"})
     forged = ledger.entry_hash(row)
     # Only the content: the entry's own hash check fails.
-    _tamper(cli.archive, f"UPDATE ledger SET detail = '{row['detail']}' WHERE seq = 2")
+    tamper_index(cli.archive, f"UPDATE ledger SET detail = '{row['detail']}' WHERE seq = 2")
     [problem] = _problems(cli)
     assert problem["problem"] == "ledger-broken" and "entry 2" in problem["detail"] and "changed" in problem["detail"]
     # With the hash recomputed too, the next entry no longer follows from it.
-    _tamper(cli.archive, f"UPDATE ledger SET hash = '{forged}' WHERE seq = 2")
+    tamper_index(cli.archive, f"UPDATE ledger SET hash = '{forged}' WHERE seq = 2")
     [problem] = _problems(cli)
     assert problem["problem"] == "ledger-broken" and "ledger entry 3 does not follow" in problem["detail"]
 
 
+@pytest.mark.sqlite_only
 def test_an_archive_from_before_the_ledger_is_backfilled(cli, site):
     first = _capture(cli, site)
     # Take the database back to schema 4: as schema 5 held it (tests/schema5.py), without the ledger, its
@@ -142,11 +136,10 @@ def test_batched_appends_make_the_chain_single_appends_make(tmp_path):
     """ledger.Appender (add -f) carries the head in memory and inserts in batches: entry for entry, the same
     rows as one ``append`` each, across batch boundaries; and an ``append`` slipped in beside it on the same
     connection cannot fork the chain (its seq is taken): the transaction fails whole."""
-    from archiver.store.index import Index
     made = [{"job_id": n, "url": f"https://e.example/{n}", "at": f"2026-12-06T00:00:{n % 60:02d}.000000Z",
              "detail": {"canonical_url": f"https://e.example/{n}", "kind": "page", "tags": ["é", n], "note": None}}
             for n in range(2 * ledger.Appender.BATCH + 7)]
-    one, batched = Index(tmp_path / "one.db"), Index(tmp_path / "batched.db")
+    one, batched = open_test_index(tmp_path / "one.db"), open_test_index(tmp_path / "batched.db")
     for index in (one, batched):
         with index.transaction() as conn:
             ledger.append(conn, "verified", at="2026-12-05T00:00:00.000000Z", detail={"ok": True})
@@ -160,7 +153,7 @@ def test_batched_appends_make_the_chain_single_appends_make(tmp_path):
     assert rows[0] == rows[1] and len(rows[0]) == len(made) + 1
     assert ledger.check_chain(batched.conn) == (len(made) + 1, None)
 
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, IntegrityConflict)):
         with batched.transaction() as conn, ledger.Appender(conn) as appender:
             appender.append("queued", job_id=1)
             ledger.append(conn, "queued", job_id=2)   # takes the seq the appender is holding

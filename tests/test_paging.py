@@ -3,14 +3,13 @@ everything, streamed) without losing or repeating a row."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CLI, ROOT, base_env
+from conftest import CLI, ROOT, base_env, index_conn
 
 CAPTURES = 130
 
@@ -19,15 +18,16 @@ CAPTURES = 130
 def big(tmp_path_factory: pytest.TempPathFactory) -> CLI:
     """An archive of 130 captures made by scripts/make-index (archiver's own write path, real WARCs)."""
     archive = tmp_path_factory.mktemp("paging") / "archive"
+    cli = CLI(archive)   # in team mode: the archive's settings name its database
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures",
                            str(CAPTURES), "--workers", "1", "--batch", "50"],
                           capture_output=True, text=True, env=base_env(), timeout=300)
     assert done.returncode == 0, done.stderr
-    return CLI(archive)
+    return cli
 
 
 def _ids(archive: Path) -> list[str]:
-    with sqlite3.connect(archive / "index.db") as conn:
+    with index_conn(archive) as conn:
         return [r[0] for r in conn.execute("SELECT id FROM captures ORDER BY id DESC")]
 
 
@@ -108,7 +108,7 @@ def test_bad_page_options_exit_2_with_one_line(big, args, message):
 
 def test_status_counts_stay_exact(big):
     status = big("status", "--json").json()
-    with sqlite3.connect(big.archive / "index.db") as conn:
+    with index_conn(big.archive) as conn:
         states = dict(conn.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall())
         captures = conn.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
     assert status["captures"] == captures == CAPTURES
@@ -117,6 +117,7 @@ def test_status_counts_stay_exact(big):
     assert json.loads(json.dumps(status["timestamps"]))["done"] == 0
 
 
+@pytest.mark.sqlite_only   # copies the archive directory, index.db with it
 def test_a_missing_or_altered_warc_is_named_not_shown(big, tmp_path):
     """What show and search read back from a WARC is used only when it is there and hashes as indexed."""
     import shutil

@@ -1,7 +1,6 @@
 """Per-host politeness, kept by the claim itself so that every runner sharing index.db keeps it."""
 from __future__ import annotations
 
-import sqlite3
 import time
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 from archiver.pipeline import queue
 from archiver import urls
 from archiver.store.index import Index
+from conftest import index_conn, open_test_index
 from archiver.pipeline.queue import Politeness
 
 
@@ -24,7 +24,7 @@ def _finish(index: Index, job: dict) -> None:
 
 
 def test_max_per_host_holds_a_busy_host_and_not_the_others(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     ids = _enqueue(index, "https://a.example/1", "https://a.example/2", "https://b.example/1")
     one = Politeness(max_per_host=1)
     first = queue.claim(index, "w1", 60, politeness=one)
@@ -38,7 +38,7 @@ def test_max_per_host_holds_a_busy_host_and_not_the_others(tmp_path: Path):
 
 
 def test_a_dead_runners_expired_lease_does_not_hold_its_host(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     ids = _enqueue(index, "https://a.example/1", "https://a.example/2")
     one = Politeness(max_per_host=1)
     assert queue.claim(index, "dead", lease_seconds=-1, politeness=one)["id"] == ids["https://a.example/1"]
@@ -50,7 +50,7 @@ def test_a_dead_runners_expired_lease_does_not_hold_its_host(tmp_path: Path):
 
 
 def test_delay_between_starts_on_one_host(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     ids = _enqueue(index, "https://a.example/1", "https://a.example/2", "https://b.example/1")
     slow = Politeness(delay_seconds=0.6)
     first = queue.claim(index, "w", 60, politeness=slow)
@@ -77,7 +77,7 @@ def test_two_workers_keep_one_capture_at_a_time_and_the_delay_on_a_host(cli, sit
     env = {"ARCHIVER_POLITENESS_MAX_PER_HOST": "1", "ARCHIVER_POLITENESS_DELAY_SECONDS": "1.0"}
     result = cli("run", "--once", "--workers", "2", env=env)
     assert result.code == 0, result.err
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive) as conn:
         rows = conn.execute("SELECT j.host, j.state, a.started_at, a.finished_at, a.outcome FROM attempts a "
                             "JOIN jobs j ON j.id = a.job_id ORDER BY a.started_at").fetchall()
     assert len(rows) == 7 and all(r[1] == "done" and r[4] == "ok" for r in rows)

@@ -7,6 +7,7 @@ from pathlib import Path
 from archiver.pipeline import queue
 from archiver import urls
 from archiver.store.index import Index
+from conftest import open_test_index
 
 
 def _enqueue(index: Index, n: int) -> list[int]:
@@ -17,13 +18,13 @@ def _enqueue(index: Index, n: int) -> list[int]:
 
 def test_concurrent_claims_never_share_a_job(tmp_path: Path):
     db = tmp_path / "index.db"
-    ids = _enqueue(Index(db), 60)
+    ids = _enqueue(open_test_index(db), 60)
     claimed: list[int] = []
     lock = threading.Lock()
     errors: list[Exception] = []
 
     def runner() -> None:
-        index = Index(db)  # one connection per runner, as separate processes would have
+        index = open_test_index(db)  # one connection per runner, as separate processes would have
         try:
             while (job := queue.claim(index, queue.make_owner(), 60)) is not None:
                 with lock:
@@ -41,7 +42,7 @@ def test_concurrent_claims_never_share_a_job(tmp_path: Path):
 
 
 def test_expired_lease_is_claimed_again(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     [job_id] = _enqueue(index, 1)
     first = queue.claim(index, "dead-runner", lease_seconds=-1)  # a lease that has already run out
     assert first["id"] == job_id
@@ -53,7 +54,7 @@ def test_expired_lease_is_claimed_again(tmp_path: Path):
 
 
 def test_backoff_and_bounded_attempts(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     [job_id] = _enqueue(index, 1)
     assert queue.backoff_seconds(1, 60, 3600) == 60
     assert queue.backoff_seconds(3, 60, 3600) == 240
@@ -74,7 +75,7 @@ def test_backoff_and_bounded_attempts(tmp_path: Path):
 
 
 def test_released_job_is_due_again_and_attempt_not_counted(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     [job_id] = _enqueue(index, 1)
     job = queue.claim(index, "w", 60)
     queue.release(index, job, "w", job["updated_at"], "shutdown")
@@ -83,7 +84,7 @@ def test_released_job_is_due_again_and_attempt_not_counted(tmp_path: Path):
 
 
 def test_exhausted_lease_fails_instead_of_looping(tmp_path: Path):
-    index = Index(tmp_path / "index.db")
+    index = open_test_index(tmp_path / "index.db")
     [job_id] = _enqueue(index, 1)
     for _ in range(3):
         assert queue.claim(index, "crashing-runner", lease_seconds=-1)["id"] == job_id

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import index_conn, tamper_index
+
 
 def _capture(cli, site, path="/2016/12/16/evacuation-suspended/"):
     result = cli("capture", "--no-browser", site.url + path, "--json")
@@ -68,21 +70,8 @@ def test_token_files_no_index_row_names_are_named(cli, site):
     assert "TIMESTAMP-UNINDEXED" in result.out and f"{show['id']}.1.tsr" in result.out
 
 
-def _tamper(archive, *statements):
-    """What someone holding index.db can do anyway: drop the triggers, then change rows."""
-    import sqlite3
-    with sqlite3.connect(archive / "index.db", isolation_level=None) as conn:
-        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' AND "
-                                    "(name LIKE '%sealed%' OR name LIKE 'ledger_append_only%')").fetchall():
-            conn.execute(f"DROP TRIGGER {name}")
-        for statement in statements:
-            conn.execute(statement)
-
-
 def _entries(archive, capture_id):
-    import sqlite3
-    with sqlite3.connect(archive / "index.db") as conn:
-        conn.row_factory = sqlite3.Row
+    with index_conn(archive) as conn:
         return [dict(r) for r in conn.execute("SELECT * FROM ledger WHERE capture_id = ? ORDER BY seq", (capture_id,))]
 
 
@@ -113,7 +102,7 @@ def test_one_capture_is_checked_where_it_stands_in_the_chain(cli, site):
     # not walk there, and says so; the whole walk finds it.
     [_, sealed2] = _entries(cli.archive, second["id"])
     detail, forged = _rehashed(sealed2, warc_size=1)
-    _tamper(cli.archive, f"UPDATE ledger SET detail = '{detail}', hash = '{forged}' WHERE seq = {sealed2['seq']}")
+    tamper_index(cli.archive, f"UPDATE ledger SET detail = '{detail}', hash = '{forged}' WHERE seq = {sealed2['seq']}")
     assert cli("verify", first["id"]).code == 0
     problems = cli("verify", "--json").json()["problems"]
     assert any(p["problem"] == "ledger-broken" and f"entry {sealed2['seq'] + 1} does not follow" in p["detail"]
@@ -122,7 +111,7 @@ def test_one_capture_is_checked_where_it_stands_in_the_chain(cli, site):
     # This capture's own entry forged: its successor no longer follows from it.
     [captured1, _] = _entries(cli.archive, first["id"])
     detail, forged = _rehashed(captured1, status="failed")
-    _tamper(cli.archive, f"UPDATE ledger SET detail = '{detail}', hash = '{forged}' WHERE seq = {captured1['seq']}")
+    tamper_index(cli.archive, f"UPDATE ledger SET detail = '{detail}', hash = '{forged}' WHERE seq = {captured1['seq']}")
     result = cli("verify", first["id"], "--json")
     assert result.code == 1
     [problem] = [p for p in result.json()["problems"] if p["problem"] == "ledger-broken"]
@@ -133,7 +122,7 @@ def test_a_removed_neighbour_of_a_capture_entry_is_named(cli, site):
     first = _capture(cli, site)
     _capture(cli, site, "/archive/1998/communique.html")
     sealed1 = _entries(cli.archive, first["id"])[-1]
-    _tamper(cli.archive, f"DELETE FROM ledger WHERE seq = {sealed1['seq'] + 1}")
+    tamper_index(cli.archive, f"DELETE FROM ledger WHERE seq = {sealed1['seq'] + 1}")
     result = cli("verify", first["id"])
     assert result.code == 1 and f"ledger entry {sealed1['seq'] + 1} is missing" in result.out
 
@@ -142,7 +131,6 @@ def test_every_problem_is_reported_though_few_are_held(cli, site):
     """Problems are printed as they are found and counted, but only the first 100 are kept (for the ledger):
     150 stray WARCs are all named, in text and in the streamed --json."""
     import json
-    import sqlite3
     show = _capture(cli, site)
     day = (cli.archive / show["warc_path"]).parent
     for n in range(150):
@@ -155,7 +143,7 @@ def test_every_problem_is_reported_though_few_are_held(cli, site):
                                                      for n in range(150)}
     text = cli("verify")
     assert text.out.count("UNINDEXED") == 150 and "150 problem(s)" in text.out
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive) as conn:
         detail = json.loads(conn.execute("SELECT detail FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()[0])
     assert detail["problem_count"] == 150 and len(detail["problems"]) == 100 and detail["chain"]["intact"]
 

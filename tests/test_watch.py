@@ -20,7 +20,7 @@ from archiver.config import load as load_settings
 from archiver.store.index import Index
 from archiver.urls import parse
 
-from conftest import ROOT, base_env
+from conftest import ROOT, base_env, open_test_index
 from loopback import LoopbackPage
 
 T0 = datetime(2026, 11, 1, 5, 30, tzinfo=timezone.utc)
@@ -172,8 +172,8 @@ def test_a_month_of_checks_reads_as_a_timeline(tmp_path, cli):
     """Hourly checks for a month: a change, a short outage, a long DNS outage, a return, then a 404."""
     settings = load_settings(tmp_path)
     archive = cli.archive
-    archive.mkdir(parents=True)
-    index = Index(archive / "index.db")
+    archive.mkdir(parents=True, exist_ok=True)
+    index = open_test_index(archive / "index.db")
     key = parse(URL).dedup_key
     fp_a, fp_b = page_fingerprint("<p>12 killed</p>", URL), page_fingerprint("<p>15 killed</p>", URL)
     with index.transaction() as conn:  # the first capture, as insert_capture folds it in

@@ -12,17 +12,19 @@ The hash of an entry, for anyone checking with other tools (VERIFY.txt in an exp
             with keys sorted, no spaces (separators "," and ":"), non-ASCII kept as is )
 
 where ``prev`` is the previous entry's hash (64 zeros for entry 1) and ``detail`` is the JSON object itself.
-Entries are appended inside the transaction that makes the change they record (BEGIN IMMEDIATE holds the
-write lock), so two runners can never both extend the chain from the same entry.
+Entries are appended inside the transaction that makes the change they record, holding the ledger's lock (SQLite:
+BEGIN IMMEDIATE holds the write lock; PostgreSQL: a transaction-scoped advisory lock), so two runners can never
+both extend the chain from the same entry.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Iterator
+
+from archiver.store.engines import IndexConnection
 
 GENESIS = "0" * 64
 EVENTS = ("queued", "captured", "sealed", "checked", "verified", "exported", "timestamped", "backfilled",
@@ -70,8 +72,10 @@ _INSERT = ("INSERT INTO ledger (seq, at, event, capture_id, job_id, url, detail,
            "VALUES (:seq, :at, :event, :capture_id, :job_id, :url, :detail, :prev_hash, :hash)")
 
 
-def _last(conn: sqlite3.Connection) -> tuple[int, str]:
-    """(seq, hash) of the newest entry; (0, GENESIS) for an empty ledger."""
+def _last(conn: IndexConnection) -> tuple[int, str]:
+    """(seq, hash) of the newest entry; (0, GENESIS) for an empty ledger. Takes the ledger's lock first (held to
+    the end of the transaction), so that no other writer extends the chain from the same head meanwhile."""
+    conn.lock_ledger()
     last = conn.execute("SELECT seq, hash FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     return (last[0], last[1]) if last else (0, GENESIS)
 
@@ -87,7 +91,7 @@ def _make(last: tuple[int, str], event: str, capture_id: str | None, job_id: int
     return entry
 
 
-def append(conn: sqlite3.Connection, event: str, *, capture_id: str | None = None, job_id: int | None = None,
+def append(conn: IndexConnection, event: str, *, capture_id: str | None = None, job_id: int | None = None,
            url: str | None = None, detail: dict[str, Any] | None = None, at: str | None = None) -> dict[str, Any]:
     """Append one entry. Call inside the caller's write transaction (``Index.transaction``)."""
     entry = _make(_last(conn), event, capture_id, job_id, url, detail, at)
@@ -108,7 +112,7 @@ class Appender:
 
     BATCH = 1000
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: IndexConnection):
         self.conn = conn
         self._last = _last(conn)
         self._rows: list[dict[str, Any]] = []
@@ -135,7 +139,7 @@ class Appender:
             self.flush()
 
 
-def entries(conn: sqlite3.Connection, capture_id: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
+def entries(conn: IndexConnection, capture_id: str | None = None, job_id: int | None = None) -> list[dict[str, Any]]:
     """Entries in order; only those of one capture (and of the job it came from) when asked."""
     if capture_id is None and job_id is None:
         rows = conn.execute("SELECT * FROM ledger ORDER BY seq").fetchall()
@@ -175,7 +179,7 @@ def _why_broken(entry: dict[str, Any], prev_hash: str) -> str | None:
     return None
 
 
-def walk(conn: sqlite3.Connection, after: tuple[int, str] | None = None) -> Walk:
+def walk(conn: IndexConnection, after: tuple[int, str] | None = None) -> Walk:
     """Walk the chain from the entry after ``after`` ((seq, hash) of an entry taken as checked; None: from entry 1)
     to the newest, each entry against its hash and the one before it, in pages by seq: constant memory, and no
     read held open for the whole walk (entries appended meanwhile are walked too). Stops at the first broken one."""
@@ -198,18 +202,18 @@ def walk(conn: sqlite3.Connection, after: tuple[int, str] | None = None) -> Walk
             prev, expected_seq = entry["hash"], expected_seq + 1
 
 
-def check_chain(conn: sqlite3.Connection) -> tuple[int, Broken | None]:
+def check_chain(conn: IndexConnection) -> tuple[int, Broken | None]:
     """Walk the whole chain: (entries in the ledger, the first broken entry or None). Streams; constant memory."""
     done = walk(conn)
     return (_total(conn) if done.broken else done.entries), done.broken
 
 
-def entry_at(conn: sqlite3.Connection, seq: int) -> dict[str, Any] | None:
+def entry_at(conn: IndexConnection, seq: int) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM ledger WHERE seq = ?", (seq,)).fetchone()
     return dict(row) if row else None
 
 
-def check_entries(conn: sqlite3.Connection, own: list[dict[str, Any]]) -> Broken | None:
+def check_entries(conn: IndexConnection, own: list[dict[str, Any]]) -> Broken | None:
     """Some entries (a capture's own, ``entries(conn, capture_id, job_id)``) checked where they stand in the chain,
     without walking it: each against its hash and linked to both neighbours -- its ``prev_hash`` is the hash of the
     entry before it, itself intact, and the entry after it names its hash as ``prev_hash``, so an entry changed and
@@ -249,7 +253,7 @@ def check_entries(conn: sqlite3.Connection, own: list[dict[str, Any]]) -> Broken
 LOOKBACK = 50_000
 
 
-def last_full_walk(conn: sqlite3.Connection, lookback: int = LOOKBACK) -> tuple[dict[str, Any] | None, int]:
+def last_full_walk(conn: IndexConnection, lookback: int = LOOKBACK) -> tuple[dict[str, Any] | None, int]:
     """The newest ``verified`` entry of a whole-archive verify that walked the chain and found it intact: its seq
     (``entry``), time, and the newest entry the walk reached (``to``, with that entry's hash as the walk read it,
     ``to_hash``; None in entries made before verify recorded it); None when there is none. And how far back it
@@ -288,11 +292,11 @@ def last_full_walk(conn: sqlite3.Connection, lookback: int = LOOKBACK) -> tuple[
     return None, 1
 
 
-def _total(conn: sqlite3.Connection) -> int:
+def _total(conn: IndexConnection) -> int:
     return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
 
 
-def head(conn: sqlite3.Connection) -> dict[str, Any] | None:
+def head(conn: IndexConnection) -> dict[str, Any] | None:
     """The newest entry (its hash stands for the whole chain up to it)."""
     row = conn.execute("SELECT * FROM ledger ORDER BY seq DESC LIMIT 1").fetchone()
     return dict(row) if row else None

@@ -199,9 +199,12 @@ def _recreate_job(conn: Any, p: dict[str, Any], state: str, row: dict[str, Any])
         conn.execute(f"INSERT INTO jobs ({', '.join(job)}) VALUES ({', '.join('?' * len(job))})", list(job.values()))
     else:
         # A later capture of the same job (a retry after a sealed failure): the job ends as its last capture.
-        conn.execute("UPDATE jobs SET state = ?, attempts = MAX(attempts, ?), max_attempts = MAX(max_attempts, ?), "
+        # CASE, not SQLite's two-argument MAX(), which PostgreSQL spells GREATEST.
+        conn.execute("UPDATE jobs SET state = ?, attempts = CASE WHEN attempts > ? THEN attempts ELSE ? END, "
+                     "max_attempts = CASE WHEN max_attempts > ? THEN max_attempts ELSE ? END, "
                      "capture_id = ?, updated_at = ? WHERE id = ?",
-                     (state, job["attempts"], job["attempts"], row["id"], row["finished_at"], p["job_id"]))
+                     (state, job["attempts"], job["attempts"], job["attempts"], job["attempts"], row["id"],
+                      row["finished_at"], p["job_id"]))
 
 
 def _insert(index: Index, archive_dir: Path, capture: ReadCapture) -> list[Skipped]:

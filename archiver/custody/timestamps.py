@@ -416,8 +416,8 @@ def queue_capture(conn: sqlite3.Connection, capture_id: str, digest: str, tsa_ur
     queued = 0
     for url in tsa_urls:
         queued += conn.execute(
-            "INSERT OR IGNORE INTO timestamps (capture_id, tsa_url, digest, state, attempts, next_attempt_at, "
-            "created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?)",
+            "INSERT INTO timestamps (capture_id, tsa_url, digest, state, attempts, next_attempt_at, "
+            "created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING",
             (capture_id, url, digest, now, now, now)).rowcount
     return queued
 
@@ -833,8 +833,9 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
         created = meta.get("requested_at") or token.gen_time
         stored = meta.get("stored_at") or token.gen_time
         inserted = conn.execute(
-            "INSERT OR IGNORE INTO timestamps (capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, "
-            "serial, tsa_name, attempts, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?, 1, ?, ?)",
+            "INSERT INTO timestamps (capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, "
+            "serial, tsa_name, attempts, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?, 1, ?, ?) "
+            "ON CONFLICT DO NOTHING",
             (capture["id"], tsa_url, token.digest, rel, token_sha256, token.gen_time, token.serial, token.tsa_name,
              created, stored)).rowcount
         if not inserted:

@@ -248,7 +248,7 @@ def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_b
             continue
         found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn)
         entry = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event = 'timestamped' "
-                             "AND json_extract(detail, '$.token_path') = ? ORDER BY seq LIMIT 1",
+                             f"AND {conn.sql_json_text('detail', 'token_path')} = ? ORDER BY seq LIMIT 1",
                              (capture["id"], row["token_path"])).fetchone()
         if entry is not None and json.loads(entry["detail"]).get("token_sha256") != row["token_sha256"]:
             found.append(timestamps.TokenProblem("index-altered", row["token_path"], f"the timestamp row's token "

@@ -1,8 +1,11 @@
 """Jobs in the index DB: enqueue, claim with a lease, renew, finish, retry with backoff, release.
 
-Claiming is one conditional UPDATE ... RETURNING inside BEGIN IMMEDIATE, so two runners (processes or
-hosts sharing the file) can never take the same job; a job whose lease expired because its runner died is
-claimable again. Every write transaction is short, so runners wait on the lock for milliseconds, not minutes.
+Claiming is one conditional UPDATE ... RETURNING inside a write transaction, so two runners (processes or
+hosts sharing the index) can never take the same job; a job whose lease expired because its runner died is
+claimable again. On SQLite the transaction holds the one write lock (BEGIN IMMEDIATE); on PostgreSQL the claim
+locks the job's row with FOR UPDATE SKIP LOCKED, so runners pass each other's claims instead of waiting. Every write
+transaction is short, so runners wait on the lock for milliseconds, not minutes. Queueing a job wakes idle runners
+on an engine that can (PostgreSQL's NOTIFY).
 
 Politeness is kept in that same UPDATE, so it holds across every runner sharing the file: a job is not
 claimable while its host already has ``max_per_host`` captures under a live lease, or while the last capture
@@ -13,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import uuid
 from array import array
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 
 from archiver.custody import ledger
 from archiver.errors import BadURL, UserError
+from archiver.store.engines import IndexConnection
 from archiver.store.index import Index, iso_after, now_iso
 from archiver.urls import ParsedURL
 
@@ -72,7 +75,7 @@ def enqueue(index: Index, urls: Iterable[ParsedURL], *, requested_by: str, tags:
                           found_in=found_in)
 
 
-def enqueue_in(conn: sqlite3.Connection, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str],
+def enqueue_in(conn: IndexConnection, urls: Iterable[ParsedURL], *, requested_by: str, tags: list[str],
                note: str | None, priority: int, max_attempts: int, options: dict[str, Any] | None = None,
                parent_capture_id: str | None = None, found_in: list[dict[str, Any]] | None = None) -> list[Enqueued]:
     """``enqueue`` inside the caller's transaction (a parent capture and its children commit together)."""
@@ -118,7 +121,7 @@ class _Enqueuer:
 
     CHUNK = 500
 
-    def __init__(self, conn: sqlite3.Connection, *, requested_by: str, tags: list[str], note: str | None,
+    def __init__(self, conn: IndexConnection, *, requested_by: str, tags: list[str], note: str | None,
                  priority: int, max_attempts: int, options: dict[str, Any] | None,
                  parent_capture_id: str | None):
         self.conn = conn
@@ -128,12 +131,15 @@ class _Enqueuer:
         self.max_attempts, self.parent_capture_id = max_attempts, parent_capture_id
         self.tags_json, self.options_json = json.dumps(tags), json.dumps(options or {})
         self.ledger = ledger.Appender(conn)
+        self.created = 0
 
     def __enter__(self) -> "_Enqueuer":
         return self
 
     def __exit__(self, kind: Any, *exc: Any) -> None:
         self.ledger.__exit__(kind, *exc)
+        if kind is None and self.created:
+            self.conn.notify_jobs()
 
     def _pending(self, keys: list[str]) -> dict[str, tuple[int, int]]:
         found: dict[str, tuple[int, int]] = {}
@@ -141,8 +147,8 @@ class _Enqueuer:
             # INDEXED BY: with hundreds of keys and no statistics, SQLite's planner prefers walking every pending
             # job by state (jobs_due) to looking each key up in the index that makes a key pending only once.
             for key, job_id, state in self.conn.execute(
-                    "SELECT key, id, state FROM jobs INDEXED BY jobs_one_pending WHERE state IN ('queued', 'running') "
-                    f"AND key IN ({', '.join('?' * len(part))})", part):
+                    f"SELECT key, id, state FROM jobs{self.conn.sql_indexed_by('jobs_one_pending')} "
+                    f"WHERE state IN ('queued', 'running') AND key IN ({', '.join('?' * len(part))})", part):
                 found[key] = (job_id, _PENDING_CODES[state])
         return found
 
@@ -168,6 +174,7 @@ class _Enqueuer:
                                        "requested_by": self.requested_by, "tags": self.tags, "note": self.note,
                                        "parent_capture_id": self.parent_capture_id})
             outcomes.append((job_id, CREATED))
+            self.created += 1
         self.conn.executemany(
             "INSERT INTO jobs (id, url, canonical_url, key, kind, state, priority, attempts, max_attempts, "
             "next_attempt_at, requested_by, requested_at, tags, note, options, parent_capture_id, found_in, "
@@ -274,13 +281,20 @@ def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | N
         held.append("SELECT host FROM host_slots WHERE last_started_at > ?")
         held_args.append(iso_after(-politeness.delay_seconds))
     polite = f" AND (host IS NULL OR host NOT IN ({' UNION '.join(held)}))" if held else ""
-    with index.transaction() as conn:
+
+    def take(conn: Any) -> Any:
+        if held:
+            # Per-host limits count what other runners hold: those claims take turns (a lock that only claims
+            # under limits take; on SQLite the write lock already does this).
+            conn.lock_politeness()
+        # The subquery locks the row it picks, skipping rows other claims hold (on engines with row locks), and
+        # the UPDATE re-checks its condition on the row as committed: one job, one runner.
         row = conn.execute(
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, attempts = attempts + 1, "
             "updated_at = ? WHERE id = ("
             "  SELECT id FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?) "
             "                           OR (state = 'running' AND lease_expires < ?))" + restrict + polite +
-            "  ORDER BY priority DESC, next_attempt_at, id LIMIT 1) "
+            "  ORDER BY priority DESC, next_attempt_at, id LIMIT 1" + conn.sql_skip_locked + ") "
             "RETURNING *",
             [owner, iso_after(lease_seconds), now, due, now] + list(job_ids or []) + held_args,
         ).fetchone()
@@ -288,6 +302,9 @@ def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | N
             conn.execute("INSERT INTO host_slots (host, last_started_at) VALUES (?, ?) "
                          "ON CONFLICT (host) DO UPDATE SET last_started_at = excluded.last_started_at",
                          (row["host"], now))
+        return row
+
+    row = index.write(take, serial=False)
     return _decode(row) if row is not None else None
 
 
@@ -306,14 +323,12 @@ def held_back(index: Index, job_ids: list[int] | None = None, ignore_schedule: b
 
 def renew(index: Index, job_id: int, owner: str, lease_seconds: float) -> bool:
     """Extend a lease we hold. False means we lost it (it expired and another runner took the job)."""
-    with index.transaction() as conn:
-        cur = conn.execute("UPDATE jobs SET lease_expires = ?, updated_at = ? "
-                           "WHERE id = ? AND lease_owner = ? AND state = 'running'",
-                           (iso_after(lease_seconds), now_iso(), job_id, owner))
-        return cur.rowcount == 1
+    return index.write(lambda conn: conn.execute(
+        "UPDATE jobs SET lease_expires = ?, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
+        (iso_after(lease_seconds), now_iso(), job_id, owner)).rowcount == 1, serial=False)
 
 
-def _record_attempt(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, outcome: str,
+def _record_attempt(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, outcome: str,
                     failure_class: str | None, message: str | None, capture_id: str | None) -> None:
     conn.execute("INSERT INTO attempts (job_id, attempt, worker, started_at, finished_at, outcome, failure_class, "
                  "message, capture_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -325,7 +340,7 @@ class LeaseLost(Exception):
     """The job is no longer this runner's: its lease expired and another runner claimed it."""
 
 
-def hold_lease(conn: sqlite3.Connection, job_id: int, owner: str) -> None:
+def hold_lease(conn: IndexConnection, job_id: int, owner: str) -> None:
     """Raise LeaseLost unless ``owner`` still holds the job. Called first in the transaction that indexes a
     capture: a runner stalled past its lease (stopped, swapped out) may wake up just before committing, before
     its lease renewer notices, while another runner is capturing the same job. Only one of them may commit."""
@@ -334,7 +349,7 @@ def hold_lease(conn: sqlite3.Connection, job_id: int, owner: str) -> None:
         raise LeaseLost(f"job {job_id} was taken over by another runner ({row[0] if row else 'gone'})")
 
 
-def mark_captured(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, capture_id: str,
+def mark_captured(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, capture_id: str,
                   outcome: str, failure_class: str | None, message: str | None) -> bool:
     """Finish a job with a sealed capture. Call inside the transaction that indexes the capture."""
     cur = conn.execute("UPDATE jobs SET state = 'done', capture_id = ?, lease_owner = NULL, lease_expires = NULL, "
@@ -352,17 +367,16 @@ def backoff_seconds(attempts: int, base: float, cap: float) -> float:
 def mark_failed(index: Index, job: dict[str, Any], owner: str, started_at: str, failure_class: str, message: str,
                 retryable: bool, *, backoff_base: float, backoff_cap: float) -> str:
     """Record a failed attempt that sealed nothing. Returns the job's new state."""
-    with index.transaction() as conn:
-        return fail_in(conn, job, owner, started_at, failure_class, message, retryable,
-                       backoff_base=backoff_base, backoff_cap=backoff_cap)
+    return index.write(lambda conn: fail_in(conn, job, owner, started_at, failure_class, message, retryable,
+                                            backoff_base=backoff_base, backoff_cap=backoff_cap), serial=False)
 
 
 # Failures of this machine, not of the target: they never use up a job's attempts, so a disk that stays full
 # all night leaves every job queued (retried after the backoff) rather than failed for good.
-NOT_THE_TARGETS_FAULT = {"disk-full"}
+NOT_THE_TARGETS_FAULT = {"disk-full", "index-unavailable"}
 
 
-def fail_in(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
+def fail_in(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
             message: str, retryable: bool, *, backoff_base: float, backoff_cap: float,
             capture_id: str | None = None) -> str:
     """Record a failed attempt inside the caller's transaction. Retryable failures go back to the queue with
@@ -386,23 +400,24 @@ def fail_in(conn: sqlite3.Connection, job: dict[str, Any], owner: str, started_a
 
 def release(index: Index, job: dict[str, Any], owner: str, started_at: str, reason: str) -> None:
     """Give a job back untouched (shutdown): it is due again at once and the attempt does not count."""
-    with index.transaction() as conn:
-        conn.execute("UPDATE jobs SET state = 'queued', attempts = MAX(0, attempts - 1), lease_owner = NULL, "
-                     "lease_expires = NULL, next_attempt_at = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
-                     (now_iso(), now_iso(), job["id"], owner))
+    def give_back(conn: Any) -> None:
+        # CASE, not SQLite's two-argument MAX(), which PostgreSQL spells GREATEST.
+        conn.execute("UPDATE jobs SET state = 'queued', attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 "
+                     "END, lease_owner = NULL, lease_expires = NULL, next_attempt_at = ?, updated_at = ? "
+                     "WHERE id = ? AND lease_owner = ?", (now_iso(), now_iso(), job["id"], owner))
         _record_attempt(conn, job, owner, started_at, "released", None, reason, None)
+        conn.notify_jobs()
+    index.write(give_back, serial=False)
 
 
 def fail_exhausted_leases(index: Index) -> int:
     """Jobs whose runner died on their last allowed attempt would be claimed forever: fail them instead."""
-    with index.transaction() as conn:
-        cur = conn.execute(
-            "UPDATE jobs SET state = 'failed', last_failure_class = 'lease-expired', "
-            "last_failure = 'the runner holding this job stopped (killed or crashed) on its last attempt', "
-            "lease_owner = NULL, lease_expires = NULL, updated_at = ? "
-            "WHERE state = 'running' AND lease_expires < ? AND attempts >= max_attempts",
-            (now_iso(), now_iso()))
-        return cur.rowcount
+    return index.write(lambda conn: conn.execute(
+        "UPDATE jobs SET state = 'failed', last_failure_class = 'lease-expired', "
+        "last_failure = 'the runner holding this job stopped (killed or crashed) on its last attempt', "
+        "lease_owner = NULL, lease_expires = NULL, updated_at = ? "
+        "WHERE state = 'running' AND lease_expires < ? AND attempts >= max_attempts",
+        (now_iso(), now_iso())).rowcount, serial=False)
 
 
 def live_owners(index: Index) -> set[str]:
@@ -445,7 +460,7 @@ def jobs_for_url(index: Index, key: str) -> list[dict[str, Any]]:
     return [_decode(r) for r in index.conn.execute("SELECT * FROM jobs WHERE key = ? ORDER BY id", (key,))]
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def _decode(row: Any) -> dict[str, Any]:
     job = dict(row)
     job["tags"] = json.loads(job.get("tags") or "[]")
     job["options"] = json.loads(job.get("options") or "{}")

@@ -31,6 +31,7 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 from archiver import logs
+from archiver.errors import IndexUnavailable
 from archiver.pipeline import proctree, queue
 from archiver.store.archive import Archive
 from archiver.config import Settings
@@ -301,7 +302,7 @@ class Supervisor:
                 settle_temp_files(self.archive.path, index, paths)
             finally:
                 index.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, IndexUnavailable) as exc:
             # Left for the next worker to start, which settles every temporary file without a live writer.
             logs.event(log, logging.ERROR, "index-unreadable", f"cannot settle {len(paths)} temporary file(s) "
                        f"of worker {slot.number}: {exc}")
@@ -316,7 +317,7 @@ class Supervisor:
                                          backoff_cap=qs["backoff_max_seconds"])
             finally:
                 index.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, IndexUnavailable) as exc:
             logs.event(log, logging.ERROR, "index-unwritable", f"cannot record {failure_class} of job "
                        f"{slot.job['id']}: {exc}; it is retried when its lease expires", job_id=slot.job["id"])
             return "running"
@@ -328,7 +329,7 @@ class Supervisor:
                 queue.release(index, slot.job, slot.owner or "", slot.job_started_at, reason)
             finally:
                 index.close()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, IndexUnavailable) as exc:
             logs.event(log, logging.ERROR, "index-unwritable", f"cannot release job {slot.job['id']}: {exc}; "
                        f"it is retried when its lease expires", job_id=slot.job["id"])
         outcome = Outcome(slot.job["id"], slot.job["url"], "released", message="given back to the queue")

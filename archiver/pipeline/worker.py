@@ -32,7 +32,7 @@ from archiver.capture.base import CaptureResult
 from archiver.capture.discover import discover
 from archiver.capture.fingerprint import of_result as content_fingerprint
 from archiver.capture.http import capture_http
-from archiver.errors import BadURL, CaptureFailed, is_retryable
+from archiver.errors import BadURL, CaptureFailed, IndexUnavailable, is_retryable
 from archiver.store.index import Index, now_iso
 from archiver.urls import check_target, parse as parse_url
 from archiver.store.warc import CaptureWarc, DiskFull, finish_seal, importing_files, owner_tag, stale_temp_files
@@ -144,8 +144,9 @@ class Worker:
                         schedule.enqueue_due(self.index, max_attempts=self.settings["queue"]["max_attempts"])
                     job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], remaining,
                                       ignore_schedule=remaining is not None, politeness=self.politeness)
-                except sqlite3.OperationalError as exc:
-                    # A full disk or a lock held for over a minute: nothing was claimed, nothing is lost.
+                except (sqlite3.OperationalError, IndexUnavailable) as exc:
+                    # A full disk, a lock held for over a minute, a database server away for as long: nothing was
+                    # claimed, nothing is lost.
                     stats.error = f"the index cannot be written: {exc}"
                     logs.event(log, logging.ERROR, "index-unwritable", f"{stats.error}; stopping",
                                **{"class": "disk-full" if _is_full(exc) else "index"})
@@ -161,7 +162,7 @@ class Worker:
                         continue
                     if once:
                         break
-                    await self._sleep(poll)
+                    await self._sleep(poll, wake=self.index.job_waiter())
                     continue
                 logs.event(log, logging.INFO, "claim", f"claimed job {job['id']} {job['url']}", job_id=job["id"],
                            url=job["url"], host=job.get("host"), attempt=job["attempts"], owner=self.owner)
@@ -208,10 +209,14 @@ class Worker:
             logs.event(log, logging.ERROR, "timestamp-error", f"internal error timestamping capture {capture_id}",
                        exc_info=True, capture_id=capture_id)
 
-    async def _sleep(self, seconds: float) -> None:
+    async def _sleep(self, seconds: float, wake: Callable[[float], bool] | None = None) -> None:
+        """Wait, until stopped; or, given ``wake`` (the index's job waiter), until a job is queued."""
         end = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < end:
-            await asyncio.sleep(min(0.2, end - time.monotonic()))
+            if wake is None:
+                await asyncio.sleep(min(0.2, end - time.monotonic()))
+            elif await asyncio.to_thread(wake, max(0.0, min(0.5, end - time.monotonic()))):
+                return
 
     # -- one job --------------------------------------------------------------------------------------
 
@@ -284,7 +289,7 @@ class Worker:
         try:
             return queue.mark_failed(self.index, job, self.owner, started_at, failure_class, message, retryable,
                                      **backoff)
-        except sqlite3.OperationalError as exc:
+        except (sqlite3.OperationalError, IndexUnavailable) as exc:
             logs.event(log, logging.ERROR, "index-unwritable", f"cannot record the failure of job {job['id']} "
                        f"({failure_class}): {exc}; it is retried when its lease expires", job_id=job["id"],
                        url=job["url"], **{"class": failure_class})
@@ -383,6 +388,13 @@ class Worker:
                 logs.event(log, logging.WARNING, "lease-lost", f"{exc}; this runner's capture is discarded",
                            job_id=job["id"], url=url, owner=self.owner)
                 return Outcome(job["id"], url, "released", message="lease lost to another runner")
+            except IndexUnavailable as exc:
+                if exc.commit_unknown:
+                    # The index may hold the capture now: the file stays in tmp/ for the next runner to settle
+                    # (into warcs/ if it is indexed, removed if not), never discarded while the index may name it.
+                    warc.sealed = warc.prepared
+                raise CaptureFailed("index-unavailable", f"the index could not be written ({exc}); the job is "
+                                    f"retried", retryable=True) from None
             except sqlite3.OperationalError as exc:
                 if not _is_full(exc):
                     raise

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from archiver import config
 from archiver.config import Settings
+from archiver.store.engines import open_index
 from archiver.store.index import Index
 
 DEFAULT_ARCHIVE = "archive"
@@ -64,9 +65,14 @@ class Archive:
     def index_path(self) -> Path:
         return self.path / "index.db"
 
+    @property
+    def index_url(self) -> str:
+        """``[index] url``: empty for the SQLite file ``index_path``; a PostgreSQL URL in team mode."""
+        return self.settings["index"]["url"]
+
     def index(self) -> Index:
         self.ensure()
-        return Index(self.index_path, self.unreachable_gone)
+        return open_index(self.index_url, self.index_path, self.unreachable_gone)
 
     @property
     def unreachable_gone(self) -> tuple[int, float]:
@@ -75,6 +81,8 @@ class Archive:
         return watch["unreachable_gone_after"], watch["unreachable_gone_hours"]
 
     def exists(self) -> bool:
+        if self.index_url:   # team mode: the index is elsewhere; the directory holds the keys and WARCs
+            return (self.path / "warcs").is_dir()
         return self.index_path.exists()
 
     def operator(self, requested_by: str | None) -> str:

@@ -1,7 +1,10 @@
-"""The SQLite index: schema, migrations, writes of sealed captures, and the queries behind list/show/search.
+"""The index: one interface (``Index``) for both engines, its SQLite engine's schema and migrations, writes of sealed
+captures, and the queries behind list/show/search.
 
 The index is a view of the WARCs (design.md principle 1): every capture row is derived from a sealed WARC
-whose provenance record holds the same facts. It opens in Datasette as it is.
+whose provenance record holds the same facts. The SQLite file opens in Datasette as it is. ``Index`` is the
+embedded engine and holds the queries both engines share; ``engines/postgres.py`` (``PostgresIndex``) overrides what
+PostgreSQL does its own way: connecting, its schema, transactions, full-text search. ``engines.open_index`` chooses.
 """
 from __future__ import annotations
 
@@ -13,14 +16,16 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from archiver.store import items
 from archiver.custody import ledger
 from archiver.errors import BadURL, NotFound, UserError
+from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
 SCHEMA_VERSION = 6
+T = TypeVar("T")
 
 
 def now_iso() -> str:
@@ -509,7 +514,8 @@ class Index:
         path.parent.mkdir(parents=True, exist_ok=True)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a writer takes the lock up front and
         # waits (busy_timeout) instead of failing half-way with "database is locked".
-        self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False,
+                                    factory=SQLiteConnection)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA busy_timeout = 60000")
         self.conn.execute("PRAGMA journal_mode = WAL")
@@ -522,8 +528,10 @@ class Index:
         self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A short write transaction that holds the write lock from its start."""
+    def transaction(self, serial: bool = True) -> Iterator[Any]:
+        """A short write transaction that holds the write lock from its start. ``serial=False``: one that appends
+        nothing to the ledger and queues nothing, which an engine with row locks may run beside others (claims,
+        leases); on SQLite every write transaction holds the one write lock."""
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
@@ -532,6 +540,18 @@ class Index:
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def write(self, work: Callable[[Any], T], serial: bool = True) -> T:
+        """``work(conn)`` in one write transaction (see ``transaction``). An engine that can lose its connection
+        (PostgreSQL restarted) runs it again on a new one when the first try was rolled back, and never when its
+        commit may have happened: ``work`` must only write through ``conn``."""
+        with self.transaction(serial) as conn:
+            return work(conn)
+
+    def job_waiter(self) -> "Callable[[float], bool] | None":
+        """A function that waits up to N seconds for a job to be queued (True: one was), for an engine that can
+        tell; None: poll."""
+        return None
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -645,16 +665,11 @@ class Index:
         if not isinstance(row.get("tags"), str):
             row["tags"] = json.dumps(row.get("tags") or [], ensure_ascii=False)
         columns = ", ".join(row)
-        cursor = self.conn.execute(f"INSERT INTO captures (rowid, {columns}) VALUES (?{', ?' * len(row)})",
-                                   [self._free_rowid(capture["id"]), *row.values()])
-        self.conn.execute("INSERT INTO captures_fts (rowid, title, text) VALUES (?, ?, ?)",
-                          (cursor.lastrowid, capture.get("title"), capture.get("text")))
-        self.conn.executemany(
-            "INSERT INTO records_packed (capture_id, seq, record_id, type, uri, offset, length, http_status, "
-            "content_type, payload_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(capture["id"], r["seq"], pack_record_id(r["record_id"]), r["type"], r["uri"], r["offset"],
-              r["length"], r.get("http_status"), r.get("content_type"), pack_digest(r.get("payload_digest")))
-             for r in records])
+        rowid = self._free_rowid(capture["id"])
+        self.conn.execute(f"INSERT INTO captures (rowid, {columns}) VALUES (?{', ?' * len(row)})",
+                          [rowid, *row.values()])
+        self._index_text(rowid, capture.get("title"), capture.get("text"))
+        self._insert_records(capture["id"], records)
         self.conn.executemany("INSERT INTO outlinks (capture_id, url, text) VALUES (?, ?, ?)",
                               [(capture["id"], o["url"], o.get("text")) for o in outlinks])
         provenance = capture.get("provenance")
@@ -663,13 +678,27 @@ class Index:
         self._insert_platform_rows(capture["id"], provenance)
         items.observe_capture(self.conn, capture, provenance, self.unreachable_gone)
 
-    def _free_rowid(self, capture_id: str) -> int | None:
+    def _free_rowid(self, capture_id: str) -> int:
         """fts_key of the ID, or the next free rowid above it (two IDs of one millisecond can share their top
-        bits); None (SQLite's next rowid) for an ID that is not a ULID."""
+        bits); for an ID that is not a ULID, the next rowid after the largest (as SQLite would choose)."""
         key = fts_key(capture_id)
         while key is not None and self.conn.execute("SELECT 1 FROM captures WHERE rowid = ?", (key,)).fetchone():
             key = key + 1 if key < MAX_ROWID else None
+        if key is None:
+            key = self.conn.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM captures").fetchone()[0]
         return key
+
+    def _index_text(self, rowid: int, title: str | None, text: str | None) -> None:
+        """Title and visible text into the full-text index (contentless: the WARC keeps the text)."""
+        self.conn.execute("INSERT INTO captures_fts (rowid, title, text) VALUES (?, ?, ?)", (rowid, title, text))
+
+    def _insert_records(self, capture_id: str, records: list[dict[str, Any]]) -> None:
+        self.conn.executemany(
+            'INSERT INTO records_packed (capture_id, seq, record_id, type, uri, "offset", length, http_status, '
+            "content_type, payload_digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(capture_id, r["seq"], pack_record_id(r["record_id"]), r["type"], r["uri"], r["offset"],
+              r["length"], r.get("http_status"), r.get("content_type"), pack_digest(r.get("payload_digest")))
+             for r in records])
 
     def _insert_platform_rows(self, capture_id: str, provenance: dict[str, Any]) -> None:
         """Tweet and video facts, derived from the provenance record (so reindex can rebuild them)."""
@@ -717,7 +746,7 @@ class Index:
             where.append("id < ?")
             params.append(before)
         if tag:
-            where.append("EXISTS (SELECT 1 FROM json_each(captures.tags) WHERE value = ?)")
+            where.append(self.conn.sql_json_has("captures.tags"))
             params.append(tag)
         if kind:
             where.append("kind = ?")
@@ -731,10 +760,10 @@ class Index:
             params.append(since)
             # Walking the IDs down finds recent captures at once, but walks the whole table for an old --since
             # that few captures match; then the started_at index takes them directly (and sorts them: few).
-            few = self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM captures WHERE started_at >= ? LIMIT 5000)",
+            few = self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM captures WHERE started_at >= ? LIMIT 5000) AS recent",
                                     (since,)).fetchone()[0]
             if few < 5000:
-                table = "captures INDEXED BY captures_started"
+                table = "captures" + self.conn.sql_indexed_by("captures_started")
         sql = f"SELECT {self.LISTED} FROM {table}"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -780,7 +809,8 @@ class Index:
 
     def capture_records(self, capture_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
-            "SELECT seq, record_id, type, uri, offset, length, http_status, content_type, payload_digest "
+            'SELECT seq, record_id, type, uri, "offset", length, http_status, content_type, payload_digest '
+            
             "FROM records WHERE capture_id = ? ORDER BY seq", (capture_id,))]
 
     def capture_outlinks(self, capture_id: str) -> list[dict[str, Any]]:
@@ -875,19 +905,13 @@ class Index:
     def snippets(self, query: str, docs: list[tuple[int, str | None, str | None]]) -> dict[int, str]:
         """FTS5's snippet of each (rowid, title, text) for ``query``, as the full-text index would give it had it
         kept the text: the few documents go into a temporary FTS5 table with the same tokenizer."""
-        conn = self.conn
-        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.snippets USING fts5(title, text, "
-                     "tokenize='unicode61 remove_diacritics 2')")
-        conn.execute("DELETE FROM temp.snippets")
-        conn.executemany("INSERT INTO temp.snippets (rowid, title, text) VALUES (?, ?, ?)", docs)
-        return {r[0]: r[1] for r in conn.execute(
-            "SELECT rowid, snippet(snippets, -1, '[', ']', '…', 16) FROM temp.snippets WHERE snippets MATCH ?",
-            (query,))}
+        return fts5_snippets(self.conn, query, docs)
 
     def text_record(self, capture_id: str) -> dict[str, Any] | None:
         """The capture's last urn:text: record: exactly the text the full-text index holds for it."""
         row = self.conn.execute(
-            "SELECT seq, type, uri, offset, length, payload_digest FROM records WHERE capture_id = ? "
+            'SELECT seq, type, uri, "offset", length, payload_digest FROM records WHERE capture_id = ? '
+            
             "AND type = 'resource' AND uri LIKE 'urn:text:%' ORDER BY seq DESC LIMIT 1", (capture_id,)).fetchone()
         return dict(row) if row else None
 
@@ -953,6 +977,19 @@ class Index:
                 (after, page)).fetchall():
             yield from (dict(r) for r in rows)
             after = rows[-1]["id"]
+
+
+def fts5_snippets(conn: sqlite3.Connection, query: str, docs: list[tuple[int, str | None, str | None]]
+                  ) -> dict[int, str]:
+    """FTS5's snippets of (rowid, title, text) documents for an FTS5 ``query``, through a temporary FTS5 table on
+    ``conn`` (any SQLite connection: PostgreSQL's engine uses one in memory, so snippets read the same)."""
+    conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.snippets USING fts5(title, text, "
+                 "tokenize='unicode61 remove_diacritics 2')")
+    conn.execute("DELETE FROM temp.snippets")
+    conn.executemany("INSERT INTO temp.snippets (rowid, title, text) VALUES (?, ?, ?)", docs)
+    return {r[0]: r[1] for r in conn.execute(
+        "SELECT rowid, snippet(snippets, -1, '[', ']', '…', 16) FROM temp.snippets WHERE snippets MATCH ?",
+        (query,))}
 
 
 def _notice(message: str) -> None:

@@ -15,10 +15,11 @@ about the web and leave the state alone. Nothing here ever removes a capture: go
 """
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from archiver.store.engines import IndexConnection
 
 STATES = ("live", "changed", "gone", "unreachable")
 
@@ -60,7 +61,7 @@ class Transition:
     state_class: str | None
 
 
-def apply(conn: sqlite3.Connection, *, key: str, url: str, kind: str, obs: Observation, at: str, source: str,
+def apply(conn: IndexConnection, *, key: str, url: str, kind: str, obs: Observation, at: str, source: str,
           unreachable_gone: tuple[int, float], check_id: int | None = None, capture_id: str | None = None,
           capture_ok: bool = False) -> Transition | None:
     """Fold one observation into the item's state; returns the transition if the state changed.
@@ -111,8 +112,10 @@ def apply(conn: sqlite3.Connection, *, key: str, url: str, kind: str, obs: Obser
         "fingerprint": fingerprint, "unreachable_count": unreachable_count, "updated_at": at,
     }
     columns = ", ".join(values)
-    conn.execute(f"INSERT OR REPLACE INTO items ({columns}) VALUES ({', '.join('?' * len(values))})",
-                 list(values.values()))
+    # An upsert (both engines' spelling of it) rather than INSERT OR REPLACE, which PostgreSQL does not have.
+    updates = ", ".join(f"{name} = excluded.{name}" for name in values if name != "key")
+    conn.execute(f"INSERT INTO items ({columns}) VALUES ({', '.join('?' * len(values))}) "
+                 f"ON CONFLICT (key) DO UPDATE SET {updates}", list(values.values()))
     if before == state and (before_class == state_class or state == "unreachable"):
         return None
     conn.execute("INSERT INTO transitions (key, at, state_before, state_after, state_class, source, check_id, "
@@ -121,7 +124,7 @@ def apply(conn: sqlite3.Connection, *, key: str, url: str, kind: str, obs: Obser
     return Transition(before, state, state_class)
 
 
-def _long_unreachable(conn: sqlite3.Connection, key: str, count: int, at: str,
+def _long_unreachable(conn: IndexConnection, key: str, count: int, at: str,
                       unreachable_gone: tuple[int, float]) -> bool:
     """A run of unreachable observations long enough (in number and in time) to call the item gone."""
     needed, hours_needed = unreachable_gone
@@ -138,7 +141,7 @@ def _parse(iso: str) -> datetime:
     return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
-def observe_capture(conn: sqlite3.Connection, capture: dict[str, Any], provenance: dict[str, Any],
+def observe_capture(conn: IndexConnection, capture: dict[str, Any], provenance: dict[str, Any],
                     unreachable_gone: tuple[int, float]) -> Transition | None:
     """A sealed capture as an observation of its item (called where the capture is indexed)."""
     obs = observe_answer(capture["status"], capture.get("failure_class"), capture.get("http_status"),
@@ -148,6 +151,6 @@ def observe_capture(conn: sqlite3.Connection, capture: dict[str, Any], provenanc
                  capture_ok=capture["status"] == "ok")
 
 
-def get(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+def get(conn: IndexConnection, key: str) -> dict[str, Any] | None:
     row = conn.execute("SELECT * FROM items WHERE key = ?", (key,)).fetchone()
     return dict(row) if row else None
