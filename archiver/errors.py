@@ -43,7 +43,7 @@ class CaptureFailed(Exception):
 
 # A failure class that trying again later can cure. Everything else is final.
 RETRYABLE_CLASSES = {"dns", "refused", "reset", "timeout", "http-5xx", "http-429", "browser-crash", "unknown-answer",
-                     "network", "disk-full", "internal"}
+                     "network", "disk-full", "internal", "storage"}
 
 
 def is_retryable(failure_class: str | None) -> bool:

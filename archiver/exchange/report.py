@@ -137,7 +137,7 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
     cap = index.find_capture(ident)
     records = index.capture_records(cap["id"])
     # Read back from the sealed file (the index keeps its place only); unreadable, the signature section says why.
-    cap["provenance"], _ = readback.provenance(archive.path, cap, records)
+    cap["provenance"], _ = readback.provenance(archive, cap, records)
     warc_file = archive.path / cap["warc_path"]
     count, broken = ledger.check_chain(index.conn)
     agreement = VerifyReport()

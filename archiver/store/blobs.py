@@ -261,8 +261,15 @@ class BlobStore(ABC):
         """A binary stream of the stored object (use as a context manager). NotStored if there is none."""
 
     @abstractmethod
-    def head(self, key: str) -> StoredObject:
+    def head(self, key: str, version_id: str | None = None) -> StoredObject:
         """What the store says about the object, without reading its bytes. NotStored if there is none."""
+
+    def read_range(self, key: str, offset: int, length: int, version_id: str | None = None) -> bytes:
+        """``length`` bytes of the object from ``offset`` (fewer at its end): one WARC record, read where the index
+        says it is, without reading the rest of the object (engines read just the range)."""
+        with self.open(key, version_id) as stream:
+            stream.seek(offset) if stream.seekable() else stream.read(offset)
+            return stream.read(length)
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ListedObject]:
