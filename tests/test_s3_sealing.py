@@ -151,3 +151,90 @@ def test_503_for_longer_than_the_retry_bound_delays_the_capture_and_loses_nothin
     [capture] = rows(cli.archive, "SELECT id FROM captures")
     assert capture["id"] == kept.name.split(".")[0]   # the capture sealed before the outage, not a new one
     _settled_once(cli, s3, prefix)
+
+
+# ---- every command reads through the store --------------------------------------------------------------------------
+
+def test_show_search_report_export_verify_and_reindex_read_from_the_bucket(cli, site, s3, tmp_path):
+    cli, prefix = s3_cli(cli, s3)
+    result = cli("capture", "--no-browser", site.url + PAGE, site.url + "/test/pages/3", "--json")
+    assert result.code == 0, result.err
+    ids = sorted(o["capture_id"] for o in result.json())
+    assert local_warcs(cli.archive) == []
+    s3.proxy.reset()
+    shown = cli("show", ids[0], "--json")
+    assert shown.code == 0 and "provenance_error" not in shown.json() and "text_error" not in shown.json()
+    assert shown.json()["provenance"]["capture_id"] == ids[0] and shown.json()["warc_store"].startswith("s3://")
+    # Read back by range, the record alone, the version sealed.
+    gets = s3.proxy.find("GET", ids[0])
+    assert gets and all("range" in g.headers and "versionId=" in g.path for g in gets)
+    human = cli("show", ids[0])
+    assert f"s3://{s3.bucket}/{prefix}/" in human.out and "(version " in human.out
+    hits = cli("search", "evacuation", "--json").json()
+    assert hits and all("snippet_error" not in h for h in hits) and any(h["snippet"] for h in hits)
+
+    report = cli("report", ids[0], "-o", str(tmp_path / "report.html"))
+    assert report.code == 0, report.err
+    html = (tmp_path / "report.html").read_text()
+    assert f"s3://{s3.bucket}/{prefix}/" in html and "aws s3api get-object" in html
+
+    wacz = tmp_path / "out.wacz"
+    exported = cli("export", *ids, "-o", str(wacz))
+    assert exported.code == 0, exported.err
+    checked = cli("verify", "--wacz", str(wacz))
+    assert checked.code == 0, checked.out + checked.err
+
+    verified = cli("verify", "--json")
+    assert verified.code == 0, verified.out
+    assert verified.json()["captures"] == 2
+
+    rebuilt = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
+    assert rebuilt.code == 0, rebuilt.out + rebuilt.err
+    assert rebuilt.json()["captures"] == 2 and rebuilt.json()["skipped"] == []
+    columns = "id, url, status, warc_path, warc_sha256, warc_size, warc_store, warc_version, record_count"
+    old = [tuple(r) for r in rows(cli.archive, f"SELECT {columns} FROM captures ORDER BY id")]
+    new = sqlite3.connect(tmp_path / "rebuilt.db").execute(f"SELECT {columns} FROM captures ORDER BY id").fetchall()
+    assert new == old
+
+
+def test_a_flipped_byte_or_a_missing_lock_in_the_bucket_is_reported_by_verify(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    assert cli("capture", "--no-browser", site.url + PAGE).code == 0
+    [capture] = rows(cli.archive, "SELECT id, warc_path, warc_size FROM captures")
+    key = capture["warc_path"].removeprefix("warcs/")
+    s3.proxy.flip_byte_in_gets = (key, capture["warc_size"] // 2)
+    verified = cli("verify", "--json")
+    assert verified.code == 1
+    kinds = {p["problem"] for p in verified.json()["problems"]}
+    assert "altered" in kinds, verified.out
+    s3.proxy.reset()
+    assert cli("verify").code == 0
+    # Settings that demand more than the object has: reported as a lock problem, never silently passed.
+    stricter = cli("verify", "--json", env={"ARCHIVER_STORAGE_RETENTION_DAYS": "4000"})
+    assert stricter.code == 1 and {p["problem"] for p in stricter.json()["problems"]} == {"unlocked"}
+
+
+def test_an_unindexed_object_is_named_and_a_capture_is_read_where_it_was_stored(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    assert cli("capture", "--no-browser", site.url + PAGE).code == 0
+    [capture] = rows(cli.archive, "SELECT id, warc_path FROM captures")
+    client = s3.client(via_proxy=False)
+    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/2020/01/01/01E0000000000000000000000X.warc.gz", Body=b"x")
+    verified = cli("verify", "--json")
+    assert verified.code == 1
+    assert [p["problem"] for p in verified.json()["problems"]] == ["unindexed"]
+    other = cli("verify", "--json", env={"ARCHIVER_STORAGE_URL": f"s3://{s3.bucket}/{s3.new_prefix()}"})
+    # The capture's own place (warc_store) is where it is read, whatever the settings say now.
+    assert [p["problem"] for p in other.json()["problems"]] == []
+
+
+@pytest.mark.slow
+def test_503_for_20_seconds_during_a_capture_delays_it_and_captures_once(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    s3.proxy.fail_for(20)
+    started = time.monotonic()
+    result = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    assert result.code == 0, result.err
+    assert time.monotonic() - started >= 19 and s3.proxy.fault.count > 3
+    _settled_once(cli, s3, prefix)
+    assert rows(cli.archive, "SELECT COUNT(*) FROM attempts")[0][0] == 1

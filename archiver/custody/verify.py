@@ -15,13 +15,14 @@ import sqlite3
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
 from archiver.custody import keys, ledger, timestamps
 from archiver.store.index import Index
+from archiver.store.files import HashingReader
 from archiver.store.warc import WARC_DIR, sha256_file
 
 
@@ -119,25 +120,6 @@ def _payload_digest(record: Any, keep: bool = False, pool: Executor | None = Non
     return "sha256:" + h.hexdigest(), bytes(kept) if kept is not None else None
 
 
-class _Hashing:
-    """A stream that hashes what is read through it: an object in a store is hashed and its records checked in
-    one pass over the network (``verify_stored``)."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self.stream, self.digest, self.size = stream, hashlib.sha256(), 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.digest.update(data)
-        self.size += len(data)
-        return data
-
-    def drain(self) -> tuple[str, int]:
-        while self.read(READ_SIZE):
-            pass
-        return self.digest.hexdigest(), self.size
-
-
 def verify_stored(store: Any, capture: dict[str, Any], records: list[dict[str, Any]], report: Report,
                   storage: Any = None) -> None:
     """``verify_capture`` for a capture whose WARC is an object in a store (schema 7's ``warc_store``): the object
@@ -160,7 +142,7 @@ def verify_stored(store: Any, capture: dict[str, Any], records: list[dict[str, A
     found: list[Problem] = []
     try:
         with store.open(key, version) as stream:
-            hashing = _Hashing(stream)
+            hashing = HashingReader(stream)
             signed = _check_records_in(lambda: contextlib.nullcontext(hashing), capture, records, report, found, None)
             digest, size = hashing.drain()
     except StorageError as exc:
@@ -360,7 +342,7 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
         report.keep_signers = False
         check_whole_ledger(index.conn, report)
         captures = index.all_captures_for_verify()
-    stores = _Stores(archive_dir, settings)
+    stores = StoresOf(archive_dir, settings)
     for capture in captures:
         if capture.get("warc_store"):
             verify_stored(stores.of(capture["warc_store"]), capture, index.capture_records(capture["id"]), report,
@@ -376,7 +358,7 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
     return report
 
 
-class _Stores:
+class StoresOf:
     """The stores verify reads, each opened once and read-only (blobs.from_url)."""
 
     def __init__(self, archive_dir: Path, settings: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 CHUNK = 1 << 20        # bytes read at a time when hashing (large reads: hashing runs near OpenSSL's own speed)
 
@@ -27,3 +28,22 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class HashingReader:
+    """A stream that hashes what is read through it, so that a sealed file read once -- from a store, over the
+    network -- is both parsed and re-hashed (verify, reindex). ``drain`` reads the rest: (hex SHA-256, size)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream, self.digest, self.size = stream, hashlib.sha256(), 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.digest.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> tuple[str, int]:
+        while self.read(CHUNK):
+            pass
+        return self.digest.hexdigest(), self.size
