@@ -148,14 +148,7 @@ def verify_stored(store: Any, capture: dict[str, Any], records: list[dict[str, A
     except StorageError as exc:
         report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc}"))
         return
-    report.bytes += size
-    if digest != capture["warc_sha256"]:
-        report.add(Problem("altered", rel, capture["id"],
-                           f"object SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
-    for problem in found:
-        report.add(problem)
-    if signed is not None:
-        _check_signature(capture, signed, report)
+    _conclude(capture, "object", digest, size, found, signed, report)
 
 
 def _check_lock(info: Any, capture: dict[str, Any], storage: Any, report: Report) -> None:
@@ -201,10 +194,16 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
     except OSError as exc:   # a file there that cannot be read (permissions, a failing disk): named, and go on
         report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc.strerror or exc}"))
         return
+    _conclude(capture, "file", digest, size, found, signed, report)
+
+
+def _conclude(capture: dict[str, Any], what: str, digest: str, size: int, found: list[Problem],
+              signed: dict[str, bytes] | None, report: Report) -> None:
+    """A WARC read through (a file or an object): its own problem first, then its records', then its signature."""
     report.bytes += size
     if digest != capture["warc_sha256"]:
-        report.add(Problem("altered", rel, capture["id"],
-                           f"file SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
+        report.add(Problem("altered", capture["warc_path"], capture["id"],
+                           f"{what} SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
     for problem in found:
         report.add(problem)
     if signed is not None:
