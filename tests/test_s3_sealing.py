@@ -238,3 +238,34 @@ def test_503_for_20_seconds_during_a_capture_delays_it_and_captures_once(cli, si
     assert time.monotonic() - started >= 19 and s3.proxy.fault.count > 3
     _settled_once(cli, s3, prefix)
     assert rows(cli.archive, "SELECT COUNT(*) FROM attempts")[0][0] == 1
+
+
+def test_timestamp_tokens_go_beside_the_warc_in_the_bucket(cli, site, s3, tmp_path):
+    from tsa_server import LoopbackTSA
+    cli, prefix = s3_cli(cli, s3)
+    tsa = LoopbackTSA(tmp_path / "tsa")
+    cli.env.update({"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]),
+                    "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
+    try:
+        result = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    finally:
+        tsa.close()
+    assert result.code == 0, result.err
+    [capture] = rows(cli.archive, "SELECT id, warc_path, warc_sha256 FROM captures")
+    [stamp] = rows(cli.archive, "SELECT state, token_path, token_sha256 FROM timestamps")
+    assert stamp["state"] == "done"
+    day = capture["warc_path"].removeprefix("warcs/").rsplit("/", 1)[0]
+    stored = objects(s3, prefix)
+    assert sorted(stored) == sorted([f"{day}/{capture['id']}.warc.gz", f"{day}/{capture['id']}.1.tsr",
+                                     f"{day}/{capture['id']}.1.tsr.json"])
+    assert hashlib.sha256(stored[f"{day}/{capture['id']}.1.tsr"]).hexdigest() == stamp["token_sha256"]
+    assert [p for p in cli.archive.rglob("*") if p.is_file() and ".tsr" in p.name] == []   # none kept here
+    verified = cli("verify", "--json")
+    assert verified.code == 0, verified.out
+    assert verified.json()["timestamps"]["verified"] == 1
+    wacz = tmp_path / "stamped.wacz"
+    assert cli("export", capture["id"], "-o", str(wacz)).code == 0
+    checked = cli("verify", "--wacz", str(wacz), "--json")
+    assert checked.code == 0, checked.out
+    rebuilt = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
+    assert rebuilt.code == 0 and rebuilt.json()["timestamps"] == 1, rebuilt.out

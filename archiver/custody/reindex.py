@@ -186,8 +186,7 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
                 except NotACapture as exc:
                     report.skipped.append(Skipped(store.location(source), str(exc)))
                     continue
-                with index.transaction() as conn:
-                    insert_read_capture(conn, index, capture)
+                report.skipped.extend(_insert(index, archive_dir, capture, store))
             report.timestamps += timestamps.count_done(index.conn, capture.row["id"])
             report.captures += 1
             report.records += len(capture.records)
@@ -244,9 +243,10 @@ def _recreate_job(conn: Any, p: dict[str, Any], state: str, row: dict[str, Any])
                      (state, job["attempts"], job["attempts"], row["id"], row["finished_at"], p["job_id"]))
 
 
-def _insert(index: Index, archive_dir: Path, capture: ReadCapture) -> list[Skipped]:
-    """Index one capture and the timestamp tokens beside its WARC; the tokens that could not be restored."""
+def _insert(index: Index, archive_dir: Path, capture: ReadCapture, store: Any = None) -> list[Skipped]:
+    """Index one capture and the timestamp tokens beside its WARC (in ``store`` when it is an object there); the
+    tokens that could not be restored."""
     with index.transaction() as conn:
         insert_read_capture(conn, index, capture)
-        restored = timestamps.restore_from_files(conn, archive_dir, capture.row)
+        restored = timestamps.restore_from_files(conn, archive_dir, capture.row, store)
     return [Skipped(path, why) for path, why in restored.skipped]

@@ -22,6 +22,7 @@ from warcio.exceptions import ArchiveLoadFailed
 
 from archiver.custody import keys, ledger, timestamps
 from archiver.store.index import Index
+from archiver.store.blobs import Stores
 from archiver.store.files import HashingReader
 from archiver.store.warc import WARC_DIR, sha256_file
 
@@ -299,7 +300,7 @@ def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> 
 
 
 def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_bundle: Path | None,
-                     report: Report) -> None:
+                     report: Report, store: Any = None) -> None:
     """Each granted timestamp of the capture: its token file as indexed, vouching for this WARC's SHA-256, with a
     signature openssl accepts (and a chain to ``ca_bundle`` when set), as the ledger recorded it. Pending and
     given-up timestamps are counted, not failed: no token is no claim."""
@@ -307,7 +308,7 @@ def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_b
         if row["state"] != "done":
             report.timestamps[row["state"]] = report.timestamps.get(row["state"], 0) + 1
             continue
-        found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn)
+        found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn, store)
         entry = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event = 'timestamped' "
                              "AND json_extract(detail, '$.token_path') = ? ORDER BY seq LIMIT 1",
                              (capture["id"], row["token_path"])).fetchone()
@@ -341,7 +342,7 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
         report.keep_signers = False
         check_whole_ledger(index.conn, report)
         captures = index.all_captures_for_verify()
-    stores = StoresOf(archive_dir, settings)
+    stores = Stores(archive_dir, settings)
     for capture in captures:
         if capture.get("warc_store"):
             verify_stored(stores.of(capture["warc_store"]), capture, index.capture_records(capture["id"]), report,
@@ -349,29 +350,13 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
         else:
             verify_capture(archive_dir, capture, index.capture_records(capture["id"]), report)
         check_against_ledger(index.conn, capture, report)
-        check_timestamps(archive_dir, index.conn, capture, ca_bundle, report)
+        check_timestamps(archive_dir, index.conn, capture, ca_bundle, report,
+                         stores.of(capture["warc_store"]) if capture.get("warc_store") else None)
     if not ids:
         find_unindexed(archive_dir, index.conn, report)
         if settings is not None and settings["storage"]["url"]:
             find_unindexed_objects(stores.of(settings["storage"]["url"]), index.conn, report)
     return report
-
-
-class StoresOf:
-    """The stores verify reads, each opened once and read-only (blobs.from_url)."""
-
-    def __init__(self, archive_dir: Path, settings: Any) -> None:
-        self.archive_dir, self.settings, self._open = archive_dir, settings, {}
-        self.storage = None
-        if settings is not None:
-            from archiver.store.blobs import StorageSettings
-            self.storage = StorageSettings.from_section(settings["storage"])
-
-    def of(self, url: str) -> Any:
-        if url not in self._open:
-            from archiver.store import blobs
-            self._open[url] = blobs.from_url(url, self.settings, archive_dir=self.archive_dir, read_only=True)
-        return self._open[url]
 
 
 def find_unindexed_objects(store: Any, conn: Any, report: Report) -> None:

@@ -61,7 +61,8 @@ from warcio.timeutils import iso_date_to_timestamp
 from archiver.custody import keys, ledger
 from archiver.custody import timestamps as tsa
 from archiver.errors import ArchiverError, UserError
-from archiver.custody.verify import SEALING_EVENTS, SIGNED_PREFIXES, StoresOf, _payload_digest
+from archiver.custody.verify import SEALING_EVENTS, SIGNED_PREFIXES, _payload_digest
+from archiver.store.blobs import Stores
 from archiver.store.warc import sha256_file
 
 WACZ_VERSION = "1.1.1"
@@ -457,7 +458,7 @@ def export_wacz(archive_dir: Path, settings: Any, index: Any, output: Path, *, i
         with zipfile.ZipFile(tmp, "x", allowZip64=True) as zf:
             package = _Package(zf, when)
             built = _write_members(package, archive_dir, index, captures, archive_key, wacz_key, created, title,
-                                   StoresOf(archive_dir, settings))
+                                   Stores(archive_dir, settings))
             dp_bytes = (json.dumps(built.datapackage(package.resources), indent=2, ensure_ascii=False) + "\n").encode()
             dp_hash = "sha256:" + hashlib.sha256(dp_bytes).hexdigest()
             package.add_bytes(DATAPACKAGE, dp_bytes, listed=False)
@@ -524,7 +525,7 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
     cdx: list[str] = []
     pages: list[dict[str, Any]] = []
     listed: list[dict[str, Any]] = []
-    tokens: list[tuple[str, Path, str | None]] = []    # (path in the package, file, SHA-256 recorded)
+    tokens: list[tuple[str, Path | bytes, str | None]] = []   # (path in the package, file or bytes, SHA-256 recorded)
     warnings: list[str] = []
     for capture in captures:
         indexed = index.capture_records(capture["id"])
@@ -535,21 +536,31 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
         cdx += cdxj_lines(name, scan)
         pages.append(page_of(capture, scan))
         stamps = []
+        store = stores.of(capture["warc_store"]) if capture.get("warc_store") else None
         for row in _timestamp_rows(index.conn, capture["id"]):
-            token = archive_dir / row["token_path"]
-            if not token.is_file():
+            token: Path | bytes | None = archive_dir / row["token_path"]
+            if store is not None:   # an object beside the WARC in its store
+                token = tsa.object_bytes(store, row["token_path"])
+            elif not token.is_file():
+                token = None
+            if token is None:
                 warnings.append(f"capture {capture['id']}: timestamp token {row['token_path']} is missing; "
                                 f"not exported (run `archiver verify {capture['id']}`)")
                 continue
-            stamps.append({"token": f"{PROVENANCE_DIR}/{token.name}", "tsa_url": row.get("tsa_url"),
+            token_name = Path(row["token_path"]).name
+            stamps.append({"token": f"{PROVENANCE_DIR}/{token_name}", "tsa_url": row.get("tsa_url"),
                            "digest": row.get("digest"), "gen_time": row.get("gen_time"),
                            "serial": row.get("serial"), "tsa_name": row.get("tsa_name"),
                            "token_sha256": row.get("token_sha256")})
-            tokens.append((f"{PROVENANCE_DIR}/{token.name}", token, row.get("token_sha256")))
-            sidecar = token.with_name(tsa.sidecar_of(token.name))
-            if sidecar.is_file():
-                stamps[-1]["note"] = f"{PROVENANCE_DIR}/{sidecar.name}"
-                tokens.append((f"{PROVENANCE_DIR}/{sidecar.name}", sidecar, None))
+            tokens.append((f"{PROVENANCE_DIR}/{token_name}", token, row.get("token_sha256")))
+            sidecar: Path | bytes | None = archive_dir / tsa.sidecar_of(row["token_path"])
+            if store is not None:
+                sidecar = tsa.object_bytes(store, tsa.sidecar_of(row["token_path"]))
+            elif not sidecar.is_file():
+                sidecar = None
+            if sidecar is not None:
+                stamps[-1]["note"] = f"{PROVENANCE_DIR}/{tsa.sidecar_of(token_name)}"
+                tokens.append((f"{PROVENANCE_DIR}/{tsa.sidecar_of(token_name)}", sidecar, None))
         signed_at = {kind: next(({"offset": r.offset, "length": r.length} for r in scan.records
                                  if r.uri == f"urn:{kind}:{capture['id']}"), None)
                      for kind in ("provenance", "signature")}
@@ -571,10 +582,14 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
     package.add_bytes(PAGES_PATH, "".join(json.dumps(p, ensure_ascii=False) + "\n"
                                           for p in [PAGES_HEADER, *pages]).encode("utf-8"))
     for path, source, recorded in tokens:
-        copied = package.add_file(path, source)
+        if isinstance(source, bytes):
+            package.add_bytes(path, source)
+            copied = hashlib.sha256(source).hexdigest()
+        else:
+            copied = package.add_file(path, source)
         if recorded and copied != recorded:
-            raise EvidenceAltered(f"timestamp token {source.name} hashes to {copied}, the index recorded {recorded}; "
-                                  f"not exported (run `archiver verify`)")
+            raise EvidenceAltered(f"timestamp token {Path(path).name} hashes to {copied}, the index recorded "
+                                  f"{recorded}; not exported (run `archiver verify`)")
     excerpt = _ledger_excerpt(index.conn, captures)
     head = ledger.head(index.conn)
     binding, binding_sig = keys.wacz_key_binding(archive_key, wacz_key)
