@@ -269,3 +269,39 @@ def test_timestamp_tokens_go_beside_the_warc_in_the_bucket(cli, site, s3, tmp_pa
     assert checked.code == 0, checked.out
     rebuilt = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
     assert rebuilt.code == 0 and rebuilt.json()["timestamps"] == 1, rebuilt.out
+
+
+def test_a_runner_that_lost_its_lease_after_storing_indexes_its_capture_without_the_job(tmp_path, site, s3,
+                                                                                        monkeypatch):
+    # Stalled past its lease with the object already in the bucket (locked for years): the capture must be in the
+    # index -- never an object the index does not know -- but the job stays the other runner's.
+    from archiver import urls
+    from archiver.custody.verify import verify
+    from archiver.pipeline import queue, worker as worker_module
+    from archiver.store.archive import Archive
+
+    prefix = s3.new_prefix()
+    for name, value in {"NETWORK_ALLOW_PRIVATE": "true", "STORAGE_URL": f"s3://{s3.bucket}/{prefix}",
+                        "STORAGE_ENDPOINT_URL": s3.proxy.url, "STORAGE_REGION": s3.region}.items():
+        monkeypatch.setenv(f"ARCHIVER_{name}", value)
+    archive = Archive.open(tmp_path / "archive")
+    index = archive.index()
+    queue.enqueue(index, [urls.parse(site.url + "/test/pages/6")], requested_by="t", tags=[], note=None, priority=0,
+                  max_attempts=3, options={"no_browser": True})
+    real_put = worker_module.Worker._put
+
+    def taken_over_meanwhile(self, job, warc, row):
+        placed = real_put(self, job, warc, row)
+        with index.transaction() as conn:   # what another runner's claim after our lease expired leaves
+            conn.execute("UPDATE jobs SET lease_owner = 'other-runner'")
+        return placed
+
+    monkeypatch.setattr(worker_module.Worker, "_put", taken_over_meanwhile)
+    [outcome] = worker_module.run_worker(archive, once=True, handle_signals=False).outcomes
+    assert outcome.status == "released" and outcome.capture_id is not None
+    [row] = index.conn.execute("SELECT id, warc_store FROM captures").fetchall()
+    assert row["id"] == outcome.capture_id and row["warc_store"] == f"s3://{s3.bucket}/{prefix}"
+    assert tuple(index.conn.execute("SELECT state, lease_owner FROM jobs").fetchone()) == ("running", "other-runner")
+    assert not list((archive.path / "tmp").glob("*.warc.gz*"))
+    assert verify(archive.path, index, settings=archive.settings).ok
+    index.close()

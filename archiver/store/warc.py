@@ -17,6 +17,9 @@ moved into warcs/ once the index holds it, so a runner killed at any moment leav
 the index does not know (removed by the next runner; the job is captured again) or one it does (moved into
 place by the next runner, ``finish_seal``) -- never a second sealed file for one capture, never a sealed
 file the index does not know. A temporary file is never mistaken for a sealed one (``tmp/``, ``.part``).
+
+With ``[storage] url`` set (team mode), the prepared file is put into that store before it is indexed and removed
+after: pipeline/sealing.py, which says what a kill at each of those steps leaves and how it is settled.
 """
 from __future__ import annotations
 
