@@ -80,3 +80,19 @@ def test_every_package_of_archiver_is_in_the_distribution():
     listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(root).parts) for p in (root / "archiver").rglob("__init__.py")}
     assert found == listed
+
+
+def test_commands_on_a_local_archive_never_import_boto3(cli, site, tmp_path):
+    # The S3 engine is chosen only when [storage] url names a bucket: a local archive never pays for boto3.
+    url = site.url + "/2016/12/16/evacuation-suspended/"
+    code, modules = _loaded(tmp_path, cli.archive, "capture", "--no-browser", url)
+    assert code == 0 and not {"boto3", "botocore"} & modules
+    capture_id = json.loads(subprocess.run([sys.executable, "-m", "archiver", "--archive", str(cli.archive), "list",
+                                            "--json"], capture_output=True, text=True, env=base_env(),
+                                           timeout=60).stdout)[0]["id"]
+    for args in (["show", capture_id], ["search", "blasts"], ["verify"], ["reindex", "-o", str(tmp_path / "r.db")],
+                 ["export", capture_id, "-o", str(tmp_path / "x.wacz")], ["report", capture_id, "-o",
+                                                                          str(tmp_path / "r.html")]):
+        code, modules = _loaded(tmp_path, cli.archive, *args)
+        assert code == 0, args
+        assert not {"boto3", "botocore"} & modules, args
