@@ -62,7 +62,7 @@ class CaptureFailed(Exception):
 
 # A failure class that trying again later can cure. Everything else is final.
 RETRYABLE_CLASSES = {"dns", "refused", "reset", "timeout", "http-5xx", "http-429", "browser-crash", "unknown-answer",
-                     "network", "disk-full", "internal", "index-unavailable"}
+                     "network", "disk-full", "internal", "index-unavailable", "storage"}
 
 
 def is_retryable(failure_class: str | None) -> bool:

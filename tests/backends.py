@@ -382,7 +382,7 @@ class S3Proxy:
     enforce what they ask for); ``fail_for(seconds)`` answers every request with 503 SlowDown, as S3 does under
     load, until that time has passed; ``override_response_headers`` rewrites headers of the answers that carry
     them (a server that reports another checksum); ``corrupt_next_put_body`` flips one byte of the next PUT body
-    in transit. Bodies are streamed both ways in 64 KiB pieces, never held whole.
+    in transit; ``flip_byte_in_gets`` one byte of every whole-object GET of a key (altered bytes in the bucket). Bodies are streamed both ways in 64 KiB pieces, never held whole.
     """
 
     CHUNK = 1 << 16
@@ -393,6 +393,9 @@ class S3Proxy:
         self.fault = _Fault()
         self.override_response_headers: dict[str, str] = {}
         self.corrupt_next_put_body = False
+        # (path substring, byte index): every whole-object GET of a matching path answers with that byte flipped, as
+        # a bucket whose stored bytes were altered would (Object Lock stops a client from doing it; not a disk).
+        self.flip_byte_in_gets: tuple[str, int] | None = None
         self._lock = threading.Lock()
         owner = self
 
@@ -426,6 +429,7 @@ class S3Proxy:
             self.fault = _Fault()
             self.override_response_headers = {}
             self.corrupt_next_put_body = False
+            self.flip_byte_in_gets = None
 
     def find(self, method: str, contains: str = "") -> list[Recorded]:
         return [r for r in list(self.requests) if r.method == method and contains in r.path]
@@ -478,8 +482,16 @@ class S3Proxy:
                 handler.send_header("Connection", "close")
                 handler.close_connection = True
             handler.end_headers()
+            flip = self.flip_byte_in_gets
+            flip_at = flip[1] if (flip and handler.command == "GET" and flip[0] in handler.path
+                                  and "range" not in record.headers and response.status == 200) else -1
+            sent = 0
             if handler.command != "HEAD":
                 while chunk := response.read(self.CHUNK):
+                    if sent <= flip_at < sent + len(chunk):
+                        i = flip_at - sent
+                        chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                    sent += len(chunk)
                     handler.wfile.write(chunk)
         finally:
             upstream.close()

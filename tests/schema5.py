@@ -48,7 +48,8 @@ def as_schema_5(archive: Path) -> None:
             conn.execute(f"INSERT INTO {table} ({', '.join(row.keys())}) VALUES ({', '.join('?' * len(row))})",
                          tuple(row))
     for row in old.execute("SELECT * FROM captures ORDER BY rowid"):
-        cap = {k: row[k] for k in row.keys() if k != "rowid"}
+        # Schema 7's place of a WARC (NULL: <archive>/warcs, as every capture at schema 5) did not exist yet.
+        cap = {k: row[k] for k in row.keys() if k not in ("rowid", "warc_store", "warc_version")}
         records = [dict(r) for r in old.execute("SELECT * FROM records WHERE capture_id = ? ORDER BY seq",
                                                  (cap["id"],))]
         provenance, problem = readback.provenance(archive, cap, records)

@@ -51,3 +51,48 @@ def test_read_commands_never_import_the_capture_stack(cli, site, tmp_path):
     # ...while a command that captures does load it (the check above is not vacuous).
     code, modules = _loaded(tmp_path, cli.archive, "check", url)
     assert "archiver.pipeline.checks" in modules and "httpx" in modules
+
+
+def _modules_after_importing(module: str) -> set[str]:
+    code = f"import json, sys\nimport {module}\nprint(json.dumps(sorted(sys.modules)))\n"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=base_env(), timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return set(json.loads(proc.stdout))
+
+
+def test_a_runner_starts_without_the_browser_yt_dlp_or_the_checks():
+    # `archiver run` imports the supervisor, and each worker process imports the worker: the browser, the tweet and
+    # video paths and the liveness checks are imported when a job first needs them (a --no-browser run never does).
+    for module in ("archiver.pipeline.supervisor", "archiver.pipeline.worker"):
+        loaded = _modules_after_importing(module)
+        late = [m for m in loaded if m.split(".")[0] in ("playwright", "yt_dlp")
+                or m in ("archiver.capture.browser", "archiver.capture.tweet", "archiver.capture.video",
+                         "archiver.pipeline.checks")]
+        named = sorted({m if m.startswith("archiver") else m.split(".")[0] for m in late})
+        assert late == [], f"{module} imports {named} at start-up"
+
+
+def test_every_package_of_archiver_is_in_the_distribution():
+    # pyproject.toml lists the packages by hand; a room missing from it would be missing from an installed wheel.
+    import tomllib
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(root).parts) for p in (root / "archiver").rglob("__init__.py")}
+    assert found == listed
+
+
+def test_commands_on_a_local_archive_never_import_boto3(cli, site, tmp_path):
+    # The S3 engine is chosen only when [storage] url names a bucket: a local archive never pays for boto3.
+    url = site.url + "/2016/12/16/evacuation-suspended/"
+    code, modules = _loaded(tmp_path, cli.archive, "capture", "--no-browser", url)
+    assert code == 0 and not {"boto3", "botocore"} & modules
+    capture_id = json.loads(subprocess.run([sys.executable, "-m", "archiver", "--archive", str(cli.archive), "list",
+                                            "--json"], capture_output=True, text=True, env=base_env(),
+                                           timeout=60).stdout)[0]["id"]
+    for args in (["show", capture_id], ["search", "blasts"], ["verify"], ["reindex", "-o", str(tmp_path / "r.db")],
+                 ["export", capture_id, "-o", str(tmp_path / "x.wacz")], ["report", capture_id, "-o",
+                                                                          str(tmp_path / "r.html")]):
+        code, modules = _loaded(tmp_path, cli.archive, *args)
+        assert code == 0, args
+        assert not {"boto3", "botocore"} & modules, args

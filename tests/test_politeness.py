@@ -69,7 +69,9 @@ def _when(text: str) -> float:
 
 def test_two_workers_keep_one_capture_at_a_time_and_the_delay_on_a_host(cli, site):
     other = site.url.replace("127.0.0.1", "localhost")  # another host to politeness, the same server
-    busy = [f"{site.url}/test/slow?seconds=0.4&n={n}" for n in range(4)]
+    # The first busy page takes 3 s: long enough for the second worker process to have started and claimed the
+    # other host's page meanwhile even on a loaded machine (the last assertion), which 0.4 s was not.
+    busy = [f"{site.url}/test/slow?seconds={3.0 if n == 0 else 0.4}&n={n}" for n in range(4)]
     free = [f"{other}/test/pages/{n}" for n in range(1, 4)]
     assert cli("add", "--no-browser", *busy, *free).code == 0
     env = {"ARCHIVER_POLITENESS_MAX_PER_HOST": "1", "ARCHIVER_POLITENESS_DELAY_SECONDS": "1.0"}

@@ -33,12 +33,14 @@ def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
     from datetime import datetime, timezone
     from archiver.custody.reindex import reindex as rebuild
     archive = ctx.archive
-    if not (archive.path / "warcs").is_dir():
+    if not (archive.path / "warcs").is_dir() and not archive.seals_to_store:
         raise UserError(f"{archive.path} has no warcs/ directory: nothing to reindex (is --archive right?)")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = output or archive.path / f"index.reindexed-{stamp}.db"
+    # In team mode, from the bucket as well (listed), besides what warcs/ still holds from before.
     report = rebuild(archive.path, target, archive.unreachable_gone,
-                     progress=None if as_json else lambda line: click.echo(line, err=True))
+                     progress=None if as_json else lambda line: click.echo(line, err=True),
+                     store=archive.store(read_only=True) if archive.seals_to_store else None)
     if as_json:
         _emit_json(report.as_dict())
     else:

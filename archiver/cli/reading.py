@@ -269,7 +269,7 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
             raise
         records = index.capture_records(cap["id"])
         # The provenance and the text are read back from the sealed WARC (the index keeps their places only).
-        cap["provenance"], unreadable = readback.provenance(ctx.archive.path, cap, records)
+        cap["provenance"], unreadable = readback.provenance(ctx.archive, cap, records)
         if unreadable:
             click.echo(f"archiver: warning: capture {cap['id']}: its provenance record cannot be read back "
                        f"({unreadable}); run `archiver verify {cap['id']}`", err=True)
@@ -294,7 +294,7 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
     prov = cap.pop("provenance") or {}
     text_record = next((r for r in reversed(records) if r["type"] == "resource"
                         and (r["uri"] or "").startswith("urn:text:")), None)
-    cap["text"], text_unreadable = readback.text(ctx.archive.path, cap["warc_path"], text_record)
+    cap["text"], text_unreadable = readback.text(ctx.archive, cap, text_record)
     if text_unreadable:
         cap["text_error"] = text_unreadable
     if unreadable:
@@ -323,7 +323,6 @@ def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, An
     prov = cap.get("provenance") or {}
     data = {"records": records, "parent": _parent(job, found_in),
             "other_captures": [o for o in others if o["id"] != cap["id"]]}
-    archive_path = ctx.archive.path
     main = prov.get("main") or {}
     lines = [
         ("capture", cap["id"]), ("url", cap["url"]), ("final url", cap["final_url"]),
@@ -335,7 +334,8 @@ def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, An
         ("server ip", main.get("ip")), ("protocol", main.get("protocol")),
         ("tls", (main.get("tls") or {}).get("protocol")),
         ("redirects", " -> ".join(f"{r['status']} {r['url']}" for r in prov.get("redirects", [])) or "-"),
-        ("warc", str(archive_path / cap["warc_path"])), ("warc sha256", cap["warc_sha256"]),
+        ("warc", ctx.archive.stored_at(cap) + (f" (version {cap['warc_version']})" if cap.get("warc_version")
+                                              else "")), ("warc sha256", cap["warc_sha256"]),
         ("warc size", f"{cap['warc_size']} bytes ({_size(cap['warc_size'])}), {cap['record_count']} records"),
         ("software", ", ".join(f"{k} {v}" for k, v in sorted((prov.get("software") or {}).items()))),
     ]
@@ -442,7 +442,7 @@ def search(ctx: Context, query: str, limit: int | None, all_: bool, before: str 
     limit = _page_limit(limit, all_)
     index = ctx.index()
     try:
-        page = _Page(readback.search(index, ctx.archive.path, query, before=before,
+        page = _Page(readback.search(index, ctx.archive, query, before=before,
                                      limit=None if limit is None else limit + 1), limit)
         if as_json:
             _emit_json_rows(page)

@@ -19,7 +19,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
@@ -28,7 +28,8 @@ from archiver.custody import ledger, timestamps
 from archiver.errors import UserError
 from archiver.store.index import Index
 from archiver.pipeline.queue import job_host
-from archiver.store.warc import WARC_DIR, sha256_file
+from archiver.store.files import HashingReader
+from archiver.store.warc import WARC_DIR
 
 
 class ReindexError(UserError):
@@ -78,43 +79,52 @@ class NotACapture(Exception):
 def read_capture(path: Path, rel: str) -> ReadCapture:
     """Read one sealed WARC into the rows the index holds for it, as if it were at ``rel`` in the archive.
     Streams; only the provenance and text records are kept in memory."""
+    try:
+        with open(path, "rb") as fh:
+            return read_capture_from(fh, rel)
+    except OSError as exc:
+        raise NotACapture(f"cannot be read: {exc.strerror or exc}") from None
+
+
+def read_capture_from(stream: BinaryIO, rel: str) -> ReadCapture:
+    """``read_capture`` of a stream (an object in a store as it comes in), read once: parsed and hashed."""
     records: list[dict[str, Any]] = []
     provenance: dict[str, Any] | None = None
     text: str | None = None
+    fh = HashingReader(stream)
     try:
-        with open(path, "rb") as fh:
-            iterator = ArchiveIterator(fh, check_digests=False)
-            for record in iterator:
-                headers = record.rec_headers
-                uri = headers.get_header("WARC-Target-URI")
-                rec_type = record.rec_type
-                keep = rec_type in ("metadata", "resource") and (uri or "").startswith(("urn:provenance:", "urn:text:"))
-                payload = record.content_stream().read() if keep else None
-                if not keep:
-                    stream = record.raw_stream
-                    while stream.read(1 << 16):
-                        pass
-                http = record.http_headers if rec_type in ("response", "request") else None
-                if http is not None:
-                    content_type = http.get_header("Content-Type") if rec_type == "response" else None
-                else:
-                    content_type = headers.get_header("Content-Type")
-                records.append({
-                    "seq": len(records), "record_id": headers.get_header("WARC-Record-ID"), "type": rec_type,
-                    "uri": uri, "offset": iterator.get_record_offset(), "length": iterator.get_record_length(),
-                    "http_status": int(http.get_statuscode()) if http is not None and rec_type == "response" else None,
-                    "content_type": content_type,
-                    "payload_digest": headers.get_header("WARC-Payload-Digest") if rec_type != "warcinfo" else None,
-                })
-                if payload is not None and uri.startswith("urn:provenance:"):
-                    provenance = json.loads(payload.decode("utf-8"))
-                elif payload is not None:
-                    text = payload.decode("utf-8")
+        iterator = ArchiveIterator(fh, check_digests=False)
+        for record in iterator:
+            headers = record.rec_headers
+            uri = headers.get_header("WARC-Target-URI")
+            rec_type = record.rec_type
+            keep = rec_type in ("metadata", "resource") and (uri or "").startswith(("urn:provenance:", "urn:text:"))
+            payload = record.content_stream().read() if keep else None
+            if not keep:
+                raw = record.raw_stream
+                while raw.read(1 << 16):
+                    pass
+            http = record.http_headers if rec_type in ("response", "request") else None
+            if http is not None:
+                content_type = http.get_header("Content-Type") if rec_type == "response" else None
+            else:
+                content_type = headers.get_header("Content-Type")
+            records.append({
+                "seq": len(records), "record_id": headers.get_header("WARC-Record-ID"), "type": rec_type,
+                "uri": uri, "offset": iterator.get_record_offset(), "length": iterator.get_record_length(),
+                "http_status": int(http.get_statuscode()) if http is not None and rec_type == "response" else None,
+                "content_type": content_type,
+                "payload_digest": headers.get_header("WARC-Payload-Digest") if rec_type != "warcinfo" else None,
+            })
+            if payload is not None and uri.startswith("urn:provenance:"):
+                provenance = json.loads(payload.decode("utf-8"))
+            elif payload is not None:
+                text = payload.decode("utf-8")
+        digest, size = fh.drain()
     except (ArchiveLoadFailed, OSError, EOFError, ValueError) as exc:
         raise NotACapture(f"cannot be read: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
     if provenance is None:
         raise NotACapture("has no provenance record (not written by archiver)")
-    digest, size = sha256_file(path)
     p = provenance
     row = {
         "id": p["capture_id"], "job_id": p["job_id"], "url": p["url"], "canonical_url": p["canonical_url"],
@@ -142,8 +152,9 @@ def _job_row(p: dict[str, Any], state: str) -> dict[str, Any]:
 
 
 def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float] = (4, 24.0),
-            progress: Callable[[str], None] | None = None) -> ReindexReport:
-    """Rebuild the index of ``archive_dir`` from its WARCs into ``target``, a new database file."""
+            progress: Callable[[str], None] | None = None, store: Any = None) -> ReindexReport:
+    """Rebuild the index of ``archive_dir`` from its WARCs into ``target``, a new database file: those in its
+    warcs/ directory, and with ``store`` (the archive's [storage], team mode) every WARC object in that store."""
     if target.exists():
         raise ReindexError(f"{target} already exists; reindex writes a new database (give another -o FILE, or "
                            f"remove it)")
@@ -154,14 +165,28 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
     try:
         # Oldest first (capture IDs are time-sortable ULIDs), as the captures were first indexed.
         paths = sorted((archive_dir / WARC_DIR).rglob("*.warc.gz"), key=lambda p: p.name)
-        for path in paths:
-            rel = path.relative_to(archive_dir).as_posix()
-            try:
-                capture = read_capture(path, rel)
-            except NotACapture as exc:
-                report.skipped.append(Skipped(rel, str(exc)))
-                continue
-            report.skipped.extend(_insert(index, archive_dir, capture))
+        sources: list[tuple[str, Any]] = [(p.name, p) for p in paths]
+        if store is not None:
+            # Listed page by page, then taken in ID order with the local ones (a key is a few dozen bytes).
+            sources += [(item.key.rsplit("/", 1)[-1], item.key) for item in store.list() if item.key.endswith(".warc.gz")]
+            sources.sort(key=lambda source: source[0])
+        for _, source in sources:
+            if isinstance(source, Path):
+                rel = source.relative_to(archive_dir).as_posix()
+                try:
+                    capture = read_capture(source, rel)
+                except NotACapture as exc:
+                    report.skipped.append(Skipped(rel, str(exc)))
+                    continue
+                report.skipped.extend(_insert(index, archive_dir, capture))
+            else:
+                rel = WARC_DIR + "/" + source
+                try:
+                    capture = _read_object(store, source, rel)
+                except NotACapture as exc:
+                    report.skipped.append(Skipped(store.location(source), str(exc)))
+                    continue
+                report.skipped.extend(_insert(index, archive_dir, capture, store))
             report.timestamps += timestamps.count_done(index.conn, capture.row["id"])
             report.captures += 1
             report.records += len(capture.records)
@@ -171,6 +196,19 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
     finally:
         index.close()
     return report
+
+
+def _read_object(store: Any, key: str, rel: str) -> ReadCapture:
+    """A WARC object read once as it streams in, with where it lives (the version read, pinned)."""
+    from archiver.store.blobs import StorageError
+    try:
+        version = store.head(key).version_id
+        with store.open(key, version) as stream:
+            capture = read_capture_from(stream, rel)
+    except StorageError as exc:
+        raise NotACapture(f"cannot be read: {exc}") from None
+    capture.row.update(warc_store=store.url, warc_version=version)
+    return capture
 
 
 def insert_read_capture(conn: Any, index: Index, capture: ReadCapture, event: str = "reindexed",
@@ -187,10 +225,11 @@ def insert_read_capture(conn: Any, index: Index, capture: ReadCapture, event: st
     else:
         _recreate_job(conn, p, "done" if row["status"] in ("ok", "partial") else "failed", row)
     index.insert_capture(row, capture.records, capture.outlinks)
+    place = {"warc_store": row["warc_store"], "warc_version": row.get("warc_version")} if row.get("warc_store") else {}
     ledger.append(conn, event, capture_id=row["id"], job_id=row["job_id"], url=row["url"],
                   detail={"warc_path": row["warc_path"], "warc_sha256": row["warc_sha256"],
                           "warc_size": row["warc_size"], "record_count": row["record_count"],
-                          "status": row["status"], "sealed_at": row["finished_at"], **(source or {})})
+                          "status": row["status"], "sealed_at": row["finished_at"], **place, **(source or {})})
 
 
 def _recreate_job(conn: Any, p: dict[str, Any], state: str, row: dict[str, Any]) -> None:
@@ -207,9 +246,10 @@ def _recreate_job(conn: Any, p: dict[str, Any], state: str, row: dict[str, Any])
                       row["finished_at"], p["job_id"]))
 
 
-def _insert(index: Index, archive_dir: Path, capture: ReadCapture) -> list[Skipped]:
-    """Index one capture and the timestamp tokens beside its WARC; the tokens that could not be restored."""
+def _insert(index: Index, archive_dir: Path, capture: ReadCapture, store: Any = None) -> list[Skipped]:
+    """Index one capture and the timestamp tokens beside its WARC (in ``store`` when it is an object there); the
+    tokens that could not be restored."""
     with index.transaction() as conn:
         insert_read_capture(conn, index, capture)
-        restored = timestamps.restore_from_files(conn, archive_dir, capture.row)
+        restored = timestamps.restore_from_files(conn, archive_dir, capture.row, store)
     return [Skipped(path, why) for path, why in restored.skipped]

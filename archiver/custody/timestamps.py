@@ -462,7 +462,7 @@ def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: in
     claimed = []
     with index.transaction() as conn:
         rows = conn.execute(
-            f"SELECT t.*, c.warc_path, c.url, c.job_id, "
+            f"SELECT t.*, c.warc_path, c.warc_store, c.url, c.job_id, "
             f"(SELECT COUNT(*) FROM timestamps o WHERE o.capture_id = t.capture_id AND o.id <= t.id) AS n "
             f"FROM timestamps t JOIN captures c ON c.id = t.capture_id WHERE {where} "
             f"ORDER BY t.next_attempt_at, t.id LIMIT ?", [*params, limit]).fetchall()
@@ -572,14 +572,25 @@ async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: Timesta
         return []
     from archiver.capture.network import httpx_client  # the capture package is heavy; only needed when asking
     async with httpx_client(settings) as client:
-        return list(await asyncio.gather(*(_stamp_one(index, archive_dir, cfg, client, row) for row in rows)))
+        return list(await asyncio.gather(*(_stamp_one(index, archive_dir, cfg, client, row, settings)
+                                           for row in rows)))
 
 
 async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, client: httpx.AsyncClient,
-                     row: dict[str, Any]) -> Attempt:
+                     row: dict[str, Any], settings: Any = None) -> Attempt:
+    import asyncio
+    from archiver.store.blobs import StorageError
     token_rel = token_rel_path(row["warc_path"], row["capture_id"], row["n"])
+    beside = _BesideObject(archive_dir, settings, row, token_rel) if row.get("warc_store") else None
     try:
-        token, token_sha256 = await _obtain(archive_dir, cfg, client, row, token_rel)
+        if beside is not None:
+            await asyncio.to_thread(beside.fetch)
+        token, token_sha256 = await _obtain(archive_dir, cfg, client, row, token_rel,
+                                            beside.local if beside is not None else None)
+        if beside is not None:
+            await asyncio.to_thread(beside.put, token_sha256)
+    except StorageError as exc:
+        return _record_failure(index, cfg, row, f"token {token_rel}: {exc}", unreachable=False)
     except (TimestampError, OSError) as exc:
         message = str(exc) or type(exc).__name__
         if isinstance(exc, OSError):
@@ -604,16 +615,60 @@ async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, clie
                    f"stored but the index could not record it ({exc}); recorded at the next attempt",
                    capture_id=row["capture_id"], tsa_url=row["tsa_url"])
         return Attempt(row["capture_id"], row["tsa_url"], "pending", token_rel, token.gen_time, str(exc))
+    if beside is not None:
+        beside.release()
     logs.event(log, logging.INFO, "timestamped", f"capture {row['capture_id']} timestamped by {row['tsa_url']} at "
                f"{token.gen_time}", capture_id=row["capture_id"], tsa_url=row["tsa_url"], token=token_rel)
     return Attempt(row["capture_id"], row["tsa_url"], "done", token_rel, token.gen_time)
 
 
+class _BesideObject:
+    """The token of a capture whose WARC is an object in a store goes beside it in that store (key: the token's
+    path without "warcs/", as the WARC's). It is made in tmp/tokens/ as a local token is made in warcs/ (written
+    whole, checked, read-only), put create-only (the store checks its SHA-256), then the index row says ``done``,
+    then the local copies go. A runner stopped on the way leaves the local copy, or the object, which the next
+    attempt adopts (``fetch``): never a second token under one name."""
+
+    def __init__(self, archive_dir: Path, settings: Any, row: Mapping[str, Any], token_rel: str) -> None:
+        from archiver.store import blobs
+        from archiver.store.archive import warc_key
+        self.store = blobs.from_url(row["warc_store"], settings, archive_dir=archive_dir)
+        self.key, self.sidecar_key = warc_key(token_rel), warc_key(sidecar_of(token_rel))
+        self.local = archive_dir / "tmp" / "tokens" / Path(token_rel).name
+        self.local_sidecar = self.local.with_name(sidecar_of(self.local.name))
+
+    def fetch(self) -> None:
+        """A token already in the store (put by an attempt that stopped before the index said so) comes back
+        here, to be adopted as a local one would."""
+        from archiver.store.blobs import NotStored
+        self.local.parent.mkdir(parents=True, exist_ok=True)
+        for key, path in ((self.key, self.local), (self.sidecar_key, self.local_sidecar)):
+            if path.exists():
+                continue
+            try:
+                with self.store.open(key) as stream:
+                    data = stream.read(MAX_REPLY_BYTES + 1)
+            except NotStored:
+                continue
+            write_readonly(path, data)
+
+    def put(self, token_sha256: str) -> None:
+        self.store.put_file(self.key, self.local, token_sha256)
+        if self.local_sidecar.exists():
+            self.store.put_file(self.sidecar_key, self.local_sidecar,
+                                hashlib.sha256(self.local_sidecar.read_bytes()).hexdigest())
+
+    def release(self) -> None:
+        self.local.unlink(missing_ok=True)
+        self.local_sidecar.unlink(missing_ok=True)
+
+
 async def _obtain(archive_dir: Path, cfg: TimestampSettings, client: httpx.AsyncClient, row: dict[str, Any],
-                  token_rel: str) -> tuple[Token, str]:
-    """A checked token stored at ``token_rel`` (with its sidecar): (token, SHA-256 of the token file)."""
+                  token_rel: str, path: Path | None = None) -> tuple[Token, str]:
+    """A checked token stored at ``token_rel`` (with its sidecar), or at ``path`` when given: (token, SHA-256 of
+    the token file)."""
     import asyncio
-    path = archive_dir / token_rel
+    path = path or archive_dir / token_rel
     if path.exists():
         # An earlier attempt stored it and stopped before the index said so (a kill, a full disk): the file is
         # evidence already, never overwritten; kept if it is this TSA's token for this capture.
@@ -737,16 +792,41 @@ class TokenProblem:
 
 
 def check_token(archive_dir: Path, row: Mapping[str, Any], warc_sha256: str, ca_bundle: Path | None,
-                conn: sqlite3.Connection | None = None) -> list[TokenProblem]:
+                conn: sqlite3.Connection | None = None, store: Any = None) -> list[TokenProblem]:
     """The checks of one ``done`` timestamp: the file is there and is the one indexed, it vouches for the
     capture's SHA-256, and openssl accepts its signature (and chain, with ``ca_bundle``). With ``conn``, a token
-    that vouches for another file is named by the capture that file is."""
+    that vouches for another file is named by the capture that file is. ``store``: the token is an object there,
+    beside the capture's WARC (it is read into a temporary file for openssl)."""
     rel = row["token_path"] or "(no token path)"
+    if store is not None and row["token_path"]:
+        data = object_bytes(store, rel)
+        if data is None:
+            return [TokenProblem("timestamp-missing", rel, f"the token from {row['tsa_url']} is not in "
+                                 f"{store.url}")]
+        with tempfile.TemporaryDirectory(prefix="archiver-token-") as tmp:
+            copy = Path(tmp) / Path(rel).name
+            copy.write_bytes(data)
+            return _check_token_file(copy, rel, data, row, warc_sha256, ca_bundle, conn)
     path = archive_dir / rel
     if not row["token_path"] or not path.is_file():
         return [TokenProblem("timestamp-missing", rel, f"the token from {row['tsa_url']} is not there")]
+    return _check_token_file(path, rel, path.read_bytes(), row, warc_sha256, ca_bundle, conn)   # a few kilobytes
+
+
+def object_bytes(store: Any, rel: str) -> bytes | None:
+    """A token or sidecar object beside a WARC in a store (a few kilobytes); None when there is none."""
+    from archiver.store.archive import warc_key
+    from archiver.store.blobs import NotStored
+    try:
+        with store.open(warc_key(rel)) as stream:
+            return stream.read(MAX_REPLY_BYTES + 1)
+    except NotStored:
+        return None
+
+
+def _check_token_file(path: Path, rel: str, data: bytes, row: Mapping[str, Any], warc_sha256: str,
+                      ca_bundle: Path | None, conn: sqlite3.Connection | None) -> list[TokenProblem]:
     problems = []
-    data = path.read_bytes()   # a few kilobytes
     if hashlib.sha256(data).hexdigest() != row["token_sha256"]:
         problems.append(TokenProblem("timestamp-altered", rel, f"the token file's SHA-256 is "
                                      f"{hashlib.sha256(data).hexdigest()}, the index recorded {row['token_sha256']}"))
@@ -792,10 +872,12 @@ def count_done(conn: sqlite3.Connection, capture_id: str) -> int:
                         (capture_id,)).fetchone()[0]
 
 
-def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Mapping[str, Any]) -> Restored:
+def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Mapping[str, Any],
+                       store: Any = None) -> Restored:
     """Rebuild a capture's ``done`` timestamps from the token files beside its WARC, each with a
     ``timestamped`` ledger entry (``"restored": true``). Call in the transaction that indexes the capture, after
-    inserting it (``capture``: its row: id, warc_path, warc_sha256, job_id, url).
+    inserting it (``capture``: its row: id, warc_path, warc_sha256, job_id, url). ``store``: the WARC is an object
+    there, and its tokens are the objects beside it.
 
     A token is restored only if it vouches for this WARC's SHA-256 (a token swapped in from another capture is
     skipped and named); the signature is not checked here -- ``archiver verify`` does that, and names it. The TSA
@@ -803,17 +885,35 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
     left no file and are not recreated."""
     result = Restored()
     warc_rel = capture["warc_path"]
-    directory = archive_dir / Path(warc_rel).parent
+    directory = Path(warc_rel).parent
     prefix = f"{capture['id']}."
 
-    def order(p: Path) -> tuple[int, str]:
-        middle = p.name[len(prefix):-len(TOKEN_SUFFIX)]
-        return (int(middle), p.name) if middle.isdigit() else (1 << 30, p.name)
+    def order(rel: str) -> tuple[int, str]:
+        name = Path(rel).name
+        middle = name[len(prefix):-len(TOKEN_SUFFIX)]
+        return (int(middle), name) if middle.isdigit() else (1 << 30, name)
 
-    for path in sorted(directory.glob(f"{capture['id']}.*{TOKEN_SUFFIX}"), key=order):
-        rel = path.relative_to(archive_dir).as_posix()
+    if store is not None:
+        from archiver.store.archive import warc_key
+        keys_beside = (item.key for item in store.list(warc_key((directory / prefix).as_posix())))
+        found = [(directory / Path(k).name).as_posix() for k in keys_beside if k.endswith(TOKEN_SUFFIX)]
+
+        def read(rel: str) -> bytes:
+            data = object_bytes(store, rel)
+            if data is None:
+                raise FileNotFoundError(rel)
+            return data
+    else:
+        found = [p.relative_to(archive_dir).as_posix()
+                 for p in (archive_dir / directory).glob(f"{capture['id']}.*{TOKEN_SUFFIX}")]
+
+        def read(rel: str) -> bytes:
+            return (archive_dir / rel).read_bytes()
+
+    for rel in sorted(found, key=order):
+        name = Path(rel).name
         try:
-            data = path.read_bytes()
+            data = read(rel)
             token = parse_reply(data)
         except (TimestampError, OSError) as exc:
             result.skipped.append((rel, f"not a readable token: {exc}"))
@@ -822,13 +922,12 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
             result.skipped.append((rel, f"vouches for SHA-256 {token.digest}, not this capture's WARC"))
             continue
         meta: dict[str, Any] = {}
-        sidecar = path.with_name(sidecar_of(path.name))
         try:
-            loaded = json.loads(sidecar.read_text("utf-8"))
+            loaded = json.loads(read(sidecar_of(rel)).decode("utf-8"))
             meta = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             pass
-        tsa_url = meta.get("tsa_url") or f"unknown:{path.name}"
+        tsa_url = meta.get("tsa_url") or f"unknown:{name}"
         token_sha256 = hashlib.sha256(data).hexdigest()
         created = meta.get("requested_at") or token.gen_time
         stored = meta.get("stored_at") or token.gen_time

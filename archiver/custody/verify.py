@@ -7,6 +7,7 @@ directory is read, and problems are counted and handed on as they are found (``R
 the first few (``Report.keep``)."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,6 +22,8 @@ from warcio.exceptions import ArchiveLoadFailed
 
 from archiver.custody import keys, ledger, timestamps
 from archiver.store.index import Index
+from archiver.store.blobs import Stores
+from archiver.store.files import HashingReader
 from archiver.store.warc import WARC_DIR, sha256_file
 
 
@@ -118,6 +121,53 @@ def _payload_digest(record: Any, keep: bool = False, pool: Executor | None = Non
     return "sha256:" + h.hexdigest(), bytes(kept) if kept is not None else None
 
 
+def verify_stored(store: Any, capture: dict[str, Any], records: list[dict[str, Any]], report: Report,
+                  storage: Any = None) -> None:
+    """``verify_capture`` for a capture whose WARC is an object in a store (schema 7's ``warc_store``): the object
+    re-hashed as it streams in while its records are checked, and its Object Lock against ``storage`` (the
+    [storage] settings): the retention mode asked for, until no earlier than retention_days after the capture."""
+    from archiver.store.archive import warc_key
+    from archiver.store.blobs import NotStored, StorageError
+    rel, key, version = capture["warc_path"], warc_key(capture["warc_path"]), capture.get("warc_version")
+    report.captures += 1
+    try:
+        info = store.head(key, version)
+    except NotStored:
+        report.add(Problem("missing", rel, capture["id"], f"the sealed object {store.location(key)}"
+                           + (f" (version {version})" if version else "") + " is not there"))
+        return
+    except StorageError as exc:
+        report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc}"))
+        return
+    _check_lock(info, capture, storage, report)
+    found: list[Problem] = []
+    try:
+        with store.open(key, version) as stream:
+            hashing = HashingReader(stream)
+            signed = _check_records_in(lambda: contextlib.nullcontext(hashing), capture, records, report, found, None)
+            digest, size = hashing.drain()
+    except StorageError as exc:
+        report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc}"))
+        return
+    _conclude(capture, "object", digest, size, found, signed, report)
+
+
+def _check_lock(info: Any, capture: dict[str, Any], storage: Any, report: Report) -> None:
+    mode = getattr(storage, "retention_mode", "") if storage is not None else ""
+    if not mode:
+        return
+    from datetime import datetime, timedelta
+    sealed_at = datetime.fromisoformat(capture["finished_at"].replace("Z", "+00:00"))
+    # The lock is set at the put, just after the capture finished: it must reach at least this far (S3 keeps the
+    # date to the second).
+    wanted = (sealed_at + timedelta(days=storage.retention_days)).replace(microsecond=0)
+    if info.lock_mode != mode or info.locked_until is None or info.locked_until < wanted:
+        report.add(Problem("unlocked", capture["warc_path"], capture["id"],
+                           f"the object is under {info.lock_mode or 'no'} retention until "
+                           f"{info.locked_until.isoformat() if info.locked_until else '-'}; the settings demand "
+                           f"{mode} until at least {wanted.isoformat()}"))
+
+
 def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dict[str, Any]], report: Report) -> None:
     rel = capture["warc_path"]
     path = archive_dir / rel
@@ -145,10 +195,16 @@ def verify_capture(archive_dir: Path, capture: dict[str, Any], records: list[dic
     except OSError as exc:   # a file there that cannot be read (permissions, a failing disk): named, and go on
         report.add(Problem("unreadable", rel, capture["id"], f"cannot read the WARC: {exc.strerror or exc}"))
         return
+    _conclude(capture, "file", digest, size, found, signed, report)
+
+
+def _conclude(capture: dict[str, Any], what: str, digest: str, size: int, found: list[Problem],
+              signed: dict[str, bytes] | None, report: Report) -> None:
+    """A WARC read through (a file or an object): its own problem first, then its records', then its signature."""
     report.bytes += size
     if digest != capture["warc_sha256"]:
-        report.add(Problem("altered", rel, capture["id"],
-                           f"file SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
+        report.add(Problem("altered", capture["warc_path"], capture["id"],
+                           f"{what} SHA-256 is {digest}, the index recorded {capture['warc_sha256']}"))
     for problem in found:
         report.add(problem)
     if signed is not None:
@@ -159,12 +215,18 @@ def _check_records(path: Path, capture: dict[str, Any], records: list[dict[str, 
                    found: list[Problem], pool: Executor | None) -> dict[str, bytes] | None:
     """Every record's payload in the file against the index, problems into ``found``. Returns the signed
     payloads (provenance and signature) for the signature check, or None when the file cannot be read through."""
+    return _check_records_in(lambda: open(path, "rb"), capture, records, report, found, pool)
+
+
+def _check_records_in(opener: Callable[[], Any], capture: dict[str, Any], records: list[dict[str, Any]],
+                      report: Report, found: list[Problem], pool: Executor | None) -> dict[str, bytes] | None:
+    """``_check_records`` of the stream ``opener()`` opens (a file, or an object as it streams in)."""
     rel = capture["warc_path"]
     expected = {r["offset"]: r for r in records}
     signed: dict[str, bytes] = {}   # "provenance" / "signature" -> payload
     seen = 0
     try:
-        with open(path, "rb") as fh:
+        with opener() as fh:
             iterator = ArchiveIterator(fh, check_digests=False, block_size=INFLATE_BLOCK)
             for record in iterator:
                 uri = record.rec_headers.get_header("WARC-Target-URI") or record.rec_type
@@ -238,7 +300,7 @@ def check_against_ledger(conn: Any, capture: dict[str, Any], report: Report) -> 
 
 
 def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_bundle: Path | None,
-                     report: Report) -> None:
+                     report: Report, store: Any = None) -> None:
     """Each granted timestamp of the capture: its token file as indexed, vouching for this WARC's SHA-256, with a
     signature openssl accepts (and a chain to ``ca_bundle`` when set), as the ledger recorded it. Pending and
     given-up timestamps are counted, not failed: no token is no claim."""
@@ -246,7 +308,7 @@ def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_b
         if row["state"] != "done":
             report.timestamps[row["state"]] = report.timestamps.get(row["state"], 0) + 1
             continue
-        found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn)
+        found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn, store)
         entry = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event = 'timestamped' "
                              f"AND {conn.sql_json_text('detail', 'token_path')} = ? ORDER BY seq LIMIT 1",
                              (capture["id"], row["token_path"])).fetchone()
@@ -280,13 +342,41 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
         report.keep_signers = False
         check_whole_ledger(index.conn, report)
         captures = index.all_captures_for_verify()
+    stores = Stores(archive_dir, settings)
     for capture in captures:
-        verify_capture(archive_dir, capture, index.capture_records(capture["id"]), report)
+        if capture.get("warc_store"):
+            verify_stored(stores.of(capture["warc_store"]), capture, index.capture_records(capture["id"]), report,
+                          stores.storage)
+        else:
+            verify_capture(archive_dir, capture, index.capture_records(capture["id"]), report)
         check_against_ledger(index.conn, capture, report)
-        check_timestamps(archive_dir, index.conn, capture, ca_bundle, report)
+        check_timestamps(archive_dir, index.conn, capture, ca_bundle, report,
+                         stores.of(capture["warc_store"]) if capture.get("warc_store") else None)
     if not ids:
         find_unindexed(archive_dir, index.conn, report)
+        if settings is not None and settings["storage"]["url"]:
+            find_unindexed_objects(stores.of(settings["storage"]["url"]), index.conn, report)
     return report
+
+
+def find_unindexed_objects(store: Any, conn: Any, report: Report) -> None:
+    """Objects in the archive's store that no index row names: WARCs (``unindexed``) -- e.g. one stored by a runner
+    that stopped before indexing it, which the next runner on its host settles -- and timestamp tokens."""
+    from archiver.store.blobs import StorageError
+    try:
+        for item in store.list():
+            rel = "warcs/" + item.key
+            if item.key.endswith(".warc.gz"):
+                if conn.execute("SELECT 1 FROM captures WHERE warc_path = ?", (rel,)).fetchone() is None:
+                    report.add(Problem("unindexed", store.location(item.key), None,
+                                       "an object in the store that the index does not know"))
+            elif item.key.endswith((timestamps.TOKEN_SUFFIX, timestamps.SIDECAR_SUFFIX)):
+                if conn.execute("SELECT 1 FROM timestamps WHERE token_path = ?",
+                                (timestamps.token_of(rel),)).fetchone() is None:
+                    report.add(Problem("timestamp-unindexed", store.location(item.key), None,
+                                       "a timestamp token (or its sidecar) in the store that no index row names"))
+    except StorageError as exc:
+        report.add(Problem("unreadable", store.url, None, f"cannot list the store: {exc}"))
 
 
 def check_whole_ledger(conn: Any, report: Report) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import io
 import json
 import os
 import shlex
@@ -26,7 +27,7 @@ from datetime import datetime, timezone
 from html import escape
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Callable, Iterable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -122,10 +123,11 @@ class ReportData:
     archive_key_fingerprint: str | None
     archive_key_note: str | None
     made_at: str = field(default_factory=now_iso)
+    warc_location: str | None = None   # where the WARC is when it is an object in a store (s3://...)
 
     @property
-    def warc_file(self) -> Path:
-        return self.archive_dir / self.capture["warc_path"]
+    def warc_file(self) -> Path | str:
+        return self.warc_location or self.archive_dir / self.capture["warc_path"]
 
 
 # ---- gathering ----------------------------------------------------------------------------------------
@@ -137,8 +139,8 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
     cap = index.find_capture(ident)
     records = index.capture_records(cap["id"])
     # Read back from the sealed file (the index keeps its place only); unreadable, the signature section says why.
-    cap["provenance"], _ = readback.provenance(archive.path, cap, records)
-    warc_file = archive.path / cap["warc_path"]
+    cap["provenance"], _ = readback.provenance(archive, cap, records)
+    warc_file = _warc_source(archive, cap, records)
     count, broken = ledger.check_chain(index.conn)
     agreement = VerifyReport()
     check_against_ledger(index.conn, cap, agreement)
@@ -152,7 +154,22 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
         timestamps=_timestamps(index.conn, cap["id"]),
         screenshot=_screenshot(warc_file, records),
         signature=_signature(warc_file, cap["id"], records),
-        archive_key_fingerprint=fingerprint, archive_key_note=key_note)
+        archive_key_fingerprint=fingerprint, archive_key_note=key_note,
+        warc_location=archive.stored_at(cap) if cap.get("warc_store") else None)
+
+
+def _warc_source(archive: Archive, cap: dict[str, Any], records: list[dict[str, Any]]
+                 ) -> Path | Callable[[int], BinaryIO]:
+    """The WARC to read records from: its file, or for an object in a store, each record read by its range."""
+    if not cap.get("warc_store"):
+        return archive.path / cap["warc_path"]
+    from archiver.store.archive import warc_key
+    store, key = archive.store_of(cap), warc_key(cap["warc_path"])
+    lengths = {r["offset"]: r["length"] for r in records}
+
+    def at(offset: int) -> BinaryIO:
+        return io.BytesIO(store.read_range(key, offset, lengths.get(offset, 0), cap.get("warc_version")))
+    return at
 
 
 def _timestamps(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]]:
@@ -176,12 +193,16 @@ def _archive_key(archive: Archive) -> tuple[str | None, str | None]:
         return None, str(exc)
 
 
-def read_payload(warc_file: Path, offset: int, expect_uri: str, limit: int | None = None) -> RecordPayload:
+def read_payload(warc_file: Path | Callable[[int], BinaryIO], offset: int, expect_uri: str,
+                 limit: int | None = None) -> RecordPayload:
     """The payload of the record at ``offset`` (which must be ``expect_uri``), streamed: hashed whole, kept in
-    memory only up to ``limit`` bytes. Raises ``RecordUnreadable``."""
+    memory only up to ``limit`` bytes. ``warc_file``: a file, or what reads a record of an object in a store
+    from its offset. Raises ``RecordUnreadable``."""
+    from archiver.store.blobs import StorageError
     try:
-        with open(warc_file, "rb") as fh:
-            fh.seek(offset)
+        with (open(warc_file, "rb") if isinstance(warc_file, Path) else warc_file(offset)) as fh:
+            if isinstance(warc_file, Path):
+                fh.seek(offset)
             record = next(iter(ArchiveIterator(fh, check_digests=False)), None)
             if record is None:
                 raise RecordUnreadable(f"no record at offset {offset}")
@@ -198,6 +219,8 @@ def read_payload(warc_file: Path, offset: int, expect_uri: str, limit: int | Non
                     kept += chunk
     except FileNotFoundError:
         raise RecordUnreadable(f"the sealed WARC {warc_file} is not there") from None
+    except StorageError as exc:
+        raise RecordUnreadable(f"cannot read the sealed WARC: {exc}") from None
     except (ArchiveLoadFailed, OSError, EOFError, ValueError) as exc:
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RecordUnreadable(f"cannot read the record at offset {offset}: {reason}") from None
@@ -578,9 +601,17 @@ def _section_records(d: ReportData) -> str:
 def check_commands(d: ReportData) -> list[str]:
     """The shell commands that check this capture without trusting archiver's own answers."""
     warc = shlex.quote(str(d.warc_file))
+    fetch: list[str] = []
+    if d.warc_location:
+        # An object in a bucket: fetched (the version sealed) with the AWS CLI, then checked as a file.
+        bucket, _, key = d.warc_location.removeprefix("s3://").partition("/")
+        version = d.capture.get("warc_version")
+        warc = shlex.quote(f"{d.capture['id']}.warc.gz")
+        fetch = [f"aws s3api get-object --bucket {shlex.quote(bucket)} --key {shlex.quote(key)}"
+                 + (f" --version-id {shlex.quote(version)}" if version else "") + f" {warc}"]
     # --archive everywhere: run from another directory, `archiver key` would make a new archive and key there.
     archiver = f"archiver --archive {shlex.quote(str(d.archive_dir))}"
-    lines = [f"sha256sum {warc}",
+    lines = fetch + [f"sha256sum {warc}",
              f"#   expect {d.capture['warc_sha256']}",
              f"{archiver} verify {d.capture['id']}"]
     sig = d.signature

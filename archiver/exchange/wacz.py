@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version as package_version
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any, BinaryIO, Callable, Iterable
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -62,6 +62,7 @@ from archiver.custody import keys, ledger
 from archiver.custody import timestamps as tsa
 from archiver.errors import ArchiverError, UserError
 from archiver.custody.verify import SEALING_EVENTS, SIGNED_PREFIXES, _payload_digest
+from archiver.store.blobs import Stores
 from archiver.store.warc import sha256_file
 
 WACZ_VERSION = "1.1.1"
@@ -390,12 +391,15 @@ class _Package:
         self._list(path, h.hexdigest(), size)
         return h.hexdigest()
 
-    def add_warc(self, path: str, source: Path, ranges: list[tuple[int, int]]) -> WarcScan:
-        """Stream a WARC in, stored (replay reads records by offset inside the member), scanning it on the way."""
+    def add_warc(self, path: str, source: Path | Callable[[], BinaryIO], ranges: list[tuple[int, int]],
+                 size: int | None = None) -> WarcScan:
+        """Stream a WARC in, stored (replay reads records by offset inside the member), scanning it on the way.
+        ``source``: a file, or what opens an object in a store (then ``size`` is its size)."""
         info = self._info(path, zipfile.ZIP_STORED)
         # The size up front lets zipfile pick ZIP64 for a WARC over 4 GiB without rewriting anything.
-        info.file_size = source.stat().st_size
-        with open(source, "rb") as fh, self.zf.open(info, "w") as out:
+        info.file_size = source.stat().st_size if isinstance(source, Path) else size
+        opener = (lambda: open(source, "rb")) if isinstance(source, Path) else source
+        with opener() as fh, self.zf.open(info, "w") as out:
             scan = scan_warc(fh, ranges, sink=out)
         self._list(path, scan.sha256, scan.size)
         return scan
@@ -453,7 +457,8 @@ def export_wacz(archive_dir: Path, settings: Any, index: Any, output: Path, *, i
     try:
         with zipfile.ZipFile(tmp, "x", allowZip64=True) as zf:
             package = _Package(zf, when)
-            built = _write_members(package, archive_dir, index, captures, archive_key, wacz_key, created, title)
+            built = _write_members(package, archive_dir, index, captures, archive_key, wacz_key, created, title,
+                                   Stores(archive_dir, settings))
             dp_bytes = (json.dumps(built.datapackage(package.resources), indent=2, ensure_ascii=False) + "\n").encode()
             dp_hash = "sha256:" + hashlib.sha256(dp_bytes).hexdigest()
             package.add_bytes(DATAPACKAGE, dp_bytes, listed=False)
@@ -496,40 +501,66 @@ class _Built:
         return package
 
 
+def _warc_source(archive_dir: Path, stores: Any, capture: dict[str, Any]) -> tuple[Path | Callable[[], BinaryIO], int | None]:
+    """Where export reads a capture's WARC: its file in warcs/, or its object (the version sealed) in a store."""
+    missing = EvidenceAltered(f"capture {capture['id']}: its WARC {capture['warc_path']} is missing; not exported "
+                              f"(run `archiver verify {capture['id']}`)")
+    if not capture.get("warc_store"):
+        if not (archive_dir / capture["warc_path"]).is_file():
+            raise missing
+        return archive_dir / capture["warc_path"], None
+    from archiver.store.archive import warc_key
+    from archiver.store.blobs import NotStored
+    store, key, version = stores.of(capture["warc_store"]), warc_key(capture["warc_path"]), capture.get("warc_version")
+    try:
+        info = store.head(key, version)
+    except NotStored:
+        raise missing from None
+    return (lambda: store.open(key, version)), info.size
+
+
 def _write_members(package: _Package, archive_dir: Path, index: Any, captures: list[dict[str, Any]],
-                   archive_key: keys.ArchiveKey, wacz_key: keys.WaczKey, created: str, title: str | None) -> _Built:
+                   archive_key: keys.ArchiveKey, wacz_key: keys.WaczKey, created: str, title: str | None,
+                   stores: Any = None) -> _Built:
     cdx: list[str] = []
     pages: list[dict[str, Any]] = []
     listed: list[dict[str, Any]] = []
-    tokens: list[tuple[str, Path, str | None]] = []    # (path in the package, file, SHA-256 recorded)
+    tokens: list[tuple[str, Path | bytes, str | None]] = []   # (path in the package, file or bytes, SHA-256 recorded)
     warnings: list[str] = []
     for capture in captures:
         indexed = index.capture_records(capture["id"])
         name = f"{capture['id']}.warc.gz"
-        if not (archive_dir / capture["warc_path"]).is_file():
-            raise EvidenceAltered(f"capture {capture['id']}: its WARC {capture['warc_path']} is missing; not exported "
-                                  f"(run `archiver verify {capture['id']}`)")
-        scan = package.add_warc(f"archive/{name}", archive_dir / capture["warc_path"],
-                                [(r["offset"], r["length"]) for r in indexed])
+        source, size = _warc_source(archive_dir, stores, capture)
+        scan = package.add_warc(f"archive/{name}", source, [(r["offset"], r["length"]) for r in indexed], size)
         _check_sealed(capture, scan, indexed)
         cdx += cdxj_lines(name, scan)
         pages.append(page_of(capture, scan))
         stamps = []
+        store = stores.of(capture["warc_store"]) if capture.get("warc_store") else None
         for row in _timestamp_rows(index.conn, capture["id"]):
-            token = archive_dir / row["token_path"]
-            if not token.is_file():
+            token: Path | bytes | None = archive_dir / row["token_path"]
+            if store is not None:   # an object beside the WARC in its store
+                token = tsa.object_bytes(store, row["token_path"])
+            elif not token.is_file():
+                token = None
+            if token is None:
                 warnings.append(f"capture {capture['id']}: timestamp token {row['token_path']} is missing; "
                                 f"not exported (run `archiver verify {capture['id']}`)")
                 continue
-            stamps.append({"token": f"{PROVENANCE_DIR}/{token.name}", "tsa_url": row.get("tsa_url"),
+            token_name = Path(row["token_path"]).name
+            stamps.append({"token": f"{PROVENANCE_DIR}/{token_name}", "tsa_url": row.get("tsa_url"),
                            "digest": row.get("digest"), "gen_time": row.get("gen_time"),
                            "serial": row.get("serial"), "tsa_name": row.get("tsa_name"),
                            "token_sha256": row.get("token_sha256")})
-            tokens.append((f"{PROVENANCE_DIR}/{token.name}", token, row.get("token_sha256")))
-            sidecar = token.with_name(tsa.sidecar_of(token.name))
-            if sidecar.is_file():
-                stamps[-1]["note"] = f"{PROVENANCE_DIR}/{sidecar.name}"
-                tokens.append((f"{PROVENANCE_DIR}/{sidecar.name}", sidecar, None))
+            tokens.append((f"{PROVENANCE_DIR}/{token_name}", token, row.get("token_sha256")))
+            sidecar: Path | bytes | None = archive_dir / tsa.sidecar_of(row["token_path"])
+            if store is not None:
+                sidecar = tsa.object_bytes(store, tsa.sidecar_of(row["token_path"]))
+            elif not sidecar.is_file():
+                sidecar = None
+            if sidecar is not None:
+                stamps[-1]["note"] = f"{PROVENANCE_DIR}/{tsa.sidecar_of(token_name)}"
+                tokens.append((f"{PROVENANCE_DIR}/{tsa.sidecar_of(token_name)}", sidecar, None))
         signed_at = {kind: next(({"offset": r.offset, "length": r.length} for r in scan.records
                                  if r.uri == f"urn:{kind}:{capture['id']}"), None)
                      for kind in ("provenance", "signature")}
@@ -551,10 +582,14 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
     package.add_bytes(PAGES_PATH, "".join(json.dumps(p, ensure_ascii=False) + "\n"
                                           for p in [PAGES_HEADER, *pages]).encode("utf-8"))
     for path, source, recorded in tokens:
-        copied = package.add_file(path, source)
+        if isinstance(source, bytes):
+            package.add_bytes(path, source)
+            copied = hashlib.sha256(source).hexdigest()
+        else:
+            copied = package.add_file(path, source)
         if recorded and copied != recorded:
-            raise EvidenceAltered(f"timestamp token {source.name} hashes to {copied}, the index recorded {recorded}; "
-                                  f"not exported (run `archiver verify`)")
+            raise EvidenceAltered(f"timestamp token {Path(path).name} hashes to {copied}, the index recorded "
+                                  f"{recorded}; not exported (run `archiver verify`)")
     excerpt = _ledger_excerpt(index.conn, captures)
     head = ledger.head(index.conn)
     binding, binding_sig = keys.wacz_key_binding(archive_key, wacz_key)

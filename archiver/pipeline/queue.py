@@ -373,7 +373,9 @@ def mark_failed(index: Index, job: dict[str, Any], owner: str, started_at: str, 
 
 # Failures of this machine, not of the target: they never use up a job's attempts, so a disk that stays full
 # all night leaves every job queued (retried after the backoff) rather than failed for good.
-NOT_THE_TARGETS_FAULT = {"disk-full", "index-unavailable"}
+# "storage": the store of sealed files did not take one (team mode: S3 down beyond storage.retry_seconds);
+# "index-unavailable": the index server did not answer (team mode: PostgreSQL restarting).
+NOT_THE_TARGETS_FAULT = {"disk-full", "index-unavailable", "storage"}
 
 
 def fail_in(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,

@@ -299,7 +299,7 @@ class Supervisor:
         try:
             index = self.archive.index()
             try:
-                settle_temp_files(self.archive.path, index, paths)
+                settle_temp_files(self.archive, index, paths)
             finally:
                 index.close()
         except (sqlite3.Error, IndexUnavailable) as exc:

@@ -21,24 +21,29 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
-from archiver.pipeline import checks, queue, schedule
-from archiver.custody import keys, ledger, timestamps
+from archiver.pipeline import queue, schedule, sealing
+from archiver.pipeline.sealing import settle_temp_files  # noqa: F401  (the supervisor's, and tests', name for it)
+from archiver.custody import keys, timestamps
 from archiver import logs
 from archiver.capture import platforms
 from archiver.store.archive import Archive, new_capture_id, software_versions
 from archiver.capture.base import CaptureResult
-from archiver.capture.browser import BrowserSession
 from archiver.capture.discover import discover
 from archiver.capture.fingerprint import of_result as content_fingerprint
 from archiver.capture.http import capture_http
-from archiver.capture.tweet import capture_tweet
-from archiver.capture.video import capture_video, record_video
-from archiver.errors import BadURL, CaptureFailed, IndexUnavailable, is_retryable
+from archiver.errors import CaptureFailed, IndexUnavailable
 from archiver.store.index import Index, now_iso
-from archiver.urls import check_target, parse as parse_url
-from archiver.store.warc import CaptureWarc, DiskFull, finish_seal, importing_files, owner_tag, stale_temp_files
+from archiver.urls import check_target
+from archiver.store.warc import CaptureWarc, DiskFull, importing_files, owner_tag, stale_temp_files
+
+if TYPE_CHECKING:
+    from archiver.capture.browser import BrowserSession
+
+# The browser (Playwright), the tweet and video paths (yt-dlp) and the liveness checks are imported when a job
+# first needs them, not when a runner starts: together they are most of a runner's start-up (~0.5 s of 2 cores'
+# time, paid by the supervisor and again by each worker process), and a `--no-browser` run needs none of them.
 
 log = logging.getLogger("archiver.pipeline.worker")
 
@@ -114,9 +119,12 @@ class Worker:
         of imports that stopped after indexing them (ingest.settle_imported_tokens)."""
         from archiver.exchange.ingest import settle_imported_tokens  # import reads packages: not needed for most runs
         live = {owner_tag(o) for o in queue.live_owners(self.index)}
-        return settle_temp_files(self.archive.path, self.index, stale_temp_files(self.archive.path, live)) + \
-            settle_temp_files(self.archive.path, self.index, importing_files(self.archive.path), remove_unindexed=False) + \
+        settled = settle_temp_files(self.archive, self.index, stale_temp_files(self.archive.path, live)) + \
+            settle_temp_files(self.archive, self.index, importing_files(self.archive.path), remove_unindexed=False) + \
             settle_imported_tokens(self.archive.path, self.index)
+        if self.archive.seals_to_store:
+            settled += sealing.settle_unstored(self.archive, self.index)
+        return settled
 
     async def close(self) -> None:
         if self.browser is not None:
@@ -178,6 +186,7 @@ class Worker:
         if watch is None:
             return False
         target = {"url": watch["url"], "key": watch["key"], "kind": watch["kind"]}
+        from archiver.pipeline import checks
         outcome = await checks.run_check(self.index, target, self.settings, worker=self.owner)
         self.on_event("check", {"outcome": outcome})
         return True
@@ -297,10 +306,16 @@ class Worker:
         url = job["url"]
         check_target(url, settings["network"]["allow_private"], via_proxy=bool(settings["network"]["proxy"]),
                      allowed=settings["network"]["allow_addresses"])
+        if self.archive.seals_to_store:
+            kept = sealing.unstored_of(self.archive.path, job["id"])
+            if kept:
+                # Sealed by an earlier attempt that the store would not take: store that, do not capture again.
+                return self._store_unstored(job, kept[0], started_at, backoff)
         kind = job["kind"]
         # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
         use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")
         if use_browser and self.browser is None:
+            from archiver.capture.browser import BrowserSession
             self.browser = BrowserSession(settings)
             try:
                 await self.browser.start()
@@ -347,6 +362,7 @@ class Worker:
                                 refers_to_uri=f"urn:provenance:{capture_id}")
             # Durable, hashed and read-only, but still in tmp/ until the index holds it (warc.py: sealing).
             sealed = warc.prepare_seal()
+            sealing.fault_point("prepared")
             capture_row = {
                 "id": capture_id, "job_id": job["id"], "url": url, "canonical_url": job["canonical_url"],
                 "final_url": result.final_url, "key": job["key"], "kind": job["kind"],
@@ -361,22 +377,27 @@ class Worker:
                 "text": result.text if settings["capture"]["save_text"] else None,
                 "provenance": provenance,
             }
+            if self.archive.seals_to_store:
+                capture_row = self._put(job, warc, capture_row)
+            commit = dict(job=job, owner=self.owner, capture=capture_row, records=warc.records,
+                          outlinks=result.outlinks, started_at=started_at, backoff=backoff,
+                          key_fingerprint=self.key.fingerprint, tsa_urls=self.tsa_urls, discovered=discovered,
+                          follow=follow)
             try:
                 with self.index.transaction() as conn:
                     queue.hold_lease(conn, job["id"], self.owner)
-                    self.index.insert_capture(capture_row, warc.records, result.outlinks)
-                    _record_custody(conn, job, capture_row, self.owner, self.key.fingerprint)
-                    timestamps.queue_capture(conn, capture_id, sealed.sha256, self.tsa_urls)
-                    children = self._enqueue_children(conn, job, capture_id, discovered, follow)
-                    if result.status == "failed":
-                        state = queue.fail_in(conn, job, self.owner, started_at, result.failure_class,
-                                              result.failure_message, is_retryable(result.failure_class),
-                                              capture_id=capture_id, **backoff)
-                    else:
-                        queue.mark_captured(conn, job, self.owner, started_at, capture_id, result.status,
-                                            result.failure_class, result.failure_message)
-                        state = "done"
+                    state, children = sealing.commit_capture(self.index, conn, **commit)
             except queue.LeaseLost as exc:
+                if self.archive.seals_to_store:
+                    # Stored already, and locked: evidence the index must know, though the job is another's now.
+                    with self.index.transaction() as conn:
+                        sealing.commit_capture(self.index, conn, **{**commit, "finish_job": False})
+                    self._release_local(warc)
+                    logs.event(log, logging.WARNING, "lease-lost", f"{exc}; this runner's capture, stored already, "
+                               f"is indexed without finishing the job", job_id=job["id"], url=url, owner=self.owner,
+                               capture_id=capture_id)
+                    return Outcome(job["id"], url, "released", capture_id=capture_id,
+                                   message="lease lost to another runner")
                 # Another runner holds the job now and seals its own capture; ours, never moved into warcs/, is
                 # discarded on the way out, so the job is captured once.
                 logs.event(log, logging.WARNING, "lease-lost", f"{exc}; this runner's capture is discarded",
@@ -395,50 +416,72 @@ class Worker:
                 # The transaction rolled back: the index is as it was, and the file, never moved into warcs/,
                 # is discarded on the way out. The job is retried when there is space.
                 raise DiskFull(f"index.db could not be written ({exc}); nothing was sealed") from None
-            try:
-                warc.commit_seal()
-            except OSError as exc:
-                # Indexed already, so the file stays in tmp/ and the next runner to start moves it into place.
-                logs.event(log, logging.ERROR, "seal-unfinished", f"capture {capture_id} is indexed but could not "
-                           f"be moved into warcs/ ({exc}); the next runner finishes the move", job_id=job["id"],
-                           url=url, capture_id=capture_id)
+            sealing.fault_point("indexed")
+            if self.archive.seals_to_store:
+                self._release_local(warc)
+            else:
+                self._commit_local(warc, job, capture_id, url)
         return Outcome(job["id"], url, result.status, capture_id=capture_id, failure_class=result.failure_class,
                        message=result.failure_message, job_state=state, records=len(warc.records),
                        size=sealed.size, title=result.title, children=children)
 
-    def _enqueue_children(self, conn: Any, job: dict[str, Any], capture_id: str, discovered: list[dict[str, Any]],
-                          follow: int) -> list[int]:
-        """Queue the evidence a capture references, in the transaction that indexes the capture."""
-        if not discovered:
-            return []
-        parsed, where = [], []
-        for item in discovered:
-            if self.index.captured_ok(item["key"]):
-                # Already held (cited again by another article): the refs row links it; re-checking an item
-                # on a schedule is what `watch` is for, not what following does.
-                continue
-            try:
-                parsed.append(parse_url(item["url"]))
-                where.append({"found_in": item.get("found_in"), "source": item.get("source"), "via": item.get("via")})
-            except BadURL:
-                continue
-        options = {"follow": follow - 1} if follow > 1 else {}
-        if job["options"].get("no_browser"):
-            options["no_browser"] = True
-        enqueued = queue.enqueue_in(conn, parsed, requested_by=job["requested_by"], tags=job["tags"],
-                                    note=f"found in capture {capture_id}", priority=job["priority"],
-                                    max_attempts=job["max_attempts"], options=options,
-                                    parent_capture_id=capture_id, found_in=where)
-        return [e.job["id"] for e in enqueued if e.created]
+    def _commit_local(self, warc: CaptureWarc, job: dict[str, Any], capture_id: str, url: str) -> None:
+        try:
+            warc.commit_seal()
+        except OSError as exc:
+            # Indexed already, so the file stays in tmp/ and the next runner to start moves it into place.
+            logs.event(log, logging.ERROR, "seal-unfinished", f"capture {capture_id} is indexed but could not "
+                       f"be moved into warcs/ ({exc}); the next runner finishes the move", job_id=job["id"],
+                       url=url, capture_id=capture_id)
+
+    def _put(self, job: dict[str, Any], warc: CaptureWarc, capture_row: dict[str, Any]) -> dict[str, Any]:
+        """Step 1 of sealing to a store (sealing.py): the row, with where the WARC now lives. A store that will not
+        take it now fails the attempt with class "storage" and keeps the sealed file for the job's next attempt."""
+        from archiver.store.blobs import StorageError
+        sealed = warc.prepared
+        try:
+            stored = sealing.put_sealed(self.archive, sealed.rel_path, warc.tmp_path, sealed.sha256)
+        except StorageError as exc:
+            warc.sealed = sealed   # never discarded now: it is the capture, waiting for the store
+            kept = sealing.keep_unstored(self.archive.path, warc.tmp_path, warc.capture_id, job["id"])
+            raise CaptureFailed(sealing.STORAGE_FAILURE, f"sealed, but not stored: {exc} (kept as {kept.name}; "
+                                f"stored at the job's next attempt)", retryable=True) from None
+        sealing.fault_point("stored")
+        return sealing.placed(capture_row, self.archive, stored)
+
+    def _release_local(self, warc: CaptureWarc) -> None:
+        """Step 3 of sealing to a store: stored and indexed, the local file goes."""
+        warc.sealed = warc.prepared
+        warc.tmp_path.unlink(missing_ok=True)
+        sealing.fault_point("released")
+
+    def _store_unstored(self, job: dict[str, Any], path: Path, started_at: str,
+                        backoff: dict[str, float]) -> Outcome:
+        """The job's earlier attempt sealed a capture that the store did not take: store and index that one."""
+        from archiver.store.blobs import StorageError
+        capture_id = path.name.split(".", 1)[0]
+        try:
+            row = sealing.index_from_file(self.archive, self.index, path, sealing._rel_path(self.archive, capture_id),
+                                          owner=self.owner, started_at=started_at, backoff=backoff)
+        except StorageError as exc:
+            raise CaptureFailed(sealing.STORAGE_FAILURE, f"sealed, but not stored: {exc} (kept as {path.name})",
+                                retryable=True) from None
+        state = queue.get_job(self.index, job["id"])["state"]
+        return Outcome(job["id"], job["url"], row["status"], capture_id=row["id"], failure_class=row["failure_class"],
+                       message=row["failure_message"], job_state=state, records=row["record_count"],
+                       size=row["warc_size"], title=row["title"])
 
     async def _dispatch(self, job: dict[str, Any], url: str, warc: CaptureWarc, use_browser: bool) -> CaptureResult:
         """The way of capturing that fits the job's kind (design.md: one module per way)."""
         browser = self.browser if use_browser else None
         kind, key = job["kind"], job["key"]
         if kind == "tweet" and key.startswith("twitter:"):
+            from archiver.capture.tweet import capture_tweet
+            from archiver.capture.video import record_video
             return await capture_tweet(key.split(":", 1)[1], url, warc, self.settings, browser,
                                        lambda media_url, w: record_video(media_url, w, self.settings))
         if kind == "video":
+            from archiver.capture.video import capture_video
             path, item_id, media_url = platforms.video_target(key, job["canonical_url"], url)
             return await capture_video(url, warc, self.settings, browser, path, item_id, media_url)
         if browser is not None:
@@ -510,44 +553,6 @@ def _seal_search_text(warc: CaptureWarc, text: str, url: str) -> None:
     texts = [r for r in warc.records if (r["uri"] or "").startswith("urn:text:")]
     if not texts or texts[-1]["payload_digest"] != digest:
         warc.write_resource(f"urn:text:{url}", "text/plain; charset=utf-8", data)
-
-
-def _record_custody(conn: Any, job: dict[str, Any], capture: dict[str, Any], owner: str, key_fingerprint: str) -> None:
-    """The ledger entries of a sealed capture, in the transaction that indexes it: what the attempt found
-    (``captured``), then the file that holds it (``sealed``)."""
-    common = {"capture_id": capture["id"], "job_id": job["id"], "url": capture["url"]}
-    ledger.append(conn, "captured", at=capture["finished_at"], **common,
-                  detail={"attempt": job["attempts"], "worker": owner, "method": capture["method"],
-                          "status": capture["status"], "failure_class": capture["failure_class"],
-                          "http_status": capture["http_status"], "final_url": capture["final_url"],
-                          "started_at": capture["started_at"], "finished_at": capture["finished_at"]})
-    ledger.append(conn, "sealed", **common,
-                  detail={"warc_path": capture["warc_path"], "warc_sha256": capture["warc_sha256"],
-                          "warc_size": capture["warc_size"], "record_count": capture["record_count"],
-                          "signed_by": key_fingerprint})
-
-
-def settle_temp_files(archive_dir: Path, index: Index, paths: Iterable[Path], remove_unindexed: bool = True) -> int:
-    """Temporary WARCs whose writer is gone. One the index does not hold was never sealed: removed (its job
-    is captured again). One it holds was indexed just before its writer died, before the move into warcs/:
-    the move is finished, as the writer would have. Returns how many files were settled.
-
-    ``remove_unindexed=False`` is for imports in progress (ingest.py), which hold no lease that would tell
-    a live importer from a dead one: only their indexed files are finished."""
-    settled = 0
-    for path in paths:
-        capture_id = path.name.split(".", 1)[0]
-        row = index.conn.execute("SELECT job_id, url, warc_path FROM captures WHERE id = ?", (capture_id,)).fetchone()
-        if row is None:
-            if remove_unindexed:
-                path.unlink(missing_ok=True)
-                settled += 1
-            continue
-        elif finish_seal(path, archive_dir / row["warc_path"]):
-            logs.event(log, logging.WARNING, "seal-finished", f"moved capture {capture_id} into warcs/: its writer "
-                       f"stopped after indexing it", job_id=row["job_id"], url=row["url"], capture_id=capture_id)
-        settled += 1
-    return settled
 
 
 def _is_full(exc: sqlite3.OperationalError) -> bool:

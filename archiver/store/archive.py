@@ -7,13 +7,17 @@ import os
 import platform
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
 from archiver import config
 from archiver.config import Settings
 from archiver.store.engines import open_index
 from archiver.store.index import Index
+
+if TYPE_CHECKING:   # blobs is light, but its engines are not: they are imported when a store is asked for
+    from archiver.store.blobs import BlobStore
 
 DEFAULT_ARCHIVE = "archive"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -46,10 +50,20 @@ def _software_versions() -> dict[str, str]:
     return out
 
 
+WARC_PREFIX = "warcs/"
+
+
+def warc_key(warc_path: str) -> str:
+    """The key of a sealed file in its store: its path in the archive's layout without "warcs/" (a store's root
+    is what <archive>/warcs is to a local archive). ``warcs/2026/11/25/<id>.warc.gz`` -> ``2026/11/25/<id>.warc.gz``."""
+    return warc_path[len(WARC_PREFIX):] if warc_path.startswith(WARC_PREFIX) else warc_path
+
+
 @dataclass
 class Archive:
     path: Path
     settings: Settings
+    _stores: dict[tuple[str, bool], Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def open(cls, path: str | os.PathLike | None = None, config_file: str | os.PathLike | None = None) -> "Archive":
@@ -79,6 +93,40 @@ class Archive:
         """How many unreachable observations over how many hours make an item gone (settings [watch])."""
         watch = self.settings["watch"]
         return watch["unreachable_gone_after"], watch["unreachable_gone_hours"]
+
+    # -- where sealed files are kept (the engine chosen once: blobs.from_url)
+
+    @property
+    def storage_url(self) -> str:
+        """``[storage] url``: empty for <archive>/warcs, as archiver has always kept its files."""
+        return self.settings["storage"]["url"]
+
+    @property
+    def seals_to_store(self) -> bool:
+        """Whether sealed files go to a store of their own (``[storage] url`` set): then they are put before they
+        are indexed (pipeline/sealing.py). Empty: renamed into <archive>/warcs after indexing, as always."""
+        return bool(self.storage_url)
+
+    def store(self, read_only: bool = False) -> BlobStore:
+        """The store ``[storage] url`` names (one per archive object and mode: an S3 client is not free)."""
+        return self._store(self.storage_url, read_only)
+
+    def _store(self, url: str, read_only: bool) -> BlobStore:
+        if (url, read_only) not in self._stores:
+            from archiver.store import blobs
+            self._stores[(url, read_only)] = blobs.from_url(url, self.settings, archive_dir=self.path,
+                                                            read_only=read_only)
+        return self._stores[(url, read_only)]
+
+    def store_of(self, capture: Mapping[str, Any]) -> BlobStore:
+        """The store holding a capture's WARC, read-only: its ``warc_store`` (schema 7), or <archive>/warcs."""
+        return self._store(capture.get("warc_store") or str(self.path / "warcs"), True)
+
+    def stored_at(self, capture: Mapping[str, Any]) -> str:
+        """Where a capture's WARC is, for people: a path for one in <archive>/warcs, else the store's location."""
+        if not capture.get("warc_store"):
+            return str(self.path / capture["warc_path"])
+        return self.store_of(capture).location(warc_key(capture["warc_path"]))
 
     def exists(self) -> bool:
         if self.index_url:   # team mode: the index is elsewhere; the directory holds the keys and WARCs

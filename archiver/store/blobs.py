@@ -34,7 +34,7 @@ from archiver.errors import ArchiverError, ConfigError
 
 __all__ = ["BlobStore", "StoredObject", "ListedObject", "StorageSettings", "StorageError", "AlreadyStored",
            "ChecksumMismatch", "StorageUnavailable", "NotStored", "ReadOnlyStore", "BadKey", "from_url",
-           "check_settings", "check_key"]
+           "check_settings", "check_key", "Stores"]
 
 READ_CHUNK = 1 << 20
 # S3's limits for one object: parts of 5 MiB to 5 GiB, at most 10 000 of them; one PUT of at most 5 GiB.
@@ -261,8 +261,15 @@ class BlobStore(ABC):
         """A binary stream of the stored object (use as a context manager). NotStored if there is none."""
 
     @abstractmethod
-    def head(self, key: str) -> StoredObject:
+    def head(self, key: str, version_id: str | None = None) -> StoredObject:
         """What the store says about the object, without reading its bytes. NotStored if there is none."""
+
+    def read_range(self, key: str, offset: int, length: int, version_id: str | None = None) -> bytes:
+        """``length`` bytes of the object from ``offset`` (fewer at its end): one WARC record, read where the index
+        says it is, without reading the rest of the object (engines read just the range)."""
+        with self.open(key, version_id) as stream:
+            stream.seek(offset) if stream.seekable() else stream.read(offset)
+            return stream.read(length)
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ListedObject]:
@@ -343,3 +350,19 @@ def _storage_settings(settings: Any) -> StorageSettings:
     if "storage" in settings and isinstance(settings["storage"], Mapping):
         return StorageSettings.from_section(settings["storage"])
     return StorageSettings.from_section(settings)
+
+
+class Stores:
+    """The stores a command reads captures from, each opened once (``from_url``) and read-only: a capture names its
+    own (schema 7's ``warc_store``), so captures sealed before the settings changed are read where they are.
+    ``storage``: the [storage] settings, checked (None without settings)."""
+
+    def __init__(self, archive_dir: Path, settings: Any) -> None:
+        self.archive_dir, self.settings = archive_dir, settings
+        self._open: dict[str, BlobStore] = {}
+        self.storage = _storage_settings(settings) if settings is not None else None
+
+    def of(self, url: str) -> BlobStore:
+        if url not in self._open:
+            self._open[url] = from_url(url, self.settings, archive_dir=self.archive_dir, read_only=True)
+        return self._open[url]

@@ -24,7 +24,7 @@ from archiver.errors import BadURL, NotFound, UserError
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 T = TypeVar("T")
 
 
@@ -431,6 +431,16 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
     BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
     """,
+    # 7: where a sealed WARC lives when it is not in the archive's own warcs/ directory (issue 12: sealing to S3).
+    # NULL in both for every capture sealed into <archive>/warcs, which is all of them before schema 7. Otherwise
+    # warc_store is the store's URL (s3://bucket/prefix) and the object's key in it is warc_path without its
+    # "warcs/" (archive.warc_key); warc_version is the object version the seal wrote (S3 versioning, which Object
+    # Lock requires), so reads are pinned to the bytes sealed. Known at insert: the object is stored before the
+    # capture is indexed (pipeline/sealing.py), so the row never needs the UPDATE its trigger refuses.
+    """
+    ALTER TABLE captures ADD COLUMN warc_store TEXT;
+    ALTER TABLE captures ADD COLUMN warc_version TEXT;
+    """,
 ]
 
 # Migration 6, once Index._migrate_to_6 has filled the new tables: they take the old ones' places.
@@ -791,7 +801,7 @@ class Index:
             row = self._newest_of_url(key, normalise(ident), ident)
         if row is None:
             raise NotFound(f"no capture with ID or URL {ident!r} (see `archiver list`)")
-        return _decode(dict(row))
+        return _without_local_place(_decode(dict(row)))
 
     def _newest_of_url(self, key: str, canonical: str, url: str) -> sqlite3.Row | None:
         """The newest capture with ``key = key OR canonical_url = canonical OR url = url OR final_url = url``.
@@ -858,7 +868,8 @@ class Index:
         for a rare one. ``before``: hits older than this capture ID (the last one of the page before).
         Snippets: ``snippets``, given the texts (readback.py reads them from the WARCs)."""
         bound = self._rowid_before(before) if before else None
-        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path FROM ("
+        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path, c.warc_store, "
+               "c.warc_version FROM ("
                "SELECT rowid FROM captures_fts WHERE captures_fts MATCH ?"
                + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
                + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
@@ -973,9 +984,9 @@ class Index:
             return
         after = ""
         while rows := self.conn.execute(
-                "SELECT id, job_id, warc_path, warc_sha256, warc_size FROM captures WHERE id > ? ORDER BY id LIMIT ?",
-                (after, page)).fetchall():
-            yield from (dict(r) for r in rows)
+                "SELECT id, job_id, url, finished_at, warc_path, warc_sha256, warc_size, warc_store, warc_version "
+                "FROM captures WHERE id > ? ORDER BY id LIMIT ?", (after, page)).fetchall():
+            yield from (_without_local_place(dict(r)) for r in rows)
             after = rows[-1]["id"]
 
 
@@ -1002,6 +1013,15 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     for field in ("tags", "provenance", "options"):
         if isinstance(row.get(field), str):
             row[field] = json.loads(row[field])
+    return row
+
+
+def _without_local_place(row: dict[str, Any]) -> dict[str, Any]:
+    """A capture row without schema 7's place columns when they are empty (a WARC in <archive>/warcs): what
+    show --json prints of a local capture stays as it was; ``row.get("warc_store")`` reads either."""
+    for name in ("warc_store", "warc_version"):
+        if row.get(name, "") is None:
+            del row[name]
     return row
 
 

@@ -17,8 +17,9 @@ import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-# The sealed file's own hashing and the directory fsync of sealing: one definition of each for both.
-from archiver.store.warc import fsync_dir, sha256_file
+# The sealed file's own hashing and the directory fsync of sealing: one definition of each for both (and no
+# warcio: show and search read local stores).
+from archiver.store.files import fsync_dir, sha256_file
 from archiver.store.blobs import (READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject, NotStored,
                                   StorageError, StoredObject, check_key)
 
@@ -124,7 +125,12 @@ class LocalStore(BlobStore):
         except FileNotFoundError:
             raise NotStored(f"no stored object {key} in {self.root}") from None
 
-    def head(self, key: str) -> StoredObject:
+    def read_range(self, key: str, offset: int, length: int, version_id: str | None = None) -> bytes:
+        with self.open(key) as fh:
+            fh.seek(offset)
+            return fh.read(length)
+
+    def head(self, key: str, version_id: str | None = None) -> StoredObject:
         path = self._path(key)
         try:
             info = path.stat()

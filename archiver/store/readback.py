@@ -7,7 +7,11 @@ offset and length the index holds, and checked before it is used: the record mus
 (its WARC-Target-URI) and hash to the payload digest the index recorded when it was sealed. A file that is
 missing, unreadable or altered gives a reason, never a traceback and never unchecked bytes.
 
-Light on purpose (zlib and hashlib, not warcio): ``show`` and ``search`` import it.
+Records are read through the store that holds the WARC (``Archive.store_of``): a file in <archive>/warcs read at
+its offset, or a range read of the object on S3, pinned to the version sealed.
+
+Light on purpose (zlib and hashlib, not warcio; boto3 only for a capture that is on S3): ``show`` and ``search``
+import it.
 """
 from __future__ import annotations
 
@@ -15,9 +19,12 @@ import hashlib
 import json
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from archiver.store.index import Index
+
+if TYPE_CHECKING:
+    from archiver.store.archive import Archive
 
 # Our provenance and text records are a few kilobytes to a few megabytes; a record claiming more than this in
 # the index is not read into memory here.
@@ -28,20 +35,47 @@ class Unreadable(Exception):
     """The record is not in the file as the index says (missing file, another record, altered bytes)."""
 
 
-def record_payload(warc_file: Path, record: dict[str, Any]) -> bytes:
-    """The payload of a ``resource`` or ``metadata`` record (its whole block), read at the record's indexed
-    offset and length and checked against its indexed URI and payload digest. Raises ``Unreadable``."""
+def _read(archive: Archive | Path, capture: Mapping[str, Any] | str, offset: int, length: int) -> bytes:
+    """Bytes of a capture's WARC, through its store. ``archive`` may also be the archive's directory and
+    ``capture`` a warc_path (a WARC in <archive>/warcs), as callers from before stores gave them."""
+    from archiver.store.archive import warc_key
+    from archiver.store.blobs import NotStored, StorageError
+    if isinstance(capture, str):
+        capture = {"warc_path": capture}
+    if isinstance(archive, Path):
+        where = str(archive / capture["warc_path"])
+        reader = lambda: _read_file(archive / capture["warc_path"], offset, length)  # noqa: E731
+    else:
+        where = archive.stored_at(capture)
+        store = archive.store_of(capture)
+        reader = lambda: store.read_range(warc_key(capture["warc_path"]), offset, length,  # noqa: E731
+                                          capture.get("warc_version"))
+    try:
+        return reader()
+    except FileNotFoundError:
+        raise Unreadable(f"the sealed WARC {where} is not there") from None
+    except NotStored:
+        raise Unreadable(f"the sealed WARC {where} is not there") from None
+    except StorageError as exc:
+        raise Unreadable(f"cannot read {where}: {exc}") from None
+    except OSError as exc:
+        raise Unreadable(f"cannot read {where}: {exc.strerror or exc}") from None
+
+
+def _read_file(path: Path, offset: int, length: int) -> bytes:
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(length)
+
+
+def record_payload(archive: Archive | Path, capture: Mapping[str, Any] | str, record: dict[str, Any]) -> bytes:
+    """The payload of a ``resource`` or ``metadata`` record (its whole block) of the capture's WARC, read at the
+    record's indexed offset and length and checked against its indexed URI and payload digest. Raises
+    ``Unreadable``."""
     offset, length = record["offset"], record["length"]
     if length > MAX_RECORD_BYTES:
         raise Unreadable(f"the record at offset {offset} is {length:,} bytes, more than is read back here")
-    try:
-        with open(warc_file, "rb") as fh:
-            fh.seek(offset)
-            member = fh.read(length)
-    except FileNotFoundError:
-        raise Unreadable(f"the sealed WARC {warc_file} is not there") from None
-    except OSError as exc:
-        raise Unreadable(f"cannot read {warc_file}: {exc.strerror or exc}") from None
+    member = _read(archive, capture, offset, length)
     try:
         inflater = zlib.decompressobj(wbits=31)   # one gzip member per record
         data = inflater.decompress(member, MAX_RECORD_BYTES + 65536)
@@ -72,7 +106,7 @@ def record_payload(warc_file: Path, record: dict[str, Any]) -> bytes:
     return payload
 
 
-def provenance(archive_dir: Path, capture: dict[str, Any], records: list[dict[str, Any]]
+def provenance(archive: Archive | Path, capture: dict[str, Any], records: list[dict[str, Any]]
                ) -> tuple[dict[str, Any] | None, str | None]:
     """The capture's provenance record as sealed: (document, None), or (None, why it cannot be read)."""
     uri = f"urn:provenance:{capture['id']}"
@@ -80,7 +114,7 @@ def provenance(archive_dir: Path, capture: dict[str, Any], records: list[dict[st
     if row is None:
         return None, f"the index lists no {uri} record"
     try:
-        document = json.loads(record_payload(archive_dir / capture["warc_path"], row))
+        document = json.loads(record_payload(archive, capture, row))
     except Unreadable as exc:
         return None, str(exc)
     except ValueError:
@@ -90,52 +124,54 @@ def provenance(archive_dir: Path, capture: dict[str, Any], records: list[dict[st
     return document, None
 
 
-def text(archive_dir: Path, warc_path: str, record: dict[str, Any] | None) -> tuple[str | None, str | None]:
+def text(archive: Archive | Path, capture: Mapping[str, Any] | str, record: dict[str, Any] | None
+         ) -> tuple[str | None, str | None]:
     """The visible text the full-text index holds (the capture's last urn:text: record, as
     ``Index.text_record`` finds it): (text, None), (None, None) when there is none, or (None, why)."""
     if record is None:
         return None, None
     try:
-        return record_payload(archive_dir / warc_path, record).decode("utf-8"), None
+        return record_payload(archive, capture, record).decode("utf-8"), None
     except Unreadable as exc:
         return None, str(exc)
     except UnicodeDecodeError:
         return None, "the text record is not UTF-8"
 
 
-def search(index: Index, archive_dir: Path, query: str, *, limit: int | None = 50, before: str | None = None,
+def search(index: Index, archive: Archive, query: str, *, limit: int | None = 50, before: str | None = None,
            page: int = 50) -> Iterator[dict[str, Any]]:
     """Hits of ``Index.search``, newest first, each with its snippet (``snippet``; None, with ``snippet_error``,
     when its text cannot be read back). Streams: snippets are made ``page`` hits at a time. A query or cursor
     that cannot be used raises ``UserError`` here, before any hit is read."""
     effective, hits = index.search(query, limit, before)
-    return _snippeted(index, archive_dir, effective, hits, page)
+    return _snippeted(index, archive, effective, hits, page)
 
 
-def _snippeted(index: Index, archive_dir: Path, effective: str, hits: Iterator[dict[str, Any]], page: int
+def _snippeted(index: Index, archive: Archive, effective: str, hits: Iterator[dict[str, Any]], page: int
                ) -> Iterator[dict[str, Any]]:
     batch: list[dict[str, Any]] = []
     for hit in hits:
         batch.append(hit)
         if len(batch) >= page:
-            yield from _with_snippets(index, archive_dir, effective, batch)
+            yield from _with_snippets(index, archive, effective, batch)
             batch = []
     if batch:
-        yield from _with_snippets(index, archive_dir, effective, batch)
+        yield from _with_snippets(index, archive, effective, batch)
 
 
-def _with_snippets(index: Index, archive_dir: Path, query: str, hits: list[dict[str, Any]]
+def _with_snippets(index: Index, archive: Archive, query: str, hits: list[dict[str, Any]]
                    ) -> Iterator[dict[str, Any]]:
     docs, problems = [], {}
     for hit in hits:
-        body, problem = text(archive_dir, hit["warc_path"], index.text_record(hit["id"]))
+        body, problem = text(archive, hit, index.text_record(hit["id"]))
         docs.append((hit["rowid"], hit["title"], body))
         if problem:
             problems[hit["rowid"]] = problem
     snippets = index.snippets(query, docs)
     for hit in hits:
         rowid = hit.pop("rowid")
-        hit.pop("warc_path")
+        for name in ("warc_path", "warc_store", "warc_version"):
+            hit.pop(name)
         hit["snippet"] = snippets.get(rowid)
         if rowid in problems:
             hit["snippet_error"] = problems[rowid]

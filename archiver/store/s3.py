@@ -362,6 +362,22 @@ class S3Store(BlobStore):
     def open(self, key: str, version_id: str | None = None) -> BinaryIO:
         return io.BufferedReader(_ObjectReader(self, key, version_id), buffer_size=READ_CHUNK)
 
+    def read_range(self, key: str, offset: int, length: int, version_id: str | None = None) -> bytes:
+        if length <= 0:
+            return b""
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full(key),
+                                  "Range": f"bytes={offset}-{offset + length - 1}"}
+        if version_id:
+            params["VersionId"] = version_id
+        try:
+            # The body is read inside the retried call: a connection that breaks mid-range is asked again.
+            return self._call(f"GET {key} bytes {offset}+{length}",
+                              lambda: self.client.get_object(**params)["Body"].read())
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            if _status(exc) == 416:   # a range past the end: the object is shorter than the index says
+                return b""
+            raise self._fail(exc, f"GET {key}", key) from None
+
     def list(self, prefix: str = "") -> Iterator[ListedObject]:
         params: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._root + prefix}
         while True:

@@ -34,7 +34,7 @@ from psycopg import errors as pg_errors
 from archiver.errors import IndexUnavailable, IntegrityConflict, UserError
 from archiver.store import index as index_module
 from archiver.store.engines import fulltext
-from archiver.store.index import Index, fts5_snippets
+from archiver.store.index import Index, _without_local_place, fts5_snippets
 
 T = TypeVar("T")
 
@@ -725,7 +725,11 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 
 # Schema versions as on SQLite (index.SCHEMA_VERSION): a new database is made at the newest at once; each later
 # version adds its statements here, run in order in one transaction.
-PG_MIGRATIONS: dict[int, str] = {6: SCHEMA_6}
+PG_MIGRATIONS: dict[int, str] = {
+    6: SCHEMA_6,
+    # 7: where a sealed WARC lives when not in the archive's warcs/ (index.py's migration 7 says what each means).
+    7: "ALTER TABLE captures ADD COLUMN warc_store text; ALTER TABLE captures ADD COLUMN warc_version text;",
+}
 
 
 class PostgresIndex(Index):
@@ -873,13 +877,14 @@ class PostgresIndex(Index):
             tsquery = fulltext.tsquery(query)
         if tsquery is None:
             return query, iter(())
-        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path FROM ("
+        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path, c.warc_store, "
+               "c.warc_version FROM ("
                "SELECT rowid FROM captures_fts WHERE doc @@ ?::tsquery"
                + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
                + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
                "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
         rows = self.conn.execute(sql, [tsquery] + ([bound] if bound is not None else []))
-        return query, (dict(row) for row in rows)
+        return query, (_without_local_place(dict(row)) for row in rows)
 
     def snippets(self, query: str, docs: list[tuple[int, str | None, str | None]]) -> dict[int, str]:
         # FTS5's own snippets, from an in-memory SQLite: the same text as on the SQLite engine.

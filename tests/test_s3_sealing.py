@@ -1,0 +1,307 @@
+"""Sealing to S3 (issue 12, Part 2), through the CLI as a user runs it, against moto's S3 server with Object Lock
+behind the recording proxy (tests/backends.py): the object is put create-only with its SHA-256 and its lock, the
+capture indexed with where it lives, the local file gone; a runner killed at any step of a seal loses nothing and
+indexes nothing twice; a store answering 503 delays a capture and never loses it."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import CLI
+
+PAGE = "/2016/12/16/evacuation-suspended/"
+
+
+def s3_cli(cli: CLI, s3: Any, **settings: str) -> tuple[CLI, str]:
+    """The CLI on an archive sealing into a fresh prefix of the fixture bucket: (cli, prefix)."""
+    prefix = s3.new_prefix()
+    cli.env.update({"ARCHIVER_STORAGE_URL": f"s3://{s3.bucket}/{prefix}", "ARCHIVER_STORAGE_ENDPOINT_URL": s3.proxy.url,
+                    "ARCHIVER_STORAGE_REGION": s3.region, "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": "/dev/null",
+                    "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "AWS_EC2_METADATA_DISABLED": "true"})
+    cli.env.update({f"ARCHIVER_STORAGE_{k.upper()}": v for k, v in settings.items()})
+    return cli, prefix
+
+
+def objects(s3: Any, prefix: str) -> dict[str, bytes]:
+    client = s3.client(via_proxy=False)
+    listed = client.list_objects_v2(Bucket=s3.bucket, Prefix=prefix + "/").get("Contents", [])
+    return {o["Key"][len(prefix) + 1:]: client.get_object(Bucket=s3.bucket, Key=o["Key"])["Body"].read()
+            for o in listed}
+
+
+def rows(archive: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
+    conn = sqlite3.connect(archive / "index.db")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def local_warcs(archive: Path) -> list[Path]:
+    return [p for p in archive.rglob("*") if p.is_file() and ".warc.gz" in p.name]
+
+
+def test_a_capture_is_sealed_into_the_bucket_locked_and_checked(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    result = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    assert result.code == 0, result.err
+    [outcome] = result.json()
+    [row] = rows(cli.archive, "SELECT * FROM captures")
+    assert row["id"] == outcome["capture_id"] and row["warc_store"] == f"s3://{s3.bucket}/{prefix}"
+    key = row["warc_path"].removeprefix("warcs/")
+    stored = objects(s3, prefix)
+    assert list(stored) == [key] and hashlib.sha256(stored[key]).hexdigest() == row["warc_sha256"]
+    assert row["warc_version"] and row["warc_size"] == len(stored[key])
+    assert local_warcs(cli.archive) == []   # nothing left on this host
+    # At the wire: create-only, our SHA-256 for the server to check, COMPLIANCE retention on the write itself.
+    [put] = [r for r in s3.proxy.find("PUT", key) if "retention" not in r.path]
+    sha_b64 = base64.b64encode(bytes.fromhex(row["warc_sha256"])).decode()
+    assert put.headers["if-none-match"] == "*" and put.headers["x-amz-checksum-sha256"] == sha_b64
+    assert put.headers["x-amz-object-lock-mode"] == "COMPLIANCE"
+    until = put.headers["x-amz-object-lock-retain-until-date"]
+    assert until[:4] >= str(int(row["finished_at"][:4]) + 9)
+    # The ledger says where the sealed file went.
+    [sealed] = rows(cli.archive, "SELECT detail FROM ledger WHERE event = 'sealed'")
+    detail = json.loads(sealed["detail"])
+    assert (detail["warc_store"], detail["warc_version"]) == (row["warc_store"], row["warc_version"])
+
+
+def test_storage_url_empty_keeps_sealing_into_warcs(cli, site):
+    assert cli("capture", "--no-browser", site.url + PAGE).code == 0
+    [row] = rows(cli.archive, "SELECT warc_path, warc_store, warc_version FROM captures")
+    assert (cli.archive / row["warc_path"]).is_file() and row["warc_store"] is None and row["warc_version"] is None
+    shown = cli("show", "--json", rows(cli.archive, "SELECT id FROM captures")[0]["id"]).json()
+    assert "warc_store" not in shown and "warc_version" not in shown   # show --json as before schema 7
+
+
+# ---- a kill at every step ---------------------------------------------------------------------------------------
+
+def _settled_once(cli: CLI, s3: Any, prefix: str) -> None:
+    """Exactly one capture, indexed once with its object in the bucket; no local copy; the job done; verify clean."""
+    captures = rows(cli.archive, "SELECT id, warc_path, warc_sha256, warc_version FROM captures")
+    assert len(captures) == 1, [dict(c) for c in captures]
+    [capture] = captures
+    stored = objects(s3, prefix)
+    key = capture["warc_path"].removeprefix("warcs/")
+    assert [k for k in stored if k.endswith(".warc.gz")] == [key]
+    assert hashlib.sha256(stored[key]).hexdigest() == capture["warc_sha256"]
+    assert [tuple(j) for j in rows(cli.archive, "SELECT state, capture_id FROM jobs")] == [("done", capture["id"])]
+    assert local_warcs(cli.archive) == []
+    sealed = rows(cli.archive, "SELECT COUNT(*) FROM ledger WHERE event = 'sealed' AND capture_id = ?", capture["id"])
+    assert sealed[0][0] == 1
+    verified = cli("verify", "--json")
+    assert verified.code == 0, verified.out + verified.err
+
+
+@pytest.mark.parametrize("step", ["prepared", "stored", "indexed", "released"])
+def test_a_worker_killed_at_each_step_of_a_seal_is_settled_by_its_supervisor(cli, site, s3, step):
+    cli, prefix = s3_cli(cli, s3)
+    result = cli("capture", "--no-browser", site.url + PAGE, env={"ARCHIVER_FAULT_KILL_AT": step})
+    assert "Traceback" not in result.err
+    if rows(cli.archive, "SELECT state FROM jobs")[0][0] != "done":
+        assert cli("run", "--once").code == 0
+    _settled_once(cli, s3, prefix)
+
+
+@pytest.mark.parametrize("step", ["prepared", "stored", "indexed", "released"])
+def test_a_host_killed_at_each_step_of_a_seal_is_settled_by_the_next_runner(cli, site, s3, step):
+    # The supervisor dies with its worker (a power cut): nothing settles until the next runner starts, after the
+    # dead runner's lease has run out.
+    cli, prefix = s3_cli(cli, s3)
+    cli.env["ARCHIVER_QUEUE_LEASE_SECONDS"] = "2"
+    proc = cli.popen("capture", "--no-browser", site.url + PAGE, env={"ARCHIVER_FAULT_KILL_AT": f"{step}:host"})
+    proc.communicate(timeout=120)
+    assert proc.returncode == -9
+    indexed = step in ("indexed", "released")
+    assert rows(cli.archive, "SELECT state FROM jobs")[0][0] == ("done" if indexed else "running")
+    assert bool(local_warcs(cli.archive)) == (step != "released")   # the local copy, until released
+    time.sleep(2.5)
+    ran = cli("run", "--once")
+    assert ran.code == 0, ran.err
+    _settled_once(cli, s3, prefix)
+    if step != "prepared":   # settled, not captured again: one attempt only, the one that sealed it
+        assert rows(cli.archive, "SELECT COUNT(*) FROM attempts")[0][0] == 1
+
+
+# ---- the store away ------------------------------------------------------------------------------------------------
+
+def test_503_for_longer_than_the_retry_bound_delays_the_capture_and_loses_nothing(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3, retry_seconds="2")
+    s3.proxy.fail_for(8)
+    result = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    assert result.code == 1
+    [outcome] = result.json()
+    assert outcome["failure_class"] == "storage" and outcome["job_state"] == "queued"
+    assert "Traceback" not in result.err and rows(cli.archive, "SELECT COUNT(*) FROM captures")[0][0] == 0
+    [kept] = list((cli.archive / "tmp").glob("*.unstored"))
+    job = rows(cli.archive, "SELECT attempts FROM jobs")[0]
+    assert job["attempts"] == 0   # the store's fault, not the target's: no attempt used up
+    time.sleep(max(0.0, s3.proxy.fault.until - time.monotonic()) + 0.5)
+    again = cli("capture", "--no-browser", site.url + PAGE, "--json")   # the job's next attempt
+    assert again.code == 0, again.err
+    [capture] = rows(cli.archive, "SELECT id FROM captures")
+    assert capture["id"] == kept.name.split(".")[0]   # the capture sealed before the outage, not a new one
+    _settled_once(cli, s3, prefix)
+
+
+# ---- every command reads through the store --------------------------------------------------------------------------
+
+def test_show_search_report_export_verify_and_reindex_read_from_the_bucket(cli, site, s3, tmp_path):
+    cli, prefix = s3_cli(cli, s3)
+    result = cli("capture", "--no-browser", site.url + PAGE, site.url + "/test/pages/3", "--json")
+    assert result.code == 0, result.err
+    ids = sorted(o["capture_id"] for o in result.json())
+    assert local_warcs(cli.archive) == []
+    s3.proxy.reset()
+    shown = cli("show", ids[0], "--json")
+    assert shown.code == 0 and "provenance_error" not in shown.json() and "text_error" not in shown.json()
+    assert shown.json()["provenance"]["capture_id"] == ids[0] and shown.json()["warc_store"].startswith("s3://")
+    # Read back by range, the record alone, the version sealed.
+    gets = s3.proxy.find("GET", ids[0])
+    assert gets and all("range" in g.headers and "versionId=" in g.path for g in gets)
+    human = cli("show", ids[0])
+    assert f"s3://{s3.bucket}/{prefix}/" in human.out and "(version " in human.out
+    hits = cli("search", "evacuation", "--json").json()
+    assert hits and all("snippet_error" not in h for h in hits) and any(h["snippet"] for h in hits)
+
+    report = cli("report", ids[0], "-o", str(tmp_path / "report.html"))
+    assert report.code == 0, report.err
+    html = (tmp_path / "report.html").read_text()
+    assert f"s3://{s3.bucket}/{prefix}/" in html and "aws s3api get-object" in html
+
+    wacz = tmp_path / "out.wacz"
+    exported = cli("export", *ids, "-o", str(wacz))
+    assert exported.code == 0, exported.err
+    checked = cli("verify", "--wacz", str(wacz))
+    assert checked.code == 0, checked.out + checked.err
+
+    verified = cli("verify", "--json")
+    assert verified.code == 0, verified.out
+    assert verified.json()["captures"] == 2
+
+    rebuilt = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
+    assert rebuilt.code == 0, rebuilt.out + rebuilt.err
+    assert rebuilt.json()["captures"] == 2 and rebuilt.json()["skipped"] == []
+    columns = "id, url, status, warc_path, warc_sha256, warc_size, warc_store, warc_version, record_count"
+    old = [tuple(r) for r in rows(cli.archive, f"SELECT {columns} FROM captures ORDER BY id")]
+    new = sqlite3.connect(tmp_path / "rebuilt.db").execute(f"SELECT {columns} FROM captures ORDER BY id").fetchall()
+    assert new == old
+
+
+def test_a_flipped_byte_or_a_missing_lock_in_the_bucket_is_reported_by_verify(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    assert cli("capture", "--no-browser", site.url + PAGE).code == 0
+    [capture] = rows(cli.archive, "SELECT id, warc_path, warc_size FROM captures")
+    key = capture["warc_path"].removeprefix("warcs/")
+    s3.proxy.flip_byte_in_gets = (key, capture["warc_size"] // 2)
+    verified = cli("verify", "--json")
+    assert verified.code == 1
+    kinds = {p["problem"] for p in verified.json()["problems"]}
+    assert "altered" in kinds, verified.out
+    s3.proxy.reset()
+    assert cli("verify").code == 0
+    # Settings that demand more than the object has: reported as a lock problem, never silently passed.
+    stricter = cli("verify", "--json", env={"ARCHIVER_STORAGE_RETENTION_DAYS": "4000"})
+    assert stricter.code == 1 and {p["problem"] for p in stricter.json()["problems"]} == {"unlocked"}
+
+
+def test_an_unindexed_object_is_named_and_a_capture_is_read_where_it_was_stored(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    assert cli("capture", "--no-browser", site.url + PAGE).code == 0
+    [capture] = rows(cli.archive, "SELECT id, warc_path FROM captures")
+    client = s3.client(via_proxy=False)
+    client.put_object(Bucket=s3.bucket, Key=f"{prefix}/2020/01/01/01E0000000000000000000000X.warc.gz", Body=b"x")
+    verified = cli("verify", "--json")
+    assert verified.code == 1
+    assert [p["problem"] for p in verified.json()["problems"]] == ["unindexed"]
+    other = cli("verify", "--json", env={"ARCHIVER_STORAGE_URL": f"s3://{s3.bucket}/{s3.new_prefix()}"})
+    # The capture's own place (warc_store) is where it is read, whatever the settings say now.
+    assert [p["problem"] for p in other.json()["problems"]] == []
+
+
+@pytest.mark.slow
+def test_503_for_20_seconds_during_a_capture_delays_it_and_captures_once(cli, site, s3):
+    cli, prefix = s3_cli(cli, s3)
+    s3.proxy.fail_for(20)
+    started = time.monotonic()
+    result = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    assert result.code == 0, result.err
+    assert time.monotonic() - started >= 19 and s3.proxy.fault.count > 3
+    _settled_once(cli, s3, prefix)
+    assert rows(cli.archive, "SELECT COUNT(*) FROM attempts")[0][0] == 1
+
+
+def test_timestamp_tokens_go_beside_the_warc_in_the_bucket(cli, site, s3, tmp_path):
+    from tsa_server import LoopbackTSA
+    cli, prefix = s3_cli(cli, s3)
+    tsa = LoopbackTSA(tmp_path / "tsa")
+    cli.env.update({"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]),
+                    "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
+    try:
+        result = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    finally:
+        tsa.close()
+    assert result.code == 0, result.err
+    [capture] = rows(cli.archive, "SELECT id, warc_path, warc_sha256 FROM captures")
+    [stamp] = rows(cli.archive, "SELECT state, token_path, token_sha256 FROM timestamps")
+    assert stamp["state"] == "done"
+    day = capture["warc_path"].removeprefix("warcs/").rsplit("/", 1)[0]
+    stored = objects(s3, prefix)
+    assert sorted(stored) == sorted([f"{day}/{capture['id']}.warc.gz", f"{day}/{capture['id']}.1.tsr",
+                                     f"{day}/{capture['id']}.1.tsr.json"])
+    assert hashlib.sha256(stored[f"{day}/{capture['id']}.1.tsr"]).hexdigest() == stamp["token_sha256"]
+    assert [p for p in cli.archive.rglob("*") if p.is_file() and ".tsr" in p.name] == []   # none kept here
+    verified = cli("verify", "--json")
+    assert verified.code == 0, verified.out
+    assert verified.json()["timestamps"]["verified"] == 1
+    wacz = tmp_path / "stamped.wacz"
+    assert cli("export", capture["id"], "-o", str(wacz)).code == 0
+    checked = cli("verify", "--wacz", str(wacz), "--json")
+    assert checked.code == 0, checked.out
+    rebuilt = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
+    assert rebuilt.code == 0 and rebuilt.json()["timestamps"] == 1, rebuilt.out
+
+
+def test_a_runner_that_lost_its_lease_after_storing_indexes_its_capture_without_the_job(tmp_path, site, s3,
+                                                                                        monkeypatch):
+    # Stalled past its lease with the object already in the bucket (locked for years): the capture must be in the
+    # index -- never an object the index does not know -- but the job stays the other runner's.
+    from archiver import urls
+    from archiver.custody.verify import verify
+    from archiver.pipeline import queue, worker as worker_module
+    from archiver.store.archive import Archive
+
+    prefix = s3.new_prefix()
+    for name, value in {"NETWORK_ALLOW_PRIVATE": "true", "STORAGE_URL": f"s3://{s3.bucket}/{prefix}",
+                        "STORAGE_ENDPOINT_URL": s3.proxy.url, "STORAGE_REGION": s3.region}.items():
+        monkeypatch.setenv(f"ARCHIVER_{name}", value)
+    archive = Archive.open(tmp_path / "archive")
+    index = archive.index()
+    queue.enqueue(index, [urls.parse(site.url + "/test/pages/6")], requested_by="t", tags=[], note=None, priority=0,
+                  max_attempts=3, options={"no_browser": True})
+    real_put = worker_module.Worker._put
+
+    def taken_over_meanwhile(self, job, warc, row):
+        placed = real_put(self, job, warc, row)
+        with index.transaction() as conn:   # what another runner's claim after our lease expired leaves
+            conn.execute("UPDATE jobs SET lease_owner = 'other-runner'")
+        return placed
+
+    monkeypatch.setattr(worker_module.Worker, "_put", taken_over_meanwhile)
+    [outcome] = worker_module.run_worker(archive, once=True, handle_signals=False).outcomes
+    assert outcome.status == "released" and outcome.capture_id is not None
+    [row] = index.conn.execute("SELECT id, warc_store FROM captures").fetchall()
+    assert row["id"] == outcome.capture_id and row["warc_store"] == f"s3://{s3.bucket}/{prefix}"
+    assert tuple(index.conn.execute("SELECT state, lease_owner FROM jobs").fetchone()) == ("running", "other-runner")
+    assert not list((archive.path / "tmp").glob("*.warc.gz*"))
+    assert verify(archive.path, index, settings=archive.settings).ok
+    index.close()
