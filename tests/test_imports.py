@@ -87,9 +87,7 @@ def test_commands_on_a_local_archive_never_import_boto3(cli, site, tmp_path):
     url = site.url + "/2016/12/16/evacuation-suspended/"
     code, modules = _loaded(tmp_path, cli.archive, "capture", "--no-browser", url)
     assert code == 0 and not {"boto3", "botocore"} & modules
-    capture_id = json.loads(subprocess.run([sys.executable, "-m", "archiver", "--archive", str(cli.archive), "list",
-                                            "--json"], capture_output=True, text=True, env=base_env(),
-                                           timeout=60).stdout)[0]["id"]
+    capture_id = json.loads(cli("list", "--json").out)[0]["id"]
     for args in (["show", capture_id], ["search", "blasts"], ["verify"], ["reindex", "-o", str(tmp_path / "r.db")],
                  ["export", capture_id, "-o", str(tmp_path / "x.wacz")], ["report", capture_id, "-o",
                                                                           str(tmp_path / "r.html")]):

@@ -34,7 +34,7 @@ from psycopg import errors as pg_errors
 from archiver.errors import IndexUnavailable, IntegrityConflict, UserError
 from archiver.store import index as index_module
 from archiver.store.engines import fulltext
-from archiver.store.index import Index, _without_local_place, fts5_snippets
+from archiver.store.index import Index, fts5_snippets
 
 T = TypeVar("T")
 
@@ -884,7 +884,7 @@ class PostgresIndex(Index):
                + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
                "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
         rows = self.conn.execute(sql, [tsquery] + ([bound] if bound is not None else []))
-        return query, (_without_local_place(dict(row)) for row in rows)
+        return query, (dict(row) for row in rows)
 
     def snippets(self, query: str, docs: list[tuple[int, str | None, str | None]]) -> dict[int, str]:
         # FTS5's own snippets, from an in-memory SQLite: the same text as on the SQLite engine.
