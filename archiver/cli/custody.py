@@ -99,9 +99,9 @@ def migrate(ctx: Context, index_url: str, storage_url: str, by: str | None, dry_
                    f"{(report.ledger['head'] or '-')[:16]}… equal to the source's; entry {report.ledger['migrated_entry']}"
                    f": migrated")
     click.echo(f"migrated {report.archive} to team backends{' (resumed)' if report.resumed else ''}:\n{arrow}\n"
-               f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token file(s): {report.stored:,} "
-               f"stored, {report.already_stored:,} there already ({_size(report.bytes)}), each re-hashed from the "
-               f"store\n"
+               f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token(s) with their sidecars: "
+               f"{report.stored:,} object(s) stored, {report.already_stored:,} there already ({_size(report.bytes)}), "
+               f"each re-hashed from the store\n"
                f"  rows     {rows}: equal on both sides\n"
                f"  ledger   {ledger_line}\n"
                f"  settings {report.settings_file}: [index] url and [storage] url set; the archive opens in team mode")

@@ -105,7 +105,7 @@ class Report:
     already: bool = False            # migrated before: nothing to do
     resumed: bool = False            # the database held part of this archive already
     warcs: int = 0                   # WARC objects in the store for the migrated captures
-    tokens: int = 0                  # token and sidecar objects
+    tokens: int = 0                  # timestamp tokens put beside them (each with its sidecar, when it has one)
     stored: int = 0                  # objects put by this run
     already_stored: int = 0          # objects this run found in the store with the same bytes
     bytes: int = 0                   # bytes of the objects put or found by this run
@@ -503,10 +503,9 @@ class _Copy:
                           "timestamp token")
                 self.report.tokens += 1
                 sidecar = self.archive.path / sidecar_of(row["token_path"])
-                if sidecar.is_file():
+                if sidecar.is_file():   # which TSA gave it: the one fact the token does not hold
                     self._put(warc_key(sidecar_of(row["token_path"])), sidecar, sha256_file(sidecar)[0],
                               "timestamp sidecar")
-                    self.report.tokens += 1
         self._copy_table("timestamps", "id", mutable=True)
 
     def _put(self, key: str, path: Path, sha256: str, what: str) -> str | None:
