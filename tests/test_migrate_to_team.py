@@ -259,7 +259,9 @@ def test_a_migration_killed_after_some_objects_completes_on_rerun_as_one_run_wou
 
     killed = killed_cli(*args[0], env={"ARCHIVER_FAULT_KILL_AT": "migrate-object-2"})
     assert killed.code == -9, killed.err
-    assert len(objects(s3, prefixes[0])) == 2
+    # Killed after its second object (those put beside it at the same time may be there too), before any
+    # settings changed.
+    assert 2 <= len(objects(s3, prefixes[0])) < len(source.ids) + 2
     assert (killed_cli.archive / "archiver.toml").read_text() == SETTINGS   # still embedded: nothing half-switched
     assert cli_status_is_embedded(killed_cli)
 

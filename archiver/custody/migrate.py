@@ -40,10 +40,12 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 from archiver import config
 from archiver.custody import ledger
@@ -57,9 +59,14 @@ if TYPE_CHECKING:
     from archiver.store.blobs import BlobStore
     from archiver.store.engines.postgres import PostgresConnection, PostgresIndex
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 # Captures per transaction (each with its records: ~15 rows apiece), and rows of the other tables.
 CAPTURE_BATCH = 100
 ROW_BATCH = 2000
+# Objects put (or asked about) at once: each waits on the store's answers far more than on this machine.
+PARALLEL = 4
 # A test kills the run after N objects: ARCHIVER_FAULT_KILL_AT=migrate-object-<N> (pipeline/sealing.fault_point).
 FAULT_STEP = "migrate-object-{}"
 
@@ -292,15 +299,15 @@ def _already(archive: Archive, index_url: str, store: BlobStore, report: Report)
                            f"(index.db and warcs/)")
 
 
-def _refuse_if_runners(source: Index) -> None:
+def _refuse_if_runners(source: Index, error: type[ArchiverError] = MigrationRefused) -> None:
     held = source.conn.execute("SELECT id, url, lease_owner, lease_expires FROM jobs WHERE state = 'running' AND "
                                "lease_expires > ? ORDER BY id", (now_iso(),)).fetchall()
     if held:
         first = held[0]
         more = f" and {len(held) - 1} more job(s)" if len(held) > 1 else ""
-        raise MigrationRefused(f"runners are at work: job {first['id']} ({first['url']}) is held by "
-                               f"{first['lease_owner']} until {first['lease_expires']}{more}; stop them (`archiver "
-                               f"run`, `archiver capture`, the cron wrapper) and run migrate again")
+        raise error(f"runners are at work: job {first['id']} ({first['url']}) is held by {first['lease_owner']} until "
+                    f"{first['lease_expires']}{more}; stop them (`archiver run`, `archiver capture`, the cron "
+                    f"wrapper) and run migrate again")
 
 
 def _check_store(store: BlobStore) -> None:
@@ -359,6 +366,7 @@ class _Copy:
         self.archive, self.source, self.target, self.store = archive, source, target, store
         self.report, self.say = report, say
         self.started = time.monotonic()
+        self._counting = threading.Lock()   # the report's object counts, kept by the threads that put
 
     # -- the steps
 
@@ -446,18 +454,21 @@ class _Copy:
                      f"{time.monotonic() - self.started:.0f} s)")
 
     def _copy_capture_batch(self, captures: list[dict[str, Any]]) -> None:
-        placed: list[tuple[dict[str, Any], str | None]] = []
+        texts = {}
         for row in captures:
             text, why = readback.text(self.archive, row, self.source.text_record(row["id"]))
             if why is not None:
                 raise MigrationFailed(f"capture {row['id']}: its text cannot be read back from its WARC ({why}); run "
                                       f"`archiver verify {row['id']}`")
-            if not row.get("warc_store"):   # in <archive>/warcs: into the store (one already in a store stays)
-                version = self._put(warc_key(row["warc_path"]), self.archive.path / row["warc_path"],
-                                    row["warc_sha256"], "WARC")
-                row = {**row, "warc_store": self.store.url, "warc_version": version}
-                self.report.warcs += 1
-            placed.append((row, text))
+            texts[row["id"]] = text
+        # Those in <archive>/warcs go into the store; one already in a store (warc_store) stays where it is.
+        local = [row for row in captures if not row.get("warc_store")]
+        versions = dict(zip([row["id"] for row in local], self._in_parallel(
+            lambda row: self._put(warc_key(row["warc_path"]), self.archive.path / row["warc_path"],
+                                  row["warc_sha256"], "WARC"), local)))
+        self.report.warcs += len(local)
+        placed = [({**row, "warc_store": self.store.url, "warc_version": versions[row["id"]]}
+                   if row["id"] in versions else row, texts[row["id"]]) for row in captures]
         ids = [row["id"] for row, _ in placed]
         marks = ", ".join("?" * len(ids))
         src = self.source.conn
@@ -522,13 +533,27 @@ class _Copy:
                                   f"changed or damaged, so it is not stored; run `archiver verify`")
         stored = self.store.put_file(key, path, sha256)
         self.store.verify(key, sha256, stored.version_id)
-        if stored.already_present:
-            self.report.already_stored += 1
-        else:
-            self.report.stored += 1
-        self.report.bytes += size
-        fault_point(FAULT_STEP.format(self.report.stored + self.report.already_stored))
+        with self._counting:
+            if stored.already_present:
+                self.report.already_stored += 1
+            else:
+                self.report.stored += 1
+            self.report.bytes += size
+            handled = self.report.stored + self.report.already_stored
+        fault_point(FAULT_STEP.format(handled))
         return stored.version_id
+
+    def _in_parallel(self, work: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``work`` of each item, PARALLEL at a time, results in the items' order; the first failure is raised once
+        the ones under way have ended (those not started are not)."""
+        items = list(items)
+        if len(items) <= 1:
+            return [work(item) for item in items]
+        pool = ThreadPoolExecutor(PARALLEL, thread_name_prefix="migrate")
+        try:
+            return list(pool.map(work, items))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
     def _set_sequences(self) -> None:
         """Every identity column's sequence past the largest id copied, so that rows added in team mode follow."""
@@ -574,40 +599,42 @@ class _Copy:
         sealed, the version the row names. The SHA-256 of the list of places (capture, key, version), for the
         ``migrated`` entry: a place changed in the index afterwards shows against it."""
         from archiver.custody.timestamps import of_capture
-        from archiver.store.blobs import NotStored
         digest = hashlib.sha256()
         after, checked = "", 0
         while rows := self.target.conn.execute(
                 "SELECT id, warc_path, warc_sha256, warc_size, warc_store, warc_version FROM captures WHERE id > ? "
                 "AND warc_store = ? ORDER BY id LIMIT ?", (after, self.store.url, CAPTURE_BATCH)).fetchall():
+            tokens = {row["id"]: [t["token_path"] for t in of_capture(self.target.conn, row["id"])
+                                  if t["state"] == "done" and t["token_path"]] for row in rows}
+            self._in_parallel(lambda row: self._check_object(row, tokens[row["id"]]), rows)
             for row in rows:
-                key = warc_key(row["warc_path"])
-                self._check_object(key, row["warc_size"], row["warc_sha256"], row["warc_version"], row["id"])
-                digest.update(f"{row['id']} {key} {row['warc_version'] or ''}\n".encode())
-                for stamp in of_capture(self.target.conn, row["id"]):
-                    if stamp["state"] == "done" and stamp["token_path"]:
-                        try:
-                            self.store.head(warc_key(stamp["token_path"]))
-                        except NotStored:
-                            raise MigrationFailed(f"the timestamp token {stamp['token_path']} of capture {row['id']} "
-                                                  f"is not in {self.store.url}") from None
+                digest.update(f"{row['id']} {warc_key(row['warc_path'])} {row['warc_version'] or ''}\n".encode())
             checked += len(rows)
             after = rows[-1]["id"]
             self.say(f"objects: {checked:,} checked in {self.store.url}")
         return digest.hexdigest()
 
-    def _check_object(self, key: str, size: int, sha256: str, version: str | None, capture_id: str) -> None:
+    def _check_object(self, row: Any, tokens: list[str]) -> None:
+        """A capture's object as the store describes it (no bytes read): there, the size and SHA-256 sealed, the
+        version its row names; and its tokens there."""
         from archiver.store.blobs import NotStored
+        key, version = warc_key(row["warc_path"]), row["warc_version"]
         try:
             info = self.store.head(key, version)
         except NotStored:
-            raise MigrationFailed(f"capture {capture_id}: {self.store.location(key)} (version {version}) is not "
+            raise MigrationFailed(f"capture {row['id']}: {self.store.location(key)} (version {version}) is not "
                                   f"there") from None
-        if info.size != size or (info.sha256 is not None and info.sha256 != sha256) or \
+        if info.size != row["warc_size"] or (info.sha256 is not None and info.sha256 != row["warc_sha256"]) or \
                 (version is not None and info.version_id not in (None, version)):
-            raise MigrationFailed(f"capture {capture_id}: {self.store.location(key)} is {info.size} bytes, SHA-256 "
-                                  f"{info.sha256}, version {info.version_id}; the index says {size} bytes, {sha256}, "
-                                  f"version {version}")
+            raise MigrationFailed(f"capture {row['id']}: {self.store.location(key)} is {info.size} bytes, SHA-256 "
+                                  f"{info.sha256}, version {info.version_id}; the index says {row['warc_size']} bytes, "
+                                  f"{row['warc_sha256']}, version {version}")
+        for token in tokens:
+            try:
+                self.store.head(warc_key(token))
+            except NotStored:
+                raise MigrationFailed(f"the timestamp token {token} of capture {row['id']} is not in "
+                                      f"{self.store.url}") from None
 
     def _record(self, verified: dict[str, Any], by: str) -> None:
         """The one ``migrated`` entry closing the copied chain (kept if an earlier run appended it)."""
@@ -622,8 +649,15 @@ class _Copy:
             "by": by,
         }
         with self.target.transaction() as conn:
-            entry = _closing_entry(conn, ledger.head(self.source.conn)) or ledger.append(conn, "migrated",
-                                                                                        detail=detail)
+            # The source as verified, still: no runner started, no entry appended meanwhile (else this entry would
+            # close a copy that misses them). Checked again here, where it is the last moment that counts.
+            now = ledger.head(self.source.conn)
+            if (now["hash"] if now else None) != verified["head"]:
+                raise MigrationFailed(f"the archive changed during the migration (its ledger grew to "
+                                      f"{now['seq'] if now else 0:,} entries after {verified['entries']:,} were "
+                                      f"verified): stop every runner and cron job, and run migrate again")
+            _refuse_if_runners(self.source, MigrationFailed)
+            entry = _closing_entry(conn, now) or ledger.append(conn, "migrated", detail=detail)
         self.report.ledger = {"entries": verified["entries"], "head": verified["head"], "intact": True,
                               "migrated_entry": entry["seq"], "migrated_hash": entry["hash"]}
 
