@@ -348,6 +348,7 @@ def test_migrate_refuses_what_it_must_and_writes_nothing(source, tmp_path, postg
     moved = other("migrate", "--index", target, "--storage", f"s3://{s3.bucket}/{s3.new_prefix()}")
     assert moved.code == 0, moved.err
     refused(cli("migrate", "--index", target, "--storage", bucket_url), "holds another archive")
+    refused(cli("migrate", "--index", team_db.runner_url, "--storage", bucket_url), "connect as the role that owns")
     server = f"postgresql://{backends.OWNER_ROLE}@127.0.0.1:{postgres.port}"
     newer = f"{server}/{postgres.new_database()}"
     with psycopg.connect(newer) as conn:

@@ -174,6 +174,11 @@ def inspect_target(conn: PostgresConnection, source: Index, where: str) -> Targe
             raise MigrationRefused(f"the database {where} holds {others} table(s) and no archiver index: give an "
                                    f"empty database (CREATE DATABASE … OWNER …)")
         return Target("empty")
+    owner = conn.execute("SELECT current_user, tableowner, pg_has_role(current_user, tableowner, 'USAGE') FROM "
+                         "pg_tables WHERE schemaname = current_schema() AND tablename = 'index_schema'").fetchone()
+    if owner is not None and not owner[2]:
+        # A runner's role may add rows, not keep ids and sequences as they were: the copy is the owner's work.
+        raise MigrationRefused(f"--index: connect as the role that owns the index ({owner[1]}), not {owner[0]}")
     row = conn.execute("SELECT version FROM index_schema").fetchone()
     version = row[0] if row else 0
     if version > SCHEMA_VERSION:
