@@ -67,6 +67,8 @@ CAPTURE_BATCH = 100
 ROW_BATCH = 2000
 # Objects put (or asked about) at once: each waits on the store's answers far more than on this machine.
 PARALLEL = 4
+# Seconds between two progress lines of one step.
+PROGRESS_SECONDS = 2.0
 # A test kills the run after N objects: ARCHIVER_FAULT_KILL_AT=migrate-object-<N> (pipeline/sealing.fault_point).
 FAULT_STEP = "migrate-object-{}"
 
@@ -372,6 +374,15 @@ class _Copy:
         self.report, self.say = report, say
         self.started = time.monotonic()
         self._counting = threading.Lock()   # the report's object counts, kept by the threads that put
+        self._said_at = 0.0
+
+    def _tell(self, line: str, last: bool) -> None:
+        """A progress line: the last of a step, and otherwise one every PROGRESS_SECONDS (a ledger of millions of
+        entries is copied in thousands of batches)."""
+        now = time.monotonic()
+        if last or now - self._said_at >= PROGRESS_SECONDS:
+            self._said_at = now
+            self.say(line)
 
     # -- the steps
 
@@ -399,7 +410,7 @@ class _Copy:
             with self.target.transaction() as conn:
                 conn.executemany(sql, [tuple(r) for r in rows])
             after = rows[-1]["seq"]
-            self.say(f"ledger: {after:,} of {total:,} entries")
+            self._tell(f"ledger: {after:,} of {total:,} entries", after >= total)
 
     def _copy_table(self, table: str, key: str, mutable: bool, page: int = ROW_BATCH) -> None:
         """Every row of ``table`` by ``key``, a page per transaction: inserted where missing and, for a table whose rows
@@ -430,8 +441,7 @@ class _Copy:
                 conn.executemany(sql, [tuple(r) for r in rows])
             after = rows[-1][key]
             done += len(rows)
-            if total > page or done == total:
-                self.say(f"{table}: {done:,} of {total:,} rows")
+            self._tell(f"{table}: {done:,} of {total:,} rows", done >= total)
 
     def _check_columns(self, table: str, columns: list[str]) -> None:
         theirs = {r[0] for r in self.target.conn.execute(
@@ -454,9 +464,9 @@ class _Copy:
             if todo:
                 self._copy_capture_batch(todo)
             done += len(rows)
-            self.say(f"captures: {done:,} of {total:,} ({self.report.stored:,} objects stored, "
-                     f"{self.report.already_stored:,} there already, {self.report.bytes / 1e6:,.1f} MB, "
-                     f"{time.monotonic() - self.started:.0f} s)")
+            self._tell(f"captures: {done:,} of {total:,} ({self.report.stored:,} objects stored, "
+                       f"{self.report.already_stored:,} there already, {self.report.bytes / 1e6:,.1f} MB, "
+                       f"{time.monotonic() - self.started:.0f} s)", done >= total)
 
     def _copy_capture_batch(self, captures: list[dict[str, Any]]) -> None:
         texts = {}
@@ -616,7 +626,8 @@ class _Copy:
                 digest.update(f"{row['id']} {warc_key(row['warc_path'])} {row['warc_version'] or ''}\n".encode())
             checked += len(rows)
             after = rows[-1]["id"]
-            self.say(f"objects: {checked:,} checked in {self.store.url}")
+            self._tell(f"objects: {checked:,} checked in {self.store.url}", False)
+        self._tell(f"objects: {checked:,} checked in {self.store.url}: each there, as sealed", True)
         return digest.hexdigest()
 
     def _check_object(self, row: Any, tokens: list[str]) -> None:
