@@ -688,6 +688,15 @@ class Index:
         self._insert_platform_rows(capture["id"], provenance)
         items.observe_capture(self.conn, capture, provenance, self.unreachable_gone)
 
+    def insert_copied(self, row: dict[str, Any], records: list[dict[str, Any]], text: str | None) -> None:
+        """A captures row copied from another index as it is there (its ``rowid``, its place), with its records and
+        its title and ``text`` indexed for search, each the way this engine stores them: what ``archiver migrate``
+        writes, where ``insert_capture`` derives every row from a sealed capture. Call inside ``transaction()``."""
+        columns = ", ".join(f'"{name}"' for name in row)
+        self.conn.execute(f"INSERT INTO captures ({columns}) VALUES (?{', ?' * (len(row) - 1)})", list(row.values()))
+        self._index_text(row["rowid"], row.get("title"), text)
+        self._insert_records(row["id"], records)
+
     def _free_rowid(self, capture_id: str) -> int:
         """fts_key of the ID, or the next free rowid above it (two IDs of one millisecond can share their top
         bits); for an ID that is not a ULID, the next rowid after the largest (as SQLite would choose)."""
