@@ -54,6 +54,13 @@ def team_index_url(archive: Path) -> str:
     return _team.url_for(archive) if _team is not None else ""
 
 
+def team_env(archive: Path) -> dict[str, str]:
+    """The environment that gives an archive's commands its team database (ARCHIVER_INDEX_URL, which no archiver.toml
+    a test writes can override); empty outside team mode."""
+    url = team_index_url(archive)
+    return {"ARCHIVER_INDEX_URL": url} if url else {}
+
+
 def open_test_index(path: Path, unreachable_gone: tuple[int, float] = (4, 24.0)):
     """The index a test opens itself: the SQLite file ``path``, or in team mode that path's database."""
     from archiver.store.engines import open_index
@@ -61,9 +68,20 @@ def open_test_index(path: Path, unreachable_gone: tuple[int, float] = (4, 24.0))
 
 
 @contextmanager
-def index_conn(archive: Path) -> Iterator[Any]:
+def index_conn(archive: Path, named_rows: bool = True) -> Iterator[Any]:
     """A connection to an archive's index, whichever engine holds it, for a test's own queries (SQL both engines
-    take: ``?`` placeholders, standard SQL)."""
+    take: ``?`` placeholders, standard SQL). Rows: ``sqlite3.Row`` (``named_rows``) or plain tuples on SQLite; on
+    PostgreSQL tuples that also read by name. Autocommit."""
+    if _team is None:
+        import sqlite3
+        conn = sqlite3.connect(archive / "index.db", isolation_level=None)
+        if named_rows:
+            conn.row_factory = sqlite3.Row
+        try:
+            yield conn
+        finally:
+            conn.close()
+        return
     index = open_test_index(archive / "index.db")
     try:
         yield index.conn
@@ -155,15 +173,7 @@ class CLI:
     def __init__(self, archive: Path):
         self.archive = archive
         self.env = base_env()
-        url = team_index_url(archive)
-        if url:
-            # In the environment (a test's own archiver.toml cannot drop it) and in the archive's settings file, as
-            # a team would write it, for what opens the archive in-process or from a script.
-            self.env["ARCHIVER_INDEX_URL"] = url
-            archive.mkdir(parents=True, exist_ok=True)
-            settings = archive / "archiver.toml"
-            if not settings.exists():
-                settings.write_text(f'[index]\nurl = "{url}"\n')
+        self.env.update(team_env(archive))
 
     def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
                  timeout: float = 180) -> Result:

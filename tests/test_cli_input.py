@@ -70,7 +70,7 @@ def test_unknown_setting_in_environment_is_named(cli):
 
 
 def test_wrong_type_in_archive_settings_is_named(cli):
-    cli.archive.mkdir(parents=True, exist_ok=True)
+    cli.archive.mkdir(parents=True)
     (cli.archive / "archiver.toml").write_text("[queue]\nlease_seconds = \"soon\"\n")
     result = cli("status")
     assert result.code == 2 and "queue.lease_seconds" in result.err and "archiver.toml" in result.err
@@ -158,7 +158,7 @@ def test_an_unusable_index_is_one_line_and_logged(cli):
     """A corrupt index.db (or one that is a directory) is a failure, not a user error: one line, exit 1, and the
     traceback in the archive's log file, not on the terminal."""
     import json
-    cli.archive.mkdir(parents=True, exist_ok=True)
+    cli.archive.mkdir(parents=True)
     (cli.archive / "index.db").write_bytes(b"this is not an SQLite database, it was overwritten\n" * 100)
     for command in (["status"], ["verify"], ["add", "https://example.com/"]):
         result = cli(*command)

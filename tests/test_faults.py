@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -18,13 +17,11 @@ from typing import Any, Iterator
 import pytest
 
 from archiver.pipeline import proctree
-from conftest import CLI
+from conftest import CLI, index_conn
 
 
-def _db(archive: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(archive / "index.db")
-    conn.row_factory = sqlite3.Row
-    return conn
+def _db(archive: Path):
+    return index_conn(archive)
 
 
 def _log_events(archive: Path) -> list[dict[str, Any]]:
@@ -276,10 +273,11 @@ def _fill(disk: Path, leave: int) -> Path:
 
 
 def _integrity(archive: Path) -> str:
-    with sqlite3.connect(archive / "index.db") as conn:
+    with index_conn(archive, named_rows=False) as conn:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+@pytest.mark.sqlite_only   # the index's own file on the full disk
 def test_disk_full_on_a_real_small_filesystem(small_disk, site):
     cli = CLI(small_disk / "archive")
     # A backoff short enough to retry within the test, long enough that the first run does not retry at once.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI, capture_timestamped
+from conftest import CLI, capture_timestamped, index_conn
 
 OTHER_KEY = "sha256:" + "0" * 64
 
@@ -85,7 +85,7 @@ def test_import_brings_the_timestamp_tokens(case, tmp_path):
         assert note.read_bytes() == members[f"provenance/{i}.1.tsr.json"]
         assert not stat.S_IMODE(token.stat().st_mode) & 0o222 and not stat.S_IMODE(note.stat().st_mode) & 0o222
     assert not [p for p in (other.archive / "tmp").iterdir()]            # no staging left behind
-    with sqlite3.connect(other.archive / "index.db") as conn:
+    with index_conn(other.archive, named_rows=False) as conn:
         stamped = conn.execute("SELECT capture_id FROM ledger WHERE event = 'timestamped' ORDER BY seq").fetchall()
     assert sorted(c for (c,) in stamped) == case["ids"]
     # The receiving archive checks them as its own, and a rebuilt index keeps them.

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import base_env, team_index_url
+from conftest import base_env, team_env, team_index_url
 
 # What only capturing, checking or verifying needs: none of it may be loaded by a read command.
 CAPTURE_ONLY = ("yt_dlp", "playwright", "httpx", "warcio", "asyncio", "croniter", "asn1crypto", "cryptography",
@@ -23,7 +23,7 @@ RUN_AND_LIST = ("import json, sys\n"
 def _loaded(tmp_path, archive, *args: str) -> tuple[int, set[str]]:
     out = tmp_path / "modules.json"
     proc = subprocess.run([sys.executable, "-c", RUN_AND_LIST, str(out), "--archive", str(archive), *args],
-                          capture_output=True, text=True, env=base_env(), timeout=60, cwd=tmp_path)
+                          capture_output=True, text=True, env=base_env(**team_env(archive)), timeout=60, cwd=tmp_path)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc.returncode, set(json.loads(out.read_text()))
 

@@ -31,7 +31,8 @@ def test_good_index_urls(value):
 
 
 def test_a_bad_index_url_is_one_line_and_exit_2(cli):
-    cli.archive.mkdir(parents=True, exist_ok=True)
+    cli.env.pop("ARCHIVER_INDEX_URL", None)   # team mode's own, which would override the file's
+    cli.archive.mkdir(parents=True)
     (cli.archive / "archiver.toml").write_text('[index]\nurl = "postgresql://me:hunter2@db.example/archive"\n')
     result = cli("status")
     assert (result.code, result.out) == (2, "")
@@ -175,7 +176,9 @@ def test_search_finds_the_same_captures_on_both_engines(team_db, tmp_path):
 
 def test_the_runner_role_cannot_change_evidence_and_triggers_refuse_everyone(team_db):
     import psycopg
-    from archiver.errors import IntegrityConflict
+    from archiver.errors import IntegrityConflict, UserError
+    with pytest.raises(UserError, match="has no archiver schema, and this role may not create one"):
+        _pg(team_db.runner_url)
     owner = _pg(team_db.owner_url)
     with owner.transaction():
         owner.insert_capture(_capture_row(1, "t", "x"), [{"seq": 0, "record_id": "<urn:uuid:12345678-1234-1234-1234-123456789abc>",
@@ -202,6 +205,8 @@ def test_the_runner_role_cannot_change_evidence_and_triggers_refuse_everyone(tea
         with pytest.raises(IntegrityConflict, match="cannot be"):
             owner.conn.execute(statement)
     assert owner.tallies()["captures"] == 2 and owner.tallies()["jobs:running"] == 1
+    with pytest.raises(UserError, match="refused this role: permission denied for table ledger"):
+        runner.conn.execute("DELETE FROM ledger")
     owner.close()
     runner.close()
 
@@ -239,3 +244,30 @@ def test_a_server_restart_is_survived_without_writing_twice(team_db, postgres):
     rows = [tuple(r) for r in index.conn.execute("SELECT id, attempts, state FROM jobs ORDER BY id")]
     assert rows == [(ids[0], 1, "running"), (ids[1], 1, "running"), (ids[2], 0, "queued")]
     index.close()
+
+
+def test_a_runner_carries_on_across_a_server_restart(team_db, postgres, site, tmp_path):
+    """`run` as the runner role, the server restarted under it: every job captured once, nothing lost, verify clean
+    (a capture whose commit was cut off is settled by the next runner to start)."""
+    import time
+    from conftest import CLI
+    cli = CLI(tmp_path / "archive")
+    cli.env.update({"ARCHIVER_INDEX_URL": team_db.owner_url, "ARCHIVER_QUEUE_BACKOFF_SECONDS": "0"})
+    urls = [f"{site.url}/test/slow?seconds=0.3&n={n}" for n in range(8)]
+    assert cli("add", "--no-browser", *urls).code == 0
+    runner = cli.popen("run", "--once", env={"ARCHIVER_INDEX_URL": team_db.runner_url})
+    deadline = time.monotonic() + 60
+    while cli("status", "--json").json()["done"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    postgres.restart(mode="immediate")   # mid-run: six jobs to go, one of them in hand
+    out, err = runner.communicate(timeout=180)
+    assert runner.returncode == 0, err
+    assert cli("run", "--once").code == 0
+    status = cli("status", "--json").json()
+    assert (status["done"], status["queued"], status["running"], status["captures"]) == (8, 0, 0, 8), status
+    index = _pg(team_db.owner_url)
+    per_job = [tuple(r) for r in index.conn.execute("SELECT job_id, COUNT(*) FROM captures GROUP BY job_id")]
+    index.close()
+    assert len(per_job) == 8 and all(n == 1 for _, n in per_job)
+    verified = cli("verify")
+    assert verified.code == 0, verified.out

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 
+import pytest
+
 from archiver.store import index as index_module
 from schema5 import as_schema_5 as _as_schema_5, facts as _facts, search_at_schema_5 as _search_at_schema_5
+
+# SQLite's own schema upgrades, of the file index.db.
+pytestmark = pytest.mark.sqlite_only
 
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
 QUERIES = ["evacuation", "Aleppo", '"the convoy"', "evacu*", "rubble OR convoy", "Ramouseh", '"unbalanced']

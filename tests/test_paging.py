@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CLI, ROOT, base_env, index_conn
+from conftest import CLI, ROOT, base_env, index_conn, team_env
 
 CAPTURES = 130
 
@@ -18,12 +18,11 @@ CAPTURES = 130
 def big(tmp_path_factory: pytest.TempPathFactory) -> CLI:
     """An archive of 130 captures made by scripts/make-index (archiver's own write path, real WARCs)."""
     archive = tmp_path_factory.mktemp("paging") / "archive"
-    cli = CLI(archive)   # in team mode: the archive's settings name its database
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures",
                            str(CAPTURES), "--workers", "1", "--batch", "50"],
-                          capture_output=True, text=True, env=base_env(), timeout=300)
+                          capture_output=True, text=True, env=base_env(**team_env(archive)), timeout=300)
     assert done.returncode == 0, done.stderr
-    return cli
+    return CLI(archive)
 
 
 def _ids(archive: Path) -> list[str]:

@@ -1,11 +1,10 @@
 """Platform keys: every spelling of one tweet, broadcast, video or post gets the same key, and look-alikes none."""
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from archiver import urls
+from conftest import index_conn
 
 TWEET = "809711419431133184"
 TWEET_KEY = f"twitter:{TWEET}"
@@ -375,7 +374,7 @@ def test_two_spellings_of_one_tweet_are_queued_once(cli):
     [a], [b] = first.json(), second.json()
     assert (a["created"], b["created"]) == (True, False)
     assert a["job_id"] == b["job_id"]
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive, named_rows=False) as conn:
         rows = conn.execute("SELECT url, key, kind FROM jobs").fetchall()
     # One job, keyed by the tweet, keeping the URL as it was first given.
     assert rows == [(f"https://twitter.com/evac_watch/status/{TWEET}?s=20", TWEET_KEY, "tweet")]

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
 
 # Every table the WARCs are the source of, with the columns that identify a row. Everything else in the
@@ -30,6 +32,7 @@ def _rows(db: Path, table: str, order: str) -> list[dict]:
     return rows
 
 
+@pytest.mark.sqlite_only   # puts the rebuilt SQLite file in index.db's place
 def test_reindex_equals_the_original_on_every_evidence_field(world_cli, site, tmp_path):
     cli = world_cli
     # The live blog and everything it cites: pages, tweets (one deleted), Periscope broadcasts (one gone), a PDF.

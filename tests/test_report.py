@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import sqlite3
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +13,7 @@ import pytest
 
 from archiver.config import load as load_settings
 from archiver.exchange.report import render_pdf
+from conftest import index_conn
 from loopback import LoopbackPage
 
 HOSTILE_TITLE = '<script>alert(1)</script><img src=x onerror=alert(2)> "Aleppo" & <a href=//evil.example>'
@@ -87,7 +87,7 @@ def test_report_of_a_browser_capture_is_self_contained_and_complete(article_capt
     for fact in (show["id"], show["url"], show["warc_sha256"], str(article_capture["warc"]), show["title"],
                  "aleppo", "tester", "127.0.0.1", "UTC"):
         assert fact in text, fact
-    with sqlite3.connect(run.archive / "index.db") as conn:
+    with index_conn(run.archive, named_rows=False) as conn:
         sealed = conn.execute("SELECT hash FROM ledger WHERE capture_id = ? AND event = 'sealed'",
                               (show["id"],)).fetchone()[0]
         queued = conn.execute("SELECT hash FROM ledger WHERE job_id = ? AND event = 'queued'",
@@ -166,7 +166,7 @@ def test_timestamps_are_listed_and_a_capture_without_screenshot_says_so(cli, sit
     capture_id = result.json()[0]["capture_id"]
     show = cli("show", capture_id, "--json").json()
     token = show["warc_path"].replace(".warc.gz", ".freetsa.tsr")
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive, named_rows=False) as conn:
         conn.execute("INSERT INTO timestamps (capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, "
                      "serial, tsa_name, created_at, updated_at) VALUES (?, 'https://freetsa.example/tsr', ?, 'done', "
                      "?, 'ab12', '2026-11-25T01:02:03Z', '0x1f', 'CN=Free TSA', 'x', 'x')",

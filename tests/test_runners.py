@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import time
 
+from conftest import index_conn
 
 
 def _db(cli):
-    return sqlite3.connect(cli.archive / "index.db")
+    return index_conn(cli.archive, named_rows=False)
 
 
 def _log_events(cli) -> list[dict]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI
+from conftest import CLI, index_conn
 
 PAGE = "/2016/12/16/evacuation-suspended/"
 
@@ -37,13 +37,9 @@ def objects(s3: Any, prefix: str) -> dict[str, bytes]:
             for o in listed}
 
 
-def rows(archive: Path, sql: str, *args: Any) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(archive / "index.db")
-    conn.row_factory = sqlite3.Row
-    try:
+def rows(archive: Path, sql: str, *args: Any) -> list[Any]:
+    with index_conn(archive) as conn:
         return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
 
 
 def local_warcs(archive: Path) -> list[Path]:

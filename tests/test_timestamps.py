@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import stat
 import subprocess
 import time
@@ -16,6 +15,7 @@ import pytest
 
 from archiver.custody import timestamps
 from archiver.store.index import Index
+from conftest import index_conn
 from tsa_server import LoopbackTSA, make_pki
 
 PAGES = ("/2016/12/16/evacuation-suspended/", "/archive/1998/communique.html")
@@ -80,7 +80,7 @@ def test_a_sealed_capture_is_timestamped_and_openssl_alone_accepts_the_token(cli
     text = subprocess.run(["openssl", "ts", "-reply", "-in", str(token), "-text"], capture_output=True, text=True)
     assert "Status: Granted." in text.stdout and f"Serial number: {stamp['serial']}" in text.stdout
 
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive, named_rows=False) as conn:
         [entry] = conn.execute("SELECT detail FROM ledger WHERE event = 'timestamped'").fetchall()
     detail = json.loads(entry[0])
     assert detail["token_sha256"] == stamp["token_sha256"] and detail["digest"] == show["warc_sha256"]
@@ -210,7 +210,7 @@ def test_a_token_stored_but_not_recorded_is_adopted_not_asked_again(cli, site, t
     [stamp] = show["timestamps"]
     asked = tsa.requests
     # As if the runner had been killed between storing the token and recording it.
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive, named_rows=False) as conn:
         conn.execute("UPDATE timestamps SET state = 'pending', token_path = NULL, token_sha256 = NULL, "
                      "next_attempt_at = '2000-01-01T00:00:00.000000Z'")
     assert cli("run", "--once").code == 0
@@ -285,7 +285,7 @@ def test_unreadable_replies_are_token_errors(tsa):
 
 
 def _ledger_timestamped(cli) -> list[dict]:
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive, named_rows=False) as conn:
         return [json.loads(d) for (d,) in conn.execute("SELECT detail FROM ledger WHERE event = 'timestamped'")]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import index_conn, tamper_index
+from conftest import index_conn, open_test_index, tamper_index
 
 
 def _capture(cli, site, path="/2016/12/16/evacuation-suspended/"):
@@ -184,7 +184,7 @@ def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, s
     monkeypatch.setattr(verify_module.os, "scandir",
                         lambda path: unreadable(path) if Path(path) == day else real_scandir(path))
     archive = Archive.open(cli.archive)
-    index = archive.index()
+    index = open_test_index(archive.index_path)
     try:
         report = verify_module.verify(archive.path, index)
     finally:

@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import json
 import os
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from archiver.custody import keys
-from conftest import CLI, capture_timestamped
+from conftest import CLI, capture_timestamped, index_conn
 from tsa_server import LoopbackTSA
 
 BIN = Path(sys.executable).parent
@@ -208,7 +207,7 @@ def test_verify_wacz_passes_the_export_offline(case, tmp_path):
 
 
 def test_the_export_is_in_the_ledger_and_imports_elsewhere(case, tmp_path):
-    with sqlite3.connect(case["cli"].archive / "index.db") as conn:
+    with index_conn(case["cli"].archive, named_rows=False) as conn:
         [(seq, detail)] = conn.execute("SELECT seq, detail FROM ledger WHERE event = 'exported'").fetchall()
     detail = json.loads(detail)
     assert detail["sha256"] == hashlib.sha256(case["wacz"].read_bytes()).hexdigest() == case["result"]["sha256"]
@@ -333,7 +332,7 @@ def test_an_altered_warc_is_never_exported(cli, site, tmp_path):
     refused = cli("export", show["id"], "-o", str(out))
     assert refused.code == 1 and show["id"] in refused.err and "not exported" in refused.err, refused.err
     assert not out.exists() and not list(tmp_path.glob(".case.wacz*"))
-    with sqlite3.connect(cli.archive / "index.db") as conn:
+    with index_conn(cli.archive, named_rows=False) as conn:
         assert conn.execute("SELECT COUNT(*) FROM ledger WHERE event = 'exported'").fetchone()[0] == 0
 
 

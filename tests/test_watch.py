@@ -172,7 +172,7 @@ def test_a_month_of_checks_reads_as_a_timeline(tmp_path, cli):
     """Hourly checks for a month: a change, a short outage, a long DNS outage, a return, then a 404."""
     settings = load_settings(tmp_path)
     archive = cli.archive
-    archive.mkdir(parents=True, exist_ok=True)
+    archive.mkdir(parents=True)
     index = open_test_index(archive / "index.db")
     key = parse(URL).dedup_key
     fp_a, fp_b = page_fingerprint("<p>12 killed</p>", URL), page_fingerprint("<p>15 killed</p>", URL)

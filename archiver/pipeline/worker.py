@@ -383,10 +383,13 @@ class Worker:
                           outlinks=result.outlinks, started_at=started_at, backoff=backoff,
                           key_fingerprint=self.key.fingerprint, tsa_urls=self.tsa_urls, discovered=discovered,
                           follow=follow)
+            def index_capture(conn: Any) -> tuple[str, list[int]]:
+                queue.hold_lease(conn, job["id"], self.owner)
+                return sealing.commit_capture(self.index, conn, **commit)
+
             try:
-                with self.index.transaction() as conn:
-                    queue.hold_lease(conn, job["id"], self.owner)
-                    state, children = sealing.commit_capture(self.index, conn, **commit)
+                # write(): on an engine that can lose its connection, run again on a new one if it was rolled back.
+                state, children = self.index.write(index_capture)
             except queue.LeaseLost as exc:
                 if self.archive.seals_to_store:
                     # Stored already, and locked: evidence the index must know, though the job is another's now.
@@ -404,9 +407,9 @@ class Worker:
                            job_id=job["id"], url=url, owner=self.owner)
                 return Outcome(job["id"], url, "released", message="lease lost to another runner")
             except IndexUnavailable as exc:
-                if exc.commit_unknown:
-                    # The index may hold the capture now: the file stays in tmp/ for the next runner to settle
-                    # (into warcs/ if it is indexed, removed if not), never discarded while the index may name it.
+                if exc.commit_unknown or self.archive.seals_to_store:
+                    # The index may hold the capture now, or the store does: the file stays in tmp/ for the next
+                    # runner to settle, as after a kill at this step; never discarded while either may name it.
                     warc.sealed = warc.prepared
                 raise CaptureFailed("index-unavailable", f"the index could not be written ({exc}); the job is "
                                     f"retried", retryable=True) from None

@@ -45,8 +45,10 @@ POLITE_LOCK = 2      # claims under per-host limits, which count the host's runn
 SCHEMA_LOCK = 3      # creating or upgrading the schema
 JOBS_CHANNEL = "archiver_jobs"
 RUNNER_ROLE = "archiver_runner"
-# How long a statement or transaction waits for the server to come back (a restart) before giving up.
+# How long a statement or transaction waits for the server to come back (a restart) before giving up; and how long
+# a command waits for it when it starts (a person at the terminal, a cron job: not a minute).
 RECONNECT_SECONDS = 60.0
+FIRST_CONNECT_SECONDS = 5.0
 
 
 # ---- SQL: SQLite's placeholders to psycopg's ---------------------------------------------------------------------
@@ -151,7 +153,7 @@ class PostgresConnection:
         self.url = url
         self._conn: psycopg.Connection | None = None
         self.in_transaction = False
-        self._connect(time.monotonic() + RECONNECT_SECONDS, first=True)
+        self._connect(time.monotonic() + FIRST_CONNECT_SECONDS, first=True)
 
     # -- connecting
 
@@ -220,6 +222,8 @@ class PostgresConnection:
                 return Cursor(rows, cur.rowcount)
             except (pg_errors.IntegrityError, pg_errors.RaiseException) as exc:
                 raise IntegrityConflict(_first_line(exc)) from None
+            except pg_errors.InsufficientPrivilege as exc:
+                raise _refused(exc) from None
             except psycopg.OperationalError as exc:
                 if not _lost(exc, conn):
                     raise IndexUnavailable(f"the index database cannot be used: {_first_line(exc)}") from None
@@ -240,6 +244,8 @@ class PostgresConnection:
                 return Cursor([], cur.rowcount)
         except (pg_errors.IntegrityError, pg_errors.RaiseException) as exc:
             raise IntegrityConflict(_first_line(exc)) from None
+        except pg_errors.InsufficientPrivilege as exc:
+            raise _refused(exc) from None
         except psycopg.OperationalError as exc:
             if _lost(exc, conn):
                 self._close_quietly()
@@ -325,6 +331,13 @@ def _transient(exc: BaseException) -> bool:
     return any(word in text for word in ("connection refused", "starting up", "shutting down", "timeout expired",
                                          "server closed the connection", "no such file or directory",
                                          "the database system is"))
+
+
+def _refused(exc: BaseException) -> UserError:
+    """A statement this role may not run: the settings name a role without the rights (a runner's for an owner's
+    work), which is the person's to change, not a failure of the index."""
+    return UserError(f"the index database refused this role: {_first_line(exc)} (runners may add and claim; "
+                     f"creating the schema and changing evidence are refused)")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -803,7 +816,7 @@ class PostgresIndex(Index):
             conn.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, SCHEMA_LOCK))
             try:
                 conn.execute("CREATE TABLE IF NOT EXISTS index_schema (version bigint NOT NULL)")
-            except pg_errors.InsufficientPrivilege:
+            except UserError:   # refused: a runner's role cannot create tables
                 raise UserError(f"the index database {redact(self.url)} has no archiver schema, and this role "
                                 f"may not create one: open it once as the database's owner") from None
             row = conn.execute("SELECT version FROM index_schema").fetchone()
