@@ -277,9 +277,15 @@ class Worker:
             await asyncio.sleep(max(0.5, lease / 3))
             try:
                 self._renew_reservations()
-            except IndexUnavailable:
-                pass   # renewed at the next turn; the lease below says whether the index is back
-            if not queue.renew(self.index, job["id"], self.owner, lease):
+                held = queue.renew(self.index, job["id"], self.owner, lease)
+            except IndexUnavailable as exc:
+                # The index server is away for longer than a reconnect waits: try again next turn rather than end
+                # this task (which would leave the lease to lapse while the capture goes on). The transaction that
+                # indexes the capture checks the lease in any case (queue.hold_lease).
+                logs.event(log, logging.WARNING, "lease-unrenewed", f"could not renew the lease on job {job['id']}: "
+                           f"{exc}; trying again", job_id=job["id"], url=job["url"], owner=self.owner)
+                continue
+            if not held:
                 logs.event(log, logging.WARNING, "lease-lost", f"lost the lease on job {job['id']} to another "
                            f"runner; abandoning it", job_id=job["id"], url=job["url"], owner=self.owner)
                 self.lease_lost = True
