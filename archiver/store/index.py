@@ -24,7 +24,7 @@ from archiver.errors import BadURL, NotFound, UserError
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 T = TypeVar("T")
 
 
@@ -440,6 +440,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE captures ADD COLUMN warc_store TEXT;
     ALTER TABLE captures ADD COLUMN warc_version TEXT;
+    """,
+    # 8: the WARC a job's runner is putting into the store (its warc_path), written under the job's lease before
+    # the PUT (pipeline/sealing.py). A runner killed between the PUT and the index (a host lost with its tmp/)
+    # leaves an object only this names: whoever takes the job next, on any host, indexes that object instead of
+    # capturing the page again. NULL for every job of an archive sealing into its own warcs/.
+    """
+    ALTER TABLE jobs ADD COLUMN storing TEXT;
     """,
 ]
 
