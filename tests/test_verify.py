@@ -195,15 +195,9 @@ def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, s
 
 
 @pytest.fixture
-def large_media(site, tmp_path):
+def large_media(served_media):
     # Above verify.PARALLEL_MIN (16 MiB): the file is hashed in a thread beside the records' pass.
-    body = tmp_path / "large.mp4"
-    body.write_bytes(os.urandom(20 << 20))
-    site.set_media(body)
-    try:
-        yield body
-    finally:
-        site.set_media(None)
+    return served_media(20 << 20)
 
 
 def _media_capture(cli, site):
