@@ -513,8 +513,8 @@ class _Copy:
         from archiver.custody.timestamps import sidecar_of
         src = self.source.conn
         after = 0
-        while rows := src.execute(f"SELECT t.*, c.warc_store AS in_store FROM timestamps t JOIN captures c ON "
-                                  f"c.id = t.capture_id WHERE t.id > ? ORDER BY t.id LIMIT ?",
+        while rows := src.execute("SELECT t.*, c.warc_store AS in_store FROM timestamps t JOIN captures c ON "
+                                  "c.id = t.capture_id WHERE t.id > ? ORDER BY t.id LIMIT ?",
                                   (after, ROW_BATCH)).fetchall():
             after = rows[-1]["id"]
             there = {r["id"]: r["token_sha256"] for r in self.target.conn.execute(
