@@ -166,3 +166,52 @@ def check_index_url(url: str) -> None:
     if parts.password is not None or "password" in parse_qs(parts.query):
         raise ConfigError("setting index.url must not hold a password: libpq finds it (PGPASSWORD, ~/.pgpass or "
                           "PGPASSFILE, a service named by PGSERVICE or ?service=NAME)")
+
+
+def toml_string(value: str) -> str:
+    """``value`` as a TOML basic string."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + "".join(c if c >= " " and c != "\x7f" else f"\\u{ord(c):04x}" for c in escaped) + '"'
+
+
+def set_in_file(path: Path, values: Mapping[tuple[str, str], str]) -> None:
+    """Set ``[section] key = "value"`` for each ((section, key), value) in the settings file ``path`` (made if
+    missing), keeping everything else in it as written, comments included: a key's line is replaced where it is, a
+    missing key goes right under its section's header, a missing section at the end. The result is read back before
+    it replaces the file (atomically), and must give exactly these values; ConfigError otherwise, the file unchanged."""
+    import re
+    text = path.read_text("utf-8") if path.exists() else ""
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    for (section, key), value in values.items():
+        line = f"{key} = {toml_string(value)}\n"
+        header = next((i for i, l in enumerate(lines) if re.fullmatch(rf"\s*\[\s*{re.escape(section)}\s*\]\s*(#.*)?\n?", l)),
+                      None)
+        if header is None:
+            lines += (["\n"] if lines and lines[-1].strip() else []) + [f"[{section}]\n", line]
+            continue
+        end = next((i for i in range(header + 1, len(lines)) if re.match(r"\s*\[", lines[i])), len(lines))
+        found = next((i for i in range(header + 1, end) if re.match(rf"\s*{re.escape(key)}\s*=", lines[i])), None)
+        if found is None:
+            lines.insert(header + 1, line)
+        else:
+            lines[found] = line
+    new = "".join(lines)
+    try:
+        loaded = tomllib.loads(new)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot set {', '.join(f'{s}.{k}' for s, k in values)} in {path} ({exc}): set them by hand"
+                          ) from None
+    wrong = [f"{s}.{k}" for (s, k), v in values.items() if loaded.get(s, {}).get(k) != v]
+    if wrong:
+        raise ConfigError(f"cannot set {', '.join(wrong)} in {path} (the file spells them in a way this edit does "
+                          f"not follow): set them by hand")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(new)
+        fh.flush()
+        os.fsync(fh.fileno())
+    if path.exists():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)
+    os.replace(tmp, path)

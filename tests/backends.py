@@ -367,6 +367,16 @@ class Recorded:
     status: int = 0
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away mid-request (a runner SIGKILLed by a fault test) is what clients do, not an error of
+    the proxy's to print a traceback for; anything else still is."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class _Fault:
     until: float = 0.0
@@ -410,7 +420,7 @@ class S3Proxy:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _QuietServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, name="s3-proxy", daemon=True)
         self.thread.start()

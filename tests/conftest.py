@@ -247,6 +247,21 @@ def world_cli(cli: CLI, site: demo_server.DemoServer) -> CLI:
     return cli
 
 
+@pytest.fixture
+def served_media(site, tmp_path):
+    """``served_media(n_bytes)``: n random bytes (they do not compress) served by the site as /test/media.mp4
+    (video/mp4) until the test ends; returns the file."""
+    def serve(size: int) -> Path:
+        body = tmp_path / f"media-{size}.mp4"
+        body.write_bytes(os.urandom(size))
+        site.set_media(body)
+        return body
+    try:
+        yield serve
+    finally:
+        site.set_media(None)
+
+
 # ---- team backends (tests/backends.py): real servers on 127.0.0.1, one set per xdist worker, started on first use
 
 @pytest.fixture(scope="session")

@@ -44,9 +44,12 @@ def as_schema_5(archive: Path) -> None:
             index_module.Index._enable_fts(SimpleNamespace(conn=conn))
     conn.execute("PRAGMA user_version = 5")
     for table in KEPT:
+        # Columns later schemas added (schema 8's jobs.storing) did not exist yet.
+        columns = [c["name"] for c in conn.execute(f"PRAGMA table_info({table})")]
         for row in old.execute(f"SELECT * FROM {table} ORDER BY rowid"):
-            conn.execute(f"INSERT INTO {table} ({', '.join(row.keys())}) VALUES ({', '.join('?' * len(row))})",
-                         tuple(row))
+            kept = [k for k in row.keys() if k in columns]
+            conn.execute(f"INSERT INTO {table} ({', '.join(kept)}) VALUES ({', '.join('?' * len(kept))})",
+                         tuple(row[k] for k in kept))
     for row in old.execute("SELECT * FROM captures ORDER BY rowid"):
         # Schema 7's place of a WARC (NULL: <archive>/warcs, as every capture at schema 5) did not exist yet.
         cap = {k: row[k] for k in row.keys() if k not in ("rowid", "warc_store", "warc_version")}

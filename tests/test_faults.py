@@ -244,6 +244,31 @@ def test_a_runner_that_lost_its_lease_before_committing_discards_its_capture(tmp
     index.close()
 
 
+def test_a_lease_renewal_that_finds_the_index_away_is_tried_again(tmp_path, site, monkeypatch):
+    # The index server away for longer than a reconnect waits (PostgreSQL restarting slowly) makes one renewal
+    # raise. The renewer must go on renewing -- had it ended, the lease would lapse under a capture still running,
+    # and another runner would take the job and capture the page a second time.
+    from archiver.errors import IndexUnavailable
+    from archiver.pipeline import queue
+    from archiver.pipeline.worker import run_worker
+
+    monkeypatch.setenv("ARCHIVER_QUEUE_LEASE_SECONDS", "2")   # a renewal every 0.67 s
+    archive, index = _archive_with_one_page_queued(tmp_path, site.url + "/test/slow?seconds=3", monkeypatch)
+    real_renew, calls = queue.renew, []
+
+    def away_once(*args: Any, **kwargs: Any) -> bool:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            raise IndexUnavailable("the index server is away")
+        return real_renew(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "renew", away_once)
+    [outcome] = run_worker(archive, once=True, handle_signals=False).outcomes
+    assert outcome.status == "ok" and outcome.job_state == "done"
+    assert len(calls) >= 3   # renewed after the failure, through the rest of the capture
+    index.close()
+
+
 # ---- full disk ----------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -91,3 +91,24 @@ def test_exhausted_lease_fails_instead_of_looping(tmp_path: Path):
     assert queue.fail_exhausted_leases(index) == 1
     row = queue.get_job(index, job_id)
     assert row["state"] == "failed" and row["last_failure_class"] == "lease-expired"
+
+
+def test_a_job_whose_sealed_capture_waits_for_the_store_is_reserved_for_the_host_holding_it(tmp_path: Path):
+    # A storage outage: runner A sealed the capture and keeps it in its tmp/ for the job's next attempt. Runner B
+    # capturing the page meanwhile would make a second capture; only a host that holds the file may take the job,
+    # until the reservation runs out (that host is gone, and its file with it).
+    index = open_test_index(tmp_path / "index.db")
+    [job_id] = _enqueue(index, 1)
+    job = queue.claim(index, "runner-a", 60)
+    assert queue.mark_failed(index, job, "runner-a", job["updated_at"], "storage", "503", True, backoff_base=0,
+                             backoff_cap=0, reserve_seconds=60) == "queued"
+    assert queue.claim(index, "runner-b", 60) is None
+    assert queue.held_back(index) is False            # nothing for B to wait for: the job is A's host's to finish
+    assert queue.renew_reserved(index, [job_id], 60) == 1
+    again = queue.claim(index, "runner-a2", 60, holding=[job_id])   # any process of A's host: it has the file
+    assert again["id"] == job_id and again["attempts"] == 1          # a storage failure used up no attempt
+    assert queue.renew_reserved(index, [job_id], 60) == 0            # running now: a lease, not a reservation
+    assert queue.mark_failed(index, again, "runner-a2", again["updated_at"], "storage", "503", True, backoff_base=0,
+                             backoff_cap=0, reserve_seconds=-1) == "queued"   # ... and A's host is gone since
+    taken = queue.claim(index, "runner-b", 60)
+    assert taken["id"] == job_id and taken["lease_owner"] == "runner-b"

@@ -1,7 +1,6 @@
 """Captured WARCs replay in pywb, the reference replay tool: what it serves back is what we received."""
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -98,16 +97,11 @@ def test_pywb_replays_a_tweet_capture(tmp_path, world_cli):
         proc.wait(timeout=10)
 
 
-def test_pywb_replays_a_stored_media_record_byte_for_byte(tmp_path, cli, site):
+def test_pywb_replays_a_stored_media_record_byte_for_byte(tmp_path, cli, site, served_media):
     # A body that does not compress is written as stored gzip blocks (WARC-Gzip-Level: 0): still one member, and
     # replayed as received.
-    body = tmp_path / "clip.mp4"
-    body.write_bytes(os.urandom(2 << 20))
-    site.set_media(body)
-    try:
-        result = cli("capture", "--no-browser", site.url + "/test/media.mp4", "--json")
-    finally:
-        site.set_media(None)
+    body = served_media(2 << 20)
+    result = cli("capture", "--no-browser", site.url + "/test/media.mp4", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
     warc = cli.archive / show["warc_path"]

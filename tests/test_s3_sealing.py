@@ -301,3 +301,93 @@ def test_a_runner_that_lost_its_lease_after_storing_indexes_its_capture_without_
     assert not list((archive.path / "tmp").glob("*.warc.gz*"))
     assert verify(archive.path, index, settings=archive.settings).ok
     index.close()
+
+
+# ---- two hosts sharing nothing but PostgreSQL and S3 ----------------------------------------------------------------
+
+def _hosts(tmp_path: Path, team_db: Any, s3: Any, *names: str, **env: str) -> tuple[CLI, list[CLI], str]:
+    """The archive's owner and runners on separate "hosts" (directories: own settings, keys and tmp/), all sealing
+    into one prefix of the bucket and indexing into one database: (owner, runners, prefix)."""
+    prefix = s3.new_prefix()
+    clis = []
+    for name, url in [("owner", team_db.owner_url)] + [(n, team_db.runner_url) for n in names]:
+        cli = CLI(tmp_path / name)
+        cli.env.update(ARCHIVER_INDEX_URL=url, **env)
+        clis.append(s3_cli(cli, s3)[0])
+        cli.env["ARCHIVER_STORAGE_URL"] = f"s3://{s3.bucket}/{prefix}"
+    return clis[0], clis[1:], prefix
+
+
+def _team_rows(team_db: Any, sql: str) -> list[tuple]:
+    import psycopg
+    with psycopg.connect(team_db.owner_url) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_a_host_lost_after_storing_is_settled_from_the_store_by_a_runner_on_another_host(tmp_path, site, s3,
+                                                                                         team_db):
+    # Killed between the PUT and the index, with its tmp/ gone with the host: the object is in the bucket (locked
+    # for years) and only the job's `storing` names it. The next runner, elsewhere, indexes that object as the
+    # job's capture instead of capturing the page a second time (which would leave an object no index row names).
+    owner, (lost, other), prefix = _hosts(tmp_path, team_db, s3, "lost", "other", ARCHIVER_QUEUE_LEASE_SECONDS="2")
+    assert owner("add", "--no-browser", site.url + PAGE).code == 0
+    proc = lost.popen("run", "--once", env={"ARCHIVER_FAULT_KILL_AT": "stored:host"})
+    proc.communicate(timeout=120)
+    assert proc.returncode == -9
+    [stored] = [k for k in objects(s3, prefix) if k.endswith(".warc.gz")]
+    assert _team_rows(team_db, "SELECT state, storing FROM jobs") == [("running", "warcs/" + stored)]
+    time.sleep(2.5)   # the lost host's lease runs out
+    ran = other("run", "--once")
+    assert ran.code == 0, ran.err
+    assert "from the store" in ran.err
+    assert _team_rows(team_db, "SELECT id, warc_path FROM captures") == [(stored.rsplit("/", 1)[1].split(".")[0],
+                                                                          "warcs/" + stored)]
+    assert _team_rows(team_db, "SELECT state, storing FROM jobs") == [("done", None)]
+    assert [k for k in objects(s3, prefix) if k.endswith(".warc.gz")] == [stored]   # captured once
+    assert _team_rows(team_db, "SELECT outcome, worker LIKE '%' FROM attempts") == [("ok", True)]
+    verified = other("verify", "--json")
+    assert verified.code == 0 and verified.json()["ok"], verified.out
+
+
+def test_a_capture_waiting_for_the_store_on_one_host_is_not_captured_again_on_another(tmp_path, site, s3, team_db):
+    # S3 away for longer than storage.retry_seconds: host A's capture is sealed and kept in its tmp/, and the job is
+    # reserved for A's next attempt. Host B leaves it alone (no second capture of the page); A stores it once the
+    # store is back. Had A been lost, the reservation would run out and B capture the page: nothing is lost.
+    owner, (a, b), prefix = _hosts(tmp_path, team_db, s3, "a", "b", ARCHIVER_STORAGE_RETRY_SECONDS="1",
+                                   ARCHIVER_QUEUE_BACKOFF_SECONDS="4")
+    assert owner("add", "--no-browser", site.url + PAGE, site.url + "/test/pages/3").code == 0
+    s3.proxy.fail_for(30)
+    first = a("run", "--once")   # both sealed, neither stored; their retries not due yet, so it stops
+    assert "Traceback" not in first.err
+    kept = sorted(p.name for p in (a.archive / "tmp").glob("*.unstored"))
+    assert len(kept) == 2 and _team_rows(team_db, "SELECT COUNT(*) FROM captures") == [(0,)]
+    s3.proxy.fail_for(0)
+    time.sleep(4.5)   # the store is back; the backoff has passed
+    assert b("run", "--once").code == 0
+    assert _team_rows(team_db, "SELECT COUNT(*) FROM captures") == [(0,)]   # B left A's jobs to A
+    again = a("run", "--once")
+    assert again.code == 0, again.err
+    captured = sorted(r[0] for r in _team_rows(team_db, "SELECT id FROM captures"))
+    assert captured == sorted(k.split(".")[0] for k in kept)   # the captures sealed during the outage, no others
+    assert _team_rows(team_db, "SELECT DISTINCT state FROM jobs") == [("done",)]
+    assert len([k for k in objects(s3, prefix) if k.endswith(".warc.gz")]) == 2
+    assert not list((a.archive / "tmp").glob("*.warc.gz*"))
+    verified = b("verify", "--json")
+    assert verified.code == 0 and verified.json()["ok"], verified.out
+
+
+def test_a_reservation_runs_out_when_its_host_is_lost_and_another_host_captures_the_page(tmp_path, site, s3,
+                                                                                        team_db):
+    owner, (a, b), prefix = _hosts(tmp_path, team_db, s3, "a", "b", ARCHIVER_STORAGE_RETRY_SECONDS="1",
+                                   ARCHIVER_QUEUE_BACKOFF_SECONDS="1", ARCHIVER_QUEUE_LEASE_SECONDS="2")
+    assert owner("add", "--no-browser", site.url + PAGE).code == 0
+    s3.proxy.fail_for(30)
+    assert "Traceback" not in a("run", "--once").err
+    assert len(list((a.archive / "tmp").glob("*.unstored"))) == 1
+    s3.proxy.fail_for(0)
+    time.sleep(3.5)   # A is gone: nothing renews its reservation
+    ran = b("run", "--once")
+    assert ran.code == 0, ran.err
+    assert _team_rows(team_db, "SELECT state FROM jobs") == [("done",)]
+    assert _team_rows(team_db, "SELECT COUNT(*) FROM captures") == [(1,)]
+    assert b("verify", "--json").json()["ok"]

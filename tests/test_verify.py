@@ -192,3 +192,47 @@ def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, s
     assert {(p.kind, p.path) for p in report.problems} == {
         ("unreadable", show["warc_path"]), ("unreadable", day.relative_to(cli.archive).as_posix())}
     assert all("Permission denied" in p.detail for p in report.problems)
+
+
+@pytest.fixture
+def large_media(served_media):
+    # Above verify.PARALLEL_MIN (16 MiB): the file is hashed in a thread beside the records' pass.
+    return served_media(20 << 20)
+
+
+def _media_capture(cli, site):
+    result = cli("capture", "--no-browser", site.url + "/test/media.mp4", "--json")
+    assert result.code == 0, result.err
+    show = cli("show", result.json()[0]["capture_id"], "--json").json()
+    [media] = [r for r in show["records"] if r["type"] == "response"]
+    return show, media
+
+
+def test_a_large_file_verifies_by_its_seal_and_names_a_changed_record(cli, site, large_media):
+    show, media = _media_capture(cli, site)
+    data = cli("verify", "--json").json()
+    assert data["ok"] is True and data["records"] == len(show["records"])
+    # One byte changed in the middle of the 20 MiB body (stored as it came: the byte is in the file as is).
+    warc = cli.archive / show["warc_path"]
+    os.chmod(warc, 0o644)
+    with open(warc, "r+b") as fh:
+        fh.seek(media["offset"] + media["length"] // 2)
+        byte = fh.read(1)
+        fh.seek(-1, os.SEEK_CUR)
+        fh.write(bytes([byte[0] ^ 0x01]))
+    problems = cli("verify", "--json").json()["problems"]
+    kinds = [p["problem"] for p in problems]
+    assert kinds[0] == "altered", problems
+    # The file is read again with every payload re-hashed, so the changed record is named, not just the file.
+    assert any(p["problem"] in ("record-altered", "unreadable") for p in problems[1:]), problems
+
+
+@pytest.mark.sqlite_only
+def test_a_large_file_intact_but_its_index_records_changed_is_found(cli, site, large_media):
+    show, media = _media_capture(cli, site)
+    # The file is as sealed, but the index now says another payload digest for its media record.
+    tamper_index(cli.archive, f"UPDATE records_packed SET payload_digest = 'sha256:{'0' * 64}' "
+                              f"WHERE capture_id = '{show['id']}' AND offset = {media['offset']}")
+    problems = cli("verify", "--json").json()["problems"]
+    assert [p["problem"] for p in problems] == ["record-altered"], problems
+    assert str(media["offset"]) in problems[0]["detail"]

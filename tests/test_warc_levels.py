@@ -95,14 +95,8 @@ def test_the_probe_leaves_the_stream_at_its_start():
 # ---- a capture, end to end ------------------------------------------------------------------------------
 
 @pytest.fixture
-def media(site, tmp_path):
-    body = tmp_path / "clip.mp4"
-    body.write_bytes(os.urandom(3 << 20))
-    site.set_media(body)
-    try:
-        yield body
-    finally:
-        site.set_media(None)
+def media(served_media):
+    return served_media(3 << 20)
 
 
 def test_media_and_text_captures_record_the_level_of_every_member(cli, site, media):

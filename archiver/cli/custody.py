@@ -1,4 +1,4 @@
-"""Commands of the chain of custody: verify, timestamp, key, reindex."""
+"""Commands of the chain of custody: verify, timestamp, key, reindex, migrate."""
 from __future__ import annotations
 
 import json
@@ -51,6 +51,67 @@ def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
         click.echo(f"to use it: stop every runner, keep the old index.db, then move {target.name} to index.db")
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.option("--index", "index_url", required=True, metavar="URL",
+              help="The PostgreSQL database to move the index into: postgresql://[user@]host[:port]/dbname, no "
+                   "password (libpq finds it: PGPASSWORD, ~/.pgpass). Empty, or holding this archive's part-copy.")
+@click.option("--storage", "storage_url", required=True, metavar="URL",
+              help="The bucket (with Object Lock) to move the WARCs and timestamp tokens into: s3://bucket[/prefix]. "
+                   "Endpoint, region and retention come from [storage]; credentials from boto3's chain.")
+@click.option("--by", "by", metavar="NAME", help="Who moves it, for the ledger (default: archive.operator or "
+                                                 "the login name).")
+@click.option("--dry-run", is_flag=True, help="Check everything and say what would be done; write nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def migrate(ctx: Context, index_url: str, storage_url: str, by: str | None, dry_run: bool, as_json: bool) -> None:
+    """Move this archive (index.db and warcs/) to team backends: PostgreSQL and an S3 bucket, verified. Safe to
+    run again after an interruption; index.db and warcs/ are left as they are."""
+    from archiver.custody.migrate import migrate as move
+    report = move(ctx.archive, index_url, storage_url, by=by, dry_run=dry_run,
+                  progress=lambda line: click.echo(f"migrate: {line}", err=True))
+    if as_json:
+        _emit_json(report.as_dict())
+        return
+    arrow = f"  index    {report.source_index}  ->  {report.target_index}\n" \
+            f"  storage  {report.source_storage}  ->  {report.target_storage}"
+    if report.already:
+        click.echo(f"already migrated (ledger entry {report.ledger['migrated_entry']}): {report.archive} opens in "
+                   f"team mode with\n  index    {report.target_index}\n  storage  {report.target_storage}\n"
+                   f"nothing to do")
+        return
+    rows = ", ".join(f"{name} {n['source']:,}" for name, n in report.tables.items())
+    if report.dry_run:
+        state = {"empty": "an empty database", "partial": f"this archive's part-copy ({report.ledger['target_entries']:,} "
+                 f"ledger entries: the run would go on from there)", "recorded": "this archive's verified copy "
+                 "(the run would only write the settings)"}[report.ledger["target_state"]]
+        click.echo(f"would migrate {report.archive} (nothing was written):\n{arrow}\n"
+                   f"  target   {state}\n"
+                   f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token(s), "
+                   f"{_size(report.bytes)}, each put create-only with its SHA-256 and re-hashed from the store\n"
+                   f"  rows     {rows}\n"
+                   f"  then     verify counts, ledger chain (head {(report.ledger['source_head'] or '-')[:16]}…) and "
+                   f"every object; append one `migrated` ledger entry; set [index] url and [storage] url in "
+                   f"{report.settings_file}")
+        return
+    ledger_line = (f"{report.ledger['entries']:,} entries copied verbatim, chain intact, head "
+                   f"{(report.ledger['head'] or '-')[:16]}… equal to the source's; entry {report.ledger['migrated_entry']}"
+                   f": migrated")
+    click.echo(f"migrated {report.archive} to team backends{' (resumed)' if report.resumed else ''}:\n{arrow}\n"
+               f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token(s) with their sidecars: "
+               f"{report.stored:,} object(s) stored, {report.already_stored:,} there already ({_size(report.bytes)}), "
+               f"each re-hashed from the store\n"
+               f"  rows     {rows}: equal on both sides\n"
+               f"  ledger   {ledger_line}\n"
+               f"  settings {report.settings_file}: [index] url and [storage] url set; the archive opens in team mode")
+    for note in report.notes:
+        click.echo(f"  note     {note}")
+    warcs = report.source_storage
+    click.echo(f"left untouched: {', '.join(report.left_untouched)} -- the evidence as it was before, never deleted "
+               f"by archiver. Once `archiver verify` is clean and you hold a copy elsewhere, you may remove them:\n"
+               f"  rm -f {' '.join(p for p in report.left_untouched if p != warcs)} && "
+               f"find {warcs} -mindepth 1 -delete")
 
 
 @cli.command()

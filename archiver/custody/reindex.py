@@ -182,7 +182,7 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
             else:
                 rel = WARC_DIR + "/" + source
                 try:
-                    capture = _read_object(store, source, rel)
+                    capture = read_object(store, source, rel)
                 except NotACapture as exc:
                     report.skipped.append(Skipped(store.location(source), str(exc)))
                     continue
@@ -198,15 +198,16 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
     return report
 
 
-def _read_object(store: Any, key: str, rel: str) -> ReadCapture:
-    """A WARC object read once as it streams in, with where it lives (the version read, pinned)."""
+def read_object(store: Any, key: str, rel: str) -> ReadCapture:
+    """A WARC object read once as it streams in, with where it lives (the version read, pinned). NotACapture if it
+    cannot be read (a store that does not answer: its StorageError is the cause)."""
     from archiver.store.blobs import StorageError
     try:
         version = store.head(key).version_id
         with store.open(key, version) as stream:
             capture = read_capture_from(stream, rel)
     except StorageError as exc:
-        raise NotACapture(f"cannot be read: {exc}") from None
+        raise NotACapture(f"cannot be read: {exc}") from exc
     capture.row.update(warc_store=store.url, warc_version=version)
     return capture
 

@@ -259,12 +259,14 @@ def batch_results(index: Index, batch: Batch) -> Iterator[Enqueued]:
 
 
 def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | None = None,
-          ignore_schedule: bool = False, politeness: Politeness = NO_LIMITS) -> dict[str, Any] | None:
+          ignore_schedule: bool = False, politeness: Politeness = NO_LIMITS,
+          holding: Iterable[int] = ()) -> dict[str, Any] | None:
     """Take the most urgent due job (or one of ``job_ids``) with a lease. None when nothing is due, or when
     everything due is held back by ``politeness`` (see ``held_back``).
 
     ``ignore_schedule``: a person asked for these jobs now (`archiver capture`), so a retry backoff does
-    not make them wait. Politeness still applies: it protects the site, not the queue.
+    not make them wait. Politeness still applies: it protects the site, not the queue. ``holding``: the jobs
+    whose sealed captures wait in this runner's tmp/ for the store, which it may take though they are reserved.
     """
     now = now_iso()
     due = "9999" if ignore_schedule else now
@@ -281,6 +283,7 @@ def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | N
         held.append("SELECT host FROM host_slots WHERE last_started_at > ?")
         held_args.append(iso_after(-politeness.delay_seconds))
     polite = f" AND (host IS NULL OR host NOT IN ({' UNION '.join(held)}))" if held else ""
+    unreserved, unreserved_args = not_reserved(now, holding)
 
     def take(conn: Any) -> Any:
         if held:
@@ -292,11 +295,11 @@ def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | N
         row = conn.execute(
             "UPDATE jobs SET state = 'running', lease_owner = ?, lease_expires = ?, attempts = attempts + 1, "
             "updated_at = ? WHERE id = ("
-            "  SELECT id FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?) "
+            "  SELECT id FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?" + unreserved + ") "
             "                           OR (state = 'running' AND lease_expires < ?))" + restrict + polite +
             "  ORDER BY priority DESC, next_attempt_at, id LIMIT 1" + conn.sql_skip_locked + ") "
             "RETURNING *",
-            [owner, iso_after(lease_seconds), now, due, now] + list(job_ids or []) + held_args,
+            [owner, iso_after(lease_seconds), now, due] + unreserved_args + [now] + list(job_ids or []) + held_args,
         ).fetchone()
         if row is not None and row["host"] and politeness.delay_seconds > 0:
             conn.execute("INSERT INTO host_slots (host, last_started_at) VALUES (?, ?) "
@@ -308,17 +311,34 @@ def claim(index: Index, owner: str, lease_seconds: float, job_ids: list[int] | N
     return _decode(row) if row is not None else None
 
 
-def held_back(index: Index, job_ids: list[int] | None = None, ignore_schedule: bool = False) -> bool:
+def held_back(index: Index, job_ids: list[int] | None = None, ignore_schedule: bool = False,
+              holding: Iterable[int] = ()) -> bool:
     """True when a job is due (the same choice as ``claim``) but was not claimable: politeness is holding its
-    host for now. A runner with ``--once`` waits for it instead of exiting with work left."""
+    host for now. A runner with ``--once`` waits for it instead of exiting with work left (but not for a job
+    reserved for another runner: that one is the other runner's to finish)."""
     now = now_iso()
     due = "9999" if ignore_schedule else now
     restrict = f" AND id IN ({', '.join('?' * len(job_ids))})" if job_ids else ""
+    unreserved, unreserved_args = not_reserved(now, holding)
     row = index.conn.execute(
-        "SELECT 1 FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?) "
+        "SELECT 1 FROM jobs WHERE ((state = 'queued' AND next_attempt_at <= ?" + unreserved + ") "
         "                        OR (state = 'running' AND lease_expires < ?))" + restrict + " LIMIT 1",
-        [due, now] + list(job_ids or [])).fetchone()
+        [due] + unreserved_args + [now] + list(job_ids or [])).fetchone()
     return row is not None
+
+
+def not_reserved(now: str, holding: Iterable[int]) -> tuple[str, list[Any]]:
+    """The condition (and its parameters) a queued job meets when it is not reserved for another runner.
+
+    A queued job may still carry a lease: the runner that sealed its capture but could not store it (a storage
+    outage) keeps the sealed file in its tmp/ and reserves the job for the job's next attempt there (fail_in's
+    ``reserve_seconds``), renewing the reservation while the file waits (``renew_reserved``). Another runner
+    capturing the page meanwhile would make a second capture of it; once the reservation runs out (that host is
+    gone, and its file with it), anyone may. Whoever holds the file (``holding``: any process on that host) may
+    take the job at any time."""
+    ids = sorted(set(holding))
+    mine = f" OR id IN ({', '.join('?' * len(ids))})" if ids else ""
+    return f" AND (lease_owner IS NULL OR lease_expires < ?{mine})", [now] + ids
 
 
 def renew(index: Index, job_id: int, owner: str, lease_seconds: float) -> bool:
@@ -326,6 +346,27 @@ def renew(index: Index, job_id: int, owner: str, lease_seconds: float) -> bool:
     return index.write(lambda conn: conn.execute(
         "UPDATE jobs SET lease_expires = ?, updated_at = ? WHERE id = ? AND lease_owner = ? AND state = 'running'",
         (iso_after(lease_seconds), now_iso(), job_id, owner)).rowcount == 1, serial=False)
+
+
+def renew_reserved(index: Index, holding: Iterable[int], lease_seconds: float) -> int:
+    """Extend the reservations of the queued jobs whose sealed captures wait in this runner's tmp/ (``not_reserved``),
+    by whichever process of this host holds them now: how many are still reserved."""
+    ids = sorted(set(holding))
+    if not ids:
+        return 0
+    return index.write(lambda conn: conn.execute(
+        f"UPDATE jobs SET lease_expires = ? WHERE id IN ({', '.join('?' * len(ids))}) AND state = 'queued' "
+        "AND lease_owner IS NOT NULL", [iso_after(lease_seconds)] + ids).rowcount, serial=False)
+
+
+def note_storing(index: Index, job_id: int, owner: str, warc_path: str, lease_seconds: float) -> bool:
+    """Name the sealed WARC about to be put into the store on its job, under the lease (False: the lease is lost,
+    so nothing may be put). Written before the PUT: a runner that dies after it, whatever its host, leaves a job
+    whose next runner finds that object (sealing.settle_storing) rather than capturing the page twice."""
+    return index.write(lambda conn: conn.execute(
+        "UPDATE jobs SET storing = ?, lease_expires = ?, updated_at = ? WHERE id = ? AND lease_owner = ? "
+        "AND state = 'running'", (warc_path, iso_after(lease_seconds), now_iso(), job_id, owner)).rowcount == 1,
+        serial=False)
 
 
 def _record_attempt(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, outcome: str,
@@ -353,7 +394,8 @@ def mark_captured(conn: IndexConnection, job: dict[str, Any], owner: str, starte
                   outcome: str, failure_class: str | None, message: str | None) -> bool:
     """Finish a job with a sealed capture. Call inside the transaction that indexes the capture."""
     cur = conn.execute("UPDATE jobs SET state = 'done', capture_id = ?, lease_owner = NULL, lease_expires = NULL, "
-                       "last_failure_class = ?, last_failure = ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
+                       "storing = NULL, last_failure_class = ?, last_failure = ?, updated_at = ? "
+                       "WHERE id = ? AND lease_owner = ?",
                        (capture_id, failure_class, message, now_iso(), job["id"], owner))
     _record_attempt(conn, job, owner, started_at, outcome, failure_class, message, capture_id)
     return cur.rowcount == 1
@@ -365,10 +407,12 @@ def backoff_seconds(attempts: int, base: float, cap: float) -> float:
 
 
 def mark_failed(index: Index, job: dict[str, Any], owner: str, started_at: str, failure_class: str, message: str,
-                retryable: bool, *, backoff_base: float, backoff_cap: float) -> str:
-    """Record a failed attempt that sealed nothing. Returns the job's new state."""
+                retryable: bool, *, backoff_base: float, backoff_cap: float,
+                reserve_seconds: float | None = None) -> str:
+    """Record a failed attempt that indexed nothing. Returns the job's new state."""
     return index.write(lambda conn: fail_in(conn, job, owner, started_at, failure_class, message, retryable,
-                                            backoff_base=backoff_base, backoff_cap=backoff_cap), serial=False)
+                                            backoff_base=backoff_base, backoff_cap=backoff_cap,
+                                            reserve_seconds=reserve_seconds), serial=False)
 
 
 # Failures of this machine, not of the target: they never use up a job's attempts, so a disk that stays full
@@ -380,22 +424,26 @@ NOT_THE_TARGETS_FAULT = {"disk-full", "index-unavailable", "storage"}
 
 def fail_in(conn: IndexConnection, job: dict[str, Any], owner: str, started_at: str, failure_class: str,
             message: str, retryable: bool, *, backoff_base: float, backoff_cap: float,
-            capture_id: str | None = None) -> str:
+            capture_id: str | None = None, reserve_seconds: float | None = None) -> str:
     """Record a failed attempt inside the caller's transaction. Retryable failures go back to the queue with
     exponential backoff until attempts run out; final ones fail the job.
 
     ``capture_id`` is set when the failure itself was sealed as evidence (an HTTP error page is what the URL
-    showed), so the capture is indexed in the same transaction.
+    showed), so the capture is indexed in the same transaction. ``reserve_seconds``: this runner keeps the
+    attempt's sealed capture for the job's next attempt (see NOT_RESERVED), so the queued job stays reserved
+    for it that long.
     """
     ours = failure_class in NOT_THE_TARGETS_FAULT
     final = not ours and (not retryable or job["attempts"] >= job["max_attempts"])
     state = "failed" if final else "queued"
     delay = 0.0 if final else backoff_seconds(job["attempts"], backoff_base, backoff_cap)
-    conn.execute("UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = NULL, lease_expires = NULL, "
+    reserved = reserve_seconds is not None and state == "queued"
+    conn.execute("UPDATE jobs SET state = ?, next_attempt_at = ?, lease_owner = ?, lease_expires = ?, "
                  "last_failure_class = ?, last_failure = ?, capture_id = COALESCE(?, capture_id), "
                  "attempts = attempts - ?, updated_at = ? WHERE id = ? AND lease_owner = ?",
-                 (state, iso_after(delay), failure_class, message, capture_id, int(ours), now_iso(), job["id"],
-                  owner))
+                 (state, iso_after(delay), owner if reserved else None,
+                  iso_after(delay + reserve_seconds) if reserved else None, failure_class, message, capture_id,
+                  int(ours), now_iso(), job["id"], owner))
     _record_attempt(conn, job, owner, started_at, "failed", failure_class, message, capture_id)
     return state
 

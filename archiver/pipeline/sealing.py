@@ -3,6 +3,8 @@ whose runner stopped half-way.
 
 The local seal (warc.py) makes the WARC durable, hashed and read-only in ``tmp/``; then, in this order:
 
+0. **name**: the WARC's path is written on its job (``jobs.storing``, schema 8), under the job's lease
+   (``queue.note_storing``; a runner that lost its lease stores nothing).
 1. **put**: ``BlobStore.put_file`` create-only (If-None-Match), with the sealed SHA-256 as ChecksumSHA256 and
    Object Lock retention on the write itself; the server's checksum is compared with ours (s3.py).
 2. **index**: one transaction holds the capture row with where it lives (``warc_store``, ``warc_version``:
@@ -11,8 +13,11 @@ The local seal (warc.py) makes the WARC durable, hashed and read-only in ``tmp/`
 3. **release**: the local file is removed.
 
 The object is put before the capture is indexed because the row names the version written, and a capture row is
-never changed. So a runner killed at any step leaves one of these, which the next runner on the host settles
-(``settle_temp_files``; the supervisor does it at once for a worker it saw die):
+never changed. A runner killed between the put and the index leaves an object that only ``jobs.storing`` names:
+whichever runner takes the job next, on any host, indexes that object from the store as the job's capture
+(``settle_storing``) instead of capturing the page again -- so a host lost with its tmp/ leaves no object the index
+does not know, and no second capture. On the host itself, a runner killed at any step leaves one of these, which
+the next runner there settles (``settle_temp_files``; the supervisor does it at once for a worker it saw die):
 
 - a file still being written (writable): removed, and the job is captured again, as before team mode;
 - a sealed file (read-only) not in the store and not indexed: stored and indexed if its job is still the dead
@@ -25,7 +30,10 @@ never changed. So a runner killed at any step leaves one of these, which the nex
 A store that does not answer for ``storage.retry_seconds`` fails the attempt with class ``storage`` (retried later,
 without using up the job's attempts), and the sealed file is kept as ``tmp/<capture id>.<job id>.warc.gz.unstored``:
 the job's next attempt on this host stores that file instead of capturing again (``take_unstored``), so a
-storage outage delays a capture and never loses one. Each step is idempotent -- a put of the same bytes answers with
+storage outage delays a capture and never loses one. Meanwhile the job stays reserved for this host (its lease
+kept on the queued job and renewed by the host's runners while the file waits: queue.not_reserved), so no runner
+elsewhere captures the page a second time; if the host is lost, the reservation runs out and any runner captures
+the page again (settling first from the store, in case the put did land and only its answer was lost). Each step is idempotent -- a put of the same bytes answers with
 the object there, a capture indexed already is not indexed twice -- so two runners settling the same file agree.
 
 ``ARCHIVER_FAULT_KILL_AT=<step>[:host]`` makes a worker SIGKILL itself at that step (prepared, stored, indexed,
@@ -294,7 +302,18 @@ def index_from_file(archive: Archive, index: Index, path: Path, rel: str, *, own
     digest, _ = sha256_file(path)
     stored = put_sealed(archive, rel, path, digest)
     capture = read_capture(path, rel)
-    row = placed(capture.row, archive, stored)
+    row = _index_read(archive, index, capture, placed(capture.row, archive, stored), owner=owner,
+                      started_at=started_at, backoff=backoff)
+    path.unlink(missing_ok=True)
+    logs.event(log, logging.WARNING, "seal-finished", f"stored and indexed capture {row['id']}, sealed before it "
+               f"could be stored or indexed", capture_id=row["id"], url=row["url"], job_id=row["job_id"])
+    return row
+
+
+def _index_read(archive: Archive, index: Index, capture: Any, row: dict[str, Any], *, owner: str | None,
+                started_at: str | None, backoff: dict[str, float] | None) -> dict[str, Any]:
+    """Index a stored capture read back from its WARC (``row``: its row, with where it is stored), unless the index
+    holds it already; its job finished by ``owner`` if that runner holds the job (see ``index_from_file``)."""
     p = capture.provenance
     settings = archive.settings
     qs = settings["queue"]
@@ -314,9 +333,42 @@ def index_from_file(archive: Archive, index: Index, path: Path, rel: str, *, own
                            backoff=backoff, key_fingerprint=key.fingerprint, tsa_urls=tsa_urls,
                            discovered=p.get("discovered") or [], follow=int(p.get("follow_depth") or 0),
                            finish_job=finish)
-    path.unlink(missing_ok=True)
-    logs.event(log, logging.WARNING, "seal-finished", f"stored and indexed capture {row['id']}, sealed by a runner "
-               f"that stopped before indexing it", capture_id=row["id"], url=row["url"], job_id=row["job_id"])
+    return row
+
+
+def settle_storing(archive: Archive, index: Index, job: dict[str, Any], owner: str, started_at: str,
+                   backoff: dict[str, float]) -> dict[str, Any] | None:
+    """Before a job is captured: the WARC its last runner named as being put into the store (``jobs.storing``,
+    written before the PUT), if that runner stopped before indexing it. Stored: indexed from the store, read back
+    as reindex reads it, as this attempt's capture (the row; no second capture of the page). Not stored, or
+    indexed already: None, capture as usual. The store not answering raises StorageUnavailable: whether the
+    object is there is unknown, so the page is not captured again yet.
+
+    This is what lets any runner settle a seal whose host is lost with its tmp/: the object alone suffices."""
+    from archiver.custody.reindex import NotACapture, read_object
+    from archiver.store.blobs import NotStored, StorageUnavailable
+    rel = job.get("storing")
+    if not rel:
+        return None
+    capture_id = Path(rel).name.split(".", 1)[0]
+    if index.conn.execute("SELECT 1 FROM captures WHERE id = ?", (capture_id,)).fetchone() is not None:
+        return None
+    try:
+        archive.store().head(warc_key(rel))
+    except NotStored:
+        return None   # the runner stopped before (or during) the PUT: nothing was stored
+    try:
+        capture = read_object(archive.store(), warc_key(rel), rel)
+    except NotACapture as exc:
+        if isinstance(exc.__cause__, StorageUnavailable):
+            raise exc.__cause__ from None
+        # Unreadable, or not one of ours: verify names the object; the job is captured again.
+        logs.event(log, logging.ERROR, "seal-unsettled", f"capture {capture_id} of job {job['id']} is in the store "
+                   f"but cannot be indexed ({exc}); capturing the job again", job_id=job["id"], capture_id=capture_id)
+        return None
+    row = _index_read(archive, index, capture, capture.row, owner=owner, started_at=started_at, backoff=backoff)
+    logs.event(log, logging.WARNING, "seal-finished", f"indexed capture {row['id']} from the store: its runner "
+               f"stored it and stopped before indexing it", capture_id=row["id"], url=row["url"], job_id=job["id"])
     return row
 
 

@@ -92,6 +92,7 @@ class Worker:
         self.stopping = False          # no new claims
         self.abandon = False           # give back the job in hand now
         self.lease_lost = False        # another runner took over the job in hand
+        self._reserved_renewed = 0.0   # when the reservations of the jobs in holding() were last renewed
         self._current: asyncio.Task | None = None
         self.on_event = on_event or (lambda kind, data: None)
 
@@ -142,12 +143,14 @@ class Worker:
         try:
             while not self.stopping and remaining != []:
                 try:
+                    self._renew_reservations()
                     queue.fail_exhausted_leases(self.index)
                     if remaining is None:
                         # Watches: queue the re-captures that are due (idempotent across runners and hosts).
                         schedule.enqueue_due(self.index, max_attempts=self.settings["queue"]["max_attempts"])
                     job = queue.claim(self.index, self.owner, self.settings["queue"]["lease_seconds"], remaining,
-                                      ignore_schedule=remaining is not None, politeness=self.politeness)
+                                      ignore_schedule=remaining is not None, politeness=self.politeness,
+                                      holding=self.holding())
                 except (sqlite3.OperationalError, IndexUnavailable) as exc:
                     # A full disk, a lock held for over a minute, a database server away for as long: nothing was
                     # claimed, nothing is lost.
@@ -160,7 +163,8 @@ class Worker:
                         continue  # captures first; checks fill the time when no capture is due
                     if remaining is None and await self._run_due_timestamp():
                         continue  # and timestamps a TSA could not give when their capture was sealed
-                    if queue.held_back(self.index, remaining, ignore_schedule=remaining is not None):
+                    if queue.held_back(self.index, remaining, ignore_schedule=remaining is not None,
+                                       holding=self.holding()):
                         # Work is due but its host is busy or was just visited: wait for it rather than leave it.
                         await self._sleep(HELD_POLL_SECONDS)
                         continue
@@ -251,11 +255,37 @@ class Worker:
             await self._timestamp(outcome.capture_id)
         return outcome
 
+    def holding(self) -> list[int]:
+        """The jobs whose sealed captures wait in this archive's tmp/ for the store (sealing.keep_unstored): reserved
+        for this host (queue.not_reserved), whichever of its processes sealed them."""
+        if not self.archive.seals_to_store:
+            return []
+        return [int(p.name.split(".")[1]) for p in sealing.unstored_of(self.archive.path)]
+
+    def _renew_reservations(self) -> None:
+        """Keep the reservations of the jobs in ``holding()``, every third of a lease: they run out only when no
+        runner of this host is left to store their captures."""
+        lease = self.settings["queue"]["lease_seconds"]
+        if time.monotonic() - self._reserved_renewed < lease / 3:
+            return
+        queue.renew_reserved(self.index, self.holding(), lease)
+        self._reserved_renewed = time.monotonic()
+
     async def _keep_lease(self, job: dict[str, Any]) -> None:
         lease = self.settings["queue"]["lease_seconds"]
         while True:
             await asyncio.sleep(max(0.5, lease / 3))
-            if not queue.renew(self.index, job["id"], self.owner, lease):
+            try:
+                self._renew_reservations()
+                held = queue.renew(self.index, job["id"], self.owner, lease)
+            except IndexUnavailable as exc:
+                # The index server is away for longer than a reconnect waits: try again next turn rather than end
+                # this task (which would leave the lease to lapse while the capture goes on). The transaction that
+                # indexes the capture checks the lease in any case (queue.hold_lease).
+                logs.event(log, logging.WARNING, "lease-unrenewed", f"could not renew the lease on job {job['id']}: "
+                           f"{exc}; trying again", job_id=job["id"], url=job["url"], owner=self.owner)
+                continue
+            if not held:
                 logs.event(log, logging.WARNING, "lease-lost", f"lost the lease on job {job['id']} to another "
                            f"runner; abandoning it", job_id=job["id"], url=job["url"], owner=self.owner)
                 self.lease_lost = True
@@ -272,8 +302,11 @@ class Worker:
             if isinstance(failure, DiskFull):
                 logs.event(log, logging.ERROR, "disk-full", f"{failure.message}; job {job['id']} stays queued",
                            job_id=job["id"], url=job["url"], **{"class": "disk-full"})
+            # A capture sealed but not stored waits here for the job's next attempt: the job is reserved for it.
+            keeps = failure.failure_class == sealing.STORAGE_FAILURE and self.archive.seals_to_store and \
+                bool(sealing.unstored_of(self.archive.path, job["id"]))
             state = self._record_failure(job, started_at, failure.failure_class, failure.message, failure.retryable,
-                                         backoff)
+                                         backoff, reserve=keeps)
             return Outcome(job["id"], job["url"], "failed", failure_class=failure.failure_class,
                            message=failure.message, job_state=state)
         except asyncio.CancelledError:
@@ -287,12 +320,14 @@ class Worker:
                            job_state=state)
 
     def _record_failure(self, job: dict[str, Any], started_at: str, failure_class: str, message: str,
-                        retryable: bool, backoff: dict[str, float]) -> str:
+                        retryable: bool, backoff: dict[str, float], reserve: bool = False) -> str:
         """The failed attempt into the index; if the index itself cannot be written (full disk), say so and
-        leave the job to its lease: it is retried when the lease expires, nothing is lost."""
+        leave the job to its lease: it is retried when the lease expires, nothing is lost. ``reserve``: the job
+        stays this worker's for its next attempt (a sealed capture waits in tmp/ for the store)."""
+        lease = self.settings["queue"]["lease_seconds"]
         try:
             return queue.mark_failed(self.index, job, self.owner, started_at, failure_class, message, retryable,
-                                     **backoff)
+                                     reserve_seconds=lease if reserve else None, **backoff)
         except (sqlite3.OperationalError, IndexUnavailable) as exc:
             logs.event(log, logging.ERROR, "index-unwritable", f"cannot record the failure of job {job['id']} "
                        f"({failure_class}): {exc}; it is retried when its lease expires", job_id=job["id"],
@@ -311,6 +346,9 @@ class Worker:
             if kept:
                 # Sealed by an earlier attempt that the store would not take: store that, do not capture again.
                 return self._store_unstored(job, kept[0], started_at, backoff)
+            settled = self._settle_storing(job, started_at, backoff)
+            if settled is not None:
+                return settled
         kind = job["kind"]
         # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
         use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")
@@ -378,6 +416,12 @@ class Worker:
                 "provenance": provenance,
             }
             if self.archive.seals_to_store:
+                if not self._note_storing(job, sealed.rel_path):
+                    # Never stored: discarded on the way out; the runner holding the job now captures it.
+                    logs.event(log, logging.WARNING, "lease-lost", f"lost the lease on job {job['id']} before "
+                               f"storing its capture; the capture is discarded", job_id=job["id"], url=url,
+                               owner=self.owner)
+                    return Outcome(job["id"], url, "released", message="lease lost to another runner")
                 capture_row = self._put(job, warc, capture_row)
             commit = dict(job=job, owner=self.owner, capture=capture_row, records=warc.records,
                           outlinks=result.outlinks, started_at=started_at, backoff=backoff,
@@ -452,6 +496,29 @@ class Worker:
         sealing.fault_point("stored")
         return sealing.placed(capture_row, self.archive, stored)
 
+    def _note_storing(self, job: dict[str, Any], rel_path: str) -> bool:
+        """Name the WARC on its job before it is put (queue.note_storing): False if the lease is lost."""
+        try:
+            return queue.note_storing(self.index, job["id"], self.owner, rel_path,
+                                      self.settings["queue"]["lease_seconds"])
+        except IndexUnavailable as exc:
+            # Nothing stored yet: the sealed file is discarded on the way out and the job retried.
+            raise CaptureFailed("index-unavailable", f"the index could not be written ({exc}); the job is "
+                                f"retried", retryable=True) from None
+
+    def _settle_storing(self, job: dict[str, Any], started_at: str, backoff: dict[str, float]) -> Outcome | None:
+        """A capture the job's last runner stored and never indexed (sealing.settle_storing): indexed, as this
+        attempt's outcome; None when there is none and the job is to be captured."""
+        from archiver.store.blobs import StorageError
+        try:
+            row = sealing.settle_storing(self.archive, self.index, job, self.owner, started_at, backoff)
+        except StorageError as exc:
+            raise CaptureFailed(sealing.STORAGE_FAILURE, f"whether the last attempt's capture "
+                                f"{job['storing']} was stored is unknown: {exc}", retryable=True) from None
+        if row is None:
+            return None
+        return self._settled_outcome(job, row)
+
     def _release_local(self, warc: CaptureWarc) -> None:
         """Step 3 of sealing to a store: stored and indexed, the local file goes."""
         warc.sealed = warc.prepared
@@ -469,6 +536,10 @@ class Worker:
         except StorageError as exc:
             raise CaptureFailed(sealing.STORAGE_FAILURE, f"sealed, but not stored: {exc} (kept as {path.name})",
                                 retryable=True) from None
+        return self._settled_outcome(job, row)
+
+    def _settled_outcome(self, job: dict[str, Any], row: dict[str, Any]) -> Outcome:
+        """The outcome of an attempt that indexed an earlier attempt's sealed capture (``row``) instead of capturing."""
         state = queue.get_job(self.index, job["id"])["state"]
         return Outcome(job["id"], job["url"], row["status"], capture_id=row["id"], failure_class=row["failure_class"],
                        message=row["failure_message"], job_state=state, records=row["record_count"],

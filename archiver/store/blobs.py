@@ -305,6 +305,11 @@ class BlobStore(ABC):
     def location(self, key: str) -> str:
         """Where the object is, for people and for the index: a path, or s3://bucket/key."""
 
+    def write_once(self) -> bool | None:
+        """Whether the store itself keeps stored objects from being changed or deleted (S3: Object Lock enabled on the
+        bucket); None when it cannot tell (a directory: only its files' modes; a role not allowed to ask)."""
+        return None
+
 
 def content_type_for(key: str) -> str:
     """The media type stored with an object, from its name (what S3 serves it as)."""

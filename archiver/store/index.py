@@ -24,7 +24,7 @@ from archiver.errors import BadURL, NotFound, UserError
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 T = TypeVar("T")
 
 
@@ -441,6 +441,13 @@ MIGRATIONS: list[str] = [
     ALTER TABLE captures ADD COLUMN warc_store TEXT;
     ALTER TABLE captures ADD COLUMN warc_version TEXT;
     """,
+    # 8: the WARC a job's runner is putting into the store (its warc_path), written under the job's lease before
+    # the PUT (pipeline/sealing.py). A runner killed between the PUT and the index (a host lost with its tmp/)
+    # leaves an object only this names: whoever takes the job next, on any host, indexes that object instead of
+    # capturing the page again. NULL for every job of an archive sealing into its own warcs/.
+    """
+    ALTER TABLE jobs ADD COLUMN storing TEXT;
+    """,
 ]
 
 # Migration 6, once Index._migrate_to_6 has filled the new tables: they take the old ones' places.
@@ -687,6 +694,15 @@ class Index:
             provenance = json.loads(provenance or "{}")
         self._insert_platform_rows(capture["id"], provenance)
         items.observe_capture(self.conn, capture, provenance, self.unreachable_gone)
+
+    def insert_copied(self, row: dict[str, Any], records: list[dict[str, Any]], text: str | None) -> None:
+        """A captures row copied from another index as it is there (its ``rowid``, its place), with its records and
+        its title and ``text`` indexed for search, each the way this engine stores them: what ``archiver migrate``
+        writes, where ``insert_capture`` derives every row from a sealed capture. Call inside ``transaction()``."""
+        columns = ", ".join(f'"{name}"' for name in row)
+        self.conn.execute(f"INSERT INTO captures ({columns}) VALUES (?{', ?' * (len(row) - 1)})", list(row.values()))
+        self._index_text(row["rowid"], row.get("title"), text)
+        self._insert_records(row["id"], records)
 
     def _free_rowid(self, capture_id: str) -> int:
         """fts_key of the ID, or the next free rowid above it (two IDs of one millisecond can share their top

@@ -329,6 +329,22 @@ class S3Store(BlobStore):
                             f"{existing.checksum}) that is not {path} (SHA-256 {sha256}); refusing to replace it",
                             key, existing)
 
+    def write_once(self) -> bool | None:
+        """Whether the bucket has Object Lock enabled (it can only be enabled, never switched off). None when this
+        role may not ask (s3:GetBucketObjectLockConfiguration); StorageError when there is no such bucket."""
+        try:
+            answer = self._call("GET object lock configuration", lambda: self.client.get_object_lock_configuration(
+                Bucket=self.bucket))
+        except botocore.exceptions.ClientError as exc:
+            if _code(exc) == "ObjectLockConfigurationNotFoundError":
+                return False
+            if _code(exc) in ("AccessDenied", "NotImplemented") or _status(exc) in (403, 501):
+                return None
+            raise self._fail(exc, "GET object lock configuration") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._fail(exc, "GET object lock configuration") from None
+        return answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
+
     # -- reading
 
     def head(self, key: str, version_id: str | None = None) -> StoredObject:

@@ -729,6 +729,8 @@ PG_MIGRATIONS: dict[int, str] = {
     6: SCHEMA_6,
     # 7: where a sealed WARC lives when not in the archive's warcs/ (index.py's migration 7 says what each means).
     7: "ALTER TABLE captures ADD COLUMN warc_store text; ALTER TABLE captures ADD COLUMN warc_version text;",
+    # 8: the WARC a job's runner is putting into the store, named before the PUT (index.py's migration 8).
+    8: "ALTER TABLE jobs ADD COLUMN storing text;",
 }
 
 
