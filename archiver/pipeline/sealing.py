@@ -33,8 +33,9 @@ the job's next attempt on this host stores that file instead of capturing again 
 storage outage delays a capture and never loses one. Meanwhile the job stays reserved for this host (its lease
 kept on the queued job and renewed by the host's runners while the file waits: queue.not_reserved), so no runner
 elsewhere captures the page a second time; if the host is lost, the reservation runs out and any runner captures
-the page again (settling first from the store, in case the put did land and only its answer was lost). Each step is idempotent -- a put of the same bytes answers with
-the object there, a capture indexed already is not indexed twice -- so two runners settling the same file agree.
+the page again (settling first from the store, in case the put did land and only its answer was lost). Each step is
+idempotent -- a put of the same bytes answers with the object there, a capture indexed already is not indexed
+twice -- so two runners settling the same file agree.
 
 ``ARCHIVER_FAULT_KILL_AT=<step>[:host]`` makes a worker SIGKILL itself at that step (prepared, stored, indexed,
 released): how the tests prove the list above with real processes.
