@@ -817,7 +817,7 @@ class Index:
             row = self._newest_of_url(key, normalise(ident), ident)
         if row is None:
             raise NotFound(f"no capture with ID or URL {ident!r} (see `archiver list`)")
-        return _without_local_place(_decode(dict(row)))
+        return without_local_place(_decode(dict(row)))
 
     def _newest_of_url(self, key: str, canonical: str, url: str) -> sqlite3.Row | None:
         """The newest capture with ``key = key OR canonical_url = canonical OR url = url OR final_url = url``.
@@ -1002,7 +1002,7 @@ class Index:
         while rows := self.conn.execute(
                 "SELECT id, job_id, url, finished_at, warc_path, warc_sha256, warc_size, warc_store, warc_version "
                 "FROM captures WHERE id > ? ORDER BY id LIMIT ?", (after, page)).fetchall():
-            yield from (_without_local_place(dict(r)) for r in rows)
+            yield from (without_local_place(dict(r)) for r in rows)
             after = rows[-1]["id"]
 
 
@@ -1032,7 +1032,7 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _without_local_place(row: dict[str, Any]) -> dict[str, Any]:
+def without_local_place(row: dict[str, Any]) -> dict[str, Any]:
     """A capture row without schema 7's place columns when they are empty (a WARC in <archive>/warcs): what
     show --json prints of a local capture stays as it was; ``row.get("warc_store")`` reads either."""
     for name in ("warc_store", "warc_version"):
