@@ -884,21 +884,14 @@ class Index:
         for a rare one. ``before``: hits older than this capture ID (the last one of the page before).
         Snippets: ``snippets``, given the texts (readback.py reads them from the WARCs)."""
         bound = self._rowid_before(before) if before else None
-        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path, c.warc_store, "
-               "c.warc_version FROM ("
-               "SELECT rowid FROM captures_fts WHERE captures_fts MATCH ?"
-               + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
-               + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
-               "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
+        sql = search_sql("captures_fts MATCH ?", bound, limit)
         params: list[Any] = [] if bound is None else [bound]
         try:
             cursor = self.conn.execute(sql, [query, *params])
             first = cursor.fetchone()
         except sqlite3.OperationalError:
             # Not valid FTS5 syntax (an unbalanced quote, a stray operator): search for the words literally.
-            query = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
-            if not query:
-                raise UserError("empty search query") from None
+            query = literal_query(query)
             cursor = self.conn.execute(sql, [query, *params])
             first = cursor.fetchone()
 
@@ -1030,6 +1023,26 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(row.get(field), str):
             row[field] = json.loads(row[field])
     return row
+
+
+def search_sql(match: str, bound: int | None, limit: int | None) -> str:
+    """The query behind ``search`` on either engine, given the engine's full-text condition on ``captures_fts``
+    (one ``?`` for the query): hits straight off the full-text index in rowid (= ID) order, joined to their
+    captures; a second ``?`` for ``bound`` (hits older than that rowid) when it is given."""
+    return ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path, c.warc_store, "
+            "c.warc_version FROM ("
+            f"SELECT rowid FROM captures_fts WHERE {match}"
+            + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
+            + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
+            "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
+
+
+def literal_query(query: str) -> str:
+    """A query neither engine's parser reads, as its words searched literally (each a quoted phrase)."""
+    literal = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
+    if not literal:
+        raise UserError("empty search query")
+    return literal
 
 
 def without_local_place(row: dict[str, Any]) -> dict[str, Any]:

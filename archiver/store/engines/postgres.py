@@ -34,7 +34,7 @@ from psycopg import errors as pg_errors
 from archiver.errors import IndexUnavailable, IntegrityConflict, UserError
 from archiver.store import index as index_module
 from archiver.store.engines import fulltext
-from archiver.store.index import Index, fts5_snippets
+from archiver.store.index import Index, fts5_snippets, literal_query, search_sql
 
 T = TypeVar("T")
 
@@ -873,18 +873,11 @@ class PostgresIndex(Index):
         try:
             tsquery = fulltext.tsquery(query)
         except fulltext.QuerySyntax:
-            query = " ".join('"' + w.replace('"', '""') + '"' for w in query.split())
-            if not query:
-                raise UserError("empty search query") from None
+            query = literal_query(query)
             tsquery = fulltext.tsquery(query)
         if tsquery is None:
             return query, iter(())
-        sql = ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path, c.warc_store, "
-               "c.warc_version FROM ("
-               "SELECT rowid FROM captures_fts WHERE doc @@ ?::tsquery"
-               + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
-               + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
-               "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
+        sql = search_sql("doc @@ ?::tsquery", bound, limit)
         rows = self.conn.execute(sql, [tsquery] + ([bound] if bound is not None else []))
         return query, (dict(row) for row in rows)
 
