@@ -56,19 +56,22 @@ NEED_VERSION = v="$$(dpkg-query -W -f='$${Version}' $(1) 2>/dev/null)"; \
 	fi
 
 # Debian's chromium and ffmpeg (wget is the benchmark's baseline; openssl makes test certificates).
-# Playwright drives the system browser, so no browser download is ever needed.
+# Playwright drives the system browser, so no browser download is ever needed: chromium-headless-shell for captures
+# (browser.executable = "auto"; the same engine, a quarter of the CPU per capture), chromium when a window is wanted.
 # postgresql: the server the team-mode tests start on 127.0.0.1 (tests/backends.py: initdb into a temp dir, run as
 #   the package's unprivileged `postgres` user when set-up runs as root). Debian keeps its binaries off PATH, in
 #   /usr/lib/postgresql/<major>/bin, which is where the tests look. Its client psql comes with it.
 system-packages:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromium-headless-shell >/dev/null 2>&1 || missing="$$missing chromium-headless-shell"; \
 	command -v ffmpeg   >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v wget     >/dev/null 2>&1 || missing="$$missing wget"; \
 	command -v openssl  >/dev/null 2>&1 || missing="$$missing openssl"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	$(APT_INSTALL)
 	@$(call NEED_VERSION,chromium,$(CHROMIUM_MIN))
+	@$(call NEED_VERSION,chromium-headless-shell,$(CHROMIUM_MIN))
 	@$(call NEED_VERSION,ffmpeg,$(FFMPEG_MIN))
 	@$(call NEED_VERSION,postgresql,$(POSTGRESQL_MIN))
 

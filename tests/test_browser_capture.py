@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from warcutil import gzip_members, header, read_records, responses
 
@@ -208,3 +211,26 @@ def test_cross_site_iframe_and_its_subresources_recorded(cli, site):
     uris = {r["uri"] for r in show["records"] if r["type"] == "response"}
     assert f"http://localhost:{port}/embed/periscope-card.html" in uris
     assert f"http://localhost:{port}/static/img/alhamdo-avatar.png" in uris
+
+
+def test_warcinfo_names_the_chromium_binary_that_captured(article_capture):
+    """browser.executable = "auto" (the default) captures with Debian's headless shell when it is installed, and the
+    capture says so: which binary rendered the page is part of its provenance."""
+    from archiver.capture.browser import HEADLESS_SHELL_BINARY
+    info = read_records(article_capture["warc"])[0].payload.decode()
+    versions = json.loads(next(line for line in info.splitlines() if line.startswith("software-versions: "))
+                          .split(": ", 1)[1])
+    expected = HEADLESS_SHELL_BINARY if os.access(HEADLESS_SHELL_BINARY, os.X_OK) else "/usr/lib/chromium/chromium"
+    assert versions["chromium-executable"] == expected
+
+
+def test_auto_executable_is_the_headless_shell_only_without_a_window(tmp_path):
+    from archiver.capture.browser import (AUTO, DEBIAN_BINARY, HEADLESS_SHELL_BINARY, HEADLESS_SHELL_WRAPPER,
+                                          resolve_executable)
+    if not os.access(HEADLESS_SHELL_BINARY, os.X_OK):
+        pytest.skip("Debian's chromium-headless-shell is not installed (make setup installs it)")
+    assert resolve_executable(AUTO, headless=True) == HEADLESS_SHELL_BINARY
+    assert resolve_executable(AUTO, headless=False) == DEBIAN_BINARY  # the shell has no window to show
+    assert resolve_executable(HEADLESS_SHELL_WRAPPER) == HEADLESS_SHELL_BINARY
+    own = tmp_path / "my-chromium"
+    assert resolve_executable(str(own)) == str(own)  # a path of the user's is used as given

@@ -68,14 +68,30 @@ CHROMIUM_ARGS = [
 # update checks). Captures must make no call the user did not ask for, so the binary is launched directly.
 DEBIAN_WRAPPER = "/usr/bin/chromium"
 DEBIAN_BINARY = "/usr/lib/chromium/chromium"
+# Debian's chromium-headless-shell: the same Blink and V8 as chromium (one source package, one version), without
+# the desktop browser around them (no profile services, extensions, sign-in or sync), the "old headless" that
+# Playwright itself runs for headless Chromium. Each capture gets a fresh browser context, and in the desktop
+# browser every context costs a renderer whose start-up alone takes ~0.4 s of CPU besides ~0.2 s of per-profile
+# services in the browser process; the shell does the same page in ~0.2 s of CPU all told (scripts/bench, README
+# "Benchmark"), so a capture host keeps up with four times the pages. What it lacks is a desktop: it cannot run
+# with a window (headless = false uses chromium) and it shows no plugins and no window.chrome to a page (both
+# already say "HeadlessChrome" in their User-Agent).
+HEADLESS_SHELL_WRAPPER = "/usr/bin/chromium-headless-shell"
+HEADLESS_SHELL_BINARY = "/usr/lib/chromium/chromium-headless-shell"
+AUTO = "auto"
 # Variables that would give Chromium Google credentials, whatever launched us.
 CREDENTIAL_ENV = ("GOOGLE_API_KEY", "GOOGLE_DEFAULT_CLIENT_ID", "GOOGLE_DEFAULT_CLIENT_SECRET")
 
 
-def resolve_executable(configured: str) -> str:
-    """The Chromium binary to run for ``browser.executable`` (Debian's wrapper means its real binary)."""
-    if os.path.realpath(configured) == DEBIAN_WRAPPER and os.access(DEBIAN_BINARY, os.X_OK):
-        return DEBIAN_BINARY
+def resolve_executable(configured: str, headless: bool = True) -> str:
+    """The Chromium binary to run for ``browser.executable``: ``auto`` is Debian's headless shell when headless (and
+    installed), else Debian's chromium; a Debian wrapper means its real binary; any other path is used as given."""
+    if configured == AUTO:
+        configured = HEADLESS_SHELL_WRAPPER if headless and os.access(HEADLESS_SHELL_BINARY, os.X_OK) \
+            else DEBIAN_WRAPPER
+    for wrapper, binary in ((DEBIAN_WRAPPER, DEBIAN_BINARY), (HEADLESS_SHELL_WRAPPER, HEADLESS_SHELL_BINARY)):
+        if os.path.realpath(configured) == wrapper and os.access(binary, os.X_OK):
+            return binary
     return configured
 
 SCROLL_JS = """async ([deadlineMs, stepDelay]) => {
@@ -762,7 +778,7 @@ class BrowserSession:
 
     async def start(self) -> None:
         conf = self.settings["browser"]
-        executable = conf["executable"]
+        executable = resolve_executable(conf["executable"], conf["headless"])
         if not os.path.exists(executable):
             raise CaptureFailed("browser-missing", f"Chromium not found at {executable} (run `make setup`, "
                                                    f"or set browser.executable)", retryable=False)
@@ -771,7 +787,7 @@ class BrowserSession:
             args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
         args.extend(network.chromium_args(self.settings))
         args.extend(conf["extra_args"])
-        self.executable = resolve_executable(executable)
+        self.executable = executable
         env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
         self._pw = await async_playwright().start()
         self.browser = await self._pw.chromium.launch(executable_path=self.executable, headless=conf["headless"],
