@@ -13,7 +13,7 @@ import pytest
 
 from archiver.config import load as load_settings
 from archiver.exchange.report import render_pdf
-from conftest import index_conn
+from conftest import index_conn, tamper_index
 from loopback import LoopbackPage
 
 HOSTILE_TITLE = '<script>alert(1)</script><img src=x onerror=alert(2)> "Aleppo" & <a href=//evil.example>'
@@ -191,3 +191,25 @@ def test_pdf_rendering_fetches_nothing_even_when_the_html_asks(hostile, tmp_path
     pdf = asyncio.run(render_pdf(html, load_settings(tmp_path / "archive")))
     assert pdf.startswith(b"%PDF-")
     assert hostile.requests == []
+
+
+def test_ledger_is_checked_where_the_capture_stands_and_the_last_whole_walk_is_named(cli, site, tmp_path):
+    """A report checks the chain as `archiver verify ID` does (its entries and their neighbours, and the newest
+    whole walk on record), so it takes the same time at a million captures as at ten, and says what it covered."""
+    result = cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/", "--json")
+    assert result.code == 0, result.err
+    capture_id = result.json()[0]["capture_id"]
+    text = _report(cli, capture_id, tmp_path / "before.html").all_text
+    assert "Ledger chain intact where this capture stands in it" in text
+    assert "no `archiver verify` of the whole archive walked the chain" in text
+
+    assert cli("verify").code == 0   # a whole walk, recorded in the ledger (`verified`)
+    text = _report(cli, capture_id, tmp_path / "after.html").all_text
+    assert "were walked in full and found intact at" in text
+
+    with index_conn(cli.archive, named_rows=False) as conn:
+        seq = conn.execute("SELECT seq FROM ledger WHERE capture_id = ? AND event = 'sealed'",
+                           (capture_id,)).fetchone()[0]
+    tamper_index(cli.archive, f"UPDATE ledger SET url = 'https://elsewhere.example/' WHERE seq = {seq}")
+    text = _report(cli, capture_id, tmp_path / "tampered.html").all_text
+    assert f"Ledger chain broken at entry {seq}" in text

@@ -39,7 +39,7 @@ from archiver.store import readback
 from archiver.store.archive import Archive
 from archiver.errors import ArchiverError, CaptureFailed, UserError
 from archiver.store.index import Index, now_iso
-from archiver.custody.verify import Report as VerifyReport, check_against_ledger
+from archiver.custody.verify import Report as VerifyReport, check_against_ledger, check_ledger_of
 
 # A screenshot larger than this is not inlined (its digest and offset are still given): base64 makes it a
 # third larger again, and a page of tens of megabytes is one that editors' browsers and PDF viewers choke on.
@@ -113,8 +113,10 @@ class ReportData:
     tweet: dict[str, Any] | None
     video: dict[str, Any] | None
     ledger_entries: list[dict[str, Any]]
-    ledger_total: int
-    ledger_broken: ledger.Broken | None
+    # The ledger as it concerns this capture (verify.check_ledger_of, as `archiver verify ID` checks it): its
+    # entries against their hashes and neighbours, and the newest whole-chain walk on record. Not a walk of the
+    # whole chain: at a million captures that is a minute and more, for one report.
+    ledger_check: dict[str, Any]
     ledger_head: dict[str, Any] | None
     index_vs_ledger: list[str]       # problems found comparing the index row with its sealing entry
     timestamps: list[dict[str, Any]]
@@ -141,15 +143,15 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
     # Read back from the sealed file (the index keeps its place only); unreadable, the signature section says why.
     cap["provenance"], _ = readback.provenance(archive, cap, records)
     warc_file = _warc_source(archive, cap, records)
-    count, broken = ledger.check_chain(index.conn)
-    agreement = VerifyReport()
+    agreement, chain = VerifyReport(), VerifyReport()
     check_against_ledger(index.conn, cap, agreement)
+    check_ledger_of(index.conn, [cap], chain)
     fingerprint, key_note = _archive_key(archive)
     return ReportData(
         archive_dir=archive.path, capture=cap, records=records,
         tweet=index.tweet_of(cap["id"]), video=index.video_of(cap["id"]),
         ledger_entries=ledger.entries(index.conn, capture_id=cap["id"], job_id=cap.get("job_id")),
-        ledger_total=count, ledger_broken=broken, ledger_head=ledger.head(index.conn),
+        ledger_check=chain.ledger, ledger_head=ledger.head(index.conn),
         index_vs_ledger=[p.detail for p in agreement.problems],
         timestamps=_timestamps(index.conn, cap["id"]),
         screenshot=_screenshot(warc_file, records),
@@ -426,10 +428,18 @@ def _section_file(d: ReportData) -> str:
                                                         else "(not the key that signed this capture)"))))
     else:
         rows.append(("Archive key", _e(d.archive_key_note)))
-    if d.ledger_broken is None:
-        chain = _verdict(True, f"intact ({d.ledger_total} entries)", "")
+    check = d.ledger_check
+    if check["intact"]:
+        chain = _verdict(True, f"intact where this capture stands in it: its {check['capture_entries']} entries "
+                               f"(the capture's and its job's) agree with their hashes and link to their neighbours "
+                               f"({check['entries']} entries in all)", "")
+        if check.get("walked"):
+            chain += _e(f"; entries {check['walked']['from']}-{check['walked']['to']}, appended since the last "
+                        f"whole walk, were walked now")
+        if check["not_walked"]:
+            chain += _e(f"; {check['not_walked']}")
     else:
-        chain = _verdict(False, "", f"broken at entry {d.ledger_broken.seq}: {d.ledger_broken.reason}")
+        chain = _verdict(False, "", f"broken at entry {check['broken']['seq']}: {check['broken']['reason']}")
     rows.append(("Ledger chain", chain))
     if d.ledger_head:
         rows.append(("Ledger head", f"entry {_e(d.ledger_head['seq'])}, {_e(utc(d.ledger_head['at']))}, "
