@@ -24,7 +24,7 @@ from archiver.errors import BadURL, NotFound, UserError
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 T = TypeVar("T")
 
 
@@ -448,6 +448,22 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN storing TEXT;
     """,
+    # 9: the archive's keys, by fingerprint (team mode, custody/keys.py): recorded by the first host that creates or
+    # uses them, so that a host with another key (or none: an empty keys/) refuses to sign instead of signing the
+    # archive's captures with a key of its own. Written once, never changed: a row is the archive's key.
+    """
+    CREATE TABLE archive_keys (
+        name TEXT PRIMARY KEY,             -- archive (Ed25519: signs captures) | wacz (ECDSA P-384: signs exports)
+        algorithm TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,         -- sha256:<hex>, as `archiver key` prints it
+        recorded_at TEXT NOT NULL,
+        host TEXT NOT NULL                 -- where it was recorded: the host to copy keys/ from
+    );
+    CREATE TRIGGER archive_keys_update BEFORE UPDATE ON archive_keys
+    BEGIN SELECT RAISE(ABORT, 'an archive key is recorded once: it cannot be changed'); END;
+    CREATE TRIGGER archive_keys_delete BEFORE DELETE ON archive_keys
+    BEGIN SELECT RAISE(ABORT, 'an archive key is recorded once: it cannot be deleted'); END;
+    """,
 ]
 
 # Migration 6, once Index._migrate_to_6 has filled the new tables: they take the old ones' places.
@@ -523,6 +539,9 @@ def fts_key(capture_id: str) -> int | None:
 
 class Index:
     """One connection to ``<archive>/index.db``. Cheap to open; open one per process or thread."""
+
+    # Whether several hosts share this index (team mode): then it records the archive's keys (custody/keys.py).
+    shared = False
 
     def __init__(self, path: Path, unreachable_gone: tuple[int, float] = (4, 24.0)):
         self.path = path

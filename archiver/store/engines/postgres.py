@@ -718,7 +718,7 @@ CREATE TRIGGER captures_tally_insert AFTER INSERT ON captures FOR EACH ROW EXECU
 RUNNER_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON jobs, attempts, captures, captures_fts, records_packed, outlinks, tweets, refs, videos, watches, checks,
-    items, transitions, host_slots, ledger, timestamps TO {role};
+    items, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
 GRANT UPDATE ON jobs, watches, checks, items, host_slots, timestamps TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 """
@@ -731,11 +731,27 @@ PG_MIGRATIONS: dict[int, str] = {
     7: "ALTER TABLE captures ADD COLUMN warc_store text; ALTER TABLE captures ADD COLUMN warc_version text;",
     # 8: the WARC a job's runner is putting into the store, named before the PUT (index.py's migration 8).
     8: "ALTER TABLE jobs ADD COLUMN storing text;",
+    # 9: the archive's keys by fingerprint, recorded once (index.py's migration 9).
+    9: f"""CREATE TABLE archive_keys (
+        name {_TEXT} PRIMARY KEY,
+        algorithm {_TEXT} NOT NULL,
+        fingerprint {_TEXT} NOT NULL,
+        recorded_at {_TEXT} NOT NULL,
+        host {_TEXT} NOT NULL
+    );
+    CREATE TRIGGER archive_keys_update BEFORE UPDATE ON archive_keys FOR EACH ROW
+        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be changed');
+    CREATE TRIGGER archive_keys_delete BEFORE DELETE ON archive_keys FOR EACH ROW
+        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');
+    CREATE TRIGGER archive_keys_truncate BEFORE TRUNCATE ON archive_keys FOR EACH STATEMENT
+        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');""",
 }
 
 
 class PostgresIndex(Index):
     """The index in a PostgreSQL database (team mode): ``Index``'s queries, on ``PostgresConnection``."""
+
+    shared = True
 
     def __init__(self, url: str, unreachable_gone: tuple[int, float] = (4, 24.0)):
         self.url = url
