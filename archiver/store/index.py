@@ -815,7 +815,7 @@ class Index:
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        for row in self.conn.execute(sql, params):
+        for row in (self.conn.stream if unbounded(limit) else self.conn.execute)(sql, params):
             yield _decode(dict(row))
 
     def find_capture(self, ident: str) -> dict[str, Any]:
@@ -1042,6 +1042,15 @@ def _decode(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(row.get(field), str):
             row[field] = json.loads(row[field])
     return row
+
+
+# Past this many rows a read is streamed (``conn.stream``: a server-side cursor on PostgreSQL) rather than fetched whole.
+STREAM_PAST = 1000
+
+
+def unbounded(limit: int | None) -> bool:
+    """Whether a read of at most ``limit`` rows (None: all) is one to stream."""
+    return limit is None or limit > STREAM_PAST
 
 
 def search_sql(match: str, bound: int | None, limit: int | None) -> str:

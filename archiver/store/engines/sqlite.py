@@ -3,6 +3,7 @@ spells its own way. Schema and migrations: ``archiver.store.index`` (SQLITE_MIGR
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 
 class SQLiteConnection(sqlite3.Connection):
@@ -23,6 +24,11 @@ class SQLiteConnection(sqlite3.Connection):
     def sql_json_text(column: str, key: str) -> str:
         """The text of top-level ``key`` of the JSON object in ``column``."""
         return f"json_extract({column}, '$.{key}')"
+
+    def stream(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """The rows of a read that may return any number of them: sqlite3's cursor steps through them as they are
+        read, holding one at a time."""
+        return self.execute(sql, params)
 
     # BEGIN IMMEDIATE already holds the one write lock: claims and ledger appends need nothing more.
     sql_skip_locked = ""
