@@ -753,11 +753,11 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 # version adds its statements here, run in order in one transaction.
 PG_MIGRATIONS: dict[int, str] = {
     6: SCHEMA_6,
-    # 7: where a sealed WARC lives when not in the archive's warcs/ (index.py's migration 7 says what each means).
+    # 7: where a sealed WARC lives when not in the archive's warcs/ (sqlite.py's migration 7 says what each means).
     7: "ALTER TABLE captures ADD COLUMN warc_store text; ALTER TABLE captures ADD COLUMN warc_version text;",
-    # 8: the WARC a job's runner is putting into the store, named before the PUT (index.py's migration 8).
+    # 8: the WARC a job's runner is putting into the store, named before the PUT (sqlite.py's migration 8).
     8: "ALTER TABLE jobs ADD COLUMN storing text;",
-    # 9: the archive's keys by fingerprint, recorded once (index.py's migration 9).
+    # 9: the archive's keys by fingerprint, recorded once (sqlite.py's migration 9).
     9: f"""CREATE TABLE archive_keys (
         name {_TEXT} PRIMARY KEY,
         algorithm {_TEXT} NOT NULL,
