@@ -318,7 +318,7 @@ def _hosts(tmp_path: Path, team_db: Any, s3: Any, *names: str, **env: str) -> tu
         cli.env.update(ARCHIVER_INDEX_URL=url, **env)
         clis.append(s3_cli(cli, s3)[0])
         cli.env["ARCHIVER_STORAGE_URL"] = f"s3://{s3.bucket}/{prefix}"
-    assert clis[0]("key").code == 0
+    assert clis[0]("status").code == 0 and clis[0]("key").code == 0
     for runner in clis[1:]:
         shutil.copytree(clis[0].archive / "keys", runner.archive / "keys")
     return clis[0], clis[1:], prefix

@@ -151,9 +151,9 @@ def migrate(ctx: Context, index_url: str, storage_url: str, by: str | None, dry_
 def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
     """The archive's public signing key and its fingerprint (the key is created at first use)."""
     from archiver.custody import keys
-    if not ctx.archive.exists() and not ctx.archive.index_url:
+    if not ctx.archive.exists():
         # Run from the wrong directory, this would quietly make a new archive with a new key, and the key printed
-        # would fail to verify anything. (In team mode the key is held to the one the shared index records.)
+        # would fail to verify anything.
         raise UserError(f"no archive at {ctx.archive.path}; give --archive DIR (or ARCHIVER_HOME) "
                         f"(`archiver status --archive DIR` starts an empty archive)")
     # Team mode: the keys the shared index records (a host without them is told where to copy them from).
