@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from types import SimpleNamespace
 
-from archiver.store import index as index_module, readback
+from archiver.store import readback
+from archiver.store.engines import sqlite as sqlite_engine
 
 # Tables whose rows schema 6 keeps as schema 5 had them (captures and records are compared as they read).
 KEPT = ["jobs", "attempts", "outlinks", "refs", "tweets", "videos", "watches", "checks", "items", "transitions",
@@ -28,7 +28,7 @@ def facts(db: Path) -> dict[str, list[dict]]:
 
 def as_schema_5(archive: Path) -> None:
     """Rewrite the archive's index as archiver wrote it at schema 5: the historical migrations 1 to 5 of
-    index.py, then every row, with each capture's text and provenance in its row (read back from its WARC, as
+    engines/sqlite.py, then every row, with each capture's text and provenance in its row (read back from its WARC, as
     the worker once stored them) and its records in the records table."""
     db = archive / "index.db"
     old = sqlite3.connect(db)
@@ -38,10 +38,10 @@ def as_schema_5(archive: Path) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("BEGIN")
     for number in range(5):
-        for statement in index_module._split_sql(index_module.MIGRATIONS[number]):
+        for statement in sqlite_engine.split_sql(sqlite_engine.MIGRATIONS[number]):
             conn.execute(statement)
         if number == 0:
-            index_module.Index._enable_fts(SimpleNamespace(conn=conn))
+            sqlite_engine.enable_fts(conn)
     conn.execute("PRAGMA user_version = 5")
     for table in KEPT:
         # Columns later schemas added (schema 8's jobs.storing) did not exist yet.

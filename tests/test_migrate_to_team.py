@@ -217,6 +217,11 @@ def test_migrate_moves_the_archive_verified_and_it_reads_the_same(source, tmp_pa
     assert detail["source_ledger"]["head"] == report["ledger"]["head"] and detail["by"] == "newsroom-desk"
     assert detail["to"] == {"index": team_db.owner_url, "storage": bucket_url}
     assert detail["counts"]["captures"] == len(source.ids)
+    # The archive's key is recorded in the team index, so that no runner host signs with another.
+    import psycopg
+    with psycopg.connect(team_db.owner_url) as conn:
+        recorded = dict(conn.execute("SELECT name, fingerprint FROM archive_keys").fetchall())
+    assert recorded["archive"] == cli("key", "--json").json()["fingerprint"]
 
     # The settings file: the two URLs set, everything else as it was, comments included.
     text = (cli.archive / "archiver.toml").read_text()

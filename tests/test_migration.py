@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from archiver.store import index as index_module
+from archiver.store.engines import sqlite as sqlite_engine
 from schema5 import as_schema_5 as _as_schema_5, facts as _facts, search_at_schema_5 as _search_at_schema_5
 
 # SQLite's own schema upgrades, of the file index.db.
@@ -54,13 +55,13 @@ def test_an_interrupted_upgrade_leaves_schema_5_as_it_was(cli, site, monkeypatch
     db = cli.archive / "index.db"
     before = (db.read_bytes(), sqlite3.connect(db).execute("SELECT COUNT(*) FROM captures").fetchone()[0])
 
-    def killed(self) -> None:
+    def killed(conn) -> None:
         raise KeyboardInterrupt   # as a kill in the middle of copying the records would leave it
-    monkeypatch.setattr(index_module.Index, "_migrate_to_6", lambda self: (
-        self.conn.execute("INSERT INTO captures_v6 (id, url, canonical_url, key, kind, method, status, started_at, "
+    monkeypatch.setattr(sqlite_engine, "migrate_to_6", lambda conn, path: (
+        conn.execute("INSERT INTO captures_v6 (id, url, canonical_url, key, kind, method, status, started_at, "
                           "finished_at, warc_path, warc_sha256, warc_size, record_count) SELECT id, url, "
                           "canonical_url, key, kind, method, status, started_at, finished_at, warc_path, warc_sha256, "
-                          "warc_size, record_count FROM captures"), killed(self)))
+                          "warc_size, record_count FROM captures"), killed(conn)))
     try:
         index_module.Index(db)
     except KeyboardInterrupt:

@@ -307,7 +307,10 @@ def test_a_runner_that_lost_its_lease_after_storing_indexes_its_capture_without_
 
 def _hosts(tmp_path: Path, team_db: Any, s3: Any, *names: str, **env: str) -> tuple[CLI, list[CLI], str]:
     """The archive's owner and runners on separate "hosts" (directories: own settings, keys and tmp/), all sealing
-    into one prefix of the bucket and indexing into one database: (owner, runners, prefix)."""
+    into one prefix of the bucket and indexing into one database: (owner, runners, prefix). The owner makes the
+    archive's keys; each runner host holds a copy of them, as a team's do (keys.py: none signs with a key of its
+    own)."""
+    import shutil
     prefix = s3.new_prefix()
     clis = []
     for name, url in [("owner", team_db.owner_url)] + [(n, team_db.runner_url) for n in names]:
@@ -315,6 +318,9 @@ def _hosts(tmp_path: Path, team_db: Any, s3: Any, *names: str, **env: str) -> tu
         cli.env.update(ARCHIVER_INDEX_URL=url, **env)
         clis.append(s3_cli(cli, s3)[0])
         cli.env["ARCHIVER_STORAGE_URL"] = f"s3://{s3.bucket}/{prefix}"
+    assert clis[0]("status").code == 0 and clis[0]("key").code == 0
+    for runner in clis[1:]:
+        shutil.copytree(clis[0].archive / "keys", runner.archive / "keys")
     return clis[0], clis[1:], prefix
 
 

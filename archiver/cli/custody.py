@@ -26,31 +26,61 @@ def record_verification(*args: Any, **kwargs: Any) -> Any:
 @cli.command()
 @click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path),
               help="The new database (default: <archive>/index.reindexed-<UTC time>.db). Never an existing file.")
+@click.option("--into", "into", metavar="URL",
+              help="Team mode: rebuild into this empty PostgreSQL database instead of a file: "
+                   "postgresql://[user@]host[:port]/dbname, no password (libpq finds it).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
-def reindex(ctx: Context, output: Path | None, as_json: bool) -> None:
+def reindex(ctx: Context, output: Path | None, into: str | None, as_json: bool) -> None:
     """Rebuild the index from the WARCs alone, into a new database (the current index is not touched)."""
     from datetime import datetime, timezone
     from archiver.custody.reindex import reindex as rebuild
     archive = ctx.archive
+    if into is not None and output is not None:
+        raise UserError("give -o FILE (a SQLite file) or --into URL (a PostgreSQL database), not both")
+    if into is not None and not archive.index_url:
+        raise UserError(f"--into: {archive.path} keeps its index in index.db; to move it to PostgreSQL (and its WARCs "
+                        f"to a bucket) use `archiver migrate`, or rebuild into a file with -o FILE")
     if not (archive.path / "warcs").is_dir() and not archive.seals_to_store:
         raise UserError(f"{archive.path} has no warcs/ directory: nothing to reindex (is --archive right?)")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = output or archive.path / f"index.reindexed-{stamp}.db"
+    target: Path | str = into if into is not None else output or archive.path / f"index.reindexed-{stamp}.db"
     # In team mode, from the bucket as well (listed), besides what warcs/ still holds from before.
     report = rebuild(archive.path, target, archive.unreachable_gone,
                      progress=None if as_json else lambda line: click.echo(line, err=True),
-                     store=archive.store(read_only=True) if archive.seals_to_store else None)
+                     store=archive.store(read_only=True) if archive.seals_to_store else None,
+                     on_open=_record_keys(archive) if into is not None else None)
     if as_json:
         _emit_json(report.as_dict())
     else:
         for s in report.skipped:
             click.echo(f"SKIPPED  {s.path}: {s.reason}")
         click.echo(f"reindexed {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
-                   f"{report.timestamps} timestamp token(s) into {target}")
-        click.echo(f"to use it: stop every runner, keep the old index.db, then move {target.name} to index.db")
+                   f"{report.timestamps} timestamp token(s) into {report.target}")
+        click.echo(_switch_hint(archive.index_url, report.target))
     if not report.ok:
         raise click.exceptions.Exit(1)
+
+
+def _switch_hint(index_url: str, target: Path | str) -> str:
+    """How to switch to the rebuilt index, in the archive's mode."""
+    if isinstance(target, str):
+        from archiver.config import toml_string
+        return (f"to use it: stop every runner and cron job, keep the old database, then set [index] url = "
+                f"{toml_string(target)} in archiver.toml on every host (or ARCHIVER_INDEX_URL where it is set)")
+    if index_url:
+        return (f"{target.name} is an offline check: the archive's index stays the PostgreSQL database [index] url "
+                f"names; compare the two, or rebuild into an empty database with --into URL to replace it")
+    return f"to use it: stop every runner, keep the old index.db, then move {target.name} to index.db"
+
+
+def _record_keys(archive: Any) -> Any:
+    """Team mode: the new index records this host's keys (keys.record_existing), as the one it replaces did."""
+    from archiver.custody import keys
+
+    def record(index: Any) -> None:
+        keys.record_existing(archive.path, archive.settings, index)
+    return record
 
 
 @cli.command()
@@ -126,8 +156,14 @@ def key(ctx: Context, as_json: bool, pem_only: bool) -> None:
         # would fail to verify anything.
         raise UserError(f"no archive at {ctx.archive.path}; give --archive DIR (or ARCHIVER_HOME) "
                         f"(`archiver status --archive DIR` starts an empty archive)")
-    archive_key = keys.load_or_create(ctx.archive.path, ctx.archive.settings)
-    wacz_key = keys.load_or_create_wacz_key(ctx.archive.path, ctx.archive.settings)
+    # Team mode: the keys the shared index records (a host without them is told where to copy them from).
+    index = ctx.index() if ctx.archive.index_url else None
+    try:
+        archive_key = keys.load_or_create(ctx.archive.path, ctx.archive.settings, index)
+        wacz_key = keys.load_or_create_wacz_key(ctx.archive.path, ctx.archive.settings, index)
+    finally:
+        if index is not None:
+            index.close()
     if pem_only:
         click.echo(archive_key.public_pem, nl=False)
     elif as_json:

@@ -33,7 +33,7 @@ def import_(ctx: Context, sources: tuple[Path, ...], expect_key: str | None, as_
     try:
         for source in sources:
             try:
-                reports.append(ingest(ctx.archive.path, index, source, expected))
+                reports.append(ingest(ctx.archive, index, source, expected))
             except IngestError as exc:
                 raise UserError(str(exc)) from None
     finally:

@@ -191,7 +191,7 @@ def run(ctx: Context, once: bool, workers: int) -> None:
     from archiver import logs
     archive = ctx.archive
     archive.ensure()
-    archive.index().close()  # create and migrate once, before workers race to do it
+    _check_keys(archive)  # creates and migrates the index once, before workers race to do it
     logs.setup(archive.path, archive.settings, worker="supervisor")
     # Workers run under a supervisor (any --workers N) that kills a capture stuck past its hard limit.
     result = run_pool(archive, ctx.config_file, workers, once,
@@ -203,6 +203,18 @@ def run(ctx: Context, once: bool, workers: int) -> None:
     click.echo(f"run finished: {summary}", err=True)
     if result.exit_code:
         raise click.exceptions.Exit(1)
+
+
+def _check_keys(archive: Any) -> None:
+    """Open (create, migrate) the index; in team mode, refuse a host without the archive's signing key
+    (keys.KeyNotHeld: one line, exit 2) before any worker starts and fails on it."""
+    from archiver.custody import keys
+    index = archive.index()
+    try:
+        if index.shared:
+            keys.load_or_create(archive.path, archive.settings, index)
+    finally:
+        index.close()
 
 
 def _progress_printer(total: int | None):
@@ -248,6 +260,8 @@ def _progress_printer(total: int | None):
 def capture(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, follow, depth, as_json) -> None:
     """Queue URLs and capture them now, in the foreground (with --follow, the evidence they reference too).
     Exit 0 only if every capture is ok."""
+    if ctx.archive.index_url:
+        _check_keys(ctx.archive)   # team mode: refuse before queueing, not in the worker
     results = _enqueue(ctx, urls_given, file, tags, note, by, priority, no_browser, follow, depth)
     job_ids = [e.job["id"] for e in results]
     busy = [e for e in results if e.job["state"] == "running"]

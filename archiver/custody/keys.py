@@ -21,12 +21,19 @@ archive key (the key every capture is signed with) can trust the WACZ key too:
 
     openssl pkeyutl -verify -pubin -inkey archive-key.pub.pem -rawin \\
         -in wacz-key-binding.txt -sigfile wacz-key-binding.sig
+
+In team mode every runner host holds a copy of the archive's ``keys/``. The index the hosts share (one that
+``Index.shared`` says is shared) records each key's fingerprint when it is first made or used (``archive_keys``,
+schema 9): a host whose key file is missing, or holds another key, then refuses (``KeyNotHeld``, exit 2, naming the
+host to copy ``keys/`` from) instead of making a key of its own -- the captures of one archive are signed by one key.
+An index used by one host alone (SQLite) records nothing: there the key file is the archive's, as it always was.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +60,11 @@ BINDING_HEADER = "archiver WACZ signing key binding, version 1"
 
 class SigningKeyError(UserError):
     """The configured key file cannot be read or is not an Ed25519 private key."""
+
+
+class KeyNotHeld(SigningKeyError):
+    """Team mode: this host's key file is missing, or holds another key than the one the shared index records for the
+    archive. Never answered by making a key: the archive's keys/ is to be copied from the host that made them."""
 
 
 class BadFingerprint(UserError):
@@ -118,16 +130,78 @@ def _configured_path(archive_dir: Path, configured: Any, default: Path) -> Path:
     return path if path.is_absolute() else archive_dir / path
 
 
-def load_or_create(archive_dir: Path, settings: Any) -> ArchiveKey:
+def load_or_create(archive_dir: Path, settings: Any, index: Any = None) -> ArchiveKey:
     """The archive's key, created (mode 0600, in a 0700 directory) if there is none yet. Two processes creating
-    it at once end up with the same key: the file appears whole, by a link that only one of them can make."""
+    it at once end up with the same key: the file appears whole, by a link that only one of them can make.
+    ``index``: the archive's index; when it is shared by several hosts (team mode) the key must be the one it
+    records, and is recorded there if none is yet (KeyNotHeld otherwise: see the module's docstring)."""
     path = key_path(archive_dir, settings)
-    if not path.exists():
-        _create(path, Ed25519PrivateKey.generate())
-    return _load(path)
+    hold = _held(index, "archive", ALGORITHM, path)
+    created = _create(path, Ed25519PrivateKey.generate()) if not path.exists() else False
+    key = _load(path)
+    hold(key.fingerprint, created)
+    return key
 
 
-def _create(path: Path, private: PrivateKeyTypes) -> None:
+def record_existing(archive_dir: Path, settings: Any, index: Any) -> list[str]:
+    """Record in ``index`` (a shared one: migrate's and reindex's new team index) the fingerprints of the keys this
+    archive directory holds, creating none; KeyNotHeld if it records others already. The names recorded."""
+    recorded = []
+    if key_path(archive_dir, settings).exists():
+        load_or_create(archive_dir, settings, index)
+        recorded.append("archive")
+    if wacz_key_path(archive_dir, settings).exists():
+        load_or_create_wacz_key(archive_dir, settings, index)
+        recorded.append("wacz")
+    return recorded
+
+
+def recorded_keys(index: Any) -> dict[str, dict[str, Any]]:
+    """The keys the index records, by name (``archive``, ``wacz``): empty for an index that records none."""
+    return {row["name"]: dict(row) for row in index.conn.execute("SELECT * FROM archive_keys ORDER BY name")}
+
+
+def _held(index: Any, name: str, algorithm: str, path: Path) -> Any:
+    """For a shared ``index``: KeyNotHeld now if the key file ``path`` is missing while the index records a key; and a
+    function that, given the key file's fingerprint (and whether this call made the file), records it if the index
+    has none yet or refuses it if the index records another. Does nothing for an index of one host."""
+    if index is None or not getattr(index, "shared", False):
+        return lambda fingerprint, created: None
+    what = "signing key" if name == "archive" else "WACZ key"
+    row = recorded_keys(index).get(name)
+    if row is not None and not path.exists():
+        raise KeyNotHeld(f"no {what} at {path}, and this archive's is {row['fingerprint']} (recorded by "
+                         f"{row['host']}): copy the archive's keys/ from {row['host']} to {path.parent}; a new key "
+                         f"is never made for an archive that has one")
+
+    def hold(fingerprint: str, created: bool) -> None:
+        nonlocal row
+        if row is None:
+            row = _record(index, name, algorithm, fingerprint)
+        if row["fingerprint"] != fingerprint:
+            if created:   # made a moment ago by this call, while another host recorded its own: not the archive's
+                path.unlink(missing_ok=True)
+            raise KeyNotHeld(f"{path} holds the {what} {fingerprint}, but this archive's is {row['fingerprint']} "
+                             f"(recorded by {row['host']}): copy the archive's keys/ from {row['host']} to "
+                             f"{path.parent} in its place")
+    return hold
+
+
+def _record(index: Any, name: str, algorithm: str, fingerprint: str) -> dict[str, Any]:
+    """The key recorded as the archive's ``name`` key unless one is already (first writer wins); the row recorded."""
+    from datetime import datetime, timezone
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def work(conn: Any) -> dict[str, Any]:
+        conn.execute("INSERT INTO archive_keys (name, algorithm, fingerprint, recorded_at, host) VALUES "
+                     "(?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                     (name, algorithm, fingerprint, at, socket.gethostname()))
+        return dict(conn.execute("SELECT * FROM archive_keys WHERE name = ?", (name,)).fetchone())
+    return index.write(work, serial=False)
+
+
+def _create(path: Path, private: PrivateKeyTypes) -> bool:
+    """Write the key file whole, unless another process made it first. Whether this call made it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
@@ -140,8 +214,9 @@ def _create(path: Path, private: PrivateKeyTypes) -> None:
         os.close(fd)
     try:
         os.link(tmp, path)          # fails if another process made the key first: then theirs is the key
+        return True
     except FileExistsError:
-        pass
+        return False
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -239,18 +314,21 @@ def wacz_key_path(archive_dir: Path, settings: Any) -> Path:
     return _configured_path(archive_dir, settings["signing"].get("wacz_key_file", ""), DEFAULT_WACZ_KEY_PATH)
 
 
-def load_or_create_wacz_key(archive_dir: Path, settings: Any) -> WaczKey:
-    """The archive's WACZ key, created beside the archive key at first use, the same way (0600, atomic)."""
+def load_or_create_wacz_key(archive_dir: Path, settings: Any, index: Any = None) -> WaczKey:
+    """The archive's WACZ key, created beside the archive key at first use, the same way (0600, atomic); held to
+    the one a shared ``index`` records, as ``load_or_create``."""
     path = wacz_key_path(archive_dir, settings)
-    if not path.exists():
-        _create(path, ec.generate_private_key(ec.SECP384R1()))
+    hold = _held(index, "wacz", WACZ_ALGORITHM, path)
+    created = _create(path, ec.generate_private_key(ec.SECP384R1())) if not path.exists() else False
     private = _read_private(path, "signing.wacz_key_file", "ECDSA P-384")
     if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(private.curve, ec.SECP384R1):
         held = private.curve.name if isinstance(private, ec.EllipticCurvePrivateKey) else \
             type(private).__name__.replace("PrivateKey", "")
         raise SigningKeyError(f"{path} holds a {held} key; WACZ signatures need ECDSA P-384 (set "
                               f"signing.wacz_key_file to a P-384 key, or remove it to make one)")
-    return WaczKey(private, path)
+    key = WaczKey(private, path)
+    hold(key.fingerprint, created)
+    return key
 
 
 def check_wacz_signature(spki_der: bytes, signature: bytes, message: bytes) -> str | None:

@@ -141,12 +141,7 @@ def check_urls(index_url: str, storage_url: str) -> None:
     """``--index`` a postgresql:// URL without a password, ``--storage`` an s3://bucket[/prefix] URL; else
     MigrationRefused naming the option."""
     from archiver.store import blobs
-    if not index_url:
-        raise MigrationRefused("--index: give the PostgreSQL database to move the index into (postgresql://host/db)")
-    try:
-        config.check_index_url(index_url)
-    except ConfigError as exc:
-        raise MigrationRefused(str(exc).replace("setting index.url", "--index")) from None
+    check_index_url(index_url, "--index", "move the index into")
     if not storage_url.startswith("s3://"):
         raise MigrationRefused(f"--storage must be an s3://bucket or s3://bucket/prefix URL (a bucket with Object "
                                f"Lock), got {storage_url!r}")
@@ -154,6 +149,17 @@ def check_urls(index_url: str, storage_url: str) -> None:
         blobs.check_settings({"url": storage_url})
     except ConfigError as exc:
         raise MigrationRefused(str(exc).replace("setting storage.url", "--storage")) from None
+
+
+def check_index_url(index_url: str, option: str, purpose: str) -> None:
+    """``option`` names a postgresql:// URL without a password (libpq finds it); else MigrationRefused naming the
+    option. ``purpose``: what the database is for, in the line that asks for one."""
+    if not index_url:
+        raise MigrationRefused(f"{option}: give the PostgreSQL database to {purpose} (postgresql://host/db)")
+    try:
+        config.check_index_url(index_url)
+    except ConfigError as exc:
+        raise MigrationRefused(str(exc).replace("setting index.url", option)) from None
 
 
 # ---- the target database, before anything is written ----------------------------------------------------------
@@ -170,25 +176,7 @@ class Target:
 def inspect_target(conn: PostgresConnection, source: Index, where: str) -> Target:
     """Whether the database at ``where`` may receive this archive's index. Reads only (a dry run creates nothing).
     MigrationRefused for another archive's database, a newer schema or tables that are not an index."""
-    if not conn.execute("SELECT to_regclass('index_schema') IS NOT NULL").fetchone()[0]:
-        others = conn.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
-        if others:
-            raise MigrationRefused(f"the database {where} holds {others} table(s) and no archiver index: give an "
-                                   f"empty database (CREATE DATABASE … OWNER …)")
-        return Target("empty")
-    owner = conn.execute("SELECT current_user, tableowner, pg_has_role(current_user, tableowner, 'USAGE') FROM "
-                         "pg_tables WHERE schemaname = current_schema() AND tablename = 'index_schema'").fetchone()
-    if owner is not None and not owner[2]:
-        # A runner's role may add rows, not keep ids and sequences as they were: the copy is the owner's work.
-        raise MigrationRefused(f"--index: connect as the role that owns the index ({owner[1]}), not {owner[0]}")
-    row = conn.execute("SELECT version FROM index_schema").fetchone()
-    version = row[0] if row else 0
-    if version > SCHEMA_VERSION:
-        raise MigrationRefused(f"the database {where} has index schema version {version}, newer than this archiver "
-                               f"({SCHEMA_VERSION}): upgrade archiver first")
-    if version < 6:
-        return _empty_or_refused(conn, where)
-    entries = conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+    entries = _ledger_entries(conn, where, "--index")
     if not entries:
         return _empty_or_refused(conn, where)
     first = conn.execute("SELECT hash FROM ledger WHERE seq = 1").fetchone()
@@ -217,6 +205,41 @@ def inspect_target(conn: PostgresConnection, source: Index, where: str) -> Targe
                            f"archive changed after its copy was made, or the copy is in use. Nothing was written")
 
 
+def require_empty(conn: PostgresConnection, where: str, option: str) -> None:
+    """The database at ``where`` (given as ``option``) holds nothing, or an archiver index without a row: a new index
+    may be written into it (``archiver reindex --into``). Reads only. MigrationRefused otherwise -- an archive's
+    index (this archive's too: a rebuild never writes over an index), other tables, a newer schema."""
+    entries = _ledger_entries(conn, where, option)
+    if entries:
+        raise MigrationRefused(f"the database {where} holds an archive's index ({entries:,} ledger entries): "
+                               f"give an empty database (CREATE DATABASE … OWNER …)")
+    _empty_or_refused(conn, where)
+
+
+def _ledger_entries(conn: PostgresConnection, where: str, option: str) -> int:
+    """How many ledger entries the database's index holds (0: none, or no index at all). MigrationRefused for tables
+    that are not an index, a role that does not own the index, or a schema newer than this archiver's."""
+    if not conn.execute("SELECT to_regclass('index_schema') IS NOT NULL").fetchone()[0]:
+        others = conn.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0]
+        if others:
+            raise MigrationRefused(f"the database {where} holds {others} table(s) and no archiver index: give an "
+                                   f"empty database (CREATE DATABASE … OWNER …)")
+        return 0
+    owner = conn.execute("SELECT current_user, tableowner, pg_has_role(current_user, tableowner, 'USAGE') FROM "
+                         "pg_tables WHERE schemaname = current_schema() AND tablename = 'index_schema'").fetchone()
+    if owner is not None and not owner[2]:
+        # A runner's role may add rows, not keep ids and sequences as they were: the copy is the owner's work.
+        raise MigrationRefused(f"{option}: connect as the role that owns the index ({owner[1]}), not {owner[0]}")
+    row = conn.execute("SELECT version FROM index_schema").fetchone()
+    version = row[0] if row else 0
+    if version > SCHEMA_VERSION:
+        raise MigrationRefused(f"the database {where} has index schema version {version}, newer than this archiver "
+                               f"({SCHEMA_VERSION}): upgrade archiver first")
+    if version < 6:
+        return 0
+    return conn.execute("SELECT COUNT(*) FROM ledger").fetchone()[0]
+
+
 def _empty_or_refused(conn: PostgresConnection, where: str) -> Target:
     """An index without a ledger entry: empty, or holding rows that are none of this archive's."""
     for table in ("jobs", "captures", "watches", "checks", "items"):
@@ -240,7 +263,7 @@ def _json(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _connect(index_url: str) -> PostgresConnection:
+def connect(index_url: str) -> PostgresConnection:
     from archiver.store.engines.postgres import PostgresConnection
     return PostgresConnection(index_url)
 
@@ -267,7 +290,7 @@ def migrate(archive: Archive, index_url: str, storage_url: str, *, by: str | Non
     try:
         _refuse_if_runners(source)
         _check_store(store)
-        conn = _connect(index_url)
+        conn = connect(index_url)
         try:
             target = inspect_target(conn, source, report.target_index)
         finally:
@@ -291,7 +314,7 @@ def _already(archive: Archive, index_url: str, store: BlobStore, report: Report)
     """An archive in team mode: migrated already to these same places (a no-op), or refused."""
     said = f"[index] url = {archive.index_url!r}" if archive.index_url else f"[storage] url = {archive.storage_url!r}"
     if archive.index_url == index_url and archive.storage_url == store.url:
-        conn = _connect(index_url)
+        conn = connect(index_url)
         try:
             row = conn.execute("SELECT seq, detail FROM ledger WHERE event = 'migrated' ORDER BY seq DESC LIMIT 1"
                                ).fetchone() if conn.execute("SELECT to_regclass('ledger') IS NOT NULL"
@@ -387,6 +410,9 @@ class _Copy:
     # -- the steps
 
     def run(self, by: str) -> None:
+        from archiver.custody import keys
+        # The keys the archive's captures are signed with, recorded before any runner could record another.
+        keys.record_existing(self.archive.path, self.archive.settings, self.target)
         self._copy_ledger()
         self._copy_table("jobs", "id", mutable=True)
         self._copy_captures()

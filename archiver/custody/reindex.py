@@ -6,6 +6,9 @@ video facts, discovered evidence, the content fingerprint), its text record, and
 From these the capture, its records, outlinks, references, tweet/video rows and the item's state are written
 into a NEW database -- never over the existing index, which the operator swaps in once satisfied -- with the
 same code that indexes a capture when it is sealed (``Index.insert_capture``), so both paths give the same rows.
+The new database is a SQLite file, or (team mode, ``--into``) an empty PostgreSQL database, refused as ``migrate``
+refuses a target (migrate.check_index_url, migrate.require_empty): a URL with a password, a database holding an
+index or other tables.
 
 What the WARCs do not hold is not invented: jobs are recreated only as far as the provenance describes them
 (one ``done`` or ``failed`` job per job id), and watches, liveness checks and the old ledger are index-only
@@ -47,7 +50,7 @@ class Skipped:
 
 @dataclass
 class ReindexReport:
-    target: Path
+    target: Path | str          # the SQLite file, or the PostgreSQL database's URL (without a password)
     captures: int = 0
     records: int = 0
     bytes: int = 0
@@ -151,18 +154,18 @@ def _job_row(p: dict[str, Any], state: str) -> dict[str, Any]:
     }
 
 
-def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float] = (4, 24.0),
-            progress: Callable[[str], None] | None = None, store: Any = None) -> ReindexReport:
-    """Rebuild the index of ``archive_dir`` from its WARCs into ``target``, a new database file: those in its
-    warcs/ directory, and with ``store`` (the archive's [storage], team mode) every WARC object in that store."""
-    if target.exists():
-        raise ReindexError(f"{target} already exists; reindex writes a new database (give another -o FILE, or "
-                           f"remove it)")
-    if not os.access(target.parent if target.parent.exists() else archive_dir, os.W_OK):
-        raise ReindexError(f"cannot write {target}: its directory is not writable")
-    report = ReindexReport(target)
-    index = Index(target, unreachable_gone)
+def reindex(archive_dir: Path, target: Path | str, unreachable_gone: tuple[int, float] = (4, 24.0),
+            progress: Callable[[str], None] | None = None, store: Any = None,
+            on_open: Callable[[Index], None] | None = None) -> ReindexReport:
+    """Rebuild the index of ``archive_dir`` from its WARCs into ``target``: a new database file (a Path), or an empty
+    PostgreSQL database (its postgresql:// URL). From the WARCs in its warcs/ directory, and with ``store`` (the
+    archive's [storage], team mode) every WARC object in that store. ``on_open``: called with the new index before
+    anything is written into it (team mode records the archive's keys there)."""
+    index = _open_target(archive_dir, target, unreachable_gone)
+    report = ReindexReport(target if isinstance(target, Path) else _redact(target))
     try:
+        if on_open is not None:
+            on_open(index)
         # Oldest first (capture IDs are time-sortable ULIDs), as the captures were first indexed.
         paths = sorted((archive_dir / WARC_DIR).rglob("*.warc.gz"), key=lambda p: p.name)
         sources: list[tuple[str, Any]] = [(p.name, p) for p in paths]
@@ -196,6 +199,35 @@ def reindex(archive_dir: Path, target: Path, unreachable_gone: tuple[int, float]
     finally:
         index.close()
     return report
+
+
+def _open_target(archive_dir: Path, target: Path | str, unreachable_gone: tuple[int, float]) -> Index:
+    """The new, empty index ``target`` names, made: the file, or the schema in the empty database. ReindexError
+    (exit 2) for a file that exists, a directory that cannot be written, or a database migrate would refuse."""
+    from archiver.store.engines import open_index
+    if isinstance(target, Path):
+        if target.exists():
+            raise ReindexError(f"{target} already exists; reindex writes a new database (give another -o FILE, or "
+                               f"remove it)")
+        if not os.access(target.parent if target.parent.exists() else archive_dir, os.W_OK):
+            raise ReindexError(f"cannot write {target}: its directory is not writable")
+        return open_index("", target, unreachable_gone)
+    from archiver.custody import migrate
+    try:
+        migrate.check_index_url(target, "--into", "rebuild the index into")
+        conn = migrate.connect(target)
+        try:
+            migrate.require_empty(conn, _redact(target), "--into")
+        finally:
+            conn.close()
+    except migrate.MigrationRefused as exc:
+        raise ReindexError(str(exc)) from None
+    return open_index(target, archive_dir / "index.db", unreachable_gone)
+
+
+def _redact(url: str) -> str:
+    from archiver.store.engines.postgres import redact
+    return redact(url)
 
 
 def read_object(store: Any, key: str, rel: str) -> ReadCapture:

@@ -431,7 +431,7 @@ def of_capture(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]
 def summary(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> dict[str, Any]:
     """Timestamps by state, and the pending ones whose TSA is no longer in ``timestamp.tsa_urls``: runners
     claim rows of configured TSAs only, so these wait (not retried, not given up) until it is listed again."""
-    counts = {name.split(":", 1)[1]: n for name, n in conn.execute(   # kept by triggers (index.py, schema 6)
+    counts = {name.split(":", 1)[1]: n for name, n in conn.execute(   # kept by triggers (engines/sqlite.py, schema 6)
         "SELECT name, n FROM tallies WHERE name LIKE 'timestamps:%'")}
     orphaned = {url: n for url, n in conn.execute(
         "SELECT tsa_url, COUNT(*) FROM timestamps WHERE state = 'pending' GROUP BY tsa_url ORDER BY tsa_url")

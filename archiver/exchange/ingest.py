@@ -21,6 +21,13 @@ So a token is never beside a WARC the index does not hold, and one the index hol
 staging folder that the next import or runner empties (``settle_imported_tokens``). A capture already held keeps
 its own timestamps: none of the package's are added to it.
 
+An archive that seals to a store (``[storage] url``, team mode) gets each imported WARC and its tokens as a capture
+of its own gets them (pipeline/sealing.py): the WARC put create-only with its SHA-256 and the store's lock, the
+server's checksum compared (``sealing.put_sealed``), then its tokens and notes beside it the same way, then the
+capture indexed with where it lives (``warc_store``, ``warc_version``), then the local files removed -- nothing is
+left in a local warcs/. A kill before the index leaves objects the index does not know (``verify`` names them) and
+nothing half-indexed: the same import again finds the same bytes in the store and indexes them.
+
 With ``expect_key`` (a fingerprint: ``archiver import --expect-key``) a WACZ must be signed by that archive key
 -- its package signature, the key binding and the key it names (wacz.package_origin) -- or nothing of it is
 imported; and every capture, from a WACZ or a bare WARC, must be signed by that key.
@@ -39,10 +46,12 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from archiver.custody import timestamps
+from archiver.store.archive import Archive
 from archiver.store.index import Index
 from archiver.custody.reindex import NotACapture, ReadCapture, insert_read_capture, read_capture
 from archiver.custody.verify import Report as VerifyReport, verify_capture
 from archiver.exchange.wacz import PROVENANCE_DIR, package_origin
+from archiver.store.blobs import AlreadyStored
 from archiver.store.warc import IMPORTING_SUFFIX, TMP_DIR, finish_seal, importing_files
 
 CHUNK = 1 << 20
@@ -197,9 +206,10 @@ class _Source:
             return None
 
 
-def ingest(archive_dir: Path, index: Index, source: Path, expect_key: str | None = None) -> IngestReport:
+def ingest(archive: Archive, index: Index, source: Path, expect_key: str | None = None) -> IngestReport:
     """Import every capture in ``source`` (a WACZ or a WARC file) that this archive does not hold yet, with its
     timestamp tokens. With ``expect_key``, only what that archive key signed (see the module docstring)."""
+    archive_dir = archive.path
     if not source.is_file():
         raise IngestError(f"{source} is not a file")
     report = IngestReport(str(source), _sha256_path(source))
@@ -223,7 +233,7 @@ def ingest(archive_dir: Path, index: Index, source: Path, expect_key: str | None
             # Not a runner's temporary name (*.part): a runner starting now must not take it for a dead writer's.
             tmp = tmp_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.import{os.getpid()}{IMPORTING_SUFFIX}"
             try:
-                report.items.append(_ingest_one(archive_dir, index, package, name, stream, expected, tmp,
+                report.items.append(_ingest_one(archive, index, package, name, stream, expected, tmp,
                                                 report.source_sha256, expect_key))
             finally:
                 tmp.unlink(missing_ok=True)
@@ -272,8 +282,9 @@ def _unlisted_record(capture: ReadCapture) -> str | None:
     return None
 
 
-def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, stream: IO[bytes],
+def _ingest_one(archive: Archive, index: Index, package: _Source, name: str, stream: IO[bytes],
                 expected: str | None, tmp: Path, source_sha256: str, expect_key: str | None) -> Imported:
+    archive_dir = archive.path
     h = hashlib.sha256()
     with open(tmp, "wb") as out:
         while chunk := stream.read(CHUNK):
@@ -311,7 +322,7 @@ def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, st
     day = capture.row["started_at"][:10].replace("-", "/")
     rel = f"warcs/{day}/{capture_id}.warc.gz"
     final = archive_dir / rel
-    if final.exists():
+    if not archive.seals_to_store and final.exists():
         return Imported(name, capture_id, "refused", f"{rel} exists but the index does not hold it (run verify)")
     capture.row.update(warc_path=rel)
     os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
@@ -321,7 +332,14 @@ def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, st
     os.rename(tmp, named)
     staging = tmp.with_name(f"{capture_id}.import{os.getpid()}{TOKENS_SUFFIX}")
     try:
-        refused = _stage_tokens(archive_dir, package, capture_id, digest, rel, staging)
+        refused = _stage_tokens(archive_dir, package, capture_id, digest, rel, staging, archive.seals_to_store)
+        if archive.seals_to_store:
+            try:
+                _store(archive, capture, named, digest, staging)
+            except AlreadyStored as exc:
+                named.unlink(missing_ok=True)
+                shutil.rmtree(staging, ignore_errors=True)
+                return Imported(name, capture_id, "refused", f"{exc} (the index does not hold it: run verify)")
         with index.transaction() as conn:
             insert_read_capture(conn, index, capture, event="imported",
                                 source={"imported_from": name, "package_sha256": source_sha256,
@@ -332,6 +350,13 @@ def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, st
         named.unlink(missing_ok=True)   # not indexed: not ours to keep
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    if archive.seals_to_store:
+        # Stored and indexed: the local copies were all that was left (a runner removes them if this stops here).
+        named.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        return Imported(name, capture_id, "imported", archive.stored_at(capture.row), tokens=restored.rows,
+                        refused_tokens=refused + [RefusedToken(f"{PROVENANCE_DIR}/{Path(token_rel).name}", why)
+                                                  for token_rel, why in restored.skipped])
     # Indexed: from here the files are kept whatever happens; if a move fails, the next runner finishes it.
     for token_rel, why in restored.skipped:     # not indexed (a second token from one TSA): not kept
         refused.append(RefusedToken(f"{PROVENANCE_DIR}/{Path(token_rel).name}", why))
@@ -340,6 +365,17 @@ def _ingest_one(archive_dir: Path, index: Index, package: _Source, name: str, st
     _place_tokens(archive_dir, staging)
     finish_seal(named, final)
     return Imported(name, capture_id, "imported", rel, tokens=restored.rows, refused_tokens=refused)
+
+
+def _store(archive: Archive, capture: ReadCapture, path: Path, sha256: str, staging: Path) -> None:
+    """The sealed WARC into the archive's store as a capture's seal puts it (sealing.put_sealed: create-only, its
+    SHA-256 checked by the store, locked), its row told where it lives; then its staged tokens and notes beside it the
+    same way, before the index names them. Raises StorageError (AlreadyStored: other bytes under its key)."""
+    from archiver.pipeline import sealing
+    stored = sealing.put_sealed(archive, capture.row["warc_path"], path, sha256)
+    capture.row.update(sealing.placed(capture.row, archive, stored))
+    for staged in sorted(p for p in staging.rglob("*") if p.is_file()):
+        sealing.put_sealed(archive, staged.relative_to(staging).as_posix(), staged, _sha256_path(staged))
 
 
 def _check_token(token: _PackagedToken, warc_sha256: str) -> tuple[timestamps.Token | None, str | None]:
@@ -366,15 +402,22 @@ def _check_token(token: _PackagedToken, warc_sha256: str) -> tuple[timestamps.To
 
 
 def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha256: str, warc_rel: str,
-                  staging: Path) -> list[RefusedToken]:
+                  staging: Path, to_store: bool = False) -> list[RefusedToken]:
     """Write the capture's good tokens (and notes), byte for byte and read-only, under ``staging`` as they will
-    lie in the archive; the tokens refused."""
+    lie in the archive; the tokens refused. ``to_store``: they go into the archive's store (whose create-only put
+    refuses other bytes), not beside the WARC here; and a second token from one TSA, which the index would not
+    take, is refused here, before anything of it is stored."""
     tokens, refused = package.tokens_of(capture_id)
+    tsas: set[str] = set()
     for token in tokens:
         token_rel = timestamps.token_rel_path(warc_rel, capture_id, token.n)
         parsed, why = _check_token(token, warc_sha256)
-        if parsed is not None and ((archive_dir / token_rel).exists() or (archive_dir / timestamps.sidecar_of(token_rel)).exists()):
+        if parsed is not None and not to_store and ((archive_dir / token_rel).exists() or
+                                                    (archive_dir / timestamps.sidecar_of(token_rel)).exists()):
             why = f"{token_rel} exists but the index does not hold it (run verify)"
+        tsa = _noted_tsa(token.note) or f"unknown:{Path(token_rel).name}"
+        if parsed is not None and why is None and to_store and tsa in tsas:
+            why = f"a second token from {tsa} for this capture"
         if parsed is None or why is not None:
             refused.append(RefusedToken(token.path, why or "not kept"))
             continue
@@ -393,7 +436,17 @@ def _stage_tokens(archive_dir: Path, package: _Source, capture_id: str, warc_sha
             continue
         if token.note is not None:
             timestamps.write_readonly(staging / timestamps.sidecar_of(token_rel), token.note)
+        tsas.add(tsa)
     return refused
+
+
+def _noted_tsa(note: bytes | None) -> str | None:
+    """The TSA URL a token's note names (what restore_from_files records it under), if it can be read."""
+    try:
+        loaded = json.loads(note.decode("utf-8")) if note is not None else None
+    except ValueError:
+        return None
+    return loaded.get("tsa_url") if isinstance(loaded, dict) else None
 
 
 def _place_tokens(archive_dir: Path, staging: Path) -> None:
@@ -419,6 +472,10 @@ def settle_imported_tokens(archive_dir: Path, index: Index, remove_dead_unindexe
             if remove_dead_unindexed and pid is not None and not _alive(pid):
                 shutil.rmtree(staging, ignore_errors=True)
                 settled += 1
+            continue
+        if index.conn.execute("SELECT warc_store FROM captures WHERE id = ?", (capture_id,)).fetchone()[0]:
+            shutil.rmtree(staging, ignore_errors=True)   # its tokens went into the store before it was indexed
+            settled += 1
             continue
         indexed = {row[0] for row in index.conn.execute(
             "SELECT token_path FROM timestamps WHERE capture_id = ? AND token_path IS NOT NULL", (capture_id,))}

@@ -449,8 +449,8 @@ def export_wacz(archive_dir: Path, settings: Any, index: Any, output: Path, *, i
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise ExportError(f"cannot write {output}: {output.parent} is not a writable directory")
     captures = select_captures(index, ids, tag, since)
-    archive_key = keys.load_or_create(archive_dir, settings)
-    wacz_key = keys.load_or_create_wacz_key(archive_dir, settings)
+    archive_key = keys.load_or_create(archive_dir, settings, index)
+    wacz_key = keys.load_or_create_wacz_key(archive_dir, settings, index)
     when = datetime.now(timezone.utc).replace(microsecond=0)
     created = when.strftime("%Y-%m-%dT%H:%M:%SZ")
     tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")

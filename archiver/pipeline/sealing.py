@@ -319,7 +319,7 @@ def _index_read(archive: Archive, index: Index, capture: Any, row: dict[str, Any
     settings = archive.settings
     qs = settings["queue"]
     backoff = backoff or {"backoff_base": qs["backoff_seconds"], "backoff_cap": qs["backoff_max_seconds"]}
-    key = keys.load_or_create(archive.path, settings)
+    key = keys.load_or_create(archive.path, settings, index)
     tsa_urls = timestamps.TimestampSettings.from_settings(settings).tsa_urls
     with index.transaction() as conn:
         if conn.execute("SELECT 1 FROM captures WHERE id = ?", (row["id"],)).fetchone() is None:

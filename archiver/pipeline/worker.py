@@ -85,9 +85,10 @@ class Worker:
         self.settings = archive.settings
         self.owner = queue.make_owner()
         self.politeness = queue.Politeness.from_settings(archive.settings)
-        self.key = keys.load_or_create(archive.path, archive.settings)
-        self.tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
         self.index: Index = archive.index()
+        # Team mode: the key the shared index records for the archive, or none (keys.KeyNotHeld).
+        self.key = keys.load_or_create(archive.path, archive.settings, self.index)
+        self.tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
         self.browser: BrowserSession | None = None
         self.stopping = False          # no new claims
         self.abandon = False           # give back the job in hand now

@@ -34,7 +34,7 @@ from psycopg import errors as pg_errors
 from archiver.errors import IndexUnavailable, IntegrityConflict, UserError
 from archiver.store import index as index_module
 from archiver.store.engines import fulltext
-from archiver.store.index import Index, fts5_snippets, literal_query, search_sql
+from archiver.store.index import Index, fts5_snippets, literal_query, search_sql, unbounded
 
 T = TypeVar("T")
 
@@ -45,6 +45,9 @@ POLITE_LOCK = 2      # claims under per-host limits, which count the host's runn
 SCHEMA_LOCK = 3      # creating or upgrading the schema
 JOBS_CHANNEL = "archiver_jobs"
 RUNNER_ROLE = "archiver_runner"
+# Rows a server-side cursor (``PostgresConnection.stream``) fetches at a time: a reader of an unbounded result holds
+# this many rows, whatever the archive's size.
+STREAM_ROWS = 1000
 # How long a statement or transaction waits for the server to come back (a restart) before giving up; and how long
 # a command waits for it when it starts (a person at the terminal, a cron job: not a minute).
 RECONNECT_SECONDS = 60.0
@@ -232,6 +235,29 @@ class PostgresConnection:
                 if self.in_transaction or not _is_read(sql) or time.monotonic() >= deadline:
                     raise IndexUnavailable(f"the connection to the index database was lost "
                                            f"({_first_line(exc)}); the change being made was not committed") from None
+
+    def stream(self, sql: str, params: Any = ()) -> Iterator[Any]:
+        """The rows of a read that may return any number of them (``list --all``, ``search --all``), fetched
+        STREAM_ROWS at a time from a server-side cursor, where ``execute`` fetches a result whole. The cursor lives in
+        a read-only transaction on a connection of its own, so this one stays free for the reads and writes the
+        caller makes meanwhile; closed when the rows are all read or the iterator is dropped."""
+        if isinstance(params, tuple):
+            params = list(params)
+        try:
+            conn = psycopg.connect(self.url, row_factory=_row_factory, connect_timeout=10,
+                                   application_name="archiver-stream")
+        except psycopg.OperationalError as exc:
+            raise IndexUnavailable(f"the index database {redact(self.url)} is unreachable: {_first_line(exc)}") from None
+        try:
+            conn.read_only = True
+            with conn.cursor(name="archiver_stream") as cur:
+                cur.itersize = STREAM_ROWS
+                cur.execute(translate(sql), params)
+                yield from cur
+        except psycopg.OperationalError as exc:
+            raise IndexUnavailable(f"the index database cannot be read: {_first_line(exc)}") from None
+        finally:
+            conn.close()
 
     def executemany(self, sql: str, rows: Any) -> Cursor:
         rows = [list(r) if isinstance(r, tuple) else r for r in rows]
@@ -718,7 +744,7 @@ CREATE TRIGGER captures_tally_insert AFTER INSERT ON captures FOR EACH ROW EXECU
 RUNNER_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON jobs, attempts, captures, captures_fts, records_packed, outlinks, tweets, refs, videos, watches, checks,
-    items, transitions, host_slots, ledger, timestamps TO {role};
+    items, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
 GRANT UPDATE ON jobs, watches, checks, items, host_slots, timestamps TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 """
@@ -727,15 +753,31 @@ GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 # version adds its statements here, run in order in one transaction.
 PG_MIGRATIONS: dict[int, str] = {
     6: SCHEMA_6,
-    # 7: where a sealed WARC lives when not in the archive's warcs/ (index.py's migration 7 says what each means).
+    # 7: where a sealed WARC lives when not in the archive's warcs/ (sqlite.py's migration 7 says what each means).
     7: "ALTER TABLE captures ADD COLUMN warc_store text; ALTER TABLE captures ADD COLUMN warc_version text;",
-    # 8: the WARC a job's runner is putting into the store, named before the PUT (index.py's migration 8).
+    # 8: the WARC a job's runner is putting into the store, named before the PUT (sqlite.py's migration 8).
     8: "ALTER TABLE jobs ADD COLUMN storing text;",
+    # 9: the archive's keys by fingerprint, recorded once (sqlite.py's migration 9).
+    9: f"""CREATE TABLE archive_keys (
+        name {_TEXT} PRIMARY KEY,
+        algorithm {_TEXT} NOT NULL,
+        fingerprint {_TEXT} NOT NULL,
+        recorded_at {_TEXT} NOT NULL,
+        host {_TEXT} NOT NULL
+    );
+    CREATE TRIGGER archive_keys_update BEFORE UPDATE ON archive_keys FOR EACH ROW
+        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be changed');
+    CREATE TRIGGER archive_keys_delete BEFORE DELETE ON archive_keys FOR EACH ROW
+        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');
+    CREATE TRIGGER archive_keys_truncate BEFORE TRUNCATE ON archive_keys FOR EACH STATEMENT
+        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');""",
 }
 
 
 class PostgresIndex(Index):
     """The index in a PostgreSQL database (team mode): ``Index``'s queries, on ``PostgresConnection``."""
+
+    shared = True
 
     def __init__(self, url: str, unreachable_gone: tuple[int, float] = (4, 24.0)):
         self.url = url
@@ -878,7 +920,8 @@ class PostgresIndex(Index):
         if tsquery is None:
             return query, iter(())
         sql = search_sql("doc @@ ?::tsquery", bound, limit)
-        rows = self.conn.execute(sql, [tsquery] + ([bound] if bound is not None else []))
+        params = [tsquery] + ([bound] if bound is not None else [])
+        rows = self.conn.stream(sql, params) if unbounded(limit) else self.conn.execute(sql, params)
         return query, (dict(row) for row in rows)
 
     def snippets(self, query: str, docs: list[tuple[int, str | None, str | None]]) -> dict[int, str]:
