@@ -129,8 +129,10 @@ class Archive:
         return self.store_of(capture).location(warc_key(capture["warc_path"]))
 
     def exists(self) -> bool:
-        if self.index_url:   # team mode: the index is elsewhere; the directory holds the keys and WARCs
-            return (self.path / "warcs").is_dir()
+        if self.index_url:
+            # Team mode: the index is elsewhere. A host's directory is set up by hand (README: copy the archive's
+            # keys/ and archiver.toml to it) before anything has made warcs/ there: any of the three marks it.
+            return any((self.path / name).exists() for name in ("warcs", "keys", "archiver.toml"))
         return self.index_path.exists()
 
     def operator(self, requested_by: str | None) -> str:
