@@ -281,6 +281,10 @@ def test_timestamp_tokens_go_beside_the_warc_in_the_bucket(cli, site, s3, tmp_pa
                                      f"{day}/{capture['id']}.1.tsr.json"])
     assert hashlib.sha256(stored[f"{day}/{capture['id']}.1.tsr"]).hexdigest() == stamp["token_sha256"]
     assert [p for p in cli.archive.rglob("*") if p.is_file() and ".tsr" in p.name] == []   # none kept here
+    # And people are told where it is: `show` and `timestamp` named warcs/..., a path no host has in team mode.
+    token_at = f"s3://{s3.bucket}/{prefix}/{day}/{capture['id']}.1.tsr"
+    for said in (cli("show", capture["id"]), cli("timestamp", capture["id"])):
+        assert said.code == 0 and token_at in said.out and stamp["token_path"] not in said.out, said.out + said.err
     verified = cli("verify", "--json")
     assert verified.code == 0, verified.out
     assert verified.json()["timestamps"]["verified"] == 1

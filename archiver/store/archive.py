@@ -128,6 +128,13 @@ class Archive:
             return str(self.path / capture["warc_path"])
         return self.store_of(capture).location(warc_key(capture["warc_path"]))
 
+    def token_at(self, capture: Mapping[str, Any], token_path: str) -> str:
+        """Where one of a capture's RFC 3161 tokens is, for people: as indexed (``warcs/...``, under the archive) when
+        the capture's WARC is in <archive>/warcs, else its location in the store, where it lies beside that WARC."""
+        if not capture.get("warc_store") or not token_path:
+            return token_path
+        return self.store_of(capture).location(warc_key(token_path))
+
     def exists(self) -> bool:
         if self.index_url:
             # Team mode: the index is elsewhere. A host's directory is set up by hand (README: copy the archive's
