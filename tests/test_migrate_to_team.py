@@ -387,6 +387,29 @@ def test_the_demo_archive_migrates_and_verifies(tmp_path, team_db, s3):
     assert cli("list", "--json", "--all").out == before
 
 
+def test_a_runner_host_set_up_as_the_readme_says_opens_the_archive(source, tmp_path, team_db, s3):
+    """README, Running as a team: each runner host needs the archive's keys/ and archiver.toml. A host holding just
+    those (no warcs/ yet) was told "no archive at ...; `archiver status` starts an empty archive" by `archiver key`."""
+    cli = team_env(copy_of(source, tmp_path / "first"), s3)
+    assert cli("migrate", "--index", team_db.owner_url, "--storage", f"s3://{s3.bucket}/{s3.new_prefix()}").code == 0
+    fingerprint = cli("key", "--json").json()["fingerprint"]
+    host = tmp_path / "second" / "archive"
+    host.mkdir(parents=True)
+    shutil.copytree(cli.archive / "keys", host / "keys")
+    settings = (cli.archive / "archiver.toml").read_text().replace(team_db.owner_url, team_db.runner_url)
+    (host / "archiver.toml").write_text(settings)
+    second = team_env(embedded_cli(host), s3)
+    shown = second("key", "--json")
+    assert shown.code == 0, shown.err
+    assert shown.json()["fingerprint"] == fingerprint
+    assert second("status").code == 0
+    # A mistyped directory is still refused, team mode or not: no new key is made there.
+    stray = team_env(embedded_cli(tmp_path / "typo"), s3)
+    stray.env["ARCHIVER_INDEX_URL"] = team_db.runner_url
+    missing = stray("key")
+    assert missing.code == 2 and "no archive at" in missing.err and not (tmp_path / "typo").exists()
+
+
 # ---- the settings file -------------------------------------------------------------------------------------------------
 
 def test_settings_are_set_in_place_keeping_the_rest_of_the_file(tmp_path):

@@ -172,7 +172,7 @@ def test_show_search_report_export_verify_and_reindex_read_from_the_bucket(cli, 
     report = cli("report", ids[0], "-o", str(tmp_path / "report.html"))
     assert report.code == 0, report.err
     html = (tmp_path / "report.html").read_text()
-    assert f"s3://{s3.bucket}/{prefix}/" in html and "aws s3api get-object" in html
+    assert f"s3://{s3.bucket}/{prefix}/" in html and " s3api get-object " in html
 
     wacz = tmp_path / "out.wacz"
     exported = cli("export", *ids, "-o", str(wacz))
@@ -191,6 +191,31 @@ def test_show_search_report_export_verify_and_reindex_read_from_the_bucket(cli, 
     old = [tuple(r) for r in rows(cli.archive, f"SELECT {columns} FROM captures ORDER BY id")]
     new = sqlite3.connect(tmp_path / "rebuilt.db").execute(f"SELECT {columns} FROM captures ORDER BY id").fetchall()
     assert new == old
+
+
+
+def test_report_fetch_command_names_the_endpoint_and_region(cli, site, s3, tmp_path):
+    """The report's "How to check this" fetches the WARC with the AWS CLI. It used to name only bucket, key and
+    version: on any endpoint but AWS's default (moto, MinIO, a gateway) the command asked AWS and failed."""
+    import html as html_lib
+    import shlex
+    cli, _ = s3_cli(cli, s3)
+    captured = cli("capture", "--no-browser", site.url + PAGE, "--json")
+    assert captured.code == 0, captured.err
+    capture_id = captured.json()[0]["capture_id"]
+    assert cli("report", capture_id, "-o", str(tmp_path / "r.html")).code == 0
+    section = (tmp_path / "r.html").read_text().split("How to check this", 1)[1]
+    howto = html_lib.unescape(section.split("<pre>", 1)[1].split("</pre>", 1)[0])
+    fetch = next(line for line in howto.splitlines() if "s3api get-object" in line)
+    argv = shlex.split(fetch)
+    opts = dict(zip(argv[1::2], argv[2::2]))
+    assert argv[0] == "aws" and opts["--endpoint-url"] == s3.proxy.url and opts["--region"] == s3.region
+    # Do what the command does (aws-cli is not ours to ship): its options alone reach the version sealed.
+    import boto3
+    body = boto3.session.Session().client("s3", endpoint_url=opts["--endpoint-url"], region_name=opts["--region"]) \
+        .get_object(Bucket=opts["--bucket"], Key=opts["--key"], VersionId=opts["--version-id"])["Body"].read()
+    assert argv[-1] == f"{capture_id}.warc.gz"
+    assert f"expect {hashlib.sha256(body).hexdigest()}" in howto
 
 
 def test_a_flipped_byte_or_a_missing_lock_in_the_bucket_is_reported_by_verify(cli, site, s3):
@@ -256,6 +281,10 @@ def test_timestamp_tokens_go_beside_the_warc_in_the_bucket(cli, site, s3, tmp_pa
                                      f"{day}/{capture['id']}.1.tsr.json"])
     assert hashlib.sha256(stored[f"{day}/{capture['id']}.1.tsr"]).hexdigest() == stamp["token_sha256"]
     assert [p for p in cli.archive.rglob("*") if p.is_file() and ".tsr" in p.name] == []   # none kept here
+    # And people are told where it is: `show` and `timestamp` named warcs/..., a path no host has in team mode.
+    token_at = f"s3://{s3.bucket}/{prefix}/{day}/{capture['id']}.1.tsr"
+    for said in (cli("show", capture["id"]), cli("timestamp", capture["id"])):
+        assert said.code == 0 and token_at in said.out and stamp["token_path"] not in said.out, said.out + said.err
     verified = cli("verify", "--json")
     assert verified.code == 0, verified.out
     assert verified.json()["timestamps"]["verified"] == 1

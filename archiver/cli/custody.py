@@ -280,6 +280,8 @@ def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool)
         capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids)) if ids else \
             timestamps.missing_captures(index.conn, tsa_urls)
         results = _run_async(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
+        # Where each token is, for people: beside its WARC, in the bucket for a capture sealed there.
+        caps = {} if as_json else {r.capture_id: index.find_capture(r.capture_id) for r in results}
     finally:
         index.close()
     if as_json:
@@ -288,7 +290,8 @@ def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool)
         click.echo("every capture has a timestamp, done or pending, from each configured TSA", err=True)
     else:
         rows = [{"capture_id": r.capture_id, **t,
-                 "detail": f"{t['gen_time']}  {t['token_path']}" if t["state"] == "done" else t["last_error"]}
+                 "detail": f"{t['gen_time']}  {archive.token_at(caps[r.capture_id], t['token_path'])}"
+                 if t["state"] == "done" else t["last_error"]}
                 for r in results for t in r.rows]
         _table(rows, [("capture_id", "CAPTURE", 26), ("state", "STATE", 7), ("tsa_url", "TSA", 50),
                       ("detail", "TIME AND TOKEN, OR ERROR", 120)])

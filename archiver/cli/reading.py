@@ -286,7 +286,7 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         watch = schedule.watch_of(index, cap["key"])
         if not as_json:
             _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
-            _print_timestamps(stamps)
+            _print_timestamps([{**t, "token_path": ctx.archive.token_at(cap, t["token_path"])} for t in stamps])
             _print_timeline(index, cap["key"])
             return
     finally:

@@ -126,6 +126,7 @@ class ReportData:
     archive_key_note: str | None
     made_at: str = field(default_factory=now_iso)
     warc_location: str | None = None   # where the WARC is when it is an object in a store (s3://...)
+    warc_fetch: str | None = None      # and the shell command that copies it to ``<id>.warc.gz``
 
     @property
     def warc_file(self) -> Path | str:
@@ -157,7 +158,17 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
         screenshot=_screenshot(warc_file, records),
         signature=_signature(warc_file, cap["id"], records),
         archive_key_fingerprint=fingerprint, archive_key_note=key_note,
-        warc_location=archive.stored_at(cap) if cap.get("warc_store") else None)
+        warc_location=archive.stored_at(cap) if cap.get("warc_store") else None,
+        warc_fetch=_fetch_command(archive, cap))
+
+
+def _fetch_command(archive: Archive, cap: dict[str, Any]) -> str | None:
+    """How to copy an object in a store to ``<id>.warc.gz`` by hand (the version sealed); None for a file."""
+    if not cap.get("warc_store"):
+        return None
+    from archiver.store.archive import warc_key
+    return archive.store_of(cap).fetch_command(warc_key(cap["warc_path"]), cap.get("warc_version"),
+                                               f"{cap['id']}.warc.gz")
 
 
 def _warc_source(archive: Archive, cap: dict[str, Any], records: list[dict[str, Any]]
@@ -612,13 +623,10 @@ def check_commands(d: ReportData) -> list[str]:
     """The shell commands that check this capture without trusting archiver's own answers."""
     warc = shlex.quote(str(d.warc_file))
     fetch: list[str] = []
-    if d.warc_location:
+    if d.warc_fetch:
         # An object in a bucket: fetched (the version sealed) with the AWS CLI, then checked as a file.
-        bucket, _, key = d.warc_location.removeprefix("s3://").partition("/")
-        version = d.capture.get("warc_version")
         warc = shlex.quote(f"{d.capture['id']}.warc.gz")
-        fetch = [f"aws s3api get-object --bucket {shlex.quote(bucket)} --key {shlex.quote(key)}"
-                 + (f" --version-id {shlex.quote(version)}" if version else "") + f" {warc}"]
+        fetch = [d.warc_fetch]
     # --archive everywhere: run from another directory, `archiver key` would make a new archive and key there.
     archiver = f"archiver --archive {shlex.quote(str(d.archive_dir))}"
     lines = fetch + [f"sha256sum {warc}",

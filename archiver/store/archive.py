@@ -128,9 +128,18 @@ class Archive:
             return str(self.path / capture["warc_path"])
         return self.store_of(capture).location(warc_key(capture["warc_path"]))
 
+    def token_at(self, capture: Mapping[str, Any], token_path: str) -> str:
+        """Where one of a capture's RFC 3161 tokens is, for people: as indexed (``warcs/...``, under the archive) when
+        the capture's WARC is in <archive>/warcs, else its location in the store, where it lies beside that WARC."""
+        if not capture.get("warc_store") or not token_path:
+            return token_path
+        return self.store_of(capture).location(warc_key(token_path))
+
     def exists(self) -> bool:
-        if self.index_url:   # team mode: the index is elsewhere; the directory holds the keys and WARCs
-            return (self.path / "warcs").is_dir()
+        if self.index_url:
+            # Team mode: the index is elsewhere. A host's directory is set up by hand (README: copy the archive's
+            # keys/ and archiver.toml to it) before anything has made warcs/ there: any of the three marks it.
+            return any((self.path / name).exists() for name in ("warcs", "keys", "archiver.toml"))
         return self.index_path.exists()
 
     def operator(self, requested_by: str | None) -> str:

@@ -305,6 +305,11 @@ class BlobStore(ABC):
     def location(self, key: str) -> str:
         """Where the object is, for people and for the index: a path, or s3://bucket/key."""
 
+    def fetch_command(self, key: str, version_id: str | None, out: str) -> str | None:
+        """A shell command that copies the object (that version) to the file ``out`` without archiver, for people
+        checking a capture by hand; None when the object already is a file they can read (a directory store)."""
+        return None
+
     def write_once(self) -> bool | None:
         """Whether the store itself keeps stored objects from being changed or deleted (S3: Object Lock enabled on the
         bucket); None when it cannot tell (a directory: only its files' modes; a role not allowed to ask)."""

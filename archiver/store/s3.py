@@ -34,6 +34,7 @@ import hashlib
 import io
 import os
 import random
+import shlex
 import time
 from importlib.metadata import PackageNotFoundError, version as package_version
 from datetime import datetime, timedelta, timezone
@@ -111,6 +112,14 @@ class S3Store(BlobStore):
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._full(key)}"
+
+    def fetch_command(self, key: str, version_id: str | None, out: str) -> str:
+        """The AWS CLI's get-object of this version. It names the endpoint and region when the settings do: without
+        them the CLI asks AWS's default endpoint, which holds no such bucket for MinIO, a gateway or another region."""
+        where = (f" --endpoint-url {shlex.quote(self.settings.endpoint_url)}" if self.settings.endpoint_url else "") \
+            + (f" --region {shlex.quote(self.settings.region)}" if self.settings.region else "")
+        return (f"aws{where} s3api get-object --bucket {shlex.quote(self.bucket)} --key {shlex.quote(self._full(key))}"
+                + (f" --version-id {shlex.quote(version_id)}" if version_id else "") + f" {shlex.quote(out)}")
 
     def _full(self, key: str) -> str:
         return self._root + check_key(key)
