@@ -294,6 +294,19 @@ def test_timestamp_tokens_go_beside_the_warc_in_the_bucket(cli, site, s3, tmp_pa
     assert checked.code == 0, checked.out
     rebuilt = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
     assert rebuilt.code == 0 and rebuilt.json()["timestamps"] == 1, rebuilt.out
+    # A store that refuses to be read (credentials missing or wrong on this host): verify names each object it
+    # could not read, the token too, and goes on to its summary; it never stops at the first one.
+    s3.proxy.fail_for(60, status=403, code="AccessDenied")
+    try:
+        refused = cli("verify", capture["id"], "--json")
+    finally:
+        s3.proxy.fail_for(0)
+    assert refused.code == 1 and "Traceback" not in refused.err, refused.err
+    report = refused.json()
+    kinds = {(p["problem"], p["path"].rsplit(".", 2)[-2] if p["path"].endswith(".tsr") else "warc")
+             for p in report["problems"]}
+    assert {("unreadable", "warc"), ("unreadable", "1")} <= kinds, report["problems"]
+    assert report["problem_count"] == len(report["problems"])
 
 
 def test_a_runner_that_lost_its_lease_after_storing_indexes_its_capture_without_the_job(tmp_path, site, s3,

@@ -799,7 +799,11 @@ def check_token(archive_dir: Path, row: Mapping[str, Any], warc_sha256: str, ca_
     beside the capture's WARC (it is read into a temporary file for openssl)."""
     rel = row["token_path"] or "(no token path)"
     if store is not None and row["token_path"]:
-        data = object_bytes(store, rel)
+        from archiver.store.blobs import StorageError
+        try:
+            data = object_bytes(store, rel)
+        except StorageError as exc:   # refused or away: a problem of this token, named; the check goes on
+            return [TokenProblem("unreadable", rel, f"cannot read the token from {store.url}: {exc}")]
         if data is None:
             return [TokenProblem("timestamp-missing", rel, f"the token from {row['tsa_url']} is not in "
                                  f"{store.url}")]
