@@ -573,5 +573,8 @@ def _transient(exc: Exception) -> bool:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         message = exc.response.get("Error", {}).get("Message") or ""
+        if _code(exc) == str(_status(exc)):
+            # An answer without a body (HEAD's): botocore gives the status as its code, the reason as its message.
+            return f"{_status(exc)} {message}".rstrip()
         return f"{_status(exc) or '?'} {_code(exc)}" + (f" ({message})" if message else "")
     return f"{type(exc).__name__}: {exc}"
