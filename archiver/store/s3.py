@@ -34,15 +34,29 @@ import hashlib
 import io
 import os
 import random
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version as package_version
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+# botocore takes its SSLContext from urllib3's pyOpenSSL module when pyOpenSSL is installed (pywb brings it), and
+# importing that module loads pyOpenSSL and cryptography: ~60 ms of every command that reads a bucket, and show and
+# search must not load cryptography at all (tests/test_imports.py). The class botocore takes from there is the
+# standard library's own (``orig_util_SSLContext``), the one it falls back to when that import fails; so the
+# import fails, for botocore's own import alone (a later import of the module, by anything else, works as ever).
+_PYOPENSSL = "urllib3.contrib.pyopenssl"
+_HIDDEN = _PYOPENSSL not in sys.modules
+if _HIDDEN:
+    sys.modules[_PYOPENSSL] = None  # type: ignore[assignment]  (None there: "import fails", by Python's rules)
+try:
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+finally:
+    if _HIDDEN:
+        del sys.modules[_PYOPENSSL]
 
 from archiver.store.blobs import (MAX_PARTS, READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject,
                                   NotStored, StorageError, StorageSettings, StorageUnavailable, StoredObject,
