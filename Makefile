@@ -131,9 +131,11 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
 # The suite in team mode: every archive the tests make keeps its index in a fresh database of a PostgreSQL server the
-# tests start on 127.0.0.1 (tests/conftest.py); tests that read or change the SQLite file itself are skipped.
+# tests start on 127.0.0.1, and seals its WARCs into a prefix of its own of a bucket with Object Lock on moto's S3
+# server, also started by the tests (tests/conftest.py). Tests that read or change the SQLite file itself, or whose
+# subject is the local directory of WARCs, are skipped, each with its reason.
 test-team: setup
-	ARCHIVER_TEST_INDEX=postgres $(BIN)/python -m pytest -q
+	ARCHIVER_TEST_INDEX=postgres ARCHIVER_TEST_STORAGE=s3 $(BIN)/python -m pytest -q
 
 demo: setup
 	$(BIN)/python scripts/demo

@@ -17,9 +17,10 @@ from archiver.errors import ConfigError
 DEFAULT_FILE = Path(__file__).resolve().parent.parent / "config" / "default.toml"
 ENV_PREFIX = "ARCHIVER_"
 # Environment variables that are not settings (they choose the archive, belong to the test harness -- the index
-# engine of a test run, a runner that kills itself at a step of sealing: pipeline/sealing.py -- or show a failure's
+# and storage engines of a test run, a runner that kills itself at a step of sealing: pipeline/sealing.py -- or show a failure's
 # traceback: cli.main).
-ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK", "ARCHIVER_TEST_INDEX", "ARCHIVER_FAULT_KILL_AT"}
+ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK", "ARCHIVER_TEST_INDEX", "ARCHIVER_TEST_STORAGE",
+                    "ARCHIVER_FAULT_KILL_AT"}
 
 
 class Settings:

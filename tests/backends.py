@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -392,7 +393,11 @@ class S3Proxy:
     enforce what they ask for); ``fail_for(seconds)`` answers every request with 503 SlowDown, as S3 does under
     load, until that time has passed; ``override_response_headers`` rewrites headers of the answers that carry
     them (a server that reports another checksum); ``corrupt_next_put_body`` flips one byte of the next PUT body
-    in transit; ``flip_byte_in_gets`` one byte of every whole-object GET of a key (altered bytes in the bucket). Bodies are streamed both ways in 64 KiB pieces, never held whole.
+    in transit; ``flip_byte_in_gets`` one byte of every whole-object GET of a key. What Object Lock keeps every
+    client from doing to a stored object, done to the bucket's answers instead: ``alter(key, offset)`` flips one
+    byte in every GET that covers it, whole or ranged; ``substitute(key, other)`` serves another object's bytes;
+    ``refuse(key)`` answers for it as gone (or with another refusal), ``refuse_listing(prefix)`` refuses to list.
+    Bodies are streamed both ways in 64 KiB pieces, never held whole.
     """
 
     CHUNK = 1 << 16
@@ -406,6 +411,13 @@ class S3Proxy:
         # (path substring, byte index): every whole-object GET of a matching path answers with that byte flipped, as
         # a bucket whose stored bytes were altered would (Object Lock stops a client from doing it; not a disk).
         self.flip_byte_in_gets: tuple[str, int] | None = None
+        # By object key (the bucket's whole key, "<prefix>/<key>"), for GET and HEAD: a byte offset to flip in every
+        # answer that covers it, a ranged one included (a record read where the index says it is); another key to
+        # answer from; a refusal (status, code). And listings of a prefix refused (status, code).
+        self.altered: list[tuple[str, int]] = []
+        self.substituted: dict[str, str] = {}
+        self.refused: dict[str, tuple[int, str]] = {}
+        self.refused_listings: dict[str, tuple[int, str]] = {}
         self._lock = threading.Lock()
         owner = self
 
@@ -440,6 +452,31 @@ class S3Proxy:
             self.override_response_headers = {}
             self.corrupt_next_put_body = False
             self.flip_byte_in_gets = None
+            self.altered = []
+            self.substituted = {}
+            self.refused = {}
+            self.refused_listings = {}
+
+    def alter(self, key: str, offset: int) -> None:
+        """From now on, every GET of the object ``key`` that covers byte ``offset`` answers with it flipped."""
+        with self._lock:
+            self.altered.append((key, offset))
+
+    def substitute(self, key: str, other: str) -> None:
+        """From now on, GET and HEAD of the object ``key`` answer with the object ``other`` (its bytes swapped in)."""
+        with self._lock:
+            self.substituted[key] = other
+
+    def refuse(self, key: str, status: int = 404, code: str = "NoSuchKey") -> None:
+        """From now on, GET and HEAD of the object ``key`` answer ``status`` ``code``: by default as for an object
+        that is gone (listings still name it)."""
+        with self._lock:
+            self.refused[key] = (status, code)
+
+    def refuse_listing(self, prefix: str, status: int = 403, code: str = "AccessDenied") -> None:
+        """From now on, listings of keys under ``prefix`` answer ``status`` ``code``."""
+        with self._lock:
+            self.refused_listings[prefix] = (status, code)
 
     def find(self, method: str, contains: str = "") -> list[Recorded]:
         return [r for r in list(self.requests) if r.method == method and contains in r.path]
@@ -460,12 +497,19 @@ class S3Proxy:
             corrupt = handler.command == "PUT" and self.corrupt_next_put_body
             if corrupt:
                 self.corrupt_next_put_body = False
-        if failing:
+            key, listed = _object_key(handler.path) if handler.command in ("GET", "HEAD") else (None, None)
+            refused = self.refused.get(key) if key else next(
+                (r for prefix, r in self.refused_listings.items() if listed is not None and listed.startswith(prefix)),
+                None)
+            path = _other_object(handler.path, self.substituted[key]) if key in self.substituted else handler.path
+        if failing or refused:
             self._drain(handler)
-            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{self.fault.code}</Code>'
-                    f"<Message>Please reduce your request rate.</Message></Error>").encode()
-            record.status = self.fault.status
-            handler.send_response(self.fault.status)
+            status, code, message = ((self.fault.status, self.fault.code, "Please reduce your request rate.")
+                                     if failing else (*refused, "Refused by the test's proxy."))
+            body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+                    f"<Message>{message}</Message></Error>").encode()
+            record.status = status
+            handler.send_response(status)
             handler.send_header("Content-Type", "application/xml")
             handler.send_header("Content-Length", str(len(body)))
             handler.end_headers()
@@ -474,7 +518,7 @@ class S3Proxy:
             return
         upstream = http.client.HTTPConnection("127.0.0.1", self.upstream_port, timeout=120)
         try:
-            upstream.putrequest(handler.command, handler.path, skip_host=True, skip_accept_encoding=True)
+            upstream.putrequest(handler.command, path, skip_host=True, skip_accept_encoding=True)
             for name, value in handler.headers.items():
                 upstream.putheader(name, value)
             upstream.endheaders()
@@ -492,19 +536,39 @@ class S3Proxy:
                 handler.send_header("Connection", "close")
                 handler.close_connection = True
             handler.end_headers()
-            flip = self.flip_byte_in_gets
-            flip_at = flip[1] if (flip and handler.command == "GET" and flip[0] in handler.path
-                                  and "range" not in record.headers and response.status == 200) else -1
+            flips = self._flips(handler, record, response)
             sent = 0
             if handler.command != "HEAD":
                 while chunk := response.read(self.CHUNK):
-                    if sent <= flip_at < sent + len(chunk):
-                        i = flip_at - sent
-                        chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
+                    for flip_at in flips:
+                        if sent <= flip_at < sent + len(chunk):
+                            i = flip_at - sent
+                            chunk = chunk[:i] + bytes([chunk[i] ^ 0xFF]) + chunk[i + 1:]
                     sent += len(chunk)
                     handler.wfile.write(chunk)
         finally:
             upstream.close()
+
+    def _flips(self, handler: BaseHTTPRequestHandler, record: Recorded, response: http.client.HTTPResponse
+               ) -> list[int]:
+        """Offsets in this answer's body of the bytes to flip (flip_byte_in_gets, alter)."""
+        if handler.command != "GET" or response.status not in (200, 206):
+            return []
+        flips = []
+        flip = self.flip_byte_in_gets
+        if flip and flip[0] in handler.path and "range" not in record.headers and response.status == 200:
+            flips.append(flip[1])
+        start = 0
+        if response.status == 206:   # "Content-Range: bytes START-END/TOTAL": the body starts at START
+            match = re.match(r"bytes (\d+)-", response.getheader("Content-Range") or "")
+            if not match:
+                return flips
+            start = int(match.group(1))
+        key, _ = _object_key(handler.path)
+        with self._lock:
+            altered = list(self.altered)
+        flips += [offset - start for altered_key, offset in altered if altered_key == key and offset >= start]
+        return flips
 
     def _drain(self, handler: BaseHTTPRequestHandler) -> None:
         remaining = int(handler.headers.get("Content-Length") or 0)
@@ -528,6 +592,26 @@ class S3Proxy:
                 corrupt = False
             upstream.send(chunk)
             remaining -= len(chunk)
+
+
+def _object_key(path: str) -> tuple[str | None, str | None]:
+    """(the object key a path-style request names, or None; the prefix it lists, or None): "/bucket/a/b?x" names
+    "a/b"; "/bucket?list-type=2&prefix=a%2F" lists "a/"."""
+    parts = urllib.parse.urlsplit(path)
+    bucket_and_key = urllib.parse.unquote(parts.path).lstrip("/").split("/", 1)
+    if len(bucket_and_key) == 2 and bucket_and_key[1]:
+        return bucket_and_key[1], None
+    query = urllib.parse.parse_qs(parts.query)
+    return None, (query.get("prefix", [""])[0] if "list-type" in query or "prefix" in query else None)
+
+
+def _other_object(path: str, other: str) -> str:
+    """A path-style request for the object ``other`` of the same bucket instead (its latest version: a version ID
+    belongs to the object it was asked of)."""
+    parts = urllib.parse.urlsplit(path)
+    bucket = parts.path.lstrip("/").split("/", 1)[0]
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "versionId"]
+    return f"/{bucket}/{urllib.parse.quote(other)}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
 
 
 @dataclass

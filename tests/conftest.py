@@ -1,9 +1,17 @@
 """Shared fixtures: the loopback demo site, a fresh archive per test, and a way to run the real CLI.
 
-Team mode: with ARCHIVER_TEST_INDEX=postgres (`make test-team`), every archive the tests make keeps its index in a
-fresh database of the session's PostgreSQL server (``[index] url``, given to the CLI as ARCHIVER_INDEX_URL, and to
-tests that open an index themselves through ``open_test_index``); tests marked ``sqlite_only`` (they read or change
-the SQLite file itself) are skipped."""
+Team mode, two switches that go together or alone (`make test-team` sets both):
+- ARCHIVER_TEST_INDEX=postgres: every archive the tests make keeps its index in a fresh database of the session's
+  PostgreSQL server (``[index] url``, given to the CLI as ARCHIVER_INDEX_URL, and to tests that open an index
+  themselves through ``open_test_index``); tests marked ``sqlite_only`` (they read or change the SQLite file
+  itself) are skipped.
+- ARCHIVER_TEST_STORAGE=s3: every archive seals into a prefix of its own of the session's S3 bucket (moto's server
+  with Object Lock, behind the recording proxy: ``[storage] url``, endpoint and region, given to the CLI as
+  ARCHIVER_STORAGE_*; credentials in this process's environment for the session, never a developer's ~/.aws).
+  Tests read a sealed WARC wherever it is through ``sealed_warc``/``sealed_warc_bytes``, list what an archive
+  stored with ``stored_warcs``, and alter a stored WARC with ``tamper_warc``; tests marked ``local_storage_only``
+  (their subject is the local directory itself) are skipped.
+"""
 from __future__ import annotations
 
 import json
@@ -13,7 +21,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import pytest
 
@@ -46,7 +54,40 @@ class _TeamDatabases:
         return self.urls[key]
 
 
+# Where the archives of this run keep their sealed files: "local" (<archive>/warcs, the default) or "s3" (a prefix of
+# the session's bucket per archive).
+TEST_STORAGE = os.environ.get("ARCHIVER_TEST_STORAGE", "local")
+if TEST_STORAGE not in ("local", "s3"):
+    raise ValueError(f"ARCHIVER_TEST_STORAGE must be local or s3, not {TEST_STORAGE!r}")
+
+# Credentials where boto3's standard chain finds them first (the environment), and nothing of a developer's own
+# (~/.aws, a profile, an instance role): moto takes any.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_CONFIG_FILE": os.devnull,
+                  "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"}
+# Variables that would point boto3 at another account, region or endpoint than the one a test names.
+S3_FOREIGN = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL",
+              "AWS_ENDPOINT_URL_S3")
+
+
+class _TeamStores:
+    """One prefix of the session's bucket per archive directory, made on first use, as _TeamDatabases gives each
+    archive a database: the same archive is the same prefix."""
+
+    def __init__(self, world: backends.S3World):
+        self.world = world
+        self.urls: dict[Path, str] = {}
+
+    def env_for(self, archive: Path) -> dict[str, str]:
+        key = Path(archive).absolute()
+        if key not in self.urls:
+            self.urls[key] = f"s3://{self.world.bucket}/{self.world.new_prefix()}"
+        return {"ARCHIVER_STORAGE_URL": self.urls[key], "ARCHIVER_STORAGE_ENDPOINT_URL": self.world.proxy.url,
+                "ARCHIVER_STORAGE_REGION": self.world.region}
+
+
 _team: _TeamDatabases | None = None
+_stores: _TeamStores | None = None
+_fetched: Path | None = None   # where sealed_warc puts the copies of objects it reads from the bucket
 
 
 def team_index_url(archive: Path) -> str:
@@ -54,11 +95,164 @@ def team_index_url(archive: Path) -> str:
     return _team.url_for(archive) if _team is not None else ""
 
 
+def team_storage_env(archive: Path) -> dict[str, str]:
+    """``[storage]`` for an archive made by a test, as ARCHIVER_STORAGE_* variables: empty (<archive>/warcs) unless
+    the run seals into S3 (ARCHIVER_TEST_STORAGE=s3)."""
+    return _stores.env_for(archive) if _stores is not None else {}
+
+
 def team_env(archive: Path) -> dict[str, str]:
-    """The environment that gives an archive's commands its team database (ARCHIVER_INDEX_URL, which no archiver.toml
-    a test writes can override); empty outside team mode."""
+    """The environment that gives an archive's commands its team database (ARCHIVER_INDEX_URL) and its prefix of the
+    bucket (ARCHIVER_STORAGE_*), which no archiver.toml a test writes can override; empty outside team mode."""
     url = team_index_url(archive)
-    return {"ARCHIVER_INDEX_URL": url} if url else {}
+    return {**({"ARCHIVER_INDEX_URL": url} if url else {}), **team_storage_env(archive)}
+
+
+def open_test_archive(archive: Path, **env: str):
+    """The archive as its commands see it (``Archive``, settings resolved with the test run's team environment and
+    ``env``), for a test that reads its index or store in this process."""
+    from archiver import config
+    from archiver.store.archive import Archive
+    path = Path(archive).absolute()
+    return Archive(path, config.load(path, environ=base_env(**team_env(path), **env)))
+
+
+def sealed_file(archive: Path, capture: Mapping[str, Any], rel: str | None = None) -> Path:
+    """A file sealed with a capture -- its WARC, or ``rel`` (a path in the archive's layout, ``warcs/...``: a timestamp
+    token beside it) -- as a file to read. ``capture``: its ``show --json``, or its index row. The file in
+    <archive>/warcs itself, or a copy of the object in the capture's store (a bucket), fetched once through
+    archiver's own store interface (the WARC at the version sealed), read-only like the original."""
+    rel = rel or capture["warc_path"]
+    if not capture.get("warc_store"):
+        return Path(archive) / rel
+    import hashlib
+    from archiver.store.archive import warc_key
+    assert _fetched is not None, "a capture in a store of its own, but no session directory to fetch it into"
+    version = capture.get("warc_version") if rel == capture["warc_path"] else None
+    place = hashlib.sha256(f"{capture['warc_store']}\0{rel}\0{version}".encode()).hexdigest()[:16]
+    copy = _fetched / place / Path(rel).name
+    if not copy.exists():
+        store = open_test_archive(archive).store_of(capture)
+        copy.parent.mkdir(exist_ok=True)
+        part = copy.with_name(copy.name + ".part")
+        with store.open(warc_key(rel), version) as stream, open(part, "wb") as out:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+        part.chmod(0o444)
+        part.rename(copy)
+    return copy
+
+
+def sealed_warc(archive: Path, capture: Mapping[str, Any]) -> Path:
+    """A capture's sealed WARC as a file to read, wherever it is stored (``sealed_file``)."""
+    return sealed_file(archive, capture)
+
+
+def stored_object(archive: Path, capture: Mapping[str, Any], rel: str | None = None):
+    """What the store holding a capture's WARC (or ``rel`` beside it) says of it (``blobs.StoredObject``: size,
+    SHA-256 where known, whether it is read-only -- a file's mode, an object's lock)."""
+    from archiver.store.archive import warc_key
+    rel = rel or capture["warc_path"]
+    version = capture.get("warc_version") if rel == capture["warc_path"] else None
+    return open_test_archive(archive).store_of(capture).head(warc_key(rel), version)
+
+
+def tamper_warc(archive: Path, capture: Mapping[str, Any], offset: int, rel: str | None = None) -> None:
+    """Change the byte at ``offset`` (from the end when negative) of a capture's sealed WARC, or of ``rel`` beside it
+    (a timestamp token), where it is kept, as someone able to would: the file in <archive>/warcs (made writable
+    first), or the object in the bucket, which Object Lock keeps every client from changing -- so the bucket's
+    answers are altered instead, every GET that covers the byte, ranged or whole, from now on (tests/backends.py:
+    the proxy between the stores and moto)."""
+    rel = rel or capture["warc_path"]
+    if not capture.get("warc_store"):
+        path = Path(archive) / rel
+        os.chmod(path, 0o644)
+        with open(path, "r+b") as fh:
+            fh.seek(offset, os.SEEK_SET if offset >= 0 else os.SEEK_END)
+            byte = fh.read(1)
+            fh.seek(-1, os.SEEK_CUR)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+        return
+    if offset < 0:
+        offset += stored_object(archive, capture, rel).size
+    store_proxy().alter(_bucket_key(capture, rel), offset)
+
+
+def remove_warc(archive: Path, capture: Mapping[str, Any], rel: str | None = None) -> None:
+    """Make a capture's sealed WARC (or ``rel`` beside it) gone: the file deleted, or the object answered for as
+    missing (404) from now on (no client can delete a locked object; a listing still names it)."""
+    rel = rel or capture["warc_path"]
+    if not capture.get("warc_store"):
+        (Path(archive) / rel).unlink()
+        return
+    store_proxy().refuse(_bucket_key(capture, rel))
+
+
+def swap_sealed(archive: Path, capture: Mapping[str, Any], rel: str, other_rel: str) -> None:
+    """Put the bytes of the file ``other_rel`` in place of ``rel`` (files sealed with a capture, in the same store):
+    written over the file, or the bucket's answers for ``rel`` taken from ``other_rel`` from now on."""
+    if not capture.get("warc_store"):
+        path = Path(archive) / rel
+        path.chmod(0o644)
+        path.write_bytes((Path(archive) / other_rel).read_bytes())
+        return
+    store_proxy().substitute(_bucket_key(capture, rel), _bucket_key(capture, other_rel))
+
+
+def put_stray(archive: Path, key: str, data: bytes) -> str:
+    """``data`` stored under ``key`` in an archive's store behind archiver's back -- a file dropped into
+    <archive>/warcs, an object put into the archive's prefix of the bucket -- and where ``verify`` names it
+    (``warcs/<key>``, or the object's s3:// location)."""
+    if _stores is None:
+        path = Path(archive) / "warcs" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return f"warcs/{key}"
+    store = open_test_archive(archive).store(read_only=True)
+    world = _session_bucket()
+    world.client(via_proxy=False).put_object(Bucket=world.bucket, Key=f"{store.prefix}/{key}", Body=data)
+    return store.location(key)
+
+
+def _session_bucket() -> backends.S3World:
+    assert _stores is not None, "a capture stored in a bucket, but the run has no session bucket"
+    return _stores.world
+
+
+def store_proxy() -> backends.S3Proxy:
+    """The proxy between the archives' stores and the session's bucket (ARCHIVER_TEST_STORAGE=s3), through which a
+    test alters, hides or refuses what the bucket answers."""
+    return _session_bucket().proxy
+
+
+def _bucket_key(capture: Mapping[str, Any], rel: str) -> str:
+    """The bucket's key of a file sealed with a capture on S3 (``rel``: its path in the archive's layout):
+    "<the store's prefix>/<its key in the store>"."""
+    from archiver.store.archive import warc_key
+    prefix = capture["warc_store"].removeprefix("s3://").partition("/")[2]
+    return f"{prefix}/{warc_key(rel)}" if prefix else warc_key(rel)
+
+
+def sealed_warc_bytes(archive: Path, capture: Mapping[str, Any]) -> bytes:
+    """The bytes of a capture's sealed WARC, wherever it is stored (see ``sealed_warc``)."""
+    return sealed_warc(archive, capture).read_bytes()
+
+
+def stored_files(archive: Path, *suffixes: str) -> list[str]:
+    """The keys (``2026/11/25/<id>.warc.gz``) of the files an archive holds whose names end with one of ``suffixes``,
+    sorted: those under <archive>/warcs, and, in a run that seals into S3, the objects under the archive's prefix of
+    the bucket (both: a file left in <archive>/warcs is held too, and is what a test looking for "nothing sealed"
+    must see)."""
+    root = Path(archive) / "warcs"
+    keys = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    if _stores is not None:
+        keys += [o.key for o in open_test_archive(archive).store(read_only=True).list()]
+    return sorted(k for k in keys if k.endswith(suffixes))
+
+
+def stored_warcs(archive: Path) -> list[str]:
+    """The keys of the sealed WARCs an archive holds (``stored_files``)."""
+    return stored_files(archive, ".warc.gz")
 
 
 def open_test_index(path: Path, unreachable_gone: tuple[int, float] = (4, 24.0)):
@@ -109,31 +303,57 @@ def tamper_index(archive: Path, *statements: str) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if TEST_INDEX != "postgres":
-        return
-    skip = pytest.mark.skip(reason="reads or changes the SQLite index file itself (ARCHIVER_TEST_INDEX=postgres)")
     for item in items:
-        if item.get_closest_marker("sqlite_only"):
-            item.add_marker(skip)
+        if TEST_INDEX == "postgres" and item.get_closest_marker("sqlite_only"):
+            item.add_marker(pytest.mark.skip(
+                reason="reads or changes the SQLite index file itself (ARCHIVER_TEST_INDEX=postgres)"))
+        marker = item.get_closest_marker("local_storage_only")
+        if TEST_STORAGE == "s3" and marker:
+            why = marker.args[0] if marker.args else "its subject is the local directory of sealed files"
+            item.add_marker(pytest.mark.skip(reason=f"{why} (ARCHIVER_TEST_STORAGE=s3)"))
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _team_mode(request: pytest.FixtureRequest) -> Iterator[None]:
-    """In team mode: the session's PostgreSQL server, and a password file for it, before any archive is made."""
-    global _team
-    if TEST_INDEX != "postgres":
-        yield
-        return
-    reason = backends.postgres_missing()
-    if reason:
-        pytest.exit(f"ARCHIVER_TEST_INDEX=postgres, but {reason}", returncode=2)
-    server = request.getfixturevalue("postgres")
-    request.getfixturevalue("pg_passfile")
-    _team = _TeamDatabases(server)
+def _team_mode(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """In team mode: the session's PostgreSQL server and a password file for it, and the session's S3 bucket and
+    credentials for it, before any archive is made."""
+    global _team, _stores, _fetched
+    if TEST_INDEX == "postgres":
+        reason = backends.postgres_missing()
+        if reason:
+            pytest.exit(f"ARCHIVER_TEST_INDEX=postgres, but {reason}", returncode=2)
+        server = request.getfixturevalue("postgres")
+        request.getfixturevalue("pg_passfile")
+        _team = _TeamDatabases(server)
+    saved = {name: os.environ.get(name) for name in (*S3_CREDENTIALS, *S3_FOREIGN)}
+    if TEST_STORAGE == "s3":
+        reason = backends.moto_missing()
+        if reason:
+            pytest.exit(f"ARCHIVER_TEST_STORAGE=s3, but {reason}", returncode=2)
+        # For the whole session: the CLI's environment is this process's (base_env), as is the store's in-process.
+        for name in S3_FOREIGN:
+            os.environ.pop(name, None)
+        os.environ.update(S3_CREDENTIALS)
+        _stores = _TeamStores(request.getfixturevalue("s3_world"))
+        _fetched = tmp_path_factory.mktemp("sealed-copies")
     try:
         yield
     finally:
-        _team = None
+        _team = _stores = _fetched = None
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(autouse=True)
+def _store_proxy_cleared() -> Iterator[None]:
+    """What a test made the session's bucket answer (altered, refused objects) ends with it, as does its record of
+    requests."""
+    yield
+    if _stores is not None:
+        _stores.world.proxy.reset()
 
 
 @pytest.fixture(scope="session")
@@ -188,6 +408,14 @@ class CLI:
                                 env={**self.env, **(env or {})}, cwd=self.archive.parent)
 
 
+def local_storage(cli: CLI) -> CLI:
+    """``cli`` on an archive that keeps its sealed files in <archive>/warcs, whatever the test run gives new archives
+    (for a test whose subject is the local directory, in a run that seals into S3)."""
+    for name in [n for n in cli.env if n.startswith("ARCHIVER_STORAGE_")]:
+        del cli.env[name]
+    return cli
+
+
 def capture_and_show(cli: CLI, *args: str) -> tuple[Result, list[dict[str, Any]], list[dict[str, Any] | None]]:
     """`archiver capture ... --json`, then `show --json` of each capture made: (result, outcomes, shows)."""
     result = cli("capture", *args, "--json")
@@ -233,7 +461,7 @@ def article_capture(tmp_path_factory: pytest.TempPathFactory, site: demo_server.
     shown = run("show", outcome["capture_id"], "--json")
     assert shown.code == 0, shown.err
     data = shown.json()
-    return {"archive": archive, "cli": run, "show": data, "warc": archive / data["warc_path"]}
+    return {"archive": archive, "cli": run, "show": data, "warc": sealed_warc(archive, data)}
 
 
 @pytest.fixture
@@ -296,14 +524,10 @@ def s3(s3_world: backends.S3World, monkeypatch: pytest.MonkeyPatch) -> backends.
     """The S3 world for one test: the proxy's record and faults cleared, and credentials where boto3's standard
     chain finds them (the environment), never a developer's own ~/.aws."""
     s3_world.proxy.reset()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_ENDPOINT_URL",
-                 "AWS_ENDPOINT_URL_S3"):
+    for name in S3_FOREIGN:
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name, value in S3_CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
     return s3_world
 
 

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import capture_and_show as _capture
+from conftest import capture_and_show as _capture, sealed_warc
 from warcutil import read_records
 
 
@@ -69,7 +69,7 @@ def test_video_caps_give_partial_never_silent_truncation(world_cli, setting, cls
     [outcome] = result.json()
     assert (outcome["status"], outcome["failure_class"]) == ("partial", cls)
     show = world_cli("show", outcome["capture_id"], "--json").json()
-    recs = read_records(world_cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(world_cli.archive, show))
     media = [r for r in recs if r.type == "resource" and r.headers["WARC-Target-URI"].startswith("urn:video:")]
     for r in media:  # whatever arrived is kept, and marked as cut
         assert r.headers.get("WARC-Truncated") in ("length", "time")
@@ -87,7 +87,7 @@ def test_live_broadcast_is_recorded_up_to_the_time_cap(world_cli):
     assert outcome["seconds"] < 40
     show = world_cli("show", outcome["capture_id"], "--json").json()
     assert show["video"]["is_live"] == 1 and show["video"]["cut"] == "timeout"
-    recs = read_records(world_cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(world_cli.archive, show))
     [media] = [r for r in recs if r.type == "resource" and r.headers["WARC-Target-URI"].startswith("urn:video:")]
     assert media.headers["WARC-Truncated"] == "time" and len(media.payload) > 10_000
     # ffmpeg was asked to finish, not killed: what was recorded is a playable file of a few seconds.

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sealed_warc, stored_object
 from warcutil import gzip_members, header, read_records, responses
 
 
@@ -30,7 +31,8 @@ def test_one_gzip_member_per_record(article_capture):
 def test_sealed_file_is_read_only_and_hash_matches(article_capture):
     import hashlib
     warc = article_capture["warc"]
-    assert warc.stat().st_mode & 0o222 == 0
+    # Read-only where it is kept: a file's mode in <archive>/warcs, an object's lock in a bucket.
+    assert stored_object(article_capture["archive"], article_capture["show"]).read_only
     assert hashlib.sha256(warc.read_bytes()).hexdigest() == article_capture["show"]["warc_sha256"]
     assert article_capture["show"]["warc_path"].startswith("warcs/")
     assert warc.name == article_capture["show"]["id"] + ".warc.gz"
@@ -170,7 +172,7 @@ def test_redirect_hop_recorded_with_status(cli, site):
     result = cli("capture", site.url + "/go/evacuation-suspended", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
-    recs = read_records(Path(cli.archive) / show["warc_path"])
+    recs = read_records(sealed_warc(cli.archive, show))
     [hop] = responses(recs, site.url + "/go/evacuation-suspended")
     assert hop.http_status_line.startswith("HTTP/1.1 302")
     assert header(hop, "Location") == "/2016/12/16/evacuation-suspended/"
@@ -185,7 +187,7 @@ def test_iso_8859_1_page_stored_byte_for_byte(cli, site):
     result = cli("capture", site.url + "/archive/1998/communique.html", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
-    recs = read_records(Path(cli.archive) / show["warc_path"])
+    recs = read_records(sealed_warc(cli.archive, show))
     [page] = responses(recs, site.url + "/archive/1998/communique.html")
     on_disk = (Path(__file__).resolve().parent.parent / "scripts/demo_site/archive/1998/communique.html").read_bytes()
     assert page.payload == on_disk

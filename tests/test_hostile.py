@@ -9,7 +9,6 @@ nothing half-written left in it. Limits are set small through ARCHIVER_* variabl
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 import tempfile
@@ -23,7 +22,7 @@ import pytest
 import hostile_server
 from archiver import config
 from archiver.capture.base import DripGuard, SlowDrip
-from conftest import CLI
+from conftest import CLI, sealed_warc, stored_object, stored_warcs
 from warcutil import Rec, header, read_records, responses
 
 MAX_RESOURCE = 256 * 1024         # capture.max_resource_bytes: the browser stores bodies inflated, cut here
@@ -99,7 +98,7 @@ class ModeRun:
         return "missing", None
 
     def records(self, url: str) -> list[Rec]:
-        return read_records(self.archive / self.captures[url]["warc_path"])
+        return read_records(sealed_warc(self.archive, self.captures[url]))
 
     def response(self, url: str) -> Rec:
         [rec] = responses(self.records(url), url)
@@ -200,9 +199,9 @@ def test_archive_verifies_and_nothing_half_written_is_left(mode_run: ModeRun):
     leftovers = [p for p in mode_run.archive.rglob("*")
                  if p.is_file() and (p.suffix in (".tmp", ".part") or mode_run.archive / "tmp" in p.parents)]
     assert leftovers == []
-    sealed = list((mode_run.archive / "warcs").rglob("*.warc.gz"))
-    assert len(sealed) == len(mode_run.captures)
-    assert all(p.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) == 0 for p in sealed)
+    assert len(stored_warcs(mode_run.archive)) == len(mode_run.captures)
+    # Read-only where they are kept: files' modes in <archive>/warcs, objects' locks in a bucket.
+    assert all(stored_object(mode_run.archive, c).read_only for c in mode_run.captures.values())
 
 
 def test_serving_threads_end_with_their_clients(mode_run: ModeRun, hostile):
@@ -323,7 +322,7 @@ def test_lowered_capture_byte_budget_and_header_limit_hold_on_both_paths(tmp_pat
         assert (capture["status"], capture["failure_class"]) == ("partial", "too-large"), mode
         shown = cli("show", capture["id"], "--json").json()
         assert "max_capture_bytes" in (shown.get("failure_message") or ""), mode
-        recs = read_records(cli.archive / capture["warc_path"])
+        recs = read_records(sealed_warc(cli.archive, capture))
         assert sum(len(r.payload) for r in recs if r.type == "response") <= budget
         [rec] = responses(recs, urls[mode]["budget"])
         _assert_cut(rec, "length")

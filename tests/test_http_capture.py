@@ -8,6 +8,7 @@ from typing import Iterator
 
 import pytest
 
+from conftest import sealed_warc, stored_warcs
 from warcutil import header, read_records, responses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ def test_pdf_is_fetched_directly_and_stored_raw(cli, site):
     outcome, show = _show(cli, cli("capture", site.url + "/docs/icrc-statement.pdf", "--json"))
     assert outcome["status"] == "ok"
     assert show["method"] == "http" and show["content_type"] == "application/pdf"
-    recs = read_records(cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(cli.archive, show))
     [pdf] = responses(recs, site.url + "/docs/icrc-statement.pdf")
     assert pdf.payload == (ROOT / "scripts/demo_site/docs/icrc-statement.pdf").read_bytes()
     assert pdf.payload.startswith(b"%PDF-")
@@ -37,7 +38,7 @@ def test_pdf_is_fetched_directly_and_stored_raw(cli, site):
 def test_no_browser_keeps_gzip_encoding_as_received(cli, site):
     outcome, show = _show(cli, cli("capture", "--no-browser", site.url + "/static/live.js", "--json"))
     assert outcome["status"] == "ok"
-    recs = read_records(cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(cli.archive, show))
     [js] = responses(recs, site.url + "/static/live.js")
     # httpx asked for gzip and we store the wire bytes: still compressed, header kept, length true.
     assert header(js, "Content-Encoding") == "gzip"
@@ -81,7 +82,7 @@ def test_refused_connection_fails_cleanly_and_leaves_nothing(cli, refusing_port)
     outcome = result.json()[0]
     assert outcome["status"] == "failed" and outcome["failure_class"] == "refused"
     assert outcome["capture_id"] is None
-    assert not list((cli.archive / "warcs").rglob("*"))
+    assert not list((cli.archive / "warcs").rglob("*")) and stored_warcs(cli.archive) == []
     assert not list((cli.archive / "tmp").glob("*"))
     status = cli("status", "--json").json()
     assert status["failed"] == 1 and status["recent_failures"][0]["failure_class"] == "refused"
@@ -105,7 +106,7 @@ def test_private_targets_refused_by_default(cli, site):
     outcome = result.json()[0]
     assert outcome["failure_class"] == "blocked" and outcome["job_state"] == "failed"
     assert "allow_private" in outcome["message"]
-    assert not list((cli.archive / "warcs").rglob("*.warc.gz"))
+    assert stored_warcs(cli.archive) == []
     assert site.hits.get("/2016/12/16/aleppo-live/", 0) == before  # refused before any request was sent
 
 
@@ -127,7 +128,7 @@ def test_non_html_target_found_by_the_browser_is_streamed_not_rendered(cli, site
     outcome, show = _show(cli, cli("capture", site.url + "/test/document", "--json"))
     assert outcome["status"] == "ok", outcome
     assert show["method"] == "browser" and show["content_type"] == "application/pdf"
-    recs = read_records(cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(cli.archive, show))
     [pdf] = responses(recs, site.url + "/test/document")
     assert pdf.payload == (ROOT / "scripts/demo_site/docs/icrc-statement.pdf").read_bytes()
     assert header(pdf, "Content-Length") == str(len(pdf.payload))
@@ -150,7 +151,7 @@ def test_oversized_resource_is_truncated_marked_and_partial(cli, site):
     assert result.code == 1
     outcome, show = _show(cli, result)
     assert (outcome["status"], outcome["failure_class"]) == ("partial", "too-large")
-    recs = read_records(cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(cli.archive, show))
     cut = [r for r in recs if r.type == "response" and r.headers.get("WARC-Truncated")]
     assert cut and all(r.headers["WARC-Truncated"] == "length" for r in cut)
     for r in cut:  # never a silent truncation: the header keeps the size the server announced
@@ -164,7 +165,7 @@ def test_oversized_download_is_cut_and_partial(cli, site):
     assert result.code == 1
     outcome, show = _show(cli, result)
     assert (outcome["status"], outcome["failure_class"]) == ("partial", "too-large")
-    [pdf] = responses(read_records(cli.archive / show["warc_path"]), site.url + "/docs/icrc-statement.pdf")
+    [pdf] = responses(read_records(sealed_warc(cli.archive, show)), site.url + "/docs/icrc-statement.pdf")
     assert len(pdf.payload) == 500 and pdf.headers["WARC-Truncated"] == "length"
 
 

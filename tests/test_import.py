@@ -8,14 +8,13 @@ import hashlib
 import json
 import os
 import sqlite3
-import stat
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import CLI, capture_timestamped, index_conn
+from conftest import CLI, capture_timestamped, index_conn, sealed_file, sealed_warc, stored_files, stored_object
 
 OTHER_KEY = "sha256:" + "0" * 64
 
@@ -58,8 +57,9 @@ def _rezip(source: Path, target: Path, changes: dict[str, bytes], relist: bool) 
     return target
 
 
-def _token_files(archive: Path) -> list[Path]:
-    return sorted((archive / "warcs").rglob("*.tsr*")) if (archive / "warcs").is_dir() else []
+def _token_files(archive: Path) -> list[str]:
+    """The names of the timestamp tokens and their notes the archive holds, wherever it keeps them."""
+    return [key.rsplit("/", 1)[-1] for key in stored_files(archive, ".tsr", ".tsr.json")]
 
 
 def test_import_brings_the_timestamp_tokens(case, tmp_path):
@@ -79,11 +79,9 @@ def test_import_brings_the_timestamp_tokens(case, tmp_path):
         assert stamp["gen_time"] == original["gen_time"] and stamp["token_sha256"] == original["token_sha256"]
         # Beside the imported WARC, under the archive's own name, byte for byte, read-only; its note too.
         assert stamp["token_path"] == str(Path(show["warc_path"]).parent / f"{i}.1.tsr")
-        token = other.archive / stamp["token_path"]
-        assert token.read_bytes() == members[f"provenance/{i}.1.tsr"]
-        note = token.with_name(f"{i}.1.tsr.json")
-        assert note.read_bytes() == members[f"provenance/{i}.1.tsr.json"]
-        assert not stat.S_IMODE(token.stat().st_mode) & 0o222 and not stat.S_IMODE(note.stat().st_mode) & 0o222
+        for rel in (stamp["token_path"], stamp["token_path"] + ".json"):
+            assert sealed_file(other.archive, show, rel).read_bytes() == members[f"provenance/{Path(rel).name}"]
+            assert stored_object(other.archive, show, rel).read_only      # a file's mode, or an object's lock
     assert not [p for p in (other.archive / "tmp").iterdir()]            # no staging left behind
     with index_conn(other.archive, named_rows=False) as conn:
         stamped = conn.execute("SELECT capture_id FROM ledger WHERE event = 'timestamped' ORDER BY seq").fetchall()
@@ -139,7 +137,7 @@ def test_a_token_that_does_not_vouch_for_its_warc_is_named_and_not_kept(case, tm
     assert result.code == 1 and f"{a}" in result.out and "the package lists" in result.out, result.out
     assert "not kept" in result.out
     tokens = _token_files(third.archive)
-    assert [p.name for p in tokens] == [f"{second}.1.tsr", f"{second}.1.tsr.json"]
+    assert tokens == [f"{second}.1.tsr", f"{second}.1.tsr.json"]
     assert third("verify").code == 0
 
 
@@ -172,7 +170,7 @@ def test_expect_key_makes_the_origin_a_hard_check(case, tmp_path):
     accepted = other("import", wacz, "--expect-key", key, "--json")
     assert accepted.code == 0 and [i["outcome"] for i in accepted.json()[0]["items"]] == ["imported", "imported"]
     # A bare WARC has no package signature: its capture's own signature must be by the key expected.
-    warc = str(case["cli"].archive / case["shows"][case["ids"][0]]["warc_path"])
+    warc = str(sealed_warc(case["cli"].archive, case["shows"][case["ids"][0]]))
     bare = CLI(tmp_path / "bare")
     refused = bare("import", warc, "--expect-key", OTHER_KEY, "--json")
     [item] = refused.json()[0]["items"]

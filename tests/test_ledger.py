@@ -10,7 +10,7 @@ import pytest
 
 from archiver.custody import ledger
 from archiver.errors import IntegrityConflict
-from conftest import index_conn, open_test_index, tamper_index
+from conftest import index_conn, local_storage, open_test_index, tamper_index
 from schema5 import as_schema_5
 
 
@@ -113,6 +113,7 @@ def test_an_edited_ledger_entry_is_named_even_with_its_hash_recomputed(cli, site
 
 @pytest.mark.sqlite_only
 def test_an_archive_from_before_the_ledger_is_backfilled(cli, site):
+    cli = local_storage(cli)   # schema 4 kept every WARC in <archive>/warcs: there was nowhere else
     first = _capture(cli, site)
     # Take the database back to schema 4: as schema 5 held it (tests/schema5.py), without the ledger, its
     # triggers and the timestamps.

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI, ROOT
+from conftest import CLI, ROOT, local_storage
 
 SETTINGS = """# The newsroom's archive. This comment stays.
 [archive]
@@ -40,7 +40,7 @@ def index_db(archive: Path) -> sqlite3.Connection:
 def embedded_cli(archive: Path) -> CLI:
     """The CLI on an embedded archive (index.db and warcs/), whatever engine the test run gives new archives."""
     existed = (archive / "archiver.toml").exists()
-    cli = CLI(archive)
+    cli = local_storage(CLI(archive))
     cli.env.pop("ARCHIVER_INDEX_URL", None)
     if not existed:
         (archive / "archiver.toml").unlink(missing_ok=True)
@@ -238,7 +238,10 @@ def test_migrate_moves_the_archive_verified_and_it_reads_the_same(source, tmp_pa
     assert verified.code == 0, verified.out
     assert verified.json()["captures"] == len(source.ids) and verified.json()["timestamps"]["verified"] == 1
     listed, searches, shows = views(cli, source.ids)
-    assert listed == source.listed
+    # The same rows, each now saying where its WARC is (as show does).
+    rows = json.loads(listed)
+    assert all(row["warc_store"] == bucket_url and row["warc_version"] for row in rows)
+    assert [{k: v for k, v in row.items() if k not in PLACE} for row in rows] == json.loads(source.listed)
     assert searches == source.searches
     for capture_id, shown in shows.items():
         assert shown["warc_store"] == bucket_url and shown["warc_version"]

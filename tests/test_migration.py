@@ -8,6 +8,7 @@ import pytest
 
 from archiver.store import index as index_module
 from archiver.store.engines import sqlite as sqlite_engine
+from conftest import local_storage
 from schema5 import as_schema_5 as _as_schema_5, facts as _facts, search_at_schema_5 as _search_at_schema_5
 
 # SQLite's own schema upgrades, of the file index.db.
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.sqlite_only
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
 QUERIES = ["evacuation", "Aleppo", '"the convoy"', "evacu*", "rubble OR convoy", "Ramouseh", '"unbalanced']
 def test_a_schema_5_archive_upgrades_in_place_keeping_every_fact(world_cli, site):
-    cli = world_cli
+    cli = local_storage(world_cli)   # schema 5 kept every WARC in <archive>/warcs: there was nowhere else
     # Pages, what the live blog cites (tweets, broadcasts: their tables and references), a 404 sealed as evidence.
     assert len(cli("capture", "--no-browser", "--follow", ARTICLE, "--json").json()) >= 5
     assert cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/?utm_source=tw").code == 0
@@ -50,6 +51,7 @@ def test_a_schema_5_archive_upgrades_in_place_keeping_every_fact(world_cli, site
 
 
 def test_an_interrupted_upgrade_leaves_schema_5_as_it_was(cli, site, monkeypatch, tmp_path):
+    cli = local_storage(cli)   # schema 5 kept every WARC in <archive>/warcs: there was nowhere else
     assert cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/").code == 0
     _as_schema_5(cli.archive)
     db = cli.archive / "index.db"

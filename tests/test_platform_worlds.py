@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import sealed_warc
 from warcutil import read_records
 
 
@@ -26,7 +27,7 @@ def _assert_captured_by_its_path(cli, outcome, show, path, extractor, item_id, m
     assert (platform["path"], platform["extractor"], platform["id"], platform["match"]) == (
         path, extractor, item_id, True)
     assert platform["engine"] == "yt-dlp" and platform["engine_version"]
-    records = read_records(cli.archive / show["warc_path"])
+    records = read_records(sealed_warc(cli.archive, show))
     media = [r for r in records if r.type == "resource"
              and r.headers["WARC-Target-URI"].startswith("urn:video:")]
     assert media and max(len(r.payload) for r in media) >= min_bytes, [

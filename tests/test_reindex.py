@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CLI, put_stray, sealed_warc, sealed_warc_bytes, stored_warcs
+
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
 
 # Every table the WARCs are the source of, with the columns that identify a row. Everything else in the
@@ -77,19 +79,17 @@ def test_reindex_never_overwrites_and_names_what_it_cannot_read(cli, site, tmp_p
     result = cli("reindex", "-o", str(existing))
     assert result.code == 2 and "already exists" in result.err and existing.read_text() == "keep me"
 
-    stray = cli.archive / "warcs" / "stray.warc.gz"
-    stray.write_bytes(b"not a warc at all")
+    stray = put_stray(cli.archive, "stray.warc.gz", b"not a warc at all")
     result = cli("reindex", "-o", str(tmp_path / "new.db"))
-    assert result.code == 1 and "SKIPPED  warcs/stray.warc.gz" in result.out
+    assert result.code == 1 and f"SKIPPED  {stray}" in result.out
     assert "reindexed 1 capture(s)" in result.out
 
 
 def test_import_brings_a_capture_from_another_archive_checked_and_signed(cli, site, tmp_path):
-    from conftest import CLI
     result = cli("capture", "--no-browser", site.url + "/archive/1998/communique.html", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
-    warc = cli.archive / show["warc_path"]
+    warc = sealed_warc(cli.archive, show)
 
     other = CLI(tmp_path / "other")
     imported = other("import", str(warc), "--json")
@@ -98,7 +98,7 @@ def test_import_brings_a_capture_from_another_archive_checked_and_signed(cli, si
     assert (item["outcome"], item["capture_id"]) == ("imported", show["id"])
     there = other("show", show["id"], "--json").json()
     assert there["warc_sha256"] == show["warc_sha256"] and there["url"] == show["url"]
-    assert (other.archive / there["warc_path"]).read_bytes() == warc.read_bytes()
+    assert sealed_warc_bytes(other.archive, there) == warc.read_bytes()
     verified = other("verify", "--json").json()
     assert verified["ok"] and verified["signed"] == 1, verified["problems"]
     assert other("import", str(warc), "--json").json()[0]["items"][0]["outcome"] == "held"
@@ -117,5 +117,5 @@ def test_import_brings_a_capture_from_another_archive_checked_and_signed(cli, si
     third = CLI(tmp_path / "third")
     refused = third("import", str(forged))
     assert refused.code == 1 and refused.out.startswith("refused") and "record-altered" in refused.out
-    assert not list((third.archive / "warcs").rglob("*.warc.gz")) and not list((third.archive / "tmp").glob("*"))
+    assert stored_warcs(third.archive) == [] and not list((third.archive / "tmp").glob("*"))
     assert third("import", str(tmp_path / "nothing.wacz")).code == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conftest import sealed_warc
 from warcutil import read_records, responses
 
 BIN = Path(sys.executable).parent
@@ -80,7 +81,7 @@ def test_pywb_replays_a_tweet_capture(tmp_path, world_cli):
     result = world_cli("capture", "https://twitter.com/x/status/809735236813459457", "--json")
     assert result.code == 0, result.err
     show = world_cli("show", result.json()[0]["capture_id"], "--json").json()
-    warc = world_cli.archive / show["warc_path"]
+    warc = sealed_warc(world_cli.archive, show)
     base, proc = _pywb(tmp_path, [warc])
     try:
         recs = read_records(warc)
@@ -104,7 +105,7 @@ def test_pywb_replays_a_stored_media_record_byte_for_byte(tmp_path, cli, site, s
     result = cli("capture", "--no-browser", site.url + "/test/media.mp4", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
-    warc = cli.archive / show["warc_path"]
+    warc = sealed_warc(cli.archive, show)
     [media] = responses(read_records(warc), site.url + "/test/media.mp4")
     assert media.headers["WARC-Gzip-Level"] == "0"
     base, proc = _pywb(tmp_path, [warc])

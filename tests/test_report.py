@@ -13,7 +13,7 @@ import pytest
 
 from archiver.config import load as load_settings
 from archiver.exchange.report import render_pdf
-from conftest import index_conn, tamper_index
+from conftest import index_conn, open_test_archive, tamper_index
 from loopback import LoopbackPage
 
 HOSTILE_TITLE = '<script>alert(1)</script><img src=x onerror=alert(2)> "Aleppo" & <a href=//evil.example>'
@@ -84,8 +84,10 @@ def test_report_of_a_browser_capture_is_self_contained_and_complete(article_capt
     assert "sha256:" + hashlib.sha256(png).hexdigest() == shot["payload_digest"]
 
     text = page.all_text
-    for fact in (show["id"], show["url"], show["warc_sha256"], str(article_capture["warc"]), show["title"],
-                 "aleppo", "tester", "127.0.0.1", "UTC"):
+    # Where the WARC is kept: its path in <archive>/warcs, or its object's s3:// location.
+    stored_at = open_test_archive(run.archive).stored_at(show)
+    for fact in (show["id"], show["url"], show["warc_sha256"], stored_at, show["title"], "aleppo", "tester",
+                 "127.0.0.1", "UTC"):
         assert fact in text, fact
     with index_conn(run.archive, named_rows=False) as conn:
         sealed = conn.execute("SELECT hash FROM ledger WHERE capture_id = ? AND event = 'sealed'",
@@ -98,10 +100,15 @@ def test_report_of_a_browser_capture_is_self_contained_and_complete(article_capt
     assert f"Signed by key {fingerprint} Signature verifies" in text
     assert f"Archive key {fingerprint} (the key that signed this capture)" in text
     assert "Ledger chain intact" in text and "No RFC 3161 timestamp" in text
-    # How to check it: the commands name this file, its offsets and the archive.
-    assert f"sha256sum {article_capture['warc']}" in text and f"verify {show['id']}" in text
+    # How to check it: the commands name this file (an object in a bucket: fetched first, the version sealed), its
+    # offsets and the archive.
+    warc = article_capture["warc"]
+    if show.get("warc_store"):
+        warc = f"{show['id']}.warc.gz"
+        assert "aws s3api get-object --bucket " in text and f"--version-id {show['warc_version']} {warc}" in text
+    assert f"sha256sum {warc}" in text and f"verify {show['id']}" in text
     provenance = next(r for r in show["records"] if r["uri"] == f"urn:provenance:{show['id']}")
-    assert f"extract --payload {article_capture['warc']} {provenance['offset']} > provenance.json" in text
+    assert f"extract --payload {warc} {provenance['offset']} > provenance.json" in text
     assert "openssl pkeyutl -verify" in text
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI, index_conn
+from conftest import CLI, index_conn, local_storage
 
 PAGE = "/2016/12/16/evacuation-suspended/"
 
@@ -72,6 +72,7 @@ def test_a_capture_is_sealed_into_the_bucket_locked_and_checked(cli, site, s3):
 
 
 def test_storage_url_empty_keeps_sealing_into_warcs(cli, site):
+    cli = local_storage(cli)
     assert cli("capture", "--no-browser", site.url + PAGE).code == 0
     [row] = rows(cli.archive, "SELECT warc_path, warc_store, warc_version FROM captures")
     assert (cli.archive / row["warc_path"]).is_file() and row["warc_store"] is None and row["warc_version"] is None

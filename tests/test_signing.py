@@ -11,6 +11,7 @@ from pathlib import Path
 from warcio.archiveiterator import ArchiveIterator
 
 from archiver.custody import keys
+from conftest import sealed_warc
 
 
 def _payloads(warc: Path) -> dict[str, bytes]:
@@ -35,7 +36,7 @@ def test_capture_is_signed_and_openssl_verifies_it(cli, site, tmp_path):
     result = cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
-    payloads = _payloads(cli.archive / show["warc_path"])
+    payloads = _payloads(sealed_warc(cli.archive, show))
     signature = json.loads(payloads["signature"])
     assert signature["algorithm"] == "Ed25519" and signature["key_fingerprint"] == key["fingerprint"]
     assert signature["public_key"] == key["public_key"]

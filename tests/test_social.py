@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import capture_and_show as _capture
+from conftest import capture_and_show as _capture, sealed_warc, stored_warcs
 from warcutil import read_records
 
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
@@ -30,7 +30,7 @@ def test_text_tweet_from_any_spelling(world_cli, site):
     assert any(u and u.startswith("urn:screenshot:https://platform.twitter.com/embed/Tweet.html?id=809711419431133184")
                for u in uris)
     # The syndication answer is stored raw, as the endpoint sent it.
-    recs = read_records(world_cli.archive / show["warc_path"])
+    recs = read_records(sealed_warc(world_cli.archive, show))
     [answer] = [r for r in recs if r.type == "response" and r.headers["WARC-Target-URI"] == syndication[0]]
     assert b'"__typename":"Tweet"' in answer.payload.replace(b" ", b"")
     # Searchable by its text; the same tweet under another spelling is the same item.
@@ -143,7 +143,8 @@ def test_follow_the_live_blog_to_its_evidence(world_cli, site):
     # The t.co link in the article led to the second story, captured as a child.
     assert any(o["url"] == "https://www.levantledger.example/2016/12/16/evacuation-suspended/" for o in outcomes)
     assert world_cli("verify").code == 0
-    warcs = sorted((world_cli.archive / "warcs").rglob("*.warc.gz"))
+    warcs = [sealed_warc(world_cli.archive, c) for c in world_cli("list", "--all", "--json").json()]
+    assert len(warcs) == len(stored_warcs(world_cli.archive)) >= 7
     proc = subprocess.run([str(Path(sys.executable).parent / "warcio"), "check", *map(str, warcs)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout

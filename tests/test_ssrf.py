@@ -28,6 +28,7 @@ from archiver import config
 from archiver.capture.video import record_video
 from archiver.errors import CaptureFailed
 from archiver.store.warc import CaptureWarc
+from conftest import stored_warcs
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLD = ROOT / "scripts/demo_site/world"
@@ -198,7 +199,7 @@ def test_private_targets_are_refused_in_every_spelling(cli, fresh):
     for outcome in outcomes:
         _assert_blocked(outcome, targets[outcome["url"]])
     assert fresh.victim_connections == 0
-    assert not list((cli.archive / "warcs").rglob("*.warc.gz"))
+    assert stored_warcs(cli.archive) == []
     status = cli("status", "--json").json()
     assert status["failed"] == len(targets) and status["queued"] == 0  # final: blocked is never retried
 
@@ -277,7 +278,7 @@ def test_browser_does_not_record_a_response_from_a_refused_address(cli, fresh):
     assert result.code == 1, result.err
     _assert_blocked(result.json()[0], "refused response from 127.0.0.3 (127.0.0.1)")
     assert fresh.victim.paths and not fresh.entry.paths  # it went to the rogue proxy, and was not kept
-    assert not list((cli.archive / "warcs").rglob("*.warc.gz"))
+    assert stored_warcs(cli.archive) == []
 
 
 # ---- the tweet path and the configured proxy --------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import stat
 import subprocess
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 
 from archiver.custody import timestamps
 from archiver.store.index import Index
-from conftest import index_conn
+from conftest import index_conn, put_stray, remove_warc, sealed_file, sealed_warc, stored_object, swap_sealed, tamper_warc
 from tsa_server import LoopbackTSA, make_pki
 
 PAGES = ("/2016/12/16/evacuation-suspended/", "/archive/1998/communique.html")
@@ -62,13 +61,13 @@ def test_a_sealed_capture_is_timestamped_and_openssl_alone_accepts_the_token(cli
     _use(cli, tsa, ca_bundle=tsa.ca_file)
     show = _capture(cli, site)
     [stamp] = show["timestamps"]
-    warc = cli.archive / show["warc_path"]
+    warc = sealed_warc(cli.archive, show)
     assert stamp["state"] == "done" and stamp["tsa_url"] == tsa.url and stamp["tsa_name"] == "CN=Archiver Test TSA"
     assert stamp["token_path"] == str(Path(show["warc_path"]).parent / f"{show['id']}.1.tsr")
-    token = cli.archive / stamp["token_path"]
-    assert stat.S_IMODE(token.stat().st_mode) & 0o222 == 0      # read-only, like the WARC
+    token = sealed_file(cli.archive, show, stamp["token_path"])
+    assert stored_object(cli.archive, show, stamp["token_path"]).read_only      # like the WARC: mode, or lock
     assert hashlib.sha256(token.read_bytes()).hexdigest() == stamp["token_sha256"]
-    sidecar = json.loads(token.with_name(f"{show['id']}.1.tsr.json").read_text())
+    sidecar = json.loads(sealed_file(cli.archive, show, stamp["token_path"] + ".json").read_text())
     assert sidecar["tsa_url"] == tsa.url and sidecar["digest"] == show["warc_sha256"]
 
     # A third party's check, with openssl and the TSA's root only: over the recorded hash, and over the file.
@@ -117,7 +116,8 @@ def test_a_tsa_that_is_down_never_fails_the_capture_and_is_retried(cli, site, ts
         [_, second] = _stamps(cli, show["id"])
         assert second["state"] == "done" and second["tsa_name"] == "CN=Second Test TSA", second
         assert second["token_path"].endswith(f"{show['id']}.2.tsr")
-        assert _openssl_verify(show["warc_sha256"], cli.archive / second["token_path"], down.ca_file).returncode == 0
+        token = sealed_file(cli.archive, show, second["token_path"])
+        assert _openssl_verify(show["warc_sha256"], token, down.ca_file).returncode == 0
         data = cli("verify", "--json").json()
         assert data["ok"] and data["timestamps"]["verified"] == 2, data
     finally:
@@ -127,10 +127,8 @@ def test_a_tsa_that_is_down_never_fails_the_capture_and_is_retried(cli, site, ts
 def test_a_swapped_token_is_named(cli, site, tsa):
     _use(cli, tsa, ca_bundle=tsa.ca_file)
     first, second = _capture(cli, site), _capture(cli, site, PAGES[1])
-    mine = cli.archive / first["timestamps"][0]["token_path"]
-    theirs = cli.archive / second["timestamps"][0]["token_path"]
-    mine.chmod(0o644)
-    mine.write_bytes(theirs.read_bytes())   # a genuine token, of another capture
+    # A genuine token, of another capture.
+    swap_sealed(cli.archive, first, first["timestamps"][0]["token_path"], second["timestamps"][0]["token_path"])
     problems = [p for p in _problems(cli) if p["capture_id"] == first["id"]]
     kinds = {p["problem"]: p for p in problems}
     assert set(kinds) == {"timestamp-altered", "timestamp-invalid"}, problems
@@ -145,22 +143,19 @@ def test_altered_token_bytes_and_a_wrong_root_are_named(cli, site, tsa, tmp_path
     _use(cli, tsa)   # no CA bundle: tokens are checked for their signature and hash only
     show = _capture(cli, site)
     assert cli("verify").code == 0
-    token = cli.archive / show["timestamps"][0]["token_path"]
+    token = show["timestamps"][0]["token_path"]
 
     # Checked against another authority's root, the chain does not hold.
     make_pki(tmp_path / "other", name="Another TSA")
     [problem] = _problems_with(cli, ARCHIVER_TIMESTAMP_CA_BUNDLE=str(tmp_path / "other" / "ca.pem"))
     assert problem["problem"] == "timestamp-invalid" and "unable to get local issuer certificate" in problem["detail"]
 
-    token.chmod(0o644)
-    data = bytearray(token.read_bytes())
-    data[-1] ^= 0x01          # the last byte of the TSA's signature
-    token.write_bytes(bytes(data))
+    tamper_warc(cli.archive, show, -1, token)          # the last byte of the TSA's signature
     kinds = {(p["problem"], p["capture_id"], p["path"]) for p in _problems(cli)}
     assert ("timestamp-altered", show["id"], show["timestamps"][0]["token_path"]) in kinds
     assert ("timestamp-invalid", show["id"], show["timestamps"][0]["token_path"]) in kinds
 
-    token.unlink()
+    remove_warc(cli.archive, show, token)
     [problem] = _problems(cli)
     assert problem["problem"] == "timestamp-missing" and problem["capture_id"] == show["id"]
 
@@ -187,14 +182,15 @@ def test_the_rows_are_rebuilt_from_the_token_files_alone(cli, site, tsa, tmp_pat
     [original] = show["timestamps"]
     # Another capture's token dropped beside this WARC under this capture's name is not taken for its own.
     other = _capture(cli, site, PAGES[1])
-    stray = cli.archive / Path(show["warc_path"]).parent / f"{show['id']}.7.tsr"
-    stray.write_bytes((cli.archive / other["timestamps"][0]["token_path"]).read_bytes())
+    stray = f"{Path(show['warc_path']).parent}/{show['id']}.7.tsr"
+    put_stray(cli.archive, stray.removeprefix("warcs/"),
+              sealed_file(cli.archive, other, other["timestamps"][0]["token_path"]).read_bytes())
 
     result = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
     report = result.json()
     # The stray token is named and left out (so the rebuild says it is not clean); the real one is restored.
     assert result.code == 1 and report["timestamps"] == 2
-    assert [s["path"] for s in report["skipped"]] == [stray.relative_to(cli.archive).as_posix()]
+    assert [s["path"] for s in report["skipped"]] == [stray]
     index = Index(tmp_path / "rebuilt.db")
     try:
         [row] = timestamps.of_capture(index.conn, show["id"])
@@ -309,7 +305,7 @@ def test_captures_sealed_before_a_tsa_was_configured_are_timestamped_on_demand(c
     assert "1 timestamp(s) queued, 1 granted now" in result.out
     [stamp] = _stamps(cli, first["id"])
     assert stamp["state"] == "done" and stamp["tsa_name"] == "CN=Archiver Test TSA"
-    token = cli.archive / stamp["token_path"]
+    token = sealed_file(cli.archive, first, stamp["token_path"])
     assert _openssl_verify(first["warc_sha256"], token, tsa.ca_file).returncode == 0
     [entry] = _ledger_timestamped(cli)
     assert entry["token_sha256"] == stamp["token_sha256"] and entry["digest"] == first["warc_sha256"]

@@ -13,6 +13,7 @@ import threading
 
 import pytest
 
+from conftest import sealed_warc, sealed_warc_bytes, stored_warcs
 from warcutil import read_records, responses
 
 PAGE = b"<!doctype html><title>Secure statement</title><p>Served over TLS on loopback.</p>"
@@ -61,7 +62,7 @@ def test_untrusted_certificate_is_a_tls_failure(cli, tls_site):
     outcome = result.json()[0]
     assert outcome["failure_class"] == "tls" and outcome["capture_id"] is None
     assert "CERT" in outcome["message"]
-    assert not list((cli.archive / "warcs").rglob("*.warc.gz"))
+    assert stored_warcs(cli.archive) == []
 
 
 def test_trusted_certificate_recorded_with_tls_details(cli, tls_site):
@@ -74,9 +75,9 @@ def test_trusted_certificate_recorded_with_tls_details(cli, tls_site):
     pem = main["certificate_chain_pem"]
     assert ssl.PEM_cert_to_DER_cert(pem.split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n") \
         == tls_site["der"]
-    [page] = responses(read_records(cli.archive / show["warc_path"]), tls_site["url"])
+    [page] = responses(read_records(sealed_warc(cli.archive, show)), tls_site["url"])
     assert page.payload == PAGE
     assert page.headers.get("WARC-IP-Address") == "127.0.0.1"
     # Two WARC-Protocol headers on the response: the HTTP version and the TLS version.
-    text = gzip.decompress((cli.archive / show["warc_path"]).read_bytes())
+    text = gzip.decompress(sealed_warc_bytes(cli.archive, show))
     assert b"WARC-Protocol: http/1.1\r\nWARC-Protocol: tls/1.3\r\n" in text

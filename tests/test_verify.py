@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import index_conn, open_test_index, tamper_index
+from conftest import (index_conn, open_test_archive, open_test_index, put_stray, remove_warc, sealed_warc_bytes,
+                      store_proxy, tamper_index, tamper_warc)
 
 
 def _capture(cli, site, path="/2016/12/16/evacuation-suspended/"):
@@ -26,12 +26,8 @@ def test_clean_archive_verifies(cli, site):
 
 def test_flipped_byte_is_found_and_named(cli, site):
     show = _capture(cli, site)
-    warc = cli.archive / show["warc_path"]
-    os.chmod(warc, 0o644)
-    data = bytearray(warc.read_bytes())
     # Flip a byte inside the second record (the response), leaving the gzip framing readable or not.
-    data[show["records"][1]["offset"] + 40] ^= 0x01
-    warc.write_bytes(bytes(data))
+    tamper_warc(cli.archive, show, show["records"][1]["offset"] + 40)
     result = cli("verify")
     assert result.code == 1
     assert show["warc_path"] in result.out
@@ -42,14 +38,12 @@ def test_flipped_byte_is_found_and_named(cli, site):
 def test_missing_and_unindexed_files(cli, site):
     first = _capture(cli, site)
     second = _capture(cli, site, "/archive/1998/communique.html")
-    stray = cli.archive / "warcs" / "2016" / "12" / "16" / "stray.warc.gz"
-    stray.parent.mkdir(parents=True)
-    shutil.copy(cli.archive / first["warc_path"], stray)
-    (cli.archive / second["warc_path"]).unlink()
+    stray = put_stray(cli.archive, "2016/12/16/stray.warc.gz", sealed_warc_bytes(cli.archive, first))
+    remove_warc(cli.archive, second)
     data = cli("verify", "--json").json()
     problems = {(p["problem"], p["path"]) for p in data["problems"]}
     assert ("missing", second["warc_path"]) in problems
-    assert ("unindexed", "warcs/2016/12/16/stray.warc.gz") in problems
+    assert ("unindexed", stray) in problems
     assert cli("verify").code == 1
     # Verifying one named capture checks just that one.
     assert cli("verify", first["id"]).code == 0
@@ -57,15 +51,13 @@ def test_missing_and_unindexed_files(cli, site):
 
 def test_token_files_no_index_row_names_are_named(cli, site):
     show = _capture(cli, site)   # no TSA configured: the index names no token
-    warcs = (cli.archive / show["warc_path"]).parent
-    token, sidecar = warcs / f"{show['id']}.1.tsr", warcs / f"{show['id']}.2.tsr.json"
-    token.write_bytes(b"a token dropped in, or left by a lost index")
-    sidecar.write_text('{"tsa_url": "http://tsa.example/"}\n')
+    day = show["warc_path"].removeprefix("warcs/").rsplit("/", 1)[0]
+    token = put_stray(cli.archive, f"{day}/{show['id']}.1.tsr", b"a token dropped in, or left by a lost index")
+    sidecar = put_stray(cli.archive, f"{day}/{show['id']}.2.tsr.json", b'{"tsa_url": "http://tsa.example/"}\n')
     result = cli("verify", "--json")
     assert result.code == 1
     problems = {(p["problem"], p["path"]) for p in result.json()["problems"]}
-    assert problems == {("timestamp-unindexed", token.relative_to(cli.archive).as_posix()),
-                        ("timestamp-unindexed", sidecar.relative_to(cli.archive).as_posix())}
+    assert problems == {("timestamp-unindexed", token), ("timestamp-unindexed", sidecar)}
     result = cli("verify")
     assert "TIMESTAMP-UNINDEXED" in result.out and f"{show['id']}.1.tsr" in result.out
 
@@ -132,15 +124,14 @@ def test_every_problem_is_reported_though_few_are_held(cli, site):
     150 stray WARCs are all named, in text and in the streamed --json."""
     import json
     show = _capture(cli, site)
-    day = (cli.archive / show["warc_path"]).parent
-    for n in range(150):
-        shutil.copy(cli.archive / show["warc_path"], day / f"stray-{n:03d}.warc.gz")
+    day = show["warc_path"].removeprefix("warcs/").rsplit("/", 1)[0]
+    sealed = sealed_warc_bytes(cli.archive, show)
+    strays = {put_stray(cli.archive, f"{day}/stray-{n:03d}.warc.gz", sealed) for n in range(150)}
     result = cli("verify", "--json")
     assert result.code == 1
     data = result.json()
     assert data["problem_count"] == 150 and len(data["problems"]) == 150 and data["ok"] is False
-    assert {p["path"] for p in data["problems"]} == {f"{show['warc_path'].rsplit('/', 1)[0]}/stray-{n:03d}.warc.gz"
-                                                     for n in range(150)}
+    assert {p["path"] for p in data["problems"]} == strays
     text = cli("verify")
     assert text.out.count("UNINDEXED") == 150 and "150 problem(s)" in text.out
     with index_conn(cli.archive) as conn:
@@ -170,28 +161,37 @@ def test_verify_memory_does_not_grow_with_the_archive(tmp_path):
 
 
 def test_a_file_or_directory_that_cannot_be_read_is_a_problem_not_a_crash(cli, site, monkeypatch):
-    """Permissions or a failing disk (simulated: the suite may run as root, whom chmod does not stop)."""
+    """Permissions or a failing disk (simulated: the suite may run as root, whom chmod does not stop); in a bucket,
+    credentials that may not read the object nor list the prefix (403 AccessDenied from the store)."""
     from archiver.custody import verify as verify_module
-    from archiver.store.archive import Archive
     show = _capture(cli, site)
-    day = (cli.archive / show["warc_path"]).parent
+    archive = open_test_archive(cli.archive)
+    if show.get("warc_store"):
+        store = archive.store(read_only=True)
+        proxy = store_proxy()
+        proxy.refuse(f"{store.prefix}/{show['warc_path'].removeprefix('warcs/')}", 403, "AccessDenied")
+        proxy.refuse_listing(store.prefix)
+        expected = {("unreadable", show["warc_path"]), ("unreadable", store.url)}
+        denied = "403"
+    else:
+        day = (cli.archive / show["warc_path"]).parent
 
-    def unreadable(path):
-        raise PermissionError(13, "Permission denied", str(path))
+        def unreadable(path):
+            raise PermissionError(13, "Permission denied", str(path))
 
-    real_scandir = os.scandir
-    monkeypatch.setattr(verify_module, "sha256_file", unreadable)
-    monkeypatch.setattr(verify_module.os, "scandir",
-                        lambda path: unreadable(path) if Path(path) == day else real_scandir(path))
-    archive = Archive.open(cli.archive)
+        real_scandir = os.scandir
+        monkeypatch.setattr(verify_module, "sha256_file", unreadable)
+        monkeypatch.setattr(verify_module.os, "scandir",
+                            lambda path: unreadable(path) if Path(path) == day else real_scandir(path))
+        expected = {("unreadable", show["warc_path"]), ("unreadable", day.relative_to(cli.archive).as_posix())}
+        denied = "Permission denied"
     index = open_test_index(archive.index_path)
     try:
-        report = verify_module.verify(archive.path, index)
+        report = verify_module.verify(archive.path, index, settings=archive.settings)
     finally:
         index.close()
-    assert {(p.kind, p.path) for p in report.problems} == {
-        ("unreadable", show["warc_path"]), ("unreadable", day.relative_to(cli.archive).as_posix())}
-    assert all("Permission denied" in p.detail for p in report.problems)
+    assert {(p.kind, p.path) for p in report.problems} == expected
+    assert all(denied in p.detail for p in report.problems), report.problems
 
 
 @pytest.fixture
@@ -213,13 +213,7 @@ def test_a_large_file_verifies_by_its_seal_and_names_a_changed_record(cli, site,
     data = cli("verify", "--json").json()
     assert data["ok"] is True and data["records"] == len(show["records"])
     # One byte changed in the middle of the 20 MiB body (stored as it came: the byte is in the file as is).
-    warc = cli.archive / show["warc_path"]
-    os.chmod(warc, 0o644)
-    with open(warc, "r+b") as fh:
-        fh.seek(media["offset"] + media["length"] // 2)
-        byte = fh.read(1)
-        fh.seek(-1, os.SEEK_CUR)
-        fh.write(bytes([byte[0] ^ 0x01]))
+    tamper_warc(cli.archive, show, media["offset"] + media["length"] // 2)
     problems = cli("verify", "--json").json()["problems"]
     kinds = [p["problem"] for p in problems]
     assert kinds[0] == "altered", problems

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from archiver.store import warc as warcmod
+from conftest import sealed_warc, sealed_warc_bytes, tamper_warc
 from warcutil import read_records, responses
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,7 +110,7 @@ def test_media_and_text_captures_record_the_level_of_every_member(cli, site, med
     levels: dict[str, int] = {}
     for outcome in outcomes:
         show = cli("show", outcome["capture_id"], "--json").json()
-        path = cli.archive / show["warc_path"]
+        path = sealed_warc(cli.archive, show)
         recs = read_records(path)
         parts = members(path)
         assert len(parts) == len(recs) == len(show["records"]), "one gzip member per record"
@@ -124,7 +125,7 @@ def test_media_and_text_captures_record_the_level_of_every_member(cli, site, med
         assert check.returncode == 0, check.stdout + check.stderr
     assert levels == {media_url: warcmod.STORED_LEVEL, page_url: warcmod.DEFLATE_LEVEL}
 
-    [video] = responses(read_records(cli.archive / cli("show", outcomes[0]["capture_id"], "--json").json()["warc_path"]),
+    [video] = responses(read_records(sealed_warc(cli.archive, cli("show", outcomes[0]["capture_id"], "--json").json())),
                         media_url)
     assert video.payload == media.read_bytes()
     verified = cli("verify", "--json")
@@ -137,13 +138,9 @@ def test_a_stored_member_altered_in_place_is_found_by_verify(cli, site, media):
     result = cli("capture", "--no-browser", site.url + "/test/media.mp4", "--json")
     assert result.code == 0, result.err
     show = cli("show", result.json()[0]["capture_id"], "--json").json()
-    path = cli.archive / show["warc_path"]
-    data = bytearray(path.read_bytes())
-    at = data.find(media.read_bytes()[1 << 20:(1 << 20) + 64])
+    at = sealed_warc_bytes(cli.archive, show).find(media.read_bytes()[1 << 20:(1 << 20) + 64])
     assert at > 0, "the body is stored as it is"
-    data[at] ^= 0xFF
-    os.chmod(path, 0o644)
-    path.write_bytes(bytes(data))
+    tamper_warc(cli.archive, show, at)
     verified = cli("verify", "--json")
     assert verified.code == 1
     kinds = {p["problem"] for p in verified.json()["problems"]}

@@ -211,8 +211,11 @@ class Index:
 
     # ---- reads --------------------------------------------------------------------------------------
 
+    # warc_store and warc_version (schema 7) say where a WARC is when it is not in <archive>/warcs: listed then, as
+    # show --json lists them, and left out for a local capture (without_local_place), as before schema 7.
     LISTED = ("id, url, final_url, kind, method, status, failure_class, http_status, title, started_at, "
-              "finished_at, warc_path, warc_sha256, warc_size, record_count, tags, requested_by")
+              "finished_at, warc_path, warc_sha256, warc_size, record_count, tags, requested_by, warc_store, "
+              "warc_version")
 
     def list_captures(self, *, tag: str | None = None, kind: str | None = None, status: str | None = None,
                       since: str | None = None, limit: int | None = None, before: str | None = None
@@ -254,7 +257,7 @@ class Index:
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         for row in (self.conn.stream if unbounded(limit) else self.conn.execute)(sql, params):
-            yield _decode(dict(row))
+            yield without_local_place(_decode(dict(row)))
 
     def find_capture(self, ident: str) -> dict[str, Any]:
         """A capture by ID (or unique ID prefix), or the newest capture of a URL (its key, canonical URL, URL as

@@ -35,15 +35,29 @@ import io
 import os
 import random
 import shlex
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version as package_version
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, TypeVar
 
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+# botocore takes its SSLContext from urllib3's pyOpenSSL module when pyOpenSSL is installed (pywb brings it), and
+# importing that module loads pyOpenSSL and cryptography: ~60 ms of every command that reads a bucket, and show and
+# search must not load cryptography at all (tests/test_imports.py). The class botocore takes from there is the
+# standard library's own (``orig_util_SSLContext``), the one it falls back to when that import fails; so the
+# import fails, for botocore's own import alone (a later import of the module, by anything else, works as ever).
+_PYOPENSSL = "urllib3.contrib.pyopenssl"
+_HIDDEN = _PYOPENSSL not in sys.modules
+if _HIDDEN:
+    sys.modules[_PYOPENSSL] = None  # type: ignore[assignment]  (None there: "import fails", by Python's rules)
+try:
+    import boto3
+    import botocore.exceptions
+    from botocore.config import Config
+finally:
+    if _HIDDEN:
+        del sys.modules[_PYOPENSSL]
 
 from archiver.store.blobs import (MAX_PARTS, READ_CHUNK, AlreadyStored, BlobStore, ChecksumMismatch, ListedObject,
                                   NotStored, StorageError, StorageSettings, StorageUnavailable, StoredObject,
@@ -582,5 +596,8 @@ def _transient(exc: Exception) -> bool:
 def _describe(exc: Exception) -> str:
     if isinstance(exc, botocore.exceptions.ClientError):
         message = exc.response.get("Error", {}).get("Message") or ""
+        if _code(exc) == str(_status(exc)):
+            # An answer without a body (HEAD's): botocore gives the status as its code, the reason as its message.
+            return f"{_status(exc)} {message}".rstrip()
         return f"{_status(exc) or '?'} {_code(exc)}" + (f" ({message})" if message else "")
     return f"{type(exc).__name__}: {exc}"
