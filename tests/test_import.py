@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from conftest import CLI, capture_timestamped, index_conn, sealed_file, sealed_warc, stored_files, stored_object
+from conftest import (CLI, capture_timestamped, index_conn, local_storage, sealed_file, sealed_warc, stored_files,
+                      stored_object)
 
 OTHER_KEY = "sha256:" + "0" * 64
 
@@ -190,8 +191,10 @@ def test_expect_key_makes_the_origin_a_hard_check(case, tmp_path):
 
 def test_tokens_of_an_import_that_stopped_are_settled(case, tmp_path):
     """A kill after the index commit leaves the tokens in their staging folder: the next import (or runner) moves
-    them into place. One before the commit leaves an unindexed folder: removed once its process is gone."""
-    other = CLI(tmp_path / "other")
+    them into place. One before the commit leaves an unindexed folder: removed once its process is gone. (Staging
+    folders are how tokens reach a local warcs/; an archive sealing into a store puts them there before its index
+    commit, tested in test_team_import.py.)"""
+    other = local_storage(CLI(tmp_path / "other"))
     assert other("import", str(case["wacz"])).code == 0
     first = case["ids"][0]
     show = other("show", first, "--json").json()
