@@ -7,7 +7,7 @@ from typing import Any, Iterable, Iterator
 import click
 
 from archiver.pipeline import queue, schedule
-from archiver.store import readback
+from archiver.store import readback, timeline
 from archiver.custody import timestamps
 from archiver import urls
 from archiver.errors import BadURL, NotFound, UserError
@@ -193,63 +193,45 @@ def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | No
 def _print_timeline(index, key: str) -> None:
     """The item's state, its watch and its history: captures, checks (runs of equal answers folded into one
     line) and state changes."""
-    item = index.item(key)
-    watch = schedule.watch_of(index, key)
-    events = index.timeline(key)
-    if not item and not watch and not events:
+    tl = timeline.item_timeline(index, key)
+    if tl.empty:
         return
     click.echo("")
+    item, watch = tl.item, tl.watch
     if item:
         state = item["state"] + (f" ({item['state_class']})" if item["state_class"] else "")
         click.echo(f"state: {state} since {item['state_since']}; last seen live {item['last_seen_live'] or '-'}")
     if watch:
-        sched = f"every {schedule.format_interval(watch['every_seconds'])}" if watch["every_seconds"] else \
-            f"cron \"{watch['cron']}\""
+        sched = timeline.watch_schedule(watch)
         if watch["active"]:
             click.echo(f"watched: {sched}, checks every {schedule.format_interval(watch['check_every_seconds'])}; "
                        f"next capture {watch['next_capture_at']}, next check {watch['next_check_at'] or '-'}")
         else:
             click.echo(f"was watched ({sched}) until {watch['removed_at']}")
-    if not events:
+    if not tl.events:
         return
     click.echo("timeline:")
-    for line in _fold_timeline(events):
+    for line in _timeline_lines(timeline.fold_checks(tl.events)):
         click.echo(f"  {line}")
 
 
-def _fold_timeline(events: list[dict[str, Any]]) -> list[str]:
+def _timeline_lines(events: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
-    run: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        if not run:
-            return
-        first, last = run[0], run[-1]
-        what = f"check     {first['result']}" + (f" ({first['class']})" if first["class"] else "") + \
-            (f" HTTP {first['http_status']}" if first["http_status"] else "")
-        if len(run) == 1:
-            lines.append(f"{first['at'][:19]}  {what}" + (f" -> capture queued (job {first['job_id']})"
-                                                         if first["job_id"] else ""))
-        else:
-            lines.append(f"{first['at'][:19]}  {what}  x{len(run)} until {last['at'][:19]}")
-        run.clear()
-
     for e in events:
         if e["event"] == "check":
-            same = run and (run[-1]["result"], run[-1]["class"], run[-1]["http_status"], run[-1]["state"]) == \
-                (e["result"], e["class"], e["http_status"], e["state"]) and not run[-1]["job_id"] and not e["job_id"]
-            if not same:
-                flush()
-            run.append(e)
-            continue
-        flush()
-        if e["event"] == "capture":
+            what = f"check     {e['result']}" + (f" ({e['class']})" if e["class"] else "") + \
+                (f" HTTP {e['http_status']}" if e["http_status"] else "")
+            if e["count"] == 1:
+                lines.append(f"{e['at'][:19]}  {what}" + (f" -> capture queued (job {e['job_id']})"
+                                                         if e["job_id"] else ""))
+            else:
+                lines.append(f"{e['at'][:19]}  {what}  x{e['count']} until {e['until'][:19]}")
+        elif e["event"] == "capture":
             lines.append(f"{e['at'][:19]}  capture   {e['result']}" + (f" ({e['class']})" if e["class"] else "")
                          + f"  {e['capture_id']}")
         else:
             to = e["to"] + (f" ({e['class']})" if e["class"] else "")
             lines.append(f"{e['at'][:19]}  STATE     {e['from'] or 'new'} -> {to}  (by {e['source']})")
-    flush()
     return lines
 
 
