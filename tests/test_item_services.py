@@ -15,7 +15,7 @@ from archiver.store import overview, textdiff, timeline
 from archiver.urls import parse
 from archiver.web.timeline_svg import timeline_svg
 
-from conftest import open_test_archive
+from conftest import open_test_archive, team_index_url
 from loopback import LoopbackPage
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -259,3 +259,16 @@ def test_a_long_text_is_cut_and_the_diff_says_so(cli, story):
     assert "only its beginning is compared" in result.err
     assert [(w["a_text"], w["b_text"]) for h in data["hunks"] if h["op"] == "replace" for w in h["words"]
             if w["op"] != "equal"] == [("12", "15")]
+
+
+def test_diff_the_dashboards_and_the_drawing_load_no_capture_stack(cli, history, tmp_path):
+    from test_imports import _capture_only, _loaded, _modules_after_importing
+    first, second, _ = history["captures"]
+    team = bool(team_index_url(cli.archive))
+    for args in (["diff", first["id"], second["id"]], ["diff", first["id"], second["id"], "--json"],
+                 ["watch", "--list"], ["show", history["url"]]):
+        code, modules = _loaded(tmp_path, cli, *args)
+        assert code == 0 and _capture_only(modules, team) == [], (args, _capture_only(modules, team))
+    for module in ("archiver.store.overview", "archiver.store.textdiff", "archiver.store.timeline",
+                   "archiver.pipeline.submit", "archiver.web.timeline_svg"):
+        assert _capture_only(_modules_after_importing(module), False) == [], module

@@ -103,6 +103,16 @@ def checked_list(url_list: list[str]) -> list[ParsedURL]:
     return parsed
 
 
+def _checked_or_refused(url_list: list[str]) -> tuple[list[ParsedURL], Submitted | None]:
+    """``checked_list``, or the Submitted that says why nothing was done."""
+    try:
+        return checked_list(url_list), None
+    except BadList as exc:
+        return [], Submitted(errors=exc.errors, message=str(exc))
+    except UserError as exc:
+        return [], Submitted(message=str(exc))
+
+
 def job_summary(e: queue.Enqueued) -> dict[str, Any]:
     """A queued (or already pending) job as ``add --json`` prints it."""
     j = e.job
@@ -129,12 +139,9 @@ def queue_stream(archive: Archive, index: Index, lines: Iterable[str], request: 
 def submit(archive: Archive, url_list: list[str], request: Request) -> Submitted:
     """Queue a list of URLs for capture, as ``archiver add`` does: ``done`` holds each URL's job (``job_summary``:
     a new one, or the same item's job already pending), or ``errors`` each bad URL, with nothing queued."""
-    try:
-        parsed = checked_list(url_list)
-    except BadList as exc:
-        return Submitted(errors=exc.errors, message=str(exc))
-    except UserError as exc:
-        return Submitted(message=str(exc))
+    parsed, refusal = _checked_or_refused(url_list)
+    if refusal:
+        return refusal
     index = archive.index()
     try:
         batch = _enqueue_all(archive, index, parsed, request)
@@ -182,12 +189,9 @@ def watch_schedule(every: str | None, cron: str | None, check_every: str | None,
 def watch(archive: Archive, url_list: list[str], when: Schedule, request: Request) -> Submitted:
     """Watch each URL on ``when`` (or change the schedule of its watch): ``done`` holds each watch with ``created``
     (False: an existing watch updated), or ``errors`` each bad URL, with nothing watched."""
-    try:
-        parsed = checked_list(url_list)
-    except BadList as exc:
-        return Submitted(errors=exc.errors, message=str(exc))
-    except UserError as exc:
-        return Submitted(message=str(exc))
+    parsed, refusal = _checked_or_refused(url_list)
+    if refusal:
+        return refusal
     index = archive.index()
     try:
         results = [schedule.add(index, p, every_seconds=when.every_seconds, cron=when.cron,
@@ -202,12 +206,9 @@ def watch(archive: Archive, url_list: list[str], when: Schedule, request: Reques
 def unwatch(archive: Archive, url_list: list[str], removed_by: str | None = None) -> Submitted:
     """Stop watching each URL: ``done`` holds each watch stopped, ``missing`` the URLs with no watch to stop (and
     ``message`` names them); a bad URL stops nothing (``errors``)."""
-    try:
-        parsed = checked_list(url_list)
-    except BadList as exc:
-        return Submitted(errors=exc.errors, message=str(exc))
-    except UserError as exc:
-        return Submitted(message=str(exc))
+    parsed, refusal = _checked_or_refused(url_list)
+    if refusal:
+        return refusal
     index = archive.index()
     done, missing = [], []
     try:
