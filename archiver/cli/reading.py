@@ -427,7 +427,7 @@ def _printable(line: str) -> str:
 def diff(ctx: Context, ident_a: str, ident_b: str, context: int, as_json: bool) -> None:
     """What changed in the visible text between two captures (IDs, or URLs: their newest capture), read back from
     their sealed WARCs: a unified diff, or with --json hunks for scripts. Each text is compared up to
-    500 000 characters and 20 000 lines."""
+    500 000 characters and 5 000 lines."""
     result = _read_index(ctx, lambda index: textdiff.diff_captures(ctx.archive, index, ident_a, ident_b))
     for side in (result["a"], result["b"]):
         if not side["has_text"]:
