@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 import click
 
 from archiver.pipeline import queue, schedule
-from archiver.store import overview, readback, textdiff, timeline
+from archiver.store import overview, readback, timeline
 from archiver.custody import timestamps
 from archiver import urls
 from archiver.errors import BadURL, NotFound, UserError
@@ -428,6 +428,7 @@ def diff(ctx: Context, ident_a: str, ident_b: str, context: int, as_json: bool) 
     """What changed in the visible text between two captures (IDs, or URLs: their newest capture), read back from
     their sealed WARCs: a unified diff, or with --json hunks for scripts. Each text is compared up to
     500 000 characters and 5 000 lines."""
+    from archiver.store import textdiff   # here: difflib is for this command only, not for every command's start
     result = _read_index(ctx, lambda index: textdiff.diff_captures(ctx.archive, index, ident_a, ident_b))
     for side in (result["a"], result["b"]):
         if not side["has_text"]:
