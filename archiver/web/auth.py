@@ -11,7 +11,8 @@ to 127.0.0.1 is still a stranger. Anything else without a valid token gets 401. 
 with the submitter role (403 for a viewer).
 
 State-changing requests (anything but GET/HEAD/OPTIONS) made with a session cookie must carry the session's CSRF
-token (form field ``csrf`` or header ``X-CSRF-Token``) and come from this origin (Origin, else Referer). A Bearer
+token (form field ``csrf`` or header ``X-CSRF-Token``) and come from this origin (Sec-Fetch-Site, else Origin, else
+Referer). A Bearer
 request carries no ambient credential a foreign page could borrow, so it needs neither.
 
 What ``AuthMiddleware`` puts on ``request.state`` for every route (the workbench's modules rely on it):
@@ -242,7 +243,13 @@ def session_cookie(sid: str, secure: bool) -> str:
 
 
 def same_origin(scope: Scope) -> bool:
-    """Whether the request's Origin (else Referer) is this server's own origin. Neither given: not proven."""
+    """Whether the request comes from a page of this server's own origin. A browser says so in Sec-Fetch-Site;
+    under our ``Referrer-Policy: no-referrer`` it sends ``Origin: null`` and no Referer with a form, so Origin and
+    Referer are what is checked only where Sec-Fetch-Site is absent (older browsers, other clients). Nothing given:
+    not proven."""
+    fetch_site = _header(scope, b"sec-fetch-site")
+    if fetch_site:
+        return fetch_site == "same-origin"
     host = _header(scope, b"host")
     origin = _header(scope, b"origin")
     if not origin or origin == "null":
