@@ -48,11 +48,12 @@ def serve(ctx: Context, host: str, port: int) -> None:
     archive = ctx.archive
     if not archive.exists():
         raise UserError(f"no archive at {archive.path}; give --archive DIR (or ARCHIVER_HOME)")
+    sock = _bind(host, port)   # a bad host or a taken port is said first: it is wrong whatever else is
     loopback = auth.is_loopback_host(host)
     if not loopback and not auth.load_tokens(archive.path):
+        sock.close()
         raise UserError(f"refusing to serve on {host} without a token: anyone who reaches it could read the "
                         f"archive; make one with `archiver --archive {archive.path} token add NAME --role viewer`")
-    sock = _bind(host, port)
     import uvicorn
     from archiver.web.app import create_app
     app = create_app(archive, loopback)
