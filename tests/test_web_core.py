@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
 import signal
 import subprocess
@@ -17,10 +16,9 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
 
-from archiver.capture.browser import DEBIAN_WRAPPER, resolve_executable
 from conftest import CLI, index_conn
+from test_replay_wacz import chromium  # noqa: F401 - the module's Chromium (Debian's, offline), shared
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 BIN = Path(sys.executable).parent
@@ -58,22 +56,6 @@ class Workbench:
 
 def csrf_of(html: str) -> str:
     return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    executable = resolve_executable(DEBIAN_WRAPPER)
-    if not os.path.exists(executable):
-        pytest.fail("Chromium is not installed; run `make setup`")
-    args = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-    if os.geteuid() == 0:
-        args.append("--no-sandbox")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, args=args)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture

@@ -18,20 +18,10 @@ from starlette.testclient import TestClient
 from archiver.store.archive import Archive
 from archiver.web import auth
 from archiver.web.app import ROUTE_MODULES, create_app
-from loopback import LoopbackPage
+from test_report import HOSTILE_TITLE, hostile  # noqa: F401 - a loopback page whose <title> is markup
 from test_web_core import VIEWPORT, Workbench, chromium, csrf_of  # noqa: F401 - chromium is a fixture
 
-HOSTILE_TITLE = '<script>alert(1)</script><img src=x onerror=alert(2)> "Aleppo" & <a href=//evil.example>'
 HOSTILE_NOTE = '<img src=x onerror=alert(3)><script>alert(4)</script> javascript:alert(5)'
-
-
-@pytest.fixture
-def hostile() -> Iterator[LoopbackPage]:
-    page = LoopbackPage()
-    page.body = (f"<!doctype html><html><head><title>{HOSTILE_TITLE}</title></head>"
-                 "<body><h1>Evacuation convoy</h1><p>Buses left at 06:00.</p></body></html>")
-    yield page
-    page.close()
 
 
 def _non_loopback_address() -> str | None:
