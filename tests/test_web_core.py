@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import signal
@@ -147,6 +148,9 @@ def test_downloads_are_recorded_in_the_ledger_and_verify_stays_clean(served):
         report = client.get(f"/capture/{show['id']}/report")
         assert report.status_code == 200 and "attachment" in report.headers["content-disposition"]
         assert show["warc_sha256"] in report.text
+        pdf = client.get(f"/capture/{show['id']}/report.pdf", timeout=60)
+        assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf", pdf.text
+        assert pdf.content.startswith(b"%PDF-") and "attachment" in pdf.headers["content-disposition"]
         wacz = client.post("/export", data={"csrf": csrf_of(page.text), "id": show["id"]},
                            headers={"Origin": bench.url})
         assert wacz.status_code == 200, wacz.text
@@ -154,9 +158,11 @@ def test_downloads_are_recorded_in_the_ledger_and_verify_stays_clean(served):
         assert "datapackage.json" in zipfile.ZipFile(io.BytesIO(wacz.content)).namelist()
     with index_conn(article["archive"]) as conn:
         rows = conn.execute("SELECT event, capture_id, detail FROM ledger WHERE event IN ('accessed', 'exported') "
-                            "ORDER BY seq DESC LIMIT 4").fetchall()
+                            "ORDER BY seq DESC LIMIT 5").fetchall()
     events = [(r[0], r[1]) for r in rows][::-1]
-    assert events == [("accessed", show["id"]), ("accessed", show["id"]), ("exported", None), ("accessed", None)]
+    assert events == [("accessed", show["id"])] * 3 + [("exported", None), ("accessed", None)]
+    assert [json.loads(r[2])["what"] for r in rows[::-1] if r[0] == "accessed"] == ["warc", "report", "report-pdf",
+                                                                                     "wacz"]
     assert all('"from":"127.0.0.1"' in r[2] and '"via":"local"' in r[2] for r in rows if r[0] == "accessed")
     verified = cli("verify")
     assert verified.code == 0, verified.out + verified.err

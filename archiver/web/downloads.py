@@ -1,5 +1,5 @@
 """Evidence leaving the archive through the workbench: a capture's WARC as sealed (streamed from its store), its
-capture report (HTML), and a signed WACZ of a selection. Each hand-out appends an ``accessed`` entry to the custody
+capture report (HTML, or PDF printed by the capture's Chromium), and a signed WACZ of a selection. Each hand-out appends an ``accessed`` entry to the custody
 ledger before the first byte leaves: who (token name or local user), what (capture, file, hash), from which
 address. A WACZ export also appends ``exported``, as ``archiver export`` does."""
 from __future__ import annotations
@@ -77,6 +77,35 @@ def report(request: Request) -> Response:
         "Content-Disposition": _attachment(f"{data.capture['id']}-report.html"), "Content-Security-Policy": REPORT_CSP})
 
 
+async def report_pdf(request: Request) -> Response:
+    """The capture report printed to PDF (A4, every page footed with the capture's ID), as `archiver report --pdf`
+    makes it: by the same Chromium captures use, with scripts off and every request refused. Chromium is started
+    for this download only, so the workbench itself never loads the capture stack."""
+    from archiver.exchange.report import ReportError, gather, render_html, render_pdf, utc
+    auth.require(request, "viewer")
+    archive = archive_of(request)
+    ident = capture_id(request.path_params["ident"])
+
+    def _gather() -> Any:
+        with index_of(request) as index:
+            return gather(archive, index, ident)
+    data = await run_in_threadpool(_gather)
+    footer = f"archiver capture report {data.capture['id']}, made {utc(data.made_at)}"
+    try:
+        body = await render_pdf(render_html(data), archive.settings, footer)
+    except ReportError as exc:
+        return Response(f"{exc}\n", status_code=503, media_type="text/plain; charset=utf-8")
+
+    def _record() -> None:
+        with index_of(request) as index:
+            record_access(index, request, "report-pdf", capture_id=data.capture["id"], url=data.capture["url"],
+                          bytes=len(body))
+    # Recorded before the first byte leaves, as every hand-out is.
+    await run_in_threadpool(_record)
+    return Response(body, media_type="application/pdf", headers={
+        "Content-Disposition": _attachment(f"{data.capture['id']}-report.pdf")})
+
+
 async def export(request: Request) -> Response:
     """A signed WACZ of the captures checked on the search page (``id`` fields) or of one capture."""
     form = await request.form()
@@ -116,5 +145,6 @@ def _export(request: Request, ids: list[str]) -> tuple[Any, Any]:
 routes = [
     Route("/capture/{ident}/warc", warc, name="warc"),
     Route("/capture/{ident}/report", report, name="report"),
+    Route("/capture/{ident}/report.pdf", report_pdf, name="report_pdf"),
     Route("/export", export, methods=["POST"], name="export"),
 ]
