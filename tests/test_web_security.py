@@ -226,3 +226,37 @@ def test_screenshot_answer_is_an_image_that_never_sniffs(served_bench):
     answer = httpx.get(f"{bench.url}/capture/{show['id']}/screenshot")
     assert answer.headers["content-type"] == "image/png" and answer.headers["x-content-type-options"] == "nosniff"
     assert re.match(rb"\x89PNG", answer.content)
+
+
+HOSTILE_TWEET = "809773998201348096"   # the fixture world's tweet whose text and author name are markup
+
+
+def test_a_tweet_whose_text_and_author_are_markup_renders_inert(world_cli, chromium):
+    result = world_cli("capture", f"https://twitter.com/halab_wire_demo/status/{HOSTILE_TWEET}", "--json")
+    assert result.code == 0, result.err
+    capture_id = result.json()[0]["capture_id"]
+    tweet = world_cli("show", capture_id, "--json").json()["tweet"]
+    assert tweet["text"].startswith('<script>alert("tweet")</script>') and tweet["name"].startswith("<b ")
+    bench = Workbench(world_cli)
+    dialogs: list[str] = []
+    context = chromium.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{bench.url}/capture/{capture_id}")
+        page.locator("img#screenshot").wait_for()
+        assert page.locator(".tweet-text").inner_text() == tweet["text"]
+        assert f"@halab_wire_demo ({tweet['name']})" in page.locator(".tweet-head").inner_text()
+        assert page.locator("main script, main b, main a[href^='//'], main img:not(#screenshot)").count() == 0
+        page.goto(f"{bench.url}/?q=Ramouseh")
+        assert page.locator(f'a.title[href="/capture/{capture_id}"]').count() == 1
+        assert page.locator("main script, main b, main a[href^='//']").count() == 0
+        page.wait_for_timeout(500)   # bounded: a payload that fired would have opened its dialog by now
+        with httpx.Client(base_url=bench.url) as client:
+            report = client.get(f"/capture/{capture_id}/report").text
+        assert '<script>alert("tweet")' not in report and "&lt;script&gt;alert(" in report
+        assert "<b onmouseover" not in report
+    finally:
+        context.close()
+        bench.stop()
+    assert dialogs == []
