@@ -19,7 +19,7 @@ RWP_INTEGRITY := sha512-nCj2PSON3BxeSJKE8AsYPyULv0XPZKJWfy4l9PyQre9SqwLZ+WKZVs/s
 RWP_DIR       := $(VENV)/replaywebpage
 RWP_STAMP     := $(RWP_DIR)/.installed-$(RWP_VERSION)
 
-.PHONY: setup system-packages lock update-extractors test test-all test-team demo bench clean
+.PHONY: setup system-packages lock update-extractors test test-all test-team demo serve-demo bench clean
 
 setup: system-packages $(STAMP) $(RWP_STAMP)
 
@@ -139,6 +139,11 @@ test-team: setup
 
 demo: setup
 	$(BIN)/python scripts/demo
+
+# The workbench on the demo archive (made first if there is none), on http://127.0.0.1:8080/ until ^C.
+serve-demo: setup
+	@test -f demo-archive/index.db || $(BIN)/python scripts/demo
+	$(BIN)/archiver --archive demo-archive serve
 
 bench: setup
 	$(BIN)/python scripts/bench

@@ -383,11 +383,15 @@ def test_the_demo_archive_migrates_and_verifies(tmp_path, team_db, s3):
     shutil.copytree(demo, tmp_path / "archive", symlinks=True, ignore=shutil.ignore_patterns("receiving-archive"))
     cli = team_env(embedded_cli(tmp_path / "archive"), s3)
     before = cli("list", "--json", "--all").out
-    done = cli("migrate", "--index", team_db.owner_url, "--storage", f"s3://{s3.bucket}/{s3.new_prefix()}")
+    bucket_url = f"s3://{s3.bucket}/{s3.new_prefix()}"
+    done = cli("migrate", "--index", team_db.owner_url, "--storage", bucket_url)
     assert done.code == 0, done.err
     verified = cli("verify")
     assert verified.code == 0, verified.out + verified.err
-    assert cli("list", "--json", "--all").out == before
+    # The same rows, each now saying where its WARC is.
+    rows = cli("list", "--json", "--all").json()
+    assert all(row["warc_store"] == bucket_url and row["warc_version"] for row in rows)
+    assert [{k: v for k, v in row.items() if k not in PLACE} for row in rows] == json.loads(before)
 
 
 def test_a_runner_host_set_up_as_the_readme_says_opens_the_archive(source, tmp_path, team_db, s3):

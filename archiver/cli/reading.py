@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 import click
 
 from archiver.pipeline import queue, schedule
-from archiver.store import overview, readback, timeline
+from archiver.store import details, overview, readback, timeline
 from archiver.custody import timestamps
 from archiver import urls
 from archiver.errors import BadURL, NotFound, UserError
@@ -244,12 +244,17 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
             if _show_jobs_only(index, ident, as_json):
                 return
             raise
+        if as_json:
+            data = details.capture_details(ctx.archive, index, cap)
+            if data.get("provenance_error"):
+                _warn_provenance(cap["id"], data["provenance_error"])
+            _emit_json(data)
+            return
         records = index.capture_records(cap["id"])
-        # The provenance and the text are read back from the sealed WARC (the index keeps their places only).
+        # The provenance is read back from the sealed WARC (the index keeps its place only).
         cap["provenance"], unreadable = readback.provenance(ctx.archive, cap, records)
         if unreadable:
-            click.echo(f"archiver: warning: capture {cap['id']}: its provenance record cannot be read back "
-                       f"({unreadable}); run `archiver verify {cap['id']}`", err=True)
+            _warn_provenance(cap["id"], unreadable)
         outlinks = index.capture_outlinks(cap["id"])
         others = index.captures_of_key(cap["key"])
         job = queue.get_job(index, cap["job_id"]) if cap.get("job_id") else None
@@ -259,46 +264,23 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
         stamps = [{**{k: t[k] for k in timestamps.SHOWN_FIELDS}, "tsa_configured": t["tsa_url"] in tsa_urls}
                   for t in timestamps.of_capture(index.conn, cap["id"])]
-        item, timeline = index.item(cap["key"]), index.timeline(cap["key"])
-        watch = schedule.watch_of(index, cap["key"])
-        if not as_json:
-            _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
-            _print_timestamps([{**t, "token_path": ctx.archive.token_at(cap, t["token_path"])} for t in stamps])
-            _print_timeline(index, cap["key"])
-            return
+        _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
+        _print_timestamps([{**t, "token_path": ctx.archive.token_at(cap, t["token_path"])} for t in stamps])
+        _print_timeline(index, cap["key"])
     finally:
         index.close()
-    prov = cap.pop("provenance") or {}
-    text_record = next((r for r in reversed(records) if r["type"] == "resource"
-                        and (r["uri"] or "").startswith("urn:text:")), None)
-    cap["text"], text_unreadable = readback.text(ctx.archive, cap, text_record)
-    if text_unreadable:
-        cap["text_error"] = text_unreadable
-    if unreadable:
-        cap["provenance_error"] = unreadable
-    data = {**cap, "captured_at": cap["started_at"], "records": [
-        {"type": r["type"], "uri": r["uri"], "offset": r["offset"], "length": r["length"],
-         "http_status": r["http_status"], "content_type": r["content_type"], "payload_digest": r["payload_digest"],
-         "record_id": r["record_id"]} for r in records],
-        "outlinks": outlinks, "provenance": prov,
-        "job": {k: job[k] for k in ("id", "state", "attempts", "max_attempts", "last_failure_class",
-                                    "last_failure", "parent_capture_id")} if job else None,
-        "parent": _parent(job, found_in),
-        "found_in": found_in,
-        "children": children,
-        "tweet": tweet,
-        "video": video,
-        "timestamps": stamps,
-        "other_captures": [o for o in others if o["id"] != cap["id"]],
-        "item": item, "watch": watch, "timeline": timeline}
-    _emit_json(data)
+
+
+def _warn_provenance(capture_id: str, why: str) -> None:
+    click.echo(f"archiver: warning: capture {capture_id}: its provenance record cannot be read back "
+               f"({why}); run `archiver verify {capture_id}`", err=True)
 
 
 def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, Any]], outlinks: list[dict[str, Any]],
                    others: list[dict[str, Any]], job: dict[str, Any] | None, children: list[dict[str, Any]],
                    found_in: list[dict[str, Any]], tweet: dict[str, Any] | None, video: dict[str, Any] | None) -> None:
     prov = cap.get("provenance") or {}
-    data = {"records": records, "parent": _parent(job, found_in),
+    data = {"records": records, "parent": details.parent_of(job, found_in),
             "other_captures": [o for o in others if o["id"] != cap["id"]]}
     main = prov.get("main") or {}
     lines = [
@@ -372,16 +354,6 @@ def _print_timestamps(stamps: list[dict[str, Any]]) -> None:
             when = f", next try {t['next_attempt_at']}" if t["next_attempt_at"] else ""
             click.echo(f"  {t['state']:<8} {t['tsa_url']}  {t['attempts']} attempt(s){when}"
                        + (f": {t['last_error']}" if t["last_error"] else ""))
-
-
-def _parent(job: dict[str, Any] | None, found_in: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The capture this one was followed from (or, failing that, the first that references it)."""
-    if job and job.get("parent_capture_id"):
-        where = json.loads(job["found_in"]) if job.get("found_in") else {}
-        return {"capture_id": job["parent_capture_id"], **where}
-    if found_in:
-        return {"capture_id": found_in[0]["capture_id"], "found_in": found_in[0]["found_in"]}
-    return None
 
 
 def _show_jobs_only(index, ident: str, as_json: bool) -> bool:

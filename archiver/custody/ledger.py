@@ -1,7 +1,8 @@
 """The custody ledger: an append-only, hash-chained record of what happened to the evidence.
 
 Each entry says what happened (``queued``, ``captured``, ``sealed``, ``checked``, ``verified``, ``exported``,
-``timestamped``, ``backfilled``, ``reindexed``, ``imported``, ``migrated``), when, to which job or capture, with a JSON ``detail``; and each entry's hash covers
+``timestamped``, ``backfilled``, ``reindexed``, ``imported``, ``migrated``, ``accessed``: evidence handed out by the
+workbench, to whom and from which address), when, to which job or capture, with a JSON ``detail``; and each entry's hash covers
 the previous entry's hash, so changing, removing or reordering any entry breaks every hash after it. SQLite
 triggers refuse UPDATE and DELETE on the ledger (and on sealed captures and their records), so a change needs
 someone to drop the triggers first -- which the chain then shows.
@@ -28,7 +29,7 @@ from archiver.store.engines import IndexConnection
 
 GENESIS = "0" * 64
 EVENTS = ("queued", "captured", "sealed", "checked", "verified", "exported", "timestamped", "backfilled",
-          "reindexed", "imported", "migrated")
+          "reindexed", "imported", "migrated", "accessed")
 
 
 class LedgerError(Exception):

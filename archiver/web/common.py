@@ -1,0 +1,80 @@
+"""What the workbench's route modules share: the archive, an index per request, templates, and answers to errors.
+
+Routes are plain functions (Starlette runs ``def`` routes in its thread pool, so blocking reads of the index and
+the store never stall the server); each opens the index for the request and closes it (``index_of``)."""
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from archiver.errors import ArchiverError, NotFound, UserError
+from archiver.store.archive import Archive
+from archiver.store.index import Index
+from archiver.web.auth import Denied
+
+# A capture ID as the index makes them (a ULID); also the only shape a path parameter may take before it reaches
+# the index or a file name.
+CAPTURE_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+class BadRequest(UserError):
+    """Input the workbench cannot use: answered 400 with its message."""
+
+
+def archive_of(request: Request) -> Archive:
+    return request.app.state.archive
+
+
+@contextmanager
+def index_of(request: Request) -> Iterator[Index]:
+    index = archive_of(request).index()
+    try:
+        yield index
+    finally:
+        index.close()
+
+
+def capture_id(value: str) -> str:
+    """A path's capture ID, checked: only a full ULID goes further (never a URL, a prefix or a path)."""
+    value = value.upper()
+    if not CAPTURE_ID.fullmatch(value):
+        raise BadRequest(f"{value[:40]!r} is not a capture ID")
+    return value
+
+
+def render(request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> Response:
+    return request.app.state.templates.TemplateResponse(request, template, {**(context or {})}, status_code=status)
+
+
+def wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def error_response(request: Request, status: int, message: str) -> Response:
+    if wants_json(request):
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+    if status == 401:
+        return render(request, "login.html", {"message": message, "next": _local_next(request)}, status=401)
+    return render(request, "error.html", {"status": status, "message": message}, status=status)
+
+
+def _local_next(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+async def on_denied(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Denied)
+    return error_response(request, exc.status, exc.message)
+
+
+async def on_user_error(request: Request, exc: Exception) -> Response:
+    return error_response(request, 404 if isinstance(exc, NotFound) else 400, str(exc))
+
+
+def html(text: str, status: int = 200) -> HTMLResponse:
+    return HTMLResponse(text, status_code=status)

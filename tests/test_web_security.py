@@ -1,0 +1,262 @@
+"""The workbench with hostile evidence and strangers: captured markup renders inert in Chromium; beyond loopback
+nothing is served without a token (and the server will not start without one); a viewer cannot submit; no
+state-changing request goes through without the session's CSRF token from this origin; bad options end in one
+line, exit 2."""
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any, Iterator
+
+import httpx
+import pytest
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from archiver.store.archive import Archive
+from archiver.web import auth
+from archiver.web.app import ROUTE_MODULES, create_app
+from test_report import HOSTILE_TITLE, hostile  # noqa: F401 - a loopback page whose <title> is markup
+from test_web_core import VIEWPORT, Workbench, chromium, csrf_of  # noqa: F401 - chromium is a fixture
+
+HOSTILE_NOTE = '<img src=x onerror=alert(3)><script>alert(4)</script> javascript:alert(5)'
+
+
+def _non_loopback_address() -> str | None:
+    """This machine's address on its default route (no packet is sent: a UDP socket only picks the source)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 9))
+            address = probe.getsockname()[0]
+        except OSError:
+            return None
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_captured_markup_in_title_url_and_note_renders_inert(cli, hostile, chromium):
+    result = cli("capture", hostile.url + "?q=<script>alert(6)</script>", "--note", HOSTILE_NOTE,
+                 "--tag", "<b>tag</b>", "--json")
+    assert result.code in (0, 1), result.err
+    capture_id = result.json()[0]["capture_id"]
+    bench = Workbench(cli)
+    dialogs: list[str] = []
+    context = chromium.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{bench.url}/?q=Evacuation")
+        link = page.locator(f'a.title[href="/capture/{capture_id}"]')
+        assert link.inner_text() == HOSTILE_TITLE
+        page.goto(f"{bench.url}/capture/{capture_id}")
+        page.locator("img#screenshot").wait_for()
+        assert page.locator("h1.capture-title").inner_text() == HOSTILE_TITLE
+        assert page.locator(".note-text").inner_text() == HOSTILE_NOTE
+        assert "<script>alert(6)</script>" in page.locator("main").inner_text() or \
+            "%3Cscript%3E" in page.locator("main").inner_text()
+        assert page.title().startswith(HOSTILE_TITLE)
+        # Nothing of the payloads became an element: the only image is the screenshot, no script but ours.
+        assert page.locator("img").count() == 1
+        assert page.locator("main script, main a[href^='//'], main b").count() == 0
+        assert page.evaluate("() => [...document.scripts].map(s => s.getAttribute('src'))") == \
+            ["/static/workbench.js"]
+        page.wait_for_timeout(500)
+    finally:
+        context.close()
+        bench.stop()
+    assert dialogs == []
+
+
+def test_beyond_loopback_the_server_refuses_to_start_without_a_token(cli, site):
+    assert cli("status").code == 0
+    result = cli("serve", "--host", "0.0.0.0", "--port", "0", timeout=60)
+    assert result.code == 2
+    [line] = result.err.strip().splitlines()
+    assert "token add" in line and "refusing" in line
+
+
+def test_bad_options_end_in_one_line(cli):
+    assert cli("status").code == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("serve", "--port", str(port), timeout=60)
+    assert result.code == 2 and "in use" in result.err and len(result.err.strip().splitlines()) == 1
+    result = cli("serve", "--host", "no-such-host.invalid", "--port", "0", timeout=60)
+    assert result.code == 2 and "--host" in result.err and len(result.err.strip().splitlines()) == 1
+
+
+def test_tokens_are_shown_once_and_kept_as_hashes(cli):
+    assert cli("status").code == 0
+    made = cli("token", "add", "alice", "--role", "viewer")
+    assert made.code == 0
+    token = made.out.strip()
+    stored = (cli.archive / auth.TOKENS_FILE)
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert token not in stored.read_text() and auth.digest(token) in stored.read_text()
+    assert cli("token", "add", "alice").code == 2
+    assert [t["name"] for t in cli("token", "list", "--json").json()] == ["alice"]
+    assert cli("token", "remove", "alice").code == 0 and cli("token", "list", "--json").json() == []
+
+
+def test_beyond_loopback_a_request_needs_a_token_and_a_viewer_cannot_post(article_capture):
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address")
+    run = article_capture["cli"]
+    viewer = run("token", "add", "viewer-web", "--role", "viewer").out.strip()
+    try:
+        bench = Workbench(run, "--host", address)
+        try:
+            assert bench.url.startswith(f"http://{address}:")
+            with httpx.Client(base_url=bench.url) as client:
+                for path in ("/", "/api/search?q=evacuated", f"/capture/{article_capture['show']['id']}/warc"):
+                    assert client.get(path).status_code == 401, path
+                assert client.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
+                ok = client.get("/api/search", params={"q": "evacuated"},
+                                headers={"Authorization": f"Bearer {viewer}"})
+                assert ok.status_code == 200 and ok.json()[0]["id"] == article_capture["show"]["id"]
+                # ?token= once: a cookie, and the token is gone from the address.
+                first = client.get("/", params={"token": viewer, "tag": "aleppo"})
+                assert first.status_code == 303 and first.headers["location"] == "/?tag=aleppo"
+                cookie = first.headers["set-cookie"]
+                assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+                page = client.get("/?tag=aleppo")
+                assert page.status_code == 200 and "viewer-web" in page.text
+        finally:
+            bench.stop()
+    finally:
+        run("token", "remove", "viewer-web")
+
+
+def _submit_module() -> list[Route]:
+    async def submit(request: Request) -> PlainTextResponse:
+        form = await request.form()
+        return PlainTextResponse(f"queued by {auth.require(request, 'submitter', form)}")
+    return [Route("/submit", submit, methods=["POST"])]
+
+
+# Starlette's TestClient over httpx: deprecated in favour of a package this project does not lock; it still runs the
+# app in-process exactly as uvicorn does.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_viewer_token_cannot_submit_and_a_submitter_can(cli, monkeypatch):
+    # A route that needs the submitter role, as the submit form's module declares it, on the app `serve` runs.
+    assert cli("status").code == 0
+    viewer = cli("token", "add", "v", "--role", "viewer").out.strip()
+    submitter = cli("token", "add", "s", "--role", "submitter").out.strip()
+    import sys
+    import types
+    module = types.ModuleType("submit_for_test")
+    module.routes = _submit_module()
+    monkeypatch.setitem(sys.modules, "submit_for_test", module)
+    archive = Archive.open(cli.archive)
+    app = create_app(archive, loopback_bind=False, modules=[*ROUTE_MODULES, "submit_for_test"])
+    with TestClient(app, base_url="http://workbench.example") as client:
+        assert client.post("/submit").status_code == 401
+        denied = client.post("/submit", headers={"Authorization": f"Bearer {viewer}"})
+        assert denied.status_code == 403 and "submitter" in denied.text
+        allowed = client.post("/submit", headers={"Authorization": f"Bearer {submitter}"})
+        assert allowed.status_code == 200 and allowed.text == "queued by s"
+        # Logged in with a submitter token, a browser session still needs the CSRF token and this origin.
+        login = client.post("/login", data={"token": submitter, "next": "/"},
+                            headers={"Origin": "http://workbench.example"}, follow_redirects=False)
+        assert login.status_code == 303
+        csrf = csrf_of(client.get("/").text)
+        same = {"Origin": "http://workbench.example"}
+        assert client.post("/submit", headers=same).status_code == 403
+        assert client.post("/submit", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}).status_code == 403
+        assert client.post("/submit", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+        assert client.post("/submit", data={"csrf": csrf}, headers=same).status_code == 200
+        # A cross-site login form is refused too.
+        assert client.post("/login", data={"token": submitter},
+                           headers={"Origin": "https://evil.example"}).status_code == 403
+
+
+def test_csrf_on_a_local_server(served_bench):
+    bench, show = served_bench
+    with httpx.Client(base_url=bench.url) as client:
+        page = client.get(f"/capture/{show['id']}")
+        csrf = csrf_of(page.text)
+        same = {"Origin": bench.url}
+        assert client.post(f"/capture/{show['id']}/verify", headers=same).status_code == 403
+        assert client.post(f"/capture/{show['id']}/verify", data={"csrf": "forged"}, headers=same).status_code == 403
+        assert client.post(f"/capture/{show['id']}/verify", data={"csrf": csrf},
+                           headers={"Origin": "http://evil.example"}).status_code == 403
+        assert client.post("/export", data={"csrf": "forged", "id": show["id"]}, headers=same).status_code == 403
+        assert client.post(f"/capture/{show['id']}/verify", data={"csrf": csrf}, headers=same).status_code == 200
+    # Without the session cookie (another site's page posting to loopback): no CSRF token matches.
+    with httpx.Client(base_url=bench.url) as stranger:
+        assert stranger.post(f"/capture/{show['id']}/verify", data={"csrf": csrf}, headers=same).status_code == 403
+
+
+def test_a_page_rebinding_its_name_to_loopback_is_a_stranger(served_bench):
+    bench, show = served_bench
+    with httpx.Client(base_url=bench.url) as client:
+        assert client.get("/", headers={"Host": f"evil.example:{bench.port}"}).status_code == 401
+        assert client.get("/", headers={"Host": f"localhost:{bench.port}"}).status_code == 200
+
+
+def test_no_path_from_a_request_leaves_the_archive(served_bench):
+    bench, show = served_bench
+    with httpx.Client(base_url=bench.url) as client:
+        for path in ("/capture/..%2F..%2Fetc%2Fpasswd/warc", "/capture/%2e%2e/screenshot",
+                     f"/capture/{show['id'][:10]}/warc", "/capture/http:%2F%2Fexample.com/report",
+                     "/static/../index.db", "/static/%2e%2e/auth.py", "/api/show/..%2F..%2Findex.db"):
+            answer = client.get(path)
+            assert answer.status_code in (400, 404), (path, answer.status_code)
+            assert b"SQLite format" not in answer.content and b"def require" not in answer.content
+        headers = client.get("/").headers
+    assert headers["content-security-policy"] == auth.CSP
+    assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+
+
+@pytest.fixture
+def served_bench(article_capture) -> Iterator[tuple[Workbench, dict[str, Any]]]:
+    bench = Workbench(article_capture["cli"])
+    try:
+        yield bench, article_capture["show"]
+    finally:
+        bench.stop()
+
+
+def test_screenshot_answer_is_an_image_that_never_sniffs(served_bench):
+    bench, show = served_bench
+    answer = httpx.get(f"{bench.url}/capture/{show['id']}/screenshot")
+    assert answer.headers["content-type"] == "image/png" and answer.headers["x-content-type-options"] == "nosniff"
+    assert re.match(rb"\x89PNG", answer.content)
+
+
+HOSTILE_TWEET = "809773998201348096"   # the fixture world's tweet whose text and author name are markup
+
+
+def test_a_tweet_whose_text_and_author_are_markup_renders_inert(world_cli, chromium):
+    result = world_cli("capture", f"https://twitter.com/halab_wire_demo/status/{HOSTILE_TWEET}", "--json")
+    assert result.code == 0, result.err
+    capture_id = result.json()[0]["capture_id"]
+    tweet = world_cli("show", capture_id, "--json").json()["tweet"]
+    assert tweet["text"].startswith('<script>alert("tweet")</script>') and tweet["name"].startswith("<b ")
+    bench = Workbench(world_cli)
+    dialogs: list[str] = []
+    context = chromium.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.goto(f"{bench.url}/capture/{capture_id}")
+        page.locator("img#screenshot").wait_for()
+        assert page.locator(".tweet-text").inner_text() == tweet["text"]
+        assert f"@halab_wire_demo ({tweet['name']})" in page.locator(".tweet-head").inner_text()
+        assert page.locator("main script, main b, main a[href^='//'], main img:not(#screenshot)").count() == 0
+        page.goto(f"{bench.url}/?q=Ramouseh")
+        assert page.locator(f'a.title[href="/capture/{capture_id}"]').count() == 1
+        assert page.locator("main script, main b, main a[href^='//']").count() == 0
+        page.wait_for_timeout(500)   # bounded: a payload that fired would have opened its dialog by now
+        with httpx.Client(base_url=bench.url) as client:
+            report = client.get(f"/capture/{capture_id}/report").text
+        assert '<script>alert("tweet")' not in report and "&lt;script&gt;alert(" in report
+        assert "<b onmouseover" not in report
+    finally:
+        context.close()
+        bench.stop()
+    assert dialogs == []
