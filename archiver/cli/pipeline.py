@@ -9,7 +9,9 @@ import click
 
 from archiver.pipeline import queue, schedule
 from archiver import urls
-from archiver.errors import BadURL, NotFound, UserError
+from archiver.pipeline import submit
+from archiver.store import overview, timeline
+from archiver.errors import NotFound, UserError
 from archiver.cli.app import cli
 from archiver.cli.common import (_run_async, _emit_json, _emit_json_rows, _table, _cell, _size, Context, pass_ctx,
                                  _read_index)
@@ -33,10 +35,9 @@ def _read_url_args(urls_given: Iterable[str], file: str | None) -> list[str]:
             raise UserError(f"-f {file}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"-f {file}: cannot read it ({exc})") from None
-        items.extend(line.strip() for line in text.splitlines()
-                     if line.strip() and not line.lstrip().startswith("#"))
+        items.extend(submit.clean_lines([text]))
     if not items:
-        raise UserError("no URLs given (pass URLs as arguments, or -f FILE with one URL per line, or -f - for stdin)")
+        raise UserError(submit.NO_URLS)
     return items
 
 
@@ -44,7 +45,7 @@ def _url_lines(urls_given: Iterable[str], file: str | None) -> Iterator[str]:
     """The URLs of the arguments, then of ``file`` (``-``: stdin) read a line at a time, as ``_read_url_args``
     reads them. The file is opened now, so that a missing one is named before anything is done."""
     if not urls_given and not file:
-        raise UserError("no URLs given (pass URLs as arguments, or -f FILE with one URL per line, or -f - for stdin)")
+        raise UserError(submit.NO_URLS)
     handle = None
     if file:
         try:
@@ -61,11 +62,8 @@ def _stream_lines(given: list[str], file: str | None, handle: Any) -> Iterator[s
     if handle is None:
         return
     try:
-        for physical in handle:
-            # splitlines() as on the whole text: it also ends lines at \v, \f, \x1c-\x1e, \x85, \u2028, \u2029.
-            for line in physical.splitlines():
-                if line.strip() and not line.lstrip().startswith("#"):
-                    yield line.strip()
+        # splitlines() as on the whole text: it also ends lines at \v, \f, \x1c-\x1e, \x85, \u2028, \u2029.
+        yield from submit.clean_lines(handle)
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"-f {file}: cannot read it ({exc})") from None
     finally:
@@ -74,18 +72,22 @@ def _stream_lines(given: list[str], file: str | None, handle: Any) -> Iterator[s
 
 
 def _parse_all(items: list[str]) -> list[urls.ParsedURL]:
-    parsed, errors = [], []
-    for item in items:
-        try:
-            parsed.append(urls.parse(item))
-        except BadURL as exc:
-            errors.append(str(exc))
-    if errors:
-        for line in errors:
-            click.echo(f"archiver: error: {line}", err=True)
-        noun = "URL is" if len(errors) == 1 else "URLs are"
-        raise UserError(f"{len(errors)} {noun} not valid; nothing was queued")
-    return parsed
+    try:
+        return submit.checked_list(items)
+    except submit.BadList as exc:
+        _refuse(exc.errors)
+        raise
+
+
+def _refuse(errors: list[dict[str, str]]) -> None:
+    """Each bad URL of a list, one line each (the line that ends the command says nothing was done)."""
+    for e in errors:
+        click.echo(f"archiver: error: {e['error']}", err=True)
+
+
+def _request(tags, note, by, priority, no_browser, follow=False, depth=1) -> submit.Request:
+    return submit.Request(requested_by=by, tags=list(tags), note=note, priority=priority, no_browser=no_browser,
+                          follow=follow, depth=depth)
 
 
 queue_options = [
@@ -111,30 +113,12 @@ def _add_options(func):
 
 def _enqueue(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, follow=False,
              depth=1) -> list[queue.Enqueued]:
-    parsed = _parse_all(_read_url_args(urls_given, file))
-    archive = ctx.archive
-    index = archive.index()
+    items = _read_url_args(urls_given, file)
     try:
-        return queue.enqueue(index, parsed, requested_by=archive.operator(by), tags=list(tags), note=note,
-                             priority=priority, max_attempts=archive.settings["queue"]["max_attempts"],
-                             options=_options(no_browser, follow, depth))
-    finally:
-        index.close()
-
-
-def _options(no_browser: bool, follow: bool, depth: int) -> dict[str, Any]:
-    options: dict[str, Any] = {}
-    if no_browser:
-        options["no_browser"] = True
-    if follow:
-        options["follow"] = depth
-    return options
-
-
-def _job_summary(e: queue.Enqueued) -> dict[str, Any]:
-    j = e.job
-    return {"job_id": j["id"], "url": j["url"], "canonical_url": j["canonical_url"], "kind": j["kind"],
-            "key": j["key"], "state": j["state"], "created": e.created}
+        return submit.enqueue(ctx.archive, items, _request(tags, note, by, priority, no_browser, follow, depth))
+    except submit.BadList as exc:
+        _refuse(exc.errors)
+        raise
 
 
 @cli.command()
@@ -158,15 +142,13 @@ def add(ctx: Context, urls_given, file, tags, note, by, priority, no_browser, fo
     archive = ctx.archive
     index = archive.index()
     try:
-        batch = queue.enqueue_all(index, urls.parse_each(lines), requested_by=archive.operator(by), tags=list(tags),
-                                  note=note, priority=priority, max_attempts=archive.settings["queue"]["max_attempts"],
-                                  options=_options(no_browser, follow, depth),
-                                  on_error=lambda exc: click.echo(f"archiver: error: {exc}", err=True))
+        batch = submit.queue_stream(archive, index, lines, _request(tags, note, by, priority, no_browser, follow, depth),
+                                    on_error=lambda exc: click.echo(f"archiver: error: {exc}", err=True))
         if not len(batch):
             raise UserError("no URLs given (the file holds no URL: only blank lines and # comments)")
         results = queue.batch_results(index, batch)
         if as_json:
-            _emit_json_rows(_job_summary(e) for e in results)
+            _emit_json_rows(submit.job_summary(e) for e in results)
             return
         lines = []
         for e in results:
@@ -305,37 +287,25 @@ def watch(ctx: Context, urls_given, every, cron, check_every, list_only, include
             raise UserError("--list takes no URLs or schedule (watch URLs, or list the watches, not both)")
         _list_watches(ctx, include_removed, as_json)
         return
-    if not every and not cron:
-        raise UserError("say how often: --every 6h, or --cron \"0 */6 * * *\" (or --list to see the watches)")
-    if every and cron:
-        raise UserError("give one of --every or --cron, not both")
-    every_seconds = schedule.parse_interval(every) if every else None
-    cron_expr = schedule.check_cron(cron) if cron else None
     archive = ctx.archive
-    check_text = check_every if check_every is not None else archive.settings["watch"]["check_every"]
-    check_seconds = None if check_text.strip().lower() in ("", "none", "0", "off") else \
-        schedule.parse_interval(check_text, "--check-every")
-    parsed = _parse_all(_read_url_args(urls_given, file))
-    index = archive.index()
-    try:
-        results = [schedule.add(index, p, every_seconds=every_seconds, cron=cron_expr,
-                                check_every_seconds=check_seconds, created_by=archive.operator(by), tags=list(tags),
-                                note=note, options=_options(no_browser, follow, depth)) for p in parsed]
-    finally:
-        index.close()
+    when = submit.watch_schedule(every, cron, check_every, archive.settings["watch"]["check_every"])
+    result = submit.watch(archive, _read_url_args(urls_given, file), when,
+                          _request(tags, note, by, priority, no_browser, follow, depth))
+    if not result.ok:
+        _refuse(result.errors)
+        raise UserError(result.message)
     if as_json:
-        _emit_json([{**r.watch, "created": r.created} for r in results])
+        _emit_json(result.done)
         return
-    for r in results:
-        w = r.watch
-        sched = f"every {schedule.format_interval(w['every_seconds'])}" if w["every_seconds"] else f"cron \"{w['cron']}\""
-        verb = "watching" if r.created else "updated"
+    for w in result.done:
+        sched = timeline.watch_schedule(w)
+        verb = "watching" if w["created"] else "updated"
         click.echo(f"{verb:<9} {w['canonical_url']}  {sched}, checks every "
                    f"{schedule.format_interval(w['check_every_seconds'])}; next capture {w['next_capture_at'][:19]}")
 
 
 def _list_watches(ctx: Context, include_removed: bool, as_json: bool) -> None:
-    rows = _read_index(ctx, lambda index: schedule.list_watches(index, include_removed))
+    rows = _read_index(ctx, lambda index: overview.watches(index, include_removed))
     if as_json:
         _emit_json(rows)
         return
@@ -360,21 +330,14 @@ def _list_watches(ctx: Context, include_removed: bool, as_json: bool) -> None:
 @pass_ctx
 def unwatch(ctx: Context, urls_given, file, by) -> None:
     """Stop watching URLs. Captures and checks already made are kept; the watch stays listed with --list --all."""
-    parsed = _parse_all(_read_url_args(urls_given, file))
-    archive = ctx.archive
-    index = archive.index()
-    missing = []
-    try:
-        for p in parsed:
-            removed = schedule.remove(index, p.dedup_key, archive.operator(by))
-            if removed:
-                click.echo(f"unwatched {removed['canonical_url']} (watch {removed['id']})")
-            else:
-                missing.append(p.url)
-    finally:
-        index.close()
-    if missing:
-        raise NotFound(f"not watched: {', '.join(missing)} (see `archiver watch --list`)")
+    result = submit.unwatch(ctx.archive, _read_url_args(urls_given, file), by)
+    if result.errors:
+        _refuse(result.errors)
+        raise UserError(result.message)
+    for removed in result.done:
+        click.echo(f"unwatched {removed['canonical_url']} (watch {removed['id']})")
+    if result.missing:
+        raise NotFound(result.message)
 
 
 @cli.command()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Iterable, Iterator
 
 import click
 
 from archiver.pipeline import queue, schedule
-from archiver.store import details, readback
+from archiver.store import details, overview, readback, timeline
 from archiver.custody import timestamps
 from archiver import urls
 from archiver.errors import BadURL, NotFound, UserError
@@ -98,12 +99,7 @@ def platforms(as_json: bool, markdown: bool) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Jobs by state, the oldest queued job, and recent failures."""
-    tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
-    index = ctx.index()
-    try:
-        info = {**queue.status(index), "timestamps": timestamps.summary(index.conn, tsa_urls)}
-    finally:
-        index.close()
+    info = _read_index(ctx, lambda index: overview.queue_status(index, ctx.archive.settings))
     if as_json:
         _emit_json(info)
         return
@@ -171,8 +167,8 @@ def list_(ctx: Context, state, tag, kind, status_, since, limit, all_, before, a
 
 
 def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | None, as_json: bool) -> None:
-    page = _Page(_read_index(ctx, lambda index: index.list_items(
-        state=state, since=since_iso, limit=None if limit is None else limit + 1)), limit)
+    page = _Page(_read_index(ctx, lambda index: overview.items_in_state(
+        index, state, since_iso, limit=None if limit is None else limit + 1)), limit)
     rows = list(page)
     if as_json:
         _emit_json_rows(rows)
@@ -182,8 +178,7 @@ def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | No
         click.echo(f"no {state} items" + (" in that period" if since_iso else ""), err=True)
         return
     for r in rows:
-        r["held"] = (f"{r['ok_captures']} ok" + (f", newest {r['last_ok_capture_id']}" if r["last_ok_capture_id"]
-                                                 else "")) if r["ok_captures"] else "NONE"
+        r["held"] = overview.evidence_held(r)
     when = ("changed_at", "CHANGED", 20) if state == "changed" else ("state_since", "SINCE", 20)
     _table(rows, [("state", "STATE", 11), ("state_class", "CLASS", 14), when,
                   ("last_seen_live", "LAST SEEN LIVE", 20), ("held", "EVIDENCE HELD", 40), ("url", "URL", 70)])
@@ -193,63 +188,45 @@ def _list_items(ctx: Context, state: str, since_iso: str | None, limit: int | No
 def _print_timeline(index, key: str) -> None:
     """The item's state, its watch and its history: captures, checks (runs of equal answers folded into one
     line) and state changes."""
-    item = index.item(key)
-    watch = schedule.watch_of(index, key)
-    events = index.timeline(key)
-    if not item and not watch and not events:
+    tl = timeline.item_timeline(index, key)
+    if tl.empty:
         return
     click.echo("")
+    item, watch = tl.item, tl.watch
     if item:
         state = item["state"] + (f" ({item['state_class']})" if item["state_class"] else "")
         click.echo(f"state: {state} since {item['state_since']}; last seen live {item['last_seen_live'] or '-'}")
     if watch:
-        sched = f"every {schedule.format_interval(watch['every_seconds'])}" if watch["every_seconds"] else \
-            f"cron \"{watch['cron']}\""
+        sched = timeline.watch_schedule(watch)
         if watch["active"]:
             click.echo(f"watched: {sched}, checks every {schedule.format_interval(watch['check_every_seconds'])}; "
                        f"next capture {watch['next_capture_at']}, next check {watch['next_check_at'] or '-'}")
         else:
             click.echo(f"was watched ({sched}) until {watch['removed_at']}")
-    if not events:
+    if not tl.events:
         return
     click.echo("timeline:")
-    for line in _fold_timeline(events):
+    for line in _timeline_lines(timeline.fold_checks(tl.events)):
         click.echo(f"  {line}")
 
 
-def _fold_timeline(events: list[dict[str, Any]]) -> list[str]:
+def _timeline_lines(events: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
-    run: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        if not run:
-            return
-        first, last = run[0], run[-1]
-        what = f"check     {first['result']}" + (f" ({first['class']})" if first["class"] else "") + \
-            (f" HTTP {first['http_status']}" if first["http_status"] else "")
-        if len(run) == 1:
-            lines.append(f"{first['at'][:19]}  {what}" + (f" -> capture queued (job {first['job_id']})"
-                                                         if first["job_id"] else ""))
-        else:
-            lines.append(f"{first['at'][:19]}  {what}  x{len(run)} until {last['at'][:19]}")
-        run.clear()
-
     for e in events:
         if e["event"] == "check":
-            same = run and (run[-1]["result"], run[-1]["class"], run[-1]["http_status"], run[-1]["state"]) == \
-                (e["result"], e["class"], e["http_status"], e["state"]) and not run[-1]["job_id"] and not e["job_id"]
-            if not same:
-                flush()
-            run.append(e)
-            continue
-        flush()
-        if e["event"] == "capture":
+            what = f"check     {e['result']}" + (f" ({e['class']})" if e["class"] else "") + \
+                (f" HTTP {e['http_status']}" if e["http_status"] else "")
+            if e["count"] == 1:
+                lines.append(f"{e['at'][:19]}  {what}" + (f" -> capture queued (job {e['job_id']})"
+                                                         if e["job_id"] else ""))
+            else:
+                lines.append(f"{e['at'][:19]}  {what}  x{e['count']} until {e['until'][:19]}")
+        elif e["event"] == "capture":
             lines.append(f"{e['at'][:19]}  capture   {e['result']}" + (f" ({e['class']})" if e["class"] else "")
                          + f"  {e['capture_id']}")
         else:
             to = e["to"] + (f" ({e['class']})" if e["class"] else "")
             lines.append(f"{e['at'][:19]}  STATE     {e['from'] or 'new'} -> {to}  (by {e['source']})")
-    flush()
     return lines
 
 
@@ -401,6 +378,54 @@ def _show_jobs_only(index, ident: str, as_json: bool) -> bool:
                       ("last_failure", "LAST FAILURE", 80)])
         _print_timeline(index, key)
     return True
+
+
+# Characters a terminal would act on (escape sequences, bells, carriage returns): archived text is hostile, so a
+# diff shows them as escapes rather than sending them to the terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(line: str) -> str:
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", line)
+
+
+@cli.command()
+@click.argument("ident_a", metavar="ID1")
+@click.argument("ident_b", metavar="ID2")
+@click.option("-U", "--context", type=click.IntRange(min=0), default=3, show_default=True, metavar="N",
+              help="Lines of context around each change.")
+@click.option("--json", "as_json", is_flag=True, help="Hunks (equal, insert, delete, replace) with both sides' text.")
+@pass_ctx
+def diff(ctx: Context, ident_a: str, ident_b: str, context: int, as_json: bool) -> None:
+    """What changed in the visible text between two captures (IDs, or URLs: their newest capture), read back from
+    their sealed WARCs: a unified diff, or with --json hunks for scripts. Each text is compared up to
+    500 000 characters and 5 000 lines."""
+    from archiver.store import textdiff   # here: difflib is for this command only, not for every command's start
+    result = _read_index(ctx, lambda index: textdiff.diff_captures(ctx.archive, index, ident_a, ident_b))
+    for side in (result["a"], result["b"]):
+        if not side["has_text"]:
+            click.echo(f"archiver: note: capture {side['id']} holds no visible text (compared as empty)", err=True)
+        if side["truncated"]:
+            click.echo(f"archiver: note: capture {side['id']}'s text is longer than "
+                       f"{result['limits']['max_text_chars']:,} characters or {result['limits']['max_lines']:,} "
+                       f"lines: only its beginning is compared", err=True)
+    if as_json:
+        _emit_json(result)
+        return
+    if result["identical"]:
+        a, b = result["a"], result["b"]
+        click.echo(_printable(f"--- {a['id']}  {a['url']}  captured {a['started_at']}"))
+        click.echo(_printable(f"+++ {b['id']}  {b['url']}  captured {b['started_at']}"))
+        click.echo("no difference in the visible text")
+        return
+    out = []
+    for line in textdiff.unified(result, context):
+        out.append(_printable(line))
+        if len(out) >= 1000:
+            click.echo("\n".join(out))
+            out = []
+    if out:
+        click.echo("\n".join(out))
 
 
 @cli.command()
