@@ -771,6 +771,8 @@ PG_MIGRATIONS: dict[int, str] = {
         EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');
     CREATE TRIGGER archive_keys_truncate BEFORE TRUNCATE ON archive_keys FOR EACH STATEMENT
         EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');""",
+    # 10: the changes of state to "changed", by time (sqlite.py's migration 10).
+    10: "CREATE INDEX transitions_changed ON transitions(key, at) WHERE state_after = 'changed';",
 }
 
 
