@@ -10,14 +10,8 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-from starlette.testclient import TestClient
 
-from archiver.store.archive import Archive
 from archiver.web import auth
-from archiver.web.app import ROUTE_MODULES, create_app
 from test_report import HOSTILE_TITLE, hostile  # noqa: F401 - a loopback page whose <title> is markup
 from test_web_core import VIEWPORT, Workbench, chromium, csrf_of  # noqa: F401 - chromium is a fixture
 
@@ -131,47 +125,46 @@ def test_beyond_loopback_a_request_needs_a_token_and_a_viewer_cannot_post(articl
         run("token", "remove", "viewer-web")
 
 
-def _submit_module() -> list[Route]:
-    async def submit(request: Request) -> PlainTextResponse:
-        form = await request.form()
-        return PlainTextResponse(f"queued by {auth.require(request, 'submitter', form)}")
-    return [Route("/submit", submit, methods=["POST"])]
-
-
-# Starlette's TestClient over httpx: deprecated in favour of a package this project does not lock; it still runs the
-# app in-process exactly as uvicorn does.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")
-def test_a_viewer_token_cannot_submit_and_a_submitter_can(cli, monkeypatch):
-    # A route that needs the submitter role, as the submit form's module declares it, on the app `serve` runs.
+def test_a_viewer_cannot_submit_and_a_submitter_can_only_from_this_origin(cli, site):
+    url = site.url + "/2016/12/16/evacuation-suspended/"
     assert cli("status").code == 0
     viewer = cli("token", "add", "v", "--role", "viewer").out.strip()
     submitter = cli("token", "add", "s", "--role", "submitter").out.strip()
-    import sys
-    import types
-    module = types.ModuleType("submit_for_test")
-    module.routes = _submit_module()
-    monkeypatch.setitem(sys.modules, "submit_for_test", module)
-    archive = Archive.open(cli.archive)
-    app = create_app(archive, loopback_bind=False, modules=[*ROUTE_MODULES, "submit_for_test"])
-    with TestClient(app, base_url="http://workbench.example") as client:
-        assert client.post("/submit").status_code == 401
-        denied = client.post("/submit", headers={"Authorization": f"Bearer {viewer}"})
-        assert denied.status_code == 403 and "submitter" in denied.text
-        allowed = client.post("/submit", headers={"Authorization": f"Bearer {submitter}"})
-        assert allowed.status_code == 200 and allowed.text == "queued by s"
-        # Logged in with a submitter token, a browser session still needs the CSRF token and this origin.
-        login = client.post("/login", data={"token": submitter, "next": "/"},
-                            headers={"Origin": "http://workbench.example"}, follow_redirects=False)
-        assert login.status_code == 303
-        csrf = csrf_of(client.get("/").text)
-        same = {"Origin": "http://workbench.example"}
-        assert client.post("/submit", headers=same).status_code == 403
-        assert client.post("/submit", data={"csrf": csrf}, headers={"Origin": "https://evil.example"}).status_code == 403
-        assert client.post("/submit", data={"csrf": csrf}, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
-        assert client.post("/submit", data={"csrf": csrf}, headers=same).status_code == 200
-        # A cross-site login form is refused too.
-        assert client.post("/login", data={"token": submitter},
-                           headers={"Origin": "https://evil.example"}).status_code == 403
+    bench = Workbench(cli)
+    try:
+        with httpx.Client(base_url=bench.url) as client:
+            # The local browser, with no token, is a viewer: it cannot even see the form.
+            assert client.get("/submit").status_code == 403
+            page = client.get("/")
+            assert client.post("/submit", data={"csrf": csrf_of(page.text), "urls": url},
+                               headers={"Origin": bench.url}).status_code == 403
+            assert client.post("/api/submit", json={"urls": [url]},
+                               headers={"Authorization": f"Bearer {viewer}"}).status_code == 403
+            assert client.post("/api/submit", json={"urls": [url]},
+                               headers={"Authorization": "Bearer arch_forged"}).status_code == 401
+        assert cli("status", "--json").json()["queued"] == 0
+        with httpx.Client(base_url=bench.url) as browser:
+            assert browser.get("/", params={"token": submitter}).status_code == 303   # a session cookie instead
+            form = browser.get("/submit")
+            assert form.status_code == 200 and "s (submitter)" in form.text
+            csrf = csrf_of(form.text)
+            same = {"Origin": bench.url}
+            fields = {"action": "capture", "urls": url, "tags": "convoy"}
+            assert browser.post("/submit", data=fields, headers=same).status_code == 403
+            assert browser.post("/submit", data={**fields, "csrf": "forged"}, headers=same).status_code == 403
+            assert browser.post("/submit", data={**fields, "csrf": csrf},
+                                headers={"Origin": "https://evil.example"}).status_code == 403
+            assert browser.post("/submit", data={**fields, "csrf": csrf},
+                                headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+            assert cli("status", "--json").json()["queued"] == 0
+            done = browser.post("/submit", data={**fields, "csrf": csrf}, headers=same)
+            assert done.status_code == 200 and "1 URL(s) queued" in done.text, done.text
+            # A cross-site login form is refused too.
+            assert browser.post("/login", data={"token": submitter},
+                                headers={"Origin": "https://evil.example"}).status_code == 403
+    finally:
+        bench.stop()
+    assert cli("status", "--json").json()["queued"] == 1
 
 
 def test_csrf_on_a_local_server(served_bench):

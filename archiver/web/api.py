@@ -18,7 +18,7 @@ from archiver.web.common import BadRequest, archive_of, capture_id, index_of
 from archiver.web.pages import run_verify
 
 
-class _JSON(JSONResponse):
+class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         # As the CLI prints it: non-ASCII kept, dates and the like as text.
         return json.dumps(content, ensure_ascii=False, default=str).encode("utf-8")
@@ -28,7 +28,7 @@ def _paged(request: Request, filters: query.Filters, rows: list[dict[str, Any]],
     headers = {}
     if next_before:
         headers["Link"] = f'<{request.url.path}?{urlencode(filters.as_params(before=next_before))}>; rel="next"'
-    return _JSON(rows, headers=headers)
+    return JSON(rows, headers=headers)
 
 
 def search(request: Request) -> Response:
@@ -51,7 +51,7 @@ def list_(request: Request) -> Response:
             raise BadRequest("before pages captures, not items")
         since = query.parse_day(filters.since, "since") if filters.since else None
         with index_of(request) as index:
-            return _JSON(index.list_items(state=filters.state, since=since, limit=filters.limit))
+            return JSON(index.list_items(state=filters.state, since=since, limit=filters.limit))
     with index_of(request) as index:
         page = query.find(archive_of(request), index, filters)
     return _paged(request, filters, page.rows, page.next_before)
@@ -62,7 +62,7 @@ def show(request: Request) -> Response:
     auth.require(request, "viewer")
     with index_of(request) as index:
         cap = index.find_capture(capture_id(request.path_params["ident"]))
-        return _JSON(details.capture_details(archive_of(request), index, cap))
+        return JSON(details.capture_details(archive_of(request), index, cap))
 
 
 async def verify(request: Request) -> Response:
@@ -71,7 +71,7 @@ async def verify(request: Request) -> Response:
         ("application/x-www-form-urlencoded", "multipart/form-data")) else None
     auth.require(request, "viewer", form)
     report = await run_in_threadpool(run_verify, request, capture_id(request.path_params["ident"]))
-    return _JSON(report)   # a check that ran: "ok" says what it found
+    return JSON(report)   # a check that ran: "ok" says what it found
 
 
 routes = [

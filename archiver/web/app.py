@@ -25,9 +25,9 @@ from archiver.web import common
 from archiver.web.auth import Authenticator, AuthMiddleware, Denied
 
 HERE = Path(__file__).parent
-# The route modules, in order (the first route matching a path answers it). The integrator appends the media,
-# replay, item, dashboard and submit modules here.
-ROUTE_MODULES = ["archiver.web.pages", "archiver.web.downloads", "archiver.web.api"]
+# The route modules, in order (the first route matching a path answers it).
+ROUTE_MODULES = ["archiver.web.pages", "archiver.web.downloads", "archiver.web.api", "archiver.web.monitor",
+                 "archiver.web.submitting"]
 
 
 def templates() -> Jinja2Templates:

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from archiver.errors import ArchiverError, NotFound, UserError
+from archiver.errors import NotFound, UserError
 from archiver.store.archive import Archive
 from archiver.store.index import Index
 from archiver.web.auth import Denied
