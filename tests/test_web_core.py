@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -65,6 +66,22 @@ class Workbench:
         self.proc.stderr.close()
         assert self.proc.returncode == 0, err
         assert "Traceback" not in err, err
+
+
+@contextmanager
+def watched_page(chromium: Any) -> Iterator[Any]:
+    """A page in a fresh Chromium context whose dialogs are recorded and dismissed; on leaving, none may have
+    opened (a payload in archived content that ran would alert())."""
+    dialogs: list[str] = []
+    context = chromium.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        yield page
+    finally:
+        context.close()
+    assert dialogs == []
 
 
 def csrf_of(html: str) -> str:
