@@ -35,15 +35,18 @@ TIMEOUT_MS = 30_000
 
 class LiveApp:
     """An ASGI app served by uvicorn on ``host`` (a free port), in a thread; ``log`` holds one entry per request
-    answered: (method, path, Range header, status, client host). ``close()`` stops it and joins the thread."""
+    answered (method, path, query, Range header, status, request headers). ``close()`` stops it and joins the
+    thread. ``name``: the host name a browser reaches it by (a ``*.localhost`` name, which Chromium resolves to
+    loopback itself), for ``origin``."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1") -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", name: str | None = None) -> None:
         self.log: list[dict[str, Any]] = []
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, 0))
         self.port = sock.getsockname()[1]
-        self.origin = f"http://{host}:{self.port}"
+        self.address = f"http://{host}:{self.port}"   # to reach it from this process
+        self.origin = f"http://{name or host}:{self.port}"   # as a browser names it (``name``: *.localhost)
         self.server = uvicorn.Server(uvicorn.Config(self._logged(app), log_level="warning", lifespan="off"))
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve(sockets=[sock])), daemon=True)
         self.thread.start()

@@ -25,7 +25,7 @@ from archiver.store.readback import Unreadable, _read
 if TYPE_CHECKING:
     from archiver.store.archive import Archive
 
-__all__ = ["RecordPayload", "open_payload", "Unreadable", "WINDOW", "CHUNK"]
+__all__ = ["RecordPayload", "open_payload", "read_sealed", "Unreadable", "WINDOW", "CHUNK"]
 
 WINDOW = 1 << 20          # compressed bytes asked of the store at once (one GET on S3)
 CHUNK = 256 << 10         # inflated bytes produced at once, and yielded at most at once
@@ -97,6 +97,17 @@ def open_payload(archive: Archive, capture: Mapping[str, Any], record: Mapping[s
     status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else None
     http_bytes = end - warc_bytes
     return RecordPayload(archive, capture, record, http.get("content-type"), block - http_bytes, end, status)
+
+
+def read_sealed(archive: Archive, capture: Mapping[str, Any], first: int, last: int) -> Iterator[bytes]:
+    """Bytes ``first``..``last`` (inclusive) of the capture's sealed WARC as stored (compressed), WINDOW at a time,
+    through its store: what a replay tool reading the WARC by ranges asks for. Raises Unreadable."""
+    while first <= last:
+        window = _read(archive, capture, first, min(WINDOW, last - first + 1))
+        if not window:
+            raise Unreadable(f"the sealed WARC ends at byte {first}, before byte {last}")
+        first += len(window)
+        yield window
 
 
 def _head_end(head: bytes, record_type: str) -> int | None:
