@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import httpx
@@ -125,56 +126,61 @@ def _explain(page, replay: LiveApp) -> None:
             print(frame.url, exc)
 
 
-def _open(chromium, workbench: Workbench, capture_id: str) -> tuple[Any, Any]:
+@contextmanager
+def browsing(chromium, workbench: Workbench, capture_id: str, replay: LiveApp) -> Iterator[tuple[Any, Any]]:
+    """(context, page): a fresh Chromium profile on the workbench's page for a capture; what its frames logged is
+    printed if the test fails inside, and the profile closed whatever happens."""
     context = chromium.new_context(service_workers="allow")
     context.set_default_timeout(TIMEOUT_MS)
     page = context.new_page()
-    page.console_lines = []   # what every frame logged, shown when a test fails
+    page.console_lines = []
     page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text}"))
     context.on("weberror", lambda error: page.console_lines.append(f"error: {error.error}"))
-    page.goto(f"{workbench.origin}/parent?capture={capture_id}")
-    return context, page
+    try:
+        page.goto(f"{workbench.origin}/parent?capture={capture_id}")
+        yield context, page
+    except AssertionError:
+        _explain(page, replay)
+        raise
+    finally:
+        context.close()
+
+
+@contextmanager
+def replaying(archive_dir: Path, workbench: Workbench) -> Iterator[LiveApp]:
+    """The replay app for ``archive_dir`` on replay.archive.localhost (a free port), wired to ``workbench`` (which
+    it puts behind ReplayFence); stopped, and its index closed, on the way out."""
+    from archiver.web.replay import replay_app
+    archive = open_test_archive(archive_dir)
+    index = archive.index()
+    late = _Late()   # the app needs its origin, port included, and the port is known once bound
+    served = LiveApp(late, "127.0.0.1", REPLAY_NAME)
+    try:
+        late.app = replay_app(archive, index, replay_origin=served.origin, workbench_origin=workbench.origin)
+        workbench.replay_origin = served.origin
+        workbench.wrap(served.origin)
+        yield served
+    finally:
+        served.close()
+        index.close()
 
 
 def test_the_article_replays_on_its_own_origin_offline(article_capture, chromium, site, workbench):
     capture_id = article_capture["show"]["id"]
-    replay, index = start_replay(article_capture["archive"], workbench)
-    hits_before = dict(site.hits)
-    try:
-        context, page = _open(chromium, workbench, capture_id)
-        try:
+    with replaying(article_capture["archive"], workbench) as replay:
+        hits_before = dict(site.hits)
+        with browsing(chromium, workbench, capture_id, replay) as (context, page):
             replayed = _replayed(page)
             expect(replayed.locator("h1.headline")).to_contain_text(
                 "Russia Claims All Women And Children Evacuated", timeout=TIMEOUT_MS)
             # Inserted by the page's script from /api/updates.json at capture time: replayed from the WARC.
             expect(replayed.locator("#latest-updates[data-loaded=true]")).to_contain_text(
                 "Ramouseh checkpoint convoy turned back", timeout=TIMEOUT_MS)
-        except AssertionError:
-            _explain(page, replay)
-            raise
-        finally:
-            context.close()
-    finally:
-        replay.close()
-        index.close()
     assert dict(site.hits) == hits_before   # offline: the live site got no request
     warc_path = f"/capture/{capture_id}/{capture_id}.warc.gz"
     assert any(e["path"] == warc_path and e["status"] in (200, 206) for e in replay.log), replay.log
-    # The replay never saw the workbench's cookies, and never set one.
+    # The replay never got the workbench's cookies.
     assert not any("cookie" in e["headers"] for e in replay.log)
-
-
-def start_replay(archive_dir: Path, workbench: Workbench) -> tuple[LiveApp, Any]:
-    """The replay app for ``archive_dir`` on replay.archive.localhost (a free port), wired to ``workbench``."""
-    from archiver.web.replay import replay_app
-    archive = open_test_archive(archive_dir)
-    index = archive.index()
-    late = _Late()   # the app needs its origin, port included, and the port is known once bound
-    served = LiveApp(late, "127.0.0.1", REPLAY_NAME)
-    late.app = replay_app(archive, index, replay_origin=served.origin, workbench_origin=workbench.origin)
-    workbench.replay_origin = served.origin
-    workbench.wrap(served.origin)
-    return served, index
 
 
 def test_a_hostile_archived_page_cannot_reach_the_workbench(tmp_path, chromium, site, workbench):
@@ -188,11 +194,9 @@ def test_a_hostile_archived_page_cannot_reach_the_workbench(tmp_path, chromium, 
     assert {"/api/captures", "/collect"} <= reached, reached
     del workbench.app.log[:]
 
-    replay, index = start_replay(cli.archive, workbench)
-    hits_before = dict(site.hits)
-    try:
-        context, page = _open(chromium, workbench, capture_id)
-        try:
+    with replaying(cli.archive, workbench) as replay:
+        hits_before = dict(site.hits)
+        with browsing(chromium, workbench, capture_id, replay) as (context, page):
             parent_url = page.url
             # The premise: the investigator's page holds both cookies and the token.
             held = {(c["name"], c["value"]) for c in context.cookies()}
@@ -207,14 +211,6 @@ def test_a_hostile_archived_page_cannot_reach_the_workbench(tmp_path, chromium, 
             assert page.evaluate("window.workbenchToken") == "SECRET-TOKEN"   # the workbench's page is still there
             assert len(context.pages) == 1   # no popup
             cookies_after = context.cookies()
-        except AssertionError:
-            _explain(page, replay)
-            raise
-        finally:
-            context.close()
-    finally:
-        replay.close()
-        index.close()
     # The workbench's cookies are as it set them. The replay's host *can* set a cookie for the workbench's domain
     # (same site: "wb_visible=TOSSED; Domain=archive.localhost" gets through), which is why the workbench's cookies
     # must be __Host- ones: none of those can be set from another host, and it reads no other.
@@ -248,10 +244,10 @@ def test_a_hostile_archived_page_cannot_reach_the_workbench(tmp_path, chromium, 
 
 def test_replay_app_headers_ranges_and_refusals(article_capture, workbench):
     capture_id = article_capture["show"]["id"]
-    replay, index = start_replay(article_capture["archive"], workbench)
-    try:
-        # Reached at 127.0.0.1 under its own name, as a browser asks for it.
-        http = httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]})
+    with replaying(article_capture["archive"], workbench) as replay, \
+            httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]}) as http, \
+            httpx.Client(base_url=workbench.app.address, headers={"Host": workbench.origin.split("//")[1]}) as bench:
+        # Both reached at 127.0.0.1 under their own names, as a browser asks for them.
         page = http.get(f"/capture/{capture_id}/", headers={"Cookie": "__Host-wb_session=x"})
         assert page.status_code == 200 and "set-cookie" not in page.headers
         csp = page.headers["content-security-policy"]
@@ -278,13 +274,9 @@ def test_replay_app_headers_ranges_and_refusals(article_capture, workbench):
         for host in ["127.0.0.1", "attacker.example", workbench.origin.split("//")[1]]:
             assert http.get(f"/capture/{capture_id}/", headers={"Host": host}).status_code == 421, host
         # The workbench refuses what comes from the replay's site or origin (the fence it wraps itself in).
-        bench = httpx.Client(base_url=workbench.app.address, headers={"Host": workbench.origin.split("//")[1]})
         assert bench.get("/api/captures", headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
         assert bench.post("/api/submit", headers={"Origin": replay.origin}).status_code == 403
         assert bench.get("/api/captures", headers={"Sec-Fetch-Site": "same-origin"}).status_code == 401
-    finally:
-        replay.close()
-        index.close()
 
 
 def test_origins_are_checked():

@@ -42,8 +42,8 @@ from archiver.errors import NotFound
 from archiver.store.payload import Unreadable, open_payload
 from archiver.web.ranges import ranged_response
 
-__all__ = ["media_routes", "media_url", "playable_records", "is_media_type", "CAPTURE_ID", "SECURITY_HEADERS",
-           "SANDBOX_CSP"]
+__all__ = ["media_routes", "media_url", "playable_records", "is_media_type", "exact_capture", "CAPTURE_ID",
+           "SECURITY_HEADERS", "SANDBOX_CSP"]
 
 CAPTURE_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
@@ -77,12 +77,8 @@ def media_routes(archive: Any, index: Any) -> list[Route]:
     lock = threading.Lock()
 
     def lookup(capture_id: str, seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        if not CAPTURE_ID.fullmatch(capture_id):
-            raise NotFound(f"{capture_id!r} is not a capture ID")
+        capture = exact_capture(index, capture_id, lock)
         with lock:
-            capture = index.find_capture(capture_id)
-            if capture["id"] != capture_id:   # find_capture also takes prefixes and URLs; here only the exact ID
-                raise NotFound(f"no capture {capture_id}")
             records = index.capture_records(capture_id)
         record = next((r for r in records if r["seq"] == seq), None)
         if record is None or record["type"] not in SERVED_TYPES:
@@ -119,6 +115,19 @@ def media_routes(archive: Any, index: Any) -> list[Route]:
         return ranged_response(request.headers.get("range"), payload.length, read, headers, method=request.method)
 
     return [Route("/{capture_id}/{seq:int}", serve, methods=["GET", "HEAD"], name="media")]
+
+
+def exact_capture(index: Any, capture_id: str, lock: threading.Lock) -> dict[str, Any]:
+    """The index row of the capture with exactly this ID (not a prefix or a URL, which ``find_capture`` also
+    takes), looked up under ``lock``; NotFound otherwise. What keeps a request from naming anything but a capture
+    the index holds: the WARC's place then comes from this row."""
+    if not CAPTURE_ID.fullmatch(capture_id):
+        raise NotFound(f"{capture_id!r} is not a capture ID")
+    with lock:
+        capture = index.find_capture(capture_id)
+    if capture["id"] != capture_id:
+        raise NotFound(f"no capture {capture_id}")
+    return capture
 
 
 def _bare(content_type: str) -> str:

@@ -72,7 +72,7 @@ from starlette.routing import Route
 
 from archiver.errors import ConfigError, NotFound
 from archiver.store.payload import Unreadable, read_sealed
-from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS
+from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS, exact_capture
 from archiver.web.ranges import ranged_response
 
 __all__ = ["replay_app", "iframe_src", "frame_src", "check_origins", "loopback_origins", "ReplayFence", "rwp_dir",
@@ -206,14 +206,7 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
                 f"media-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors {workbench}")
 
     def capture_of(request: Request) -> dict[str, Any]:
-        capture_id = request.path_params["capture_id"]
-        if not CAPTURE_ID.fullmatch(capture_id):
-            raise NotFound(f"{capture_id!r} is not a capture ID")
-        with lock:
-            capture = index.find_capture(capture_id)
-        if capture["id"] != capture_id:   # find_capture also takes prefixes and URLs; here only the exact ID
-            raise NotFound(f"no capture {capture_id}")
-        return capture
+        return exact_capture(index, request.path_params["capture_id"], lock)
 
     def embed(request: Request) -> Response:
         try:
