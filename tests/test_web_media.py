@@ -202,6 +202,16 @@ def test_a_range_near_the_end_of_the_video(media_world):
     assert answer.status_code == 206 and answer.content == body[-70_000:-2]
 
 
+def test_if_range_with_our_etag_keeps_the_range_and_anything_else_gets_the_whole_body(media_world):
+    url, body = tweet_video(media_world)
+    etag = httpx.head(url).headers["etag"]
+    kept = httpx.get(url, headers={"Range": "bytes=10-19", "If-Range": etag})
+    assert (kept.status_code, kept.content) == (206, body[10:20])
+    for other in ['"sha256:0000"', "Sun, 06 Dec 2026 10:00:00 GMT"]:
+        whole = httpx.get(url, headers={"Range": "bytes=10-19", "If-Range": other})
+        assert (whole.status_code, whole.content) == (200, body)
+
+
 @pytest.mark.parametrize("header", ["bytes=99999999-", "bytes=-0", "bytes=99999999-99999999"])
 def test_unsatisfiable_ranges(media_world, header):
     url, body = long_media(media_world)

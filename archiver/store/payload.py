@@ -28,6 +28,7 @@ digest is not checked here, since a range is never the whole payload (``archiver
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import threading
 import zlib
 from collections import OrderedDict
@@ -95,7 +96,7 @@ class RecordPayload:
             if sent:
                 raise Unreadable(f"the record at offset {self.record['offset']} is not stored blocks past its "
                                  f"start") from None
-            yield from RecordPayload(**{**self.__dict__, "stored": False}).read(first, last)
+            yield from dataclasses.replace(self, stored=False).read(first, last)
             return
         raise Unreadable(f"the record at offset {self.record['offset']} ends before its payload does")
 

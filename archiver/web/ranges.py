@@ -60,10 +60,14 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
 
 
 def ranged_response(range_header: str | None, size: int, read: Callable[[int, int], Iterator[bytes]],
-                    headers: dict[str, str], *, method: str = "GET") -> Response:
+                    headers: dict[str, str], *, method: str = "GET", if_range: str | None = None) -> Response:
     """200, 206 or 416 for a body of ``size`` bytes that ``read(first, last)`` streams, with ``headers`` added
-    (Content-Type among them). HEAD gets the same headers and no body."""
+    (Content-Type and ETag among them). HEAD gets the same headers and no body. ``if_range``: the request's
+    If-Range; unless it is our ETag (sealed bytes never change, but a client may hold another body's validator,
+    or a date, which we never send) the Range is ignored and the whole body sent, as RFC 9110 13.1.5 says."""
     headers = {**headers, "Accept-Ranges": "bytes"}
+    if if_range is not None and if_range.strip() != headers.get("ETag"):
+        range_header = None
     try:
         wanted = parse_range(range_header, size)
     except Unsatisfiable:

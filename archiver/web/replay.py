@@ -234,7 +234,7 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
 
         headers = {**framed, "Content-Type": "application/warc", "ETag": f'"{capture["warc_sha256"]}"'}
         return ranged_response(request.headers.get("range"), capture["warc_size"], read, headers,
-                               method=request.method)
+                               method=request.method, if_range=request.headers.get("if-range"))
 
     def script(body: bytes) -> Any:
         def serve(request: Request) -> Response:
