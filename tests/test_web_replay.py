@@ -303,3 +303,18 @@ def test_origins_are_checked():
     assert frame_src("http://replay.archive.localhost:8081/") == "http://replay.archive.localhost:8081"
     with pytest.raises(ValueError):
         iframe_src("http://replay.archive.localhost:8081", "../../x")
+
+
+def test_the_embed_page_escapes_the_archived_url(cli, site, workbench):
+    """The capture's URL (chosen by whoever asked, and the page's own in a redirect) is written into the embed page
+    only escaped: an attribute value and a title, never markup."""
+    hostile = f'{site.url}/test/document?q="><img/src=x/onerror=alert(1)>&r=</title><script>alert(2)</script>'
+    result = cli("capture", hostile, "--no-browser", "--json")
+    assert result.code in (0, 1), result.err
+    capture_id = result.json()[0]["capture_id"]
+    with replaying(cli.archive, workbench) as replay, \
+            httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]}) as http:
+        page = http.get(f"/capture/{capture_id}/").text
+    assert "<img" not in page and "<script>alert" not in page and "</title><" not in page, page
+    assert 'data-url="' + hostile.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;") \
+        .replace(">", "&gt;") + '"' in page, page
