@@ -318,3 +318,30 @@ def test_the_embed_page_escapes_the_archived_url(cli, site, workbench):
     assert "<img" not in page and "<script>alert" not in page and "</title><" not in page, page
     assert 'data-url="' + hostile.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;") \
         .replace(">", "&gt;") + '"' in page, page
+
+
+def test_a_warc_that_is_gone_is_a_clear_409_from_both_endpoints(cli, site, workbench):
+    from starlette.routing import Mount
+    from archiver.web.media import media_routes, media_url
+    from conftest import remove_warc
+    result = cli("capture", f"{site.url}/test/document?gone=1", "--no-browser", "--json")
+    assert result.code == 0, result.err
+    capture_id = result.json()[0]["capture_id"]
+    archive = open_test_archive(cli.archive)
+    index = archive.index()
+    try:
+        capture = index.find_capture(capture_id)
+        record = next(r for r in index.capture_records(capture_id) if r["type"] == "response")
+        remove_warc(cli.archive, capture)
+        media = LiveApp(Starlette(routes=[Mount("/media", routes=media_routes(archive, index))]))
+        try:
+            answer = httpx.get(media.address + media_url(capture_id, record["seq"]))
+        finally:
+            media.close()
+        assert answer.status_code == 409 and "run archiver verify" in answer.text, answer.text
+        with replaying(cli.archive, workbench) as replay, \
+                httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]}) as http:
+            answer = http.get(f"/capture/{capture_id}/{capture_id}.warc.gz")
+        assert answer.status_code == 409 and "run archiver verify" in answer.text, answer.text
+    finally:
+        index.close()

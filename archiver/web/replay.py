@@ -71,6 +71,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from archiver.errors import ConfigError, NotFound
+from archiver.store.archive import warc_key
+from archiver.store.blobs import StorageError
 from archiver.store.payload import Unreadable, read_sealed
 from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS, exact_capture
 from archiver.web.ranges import ranged_response
@@ -225,6 +227,11 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
                 raise NotFound("no such file")
         except NotFound as exc:
             return PlainTextResponse(str(exc), 404, headers=framed)
+        try:   # a WARC that is gone is said before any header promises its bytes
+            archive.store_of(capture).head(warc_key(capture["warc_path"]), capture.get("warc_version"))
+        except StorageError as exc:
+            return PlainTextResponse(f"the sealed WARC cannot be served: {exc} (run archiver verify)", 409,
+                                     headers=framed)
 
         def read(first: int, last: int) -> Iterator[bytes]:
             try:
@@ -253,10 +260,10 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
 
     _, host, port = _origin(replay_origin, "the replay origin")
     hosts = {f"{host}:{port}"} | ({host} if port == (443 if replay_origin.startswith("https:") else 80) else set())
-    return _Cookieless(Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}), framed, hosts)
+    return _Guarded(Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}), framed, hosts)
 
 
-class _Cookieless:
+class _Guarded:
     """The replay app as an ASGI app that answers only requests for its own Host (421 otherwise: a DNS-rebinding
     page reaching it under another name), never sees a Cookie header, never sends Set-Cookie, and gives every
     response the headers ``defaults`` names unless the route set them (so Starlette's own answers carry them)."""
