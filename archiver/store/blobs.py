@@ -271,6 +271,18 @@ class BlobStore(ABC):
             stream.seek(offset) if stream.seekable() else stream.read(offset)
             return stream.read(length)
 
+    def open_range(self, key: str, offset: int, version_id: str | None = None) -> BinaryIO:
+        """A binary stream of the stored object from byte ``offset`` to its end (use as a context manager): one
+        request however much is read, for readers that stream a part of a large object (a video served by
+        ranges). Engines open just that part; this default skips to it."""
+        stream = self.open(key, version_id)
+        if stream.seekable():
+            stream.seek(offset)
+        else:
+            while offset > 0 and (skipped := len(stream.read(min(offset, READ_CHUNK)))):
+                offset -= skipped
+        return stream
+
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[ListedObject]:
         """Every stored key under ``prefix`` (a key prefix, "" for all), sorted, fetched page by page."""

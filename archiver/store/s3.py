@@ -401,6 +401,9 @@ class S3Store(BlobStore):
     def open(self, key: str, version_id: str | None = None) -> BinaryIO:
         return io.BufferedReader(_ObjectReader(self, key, version_id), buffer_size=READ_CHUNK)
 
+    def open_range(self, key: str, offset: int, version_id: str | None = None) -> BinaryIO:
+        return io.BufferedReader(_ObjectReader(self, key, version_id, offset), buffer_size=READ_CHUNK)
+
     def read_range(self, key: str, offset: int, length: int, version_id: str | None = None) -> bytes:
         if length <= 0:
             return b""
@@ -435,13 +438,13 @@ class _ObjectReader(io.RawIOBase):
     """A stored object as a stream. A connection that breaks mid-object is resumed where it stopped (a Range
     request pinned to the same version, or the same ETag), a few times, each within the store's retry bound."""
 
-    def __init__(self, store: S3Store, key: str, version_id: str | None) -> None:
+    def __init__(self, store: S3Store, key: str, version_id: str | None, offset: int = 0) -> None:
         super().__init__()
         self.store = store
         self.key = key
         self.version_id = version_id
         self.etag: str | None = None
-        self.position = 0
+        self.position = offset   # a reader from ``offset`` asks for that range from its first GET
         self.size: int | None = None
         self.resumes = 0
         self.body: Any = None
@@ -461,8 +464,8 @@ class _ObjectReader(io.RawIOBase):
             raise self.store._fail(exc, f"GET {self.key}", self.key) from None
         self.version_id = self.version_id or answer.get("VersionId")
         self.etag = answer.get("ETag")
-        if self.size is None:
-            self.size = answer["ContentLength"]
+        if self.size is None:   # the object's size: a ranged answer's length is counted from where it starts
+            self.size = self.position + answer["ContentLength"]
         self.body = answer["Body"]
 
     def readable(self) -> bool:

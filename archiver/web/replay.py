@@ -1,0 +1,311 @@
+"""Replay of an archived page, isolated from the workbench: ReplayWeb.page served by a second ASGI app on an origin
+of its own, embedded by the workbench in a sandboxed iframe.
+
+Why a second origin: an archived page is hostile content, and replaying it runs its scripts. They must never run
+with the workbench's authority (its cookies, its token, its API). Browsers isolate scripts by origin, but cookies by
+host alone (not port), so the replay origin differs from the workbench's in its *host* (and port).
+
+Why a subdomain of the workbench's host: ReplayWeb.page replays through a service worker, and Chromium refuses a
+service worker to a *cross-site* iframe whenever third-party cookies are blocked ("The user denied permission to use
+Service Worker": Debian's Chromium 156 blocks them by default, as Incognito windows and other browsers do). A
+same-site iframe keeps it. So the replay origin is ``replay.<workbench host>``: same site, another origin. On loopback
+that means opening the workbench by a name under ``localhost`` (Chromium resolves every ``*.localhost`` to loopback
+itself): the workbench at ``http://archive.localhost:8080``, the replay at ``http://replay.archive.localhost:8081``
+(``loopback_origins``). A workbench opened as ``http://127.0.0.1:8080`` cannot embed the replay (an IP address has
+no subdomains). Service workers also need a secure context (https, or a loopback host), in every frame above them:
+beyond loopback both origins are https, e.g. ``https://archive.example.org`` and ``https://replay.archive.example.org``
+behind a TLS proxy. ``check_origins`` refuses anything else with one line.
+
+What same-site costs, and what the workbench must therefore do (the integrator's checklist):
+- its cookies are host-only (no ``Domain`` attribute) so the replay host never gets them; with https, named
+  ``__Host-...``, which no other host can set (a replayed page cannot toss a cookie into the workbench);
+- requests from the replay origin to the workbench are same-site, so SameSite does not stop them: wrap the
+  workbench app in ``ReplayFence`` (403 to any request marked ``Sec-Fetch-Site: same-site`` or whose Origin is
+  the replay origin). ReplayWeb.page's service worker already gives every replayed page a CSP of its own
+  (``default-src 'self' ...``: it reaches nothing but the replay origin) and the iframe sandbox (no
+  allow-top-navigation, no allow-popups) keeps it from navigating the workbench's window; the fence is the third
+  wall, the one the workbench owns;
+- its pages send ``frame-src <replay origin>`` (``frame_src``) and embed ``iframe_src`` with ``IFRAME_SANDBOX``.
+
+Interface, for the workbench app (archiver/web/app.py) and ``archiver serve``::
+
+    from archiver.web.replay import (replay_app, iframe_src, frame_src, IFRAME_SANDBOX, check_origins,
+                                     loopback_origins, ReplayFence)
+    workbench_origin, replay_origin = loopback_origins(8080, 8081)   # or both from settings (https)
+    check_origins(replay_origin, workbench_origin)                    # ConfigError: one line, exit 2
+    replay = replay_app(archive, index, replay_origin=..., workbench_origin=...)  # serve on the replay port
+    workbench = ReplayFence(workbench_app, replay_origin)
+    # the capture page:  <iframe sandbox="{{ IFRAME_SANDBOX }}" src="{{ iframe_src(replay_origin, c.id) }}">
+    # the workbench's CSP gains:  frame-src {{ frame_src(replay_origin) }}
+
+The replay app's routes (every response: ``frame-ancestors`` the workbench's origin only, nosniff, no referrer, no
+cookie ever set; a Cookie header sent to it is dropped before any route sees it; a request for another Host than
+the replay origin's is refused, 421, so a DNS-rebinding page cannot read it through its own name):
+
+- ``GET /capture/{id}/`` -- the embed page: ``<replay-web-page>`` over that capture's WARC, showing its URL
+  (``embed="replayonly"``). Its own script (``/embed.js``) registers ReplayWeb.page's service worker and waits
+  until it is active before the component loads (on a first visit ReplayWeb.page 2.5.3 races the worker and may
+  stay blank: tests/test_replay_wacz.py).
+- ``GET|HEAD /capture/{id}/{id}.warc.gz`` -- the sealed WARC as stored, with byte ranges, read through the
+  capture's store (a local directory or S3). Only a capture the index holds, by its exact ID; its place comes
+  from the index. ReplayWeb.page reads a WARC whole into the browser's storage (a WACZ would let it read by
+  ranges; exchange/wacz.py makes one, but signing and custody entries belong to an export, not a view).
+- ``/ui.js``, ``/replay/ui.js``, ``/replay/sw.js`` -- ReplayWeb.page as ``make setup`` vendored it
+  (``<venv>/replaywebpage``).
+
+Nothing live is fetched during replay: ReplayWeb.page reads the WARC alone (no live proxy is configured).
+"""
+from __future__ import annotations
+
+import html
+import ipaddress
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from archiver.errors import ConfigError, NotFound
+from archiver.store.archive import warc_key
+from archiver.store.blobs import StorageError
+from archiver.store.payload import Unreadable, read_sealed
+from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS, exact_capture
+from archiver.web.ranges import ranged_response
+
+__all__ = ["replay_app", "iframe_src", "frame_src", "check_origins", "loopback_origins", "ReplayFence", "rwp_dir",
+           "IFRAME_SANDBOX", "LOOPBACK_NAME", "ReplayUnavailable"]
+
+# What the workbench puts on the iframe: scripts (ReplayWeb.page is a script) in an origin of their own
+# (allow-same-origin keeps the *replay* origin, which the service worker needs), forms; no top navigation, no popups
+# escaping the sandbox, no modals.
+IFRAME_SANDBOX = "allow-scripts allow-same-origin allow-forms"
+
+EMBED_JS = """\
+// Registers ReplayWeb.page's service worker and waits for it before the component is made (archiver/web/replay.py).
+// ui.js itself is loaded by the page: it waits for the window's load event, which a script added later never sees.
+(async () => {
+  const holder = document.getElementById("replay");
+  try {
+    const reg = await navigator.serviceWorker.register("/replay/sw.js?serveIndex=1", {scope: "/replay/"});
+    const worker = reg.installing || reg.waiting || reg.active;
+    if (worker.state !== "activated") {
+      await new Promise(ok => worker.addEventListener("statechange", () => worker.state === "activated" && ok()));
+    }
+  } catch (error) {
+    holder.textContent = "Replay needs a service worker, which this browser refused here: " + error;
+    return;
+  }
+  const player = document.createElement("replay-web-page");
+  for (const name of ["source", "url", "embed", "replaybase"]) player.setAttribute(name, holder.dataset[name]);
+  holder.replaceWith(player);
+})();
+"""
+
+EMBED_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Replay of {title}</title>
+<style>html,body{{margin:0;height:100%}} replay-web-page{{display:block;height:100vh}}</style>
+<script src="/ui.js"></script><script src="/embed.js" defer></script></head>
+<body><div id="replay" data-source="{source}" data-url="{url}" data-embed="replayonly" data-replaybase="/replay/">
+Loading the archived page...</div></body></html>
+"""
+
+
+LOOPBACK_NAME = "archive.localhost"
+
+
+class ReplayUnavailable(ConfigError):
+    """ReplayWeb.page is not where ``make setup`` puts it."""
+
+
+def rwp_dir() -> Path:
+    """Where ``make setup`` vendors ReplayWeb.page: ``<venv>/replaywebpage``."""
+    return Path(sys.prefix) / "replaywebpage"
+
+
+def iframe_src(replay_origin: str, capture_id: str) -> str:
+    """The src of the workbench's replay iframe for a capture."""
+    if not CAPTURE_ID.fullmatch(capture_id):
+        raise ValueError(f"not a capture ID: {capture_id!r}")
+    return f"{replay_origin.rstrip('/')}/capture/{capture_id}/"
+
+
+def frame_src(replay_origin: str) -> str:
+    """The value of the ``frame-src`` directive the workbench's CSP must carry for the replay iframe to load."""
+    parts = urlsplit(replay_origin)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _origin(url: str, setting: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = -1
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or port < 0 \
+            or parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigError(f"{setting} must be an origin such as http://replay.archive.localhost:8081 (scheme, host, "
+                          f"port; no path), got {url!r}")
+    return parts.scheme, parts.hostname.lower(), port
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_origins(replay_origin: str, workbench_origin: str) -> None:
+    """ConfigError (one line) unless replaying under ``replay_origin`` is isolated from a workbench at
+    ``workbench_origin`` (another host) and can run ReplayWeb.page's service worker (same site: a subdomain of the
+    workbench's host, same scheme; a secure context: https, or loopback)."""
+    r_scheme, r_host, _ = _origin(replay_origin, "the replay origin")
+    w_scheme, w_host, _ = _origin(workbench_origin, "the workbench origin")
+    if r_host == w_host:
+        raise ConfigError(f"the replay origin {replay_origin} must be on another host than the workbench "
+                          f"{workbench_origin}: browsers share cookies between ports of one host")
+    if not r_host.endswith("." + w_host) or r_scheme != w_scheme:
+        raise ConfigError(f"the replay origin {replay_origin} must be a subdomain of the workbench's host with its "
+                          f"scheme (e.g. {w_scheme}://replay.{w_host}): browsers that block third-party cookies "
+                          f"refuse the replay's service worker to a cross-site frame (an IP address has no "
+                          f"subdomains: open the workbench as http://archive.localhost:PORT)")
+    if w_scheme != "https" and not _loopback(w_host):
+        raise ConfigError(f"the workbench {workbench_origin} and its replay origin must be https beyond loopback: "
+                          f"browsers run the replay's service worker only in a secure context")
+
+
+def loopback_origins(port: int, replay_port: int, name: str = LOOPBACK_NAME) -> tuple[str, str]:
+    """(workbench origin, replay origin) for a workbench bound to loopback: ``http://archive.localhost:PORT`` and
+    ``http://replay.archive.localhost:REPLAY_PORT``, names Chromium resolves to loopback itself."""
+    return f"http://{name}:{port}", f"http://replay.{name}:{replay_port}"
+
+
+def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin: str,
+               rwp: Path | None = None) -> Any:
+    """The replay app (ASGI): serve it on ``replay_origin``'s host and port. ``archive``/``index``: the opened
+    archive and its index (shared with the workbench; lookups here hold a lock). ``rwp``: ReplayWeb.page's
+    directory (default ``rwp_dir()``). Raises ConfigError (``check_origins``) or ReplayUnavailable."""
+    check_origins(replay_origin, workbench_origin)
+    rwp = rwp or rwp_dir()
+    try:
+        ui, sw = (rwp / "ui.js").read_bytes(), (rwp / "sw.js").read_bytes()
+    except OSError:
+        raise ReplayUnavailable(f"ReplayWeb.page is not in {rwp}; run `make setup`") from None
+    workbench = frame_src(workbench_origin)
+    lock = threading.Lock()
+    common = {**SECURITY_HEADERS, "Cross-Origin-Resource-Policy": "same-origin"}
+    framed = {**common, "Content-Security-Policy": f"frame-ancestors {workbench}"}
+    # The embed page runs our script and ReplayWeb.page's, from this origin only.
+    page_csp = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+                "connect-src 'self'; frame-src 'self'; worker-src 'self'; font-src 'self' data:; "
+                f"media-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors {workbench}")
+
+    def capture_of(request: Request) -> dict[str, Any]:
+        return exact_capture(index, request.path_params["capture_id"], lock)
+
+    def embed(request: Request) -> Response:
+        try:
+            capture = capture_of(request)
+        except NotFound as exc:
+            return PlainTextResponse(str(exc), 404, headers=framed)
+        url = capture["url"]   # as requested: an archived redirect replays as one
+        page = EMBED_PAGE.format(title=html.escape(url), url=html.escape(url, quote=True),
+                                 source=html.escape(f"/capture/{capture['id']}/{capture['id']}.warc.gz", quote=True))
+        return Response(page, 200, {**common, "Content-Security-Policy": page_csp}, media_type="text/html")
+
+    def warc(request: Request) -> Response:
+        try:
+            capture = capture_of(request)
+            if request.path_params["name"] != f"{capture['id']}.warc.gz":
+                raise NotFound("no such file")
+        except NotFound as exc:
+            return PlainTextResponse(str(exc), 404, headers=framed)
+        try:   # a WARC that is gone is said before any header promises its bytes
+            archive.store_of(capture).head(warc_key(capture["warc_path"]), capture.get("warc_version"))
+        except StorageError as exc:
+            return PlainTextResponse(f"the sealed WARC cannot be served: {exc} (run archiver verify)", 409,
+                                     headers=framed)
+
+        def read(first: int, last: int) -> Iterator[bytes]:
+            try:
+                yield from read_sealed(archive, capture, first, last)
+            except Unreadable:
+                return   # the body ends short: the client sees a broken transfer, not other bytes
+
+        headers = {**framed, "Content-Type": "application/warc", "ETag": f'"{capture["warc_sha256"]}"'}
+        return ranged_response(request.headers.get("range"), capture["warc_size"], read, headers,
+                               method=request.method, if_range=request.headers.get("if-range"))
+
+    def script(body: bytes) -> Any:
+        def serve(request: Request) -> Response:
+            return Response(body, 200, {**common, "Cache-Control": "no-cache"}, media_type="application/javascript")
+        return serve
+
+    routes = [Route("/capture/{capture_id}/", embed, methods=["GET", "HEAD"]),
+              Route("/capture/{capture_id}/{name}", warc, methods=["GET", "HEAD"]),
+              Route("/embed.js", script(EMBED_JS.encode()), methods=["GET", "HEAD"]),
+              Route("/ui.js", script(ui), methods=["GET", "HEAD"]),
+              Route("/replay/ui.js", script(ui), methods=["GET", "HEAD"]),
+              Route("/replay/sw.js", script(sw), methods=["GET", "HEAD"])]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return PlainTextResponse("not found", 404, headers=framed)
+
+    _, host, port = _origin(replay_origin, "the replay origin")
+    hosts = {f"{host}:{port}"} | ({host} if port == (443 if replay_origin.startswith("https:") else 80) else set())
+    return _Guarded(Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found}), framed, hosts)
+
+
+class _Guarded:
+    """The replay app as an ASGI app that answers only requests for its own Host (421 otherwise: a DNS-rebinding
+    page reaching it under another name), never sees a Cookie header, never sends Set-Cookie, and gives every
+    response the headers ``defaults`` names unless the route set them (so Starlette's own answers carry them)."""
+
+    def __init__(self, app: Any, defaults: dict[str, str], hosts: set[str]) -> None:
+        self.app = app
+        self.defaults = [(k.lower().encode(), v.encode()) for k, v in defaults.items()]
+        self.hosts = hosts
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        if headers.get(b"host", b"").decode("latin-1").lower() not in self.hosts:
+            return await PlainTextResponse("misdirected request", 421, headers={
+                k.decode(): v.decode() for k, v in self.defaults})(scope, receive, send)
+        scope = {**scope, "headers": [(k, v) for k, v in scope["headers"] if k != b"cookie"]}
+
+        async def send_clean(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"set-cookie"]
+                have = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self.defaults if k not in have]
+                message = {**message, "headers": headers}
+            await send(message)
+        await self.app(scope, receive, send_clean)
+
+
+class ReplayFence:
+    """Wrap the *workbench* app in this: a request that comes from the replay origin (``Origin`` is it) or from any
+    other site's page on the same site (``Sec-Fetch-Site: same-site``: only the replay is one) gets 403 before the
+    workbench sees it. Same-site requests carry SameSite cookies, so this is what keeps a replayed page that got
+    past ReplayWeb.page's CSP from calling the workbench with the investigator's session."""
+
+    def __init__(self, app: Any, replay_origin: str) -> None:
+        self.app = app
+        self.replay_origin = frame_src(replay_origin).encode()
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            if headers.get(b"sec-fetch-site") == b"same-site" or headers.get(b"origin") == self.replay_origin:
+                return await PlainTextResponse("refused: a request from the replay of archived content", 403,
+                                               headers={"X-Content-Type-Options": "nosniff"})(scope, receive, send)
+        await self.app(scope, receive, send)
