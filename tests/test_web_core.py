@@ -49,8 +49,12 @@ class Workbench:
         if not match:
             self.proc.kill()
             raise AssertionError(f"no address printed: {line!r} {self.proc.stderr.read()}")
-        self.url = f"http://{match.group(1)}"
+        # The origin it prints (on loopback: http://archive.localhost:PORT, a name Chromium resolves itself and
+        # the one the replay needs), and the address this process reaches it at (Python does not resolve *.localhost).
+        self.origin = f"http://{match.group(1)}"
         self.port = int(match.group(1).rsplit(":", 1)[1])
+        host = match.group(1).rsplit(":", 1)[0]
+        self.url = f"http://127.0.0.1:{self.port}" if host.endswith(".localhost") else self.origin
 
     def stop(self) -> None:
         if self.proc.poll() is None:

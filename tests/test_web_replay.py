@@ -51,10 +51,11 @@ class Workbench:
     def __init__(self) -> None:
         from archiver.web.replay import ReplayFence
         self.replay_origin = ""
+        self.grants: Any = None
 
         def parent(request: Request) -> Response:
             from archiver.web.replay import IFRAME_SANDBOX, frame_src, iframe_src
-            src = iframe_src(self.replay_origin, request.query_params["capture"])
+            src = iframe_src(self.replay_origin, request.query_params["capture"], self.grants)
             page = (f'<!doctype html><html><head><meta charset="utf-8"><title>workbench</title>'
                     f'<script src="/parent.js"></script></head><body><h1>Capture</h1>'
                     f'<iframe id="replay" sandbox="{IFRAME_SANDBOX}" src="{src}" '
@@ -150,13 +151,15 @@ def browsing(chromium, workbench: Workbench, capture_id: str, replay: LiveApp) -
 def replaying(archive_dir: Path, workbench: Workbench) -> Iterator[LiveApp]:
     """The replay app for ``archive_dir`` on replay.archive.localhost (a free port), wired to ``workbench`` (which
     it puts behind ReplayFence); stopped, and its index closed, on the way out."""
-    from archiver.web.replay import replay_app
+    from archiver.web.replay import Grants, replay_app
     archive = open_test_archive(archive_dir)
     index = archive.index()
     late = _Late()   # the app needs its origin, port included, and the port is known once bound
     served = LiveApp(late, "127.0.0.1", REPLAY_NAME)
     try:
-        late.app = replay_app(archive, index, replay_origin=served.origin, workbench_origin=workbench.origin)
+        workbench.grants = served.grants = Grants()
+        late.app = replay_app(archive, index, replay_origin=served.origin, workbench_origin=workbench.origin,
+                              grants=served.grants)
         workbench.replay_origin = served.origin
         workbench.wrap(served.origin)
         yield served
@@ -177,8 +180,8 @@ def test_the_article_replays_on_its_own_origin_offline(article_capture, chromium
             expect(replayed.locator("#latest-updates[data-loaded=true]")).to_contain_text(
                 "Ramouseh checkpoint convoy turned back", timeout=TIMEOUT_MS)
     assert dict(site.hits) == hits_before   # offline: the live site got no request
-    warc_path = f"/capture/{capture_id}/{capture_id}.warc.gz"
-    assert any(e["path"] == warc_path and e["status"] in (200, 206) for e in replay.log), replay.log
+    assert any(e["path"].startswith(f"/capture/{capture_id}/") and e["path"].endswith(f"/{capture_id}.warc.gz")
+               and e["status"] in (200, 206) for e in replay.log), replay.log
     # The replay never got the workbench's cookies.
     assert not any("cookie" in e["headers"] for e in replay.log)
 
@@ -248,17 +251,24 @@ def test_replay_app_headers_ranges_and_refusals(article_capture, workbench):
             httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]}) as http, \
             httpx.Client(base_url=workbench.app.address, headers={"Host": workbench.origin.split("//")[1]}) as bench:
         # Both reached at 127.0.0.1 under their own names, as a browser asks for them.
-        page = http.get(f"/capture/{capture_id}/", headers={"Cookie": "__Host-wb_session=x"})
+        grant = replay.grants.grant(capture_id)
+        page = http.get(f"/capture/{capture_id}/", params={"grant": grant}, headers={"Cookie": "__Host-wb_session=x"})
         assert page.status_code == 200 and "set-cookie" not in page.headers
         csp = page.headers["content-security-policy"]
         assert f"frame-ancestors {workbench.origin}" in csp and "script-src 'self'" in csp
         assert page.headers["x-content-type-options"] == "nosniff"
-        assert f'data-source="/capture/{capture_id}/{capture_id}.warc.gz"' in page.text
+        assert f'data-source="/capture/{capture_id}/{grant}/{capture_id}.warc.gz"' in page.text
         warc = Path(article_capture["warc"]).read_bytes()
-        whole = http.get(f"/capture/{capture_id}/{capture_id}.warc.gz")
+        whole = http.get(f"/capture/{capture_id}/{grant}/{capture_id}.warc.gz")
         assert whole.status_code == 200 and whole.content == warc
         assert whole.headers["content-security-policy"] == f"frame-ancestors {workbench.origin}"
-        part = http.get(f"/capture/{capture_id}/{capture_id}.warc.gz", headers={"Range": "bytes=-100"})
+        # A capture ID alone opens nothing: no grant, a forged one, or another capture's.
+        other = replay.grants.grant("01ARZ3NDEKTSV4RRFFQ69G5FAV")
+        for bad in (None, "", "9999999999.forged", other, "1." + grant.split(".", 1)[1]):
+            assert http.get(f"/capture/{capture_id}/", params={"grant": bad} if bad is not None else None
+                            ).status_code == 403, bad
+            assert http.get(f"/capture/{capture_id}/{bad or 'x'}/{capture_id}.warc.gz").status_code == 403, bad
+        part = http.get(f"/capture/{capture_id}/{grant}/{capture_id}.warc.gz", headers={"Range": "bytes=-100"})
         assert part.status_code == 206 and part.content == warc[-100:]
         assert part.headers["content-range"] == f"bytes {len(warc) - 100}-{len(warc) - 1}/{len(warc)}"
         for path in [f"/capture/{capture_id[:12]}/", f"/capture/{capture_id}/index.db",
@@ -272,7 +282,8 @@ def test_replay_app_headers_ranges_and_refusals(article_capture, workbench):
         assert sw.headers["content-type"].startswith("application/javascript")
         # Under any other name (a DNS-rebinding page's, or the bare address) it answers nothing.
         for host in ["127.0.0.1", "attacker.example", workbench.origin.split("//")[1]]:
-            assert http.get(f"/capture/{capture_id}/", headers={"Host": host}).status_code == 421, host
+            assert http.get(f"/capture/{capture_id}/", params={"grant": grant},
+                            headers={"Host": host}).status_code == 421, host
         # The workbench refuses what comes from the replay's site or origin (the fence it wraps itself in).
         assert bench.get("/api/captures", headers={"Sec-Fetch-Site": "same-site"}).status_code == 403
         assert bench.post("/api/submit", headers={"Origin": replay.origin}).status_code == 403
@@ -281,7 +292,7 @@ def test_replay_app_headers_ranges_and_refusals(article_capture, workbench):
 
 def test_origins_are_checked():
     from archiver.errors import ConfigError
-    from archiver.web.replay import check_origins, frame_src, iframe_src, loopback_origins
+    from archiver.web.replay import Grants, check_origins, frame_src, iframe_src, loopback_origins
     check_origins("http://replay.archive.localhost:8081", "http://archive.localhost:8080")
     check_origins("https://replay.archive.example.org", "https://archive.example.org")
     check_origins("https://replay.archive.example.org:8443", "https://archive.example.org")
@@ -298,11 +309,14 @@ def test_origins_are_checked():
             check_origins(replay, bench)
     assert loopback_origins(8080, 8081) == ("http://archive.localhost:8080", "http://replay.archive.localhost:8081")
     check_origins(*reversed(loopback_origins(8080, 8081)))
-    assert iframe_src("http://replay.archive.localhost:8081", "01ARZ3NDEKTSV4RRFFQ69G5FAV") == \
-        "http://replay.archive.localhost:8081/capture/01ARZ3NDEKTSV4RRFFQ69G5FAV/"
+    grants = Grants()
+    src = iframe_src("http://replay.archive.localhost:8081", "01ARZ3NDEKTSV4RRFFQ69G5FAV", grants)
+    assert src.startswith("http://replay.archive.localhost:8081/capture/01ARZ3NDEKTSV4RRFFQ69G5FAV/?grant=")
+    assert grants.check("01ARZ3NDEKTSV4RRFFQ69G5FAV", src.split("=", 1)[1])
+    assert not Grants().check("01ARZ3NDEKTSV4RRFFQ69G5FAV", src.split("=", 1)[1])   # another process's key
     assert frame_src("http://replay.archive.localhost:8081/") == "http://replay.archive.localhost:8081"
     with pytest.raises(ValueError):
-        iframe_src("http://replay.archive.localhost:8081", "../../x")
+        iframe_src("http://replay.archive.localhost:8081", "../../x", grants)
 
 
 def test_the_embed_page_escapes_the_archived_url(cli, site, workbench):
@@ -314,7 +328,7 @@ def test_the_embed_page_escapes_the_archived_url(cli, site, workbench):
     capture_id = result.json()[0]["capture_id"]
     with replaying(cli.archive, workbench) as replay, \
             httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]}) as http:
-        page = http.get(f"/capture/{capture_id}/").text
+        page = http.get(f"/capture/{capture_id}/", params={"grant": replay.grants.grant(capture_id)}).text
     assert "<img" not in page and "<script>alert" not in page and "</title><" not in page, page
     assert 'data-url="' + hostile.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;") \
         .replace(">", "&gt;") + '"' in page, page
@@ -341,7 +355,7 @@ def test_a_warc_that_is_gone_is_a_clear_409_from_both_endpoints(cli, site, workb
         assert answer.status_code == 409 and "run archiver verify" in answer.text, answer.text
         with replaying(cli.archive, workbench) as replay, \
                 httpx.Client(base_url=replay.address, headers={"Host": replay.origin.split("//")[1]}) as http:
-            answer = http.get(f"/capture/{capture_id}/{capture_id}.warc.gz")
+            answer = http.get(f"/capture/{capture_id}/{replay.grants.grant(capture_id)}/{capture_id}.warc.gz")
         assert answer.status_code == 409 and "run archiver verify" in answer.text, answer.text
     finally:
         index.close()

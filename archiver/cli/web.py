@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -40,54 +40,100 @@ def _bind(host: str, port: int) -> socket.socket:
               help="Address to listen on. Anything but loopback needs a token (`archiver token add`).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535),
               help="Port (0: any free one; the line printed at start says which).")
+@click.option("--replay-port", default=None, type=click.IntRange(0, 65535),
+              help="Port of the replay origin (default: --port + 1; 0 with --port 0).")
+@click.option("--origin", default=None, metavar="URL",
+              help="Beyond loopback: the https origin the workbench is reached at (behind a TLS proxy).")
+@click.option("--replay-origin", default=None, metavar="URL",
+              help="Beyond loopback: the https origin of the replay, a subdomain of --origin's host.")
 @pass_ctx
-def serve(ctx: Context, host: str, port: int) -> None:
-    """The workbench: search, captures with their screenshot, verify, downloads, and a JSON API, in a browser.
-    Read-only unless a token allows submitting. Stops cleanly on ^C or SIGTERM."""
+def serve(ctx: Context, host: str, port: int, replay_port: int | None, origin: str | None,
+          replay_origin: str | None) -> None:
+    """The workbench: search, captures with their screenshot, media, replay, verify, downloads, items, the dashboard,
+    submitting, and a JSON API, in a browser. Read-only unless a token allows submitting. Stops cleanly on ^C or
+    SIGTERM."""
     from archiver.web import auth
+    from archiver.web.replay import check_origins, loopback_origins
     archive = ctx.archive
     if not archive.exists():
         raise UserError(f"no archive at {archive.path}; give --archive DIR (or ARCHIVER_HOME)")
+    if bool(origin) != bool(replay_origin):
+        raise UserError("give both --origin and --replay-origin (or neither)")
+    if origin and replay_origin:
+        check_origins(replay_origin, origin)   # ConfigError: one line
     sock = _bind(host, port)   # a bad host or a taken port is said first: it is wrong whatever else is
     loopback = auth.is_loopback_host(host)
     if not loopback and not auth.load_tokens(archive.path):
         sock.close()
         raise UserError(f"refusing to serve on {host} without a token: anyone who reaches it could read the "
                         f"archive; make one with `archiver --archive {archive.path} token add NAME --role viewer`")
+    bound_port = sock.getsockname()[1]
+    replay_sock = None
+    if origin or loopback:
+        try:
+            replay_sock = _bind(host, bound_port + 1 if replay_port is None and port else (replay_port or 0))
+        except UserError as exc:
+            sock.close()
+            raise UserError(f"{exc} for the replay (choose it with --replay-port)") from None
     import uvicorn
-    from archiver.web.app import create_app
-    app = create_app(archive, loopback)
-    # proxy_headers off: the peer address is what the ledger records and what decides "local"; a header must not
-    # be able to claim it.
-    config = uvicorn.Config(app, proxy_headers=False, log_level="warning", access_log=False, server_header=False,
-                            timeout_graceful_shutdown=5, lifespan="off")
-    server = uvicorn.Server(config)
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    click.echo(f"archiver workbench on http://{shown}:{bound_port}/ (archive {archive.path}; "
-               f"{'local browser needs no token' if loopback else 'tokens required'}; ^C to stop)")
-    _run_until_signalled(server, sock)
+    from archiver.web.app import Replay, create_app
+    from archiver.web.replay import Grants, replay_app
+    if origin and replay_origin:
+        workbench_origin, replay_at = origin.rstrip("/"), replay_origin.rstrip("/")
+    elif loopback:
+        # The replay must be a subdomain of the workbench's host (web/replay.py): so the workbench is opened as
+        # archive.localhost, a name Chromium (and Firefox) resolve to loopback themselves.
+        workbench_origin, replay_at = loopback_origins(bound_port, replay_sock.getsockname()[1])
+    else:
+        bound_host = sock.getsockname()[0]
+        workbench_origin, replay_at = f"http://{f'[{bound_host}]' if ':' in bound_host else bound_host}:{bound_port}", None
+    replay = Replay(replay_at, Grants(), workbench_origin) if replay_at else None
+    app = create_app(archive, loopback, replay=replay, secure=workbench_origin.startswith("https:"))
+    servers = [(_server(uvicorn, app), sock)]
+    if replay is not None and replay_sock is not None:
+        replayer = replay_app(archive, archive.index(), replay_origin=replay.origin,
+                              workbench_origin=workbench_origin, grants=replay.grants)
+        servers.append((_server(uvicorn, replayer), replay_sock))
+    click.echo(f"archiver workbench on {workbench_origin}/ (archive {archive.path}; "
+               f"{'local browser needs no token' if loopback else 'tokens required'}; "
+               f"{'replay on ' + replay.origin if replay else 'replay off: give --origin and --replay-origin'}; "
+               f"^C to stop)")
+    _run_until_signalled(servers)
     click.echo("archiver: workbench stopped", err=True)
 
 
-def _run_until_signalled(server: "uvicorn.Server", sock: socket.socket) -> None:
-    """Serve in a thread; SIGINT or SIGTERM here asks it to finish what it serves and stop (uvicorn's own handlers
-    would re-raise the signal after stopping, and the command would end as killed rather than done)."""
+def _server(uvicorn: Any, app: Any) -> "uvicorn.Server":
+    # proxy_headers off: the peer address is what the ledger records and what decides "local"; a header must not
+    # be able to claim it.
+    return uvicorn.Server(uvicorn.Config(app, proxy_headers=False, log_level="warning", access_log=False,
+                                         server_header=False, timeout_graceful_shutdown=5, lifespan="off"))
+
+
+def _run_until_signalled(servers: list[tuple["uvicorn.Server", socket.socket]]) -> None:
+    """Serve each in a thread; SIGINT or SIGTERM here asks them to finish what they serve and stop (uvicorn's own
+    handlers would re-raise the signal after stopping, and the command would end as killed rather than done)."""
     import signal
     import threading
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="workbench")
+    threads = [threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="workbench")
+               for server, sock in servers]
 
     def stop(signum: int, frame: object) -> None:
-        server.should_exit = True
+        for server, _ in servers:
+            server.should_exit = True
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.5)
+        for thread in threads:
+            thread.start()
+        while any(thread.is_alive() for thread in threads):
+            if not all(thread.is_alive() for thread in threads):
+                stop(0, None)   # one server ended on its own: stop the other too
+            for thread in threads:
+                thread.join(0.25)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        sock.close()
+        for _, sock in servers:
+            sock.close()
 
 
 @cli.group()

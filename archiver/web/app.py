@@ -9,13 +9,15 @@ archiver/web/auth.py documents. Every answer gets the strict CSP and the other s
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount
+from starlette.responses import PlainTextResponse
+from starlette.routing import BaseRoute, Mount, Router
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
@@ -23,6 +25,8 @@ from archiver.errors import ArchiverError
 from archiver.store.archive import Archive
 from archiver.web import common
 from archiver.web.auth import Authenticator, AuthMiddleware, Denied
+from archiver.web.media import media_routes
+from archiver.web.replay import Grants, ReplayFence, frame_src
 
 HERE = Path(__file__).parent
 # The route modules, in order (the first route matching a path answers it).
@@ -50,15 +54,47 @@ def gather_routes(modules: list[str]) -> list[BaseRoute]:
     return routes
 
 
-def create_app(archive: Archive, loopback_bind: bool, modules: list[str] | None = None) -> Starlette:
+@dataclass
+class Replay:
+    """Where archived pages replay (web/replay.py: another origin, a subdomain of the workbench's) and the grants
+    the workbench hands each replay iframe."""
+    origin: str
+    grants: Grants
+    workbench_origin: str   # the workbench's own origin, the only one the replay may be framed by
+
+
+class ViewersOnly:
+    """An ASGI app (the media endpoint, mounted under /media) answered only to a viewer or better: it reads the
+    role AuthMiddleware put on the request, as every route's ``auth.require`` does."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not (scope.get("state") or {}).get("role"):
+            await PlainTextResponse("a token is needed: log in at /login", 401)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(archive: Archive, loopback_bind: bool, modules: list[str] | None = None,
+               replay: Replay | None = None, secure: bool = False) -> Any:
     """The workbench on ``archive``. ``loopback_bind``: whether the server listens on loopback only (then a local
-    browser needs no token)."""
+    browser needs no token). ``replay``: where captures replay (None: no replay, the capture page says why).
+    ``secure``: served as https (behind a TLS proxy): Secure, __Host- session cookies."""
     routes = gather_routes(modules or ROUTE_MODULES)
+    # The media endpoint reads through one index of its own, shared by its requests under a lock (web/media.py).
+    media_index = archive.index()
+    routes.append(Mount("/media", app=ViewersOnly(Router(routes=media_routes(archive, media_index))), name="media"))
     routes.append(Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"))
-    authenticator = Authenticator(archive.path, loopback_bind)
-    app = Starlette(routes=routes, middleware=[Middleware(AuthMiddleware, authenticator=authenticator)],
+    authenticator = Authenticator(archive.path, loopback_bind, secure)
+    app = Starlette(routes=routes, middleware=[Middleware(AuthMiddleware, authenticator=authenticator,
+                                                          frame_src=frame_src(replay.origin) if replay else None)],
                     exception_handlers={Denied: common.on_denied, ArchiverError: common.on_user_error})
     app.state.archive = archive
     app.state.templates = templates()
     app.state.auth = authenticator
-    return app
+    app.state.replay = replay
+    app.state.media_index = media_index
+    # Requests from the replay's site never reach the workbench (web/replay.py's ReplayFence).
+    return ReplayFence(app, replay.origin) if replay else app

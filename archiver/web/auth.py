@@ -49,6 +49,9 @@ TOKENS_FILE = "web-tokens.json"
 ROLES = ("viewer", "submitter")
 RANK = {"viewer": 1, "submitter": 2}
 SESSION_COOKIE = "archiver_session"
+# Served as https (--origin https://...): the cookie is Secure and carries the __Host- prefix, which a browser only
+# accepts from this very host with no Domain: the replay's subdomain can neither read nor overwrite it.
+SECURE_SESSION_COOKIE = "__Host-archiver_session"
 SESSION_SECONDS = 12 * 3600
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -153,9 +156,10 @@ class Authenticator:
     """Tokens (re-read when the file changes, so `archiver token remove` takes effect on a running server) and the
     browser sessions this process has handed out (in memory: a restart asks everyone to log in again)."""
 
-    def __init__(self, archive_dir: Path, loopback_bind: bool):
+    def __init__(self, archive_dir: Path, loopback_bind: bool, secure: bool = False):
         self.archive_dir = archive_dir
         self.loopback_bind = loopback_bind
+        self.secure = secure   # served as https (behind a TLS proxy): Secure, __Host- cookies
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._tokens: list[dict[str, str]] = []
@@ -237,8 +241,13 @@ def _cookie(scope: Scope, name: str) -> str | None:
     return None
 
 
-def session_cookie(sid: str, secure: bool) -> str:
-    return (f"{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}"
+def cookie_name(secure: bool) -> str:
+    return SECURE_SESSION_COOKIE if secure else SESSION_COOKIE
+
+
+def session_cookie(sid: str, secure: bool, max_age: int = SESSION_SECONDS) -> str:
+    """The session cookie: host-only (no Domain), HttpOnly, SameSite=Strict; Secure and __Host- under https."""
+    return (f"{cookie_name(secure)}={sid}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}"
             + ("; Secure" if secure else ""))
 
 
@@ -267,9 +276,11 @@ class AuthMiddleware:
     """Pure ASGI (streamed answers, range reads of video, pass through untouched): sets ``request.state``, adds
     the security headers to every answer, and issues a session to a local browser that has none."""
 
-    def __init__(self, app: ASGIApp, authenticator: Authenticator):
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, frame_src: str | None = None):
         self.app = app
         self.auth = authenticator
+        # The replay's origin, the one frame the workbench's pages may embed (web/replay.py).
+        self.csp = (CSP + f"; frame-src {frame_src}" if frame_src else CSP).encode()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -285,12 +296,12 @@ class AuthMiddleware:
             if token is not None:
                 state.update(identity=token["name"], role=token["role"], via="bearer")
         else:
-            sid = _cookie(scope, SESSION_COOKIE)
+            sid = _cookie(scope, cookie_name(self.auth.secure))
             session = self.auth.session(sid)
             if session is None and self.auth.local_allowed(scope):
                 sid = self.auth.new_session(self.auth.local_user, "viewer", "local")
                 session = self.auth.session(sid)
-                set_cookie = session_cookie(sid, scope.get("scheme") == "https")
+                set_cookie = session_cookie(sid, self.auth.secure)
             if session is not None:
                 state.update(identity=session.identity, role=session.role, via=session.via,
                              csrf_token=session.csrf, session_id=sid)
@@ -302,7 +313,7 @@ class AuthMiddleware:
                 headers = list(message.get("headers") or [])
                 names = {k.lower() for k, _ in headers}
                 if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", CSP.encode()))
+                    headers.append((b"content-security-policy", self.csp))
                 headers += [h for h in SECURITY_HEADERS if h[0] not in names]
                 if b"cache-control" not in names:
                     headers.append((b"cache-control", b"no-store"))   # evidence pages stay out of shared caches

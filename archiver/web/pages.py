@@ -15,6 +15,8 @@ from archiver.errors import NotFound
 from archiver.store import details, readback
 from archiver.web import auth, query
 from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render
+from archiver.web.media import media_url, playable_records
+from archiver.web.replay import IFRAME_SANDBOX, iframe_src
 
 IMAGE_MAGIC = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
 
@@ -34,7 +36,7 @@ def _login_as(request: Request, token: str, next_url: str) -> Response:
         return render(request, "login.html", {"message": "that token is not valid", "next": next_url}, status=401)
     sid = request.app.state.auth.new_session(found["name"], found["role"], "session")
     response = RedirectResponse(_safe_next(next_url), status_code=303)
-    response.headers["set-cookie"] = auth.session_cookie(sid, request.url.scheme == "https")
+    response.headers["set-cookie"] = auth.session_cookie(sid, request.app.state.auth.secure)
     return response
 
 
@@ -54,7 +56,7 @@ async def logout(request: Request) -> Response:
     auth.check_csrf(request, form)
     request.app.state.auth.end_session(getattr(request.state, "session_id", None))
     response = RedirectResponse("/login", status_code=303)
-    response.headers["set-cookie"] = f"{auth.SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"
+    response.headers["set-cookie"] = auth.session_cookie("", request.app.state.auth.secure, max_age=0)
     return response
 
 
@@ -100,14 +102,27 @@ def _capture_context(request: Request, ident: str) -> dict[str, Any]:
         cap = index.find_capture(capture_id(ident))
         data = details.capture_details(archive, index, cap)
         entries = ledger.entries(index.conn, capture_id=cap["id"], job_id=cap.get("job_id"))
+        playable = playable_records(index.capture_records(cap["id"]))   # with their seq, which media URLs name
     shot = next((r for r in data["records"] if r["type"] == "resource"
                  and (r["uri"] or "").startswith("urn:screenshot:")), None)
     main = (data["provenance"] or {}).get("main") or {}
     for e in entries:
         e["detail"] = json.loads(e["detail"]) if isinstance(e["detail"], str) else e["detail"]
+    replay = request.app.state.replay
     return {"c": data, "main": main, "tls": main.get("tls") or {}, "screenshot": shot is not None,
             "signature": _signature_state(archive, cap, data["records"]),
-            "ledger": entries, "warc_at": archive.stored_at(cap), "verify": None}
+            "ledger": entries, "warc_at": archive.stored_at(cap), "verify": None,
+            # The archived audio and video, played from the WARC with byte ranges (web/media.py).
+            "media": [{"src": media_url(cap["id"], r["seq"]), "type": (r["content_type"] or "").split(";")[0],
+                       "tag": "audio" if (r["content_type"] or "").startswith("audio/") else "video",
+                       "uri": r["uri"]} for r in playable],
+            # The archived page, replayed on its own origin in a sandboxed frame (web/replay.py).
+            "replay_src": iframe_src(replay.origin, cap["id"], replay.grants) if replay else None,
+            # Opened by another name than the workbench's origin (127.0.0.1 for archive.localhost), the replay's
+            # origin is another site and the browser refuses its service worker: say where it works.
+            "replay_elsewhere": (replay.workbench_origin if replay and request.url.netloc !=
+                                 replay.workbench_origin.split("//", 1)[1] else None),
+            "replay_sandbox": IFRAME_SANDBOX}
 
 
 def capture(request: Request) -> Response:

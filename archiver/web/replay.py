@@ -38,15 +38,21 @@ Interface, for the workbench app (archiver/web/app.py) and ``archiver serve``::
     # the capture page:  <iframe sandbox="{{ IFRAME_SANDBOX }}" src="{{ iframe_src(replay_origin, c.id) }}">
     # the workbench's CSP gains:  frame-src {{ frame_src(replay_origin) }}
 
+Grants: the replay origin gets none of the workbench's cookies (that is the point), so it cannot ask who is looking.
+Instead the workbench, which has checked the viewer, hands each replay iframe a grant for that capture (``Grants``:
+an HMAC of the capture ID and an expiry under a key that lives in the serving process only); the embed page and the
+WARC answer only with a valid grant for that very capture. A capture ID alone (it appears in reports and exports)
+opens nothing, whoever can reach the replay port.
+
 The replay app's routes (every response: ``frame-ancestors`` the workbench's origin only, nosniff, no referrer, no
 cookie ever set; a Cookie header sent to it is dropped before any route sees it; a request for another Host than
 the replay origin's is refused, 421, so a DNS-rebinding page cannot read it through its own name):
 
-- ``GET /capture/{id}/`` -- the embed page: ``<replay-web-page>`` over that capture's WARC, showing its URL
+- ``GET /capture/{id}/?grant=G`` -- the embed page: ``<replay-web-page>`` over that capture's WARC, showing its URL
   (``embed="replayonly"``). Its own script (``/embed.js``) registers ReplayWeb.page's service worker and waits
   until it is active before the component loads (on a first visit ReplayWeb.page 2.5.3 races the worker and may
   stay blank: tests/test_replay_wacz.py).
-- ``GET|HEAD /capture/{id}/{id}.warc.gz`` -- the sealed WARC as stored, with byte ranges, read through the
+- ``GET|HEAD /capture/{id}/{G}/{id}.warc.gz`` -- the sealed WARC as stored, with byte ranges, read through the
   capture's store (a local directory or S3). Only a capture the index holds, by its exact ID; its place comes
   from the index. ReplayWeb.page reads a WARC whole into the browser's storage (a WACZ would let it read by
   ranges; exchange/wacz.py makes one, but signing and custody entries belong to an export, not a view).
@@ -57,8 +63,13 @@ Nothing live is fetched during replay: ReplayWeb.page reads the WARC alone (no l
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
 import ipaddress
+import secrets
+import time
 import sys
 import threading
 from pathlib import Path
@@ -77,7 +88,7 @@ from archiver.store.payload import Unreadable, read_sealed
 from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS, exact_capture
 from archiver.web.ranges import ranged_response
 
-__all__ = ["replay_app", "iframe_src", "frame_src", "check_origins", "loopback_origins", "ReplayFence", "rwp_dir",
+__all__ = ["replay_app", "Grants", "iframe_src", "frame_src", "check_origins", "loopback_origins", "ReplayFence", "rwp_dir",
            "IFRAME_SANDBOX", "LOOPBACK_NAME", "ReplayUnavailable"]
 
 # What the workbench puts on the iframe: scripts (ReplayWeb.page is a script) in an origin of their own
@@ -127,11 +138,35 @@ def rwp_dir() -> Path:
     return Path(sys.prefix) / "replaywebpage"
 
 
-def iframe_src(replay_origin: str, capture_id: str) -> str:
-    """The src of the workbench's replay iframe for a capture."""
+class Grants:
+    """Short-lived grants to replay one capture, made by the workbench for a viewer it has checked and accepted by
+    the replay app: ``<expiry>.<HMAC-SHA256 of "capture-id.expiry">``, under a key made at start and never written
+    anywhere (a restart ends every grant)."""
+
+    def __init__(self, seconds: int = 12 * 3600) -> None:
+        self._key = secrets.token_bytes(32)
+        self.seconds = seconds
+
+    def _mac(self, capture_id: str, expires: int) -> str:
+        digest = hmac.new(self._key, f"{capture_id}.{expires}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def grant(self, capture_id: str) -> str:
+        expires = int(time.time()) + self.seconds
+        return f"{expires}.{self._mac(capture_id, expires)}"
+
+    def check(self, capture_id: str, grant: str | None) -> bool:
+        expires, _, mac = (grant or "").partition(".")
+        if not expires.isdigit() or int(expires) < time.time():
+            return False
+        return hmac.compare_digest(mac, self._mac(capture_id, int(expires)))
+
+
+def iframe_src(replay_origin: str, capture_id: str, grants: Grants) -> str:
+    """The src of the workbench's replay iframe for a capture, with a grant for it."""
     if not CAPTURE_ID.fullmatch(capture_id):
         raise ValueError(f"not a capture ID: {capture_id!r}")
-    return f"{replay_origin.rstrip('/')}/capture/{capture_id}/"
+    return f"{replay_origin.rstrip('/')}/capture/{capture_id}/?grant={grants.grant(capture_id)}"
 
 
 def frame_src(replay_origin: str) -> str:
@@ -187,11 +222,11 @@ def loopback_origins(port: int, replay_port: int, name: str = LOOPBACK_NAME) -> 
     return f"http://{name}:{port}", f"http://replay.{name}:{replay_port}"
 
 
-def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin: str,
+def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin: str, grants: Grants,
                rwp: Path | None = None) -> Any:
     """The replay app (ASGI): serve it on ``replay_origin``'s host and port. ``archive``/``index``: the opened
     archive and its index (shared with the workbench; lookups here hold a lock). ``rwp``: ReplayWeb.page's
-    directory (default ``rwp_dir()``). Raises ConfigError (``check_origins``) or ReplayUnavailable."""
+    directory (default ``rwp_dir()``). ``grants``: the workbench's, which the embed page and the WARC require. Raises ConfigError (``check_origins``) or ReplayUnavailable."""
     check_origins(replay_origin, workbench_origin)
     rwp = rwp or rwp_dir()
     try:
@@ -210,14 +245,21 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
     def capture_of(request: Request) -> dict[str, Any]:
         return exact_capture(index, request.path_params["capture_id"], lock)
 
+    def refused() -> Response:
+        return PlainTextResponse("no valid grant for this capture: open it from the workbench", 403, headers=framed)
+
     def embed(request: Request) -> Response:
         try:
             capture = capture_of(request)
         except NotFound as exc:
             return PlainTextResponse(str(exc), 404, headers=framed)
+        grant = request.query_params.get("grant")
+        if not grants.check(capture["id"], grant):
+            return refused()
         url = capture["url"]   # as requested: an archived redirect replays as one
         page = EMBED_PAGE.format(title=html.escape(url), url=html.escape(url, quote=True),
-                                 source=html.escape(f"/capture/{capture['id']}/{capture['id']}.warc.gz", quote=True))
+                                 source=html.escape(f"/capture/{capture['id']}/{grant}/{capture['id']}.warc.gz",
+                                                    quote=True))
         return Response(page, 200, {**common, "Content-Security-Policy": page_csp}, media_type="text/html")
 
     def warc(request: Request) -> Response:
@@ -227,6 +269,8 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
                 raise NotFound("no such file")
         except NotFound as exc:
             return PlainTextResponse(str(exc), 404, headers=framed)
+        if not grants.check(capture["id"], request.path_params["grant"]):
+            return refused()
         try:   # a WARC that is gone is said before any header promises its bytes
             archive.store_of(capture).head(warc_key(capture["warc_path"]), capture.get("warc_version"))
         except StorageError as exc:
@@ -249,7 +293,7 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
         return serve
 
     routes = [Route("/capture/{capture_id}/", embed, methods=["GET", "HEAD"]),
-              Route("/capture/{capture_id}/{name}", warc, methods=["GET", "HEAD"]),
+              Route("/capture/{capture_id}/{grant}/{name}", warc, methods=["GET", "HEAD"]),
               Route("/embed.js", script(EMBED_JS.encode()), methods=["GET", "HEAD"]),
               Route("/ui.js", script(ui), methods=["GET", "HEAD"]),
               Route("/replay/ui.js", script(ui), methods=["GET", "HEAD"]),
