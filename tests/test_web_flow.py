@@ -1,0 +1,66 @@
+"""The workbench as an investigator uses it, end to end, in Debian's Chromium against a real `archiver serve`
+(issue 13's test): search -> open a capture -> its screenshot is visible -> the archived page replays, with the text
+its JavaScript added at capture time, offline, on its own origin -> a tweet's video plays from the WARC (its
+currentTime advances) -> the two captures, checked on the search page, export as a WACZ that `wacz validate`
+accepts. Takes the README's screenshot of a capture's replay (with ARCHIVER_DOCS_SCREENSHOTS=1)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from playwright.sync_api import expect
+
+from test_web_core import Workbench, chromium, screenshot_path, watched_page  # noqa: F401 - chromium is a fixture
+
+ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
+VIDEO_TWEET = "https://x.com/aleppo_desk_demo/status/809745591946145792"
+TIMEOUT_MS = 45_000
+
+
+def test_search_capture_replay_video_and_export(world_cli, site, chromium, tmp_path):
+    for url in (ARTICLE, VIDEO_TWEET):
+        result = world_cli("capture", url, "--tag", "aleppo", "--json")
+        assert result.code == 0, result.err
+    article, tweet = (world_cli("show", url, "--json").json() for url in (ARTICLE, VIDEO_TWEET))
+    bench = Workbench(world_cli)
+    try:
+        assert bench.origin.startswith("http://archive.localhost:")
+        with watched_page(chromium) as page:
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{bench.origin}/?q=Ramouseh")
+            page.locator(f'a.title[href="/capture/{article["id"]}"]').click()
+            page.wait_for_url(f"**/capture/{article['id']}")
+            page.wait_for_function("() => document.getElementById('screenshot').complete")
+            assert page.locator("img#screenshot").evaluate("img => img.naturalWidth") > 1000
+            # The replay: the workbench's sandboxed frame, ReplayWeb.page inside it, the archived page inside that.
+            hits_before = dict(site.hits)
+            replayed = (page.frame_locator("iframe#replay").frame_locator("replay-web-page iframe")
+                        .frame_locator("iframe.iframe-main"))
+            expect(replayed.locator("#latest-updates[data-loaded=true]")).to_contain_text(
+                "Ramouseh checkpoint convoy turned back", timeout=TIMEOUT_MS)
+            assert dict(site.hits) == hits_before   # offline: the live site got nothing
+            assert page.url == f"{bench.origin}/capture/{article['id']}"
+            page.locator("section.replay-section").screenshot(path=screenshot_path("workbench-replay.png", tmp_path))
+
+            page.goto(f"{bench.origin}/capture/{tweet['id']}")
+            video = page.locator("figure.media video").first
+            assert video.get_attribute("src").startswith(f"/media/{tweet['id']}/")
+            video.evaluate("v => { v.muted = true; return v.play(); }")
+            page.wait_for_function("() => document.querySelector('figure.media video').currentTime > 0.5",
+                                   timeout=TIMEOUT_MS)
+
+            page.goto(f"{bench.origin}/?tag=aleppo")
+            for capture in (article, tweet):
+                page.check(f'input[name=id][value="{capture["id"]}"]')
+            with page.expect_download() as download:
+                page.click("button[name=export]")
+            package = tmp_path / "selection.wacz"
+            download.value.save_as(package)
+    finally:
+        bench.stop()
+    checked = subprocess.run([str(Path(sys.executable).parent / "wacz"), "validate", "-f", str(package)],
+                             capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    ids = world_cli("verify", "--wacz", str(package), "--json").json()
+    assert ids["ok"], ids
