@@ -140,7 +140,7 @@ test-team: setup
 demo: setup
 	$(BIN)/python scripts/demo
 
-# The workbench on the demo archive (made first if there is none), on http://127.0.0.1:8080/ until ^C.
+# The workbench on the demo archive (made first if there is none), on http://archive.localhost:8080/ until ^C.
 serve-demo: setup
 	@test -f demo-archive/index.db || $(BIN)/python scripts/demo
 	$(BIN)/archiver --archive demo-archive serve
