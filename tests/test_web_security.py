@@ -13,7 +13,7 @@ import pytest
 
 from archiver.web import auth
 from test_report import HOSTILE_TITLE, hostile  # noqa: F401 - a loopback page whose <title> is markup
-from test_web_core import VIEWPORT, Workbench, chromium, csrf_of  # noqa: F401 - chromium is a fixture
+from test_web_core import Workbench, chromium, csrf_of, watched_page  # noqa: F401 - chromium is a fixture
 
 HOSTILE_NOTE = '<img src=x onerror=alert(3)><script>alert(4)</script> javascript:alert(5)'
 
@@ -35,31 +35,26 @@ def test_captured_markup_in_title_url_and_note_renders_inert(cli, hostile, chrom
     assert result.code in (0, 1), result.err
     capture_id = result.json()[0]["capture_id"]
     bench = Workbench(cli)
-    dialogs: list[str] = []
-    context = chromium.new_context(viewport=VIEWPORT)
     try:
-        page = context.new_page()
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{bench.url}/?q=Evacuation")
-        link = page.locator(f'a.title[href="/capture/{capture_id}"]')
-        assert link.inner_text() == HOSTILE_TITLE
-        page.goto(f"{bench.url}/capture/{capture_id}")
-        page.locator("img#screenshot").wait_for()
-        assert page.locator("h1.capture-title").inner_text() == HOSTILE_TITLE
-        assert page.locator(".note-text").inner_text() == HOSTILE_NOTE
-        assert "<script>alert(6)</script>" in page.locator("main").inner_text() or \
-            "%3Cscript%3E" in page.locator("main").inner_text()
-        assert page.title().startswith(HOSTILE_TITLE)
-        # Nothing of the payloads became an element: the only image is the screenshot, no script but ours.
-        assert page.locator("img").count() == 1
-        assert page.locator("main script, main a[href^='//'], main b").count() == 0
-        assert page.evaluate("() => [...document.scripts].map(s => s.getAttribute('src'))") == \
-            ["/static/workbench.js"]
-        page.wait_for_timeout(500)
+        with watched_page(chromium) as page:
+            page.goto(f"{bench.url}/?q=Evacuation")
+            link = page.locator(f'a.title[href="/capture/{capture_id}"]')
+            assert link.inner_text() == HOSTILE_TITLE
+            page.goto(f"{bench.url}/capture/{capture_id}")
+            page.locator("img#screenshot").wait_for()
+            assert page.locator("h1.capture-title").inner_text() == HOSTILE_TITLE
+            assert page.locator(".note-text").inner_text() == HOSTILE_NOTE
+            assert "<script>alert(6)</script>" in page.locator("main").inner_text() or \
+                "%3Cscript%3E" in page.locator("main").inner_text()
+            assert page.title().startswith(HOSTILE_TITLE)
+            # Nothing of the payloads became an element: the only image is the screenshot, no script but ours.
+            assert page.locator("img").count() == 1
+            assert page.locator("main script, main a[href^='//'], main b").count() == 0
+            assert page.evaluate("() => [...document.scripts].map(s => s.getAttribute('src'))") == \
+                ["/static/workbench.js"]
+            page.wait_for_timeout(500)
     finally:
-        context.close()
         bench.stop()
-    assert dialogs == []
 
 
 def test_beyond_loopback_the_server_refuses_to_start_without_a_token(cli, site):
@@ -233,25 +228,20 @@ def test_a_tweet_whose_text_and_author_are_markup_renders_inert(world_cli, chrom
     tweet = world_cli("show", capture_id, "--json").json()["tweet"]
     assert tweet["text"].startswith('<script>alert("tweet")</script>') and tweet["name"].startswith("<b ")
     bench = Workbench(world_cli)
-    dialogs: list[str] = []
-    context = chromium.new_context(viewport=VIEWPORT)
     try:
-        page = context.new_page()
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.goto(f"{bench.url}/capture/{capture_id}")
-        page.locator("img#screenshot").wait_for()
-        assert page.locator(".tweet-text").inner_text() == tweet["text"]
-        assert f"@halab_wire_demo ({tweet['name']})" in page.locator(".tweet-head").inner_text()
-        assert page.locator("main script, main b, main a[href^='//'], main img:not(#screenshot)").count() == 0
-        page.goto(f"{bench.url}/?q=Ramouseh")
-        assert page.locator(f'a.title[href="/capture/{capture_id}"]').count() == 1
-        assert page.locator("main script, main b, main a[href^='//']").count() == 0
-        page.wait_for_timeout(500)   # bounded: a payload that fired would have opened its dialog by now
-        with httpx.Client(base_url=bench.url) as client:
-            report = client.get(f"/capture/{capture_id}/report").text
-        assert '<script>alert("tweet")' not in report and "&lt;script&gt;alert(" in report
-        assert "<b onmouseover" not in report
+        with watched_page(chromium) as page:
+            page.goto(f"{bench.url}/capture/{capture_id}")
+            page.locator("img#screenshot").wait_for()
+            assert page.locator(".tweet-text").inner_text() == tweet["text"]
+            assert f"@halab_wire_demo ({tweet['name']})" in page.locator(".tweet-head").inner_text()
+            assert page.locator("main script, main b, main a[href^='//'], main img:not(#screenshot)").count() == 0
+            page.goto(f"{bench.url}/?q=Ramouseh")
+            assert page.locator(f'a.title[href="/capture/{capture_id}"]').count() == 1
+            assert page.locator("main script, main b, main a[href^='//']").count() == 0
+            page.wait_for_timeout(500)   # bounded: a payload that fired would have opened its dialog by now
+            with httpx.Client(base_url=bench.url) as client:
+                report = client.get(f"/capture/{capture_id}/report").text
+            assert '<script>alert("tweet")' not in report and "&lt;script&gt;alert(" in report
+            assert "<b onmouseover" not in report
     finally:
-        context.close()
         bench.stop()
-    assert dialogs == []

@@ -67,7 +67,6 @@ import base64
 import hashlib
 import hmac
 import html
-import ipaddress
 import secrets
 import time
 import sys
@@ -85,6 +84,7 @@ from archiver.errors import ConfigError, NotFound
 from archiver.store.archive import warc_key
 from archiver.store.blobs import StorageError
 from archiver.store.payload import Unreadable, read_sealed
+from archiver.web.auth import is_loopback_host
 from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS, exact_capture
 from archiver.web.ranges import ranged_response
 
@@ -188,15 +188,6 @@ def _origin(url: str, setting: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname.lower(), port
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_origins(replay_origin: str, workbench_origin: str) -> None:
     """ConfigError (one line) unless replaying under ``replay_origin`` is isolated from a workbench at
     ``workbench_origin`` (another host) and can run ReplayWeb.page's service worker (same site: a subdomain of the
@@ -211,7 +202,7 @@ def check_origins(replay_origin: str, workbench_origin: str) -> None:
                           f"scheme (e.g. {w_scheme}://replay.{w_host}): browsers that block third-party cookies "
                           f"refuse the replay's service worker to a cross-site frame (an IP address has no "
                           f"subdomains: open the workbench as http://archive.localhost:PORT)")
-    if w_scheme != "https" and not _loopback(w_host):
+    if w_scheme != "https" and not is_loopback_host(w_host):
         raise ConfigError(f"the workbench {workbench_origin} and its replay origin must be https beyond loopback: "
                           f"browsers run the replay's service worker only in a secure context")
 
