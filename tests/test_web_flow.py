@@ -5,12 +5,14 @@ currentTime advances) -> the two captures, checked on the search page, export as
 accepts. Takes the README's screenshot of a capture's replay (with ARCHIVER_DOCS_SCREENSHOTS=1)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 from playwright.sync_api import expect
 
+from conftest import index_conn
 from test_web_core import Workbench, chromium, screenshot_path, watched_page  # noqa: F401 - chromium is a fixture
 
 ARTICLE = "https://www.levantledger.example/2016/12/16/aleppo-live/"
@@ -64,3 +66,11 @@ def test_search_capture_replay_video_and_export(world_cli, site, chromium, tmp_p
     assert checked.returncode == 0, checked.stdout + checked.stderr
     ids = world_cli("verify", "--wacz", str(package), "--json").json()
     assert ids["ok"], ids
+    # Custody: the WARC handed to the browser for the replay is recorded once (per grant, not per range read), as
+    # the export is; the chain stays whole.
+    with index_conn(world_cli.archive) as conn:
+        accessed = [json.loads(d) if isinstance(d, str) else d for (d,) in conn.execute(
+            "SELECT detail FROM ledger WHERE event = 'accessed' AND capture_id = ?", (article["id"],)).fetchall()]
+    assert [a["what"] for a in accessed] == ["replay"], accessed
+    assert accessed[0]["via"] == "replay grant" and accessed[0]["by"] and accessed[0]["from"] == "127.0.0.1"
+    assert world_cli("verify").code == 0

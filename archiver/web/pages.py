@@ -117,7 +117,8 @@ def _capture_context(request: Request, ident: str) -> dict[str, Any]:
                        "tag": "audio" if (r["content_type"] or "").startswith("audio/") else "video",
                        "uri": r["uri"]} for r in playable],
             # The archived page, replayed on its own origin in a sandboxed frame (web/replay.py).
-            "replay_src": iframe_src(replay.origin, cap["id"], replay.grants) if replay else None,
+            "replay_src": iframe_src(replay.origin, cap["id"], replay.grants, request.state.identity,
+                                     request.state.client) if replay else None,
             # Opened by another name than the workbench's origin (127.0.0.1 for archive.localhost), the replay's
             # origin is another site and the browser refuses its service worker: say where it works.
             "replay_elsewhere": (replay.workbench_origin if replay and request.url.netloc !=

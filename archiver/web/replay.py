@@ -146,14 +146,31 @@ class Grants:
     def __init__(self, seconds: int = 12 * 3600) -> None:
         self._key = secrets.token_bytes(32)
         self.seconds = seconds
+        # Who each grant was made for, until its WARC is first read: custody records that hand-out (``first_use``).
+        self._issued: dict[str, tuple[str, str, int]] = {}
+        self._lock = threading.Lock()
 
     def _mac(self, capture_id: str, expires: int) -> str:
         digest = hmac.new(self._key, f"{capture_id}.{expires}".encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
-    def grant(self, capture_id: str) -> str:
+    def grant(self, capture_id: str, identity: str = "", client: str = "") -> str:
+        """A grant to replay ``capture_id``, made for ``identity`` (who the workbench let see it) at ``client``."""
         expires = int(time.time()) + self.seconds
-        return f"{expires}.{self._mac(capture_id, expires)}"
+        value = f"{expires}.{self._mac(capture_id, expires)}"
+        with self._lock:
+            now = time.time()
+            for old in [g for g, (_, _, until) in self._issued.items() if until < now]:
+                del self._issued[old]
+            self._issued[value] = (identity, client, expires)
+        return value
+
+    def first_use(self, grant: str) -> tuple[str, str] | None:
+        """(identity, client) the grant was made for, the first time its WARC is read; None after (or for a grant
+        this process did not make)."""
+        with self._lock:
+            found = self._issued.pop(grant, None)
+        return (found[0], found[1]) if found else None
 
     def check(self, capture_id: str, grant: str | None) -> bool:
         expires, _, mac = (grant or "").partition(".")
@@ -162,11 +179,11 @@ class Grants:
         return hmac.compare_digest(mac, self._mac(capture_id, int(expires)))
 
 
-def iframe_src(replay_origin: str, capture_id: str, grants: Grants) -> str:
-    """The src of the workbench's replay iframe for a capture, with a grant for it."""
+def iframe_src(replay_origin: str, capture_id: str, grants: Grants, identity: str = "", client: str = "") -> str:
+    """The src of the workbench's replay iframe for a capture, with a grant for it made for ``identity``."""
     if not CAPTURE_ID.fullmatch(capture_id):
         raise ValueError(f"not a capture ID: {capture_id!r}")
-    return f"{replay_origin.rstrip('/')}/capture/{capture_id}/?grant={grants.grant(capture_id)}"
+    return f"{replay_origin.rstrip('/')}/capture/{capture_id}/?grant={grants.grant(capture_id, identity, client)}"
 
 
 def frame_src(replay_origin: str) -> str:
@@ -262,6 +279,10 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
             return PlainTextResponse(str(exc), 404, headers=framed)
         if not grants.check(capture["id"], request.path_params["grant"]):
             return refused()
+        if request.method == "GET":
+            handed = grants.first_use(request.path_params["grant"])
+            if handed is not None:
+                _record(capture, *handed, request.client.host if request.client else "")
         try:   # a WARC that is gone is said before any header promises its bytes
             archive.store_of(capture).head(warc_key(capture["warc_path"]), capture.get("warc_version"))
         except StorageError as exc:
@@ -277,6 +298,15 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
         headers = {**framed, "Content-Type": "application/warc", "ETag": f'"{capture["warc_sha256"]}"'}
         return ranged_response(request.headers.get("range"), capture["warc_size"], read, headers,
                                method=request.method, if_range=request.headers.get("if-range"))
+
+    def _record(capture: dict[str, Any], identity: str, granted_to: str, client: str) -> None:
+        # Custody includes who saw what: the WARC handed to a browser for replay is recorded as a download is
+        # (web/downloads.py), once per grant, before its first byte leaves.
+        from archiver.custody import ledger
+        with lock, index.transaction() as conn:
+            ledger.append(conn, "accessed", capture_id=capture["id"], url=capture["url"], detail={
+                "what": "replay", "by": identity, "via": "replay grant", "from": client or granted_to,
+                "sha256": capture["warc_sha256"], "bytes": capture["warc_size"]})
 
     def script(body: bytes) -> Any:
         def serve(request: Request) -> Response:
