@@ -74,3 +74,42 @@ def test_search_capture_replay_video_and_export(world_cli, site, chromium, tmp_p
     assert [a["what"] for a in accessed] == ["replay"], accessed
     assert accessed[0]["via"] == "replay grant" and accessed[0]["by"] and accessed[0]["from"] == "127.0.0.1"
     assert world_cli("verify").code == 0
+
+
+def test_a_hostile_archived_page_replayed_in_the_workbench_reaches_nothing(cli, site, chromium):
+    """scripts/demo_site/hostile/replay-escape.html, captured and then replayed on a real `archiver serve` to an
+    investigator logged in with a submitter token: its script tries to read the workbench's cookies, call its API
+    (submit a URL), toss a cookie into it, navigate its window and open popups. None of it gets through."""
+    assert cli("status").code == 0
+    submitter = cli("token", "add", "desk", "--role", "submitter").out.strip()
+    bench = Workbench(cli)
+    try:
+        result = cli("capture", f"{site.url}/hostile/replay-escape.html?target={bench.origin}", "--json")
+        assert result.code == 0, result.err
+        capture_id = result.json()[0]["capture_id"]
+        with watched_page(chromium) as page:
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{bench.origin}/?token={submitter}")   # logged in: a session cookie
+            page.goto(f"{bench.origin}/capture/{capture_id}")
+            session = {c["name"]: c["value"] for c in page.context.cookies()}
+            assert "archiver_session" in session and "desk (submitter)" in page.locator("header").inner_text()
+            hits_before = dict(site.hits)
+            loot = (page.frame_locator("iframe#replay").frame_locator("replay-web-page iframe")
+                    .frame_locator("iframe.iframe-main").locator("#loot[data-done=true]"))
+            expect(loot).to_contain_text('"ran":true', timeout=TIMEOUT_MS)
+            found = json.loads(loot.text_content())
+            page.wait_for_timeout(3000)   # bounded: let what its script started (navigation, popup, beacon) land
+            assert page.url == f"{bench.origin}/capture/{capture_id}"
+            assert len(page.context.pages) == 1   # no popup
+            after = {c["name"]: c["value"] for c in page.context.cookies()}
+            assert dict(site.hits) == hits_before   # offline
+        assert after["archiver_session"] == session["archiver_session"]
+        assert found["framed"] is True, found
+        for name in ("realTopCookie", "realTopToken", "realTopNavigation", "realTopHref"):
+            assert found[name] == "blocked: SecurityError", (name, found)
+        assert session["archiver_session"] not in json.dumps(found) and submitter not in json.dumps(found)
+    finally:
+        bench.stop()
+    # Its call to submit a URL with the investigator's session queued nothing.
+    status = cli("status", "--json").json()
+    assert status["queued"] == 0 and status["done"] == 1, status
