@@ -89,8 +89,9 @@ def test_a_hostile_archived_page_replayed_in_the_workbench_reaches_nothing(cli, 
         capture_id = result.json()[0]["capture_id"]
         with watched_page(chromium) as page:
             page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{bench.origin}/?token={submitter}")   # logged in: a session cookie
-            page.goto(f"{bench.origin}/capture/{capture_id}")
+            # A link with the token, once: a session cookie, and the same page without the token in its address.
+            page.goto(f"{bench.origin}/capture/{capture_id}?token={submitter}")
+            page.wait_for_url(f"{bench.origin}/capture/{capture_id}")
             session = {c["name"]: c["value"] for c in page.context.cookies()}
             assert "archiver_session" in session and "desk (submitter)" in page.locator("header").inner_text()
             hits_before = dict(site.hits)

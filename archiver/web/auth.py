@@ -286,6 +286,8 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] == "GET" and await self._token_link(scope, send):
+            return
         state = scope.setdefault("state", {})
         client = scope.get("client") or ("", 0)
         state.update(identity=None, role=None, via=None, csrf_token=None, client=client[0] or "")
@@ -323,6 +325,27 @@ class AuthMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+    async def _token_link(self, scope: Scope, send: Any) -> bool:
+        """A link carrying ``?token=`` (any page): a valid token becomes a session cookie and the browser is sent to
+        the same page without it, so the token never stays in the address bar or the history. An invalid one goes
+        on to the page, which asks for a login as without it."""
+        query = scope.get("query_string", b"").decode("latin-1")
+        if "token=" not in query:
+            return False
+        token = dict(parse_qsl(query, keep_blank_values=True)).get("token")
+        found = self.auth.check_token(token) if token else None
+        if found is None:
+            return False
+        sid = self.auth.new_session(found["name"], found["role"], "session")
+        await send({"type": "http.response.start", "status": 303, "headers": [
+            (b"location", without_token(scope["path"], query).encode("latin-1")),
+            (b"set-cookie", session_cookie(sid, self.auth.secure).encode()),
+            (b"content-length", b"0"), (b"cache-control", b"no-store"), (b"referrer-policy", b"no-referrer"),
+            *[h for h in SECURITY_HEADERS if h[0] != b"referrer-policy"]]})
+        await send({"type": "http.response.body", "body": b""})
+        return True
 
 
 # ---- what routes call ------------------------------------------------------------------------------------------
