@@ -72,9 +72,17 @@ def test_bad_options_end_in_one_line(cli):
         taken.listen(1)
         port = taken.getsockname()[1]
         result = cli("serve", "--port", str(port), timeout=60)
+        # The replay's port taken: named as such.
+        replay = cli("serve", "--port", "0", "--replay-port", str(port), timeout=60)
     assert result.code == 2 and "in use" in result.err and len(result.err.strip().splitlines()) == 1
+    assert replay.code == 2 and "--replay-port" in replay.err and len(replay.err.strip().splitlines()) == 1, replay.err
     result = cli("serve", "--host", "no-such-host.invalid", "--port", "0", timeout=60)
     assert result.code == 2 and "--host" in result.err and len(result.err.strip().splitlines()) == 1
+    for args, words in ((["--origin", "https://archive.example.org"], "both --origin and --replay-origin"),
+                        (["--origin", "https://archive.example.org", "--replay-origin", "https://replay.example.org"],
+                         "subdomain")):
+        refused = cli("serve", "--port", "0", *args, timeout=60)
+        assert refused.code == 2 and words in refused.err and len(refused.err.strip().splitlines()) == 1, refused.err
 
 
 def test_tokens_are_shown_once_and_kept_as_hashes(cli):

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import uvicorn
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, option: str = "--port") -> socket.socket:
     """The listening socket, bound here so that a bad host or a port in use is one clear line (exit 2)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -31,7 +31,7 @@ def _bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         why = "the port is in use" if exc.errno in (98, 48) else (exc.strerror or str(exc))
-        raise UserError(f"cannot listen on {host}:{port}: {why} (choose another with --port)") from None
+        raise UserError(f"cannot listen on {host}:{port}: {why} (choose another with {option})") from None
     return sock
 
 
@@ -71,10 +71,11 @@ def serve(ctx: Context, host: str, port: int, replay_port: int | None, origin: s
     replay_sock = None
     if origin or loopback:
         try:
-            replay_sock = _bind(host, bound_port + 1 if replay_port is None and port else (replay_port or 0))
-        except UserError as exc:
+            replay_sock = _bind(host, bound_port + 1 if replay_port is None and port else (replay_port or 0),
+                                "--replay-port: the replay's port")
+        except UserError:
             sock.close()
-            raise UserError(f"{exc} for the replay (choose it with --replay-port)") from None
+            raise
     import uvicorn
     from archiver.web.app import Replay, create_app
     from archiver.web.replay import Grants, replay_app
