@@ -46,6 +46,11 @@ def test_search_capture_replay_video_and_export(world_cli, site, chromium, tmp_p
             page.locator("section.replay-section").screenshot(path=screenshot_path("workbench-replay.png", tmp_path))
 
             page.goto(f"{bench.origin}/capture/{tweet['id']}")
+            # A tweet replays as the capture rendered it (its embed page), not as a page the WARC does not hold.
+            replayed = (page.frame_locator("iframe#replay").frame_locator("replay-web-page iframe")
+                        .frame_locator("iframe.iframe-main"))
+            expect(replayed.locator("body")).to_contain_text("crowds run from the evacuation point",
+                                                             timeout=TIMEOUT_MS)
             video = page.locator("figure.media video").first
             assert video.get_attribute("src").startswith(f"/media/{tweet['id']}/")
             video.evaluate("v => { v.muted = true; return v.play(); }")

@@ -138,6 +138,19 @@ def rwp_dir() -> Path:
     return Path(sys.prefix) / "replaywebpage"
 
 
+def replay_target(capture: dict[str, Any], records: list[dict[str, Any]]) -> str:
+    """The URL to open in the replay: the page as requested if the WARC holds it (an archived redirect replays as
+    one), else the final URL, else the first HTML page answered 200 -- for a tweet, the embed page the capture
+    rendered (its requested and final URLs were answered by the syndication API, not as pages)."""
+    answered = {r["uri"]: r for r in records if r["type"] == "response"}
+    for url in (capture["url"], capture.get("final_url")):
+        if url and url in answered:
+            return url
+    html_pages = [r["uri"] for r in records if r["type"] == "response" and r.get("http_status") == 200
+                  and (r.get("content_type") or "").lower().startswith("text/html")]
+    return html_pages[0] if html_pages else capture["url"]
+
+
 class Grants:
     """Short-lived grants to replay one capture, made by the workbench for a viewer it has checked and accepted by
     the replay app: ``<expiry>.<HMAC-SHA256 of "capture-id.expiry">``, under a key made at start and never written
@@ -264,7 +277,9 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
         grant = request.query_params.get("grant")
         if not grants.check(capture["id"], grant):
             return refused()
-        url = capture["url"]   # as requested: an archived redirect replays as one
+        with lock:
+            records = index.capture_records(capture["id"])
+        url = replay_target(capture, records)
         page = EMBED_PAGE.format(title=html.escape(url), url=html.escape(url, quote=True),
                                  source=html.escape(f"/capture/{capture['id']}/{grant}/{capture['id']}.warc.gz",
                                                     quote=True))
