@@ -55,13 +55,11 @@ def _event_href(event: dict[str, Any]) -> str | None:
 def item_data(request: Request, key: str) -> dict[str, Any]:
     with index_of(request) as index:
         found = timeline.item_timeline(index, key)
-        captures = index.conn.execute(
-            "SELECT id, url, status, started_at, title FROM captures WHERE key = ? ORDER BY started_at, id",
-            (key,)).fetchall()
+        captures = index.captures_of_key(key)   # oldest first (IDs are ULIDs)
     if found.empty and not captures:
         raise NotFound(f"no item {key[:200]!r} in this archive (nothing captured, checked or watched under that key)")
     data = found.as_dict()
-    data["captures"] = [dict(r) for r in captures]
+    data["captures"] = captures
     return data
 
 
