@@ -147,7 +147,8 @@ def dump(url: str) -> dict[str, list[tuple]]:
     by nature: each capture's place (another prefix) and the closing `migrated` entry (its time, its target)."""
     import psycopg
     keys = {"ledger": "seq", "jobs": "id", "attempts": "id", "captures": "id", "records_packed": "capture_id, seq",
-            "outlinks": "rowid", "refs": "rowid", "tweets": "capture_id", "videos": "capture_id",
+            "outlinks": "rowid", "refs": "rowid", "tweets": "capture_id", "posts": "capture_id",
+            "videos": "capture_id",
             "captures_fts": "rowid", "timestamps": "id", "watches": "id", "checks": "id", "items": "key",
             "transitions": "id", "host_slots": "host", "tallies": "name"}
     out: dict[str, list[tuple]] = {}

@@ -260,11 +260,11 @@ def show(ctx: Context, ident: str, as_json: bool) -> None:
         job = queue.get_job(index, cap["job_id"]) if cap.get("job_id") else None
         children = index.children(cap["id"])
         found_in = index.referenced_by(cap["key"])
-        tweet, video = index.tweet_of(cap["id"]), index.video_of(cap["id"])
+        tweet, video, post = index.tweet_of(cap["id"]), index.video_of(cap["id"]), index.post_of(cap["id"])
         tsa_urls = timestamps.TimestampSettings.from_settings(ctx.archive.settings).tsa_urls
         stamps = [{**{k: t[k] for k in timestamps.SHOWN_FIELDS}, "tsa_configured": t["tsa_url"] in tsa_urls}
                   for t in timestamps.of_capture(index.conn, cap["id"])]
-        _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video)
+        _print_capture(ctx, cap, records, outlinks, others, job, children, found_in, tweet, video, post)
         _print_timestamps([{**t, "token_path": ctx.archive.token_at(cap, t["token_path"])} for t in stamps])
         _print_timeline(index, cap["key"])
     finally:
@@ -278,7 +278,8 @@ def _warn_provenance(capture_id: str, why: str) -> None:
 
 def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, Any]], outlinks: list[dict[str, Any]],
                    others: list[dict[str, Any]], job: dict[str, Any] | None, children: list[dict[str, Any]],
-                   found_in: list[dict[str, Any]], tweet: dict[str, Any] | None, video: dict[str, Any] | None) -> None:
+                   found_in: list[dict[str, Any]], tweet: dict[str, Any] | None, video: dict[str, Any] | None,
+                   post: dict[str, Any] | None = None) -> None:
     prov = cap.get("provenance") or {}
     data = {"records": records, "parent": details.parent_of(job, found_in),
             "other_captures": [o for o in others if o["id"] != cap["id"]]}
@@ -316,6 +317,13 @@ def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, An
                        f"[id time {tweet['snowflake_time']}: {tweet['time_check']}], lang {tweet['lang']}, "
                        f"{tweet['media_count']} media")
             click.echo(f"  {tweet['text']}")
+    if post:
+        click.echo(f"\n{post['platform']} post {post['post_id']}: {post['availability']}")
+        if post["availability"] == "available":
+            click.echo(f"  {post['author'] or '?'} ({post['author_name'] or '-'}), {post['posted_at'] or '?'}"
+                       + (f", edited {post['edited_at']}" if post["edited_at"] else "")
+                       + f", lang {post['lang'] or '-'}, {post['media_count'] or 0} media")
+            click.echo(f"  {post['text'] or ''}")
     if video:
         click.echo(f"\nvideo {video['extractor']}:{video['video_id']}  {video['title'] or ''}  "
                    f"{video['duration'] or '?'}s  {_size(video['media_bytes'])}"

@@ -87,7 +87,7 @@ COUNTED: list[tuple[str, str, str]] = [
     (name, f"SELECT COUNT(*) FROM {table}", f"SELECT COUNT(*) FROM {table}") for name, table in (
         ("ledger", "ledger"), ("jobs", "jobs"), ("attempts", "attempts"), ("captures", "captures"),
         ("records", "records_packed"), ("outlinks", "outlinks"), ("refs", "refs"), ("tweets", "tweets"),
-        ("videos", "videos"), ("search", "captures_fts"), ("timestamps", "timestamps"), ("watches", "watches"),
+        ("posts", "posts"), ("videos", "videos"), ("search", "captures_fts"), ("timestamps", "timestamps"), ("watches", "watches"),
         ("checks", "checks"), ("items", "items"), ("transitions", "transitions"), ("host_slots", "host_slots"))]
 
 
@@ -522,11 +522,13 @@ class _Copy:
         refs = src.execute(f"SELECT rowid, capture_id, url, key, kind, found_in, source, via FROM refs WHERE "
                            f"capture_id IN ({marks}) ORDER BY rowid", ids).fetchall()
         tweets = src.execute(f"SELECT * FROM tweets WHERE capture_id IN ({marks})", ids).fetchall()
+        posts = src.execute(f"SELECT * FROM posts WHERE capture_id IN ({marks})", ids).fetchall()
         videos = src.execute(f"SELECT * FROM videos WHERE capture_id IN ({marks})", ids).fetchall()
         with self.target.transaction() as conn:
             for row, text in placed:
                 self.target.insert_copied(row, records[row["id"]], text)
-            for table, rows in (("outlinks", outlinks), ("refs", refs), ("tweets", tweets), ("videos", videos)):
+            for table, rows in (("outlinks", outlinks), ("refs", refs), ("tweets", tweets), ("posts", posts),
+                             ("videos", videos)):
                 if rows:
                     names = rows[0].keys()
                     overriding = " OVERRIDING SYSTEM VALUE" if "rowid" in names else ""

@@ -127,6 +127,7 @@ class ReportData:
     made_at: str = field(default_factory=now_iso)
     warc_location: str | None = None   # where the WARC is when it is an object in a store (s3://...)
     warc_fetch: str | None = None      # and the shell command that copies it to ``<id>.warc.gz``
+    post: dict[str, Any] | None = None  # a post beyond X (Mastodon, Bluesky, Telegram...)
 
     @property
     def warc_file(self) -> Path | str:
@@ -150,7 +151,7 @@ def gather(archive: Archive, index: Index, ident: str) -> ReportData:
     fingerprint, key_note = _archive_key(archive)
     return ReportData(
         archive_dir=archive.path, capture=cap, records=records,
-        tweet=index.tweet_of(cap["id"]), video=index.video_of(cap["id"]),
+        tweet=index.tweet_of(cap["id"]), video=index.video_of(cap["id"]), post=index.post_of(cap["id"]),
         ledger_entries=ledger.entries(index.conn, capture_id=cap["id"], job_id=cap.get("job_id")),
         ledger_check=chain.ledger, ledger_head=ledger.head(index.conn),
         index_vs_ledger=[p.detail for p in agreement.problems],
@@ -551,6 +552,18 @@ def _section_tweet(t: dict[str, Any]) -> str:
     ])
 
 
+def _section_post(p: dict[str, Any]) -> str:
+    """A post of a platform beyond X (Mastodon, Bluesky, Telegram...), as the index holds it (``posts``)."""
+    return f"<h2>{_e(p['platform'].capitalize())} post</h2>" + _kv([
+        ("Post", _code(p["post_id"])), ("Availability", _e(p["availability"])),
+        ("Author", _e(f"{p['author']} ({p['author_name']})" if p.get("author_name") else p.get("author"))),
+        ("Posted", _e(utc(p["posted_at"]) if p.get("posted_at") else None)),
+        ("Edited", _e(utc(p["edited_at"]) if p.get("edited_at") else None)), ("Language", _e(p.get("lang"))),
+        ("Text", _e(p.get("text"))), ("Media", _e(p.get("media_count"))),
+        ("Reply to", _code(p.get("reply_to"))), ("Quotes", _code(p.get("quoted"))), ("Shown at", _code(p.get("url"))),
+    ])
+
+
 def _yt_date(value: str | None) -> str | None:
     """yt-dlp's YYYYMMDD as an ISO date (it is the platform's date, with no time zone of its own)."""
     if value and len(value) == 8 and value.isdigit():
@@ -672,6 +685,7 @@ def render_html(d: ReportData) -> str:
         _section_howto(d),
         _section_network(d),
         _section_tweet(d.tweet) if d.tweet else "",
+        _section_post(d.post) if d.post else "",
         _section_video(d.video) if d.video else "",
         _section_timestamps(d),
         _section_ledger(d),

@@ -58,6 +58,7 @@ def capture_details(archive: Archive, index: Index, cap: dict[str, Any]) -> dict
         "found_in": found_in,
         "children": index.children(cap["id"]),
         "tweet": index.tweet_of(cap["id"]),
+        "post": index.post_of(cap["id"]),
         "video": index.video_of(cap["id"]),
         "timestamps": stamps,
         "other_captures": [o for o in index.captures_of_key(cap["key"]) if o["id"] != cap["id"]],

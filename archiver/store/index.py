@@ -23,7 +23,7 @@ from archiver.store.engines import sqlite as sqlite_engine
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 11
 T = TypeVar("T")
 
 
@@ -195,6 +195,16 @@ class Index:
                  tweet.get("text"), tweet.get("created_at"), tweet.get("snowflake_time"), tweet.get("time_check"),
                  tweet.get("lang"), tweet.get("media_count"), tweet.get("reply_to"), tweet.get("quoted_id"),
                  json.dumps(tweet.get("urls") or [])))
+        post = provenance.get("post")
+        if post:
+            self.conn.execute(
+                "INSERT INTO posts (capture_id, platform, post_id, availability, author, author_name, text, "
+                "posted_at, edited_at, lang, media_count, reply_to, quoted, url) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (capture_id, post["platform"], post["id"], post["availability"], post.get("author"),
+                 post.get("author_name"), post.get("text"), post.get("posted_at"), post.get("edited_at"),
+                 post.get("lang"), post.get("media_count"), post.get("reply_to"), post.get("quoted"),
+                 post.get("url")))
         self.conn.executemany(
             "INSERT INTO refs (capture_id, url, key, kind, found_in, source, via) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(capture_id, r["url"], r["key"], r["kind"], r.get("found_in"), r.get("source"), r.get("via"))
@@ -330,6 +340,11 @@ class Index:
 
     def tweet_of(self, capture_id: str) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM tweets WHERE capture_id = ?", (capture_id,)).fetchone()
+        return dict(row) if row else None
+
+    def post_of(self, capture_id: str) -> dict[str, Any] | None:
+        """The post a capture holds (Mastodon, Bluesky, Telegram...: ``posts``), or None."""
+        row = self.conn.execute("SELECT * FROM posts WHERE capture_id = ?", (capture_id,)).fetchone()
         return dict(row) if row else None
 
     def video_of(self, capture_id: str) -> dict[str, Any] | None:

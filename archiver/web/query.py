@@ -136,8 +136,11 @@ def _keep(index: Index, row: dict[str, Any], f: Filters, since: str | None, unti
         if (item["state"] if item else None) != f.state:
             return False
     if f.author:
-        tweet = index.tweet_of(cap["id"])
-        names = {(tweet or {}).get("screen_name") or "", (tweet or {}).get("name") or ""}
+        tweet, post = index.tweet_of(cap["id"]) or {}, index.post_of(cap["id"]) or {}
+        # A fediverse handle is user@host; "@user" and "user" find it as well as the whole handle.
+        handle = post.get("author") or ""
+        names = {tweet.get("screen_name"), tweet.get("name"), handle, handle.split("@", 1)[0],
+                 post.get("author_name")}
         if f.author.lower() not in {n.lower() for n in names if n}:
             return False
     return True

@@ -743,8 +743,8 @@ CREATE TRIGGER captures_tally_insert AFTER INSERT ON captures FOR EACH ROW EXECU
 # What runners need and no more: read everything; add evidence; change only rows that move through states.
 RUNNER_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
-GRANT INSERT ON jobs, attempts, captures, captures_fts, records_packed, outlinks, tweets, refs, videos, watches, checks,
-    items, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
+GRANT INSERT ON jobs, attempts, captures, captures_fts, records_packed, outlinks, tweets, posts, refs, videos, watches,
+    checks, items, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
 GRANT UPDATE ON jobs, watches, checks, items, host_slots, timestamps TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 """
@@ -773,6 +773,25 @@ PG_MIGRATIONS: dict[int, str] = {
         EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');""",
     # 10: the changes of state to "changed", by time (sqlite.py's migration 10).
     10: "CREATE INDEX transitions_changed ON transitions(key, at) WHERE state_after = 'changed';",
+    # 11: posts beyond X, one row per capture (sqlite.py's migration 11).
+    11: f"""CREATE TABLE posts (
+        capture_id {_TEXT} PRIMARY KEY REFERENCES captures(id),
+        platform {_TEXT} NOT NULL,
+        post_id {_TEXT} NOT NULL,
+        availability {_TEXT} NOT NULL,
+        author {_TEXT},
+        author_name {_TEXT},
+        text {_TEXT},
+        posted_at {_TEXT},
+        edited_at {_TEXT},
+        lang {_TEXT},
+        media_count bigint,
+        reply_to {_TEXT},
+        quoted {_TEXT},
+        url {_TEXT}
+    );
+    CREATE INDEX posts_post_id ON posts(platform, post_id);
+    CREATE INDEX posts_author ON posts(author);""",
 }
 
 

@@ -487,6 +487,30 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX transitions_changed ON transitions(key, at) WHERE state_after = 'changed';
     """,
+    # 11: posts of the platforms captured by their own answers beyond X (Mastodon, Bluesky, Telegram...), one row
+    # per capture, derived from provenance["post"] like tweets from provenance["tweet"] (reindex rebuilds it).
+    # One table for all of them, so that `search --author`, `show` and the workbench read one shape; what is a
+    # platform's own (Bluesky labels, a Mastodon edit history, Telegram views) stays in the provenance record.
+    """
+    CREATE TABLE posts (
+        capture_id TEXT PRIMARY KEY REFERENCES captures(id),
+        platform TEXT NOT NULL,            -- the key's prefix: mastodon, bluesky, telegram...
+        post_id TEXT NOT NULL,             -- the key's id part: <host>/<id>, <did>/<rkey>, <channel>/<id>
+        availability TEXT NOT NULL,        -- available | deleted | suspended | not-found | withheld | ...
+        author TEXT,                       -- the handle as the platform spells it (user@host, handle, channel)
+        author_name TEXT,                  -- the display name
+        text TEXT,                         -- the post's text as plain text
+        posted_at TEXT,                    -- ISO 8601, as the platform says
+        edited_at TEXT,
+        lang TEXT,
+        media_count INTEGER,
+        reply_to TEXT,                     -- the URL or id of the post it answers, if any
+        quoted TEXT,                       -- the URL or id of the post it quotes, if any
+        url TEXT                           -- where the post is shown on the web
+    );
+    CREATE INDEX posts_post_id ON posts(platform, post_id);
+    CREATE INDEX posts_author ON posts(author);
+    """,
 ]
 
 # Migration 6, once migrate_to_6 has filled the new tables: they take the old ones' places.
