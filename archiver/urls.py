@@ -40,7 +40,8 @@ FILE_EXTENSIONS = {
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
-KINDS = ("page", "file", "tweet", "video")
+# "post": a post of a platform captured by its own answer beyond X (Mastodon, Bluesky, Telegram...).
+KINDS = ("page", "file", "tweet", "video", "post")
 
 # Twitter's own onion service (yt-dlp's Twitter extractors list it beside twitter.com and x.com) serves the same
 # paths and the same items; as for mirrors, the canonical URL stays on x.com.
@@ -61,7 +62,7 @@ TWITTER_MIRROR_DOMAINS = frozenset({
 class ParsedURL:
     url: str                     # as given (whitespace trimmed)
     canonical_url: str           # normalised; for a platform item, that platform's own URL for it
-    kind: str                    # "page" (browser), "file" (fetched directly), "tweet" or "video"
+    kind: str                    # "page" (browser), "file" (fetched directly), "tweet", "video" or "post"
     key: str | None              # platform key ("twitter:<id>"); None for a plain page or file
     platform: str | None = None  # "twitter", "youtube", ...: the part of ``key`` before the colon
     item_id: str | None = None   # the part of ``key`` after the colon

@@ -24,7 +24,7 @@ from archiver.capture import network
 from archiver.capture.base import CaptureResult, header_value
 from archiver.capture.http import fetch_chain
 
-EVIDENCE_KINDS = ("tweet", "video")
+EVIDENCE_KINDS = ("tweet", "video", "post")
 
 
 @dataclass(frozen=True)

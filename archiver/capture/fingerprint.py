@@ -164,6 +164,9 @@ def of_result(result: Any) -> str | None:
     tweet = details.get("tweet") or {}
     if tweet.get("fingerprint"):
         return tweet["fingerprint"]
+    post = details.get("post") or {}
+    if post.get("fingerprint"):
+        return post["fingerprint"]
     video = details.get("video") or {}
     if video.get("id"):
         return video_fingerprint(video)

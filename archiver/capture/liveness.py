@@ -3,6 +3,7 @@
 - pages: one GET (redirects followed and listed), the status, and a fingerprint of the HTML's visible text;
 - tweets: the syndication answer (available, or which tombstone);
 - videos: yt-dlp's metadata, nothing downloaded.
+- posts (Mastodon, Bluesky, Telegram...): the platform's own answer, through its module (posts.py).
 
 A check writes no WARC — it is an observation, stored in the index's ``checks`` history. When a check sees a
 change or a disappearance, a full capture is queued, and that capture is the sealed evidence of it.
@@ -48,10 +49,13 @@ async def check(url: str, kind: str, key: str, settings: Settings) -> CheckResul
     """Check one item; never raises for what the web answers (that is the result)."""
     started = time.monotonic()
     timeout = settings["watch"]["check_timeout_seconds"]
-    method = {"tweet": "syndication", "video": "yt-dlp"}.get(kind, "http")
+    method = {"tweet": "syndication", "video": "yt-dlp", "post": key.partition(":")[0]}.get(kind, "http")
     try:
         if kind == "tweet" and key.startswith("twitter:"):
             result = await asyncio.wait_for(_check_tweet(key.split(":", 1)[1], settings), timeout)
+        elif kind == "post" and key:
+            from archiver.capture.posts import check_post
+            result = await asyncio.wait_for(check_post(key, settings), timeout)
         elif kind == "video":
             result = await asyncio.wait_for(asyncio.to_thread(_check_video, url, key, settings, timeout), timeout + 5)
         else:

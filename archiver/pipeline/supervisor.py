@@ -49,7 +49,7 @@ TICK_SECONDS = 0.5
 REAP_EVERY_SECONDS = 5.0
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 # Job kinds whose capture may download video for up to video.max_seconds (yt-dlp, ffmpeg).
-VIDEO_KINDS = ("video", "tweet")
+VIDEO_KINDS = ("video", "tweet", "post")
 # Chromium's crash handler double-forks away from its browser by design and exits with it (proctree.py).
 _SELF_EXITING = ("chrome_crashpad",)
 

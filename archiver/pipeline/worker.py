@@ -351,8 +351,8 @@ class Worker:
             if settled is not None:
                 return settled
         kind = job["kind"]
-        # Tweets and videos get their page (or embed) rendered too, for the screenshot and the context.
-        use_browser = kind in ("page", "tweet", "video") and not job["options"].get("no_browser")
+        # Tweets, posts and videos get their page (or embed) rendered too, for the screenshot and the context.
+        use_browser = kind in ("page", "tweet", "video", "post") and not job["options"].get("no_browser")
         if use_browser and self.browser is None:
             from archiver.capture.browser import BrowserSession
             self.browser = BrowserSession(settings)
@@ -555,6 +555,9 @@ class Worker:
             from archiver.capture.video import record_video
             return await capture_tweet(key.split(":", 1)[1], url, warc, self.settings, browser,
                                        lambda media_url, w: record_video(media_url, w, self.settings))
+        if kind == "post" and key:
+            from archiver.capture.posts import capture_post
+            return await capture_post(key, url, warc, self.settings, browser)
         if kind == "video":
             from archiver.capture.video import capture_video
             path, item_id, media_url = platforms.video_target(key, job["canonical_url"], url)
