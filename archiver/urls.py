@@ -180,6 +180,10 @@ def _broadcast(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]
     return groups["id"], f"https://x.com/i/broadcasts/{groups['id']}"
 
 
+def _x_space(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    return groups["id"], f"https://x.com/i/spaces/{groups['id']}"
+
+
 def _x_event(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
     # An event resolves, when captured, to one broadcast or to a list of tweets, and only X's answer says
     # which: nothing in the URL leads to the broadcast id, so the event is keyed as an item of its own.
@@ -311,6 +315,9 @@ RULES: tuple[_Rule, ...] = (
           _tweet, re.IGNORECASE),
     _rule("broadcast", "video", TWITTER_DOMAINS, r"/i/broadcasts/(?P<id>" + _BROADCAST_ID + r")/?", _broadcast),
     _rule("x-event", "video", TWITTER_DOMAINS, r"/i/events/(?P<id>\d{1,20})/?", _x_event),
+    # X Spaces: ids of 13 base-62 characters (yt-dlp's twitter:spaces takes 13 and more); /peek is the preview
+    # X links to from a tweet's card, the same Space.
+    _rule("x-space", "video", TWITTER_DOMAINS, r"/i/spaces/(?P<id>[0-9a-zA-Z]{13,20})(?:/peek)?/?", _x_space),
     _rule("periscope", "video", ("periscope.tv", "pscp.tv"),
           r"/(?:w/(?P<wid>" + _PSCP_ID + r"|\d{1,20})|[A-Za-z0-9_]{1,20}/(?P<uid>(?=[A-Za-z0-9_=-]*[A-Z0-9])" +
           _PSCP_ID + r"))/?", _periscope),

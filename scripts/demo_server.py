@@ -42,7 +42,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   BroadcastQuery``, ``api.x.com/1.1/live_video_stream/status/<media_key>`` and ``prod-video-eu-central-1.pscp.tv``
   — X broadcasts (``x.com/i/broadcasts/<id>``, Periscope ids included) as yt-dlp 2026.11's twitter:broadcast
   extractor reads them, from ``demo_site/world/x_broadcasts.json``; ``api.x.com/1.1/live_event/1/<id>/
-  timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``;
+  timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``; ``x.com/i/api/graphql/<query id>/
+  AudioSpaceById`` with the same status endpoint and ``prod-fastly-eu-west-3.video.pscp.tv`` (packed-audio HLS) —
+  X Spaces (``x.com/i/spaces/<id>``: one with its replay, one whose replay is disabled, one not started yet) as
+  yt-dlp 2026.11's twitter:spaces extractor reads them, from ``x_spaces.json``;
 * ``vimeo.com`` (``www.`` redirects), ``player.vimeo.com/video/<id>/config``, ``i.vimeocdn.com`` and the HLS CDNs
   ``vod-adaptive-ak.vimeocdn.com``/``skyfire.vimeocdn.com`` — Vimeo videos as yt-dlp 2026.11's vimeo extractor reads
   them (clip page, player config, HLS with separate audio), from ``demo_site/world/vimeo.json``;
@@ -326,6 +329,7 @@ NEWS_HOST = "www.levantledger.example"
 
 SYNDICATION_HOST = "cdn.syndication.twimg.com"
 PSCP_VIDEO_HOST = "prod-video-eu-central-1.pscp.tv"
+SPACES_AUDIO_HOST = "prod-fastly-eu-west-3.video.pscp.tv"
 TWITTER_HOSTS = frozenset({
     "twitter.com", "www.twitter.com", "mobile.twitter.com", "x.com", "www.x.com", "mobile.x.com",
 })
@@ -361,6 +365,7 @@ WORLD_ROUTES: dict[str, str] = {
     "pbs.twimg.com": "_world_pbs",
     "video.twimg.com": "_world_media_file",
     PSCP_VIDEO_HOST: "_world_media_file",
+    SPACES_AUDIO_HOST: "_world_media_file",
     "platform.twitter.com": "_world_platform",
     "t.co": "_world_tco",
     **{host: "_world_x_api" for host in X_API_HOSTS},
@@ -391,6 +396,7 @@ WORLD_CONTENT_TYPES: dict[str, str] = {
     ".ts": "video/MP2T",
     ".m4s": "video/iso.segment",
     ".mp3": "audio/mpeg",
+    ".aac": "audio/aac",   # an X Space's packed-audio chunks
     ".html": HTML_TYPE,
 }
 JSON_TYPE = "application/json;charset=utf-8"
@@ -1142,6 +1148,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/i/events/"):
             self._world_x_event_page(path)
             return
+        if path.startswith("/i/spaces/"):
+            self._world_x_space_page(path)
+            return
         match = re.fullmatch(r"/(?:[A-Za-z0-9_]{1,15}|i/web)/status(?:es)?/([0-9]{1,20})(?:/(?:photo|video)/[1-4])?/?",
                              path)
         if match is None:
@@ -1230,6 +1239,29 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 f'<p>{html.escape(event["description"])}</p></div>')
         self._send_x_page(f"{event['title']} / X", meta, url, body)
 
+    def _world_x_space_page(self, path: str) -> None:
+        # x.com answers every /i/spaces/<id> with its app shell: a Space's title, host and state, or that it is gone.
+        match = re.fullmatch(r"/i/spaces/([0-9a-zA-Z]{13,})(?:/peek)?/?", path)
+        entry = _world_json("x_spaces.json").get(match.group(1)) if match else None
+        if not isinstance(entry, dict):
+            self._send_x_tombstone("This Space does not exist.")
+            return
+        meta_ = entry["audioSpace"]["metadata"]
+        host = meta_["creator_results"]["result"]["core"]
+        url = f"https://x.com/i/spaces/{match.group(1)}"
+        state = {"Ended": "Ended", "Running": "Live", "NotStarted": "Scheduled"}.get(meta_["state"], meta_["state"])
+        if meta_["state"] == "Ended" and not meta_["is_space_available_for_replay"]:
+            state += " (no recording)"
+        meta = {"og:site_name": "X (formerly Twitter)", "og:type": "website", "og:url": url,
+                "og:title": meta_["title"], "og:description": f"Space hosted by {host['name']} · {state}"}
+        speakers = entry["audioSpace"]["participants"]["admins"] + entry["audioSpace"]["participants"]["speakers"]
+        body = (f'<div class="space"><h1>{html.escape(meta_["title"])}</h1>'
+                f'<p><strong>{html.escape(host["name"])}</strong> @{html.escape(host["screen_name"])} · '
+                f'<span class="state">{html.escape(state)}</span></p><ul class="speakers">'
+                + "".join(f"<li>{html.escape(s['display_name'])} @{html.escape(s['twitter_screen_name'])}</li>"
+                          for s in speakers) + "</ul></div>")
+        self._send_x_page(f"{meta_['title']} / X", meta, url, body)
+
     def _world_x_graphql(self, path: str, query: dict[str, list[str]]) -> None:
         # x.com's GraphQL API as the logged-out web client (and yt-dlp) calls it: a query id and operation name
         # in the path, the variables as JSON in the query string, a bearer token and a guest token.
@@ -1237,7 +1269,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not self._x_credentials_ok(headers):
             return
         match = re.fullmatch(r"/i/api/graphql/[A-Za-z0-9_-]{22}/(\w+)", path)
-        if match is None or match.group(1) != "BroadcastQuery":
+        if match is None or match.group(1) not in ("BroadcastQuery", "AudioSpaceById"):
             self._send_json(404, {"errors": [{"message": "Query not found", "code": 404}]}, headers)
             return
         try:
@@ -1246,6 +1278,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (ValueError, TypeError, KeyError):
             self._send_json(400, {"errors": [{"message": "Variable \"$id\" of required type \"String!\" was not "
                                               "provided.", "code": 366}]}, headers)
+            return
+        if match.group(1) == "AudioSpaceById":
+            # A Space X does not have (deleted, or never there) is an empty audioSpace, not an error.
+            entry = _world_json("x_spaces.json").get(broadcast_id)
+            space = entry["audioSpace"] if isinstance(entry, dict) else {}
+            self._send_json(200, {"data": {"audioSpace": space}}, headers)
             return
         entry = _world_json("x_broadcasts.json").get(broadcast_id)
         broadcast = entry["broadcast"] if isinstance(entry, dict) else {}
@@ -1337,6 +1375,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match = re.fullmatch(r"/1\.1/live_video_stream/status/([0-9]+_[0-9]+)", path)
         stream = next((e["live_video_stream"] for e in entries.values()
                        if match and e["broadcast"].get("media_key") == match.group(1)), None)
+        # A Space's stream, by its media key: only one with a recording (or live) has one.
+        stream = stream or next((e["live_video_stream"] for k, e in _world_json("x_spaces.json").items()
+                                 if match and not k.startswith("_") and "live_video_stream" in e
+                                 and e["audioSpace"]["metadata"]["media_key"] == match.group(1)), None)
         if stream is None:
             self._send_json(404, X_API_NOT_FOUND, headers)
             return

@@ -106,6 +106,16 @@ PATHS: tuple[PlatformPath, ...] = (
         fixture_world=True,
         note="the event id is not the broadcast id: yt-dlp's display_id must be the event"),
     PlatformPath(
+        "x-space", "x-space", "X Space (audio, live or replay)",
+        ("https://x.com/i/spaces/<id>", "twitter.com, /peek"),
+        ("AudioSpaceById and stream status (in yt-dlp's info JSON: title, host, speakers, state, times)",
+         "audio: the replay (packed-audio HLS), or a live Space up to video.max_seconds", "host avatar",
+         "x.com page rendered (screenshot, DOM)"),
+        ("gone", "replay-disabled"), "yt-dlp metadata (AudioSpaceById)", "yt-dlp", ("TwitterSpaces",),
+        fixture_world=True,
+        note="a Space that ended without a recording is replay-disabled; one not started yet is retried "
+             "(not-started), one whose recording is being made too (not-yet-available)"),
+    PlatformPath(
         "youtube", "youtube", "YouTube video", ("https://www.youtube.com/watch?v=<id>", "youtu.be, shorts, embeds"),
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Youtube",)),
     PlatformPath(

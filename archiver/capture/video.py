@@ -86,6 +86,14 @@ def classify_error(message: str) -> tuple[str, bool]:
     m = message.lower()
     if "unsupported url" in m:
         return "unsupported", False
+    # X Spaces (yt-dlp's twitter:spaces words them so): the Space is there, its recording is not (and will not
+    # be); not started yet, or ended and its recording still being made: a later try can get it.
+    if "replay is disabled" in m:
+        return "replay-disabled", False
+    if "space not started yet" in m:
+        return "not-started", True
+    if "not downloadable yet" in m:
+        return "not-yet-available", True
     if "age" in m and ("confirm your age" in m or "age-restricted" in m or "age restricted" in m):
         return "age-restricted", False
     if "private" in m or "members-only" in m or "protected" in m:
