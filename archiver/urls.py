@@ -362,8 +362,8 @@ RULES: tuple[_Rule, ...] = (
 # never a deletion. Pleroma's /notice/<flake id>, Misskey's /notes/<id> and GoToSocial's ULIDs are not recognised yet.
 _FEDI_USER = r"(?P<user>[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?)"
 _FEDI_PATHS = (
-    (re.compile(r"/(?:web/)?@" + _FEDI_USER + r"(?:@(?P<domain>[A-Za-z0-9.-]{1,253}))?/(?P<id>\d{17,18})(?:/embed)?/?"),
-     True),
+    (re.compile(r"/(?:web/)?@" + _FEDI_USER + r"(?:@(?P<domain>[A-Za-z0-9.-]{1,253}))?"
+                r"/(?P<id>0{0,3}[1-9]\d{16,17})(?:/embed)?/?"), True),
     (re.compile(r"/users/" + _FEDI_USER + r"/statuses/(?P<id>\d{1,19})(?:/activity)?/?"), False),
     (re.compile(r"/web/statuses/(?P<id>\d{1,19})/?"), False),
 )

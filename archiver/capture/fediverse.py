@@ -353,6 +353,8 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
     text = info.get("text") if availability == "available" else message
     title = (f"{info['author']}: {(info.get('text') or '')[:100]}" if availability == "available" and info.get("author")
              else f"Mastodon status {item_id} ({availability})")
+    if availability == NOT_FEDIVERSE and page is not None:  # what the host showed, as a page shows it
+        title, text = page.title or title, page.text or text
     card = info.get("card") if isinstance(info.get("card"), dict) else {}
     outlinks = [{"url": card["url"], "text": "card"}] if isinstance(card.get("url"), str) else []
     details = {
