@@ -241,3 +241,23 @@ def test_embeds_and_links_in_articles_are_found():
     got = {parsed.key: ref.found_in for parsed, ref in found}
     assert got == {"fedi:mastodon.social/117670651069203633": "iframe.mastodon-embed",
                    "fedi:infosec.exchange/117671453130752000": "blockquote.mastodon-embed"}
+
+
+def test_a_hostile_answer_is_data_never_a_crash():
+    """Every field beside the few is_status checks may hold anything: the posts row gets text, numbers or None."""
+    odd: list = [None, 5, "x", [1, "y"], {"a": 1}, True]
+    for value in odd:
+        data = {"id": "1", "content": "<p>hi <b>there</b>", "created_at": "2026-01-01T00:00:00Z",
+                "account": {"acct": value, "username": value, "display_name": value},
+                **{k: value for k in ("language", "edited_at", "url", "uri", "spoiler_text", "visibility", "sensitive",
+                                      "media_attachments", "tags", "mentions", "poll", "card", "quote", "reblog",
+                                      "in_reply_to_id", "replies_count")}}
+        body = json.dumps(data).encode()
+        availability, parsed, _ = fediverse.classify_answer(200, body, JSON)
+        assert availability == "available"
+        info = fediverse.describe_status(parsed, "mastodon.social")
+        for field in ("author", "author_name", "text", "posted_at", "edited_at", "lang", "reply_to", "quoted", "url"):
+            assert info[field] is None or isinstance(info[field], str), (value, field)
+        assert isinstance(info["media_count"], int) and "hi there" in info["text"]
+        assert fediverse.status_fingerprint(parsed).startswith("fp1:fedi:")
+        assert fediverse.describe_history([{"content": value, "poll": value, "media_attachments": value}])

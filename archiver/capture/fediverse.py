@@ -140,14 +140,27 @@ def content_text(content: str) -> str:
     return "".join(parser.parts).strip()
 
 
+def _str(value: Any) -> str | None:
+    """A field the index stores as text: a string, or None for anything else a hostile server sends there."""
+    return value if isinstance(value, str) and value else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _local_id(host: str, value: Any) -> str | None:
     return f"{host}/{value}" if isinstance(value, (str, int)) and str(value).isdigit() else None
 
 
 def handle(account: dict[str, Any], host: str) -> str | None:
     """``user@host`` for an account: ``acct`` is bare for the instance's own users."""
-    acct = account.get("acct") or account.get("username")
-    if not isinstance(acct, str) or not acct:
+    acct = _str(account.get("acct")) or _str(account.get("username"))
+    if acct is None:
         return None
     return acct if "@" in acct else f"{acct}@{host}"
 
@@ -156,7 +169,7 @@ def media_urls(data: dict[str, Any]) -> list[tuple[str, str]]:
     """(type, URL) of each attachment at original size: ``url`` (the instance's copy), else the origin's
     ``remote_url`` (a remote attachment the instance has not cached); never the preview."""
     out: list[tuple[str, str]] = []
-    for item in data.get("media_attachments") or []:
+    for item in _list(data.get("media_attachments")):
         if not isinstance(item, dict):
             continue
         target = item.get("url") or item.get("remote_url")
@@ -166,20 +179,19 @@ def media_urls(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _quoted(data: dict[str, Any]) -> dict[str, Any] | None:
-    quote_ = data.get("quote")
-    quoted = quote_.get("quoted_status") if isinstance(quote_, dict) else None
+    quoted = _dict(data.get("quote")).get("quoted_status")
     return quoted if is_status(quoted) else None
 
 
 def status_fingerprint(data: dict[str, Any]) -> str:
     """What a reader sees: content warning, text, poll options, media and the quoted status's words; no counts."""
     shown = data["reblog"] if is_status(data.get("reblog")) else data
-    poll = shown.get("poll") if isinstance(shown.get("poll"), dict) else {}
-    parts = [shown.get("spoiler_text") or "", content_text(shown.get("content") or ""),
-             *[str(o.get("title") or "") for o in poll.get("options") or [] if isinstance(o, dict)]]
+    poll = _dict(shown.get("poll"))
+    parts = [_str(shown.get("spoiler_text")) or "", content_text(shown["content"]),
+             *[str(o.get("title") or "") for o in _list(poll.get("options")) if isinstance(o, dict)]]
     quoted = _quoted(shown)
     if quoted:
-        parts.append("--quoted--\n" + content_text(quoted.get("content") or ""))
+        parts.append("--quoted--\n" + content_text(quoted["content"]))
     media = []
     for _, url in media_urls(shown):
         split = urlsplit(url)
@@ -188,49 +200,48 @@ def status_fingerprint(data: dict[str, Any]) -> str:
 
 
 def describe_status(data: dict[str, Any], host: str) -> dict[str, Any]:
-    """The indexed facts of a status answer (the posts row's fields) and Mastodon's own beside them."""
+    """The indexed facts of a status answer (the posts row's fields) and Mastodon's own beside them. ``data`` passed
+    is_status; every other field is checked for its type, as a hostile server may send anything there."""
     shown = data["reblog"] if is_status(data.get("reblog")) else data
-    account = data.get("account") or {}
-    spoiler = shown.get("spoiler_text") or ""
-    text = content_text(shown.get("content") or "")
+    account = data["account"]
+    spoiler = _str(shown.get("spoiler_text"))
+    text = content_text(shown["content"])
     poll = shown.get("poll") if isinstance(shown.get("poll"), dict) else None
     if poll:
-        text += "\n" + "\n".join(f"[poll] {o.get('title')}" for o in poll.get("options") or [] if isinstance(o, dict))
+        text += "\n" + "\n".join(f"[poll] {o.get('title')}" for o in _list(poll.get("options")) if isinstance(o, dict))
     quoted = _quoted(shown)
-    media = shown.get("media_attachments") or []
+    media = [m for m in _list(shown.get("media_attachments")) if isinstance(m, dict)]
     return {
         "platform": PLATFORM,
-        "status_id": data.get("id"),
+        "status_id": data["id"],
         "host": host,
         "author": handle(account, host),
-        "author_name": account.get("display_name") or None,
+        "author_name": _str(account.get("display_name")),
         "text": (f"CW: {spoiler}\n" if spoiler else "") + text.strip(),
-        "posted_at": data.get("created_at"),
-        "edited_at": shown.get("edited_at"),
-        "lang": shown.get("language"),
-        "media_count": len(media) if isinstance(media, list) else 0,
+        "posted_at": data["created_at"],
+        "edited_at": _str(shown.get("edited_at")),
+        "lang": _str(shown.get("language")),
+        "media_count": len(media),
         "reply_to": _local_id(host, shown.get("in_reply_to_id")),
-        "quoted": _local_id(host, quoted.get("id")) if quoted else None,
-        "url": shown.get("url") or shown.get("uri"),
+        "quoted": _local_id(host, quoted["id"]) if quoted else None,
+        "url": _str(shown.get("url")) or _str(shown.get("uri")),
         # Mastodon's own.
-        "uri": shown.get("uri"),
-        "visibility": data.get("visibility"),
-        "sensitive": shown.get("sensitive"),
-        "spoiler_text": spoiler or None,
-        "reblog_of": _local_id(host, shown.get("id")) if shown is not data else None,
+        "uri": _str(shown.get("uri")),
+        "visibility": _str(data.get("visibility")),
+        "sensitive": shown.get("sensitive") if isinstance(shown.get("sensitive"), bool) else None,
+        "spoiler_text": spoiler,
+        "reblog_of": _local_id(host, shown["id"]) if shown is not data else None,
         "account": {k: account.get(k) for k in ("id", "username", "acct", "url", "bot", "locked", "created_at")
                     if k in account},
-        "media": [{k: m.get(k) for k in ("id", "type", "url", "remote_url", "description") if k in m}
-                  for m in media if isinstance(m, dict)] if isinstance(media, list) else [],
-        "card": shown.get("card"),
+        "media": [{k: m.get(k) for k in ("id", "type", "url", "remote_url", "description") if k in m} for m in media],
+        "card": shown.get("card") if isinstance(shown.get("card"), dict) else None,
         "poll": poll,
-        "quoted_status": {"id": quoted.get("id"), "author": handle(quoted.get("account") or {}, host),
-                          "url": quoted.get("url"), "text": content_text(quoted.get("content") or "")}
-        if quoted else None,
-        "tags": [t.get("name") for t in shown.get("tags") or [] if isinstance(t, dict)],
-        "mentions": [m.get("acct") for m in shown.get("mentions") or [] if isinstance(m, dict)],
+        "quoted_status": {"id": quoted["id"], "author": handle(_dict(quoted.get("account")), host),
+                          "url": _str(quoted.get("url")), "text": content_text(quoted["content"])} if quoted else None,
+        "tags": [t.get("name") for t in _list(shown.get("tags")) if isinstance(t, dict)],
+        "mentions": [m.get("acct") for m in _list(shown.get("mentions")) if isinstance(m, dict)],
         "counts": {k: data.get(k) for k in ("replies_count", "reblogs_count", "favourites_count", "quotes_count")
-                   if k in data},
+                   if isinstance(data.get(k), int)},
     }
 
 
@@ -238,10 +249,10 @@ def describe_history(data: Any) -> list[dict[str, Any]] | None:
     """Each version of an edited status (/history: oldest first), or None when the answer is no such list."""
     if not isinstance(data, list) or not all(isinstance(v, dict) for v in data):
         return None
-    return [{"created_at": v.get("created_at"), "spoiler_text": v.get("spoiler_text") or None,
-             "text": content_text(v.get("content") or ""), "sensitive": v.get("sensitive"),
-             "media_count": len(v.get("media_attachments") or []),
-             "poll_options": [o.get("title") for o in (v.get("poll") or {}).get("options") or []
+    return [{"created_at": _str(v.get("created_at")), "spoiler_text": _str(v.get("spoiler_text")),
+             "text": content_text(_str(v.get("content")) or ""), "sensitive": v.get("sensitive") is True,
+             "media_count": len(_list(v.get("media_attachments"))),
+             "poll_options": [o.get("title") for o in _list(_dict(v.get("poll")).get("options"))
                               if isinstance(o, dict)] or None} for v in data]
 
 
