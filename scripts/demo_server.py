@@ -61,6 +61,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   <id>``, ``/reel/<id>``) with their prefetched Video, the ``/video/tahoe/async/<id>/`` POST fallback (404, as it is gone
   from Facebook), and ``video.flhr8-1.fna.fbcdn.net``/``scontent.flhr8-1.fna.fbcdn.net`` (signed URLs, ``oh=`` checked) —
   Facebook videos as yt-dlp 2026.11's facebook extractor reads them logged out, from ``demo_site/world/facebook.json``;
+* ``mastodon.social`` and ``infosec.exchange`` (two instances: a status id is its instance's own) and
+  ``files.mastodon.social``: ``/api/v1/statuses/<id>`` (and ``/history``), ``/api/v1/accounts/lookup``, the status
+  pages and ``/embed`` views, ``/media_proxy/`` and ``embed.js`` — Mastodon 4.x as a logged-out reader sees it, from
+  ``demo_site/world/mastodon/`` (:meth:`DemoServer.set_status_state` deletes a status, suspends its author...);
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -359,6 +363,8 @@ IMAGE_VARIANTS: dict[str, tuple[str, str]] = {
     "p16-sign-va.tiktokcdn.com": (r"/obj/(tos-[a-z0-9-]+)/([A-Za-z0-9]{20,64})~[^/]+\.(?:jpeg|image|webp)",
                                   r"/obj/\1/\2.jpeg"),
 }
+# The fixture world's Mastodon instances (world/mastodon/): two, so that tests show the host is part of a status's key.
+MASTODON_HOSTS = ("mastodon.social", "infosec.exchange")
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
     SYNDICATION_HOST: "_world_syndication",
@@ -386,6 +392,8 @@ WORLD_ROUTES: dict[str, str] = {
     "scontent-lhr8-1.cdninstagram.com": "_world_media_file",
     **{host: "_world_facebook" for host in FACEBOOK_HOSTS},
     **{host: "_world_facebook_cdn" for host in FACEBOOK_CDN_HOSTS},
+    **{host: "_world_mastodon" for host in MASTODON_HOSTS},
+    **{f"files.{host}": "_world_mastodon_files" for host in MASTODON_HOSTS},
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -565,6 +573,7 @@ class _World:
         self.lock = threading.Lock()
         self.proxy_log: list[ProxyRequest] = []
         self.tweet_states: dict[str, str] = {}
+        self.fedi_states: dict[str, str] = {}   # "<host>/<status id>" -> state (DemoServer.set_status_state)
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
         self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
 
@@ -576,6 +585,11 @@ class _World:
         with self.lock:
             override = self.tweet_states.get(tweet_id)
         return override or _world_json("tweets.json")[tweet_id]["state"]
+
+
+    def fedi_state(self, key: str) -> str | None:
+        with self.lock:
+            return self.fedi_states.get(key)
 
 
 def tweet_states() -> list[str]:
@@ -1685,6 +1699,173 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
         self._world_not_found()
 
+    # ---- Mastodon instances (mastodon.social, infosec.exchange) and files.mastodon.social -----------------------
+
+    def _world_mastodon(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """A Mastodon instance as a logged-out reader and client see it: /api/v1/statuses/<id> (and /history),
+        /api/v1/accounts/lookup, the status pages (/@user/<id>, /@user@host/<id>, /web/statuses/<id>, /embed),
+        /users/<user>/statuses/<id> (a browser is redirected to the page), /media_proxy/ and /embed.js."""
+        if path.startswith("/api/"):
+            self._world_mastodon_api(host, path, query)
+            return
+        if path == "/embed.js":
+            self._send(200, _read_site_file(WORLD_ROOT / "mastodon" / "embed.js"), "text/javascript; charset=utf-8",
+                       {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=3600, public"})
+            return
+        proxied = re.fullmatch(r"/media_proxy/(\d+)/original", path)
+        if proxied:  # remote media, as the instance caches it: a redirect to its copy on files.<instance>
+            stored = _world_json("mastodon/statuses.json")["media_proxy"].get(proxied.group(1))
+            if stored is None or host != "mastodon.social":
+                self._world_not_found()
+            else:
+                self._send(302, b"", "text/html; charset=utf-8", {"Location": f"https://files.{host}{stored}"})
+            return
+        activity = re.fullmatch(r"/users/([A-Za-z0-9_]+)/statuses/(\d+)/?", path)
+        if activity:
+            self._send(302, b"", "text/html; charset=utf-8",
+                       {"Location": f"/@{activity.group(1)}/{activity.group(2)}", "Vary": "Accept"})
+            return
+        page = (re.fullmatch(r"/@([A-Za-z0-9_]+(?:@[A-Za-z0-9.-]+)?)/(\d+)(/embed)?/?", path)
+                or re.fullmatch(r"/web/statuses/()(\d+)()/?", path))
+        if page is None:
+            self._send(404, _simple_page("The page you are looking for isn't here.", "Mastodon: 404"))
+            return
+        acct, status_id, embed = page.groups()
+        self._world_mastodon_page(host, acct, status_id, bool(embed))
+
+    def _mastodon_state(self, host: str, status_id: str) -> tuple[str, dict[str, Any] | None]:
+        """(state, the status JSON when stored) of a fixture status; "missing" for an id the instance never had."""
+        key = f"{host}/{status_id}"
+        stored = _world_json("mastodon/statuses.json")["statuses"].get(key)
+        state = self.server.world.fedi_state(key) or stored or "missing"
+        target = WORLD_ROOT / "mastodon" / host / "statuses" / f"{status_id}.json"
+        return state, (json.loads(_read_site_file(target)) if stored else None)
+
+    def _world_mastodon_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        headers = {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate", "Vary": "Accept, Origin",
+                   "X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "299", "Access-Control-Allow-Origin": "*"}
+        not_found = {"error": "Record not found"}
+        if path == "/api/v1/accounts/lookup":
+            acct = query.get("acct", [""])[0].lstrip("@").lower()
+            accounts = _world_json("mastodon/accounts.json").get(host, {})
+            account = next((a for name, a in accounts.items() if name.lower() == acct), None)
+            if account is None:
+                self._send_json(404, not_found, headers)
+                return
+            states = _world_json("mastodon/statuses.json")["states"]
+            suspended = any(states.get(self.server.world.fedi_state(key) or "", {}).get("account") == "suspended"
+                            and self._mastodon_state(*key.split("/"))[1]["account"]["id"] == account["id"]
+                            for key in _world_json("mastodon/statuses.json")["statuses"] if key.startswith(host + "/"))
+            if suspended:  # REST::AccountSerializer empties a suspended account and says so
+                account = {**account, "display_name": "", "note": "", "locked": False, "bot": False,
+                           "discoverable": False, "emojis": [], "fields": [], "suspended": True}
+            self._send_json(200, account, headers)
+            return
+        match = re.fullmatch(r"/api/v1/statuses/(\d+)(/history)?", path)
+        if match is None:
+            self._send_json(404, not_found, headers)
+            return
+        status_id, history = match.groups()
+        state, data = self._mastodon_state(host, status_id)
+        if state.startswith("as:"):  # DemoServer.answer_status_as: another status's answer
+            state, data = self._mastodon_state(host, state[3:])
+        if state == "missing" or data is None:
+            self._send_json(404, not_found, headers)
+            return
+        if state != "available":
+            answer = _world_json("mastodon/statuses.json")["states"][state]
+            if answer["body"] is None:
+                self._send(answer["status"], _simple_page("We're sorry, but something went wrong on our end.",
+                                                          "Mastodon"), HTML_TYPE)
+            else:
+                self._send_json(answer["status"], answer["body"], headers)
+            return
+        if history:
+            target = WORLD_ROOT / "mastodon" / host / "statuses" / f"{status_id}.history.json"
+            if data.get("edited_at") and target.is_file():
+                self._send_json(200, json.loads(_read_site_file(target)), headers)
+            else:  # an unedited status's history is its one version
+                self._send_json(200, [{k: data[k] for k in ("content", "spoiler_text", "sensitive", "created_at",
+                                                            "account", "media_attachments", "emojis")}], headers)
+            return
+        self._send_json(200, data, headers)
+
+    def _world_mastodon_page(self, host: str, acct: str, status_id: str, embed: bool) -> None:
+        state, data = self._mastodon_state(host, status_id)
+        if state.startswith("as:"):
+            state = "available"
+        named = data is not None and (not acct or acct.lower() == data["account"]["acct"].lower())
+        if embed and named and "@" in data["account"]["acct"]:
+            named = False  # an instance embeds only its own users' statuses
+        if state != "available" or not named:
+            code = _world_json("mastodon/statuses.json")["states"].get(state, {}).get("page", 404) if named else 404
+            if code == 200 and data is not None:
+                code = 404  # login-required: the page is there only for those logged in
+            message = ("The page you are looking for isn't here anymore." if code == 410
+                       else "The page you are looking for isn't here." if code == 404
+                       else "We're sorry, but something went wrong on our end.")
+            self._send(code, _simple_page(message, f"Mastodon: {code}"), HTML_TYPE)
+            return
+        account = data["account"]
+        name, handle = account["display_name"], account["acct"] if "@" in account["acct"] else f"{account['acct']}@{host}"
+        media = []
+        for item in data["media_attachments"]:
+            alt = html.escape(item.get("description") or "", quote=True)
+            if item["type"] == "image":
+                media.append(f'<a href="{html.escape(item["url"])}"><img src="{html.escape(item["preview_url"])}" '
+                             f'alt="{alt}" width="320"></a>')
+            else:
+                media.append(f'<video src="{html.escape(item["url"])}" controls muted playsinline '
+                             f'aria-label="{alt}" width="320"></video>')
+        poll = data.get("poll") or {}
+        options = "".join(f"<li>{html.escape(o['title'])} <span class=\"poll__votes\">{o['votes_count']}</span></li>"
+                          for o in poll.get("options") or [])
+        card = data.get("card") or {}
+        quoted = ((data.get("quote") or {}).get("quoted_status") or {})
+        body = (
+            f'<div class="detailed-status" data-status-id="{status_id}">'
+            f'<a class="detailed-status__display-name" href="{html.escape(account["url"])}"><strong>'
+            f'{html.escape(name)}</strong> <span>@{html.escape(handle)}</span></a>'
+            + (f'<p class="spoiler">CW: {html.escape(data["spoiler_text"])}</p>' if data["spoiler_text"] else "")
+            + f'<div class="status__content" lang="{html.escape(data.get("language") or "")}">{data["content"]}</div>'
+            + (f'<div class="media-gallery">{"".join(media)}</div>' if media else "")
+            + (f'<ul class="poll">{options}</ul>' if options else "")
+            + (f'<a class="status-card" href="{html.escape(card["url"])}"><strong>{html.escape(card["title"])}</strong>'
+               f'<span>{html.escape(card["description"])}</span></a>' if card else "")
+            + (f'<blockquote class="quoted-status"><a href="{html.escape(quoted["url"])}">'
+               f'@{html.escape(quoted["account"]["acct"])}</a>{quoted["content"]}</blockquote>' if quoted else "")
+            + f'<div class="detailed-status__meta"><a href="{html.escape(data["url"])}">'
+            f'<time datetime="{data["created_at"]}">{data["created_at"][:16].replace("T", " ")}</time></a>'
+            + (f' · edited <time datetime="{data["edited_at"]}">{data["edited_at"][:16].replace("T", " ")}</time>'
+               if data.get("edited_at") else "")
+            + "</div></div>")
+        text = re.sub(r"<[^>]+>", "", data["content"])[:200]
+        title = f"{name}: \"{text}\" - Mastodon"
+        canonical = f"https://{host}/@{account['acct']}/{status_id}"
+        head = (f'<meta property="og:site_name" content="{html.escape(host)}">\n<meta property="og:type" content="article">\n'
+                f'<meta property="og:title" content="{html.escape(name)} (@{html.escape(handle)})">\n'
+                f'<meta property="og:description" content="{html.escape(text)}">\n'
+                f'<meta property="og:url" content="{html.escape(canonical)}">\n<link rel="canonical" href="{html.escape(canonical)}">\n'
+                '<style>body{font-family:sans-serif;margin:0;padding:12px;background:#fff}.detailed-status{max-width:560px;'
+                'border:1px solid #ccd;border-radius:8px;padding:14px}.status__content p{margin:8px 0}'
+                '.media-gallery img,.media-gallery video{max-width:100%;border-radius:6px}.poll__votes{color:#667}'
+                '.status-card,.quoted-status{display:block;border:1px solid #ddd;padding:8px;margin:8px 0}</style>\n')
+        document = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+                    + ('<meta name="robots" content="noindex">\n' if embed else "") + head
+                    + f'</head>\n<body class="{"embed" if embed else "app-body"}">\n{body}\n</body>\n</html>\n')
+        headers = {"Cache-Control": "max-age=0, public", "Vary": "Accept, Accept-Language, Cookie"}
+        if embed:  # the embed is made to be framed by other sites
+            headers["Content-Security-Policy"] = "frame-ancestors *"
+        self._send(200, document.encode("utf-8"), HTML_TYPE, headers)
+
+    def _world_mastodon_files(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """An instance's media host: files stored under world/mastodon/<host>/ at their URL path."""
+        target = _resolve_under(WORLD_ROOT / "mastodon" / host, path)
+        if target is None or target.suffix not in WORLD_CONTENT_TYPES or target.suffix == ".html":
+            self._world_not_found()
+            return
+        self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
+                        {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=315576000, immutable"})
 
 class _TunnelHandler(_Handler):
     """Serves the HTTP/1.1 requests inside one CONNECT tunnel, after TLS was terminated as ``host``."""
@@ -1786,6 +1967,27 @@ class DemoServer:
         """Every fixture tweet back to the state tweets.json gives it."""
         with self._world.lock:
             self._world.tweet_states.clear()
+
+    def set_status_state(self, key: str, state: str) -> None:
+        """Make a fixture Mastodon status ("<host>/<id>") answer as ``state`` from now on: "available" or a key of
+        world/mastodon/statuses.json "states" ("deleted", "suspended", "gone", "login-required", "unavailable")."""
+        world = _world_json("mastodon/statuses.json")
+        if key not in world["statuses"]:
+            raise KeyError(f"{key} is not a fixture status")
+        if state != "available" and state not in world["states"]:
+            raise ValueError(f"unknown status state {state!r}; one of available, {', '.join(world['states'])}")
+        with self._world.lock:
+            self._world.fedi_states[key] = state
+
+    def answer_status_as(self, key: str, other_id: str) -> None:
+        """Make a fixture status's API answer another stored status's (of the same instance), as a mixed-up cache."""
+        with self._world.lock:
+            self._world.fedi_states[key] = f"as:{other_id}"
+
+    def reset_status_states(self) -> None:
+        """Every fixture Mastodon status back to the state statuses.json gives it."""
+        with self._world.lock:
+            self._world.fedi_states.clear()
 
     def reset_hits(self) -> None:
         """Forget all counted requests (e.g. between test phases)."""

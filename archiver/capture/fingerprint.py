@@ -10,6 +10,7 @@ from a later liveness check, so that equal fingerprints mean "nothing an investi
   going from 12 to 15 IS a change.
 - Tweets: the text and the media of the syndication answer (not the like or reply counts).
 - Videos: the extractor's id, title, description and duration (not view counts).
+- Posts of other platforms: their words and media as the platform's module reads them (post_fingerprint).
 
 Checks fetch the HTML without running scripts, so a page whose text is drawn by JavaScript changes here only
 when its HTML does; scheduled re-captures (in the browser) are what catch the rest.
@@ -142,6 +143,12 @@ def tweet_fingerprint(data: dict[str, Any]) -> str:
     # A tweet's own words are all content (a date in them is part of what it says): only spacing is normalised.
     text = _plain(data.get("text") or "") + ("\n--quoted--\n" + _plain(quoted.get("text") or "") if quoted else "")
     return _digest("tweet", text, media)
+
+
+def post_fingerprint(platform: str, text: str, media: Iterable[str]) -> str:
+    """For a platform post (Mastodon, Bluesky, Telegram...): its own words and its media (host and path of each file,
+    no query), already read from the platform's answer; like a tweet's, the words are content (dates in them too)."""
+    return _digest(platform, _plain(text), media)
 
 
 def video_fingerprint(info: dict[str, Any]) -> str:

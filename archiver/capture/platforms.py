@@ -85,6 +85,16 @@ PATHS: tuple[PlatformPath, ...] = (
         "syndication answer", "archiver", fixture_world=True,
         note="the answer must be for the requested id; an empty answer is never taken for a deletion"),
     PlatformPath(
+        "fediverse", "fedi", "Mastodon status (any instance)",
+        ("https://<instance>/@<user>/<id>", "/@<user>@<origin host>/<id>, /web/statuses/<id>, "
+         "/users/<user>/statuses/<id>, /@<user>/<id>/embed"),
+        ("/api/v1/statuses/<id> as received", "edit history (/history) when edited", "media at original size",
+         "card and poll (in the answer)", "public page or embed rendered (screenshot, DOM)"),
+        ("not-found", "deleted", "suspended"),
+        "/api/v1/statuses/<id>", "archiver", fixture_world=True,
+        note="the key holds the instance (a status id is its own); an answer that is not Mastodon's is never ok "
+             "and never a deletion"),
+    PlatformPath(
         "x-broadcast", "broadcast", "X broadcast (live or replay)",
         ("https://x.com/i/broadcasts/<id>",),
         ("BroadcastQuery and stream status (in yt-dlp's info JSON)", "HLS replay, or a live stream up to "
