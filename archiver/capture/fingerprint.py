@@ -9,6 +9,7 @@ from a later liveness check, so that equal fingerprints mean "nothing an investi
   elements, clock times, dates and relative ages ("5 minutes ago"). Other numbers are kept: a casualty count
   going from 12 to 15 IS a change.
 - Tweets: the text and the media of the syndication answer (not the like or reply counts).
+- Telegram posts: the widget's text and its media by kind and album item (not views, not the signed CDN URLs).
 - Videos: the extractor's id, title, description and duration (not view counts).
 
 Checks fetch the HTML without running scripts, so a page whose text is drawn by JavaScript changes here only
@@ -142,6 +143,12 @@ def tweet_fingerprint(data: dict[str, Any]) -> str:
     # A tweet's own words are all content (a date in them is part of what it says): only spacing is normalised.
     text = _plain(data.get("text") or "") + ("\n--quoted--\n" + _plain(quoted.get("text") or "") if quoted else "")
     return _digest("tweet", text, media)
+
+
+def telegram_fingerprint(text: str | None, media: list[tuple[str, str | None]]) -> str:
+    """From a Telegram post widget: the text and what media it shows, by kind and album item. Not the CDN's URLs,
+    which Telegram signs per page view (a video's ?token=, the file names themselves), and not the view count."""
+    return _digest("telegram", _plain(text or ""), [f"{kind}:{item or '-'}:{n}" for n, (kind, item) in enumerate(media)])
 
 
 def video_fingerprint(info: dict[str, Any]) -> str:

@@ -26,6 +26,8 @@ STATES = ("live", "changed", "gone", "unreachable")
 # Answers from the platform or server that the item is no longer there.
 GONE_CLASSES = {"deleted", "suspended", "protected", "age-restricted", "account-deleted", "withheld", "removed",
                 "not-found", "unavailable", "gone", "http-404", "http-410", "http-451"}
+# Telegram's own words for a post that is gone with its channel: no channel of that name, or one gone private.
+GONE_CLASSES |= {"channel-not-found", "private"}
 # Our side, not the web's: no observation at all.
 OWN_CLASSES = {"blocked", "internal", "disk-full", "browser-crash", "unsupported", "extractor"}
 
