@@ -58,6 +58,11 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   <id>``, ``/reel/<id>``) with their prefetched Video, the ``/video/tahoe/async/<id>/`` POST fallback (404, as it is gone
   from Facebook), and ``video.flhr8-1.fna.fbcdn.net``/``scontent.flhr8-1.fna.fbcdn.net`` (signed URLs, ``oh=`` checked) —
   Facebook videos as yt-dlp 2026.11's facebook extractor reads them logged out, from ``demo_site/world/facebook.json``;
+* ``t.me`` (``telegram.me``/``telegram.dog`` redirect): post widgets (``/<channel>/<id>?embed=1``, ``&single``), channel
+  previews (``/s/<channel>[/<id>]``), post and landing pages, Telegram's refusals in words inside a 200 (:meth:`DemoServer.
+  set_telegram_state` changes a post's); ``telegram.org/js/telegram-widget.js`` and ``cdn4.telesco.pe`` (media) — Telegram
+  public posts as its widget shows them, from ``demo_site/world/telegram/posts.json`` (modelled on the widget's known
+  markup: the corpus holds no Telegram answer);
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.

@@ -86,7 +86,7 @@ PATHS: tuple[PlatformPath, ...] = (
         note="the answer must be for the requested id; an empty answer is never taken for a deletion"),
     PlatformPath(
         "telegram", "telegram", "Telegram public post",
-        ("https://t.me/<channel>/<id>", "t.me/s/, ?embed=1, ?single, telegram.me, telegram.dog"),
+        ("https://t.me/<channel>/<id>", "https://t.me/s/<channel>/<id>", "?embed=1, ?single, telegram.me, telegram.dog"),
         ("post widget (t.me/<channel>/<id>?embed=1) as received", "channel preview (t.me/s/) as received",
          "photos and videos as Telegram's CDN serves them (album items too)", "widget rendered (screenshot, DOM)"),
         ("not-found", "channel-not-found", "private", "withheld", "removed", "unavailable"),

@@ -277,12 +277,14 @@ def describe(widget: Widget, item_id: str) -> dict[str, Any]:
     """The posts row (posts.py's common keys) of an available post."""
     username = widget.username
     media = len(widget.photos) + len(widget.videos)
+    # Where the post is shown: under its own id, also when it is an item of an album that answered for it.
+    shown = answer_id(widget, item_id.rpartition("/")[2])
     return {
         "platform": "telegram", "id": item_id, "availability": "available",
         "author": username, "author_name": widget.channel_title, "text": widget.text,
         "posted_at": widget.posted_at, "edited_at": None, "lang": None, "media_count": media,
         "reply_to": widget.reply_to, "quoted": widget.forwarded_from,
-        "url": f"https://t.me/{widget.post}" if widget.post else None,
+        "url": f"https://t.me/{username}/{shown}" if username and shown else None,
         "fingerprint": telegram_fingerprint(widget.text, [("photo", i) for _, i in widget.photos]
                                             + [("video", i) for _, i in widget.videos]),
     }
