@@ -1676,7 +1676,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _world_telegram(self, host: str, path: str, query: dict[str, list[str]]) -> None:
         if host != "t.me":
-            target = path + ("?" + urllib.parse.urlencode(query, doseq=True) if query else "")
+            raw_query = urllib.parse.urlsplit(self.path).query  # as sent: "?single" stays "?single"
+            target = path + ("?" + raw_query if raw_query else "")
             self._send(301, b"", HTML_TYPE, {"Location": "https://t.me" + target})
             return
         preview = re.fullmatch(r"/s/([A-Za-z][A-Za-z0-9_]{2,31})(?:/(\d{1,12}))?/?", path)

@@ -171,7 +171,50 @@ def urlsplit_path(url: str) -> list[str]:
     return [p for p in urlsplit(url).path.split("/") if p and p != "s"]
 
 
+GROUND_TRUTH = CORPUS / "ground_truth.json"
+
+
+@pytest.mark.skipif(not GROUND_TRUTH.is_file(), reason=f"no page corpus at {GROUND_TRUTH} (set ARCHIVER_CORPUS)")
+def test_discovery_finds_the_corpus_pages_telegram_posts_and_no_others():
+    """Real news pages (the corpus's pages/, with Telegram posts found independently by its own regexes): discovery
+    keys exactly those posts — none of these pages' other links is taken for a Telegram post."""
+    pages = json.loads(GROUND_TRUTH.read_text())["pages"]
+    assert len(pages) >= 30
+    for page in pages:
+        html = (CORPUS / page["file"]).read_text(encoding="utf-8", errors="replace")
+        refs = discover.scan_html(html, page.get("original_url") or "https://example.org/", "html")
+        found = {p.key for p, _ in discover.evidence(refs) if (p.key or "").startswith("telegram:")}
+        expected = {f"telegram:{post.split('/')[0].lower()}/{int(post.split('/')[1])}"
+                    for post in page["ground_truth"]["telegram_posts"]}
+        assert found == expected, page["file"]
+
+
 # ---- through the CLI and the fixture world ------------------------------------------------------------------------
+
+def test_the_world_answers_as_telegram_does(site):
+    """t.me's shapes in the fixture world: refusals are words inside a 200, /s/ of no channel redirects to the name,
+    the old names redirect to t.me, and every media file the posts name is served."""
+    import ssl
+
+    import httpx
+    context = ssl.create_default_context(cafile=site.ca_file)
+    with httpx.Client(proxy=site.proxy_url, verify=context, timeout=20) as client:
+        gone = client.get("https://t.me/EvacWatch/118?embed=1&mode=tme")
+        assert gone.status_code == 200 and "tgme_widget_message_error" in gone.text and "data-post" not in gone.text
+        nowhere = client.get("https://t.me/s/convoywire/7")
+        assert (nowhere.status_code, nowhere.headers["location"]) == (302, "https://t.me/convoywire")
+        assert "<title>Telegram: Contact @convoywire</title>" in client.get("https://t.me/convoywire").text
+        moved = client.get("https://telegram.me/s/EvacWatch/112?single")
+        assert (moved.status_code, moved.headers["location"]) == (301, "https://t.me/s/EvacWatch/112?single")
+        single = client.get("https://t.me/EvacWatch/116?embed=1&single")
+        assert 'data-post="EvacWatch/116"' in single.text and "grouped_wrap" not in single.text
+        world = json.loads((WORLD / "posts.json").read_text())
+        files = {m[k] for p in world["posts"].values() for m in p["media"] for k in ("file", "thumb") if k in m}
+        files |= {c["avatar"] for c in world["channels"].values()}
+        for name in files:
+            answer = client.get(f"https://cdn4.telesco.pe/file/{name}")
+            assert answer.status_code == 200 and answer.headers["content-type"] in ("image/jpeg", "video/mp4"), name
+
 
 def _uris(show: dict) -> list[str]:
     return [r["uri"] or "" for r in show["records"]]
