@@ -88,6 +88,20 @@ def test_an_album_names_its_items_and_stands_for_each_of_them():
     assert telegram.answer_id(widget, "117") == "117" and telegram.answer_id(widget, "116") == "115"
 
 
+def test_the_fingerprint_is_what_the_post_says_not_its_counts_or_signed_urls():
+    _, widget, _ = telegram.classify_widget(200, _widget(ALBUM + REPLY_AND_TEXT, post="EvacWatch/115"))
+    again = _widget(ALBUM.replace("token=abc", "token=xyz").replace("one.jpg", "one-other-cdn-name.jpg")
+                    + REPLY_AND_TEXT.replace("48.2K", "51K"), post="EvacWatch/115")
+    _, seen_later, _ = telegram.classify_widget(200, again)
+    fingerprint = telegram.describe(widget, "evacwatch/115")["fingerprint"]
+    assert fingerprint == telegram.describe(seen_later, "evacwatch/115")["fingerprint"]
+    edited = _widget(ALBUM + REPLY_AND_TEXT.replace("First line", "Corrected line"), post="EvacWatch/115")
+    assert telegram.describe(telegram.classify_widget(200, edited)[1], "evacwatch/115")["fingerprint"] != fingerprint
+    one_less = _widget(ALBUM.split('<a class="tgme_widget_message_video_player')[0] + "</div></div></div>"
+                       + REPLY_AND_TEXT, post="EvacWatch/115")
+    assert telegram.describe(telegram.classify_widget(200, one_less)[1], "evacwatch/115")["fingerprint"] != fingerprint
+
+
 def test_an_answer_for_another_post_is_not_the_post():
     _, widget, _ = telegram.classify_widget(200, _widget(REPLY_AND_TEXT, post="OtherChannel/9"))
     got = telegram.answer_id(widget, "112")

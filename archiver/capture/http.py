@@ -218,6 +218,22 @@ async def fetch_chain(client: httpx.AsyncClient, url: str, warc: CaptureWarc, se
     raise CaptureFailed("redirect-loop", f"more than {net['max_redirects']} redirects from {url}")
 
 
+async def fetch_media(client: httpx.AsyncClient, kind: str, url: str, warc: CaptureWarc, settings: Settings, *,
+                      deadline: float) -> tuple[dict[str, Any] | None, str | None]:
+    """Fetch one media file of a post into ``warc``, streamed, at most video.max_bytes: (what was recorded, or None
+    when nothing answered; the problem to report, or None when the file arrived whole)."""
+    try:
+        hops, problem = await fetch_chain(client, url, warc, settings, limit=settings["video"]["max_bytes"],
+                                          deadline=deadline)
+    except CaptureFailed as exc:
+        return None, f"{url}: {exc.message}"
+    last = hops[-1]
+    record = {"kind": kind, "url": url, "status": last["status"], "truncated": last["truncated"]}
+    if problem or last["truncated"] or last["status"] >= 400:
+        return record, f"{url}: " + (problem or last["truncated_message"] or f"HTTP {last['status']}")
+    return record, None
+
+
 async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> CaptureResult:
     """Fetch ``url`` directly, following and recording each redirect hop. Raises CaptureFailed when no
     response at all was recorded."""

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from archiver.capture import network, platforms
 from archiver.capture.base import CaptureResult, charset_of, header_value
 from archiver.capture.fingerprint import telegram_fingerprint
-from archiver.capture.http import fetch_chain
+from archiver.capture.http import fetch_chain, fetch_media
 from archiver.config import Settings
 from archiver.errors import CaptureFailed
 from archiver.store.warc import CaptureWarc
@@ -296,10 +296,13 @@ def _media_urls(widget: Widget) -> list[tuple[str, str]]:
     upload, at most 2560 px on its long side; the file as uploaded is kept only for one sent as a document), and the
     CDN has no size parameter to ask for more (unlike pbs.twimg.com's name=orig). A video's <video src> is the file
     itself. Posters are kept too: they are what the widget showed before the video played."""
-    out = [("photo", url) for url, _ in widget.photos] + [("video", url) for url, _ in widget.videos]
-    out += [("poster", url) for url in widget.posters]
-    seen: set[str] = set()
-    return [(kind, url) for kind, url in out if url and not (url in seen or seen.add(url))]
+    wanted = [("photo", url) for url, _ in widget.photos] + [("video", url) for url, _ in widget.videos]
+    wanted += [("poster", url) for url in widget.posters]
+    out: list[tuple[str, str]] = []
+    for kind, url in wanted:
+        if url and url not in {u for _, u in out}:
+            out.append((kind, url))
+    return out
 
 
 async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings, browser: Any) -> CaptureResult:
@@ -350,18 +353,9 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
                           grouped=widget.grouped, signature=widget.signature, channel_url=widget.channel_url,
                           links=widget.links)
             for kind, media_url in _media_urls(widget):
-                try:
-                    m_hops, m_problem = await fetch_chain(client, media_url, warc, settings,
-                                                          limit=settings["video"]["max_bytes"], deadline=deadline)
-                except CaptureFailed as exc:
-                    problems.append(f"{media_url}: {exc.message}")
-                    continue
-                last = m_hops[-1]
-                media_records.append({"kind": kind, "url": media_url, "status": last["status"],
-                                      "truncated": last["truncated"]})
-                if m_problem or last["truncated"] or last["status"] >= 400:
-                    problems.append(f"{media_url}: " + (m_problem or last["truncated_message"]
-                                                        or f"HTTP {last['status']}"))
+                record, m_problem = await fetch_media(client, kind, media_url, warc, settings, deadline=deadline)
+                media_records.extend([record] if record else [])
+                problems.extend([m_problem] if m_problem else [])
     extras["media"] = media_records
 
     embed = None
