@@ -234,6 +234,19 @@ async def fetch_media(client: httpx.AsyncClient, kind: str, url: str, warc: Capt
     return record, None
 
 
+def answer_provenance(answer: dict[str, Any], embed: CaptureResult | None, settings: Settings) -> dict[str, Any]:
+    """What provenance says of a platform answer fetched by our own client (``answer``, fetch_chain's last hop) and
+    of the embed the browser rendered beside it: where each came from and through what network."""
+    return {
+        "embed": {"url": embed.final_url, "status": embed.status, "record_id": embed.main_record_id}
+        if embed else None,
+        "network": network.describe(settings, "http"),
+        "embed_network": (embed.details.get("network") if embed else None),
+        "main": {"url": answer["url"], "status": answer["status"], "ip": answer["ip"],
+                 "protocol": answer["protocol"], "tls": answer["tls"], "certificate_chain_pem": answer["certificate_pem"]},
+    }
+
+
 async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> CaptureResult:
     """Fetch ``url`` directly, following and recording each redirect hop. Raises CaptureFailed when no
     response at all was recorded."""

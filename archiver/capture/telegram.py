@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from archiver.capture import network, platforms
 from archiver.capture.base import CaptureResult, charset_of, header_value
 from archiver.capture.fingerprint import telegram_fingerprint
-from archiver.capture.http import fetch_chain, fetch_media
+from archiver.capture.http import answer_provenance, fetch_chain, fetch_media
 from archiver.config import Settings
 from archiver.errors import CaptureFailed
 from archiver.store.warc import CaptureWarc
@@ -386,12 +386,7 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
         "telegram": extras,
         "platform": verdict.as_dict() if verdict is not None else None,
         "problems": problems,
-        "embed": {"url": embed.final_url, "status": embed.status, "record_id": embed.main_record_id}
-        if embed else None,
-        "network": network.describe(settings, "http"),
-        "embed_network": (embed.details.get("network") if embed else None),
-        "main": {"url": answer["url"], "status": answer["status"], "ip": answer["ip"],
-                 "protocol": answer["protocol"], "tls": answer["tls"], "certificate_chain_pem": answer["certificate_pem"]},
+        **answer_provenance(answer, embed, settings),
     }
     final_url = info.get("url") or f"https://t.me/{item_id}"
     outlinks = [{"url": link, "text": "post text"} for link in extras.get("links") or [] if link]
