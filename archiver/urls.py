@@ -328,8 +328,8 @@ RULES: tuple[_Rule, ...] = (
           _youtube),
     _rule("youtube", "video", ("youtube.com",), r"/watch/?", _youtube),
     _rule("youtube", "video", ("youtu.be",), r"/(?P<id>[A-Za-z0-9_-]{11})/?", _youtube),
-    # Telegram public posts; /s/ is the web preview of the same post.
-    _rule("telegram", "page", ("t.me", "telegram.me", "telegram.dog"),
+    # Telegram public posts; /s/ is the web preview of the same post (?embed=1 its widget, ?single one album item).
+    _rule("telegram", "post", ("t.me", "telegram.me", "telegram.dog"),
           r"/(?:s/)?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<post>\d{1,12})/?", _telegram),
     _rule("instagram", "video", ("instagram.com", "instagr.am"),
           r"(?:/[A-Za-z0-9_.]{1,30})?/(?:p|tv|reels?)/(?P<id>[A-Za-z0-9_-]{5,64})(?:/embed(?:/captioned)?)?/?",

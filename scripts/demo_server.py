@@ -65,6 +65,11 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   ``files.mastodon.social``: ``/api/v1/statuses/<id>`` (and ``/history``), ``/api/v1/accounts/lookup``, the status
   pages and ``/embed`` views, ``/media_proxy/`` and ``embed.js`` — Mastodon 4.x as a logged-out reader sees it, from
   ``demo_site/world/mastodon/`` (:meth:`DemoServer.set_status_state` deletes a status, suspends its author...);
+* ``t.me`` (``telegram.me``/``telegram.dog`` redirect): post widgets (``/<channel>/<id>?embed=1``, ``&single``), channel
+  previews (``/s/<channel>[/<id>]``), post and landing pages, Telegram's refusals in words inside a 200 (:meth:`DemoServer.
+  set_telegram_state` changes a post's); ``telegram.org/js/telegram-widget.js`` and ``cdn4.telesco.pe`` (media) — Telegram
+  public posts as its widget shows them, from ``demo_site/world/telegram/posts.json`` (modelled on the widget's known
+  markup: the corpus holds no Telegram answer);
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -355,6 +360,10 @@ INSTAGRAM_WEB_APP_ID = "936619743392459"
 FACEBOOK_HOSTS = frozenset({"www.facebook.com", "facebook.com", "m.facebook.com", "web.facebook.com"})
 # Facebook's CDN: videos and pictures, from the London edge (as yt-dlp's _TESTS record fitm1-1 and the like).
 FACEBOOK_CDN_HOSTS = frozenset({"video.flhr8-1.fna.fbcdn.net", "scontent.flhr8-1.fna.fbcdn.net"})
+# Telegram: t.me answers; telegram.me and telegram.dog are its older names and redirect there.
+TELEGRAM_HOSTS = frozenset({"t.me", "telegram.me", "www.telegram.me", "telegram.dog"})
+TELEGRAM_CDN_HOSTS = frozenset({"cdn4.telesco.pe", "cdn4.cdn-telegram.org"})
+TELEGRAM_STATES = ("available", "deleted", "withheld", "removed", "channel-gone", "empty")
 # Hosts that serve another host's stored files: a platform's second CDN answers the same paths as its first.
 MEDIA_MIRRORS: dict[str, str] = {"skyfire.vimeocdn.com": VIMEO_CDN_HOST, "v19-webapp-prime.tiktok.com": TIKTOK_VIDEO_HOST}
 # Image hosts that resize on request: (path pattern, stored file as a match template) per host.
@@ -394,6 +403,9 @@ WORLD_ROUTES: dict[str, str] = {
     **{host: "_world_facebook_cdn" for host in FACEBOOK_CDN_HOSTS},
     **{host: "_world_mastodon" for host in MASTODON_HOSTS},
     **{f"files.{host}": "_world_mastodon_files" for host in MASTODON_HOSTS},
+    **{host: "_world_telegram" for host in TELEGRAM_HOSTS},
+    "telegram.org": "_world_telegram_org",
+    **{host: "_world_telegram_cdn" for host in TELEGRAM_CDN_HOSTS},
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -574,6 +586,7 @@ class _World:
         self.proxy_log: list[ProxyRequest] = []
         self.tweet_states: dict[str, str] = {}
         self.fedi_states: dict[str, str] = {}   # "<host>/<status id>" -> state (DemoServer.set_status_state)
+        self.telegram_states: dict[str, str] = {}  # "<channel>/<id>" -> a state of world/telegram/posts.json
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
         self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
 
@@ -1866,6 +1879,223 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
                         {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=315576000, immutable"})
+    # ---- Telegram (t.me, telegram.org, cdn4.telesco.pe): world/telegram/ ---------------------------------
+    # t.me/<channel>/<id>?embed=1 is the post widget telegram-widget.js frames; t.me/s/<channel>[/<id>] the channel
+    # preview; t.me/<channel>/<id> the post page and t.me/<channel> the landing page. Telegram answers refusals with
+    # a 200 and words ("Post not found"), never with a status: so does this world.
+
+    def _telegram_world(self) -> dict[str, Any]:
+        return _world_json("telegram/posts.json")
+
+    def _telegram_state(self, post: str) -> str:
+        with self.server.world.lock:
+            override = self.server.world.telegram_states.get(post)
+        return override or self._telegram_world()["posts"][post]["state"]
+
+    def _telegram_channel_gone(self, channel: str) -> bool:
+        posts = self._telegram_world()["posts"]
+        return channel not in self._telegram_world()["channels"] or any(
+            self._telegram_state(key) == "channel-gone" for key in posts if key.split("/")[0] == channel)
+
+    def _world_telegram(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        if host != "t.me":
+            raw_query = urllib.parse.urlsplit(self.path).query  # as sent: "?single" stays "?single"
+            target = path + ("?" + raw_query if raw_query else "")
+            self._send(301, b"", HTML_TYPE, {"Location": "https://t.me" + target})
+            return
+        preview = re.fullmatch(r"/s/([A-Za-z][A-Za-z0-9_]{2,31})(?:/(\d{1,12}))?/?", path)
+        post = re.fullmatch(r"/([A-Za-z][A-Za-z0-9_]{2,31})/(\d{1,12})/?", path)
+        landing = re.fullmatch(r"/([A-Za-z][A-Za-z0-9_]{2,31})/?", path)
+        if preview:
+            self._world_telegram_preview(preview.group(1).lower())
+        elif post and "embed" in query:
+            self._world_telegram_widget(post.group(1).lower(), int(post.group(2)), "single" in query)
+        elif post:
+            self._world_telegram_post_page(post.group(1).lower(), int(post.group(2)))
+        elif landing:
+            self._world_telegram_landing(landing.group(1).lower())
+        else:
+            self._world_not_found()
+
+    def _telegram_document(self, title: str, body_class: str, body: str, head: str = "") -> bytes:
+        return ("<!DOCTYPE html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n"
+                f"    <title>{html.escape(title)}</title>\n"
+                "    <meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0, minimum-scale=1.0, "
+                "maximum-scale=1.0, user-scalable=no\" />\n    <meta name=\"robots\" content=\"noindex, nofollow\" />\n"
+                f"{head}    <link href=\"https://telegram.org/css/widget-frame.css?71\" rel=\"stylesheet\" "
+                f"media=\"screen\">\n  </head>\n  <body class=\"{body_class}\">\n{body}\n"
+                "    <script src=\"https://telegram.org/js/widget-frame.js?63\"></script>\n"
+                "    <script>document.addEventListener('DOMContentLoaded', function() { TWidgetPost.init(); });"
+                "</script>\n  </body>\n</html>\n").encode("utf-8")
+
+    def _telegram_media(self, channel: dict[str, Any], item_id: int, media: dict[str, Any], grouped: bool) -> str:
+        cdn = "https://cdn4.telesco.pe/file/"
+        href = f"https://t.me/{channel['username']}/{item_id}" + ("?single" if grouped else "")
+        size = f"width:{media['width']}px;"
+        group_class = " grouped_media_wrap blured" if grouped else ""
+        if media["kind"] == "photo":
+            ratio = round(media["height"] / media["width"] * 100, 3)
+            return (f'<a class="tgme_widget_message_photo_wrap{group_class} js-message_photo" href="{href}" '
+                    f"style=\"{size}background-image:url('{cdn}{media['file']}')\">"
+                    f'<div class="tgme_widget_message_photo" style="padding-top:{ratio}%"></div></a>')
+        # A video's file URL carries a token Telegram issues per page view; the CDN here ignores it.
+        token = hashlib.sha256(media["file"].encode()).hexdigest()[:24]
+        ratio = round(media["height"] / media["width"] * 100, 3)
+        return (f'<a class="tgme_widget_message_video_player{group_class} js-message_video_player" href="{href}">'
+                f"<i class=\"tgme_widget_message_video_thumb\" style=\"background-image:url('{cdn}{media['thumb']}')\"></i>"
+                f'<div class="tgme_widget_message_video_wrap" style="{size}padding-top:{ratio}%">'
+                f'<video src="{cdn}{media["file"]}?token={token}" class="tgme_widget_message_video js-message_video" '
+                'width="100%" height="100%"></video></div><div class="message_video_play"></div>'
+                f'<time class="message_video_duration js-message_video_duration">{media["duration"]}</time></a>')
+
+    def _telegram_message(self, name: str, post_id: int, single: bool) -> str:
+        """One post's tgme_widget_message block (an album's whole group unless ``single``)."""
+        world = self._telegram_world()
+        channel = world["channels"][name]
+        entry = world["posts"][f"{name}/{post_id}"]
+        album = [] if single else entry.get("album") or []
+        first = world["posts"][f"{name}/{album[0]}"] if album else entry
+        shown_id = album[0] if album else post_id
+        user = channel["username"]
+        parts = [f'<div class="tgme_widget_message_author accent_color"><a class="tgme_widget_message_owner_name" '
+                 f'href="https://t.me/{user}"><span dir="auto">{html.escape(channel["title"])}</span></a></div>']
+        if entry.get("reply_to"):
+            other_name, _, other_id = entry["reply_to"].partition("/")
+            other = world["posts"][entry["reply_to"]]
+            parts.append(f'<a class="tgme_widget_message_reply" href="https://t.me/'
+                         f'{world["channels"][other_name]["username"]}/{other_id}"><div class="tgme_widget_message_author '
+                         f'accent_color"><span class="tgme_widget_message_author_name" dir="auto">'
+                         f'{html.escape(world["channels"][other_name]["title"])}</span></div><div class="tgme_widget_'
+                         f'message_metatext js-message_reply_text" dir="auto">{other["text"]}</div></a>')
+        if album:
+            items = "".join(self._telegram_media(channel, n, media, True) for n in album
+                            for media in world["posts"][f"{name}/{n}"]["media"])
+            parts.append('<div class="tgme_widget_message_grouped_wrap js-message_grouped_wrap" data-margin-w="2" '
+                         'data-margin-h="2" style="width:453px;"><div class="tgme_widget_message_grouped js-message_'
+                         'grouped"><div class="tgme_widget_message_grouped_layer js-message_grouped_layer">'
+                         f"{items}</div></div></div>")
+        else:
+            parts.extend(self._telegram_media(channel, post_id, media, False) for media in entry["media"])
+        if first["text"]:
+            parts.append(f'<div class="tgme_widget_message_text js-message_text" dir="auto">{first["text"]}</div>')
+        parts.append('<div class="tgme_widget_message_footer compact js-message_footer"><div class="tgme_widget_'
+                     f'message_info short js-message_info"><span class="tgme_widget_message_views">{first["views"]}'
+                     '</span><span class="copyonly"> views</span><span class="tgme_widget_message_meta"><a class='
+                     f'"tgme_widget_message_date" href="https://t.me/{user}/{shown_id}"><time datetime="'
+                     f'{first["date"]}" class="time">{first["date"][11:16]}</time></a></span></div></div>')
+        peer = hashlib.sha256(name.encode()).hexdigest()
+        return ('<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
+                f'text_not_supported_wrap js-widget_message" data-post="{user}/{shown_id}" data-peer="c{int(peer[:8], 16)}'
+                f'_{int(peer[8:24], 16)}" data-post-id="{shown_id}"><div class="tgme_widget_message_user"><a href='
+                f'"https://t.me/{user}"><i class="tgme_widget_message_user_photo bgcolor1" data-content="'
+                f'{html.escape(channel["title"][:1])}"><img src="https://cdn4.telesco.pe/file/{channel["avatar"]}">'
+                '</i></a></div><div class="tgme_widget_message_bubble">' + "\n".join(parts) + "</div></div></div>")
+
+    # The words the widget shows instead of a post (tgme_widget_message_error).
+    TELEGRAM_ERRORS = {
+        "deleted": "Post not found",
+        "channel-gone": "Post not found",
+        "withheld": "This post is unavailable in your country because it violated local laws.",
+        "removed": "This channel can’t be displayed because it violated Telegram's Terms of Service.",
+    }
+
+    def _world_telegram_widget(self, name: str, post_id: int, single: bool) -> None:
+        key = f"{name}/{post_id}"
+        headers = {"Cache-Control": "no-store", "X-Frame-Options": "ALLOWALL"}
+        state = self._telegram_state(key) if key in self._telegram_world()["posts"] else "deleted"
+        if name in self._telegram_world()["channels"] and self._telegram_channel_gone(name):
+            state = "channel-gone"
+        if state == "empty":
+            self._send(200, b"", HTML_TYPE, headers)
+            return
+        if state == "available":
+            body = self._telegram_message(name, post_id, single)
+        else:
+            body = ('<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
+                    'text_not_supported_wrap js-widget_message err_message"><div class="tgme_widget_message_bubble">'
+                    f'<div class="tgme_widget_message_error">{html.escape(self.TELEGRAM_ERRORS[state])}</div>'
+                    "</div></div></div>")
+        self._send(200, self._telegram_document(
+            "Telegram Widget", "widget_frame_base tgme_widget body_widget_post emoji_image nodark", body), HTML_TYPE,
+            headers)
+
+    def _world_telegram_preview(self, name: str) -> None:
+        world = self._telegram_world()
+        if name not in world["channels"] or self._telegram_channel_gone(name):
+            # Telegram's /s/ of a name that is no channel redirects to the bare name (manual, "surface map").
+            self._send(302, b"", HTML_TYPE, {"Location": f"https://t.me/{name}"})
+            return
+        channel = world["channels"][name]
+        shown: set[int] = set()
+        blocks = []
+        for key, entry in world["posts"].items():
+            post_name, _, post_id = key.partition("/")
+            if post_name != name or int(post_id) in shown or self._telegram_state(key) != "available":
+                continue
+            shown.update(entry.get("album") or [int(post_id)])
+            blocks.append(self._telegram_message(name, int(post_id), False))
+        header = (f'<header class="tgme_header"><div class="tgme_channel_info"><div class="tgme_channel_info_header_'
+                  f'title"><span dir="auto">{html.escape(channel["title"])}</span></div><div class="tgme_channel_info_'
+                  f'header_username"><a href="https://t.me/{channel["username"]}">@{channel["username"]}</a></div>'
+                  f'<div class="tgme_channel_info_description">{html.escape(channel["description"])}</div><div class='
+                  f'"tgme_channel_info_counter"><span class="counter_value">{channel["subscribers"].split()[0]}'
+                  "</span> <span class=\"counter_type\">subscribers</span></div></div></header>")
+        body = header + '<main class="tgme_main"><section class="tgme_channel_history js-message_history">' + \
+            "\n".join(blocks) + "</section></main>"
+        self._send(200, self._telegram_document(f"{channel['title']} – Telegram", "widget_frame_base tgme_widget "
+                                                "body_widget_post emoji_image nodark", body), HTML_TYPE)
+
+    def _world_telegram_landing(self, name: str) -> None:
+        world = self._telegram_world()
+        if name not in world["channels"] or self._telegram_channel_gone(name):
+            body = (f'<div class="tgme_page_wrap"><div class="tgme_page"><div class="tgme_page_title"><span dir="auto">'
+                    f'Telegram</span></div><div class="tgme_page_description">If you have <strong>Telegram</strong>, '
+                    f'you can contact <a class="tgme_username_link" href="tg://resolve?domain={name}">@{name}</a> '
+                    "right away.</div></div></div>")
+            self._send(200, self._telegram_document(f"Telegram: Contact @{name}", "body_tgme", body), HTML_TYPE)
+            return
+        channel = world["channels"][name]
+        body = (f'<div class="tgme_page_wrap"><div class="tgme_page"><div class="tgme_page_photo"><img class="tgme_page_'
+                f'photo_image" src="https://cdn4.telesco.pe/file/{channel["avatar"]}"></div><div class="tgme_page_'
+                f'title"><span dir="auto">{html.escape(channel["title"])}</span></div><div class="tgme_page_extra">'
+                f'{channel["subscribers"]}</div><div class="tgme_page_description">{html.escape(channel["description"])}'
+                f'</div><a class="tgme_action_button_new" href="/s/{channel["username"]}">Preview channel</a></div></div>')
+        self._send(200, self._telegram_document(f"Telegram: View @{channel['username']}", "body_tgme", body),
+                   HTML_TYPE)
+
+    def _world_telegram_post_page(self, name: str, post_id: int) -> None:
+        world = self._telegram_world()
+        channel = world["channels"].get(name)
+        key = f"{name}/{post_id}"
+        if channel is None or self._telegram_channel_gone(name):
+            self._world_telegram_landing(name)
+            return
+        entry = world["posts"].get(key) if self._telegram_state(key) == "available" else None
+        head = (f'    <meta property="og:title" content="{html.escape(channel["title"])}">\n'
+                f'    <meta property="og:description" content="{html.escape(re.sub("<[^>]+>", "", entry["text"]))}">\n'
+                if entry else "")
+        body = (f'<div class="tgme_page_wrap"><div class="tgme_page tgme_page_post"><div class="tgme_page_widget">'
+                f'<script async src="https://telegram.org/js/telegram-widget.js?22" data-telegram-post="'
+                f'{channel["username"]}/{post_id}" data-width="100%"></script></div></div></div>')
+        self._send(200, self._telegram_document(f"Telegram: View @{channel['username']}", "body_tgme", body, head),
+                   HTML_TYPE)
+
+    def _world_telegram_org(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        types = {".js": "application/javascript", ".css": "text/css"}
+        target = _resolve_under(WORLD_ROOT / "telegram" / "telegram.org", path)
+        if target is None or target.suffix not in types:
+            self._world_not_found()
+            return
+        self._send_file(target, types[target.suffix], {"Cache-Control": "max-age=3600"})
+
+    def _world_telegram_cdn(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        target = _resolve_under(WORLD_ROOT / "telegram" / "cdn4.telesco.pe", path)
+        if target is None or target.suffix not in (".jpg", ".mp4"):
+            self._world_not_found()
+            return
+        self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
+                        {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=2592000"})
+
 
 class _TunnelHandler(_Handler):
     """Serves the HTTP/1.1 requests inside one CONNECT tunnel, after TLS was terminated as ``host``."""
@@ -1964,9 +2194,20 @@ class DemoServer:
             self._world.tweet_states[tweet_id] = f"as:{other_id}"
 
     def reset_tweet_states(self) -> None:
-        """Every fixture tweet back to the state tweets.json gives it."""
+        """Every fixture tweet (and Telegram post) back to the state tweets.json (telegram/posts.json) gives it."""
         with self._world.lock:
             self._world.tweet_states.clear()
+            self._world.telegram_states.clear()
+
+    def set_telegram_state(self, post: str, state: str) -> None:
+        """Make a fixture Telegram post ("<channel>/<id>", lowercase) answer as ``state`` from now on: "available",
+        "deleted", "withheld", "removed", "channel-gone" (its channel's name is free) or "empty"."""
+        if post not in _world_json("telegram/posts.json")["posts"]:
+            raise KeyError(f"{post} is not a fixture Telegram post")
+        if state not in TELEGRAM_STATES:
+            raise ValueError(f"unknown Telegram post state {state!r}; one of {', '.join(TELEGRAM_STATES)}")
+        with self._world.lock:
+            self._world.telegram_states[post] = state
 
     def set_status_state(self, key: str, state: str) -> None:
         """Make a fixture Mastodon status ("<host>/<id>") answer as ``state`` from now on: "available" or a key of

@@ -9,6 +9,7 @@ from a later liveness check, so that equal fingerprints mean "nothing an investi
   elements, clock times, dates and relative ages ("5 minutes ago"). Other numbers are kept: a casualty count
   going from 12 to 15 IS a change.
 - Tweets: the text and the media of the syndication answer (not the like or reply counts).
+- Telegram posts: the widget's text and its media by kind and album item (not views, not the signed CDN URLs).
 - Videos: the extractor's id, title, description and duration (not view counts).
 - Posts of other platforms: their words and media as the platform's module reads them (post_fingerprint).
 
@@ -149,6 +150,12 @@ def post_fingerprint(platform: str, text: str, media: Iterable[str]) -> str:
     """For a platform post (Mastodon, Bluesky, Telegram...): its own words and its media (host and path of each file,
     no query), already read from the platform's answer; like a tweet's, the words are content (dates in them too)."""
     return _digest(platform, _plain(text), media)
+
+
+def telegram_fingerprint(text: str | None, media: list[tuple[str, str | None]]) -> str:
+    """From a Telegram post widget: the text and what media it shows, by kind and album item. Not the CDN's URLs,
+    which Telegram signs per page view (a video's ?token=, the file names themselves), and not the view count."""
+    return post_fingerprint("telegram", text or "", [f"{kind}:{item or '-'}:{n}" for n, (kind, item) in enumerate(media)])
 
 
 def video_fingerprint(info: dict[str, Any]) -> str:

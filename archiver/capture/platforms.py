@@ -95,6 +95,14 @@ PATHS: tuple[PlatformPath, ...] = (
         note="the key holds the instance (a status id is its own); an answer that is not Mastodon's is never ok "
              "and never a deletion"),
     PlatformPath(
+        "telegram", "telegram", "Telegram public post",
+        ("https://t.me/<channel>/<id>", "https://t.me/s/<channel>/<id>", "?embed=1, ?single, telegram.me, telegram.dog"),
+        ("post widget (t.me/<channel>/<id>?embed=1) as received", "channel preview (t.me/s/) as received",
+         "photos and videos as Telegram's CDN serves them (album items too)", "widget rendered (screenshot, DOM)"),
+        ("not-found", "channel-not-found", "private", "withheld", "removed", "unavailable"),
+        "post widget", "archiver", fixture_world=True,
+        note="Telegram says what is gone in words inside a 200; a status or an empty answer is never a deletion"),
+    PlatformPath(
         "x-broadcast", "broadcast", "X broadcast (live or replay)",
         ("https://x.com/i/broadcasts/<id>",),
         ("BroadcastQuery and stream status (in yt-dlp's info JSON)", "HLS replay, or a live stream up to "

@@ -29,6 +29,7 @@ from archiver.store.warc import CaptureWarc
 # Key prefix -> module under archiver.capture.
 MODULES: dict[str, str] = {
     "fedi": "fediverse",
+    "telegram": "telegram",
 }
 
 

@@ -31,6 +31,8 @@ GONE_CLASSES = {"deleted", "suspended", "protected", "age-restricted", "account-
 # The item is there but has nothing to take yet (an X Space not started, its recording not ready): says nothing
 # about whether it changed or went.
 WAITING_CLASSES = {"not-started", "not-yet-available"}
+# Telegram's own words for a post that is gone with its channel: no channel of that name, or one gone private.
+GONE_CLASSES |= {"channel-not-found", "private"}
 # Our side, not the web's: no observation at all.
 OWN_CLASSES = {"blocked", "internal", "disk-full", "browser-crash", "unsupported", "extractor"}
 
