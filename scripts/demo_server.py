@@ -1879,6 +1879,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
                         {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=315576000, immutable"})
+
     # ---- Telegram (t.me, telegram.org, cdn4.telesco.pe): world/telegram/ ---------------------------------
     # t.me/<channel>/<id>?embed=1 is the post widget telegram-widget.js frames; t.me/s/<channel>[/<id>] the channel
     # preview; t.me/<channel>/<id> the post page and t.me/<channel> the landing page. Telegram answers refusals with
