@@ -34,7 +34,7 @@ from archiver.errors import CaptureFailed
 from archiver.capture.platforms import PlatformPath
 from archiver.urls import BlockedAddress
 from archiver.store.warc import CaptureWarc
-from archiver.capture import guard, network
+from archiver.capture import auth, guard, network
 from archiver.capture.base import CaptureResult
 
 # -bitexact (codecs) and +bitexact (muxer): no encoder version strings or timestamps in the output.
@@ -223,6 +223,12 @@ def ytdlp_params(settings: Settings, workdir: Path, hook: Any, log: list[str]) -
         "ffmpeg_location": shutil.which("ffmpeg"),
     }
     params.update(network.ytdlp_options(settings))
+    site = auth.current()
+    if site is not None:
+        # The capture's site credentials, as a cookie file of that site's cookies only, in this capture's own
+        # temporary directory (yt-dlp rewrites the file when done; it goes with the directory). yt-dlp's cookie
+        # jar sends each cookie to the hosts its domain covers, as a browser does.
+        params["cookiefile"] = str(auth.write_cookie_file(site, workdir))
     return params
 
 
@@ -262,7 +268,8 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
             except DownloadError as exc:
                 if result.cut is None:  # not our own watchdog stopping a live stream
                     raise _failure(exc, refusals) from None
-            result.info = ydl.sanitize_info(info)
+            # yt-dlp repeats the cookies it sent in each format ("cookies", "http_headers"): never into the WARC.
+            result.info = auth.scrub(ydl.sanitize_info(info), auth.current())
             # Refused yet not fatal to yt-dlp (a fragment skipped, a thumbnail missing): the video is incomplete.
             result.refused = [r.message for r in refusals]
     finally:

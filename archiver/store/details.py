@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 JOB_FIELDS = ("id", "state", "attempts", "max_attempts", "last_failure_class", "last_failure", "parent_capture_id")
 
 
+def login_of(provenance: dict[str, Any] | None) -> str | None:
+    """How a capture was logged in, in one line (None: logged out): the account its site credentials name and the
+    SHA-256 of the credential file (capture/auth.py), never a secret. For `show`, the report and exports."""
+    login = (provenance or {}).get("auth")
+    if not isinstance(login, dict):
+        return None
+    return (f"authenticated as {login.get('authenticated_as') or '?'} on {login.get('site') or '?'} "
+            f"({login.get('credentials') or 'credentials'} {login.get('credential_file') or ''}, SHA-256 "
+            f"{login.get('credential_sha256') or '?'}); credentials redacted from "
+            f"{login.get('redacted_requests', 0)} request record(s)")
+
+
 def parent_of(job: dict[str, Any] | None, found_in: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The capture this one was followed from (or, failing that, the first that references it)."""
     if job and job.get("parent_capture_id"):
