@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import hashlib
-import http.cookiejar
 import os
 import re
 import shutil
@@ -51,6 +50,8 @@ SITE_KEYS = ("cookies", "profile", "label")
 _SITE = re.compile(r"(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+")
 # Where a Chromium profile keeps its cookie database (Chromium 96+ moved it under Network/).
 PROFILE_COOKIE_FILES = ("Default/Network/Cookies", "Default/Cookies", "Network/Cookies", "Cookies")
+# The prefix curl and browser exporters give a cookies.txt line of an HttpOnly cookie.
+HTTP_ONLY_PREFIX = "#HttpOnly_"
 # What a copy of a profile leaves out: caches, which are large and hold no login.
 PROFILE_SKIP = ("Cache", "Code Cache", "GPUCache", "GrShaderCache", "ShaderCache", "CacheStorage", "Crashpad",
                 "component_crx_cache", "Singleton*")
@@ -187,31 +188,38 @@ def load_site(site: str, entry: dict[str, str]) -> SiteAuth:
 
 def read_cookies_txt(path: Path, where: str) -> list[Cookie]:
     """The cookies of a Netscape cookies.txt (expired ones left out). CredentialError for a missing, unreadable
-    or malformed file."""
+    or malformed file; the error names the line, never its content (which is a secret)."""
     if not path.is_file():
         raise CredentialError(f"{where}: cookies file not found: {path}")
-    jar = http.cookiejar.MozillaCookieJar()
     try:
-        # MozillaCookieJar insists on the magic first line that not every exporter writes; the lines are the same.
         text = path.read_text("utf-8")
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", encoding="utf-8") as tmp:
-            if not re.match(r"#( Netscape)? HTTP Cookie File", text):
-                tmp.write("# Netscape HTTP Cookie File\n")
-            tmp.write(text)
-            tmp.flush()
-            jar.load(tmp.name, ignore_discard=True, ignore_expires=True)
     except (OSError, UnicodeDecodeError) as exc:
         raise CredentialError(f"{where}: cannot read cookies file {path}: "
-                              f"{getattr(exc, 'strerror', None) or exc}") from None
-    except http.cookiejar.LoadError:
-        raise CredentialError(f"{where}: {path} is not a Netscape cookies.txt (tab-separated: domain, "
-                              f"subdomains TRUE/FALSE, path, secure TRUE/FALSE, expiry, name, value)") from None
+                              f"{getattr(exc, 'strerror', None) or type(exc).__name__}") from None
     now = time.time()
-    cookies = [Cookie(name=c.name, value=c.value or "", domain=c.domain.lstrip(".").lower(),
-                      host_only=not c.domain.startswith("."), path=c.path or "/", secure=bool(c.secure),
-                      http_only=bool(c.has_nonstandard_attr("HttpOnly") or c.get_nonstandard_attr("HttpOnly")),
-                      expires=c.expires or None)
-               for c in jar if not (c.expires and c.expires <= now)]
+    cookies = []
+    for number, line in enumerate(text.splitlines(), 1):
+        http_only = line.startswith(HTTP_ONLY_PREFIX)
+        if http_only:
+            line = line[len(HTTP_ONLY_PREFIX):]
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.rstrip("\r").split("\t")
+        if len(fields) == 6:
+            fields.append("")   # a cookie without a value, as some exporters write it
+        if (len(fields) != 7 or fields[1].upper() not in ("TRUE", "FALSE") or fields[3].upper() not in ("TRUE", "FALSE")
+                or not re.fullmatch(r"-?\d+(\.\d+)?", fields[4].strip() or "0") or not fields[0] or not fields[5]):
+            raise CredentialError(f"{where}: {path} is not a Netscape cookies.txt (line {number}: want 7 tab-separated "
+                                  f"fields: domain, subdomains TRUE/FALSE, path, secure TRUE/FALSE, expiry, name, "
+                                  f"value)")
+        domain, subdomains, cookie_path, secure, expires, name, value = fields
+        expiry = int(float(expires.strip() or 0)) or None
+        if expiry is not None and expiry <= now:
+            continue
+        cookies.append(Cookie(name=name, value=value, domain=domain.lstrip(".").lower(),
+                              host_only=subdomains.upper() == "FALSE" and not domain.startswith("."),
+                              path=cookie_path or "/", secure=secure.upper() == "TRUE", http_only=http_only,
+                              expires=expiry))
     return cookies
 
 
@@ -240,8 +248,10 @@ def read_profile_cookies(auth: SiteAuth) -> SiteAuth:
         def warning(self, message: str, only_once: bool = False) -> None: ...
         def error(self, message: str) -> None: ...
         @contextlib.contextmanager
-        def progress_bar(self) -> Iterator[None]:
-            yield None
+        def progress_bar(self) -> Iterator[Any]:
+            class _Bar:
+                def print(self, message: str) -> None: ...
+            yield _Bar()
 
     try:
         jar = extract_cookies_from_browser("chromium", str(auth.source), _Quiet())
@@ -251,13 +261,23 @@ def read_profile_cookies(auth: SiteAuth) -> SiteAuth:
     now = time.time()
     cookies = tuple(Cookie(name=c.name, value=c.value or "", domain=c.domain.lstrip(".").lower(),
                            host_only=not c.domain.startswith("."), path=c.path or "/", secure=bool(c.secure),
-                           http_only=False, expires=c.expires or None)
-                    for c in jar if _within(c.domain.lstrip(".").lower(), auth.site)
-                    and not (c.expires and c.expires <= now))
+                           http_only=bool(c.has_nonstandard_attr("HttpOnly")), expires=_unix_time(c.expires))
+                    for c in jar if _within(c.domain.lstrip(".").lower(), auth.site))
+    cookies = tuple(c for c in cookies if c.expires is None or c.expires > now)
     if not cookies:
         raise CredentialError(f'[auth."{auth.site}"]: profile {auth.source} holds no cookie for {auth.site} (is it '
                               f'logged in? Made with --password-store=basic?)')
     return SiteAuth(**{**auth.__dict__, "cookies": cookies})
+
+
+def _unix_time(expires: int | None) -> int | None:
+    """A cookie's expiry as Unix time: Chromium's database counts microseconds since 1601 (which yt-dlp's reader
+    passes on as they are), a cookies.txt seconds since 1970."""
+    if not expires:
+        return None
+    if expires > 10 ** 12:
+        return int(expires / 1_000_000 - 11_644_473_600)
+    return int(expires)
 
 
 def for_url(sites: dict[str, dict[str, str]], url: str) -> SiteAuth | None:
