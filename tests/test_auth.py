@@ -107,6 +107,7 @@ def test_logged_in_browser_capture_sees_members_content_and_no_secret_reaches_ot
     assert login["statement"] == f"authenticated as {MEMBER}" and login["site"] == SITE
     assert login["credential_sha256"] == __import__("hashlib").sha256((tmp_path / "cookies.txt").read_bytes()).hexdigest()
     assert login["cookie_names"] == ["ll_csrf", "ll_session"] and login["redacted_requests"] >= 2
+    assert show["logged_in"].startswith(f"authenticated as {MEMBER} on {SITE}")
 
     # Every byte of the WARC: no secret; the request records say what was redacted, the session handed back in
     # Set-Cookie lost its value, the harmless cookie kept it.

@@ -409,7 +409,8 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
             written.append({"kind": f["kind"], "uri": f["uri"], "record_id": record_id,
                             "bytes": f["path"].stat().st_size, "truncated": f["truncated"]})
         info = download.info or {}
-        return {
+        # What becomes provenance: yt-dlp's log and options, scrubbed like its info JSON (capture/auth.py).
+        return auth.scrub({
             "url": url, "info_record_id": info_id, "files": written, "cut": download.cut,
             "cut_message": download.cut_message, "extractor": info.get("extractor_key"), "id": info.get("id"),
             "title": info.get("title"), "uploader": info.get("uploader") or info.get("channel"),
@@ -421,7 +422,7 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
                        "plugins": _loaded_plugins()},
             "refused": download.refused,
             "log": download.log[-50:],
-        }
+        }, auth.current())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

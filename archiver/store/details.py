@@ -64,7 +64,7 @@ def capture_details(archive: Archive, index: Index, cap: dict[str, Any]) -> dict
         {"type": r["type"], "uri": r["uri"], "offset": r["offset"], "length": r["length"],
          "http_status": r["http_status"], "content_type": r["content_type"], "payload_digest": r["payload_digest"],
          "record_id": r["record_id"]} for r in records],
-        "outlinks": index.capture_outlinks(cap["id"]), "provenance": prov or {},
+        "outlinks": index.capture_outlinks(cap["id"]), "provenance": prov or {}, "logged_in": login_of(prov),
         "job": {k: job[k] for k in JOB_FIELDS} if job else None,
         "parent": parent_of(job, found_in),
         "found_in": found_in,
