@@ -9,7 +9,7 @@ the Cookie and Authorization every host received (``DemoServer.credential_log``)
 from __future__ import annotations
 
 import gzip
-import io
+import os
 import json
 import re
 import zipfile
@@ -323,3 +323,52 @@ def test_a_tools_own_report_is_scrubbed_of_the_credentials(tmp_path):
     assert auth.without_secrets(site, f"a=1; ll_session={SESSION}; b=2") == "a=1; b=2"
     assert auth.merge_cookie_header("ll_session=new; z=1", f"ll_session={SESSION}; ll_csrf={CSRF}") == \
         f"ll_session=new; z=1; ll_csrf={CSRF}"
+
+
+# ---- real answers: the redaction on every Cookie and Set-Cookie of the corpus's WARCs ---------------------------
+
+CORPUS = Path(os.environ.get("ARCHIVER_CORPUS") or Path(__file__).resolve().parent.parent.parent / "shared" / "corpus")
+
+
+def _corpus_headers() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(file, record type, HTTP headers) of every request and response record of the corpus's WARCs."""
+    from warcio.archiveiterator import ArchiveIterator
+    out = []
+    for path in sorted((CORPUS / "warc").glob("*.warc*")):
+        try:
+            with open(path, "rb") as fh:
+                for record in ArchiveIterator(fh):
+                    if record.rec_type in ("request", "response") and record.http_headers is not None:
+                        out.append((path.name, record.rec_type, list(record.http_headers.headers)))
+        except Exception:
+            continue   # a WARC warcio cannot read to the end: what it read is kept above
+    return out
+
+
+def test_every_real_cookie_and_set_cookie_of_the_corpus_is_redacted_and_its_attributes_kept():
+    if not (CORPUS / "warc").is_dir():
+        pytest.skip(f"no corpus at {CORPUS} (set ARCHIVER_CORPUS, or keep ../shared/corpus beside the repo)")
+    seen = {"request": 0, "response": 0}
+    for name, rec_type, headers in _corpus_headers():
+        if rec_type == "request":
+            values = [v for n, v in headers if n.lower() in ("cookie", "authorization")]
+            if not values:
+                continue
+            seen["request"] += 1
+            redacted, names = warc_module.redact_request_headers(headers)
+            assert len(names) == len(values) and all(v not in dict(redacted).values() for v in values if v), name
+            continue
+        set_cookies = [v for n, v in headers if n.lower() == "set-cookie"]
+        if not set_cookies:
+            continue
+        seen["response"] += 1
+        cookie_names = frozenset(v.split("=", 1)[0].strip() for v in set_cookies if "=" in v.split(";", 1)[0])
+        redacted, names = warc_module.redact_set_cookies(headers, cookie_names)
+        after = [v for n, v in redacted if n.lower() == "set-cookie"]
+        for before, now in zip(set_cookies, after):
+            cookie, _, attributes = before.partition(";")
+            if "=" in cookie:
+                assert now.split(";", 1)[0] == f"{cookie.split('=', 1)[0].strip()}=[redacted]", (name, before)
+                assert now.partition(";")[2] == attributes, (name, before)   # Domain, Path, Expires... kept as sent
+        assert [n for n, _ in redacted] == [n for n, _ in headers], name   # order and every other header kept
+    assert seen["request"] and seen["response"], seen
