@@ -9,6 +9,7 @@ the Cookie and Authorization every host received (``DemoServer.credential_log``)
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import json
 import re
@@ -105,7 +106,7 @@ def test_logged_in_browser_capture_sees_members_content_and_no_secret_reaches_ot
     # Provenance: who, and the credential file's hash; never the secret.
     login = show["provenance"]["auth"]
     assert login["statement"] == f"authenticated as {MEMBER}" and login["site"] == SITE
-    assert login["credential_sha256"] == __import__("hashlib").sha256((tmp_path / "cookies.txt").read_bytes()).hexdigest()
+    assert login["credential_sha256"] == hashlib.sha256((tmp_path / "cookies.txt").read_bytes()).hexdigest()
     assert login["cookie_names"] == ["ll_csrf", "ll_session"] and login["redacted_requests"] >= 2
     assert show["logged_in"].startswith(f"authenticated as {MEMBER} on {SITE}")
 
