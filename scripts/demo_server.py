@@ -70,6 +70,11 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   set_telegram_state` changes a post's); ``telegram.org/js/telegram-widget.js`` and ``cdn4.telesco.pe`` (media) — Telegram
   public posts as its widget shows them, from ``demo_site/world/telegram/posts.json`` (modelled on the widget's known
   markup: the corpus holds no Telegram answer);
+* ``members.levantledger.example`` ``/dispatch/<slug>/`` — the news site's members-only dispatches behind a login
+  (``demo_site/world/members.json``): without a valid ``ll_session`` cookie a redirect to ``/login``; with one the page
+  (images from www.levantledger.example and pbs.twimg.com, an embedded tweet) and the session handed back in a
+  Set-Cookie; ``/go/<slug>`` redirects to the dispatch's source on x.com. ``DemoServer.credential_log`` lists the
+  Cookie and Authorization every host of the world received, so tests prove where site credentials went;
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -364,6 +369,8 @@ FACEBOOK_CDN_HOSTS = frozenset({"video.flhr8-1.fna.fbcdn.net", "scontent.flhr8-1
 TELEGRAM_HOSTS = frozenset({"t.me", "telegram.me", "www.telegram.me", "telegram.dog"})
 TELEGRAM_CDN_HOSTS = frozenset({"cdn4.telesco.pe", "cdn4.cdn-telegram.org"})
 TELEGRAM_STATES = ("available", "deleted", "withheld", "removed", "channel-gone", "empty")
+# The news site's members-only dispatches, behind a login (members.json; _world_members).
+MEMBERS_HOST = "members.levantledger.example"
 # Hosts that serve another host's stored files: a platform's second CDN answers the same paths as its first.
 MEDIA_MIRRORS: dict[str, str] = {"skyfire.vimeocdn.com": VIMEO_CDN_HOST, "v19-webapp-prime.tiktok.com": TIKTOK_VIDEO_HOST}
 # Image hosts that resize on request: (path pattern, stored file as a match template) per host.
@@ -406,6 +413,7 @@ WORLD_ROUTES: dict[str, str] = {
     **{host: "_world_telegram" for host in TELEGRAM_HOSTS},
     "telegram.org": "_world_telegram_org",
     **{host: "_world_telegram_cdn" for host in TELEGRAM_CDN_HOSTS},
+    MEMBERS_HOST: "_world_members",
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -435,6 +443,15 @@ class ProxyRequest(NamedTuple):
     method: str
     host: str
     path: str
+
+
+class CredentialSeen(NamedTuple):
+    """One entry of ``DemoServer.credential_log``: what a request to any host of the world carried."""
+
+    host: str
+    path: str
+    cookie: str | None
+    authorization: str | None
 
 
 @lru_cache(maxsize=None)
@@ -589,10 +606,15 @@ class _World:
         self.telegram_states: dict[str, str] = {}  # "<channel>/<id>" -> a state of world/telegram/posts.json
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
         self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
+        self.credential_log: list[CredentialSeen] = []   # DemoServer.credential_log
 
     def log(self, method: str, host: str, path: str) -> None:
         with self.lock:
             self.proxy_log.append(ProxyRequest(method, host, path))
+
+    def log_credentials(self, host: str, path: str, headers: Any) -> None:
+        with self.lock:
+            self.credential_log.append(CredentialSeen(host, path, headers.get("Cookie"), headers.get("Authorization")))
 
     def tweet_state(self, tweet_id: str) -> str:
         with self.lock:
@@ -721,6 +743,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             host, target = routed
             parts = urllib.parse.urlsplit(target)
             path = parts.path or "/"
+            # Every request's credentials, whichever host it is for: tests prove where site credentials went.
+            self.server.world.log_credentials(host or NEWS_HOST, path, self.headers)
             query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
             if self.command == "POST" and host not in X_API_HOSTS and host != TSA_HOST and host not in FACEBOOK_HOSTS:
                 self._send(405, b"Method not allowed.\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
@@ -2097,6 +2121,67 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
                         {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=2592000"})
 
+    # ---- members.levantledger.example: a members-only news site (site credentials) ----------------------------
+
+    def _world_members(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        world = _world_json("members.json")
+        dispatch = re.fullmatch(r"/dispatch/([a-z0-9-]+)/?", path)
+        go = re.fullmatch(r"/go/([a-z0-9-]+)", path)
+        member = self._member(world)
+        if path == "/login":
+            body = ('<main><h1>Sign in to the Levant Ledger</h1><p>Members read our dispatches first.</p>'
+                    '<form method="post" action="/login"><input name="email"><input name="password" type="password">'
+                    '<button>Sign in</button></form></main>')
+            self._send(200, _page("Sign in · The Levant Ledger", body), headers={"Cache-Control": "no-store"})
+        elif dispatch and dispatch.group(1) in world["dispatches"]:
+            if member is None:
+                self._redirect(f"/login?next={urllib.parse.quote(path)}")
+                return
+            self._send_dispatch(world, dispatch.group(1), member)
+        elif path.startswith("/static/") or path == "/favicon.ico":
+            self._serve_static(path)   # the news site's stylesheet and icon, which its generated pages use
+        elif go and go.group(1) in world["dispatches"]:
+            # The members' "read the source" link: a redirect off the site, as link trackers answer.
+            self._redirect(world["dispatches"][go.group(1)]["source"])
+        else:
+            self._world_not_found()
+
+    def _member(self, world: dict[str, Any]) -> str | None:
+        """The member a request's session cookie belongs to (None: not signed in)."""
+        jar = http.cookies.SimpleCookie()
+        try:
+            jar.load(self.headers.get("Cookie") or "")
+        except http.cookies.CookieError:
+            return None
+        session = jar.get(world["session_cookie"])
+        return world["sessions"].get(session.value) if session is not None else None
+
+    def _send_dispatch(self, world: dict[str, Any], slug: str, member: str) -> None:
+        entry = world["dispatches"][slug]
+        token = http.cookies.SimpleCookie(self.headers.get("Cookie") or "")[world["session_cookie"]].value
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in entry["paragraphs"])
+        tweet = entry["tweet"]
+        body = (
+            f'<main class="members"><p class="account">Signed in as {html.escape(member)}</p>'
+            f'<h1>{html.escape(entry["title"])}</h1>{paragraphs}'
+            f'<img src="{html.escape(entry["image"])}" alt="The convoy halted" width="320">'
+            f'<img src="{html.escape(entry["third_party_image"])}" alt="As posted on X" width="160">'
+            f'<iframe src="https://platform.twitter.com/embed/Tweet.html?id={tweet}" width="550" height="400"></iframe>'
+            f'<p><a href="/go/{slug}">Read the source</a></p></main>'
+        )
+        document = _page(f"{entry['title']} · The Levant Ledger", body)
+        self.send_response(200)
+        self.send_header("Content-Type", HTML_TYPE)
+        self.send_header("Content-Length", str(len(document)))
+        self.send_header("Cache-Control", "private, no-store")
+        # The session refreshed, as real sites do on each visit: the server hands the secret back.
+        self.send_header("Set-Cookie", f"{world['session_cookie']}={token}; Domain=levantledger.example; Path=/; "
+                                       f"Max-Age=2592000; Secure; HttpOnly; SameSite=Lax")
+        self.send_header("Set-Cookie", "ll_seen=convoy-checkpoint; Path=/; Max-Age=86400; SameSite=Lax")
+        self.end_headers()
+        if not self._head:
+            self.wfile.write(document)
+
 
 class _TunnelHandler(_Handler):
     """Serves the HTTP/1.1 requests inside one CONNECT tunnel, after TLS was terminated as ``host``."""
@@ -2159,6 +2244,14 @@ class DemoServer:
     def reset_proxy_log(self) -> None:
         with self._world.lock:
             self._world.proxy_log.clear()
+            self._world.credential_log.clear()
+
+    @property
+    def credential_log(self) -> list[CredentialSeen]:
+        """(host, path, Cookie, Authorization) of every request any host of the world (news site included)
+        answered, oldest first; cleared with the proxy log."""
+        with self._world.lock:
+            return list(self._world.credential_log)
 
     @property
     def ca_file(self) -> str:
