@@ -604,6 +604,7 @@ class _World:
         self.tweet_states: dict[str, str] = {}
         self.fedi_states: dict[str, str] = {}   # "<host>/<status id>" -> state (DemoServer.set_status_state)
         self.telegram_states: dict[str, str] = {}  # "<channel>/<id>" -> a state of world/telegram/posts.json
+        self.space_states: dict[str, str] = {}   # X Space id -> "gone" | "replay-disabled" (DemoServer.set_space_state)
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
         self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
         self.credential_log: list[CredentialSeen] = []   # DemoServer.credential_log
@@ -1290,11 +1291,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 f'<p>{html.escape(event["description"])}</p></div>')
         self._send_x_page(f"{event['title']} / X", meta, url, body)
 
+    def _x_space(self, space_id: str) -> dict[str, Any] | None:
+        """A fixture X Space as it answers now (DemoServer.set_space_state), or None when X has none by that id."""
+        entry = _world_json("x_spaces.json").get(space_id)
+        if not isinstance(entry, dict) or space_id.startswith("_"):
+            return None
+        with self.server.world.lock:
+            state = self.server.world.space_states.get(space_id, "available")
+        if state == "gone":
+            return None
+        if state == "replay-disabled":
+            entry = json.loads(json.dumps(entry))   # a copy: the stored world stays as it is
+            entry["audioSpace"]["metadata"]["is_space_available_for_replay"] = False
+            entry.pop("live_video_stream", None)
+        return entry
+
     def _world_x_space_page(self, path: str) -> None:
         # x.com answers every /i/spaces/<id> with its app shell: a Space's title, host and state, or that it is gone.
         match = re.fullmatch(r"/i/spaces/([0-9a-zA-Z]{13,})(?:/peek)?/?", path)
-        entry = _world_json("x_spaces.json").get(match.group(1)) if match else None
-        if not isinstance(entry, dict):
+        entry = self._x_space(match.group(1)) if match else None
+        if entry is None:
             self._send_x_tombstone("This Space does not exist.")
             return
         meta_ = entry["audioSpace"]["metadata"]
@@ -1332,8 +1348,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         if match.group(1) == "AudioSpaceById":
             # A Space X does not have (deleted, or never there) is an empty audioSpace, not an error.
-            entry = _world_json("x_spaces.json").get(broadcast_id)
-            space = entry["audioSpace"] if isinstance(entry, dict) else {}
+            entry = self._x_space(broadcast_id)
+            space = entry["audioSpace"] if entry else {}
             self._send_json(200, {"data": {"audioSpace": space}}, headers)
             return
         entry = _world_json("x_broadcasts.json").get(broadcast_id)
@@ -1427,8 +1443,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         stream = next((e["live_video_stream"] for e in entries.values()
                        if match and e["broadcast"].get("media_key") == match.group(1)), None)
         # A Space's stream, by its media key: only one with a recording (or live) has one.
-        stream = stream or next((e["live_video_stream"] for k, e in _world_json("x_spaces.json").items()
-                                 if match and not k.startswith("_") and "live_video_stream" in e
+        spaces = (self._x_space(k) for k in _world_json("x_spaces.json") if match and not k.startswith("_"))
+        stream = stream or next((e["live_video_stream"] for e in spaces if e and "live_video_stream" in e
                                  and e["audioSpace"]["metadata"]["media_key"] == match.group(1)), None)
         if stream is None:
             self._send_json(404, X_API_NOT_FOUND, headers)
@@ -2292,6 +2308,7 @@ class DemoServer:
         with self._world.lock:
             self._world.tweet_states.clear()
             self._world.telegram_states.clear()
+            self._world.space_states.clear()
 
     def set_telegram_state(self, post: str, state: str) -> None:
         """Make a fixture Telegram post ("<channel>/<id>", lowercase) answer as ``state`` from now on: "available",
@@ -2302,6 +2319,16 @@ class DemoServer:
             raise ValueError(f"unknown Telegram post state {state!r}; one of {', '.join(TELEGRAM_STATES)}")
         with self._world.lock:
             self._world.telegram_states[post] = state
+
+    def set_space_state(self, space_id: str, state: str) -> None:
+        """Make a fixture X Space answer as ``state`` from now on: "available" (as x_spaces.json has it), "gone" (an
+        empty audioSpace, as X answers for a deleted Space) or "replay-disabled" (its recording taken down)."""
+        if space_id not in _world_json("x_spaces.json"):
+            raise KeyError(f"{space_id} is not a fixture X Space")
+        if state not in ("available", "gone", "replay-disabled"):
+            raise ValueError(f"unknown X Space state {state!r}; one of available, gone, replay-disabled")
+        with self._world.lock:
+            self._world.space_states[space_id] = state
 
     def set_status_state(self, key: str, state: str) -> None:
         """Make a fixture Mastodon status ("<host>/<id>") answer as ``state`` from now on: "available" or a key of
