@@ -9,6 +9,7 @@ from a later liveness check, so that equal fingerprints mean "nothing an investi
   elements, clock times, dates and relative ages ("5 minutes ago"). Other numbers are kept: a casualty count
   going from 12 to 15 IS a change.
 - Tweets: the text and the media of the syndication answer (not the like or reply counts).
+- Bluesky posts: the record's text, its blobs' CIDs and the URI it quotes (not counts, labels or CDN URLs).
 - Videos: the extractor's id, title, description and duration (not view counts).
 
 Checks fetch the HTML without running scripts, so a page whose text is drawn by JavaScript changes here only
@@ -142,6 +143,24 @@ def tweet_fingerprint(data: dict[str, Any]) -> str:
     # A tweet's own words are all content (a date in them is part of what it says): only spacing is normalised.
     text = _plain(data.get("text") or "") + ("\n--quoted--\n" + _plain(quoted.get("text") or "") if quoted else "")
     return _digest("tweet", text, media)
+
+
+def bluesky_fingerprint(post: dict[str, Any]) -> str:
+    """From a Bluesky post view: the record's text, the blobs it cites (by CID: the bytes themselves) and what
+    it quotes, nothing counted (likes, reposts) and nothing the AppView adds (CDN URLs, labels)."""
+    record = post.get("record") if isinstance(post.get("record"), dict) else {}
+    embed = record.get("embed") if isinstance(record.get("embed"), dict) else {}
+    media: list[str] = []
+    for part in (embed, embed.get("media") if isinstance(embed.get("media"), dict) else {}):
+        blobs = [i.get("image") for i in part.get("images") or [] if isinstance(i, dict)] + [part.get("video")]
+        media += [f"blob:{b['ref']['$link']}" for b in blobs
+                  if isinstance(b, dict) and isinstance(b.get("ref"), dict) and isinstance(b["ref"].get("$link"), str)]
+    quoted = (embed.get("record") or {}) if isinstance(embed.get("record"), dict) else {}
+    quoted = quoted.get("record") if isinstance(quoted.get("record"), dict) else quoted
+    text = _plain(record.get("text") if isinstance(record.get("text"), str) else "")
+    if isinstance(quoted.get("uri"), str):
+        text += "\n--quoted--\n" + quoted["uri"]
+    return _digest("bluesky", text, media)
 
 
 def video_fingerprint(info: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from archiver.store.warc import CaptureWarc
 
 # Key prefix -> module under archiver.capture.
 MODULES: dict[str, str] = {
+    "bluesky": "bluesky",
 }
 
 

@@ -25,7 +25,8 @@ STATES = ("live", "changed", "gone", "unreachable")
 
 # Answers from the platform or server that the item is no longer there.
 GONE_CLASSES = {"deleted", "suspended", "protected", "age-restricted", "account-deleted", "withheld", "removed",
-                "not-found", "unavailable", "gone", "http-404", "http-410", "http-451"}
+                "not-found", "unavailable", "gone", "http-404", "http-410", "http-451",
+                "deactivated"}  # a Bluesky account its owner deactivated (AccountDeactivated): gone until reactivated
 # Our side, not the web's: no observation at all.
 OWN_CLASSES = {"blocked", "internal", "disk-full", "browser-crash", "unsupported", "extractor"}
 
