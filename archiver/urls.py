@@ -16,7 +16,7 @@ import ipaddress
 import posixpath
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
@@ -76,6 +76,12 @@ class ParsedURL:
 
     def as_dict(self) -> dict[str, str | None]:
         return {"url": self.url, "canonical_url": self.canonical_url, "kind": self.kind, "key": self.key}
+
+
+def keyed_as(parsed: ParsedURL, key: str) -> ParsedURL:
+    """``parsed`` under the key an item was stored with (a watch's, an item's): a key may have needed the network
+    when it was made (a Bluesky handle resolved to its DID), so it is not computed again from the URL."""
+    return parsed if parsed.dedup_key == key else replace(parsed, key=key)
 
 
 @dataclass(frozen=True)
