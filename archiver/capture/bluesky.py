@@ -592,3 +592,28 @@ def resolve_keys(parsed: Iterable[urls.ParsedURL], settings: Settings) -> list[u
         out.append(dataclasses.replace(p, canonical_url=canonical, key=f"bluesky:{item_id}", item_id=item_id))
     return out
 
+
+
+async def resolve_recorded(found: list[tuple[urls.ParsedURL, Any]], warc: CaptureWarc,
+                           settings: Settings) -> list[tuple[urls.ParsedURL, Any]]:
+    """Bluesky handle spellings found in a capture (links in an article), each keyed by the DID its handle
+    resolves to, the resolution recorded into that capture's ``warc``; one that does not resolve keeps its key."""
+    deadline = time.monotonic() + settings["capture"]["timeout_seconds"]
+    out: list[tuple[urls.ParsedURL, Any]] = []
+    dids: dict[str, str | None] = {}
+    async with network.httpx_client(settings) as client:
+        for parsed, ref in found:
+            actor, _, rkey = (parsed.item_id or "").rpartition("/")
+            if actor not in dids:
+                try:
+                    dids[actor] = (await _resolve(client, actor, warc, settings, deadline))[0]
+                except CaptureFailed:
+                    dids[actor] = None
+            built = urls.bluesky_post_id(dids[actor], rkey) if dids[actor] else None
+            if built is None:
+                out.append((parsed, ref))
+                continue
+            item_id, canonical = built
+            out.append((dataclasses.replace(parsed, canonical_url=canonical, key=f"bluesky:{item_id}",
+                                            item_id=item_id), ref))
+    return out
