@@ -458,11 +458,12 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
                 q_look = await _look(client, q_parts[0], q_parts[1], warc, settings, deadline)
                 quoted["availability"] = q_look.availability
                 q_post = (q_look.thread or {}).get("post") if q_look.availability == "available" else None
-                if q_post is not None:
+                q_blobs = blobs_of(q_post.get("record")) if q_post is not None else []
+                if q_post is not None and q_blobs:
                     q_pds = pds if q_parts[0] == did else await _pds(client, q_parts[0], warc, settings, deadline,
                                                                      problems)
                     q_offered = view_media(q_post.get("embed"))
-                    for blob in blobs_of(q_post.get("record")):
+                    for blob in q_blobs:
                         media.append({**await _fetch_blob(client, q_parts[0], blob, q_pds,
                                                           q_offered.get(blob["cid"], {}).get("fullsize"), warc,
                                                           settings, deadline, problems), "of": "quoted"})
