@@ -125,6 +125,8 @@ def normalise(url: str) -> str:
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if scheme == "at":  # an AT URI's authority is a DID or a handle, not a host and port: nothing to normalise
+        return url
     host = _ascii_host(parts.hostname or "")
     if ":" in host:  # IPv6 literal keeps its brackets
         host = f"[{host}]"
@@ -282,7 +284,7 @@ _AT_POST = re.compile(r"at://(?P<actor>" + _BSKY_ACTOR + r")/app\.bsky\.feed\.po
 
 def _at_uri(url: str) -> ParsedURL:
     """An ``at://`` URI names a record in its author's repository, not a host: only Bluesky posts are taken."""
-    m = _AT_POST.fullmatch(url)
+    m = _AT_POST.fullmatch("at://" + url[5:])  # the scheme is case-insensitive; the URI as given is kept
     built = bluesky_post_id(m.group("actor"), m.group("rkey")) if m else None
     if built is None:
         raise BadURL(f"{url!r}: an at:// URI is captured only when it names a Bluesky post "
@@ -489,7 +491,7 @@ def parse(raw: str) -> ParsedURL:
     if _WHITESPACE.search(url):
         raise BadURL(f"{url!r}: URL contains whitespace (quote it, or percent-encode spaces as %20)")
     if url[:5].lower() == "at://":
-        return _at_uri("at://" + url[5:])
+        return _at_uri(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
