@@ -383,6 +383,17 @@ _BLUESKY_EMBED_JS = """(function () {
 })();
 """
 
+
+
+def _bluesky_page(title: str, head: str, body: str) -> bytes:
+    """A bsky.app page: its own look, nothing loaded from the news site."""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>{head}'
+            '<style>body{font-family:system-ui,sans-serif;max-width:600px;margin:2em auto;color:#0b0f14}'
+            'article{border:1px solid #d4dbe2;border-radius:8px;padding:1em}img,video{max-width:100%;display:block;'
+            'margin:.5em 0}.quote{border:1px solid #d4dbe2;border-radius:6px;padding:.5em;margin:.5em 0}'
+            f'</style></head><body><main class="bsky">{body}</main></body></html>').encode()
+
+
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
     SYNDICATION_HOST: "_world_syndication",
@@ -1838,8 +1849,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._bluesky_account_state(author["did"]) == "active" and \
             self._bluesky_post_state(rkey) in ("available", "labelled-takedown")
         if not shown:
-            self._send(200, _page("Bluesky", '<main class="bsky"><p>Post not found</p><p>The post may have been '
-                                             'deleted.</p></main>'), HTML_TYPE)
+            self._send(200, _bluesky_page("Bluesky", "", '<p>Post not found</p><p>The post may have been deleted.</p>'),
+                       HTML_TYPE)
             return
         post = entry["post"]
         record = post["record"]
@@ -1856,12 +1867,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         head = (f'<meta property="og:title" content="{html.escape(author["displayName"])} (@{author["handle"]})">'
                 f'<meta property="og:description" content="{description}">'
                 f'<link rel="alternate" href="{html.escape(post["uri"])}">')
-        body = (f'<main class="bsky"><article><header><b>{html.escape(author["displayName"])}</b> '
+        body = (f'<article><header><b>{html.escape(author["displayName"])}</b> '
                 f'@{html.escape(author["handle"])}</header><p>{description}</p>{images}{quote}'
                 f'<footer><time datetime="{record["createdAt"]}">{record["createdAt"]}</time> · '
-                f'{post["likeCount"]} likes</footer></article></main>')
-        self._send(200, _page(f'{author["displayName"]}: "{record["text"][:60]}" — Bluesky', body).replace(
-            b"</head>", head.encode() + b"</head>", 1), HTML_TYPE)
+                f'{post["likeCount"]} likes</footer></article>')
+        self._send(200, _bluesky_page(f'{author["displayName"]}: "{record["text"][:60]}" — Bluesky', head, body),
+                   HTML_TYPE)
 
 
 class _TunnelHandler(_Handler):
