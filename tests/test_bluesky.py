@@ -251,6 +251,17 @@ def test_gone_posts_are_classified_findings(world_cli, site, state, cls):
 
 
 @pytest.mark.contract("bluesky")
+def test_a_handle_that_no_longer_resolves_is_kept_by_handle_and_found_not_found(world_cli, site):
+    site.set_bluesky_state(POST, "account-deleted")
+    url = f"https://bsky.app/profile/{HANDLE}/post/{POST}"
+    result, [outcome], [show] = _capture(world_cli, "--no-browser", url)
+    assert (outcome["status"], outcome["failure_class"]) == ("failed", "not-found"), outcome
+    assert show["item"]["key"] == f"bluesky:{HANDLE}/{POST}"   # nothing to resolve it to, then or now
+    assert show["provenance"]["post"]["resolution"]["did"] is None
+    assert any("resolveHandle" in (r["uri"] or "") and r["http_status"] == 400 for r in show["records"])
+
+
+@pytest.mark.contract("bluesky")
 def test_an_empty_answer_is_not_a_deletion_and_is_retried(world_cli, site):
     site.set_bluesky_state(POST, "empty")
     result, [outcome], _ = _capture(world_cli, "--no-browser", f"at://{DID}/app.bsky.feed.post/{POST}")

@@ -108,7 +108,7 @@ def classify_profile(status: int, body: bytes) -> tuple[str | None, str | None]:
             cls = _LABEL_CLASSES.get(label["val"])
             if cls:
                 return cls, f"the author's account is labelled {label['val']}"
-        return "deleted", "the post is gone and its author's account is still there: deleted"
+        return "deleted", "the post is gone and its author's account is still there: deleted (or never posted)"
     said = f"{answer.error}: {answer.message or ''}".strip(": ")
     if answer.error == "AccountTakedown":
         return "removed", f"the author's account was taken down ({said})"
@@ -379,6 +379,7 @@ class _Look:
     thread: dict[str, Any] | None = None
     answer: dict[str, Any] | None = None
     resolution: dict[str, Any] | None = None
+    resolution_hop: dict[str, Any] | None = None   # the resolveHandle answer, the main record when nothing else came
 
 
 async def _look(client: Any, actor: str, rkey: str, warc: CaptureWarc, settings: Settings,
@@ -389,7 +390,7 @@ async def _look(client: Any, actor: str, rkey: str, warc: CaptureWarc, settings:
         did, availability, message, hop = await _resolve(client, actor, warc, settings, deadline)
         resolution = {"handle": actor, "did": did, "url": hop["url"], "status": hop["status"], "message": message}
         if did is None:
-            return _Look(None, availability, message, resolution=resolution)
+            return _Look(None, availability, message, resolution=resolution, resolution_hop=hop)
     answer = await _fetch_json(client, thread_url(did, rkey, settings), warc, settings, deadline)
     availability, thread, message = classify_thread(answer["status"], answer["body"])
     if availability == "not-found":
@@ -455,7 +456,11 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
             quoted = info.get("quoted_post")
             q_parts = atproto.split_post_uri((quoted or {}).get("uri"))
             if quoted and q_parts and conf["fetch_quoted"] and atproto.is_did(q_parts[0]):
-                q_look = await _look(client, q_parts[0], q_parts[1], warc, settings, deadline)
+                try:
+                    q_look = await _look(client, q_parts[0], q_parts[1], warc, settings, deadline)
+                except CaptureFailed as exc:
+                    problems.append(f"quoted post {quoted['uri']}: {exc.message}")
+                    q_look = _Look(q_parts[0], "unknown-answer", exc.message)
                 quoted["availability"] = q_look.availability
                 q_post = (q_look.thread or {}).get("post") if q_look.availability == "available" else None
                 q_blobs = blobs_of(q_post.get("record")) if q_post is not None else []
@@ -481,7 +486,7 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
 def _result(item_id: str, info: dict[str, Any], look: _Look, verdict: Any, problems: list[str], page: Any,
             page_url: str) -> CaptureResult:
     availability = info["availability"]
-    answer = look.answer or {}
+    answer = look.answer or look.resolution_hop or {}
     status, failure_class, failure_message = "ok", None, None
     if verdict is not None and not verdict.ok:
         status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
@@ -499,15 +504,14 @@ def _result(item_id: str, info: dict[str, Any], look: _Look, verdict: Any, probl
     title = (f"@{author}: {(info.get('text') or '')[:100]}" if status in ("ok", "partial") and
              availability == "available" else f"Bluesky post {item_id} ({availability})")
     info["fingerprint"] = info.get("fingerprint") if availability == "available" else None
-    main = look.answer or (look.resolution or {})
     details = {
         "post": info,
         "platform": verdict.as_dict() if verdict is not None else None,
         "problems": problems,
         "page": {"url": page.final_url, "status": page.status, "record_id": page.main_record_id} if page else None,
         "page_network": page.details.get("network") if page else None,
-        "main": {"url": answer.get("url") or main.get("url"), "status": answer.get("status") or main.get("status"),
-                 "ip": answer.get("ip"), "protocol": answer.get("protocol"), "tls": answer.get("tls")},
+        "main": {"url": answer.get("url"), "status": answer.get("status"), "ip": answer.get("ip"),
+                 "protocol": answer.get("protocol"), "tls": answer.get("tls")},
     }
     outlinks = [{"url": u, "text": "facets"} for u in info.get("links") or []]
     return CaptureResult(status=status, final_url=info.get("url") or page_url,
@@ -575,7 +579,7 @@ def resolve_keys(parsed: Iterable[urls.ParsedURL], settings: Settings) -> list[u
     """The URLs with each Bluesky handle spelling keyed by its DID (the URL as given kept), as the AppView
     resolves the handle now. A handle that does not resolve keeps its handle key (see the module's docstring)."""
     parsed = list(parsed)
-    handles = sorted({urls.parse(p.canonical_url).item_id.rpartition("/")[0] for p in parsed
+    handles = sorted({p.item_id.rpartition("/")[0] for p in parsed
                       if p.platform == "bluesky" and p.item_id and not atproto.is_did(p.item_id.rpartition("/")[0])})
     if not handles or not _conf(settings)["resolve_on_add"]:
         return parsed
