@@ -277,16 +277,19 @@ def test_an_answer_for_another_post_is_partial_never_ok(world_cli, site):
 
 
 def test_a_post_that_is_deleted_is_seen_by_check_and_listed_as_gone(world_cli, site):
-    url = f"https://bsky.app/profile/{DID}/post/{POST}"
-    assert world_cli("capture", "--no-browser", url).code == 0
+    handle_url, url = f"https://bsky.app/profile/{HANDLE}/post/{POST}", f"https://bsky.app/profile/{DID}/post/{POST}"
+    assert world_cli("capture", "--no-browser", handle_url).code == 0
     [o] = world_cli("check", url, "--json").json()
-    assert (o["result"], o["state_after"]) == ("live", "live"), o
+    assert (o["key"], o["result"], o["state_after"]) == (KEY, "live", "live"), o
     site.set_bluesky_state(POST, "deleted")
     [o] = world_cli("check", url, "--json").json()
     assert (o["result"], o["result_class"], o["state_after"]) == ("gone", "deleted", "gone"), o
     assert o["job_id"], "the NotFound answer is captured as evidence of the deletion"
     [item] = world_cli("list", "--gone", "--json").json()
     assert item["key"] == KEY and item["state_class"] == "deleted"
+    # The handle spelling it was added by is the same item (keyed by handle offline, it is found by the URL).
+    [o] = world_cli("check", handle_url, "--json").json()
+    assert (o["key"], o["state_before"], o["result_class"]) == (KEY, "gone", "deleted"), o
 
 
 def test_a_watch_of_a_handle_url_re_captures_under_the_did_key(world_cli):

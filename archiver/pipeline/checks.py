@@ -108,6 +108,11 @@ def targets(index: Index, urls_given: list[str], all_watched: bool, gone: bool) 
     found: dict[str, dict[str, str]] = {}
     for url in urls_given:
         t = target_of(url)
+        if t["key"].startswith("bluesky:") and not t["key"].startswith("bluesky:did:"):
+            # A handle spelling is keyed offline by its handle; the item it was added as was keyed by its DID.
+            row = index.conn.execute("SELECT url, key, kind FROM jobs WHERE url = ? AND key <> ? ORDER BY id DESC "
+                                     "LIMIT 1", (t["url"], t["key"])).fetchone()
+            t = dict(row) if row and not items.get(index.conn, t["key"]) else t
         found.setdefault(t["key"], t)
     if all_watched:
         for w in schedule.list_watches(index):
