@@ -21,6 +21,8 @@ ENV_PREFIX = "ARCHIVER_"
 # traceback: cli.main).
 ENV_NOT_SETTINGS = {"ARCHIVER_HOME", "ARCHIVER_TRACEBACK", "ARCHIVER_TEST_INDEX", "ARCHIVER_TEST_STORAGE",
                     "ARCHIVER_FAULT_KILL_AT"}
+# The section of per-site credentials: [auth."x.com"] tables, one per site (archiver/capture/auth.py).
+AUTH_SECTION = "auth"
 
 
 class Settings:
@@ -100,6 +102,11 @@ def _merge_file(data: dict, defaults: dict, path: Path, label: str) -> None:
     for section, values in loaded.items():
         if not isinstance(values, dict):
             raise ConfigError(f"{label} {path}: top-level key {section!r} must be a [section]")
+        if section == AUTH_SECTION:
+            # One table per site, named by the site: its keys are not in the schema (capture/auth.py checks them).
+            from archiver.capture.auth import check_table  # late, like urls: config stays light
+            data[section].update(check_table(values, f"{label} {path}", path.resolve().parent))
+            continue
         for key, value in values.items():
             data.setdefault(section, {})
             data[section][key] = _check(defaults, section, key, value, f"{label} {path}")
@@ -124,6 +131,9 @@ def load(archive_dir: Path | None = None, config_file: Path | None = None,
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")
+        if section == AUTH_SECTION:
+            raise ConfigError(f"{name}: site credentials are set in a settings file ([auth.\"site\"]), not in the "
+                              f"environment")
         if section not in defaults or key not in defaults[section]:
             raise ConfigError(f"unknown setting in environment: {name} (expected ARCHIVER_<SECTION>_<KEY>, "
                               f"e.g. ARCHIVER_QUEUE_LEASE_SECONDS)")
@@ -144,6 +154,8 @@ def _check_values(data: dict[str, dict[str, Any]], sources: list[str]) -> None:
     from archiver.store.blobs import check_settings as check_storage_settings  # late as well; boto3 is never imported here
     check_storage_settings(data["storage"])
     check_index_url(data["index"]["url"])
+    from archiver.capture.auth import check_settings as check_auth_settings  # late as well; stdlib only
+    check_auth_settings(data[AUTH_SECTION])
 
 
 # URL schemes libpq accepts for a connection URI.

@@ -62,7 +62,8 @@ class CaptureFailed(Exception):
 
 # A failure class that trying again later can cure. Everything else is final.
 RETRYABLE_CLASSES = {"dns", "refused", "reset", "timeout", "http-5xx", "http-429", "browser-crash", "unknown-answer",
-                     "network", "disk-full", "internal", "index-unavailable", "storage"}
+                     "network", "disk-full", "internal", "index-unavailable", "storage",
+                     "not-started", "not-yet-available"}   # an X Space before it started, its recording being made
 
 
 def is_retryable(failure_class: str | None) -> bool:

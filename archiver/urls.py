@@ -188,6 +188,10 @@ def _broadcast(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]
     return groups["id"], f"https://x.com/i/broadcasts/{groups['id']}"
 
 
+def _x_space(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
+    return groups["id"], f"https://x.com/i/spaces/{groups['id']}"
+
+
 def _x_event(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
     # An event resolves, when captured, to one broadcast or to a list of tweets, and only X's answer says
     # which: nothing in the URL leads to the broadcast id, so the event is keyed as an item of its own.
@@ -364,6 +368,9 @@ RULES: tuple[_Rule, ...] = (
           _tweet, re.IGNORECASE),
     _rule("broadcast", "video", TWITTER_DOMAINS, r"/i/broadcasts/(?P<id>" + _BROADCAST_ID + r")/?", _broadcast),
     _rule("x-event", "video", TWITTER_DOMAINS, r"/i/events/(?P<id>\d{1,20})/?", _x_event),
+    # X Spaces: ids of 13 base-62 characters (yt-dlp's twitter:spaces takes 13 and more); /peek is the preview
+    # X links to from a tweet's card, the same Space.
+    _rule("x-space", "video", TWITTER_DOMAINS, r"/i/spaces/(?P<id>[0-9a-zA-Z]{13,20})(?:/peek)?/?", _x_space),
     _rule("periscope", "video", ("periscope.tv", "pscp.tv"),
           r"/(?:w/(?P<wid>" + _PSCP_ID + r"|\d{1,20})|[A-Za-z0-9_]{1,20}/(?P<uid>(?=[A-Za-z0-9_=-]*[A-Z0-9])" +
           _PSCP_ID + r"))/?", _periscope),
@@ -374,8 +381,8 @@ RULES: tuple[_Rule, ...] = (
           _youtube),
     _rule("youtube", "video", ("youtube.com",), r"/watch/?", _youtube),
     _rule("youtube", "video", ("youtu.be",), r"/(?P<id>[A-Za-z0-9_-]{11})/?", _youtube),
-    # Telegram public posts; /s/ is the web preview of the same post.
-    _rule("telegram", "page", ("t.me", "telegram.me", "telegram.dog"),
+    # Telegram public posts; /s/ is the web preview of the same post (?embed=1 its widget, ?single one album item).
+    _rule("telegram", "post", ("t.me", "telegram.me", "telegram.dog"),
           r"/(?:s/)?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<post>\d{1,12})/?", _telegram),
     # Bluesky posts: bsky.app (main.bsky.dev is its staging copy) by handle or DID, and the embed's iframe.
     _rule("bluesky", "post", ("bsky.app", "main.bsky.dev"),
@@ -405,6 +412,54 @@ RULES: tuple[_Rule, ...] = (
     # t.co is a redirect; the code is what identifies it until the redirect is followed.
     _rule("tco", "page", ("t.co",), r"/(?P<code>[A-Za-z0-9]{1,32})/?", _tco),
 )
+
+
+# --- the fediverse: any host can be a Mastodon instance -------------------------------------------------------
+
+# No list of domains can hold the fediverse, so a Mastodon status is recognised by its path alone, and only on a host
+# that no rule above serves (x.com/@a/<id> is not a status of an instance called x.com). Why that is safe: the shapes
+# are Mastodon's own -- /@<user>/<id>, /@<user>@<host>/<id> (a remote status as an instance shows it), /@<user>/<id>
+# /embed, /web/statuses/<id>, /users/<user>/statuses/<id> (ActivityPub) -- and where a shape is common elsewhere
+# (/@<user>/<something>: Medium, YouTube, TikTok, Substack...) the id must be a Mastodon snowflake: all digits, 17 or
+# 18 of them, their top bits a millisecond time between 2016 and 2100. Medium's /@user/<slug-hex>, YouTube's
+# /@handle/videos and TikTok's /@user/video/<id> never are. The two longer shapes take any id (statuses older than
+# Mastodon 2.0 kept their small sequential ids). A wrong guess is never taken for evidence: the capture asks the host's
+# /api/v1/statuses/<id>, and an answer that is not Mastodon's is classified so (capture/fediverse.py), never ok and
+# never a deletion. Pleroma's /notice/<flake id>, Misskey's /notes/<id> and GoToSocial's ULIDs are not recognised yet.
+_FEDI_USER = r"(?P<user>[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?)"
+_FEDI_PATHS = (
+    (re.compile(r"/(?:web/)?@" + _FEDI_USER + r"(?:@(?P<domain>[A-Za-z0-9.-]{1,253}))?"
+                r"/(?P<id>0{0,3}[1-9]\d{16,17})(?:/embed)?/?"), True),
+    (re.compile(r"/users/" + _FEDI_USER + r"/statuses/(?P<id>\d{1,19})(?:/activity)?/?"), False),
+    (re.compile(r"/web/statuses/(?P<id>\d{1,19})/?"), False),
+)
+# Snowflake ids are (milliseconds since 1970 << 16) + a sequence: 2016-01-01 and 2100-01-01 as ids.
+_FEDI_SNOWFLAKES = (95132477030400000, 268857822412800000)
+
+
+def _fediverse(host: str, path: str) -> PlatformMatch | None:
+    """A Mastodon status on ``host`` (key ``fedi:<host>/<id>``: a status id is the instance's own), or None."""
+    if "/@" not in path and "/statuses/" not in path:
+        return None
+    if "." not in host or literal_addresses(host) is not None or ":" in host:
+        return None  # an instance has a public name; an address or a one-label name is some other service
+    for pattern, snowflake in _FEDI_PATHS:
+        m = pattern.fullmatch(path)
+        if m is None:
+            continue
+        status_id = _number(m.group("id"))
+        if status_id is None or (snowflake and not _FEDI_SNOWFLAKES[0] <= int(status_id) < _FEDI_SNOWFLAKES[1]):
+            return None
+        user = m.groupdict().get("user")
+        domain = (m.groupdict().get("domain") or "").lower().rstrip(".")
+        if user and _FEDI_SNOWFLAKES[0] <= int(status_id) < _FEDI_SNOWFLAKES[1]:
+            canonical = f"https://{host}/@{user}" + (f"@{domain}" if domain else "") + f"/{status_id}"
+        elif user:  # an old id: only this longer shape is recognised with it
+            canonical = f"https://{host}/users/{user}/statuses/{status_id}"
+        else:
+            canonical = f"https://{host}/web/statuses/{status_id}"
+        return PlatformMatch("fedi", "post", f"{host}/{status_id}", canonical)
+    return None
 
 
 def _rules_by_domain(rules: tuple[_Rule, ...]) -> dict[str, tuple[int, ...]]:
@@ -455,7 +510,7 @@ def match_platform(url: str) -> PlatformMatch | None:
         path = "/" + path.lstrip("/")
     rules = _rules_for(host)
     if not rules:
-        return None
+        return _fediverse(host, path)
     params: dict[str, str] = {}
     for name, value in parse_qsl(query, keep_blank_values=True):
         params.setdefault(name, value)  # the first of a repeated parameter is the one sites read
@@ -510,7 +565,9 @@ def parse(raw: str) -> ParsedURL:
         raise BadURL(f"{url!r}: {host!r} is not a valid host name")
     canonical = normalise(url)
     # The canonical URL's host is _ascii_host of this one: a host no platform rule serves needs no matching.
-    match = match_platform(canonical) if _rules_for(_ascii_host(host)) else None
+    ascii_host = _ascii_host(host)
+    maybe_fedi = "/@" in parts.path or "/statuses/" in parts.path  # urls._fediverse's cheap first test
+    match = match_platform(canonical) if _rules_for(ascii_host) or maybe_fedi else None
     if match is not None:
         return ParsedURL(url=url, canonical_url=match.canonical_url, kind=match.kind, key=match.key,
                          platform=match.platform, item_id=match.item_id, host=host)

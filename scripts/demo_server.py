@@ -42,7 +42,10 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   BroadcastQuery``, ``api.x.com/1.1/live_video_stream/status/<media_key>`` and ``prod-video-eu-central-1.pscp.tv``
   — X broadcasts (``x.com/i/broadcasts/<id>``, Periscope ids included) as yt-dlp 2026.11's twitter:broadcast
   extractor reads them, from ``demo_site/world/x_broadcasts.json``; ``api.x.com/1.1/live_event/1/<id>/
-  timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``;
+  timeline.json`` — X events (``x.com/i/events/<id>``), from ``x_events.json``; ``x.com/i/api/graphql/<query id>/
+  AudioSpaceById`` with the same status endpoint and ``prod-fastly-eu-west-3.video.pscp.tv`` (packed-audio HLS) —
+  X Spaces (``x.com/i/spaces/<id>``: one with its replay, one whose replay is disabled, one not started yet) as
+  yt-dlp 2026.11's twitter:spaces extractor reads them, from ``x_spaces.json``;
 * ``vimeo.com`` (``www.`` redirects), ``player.vimeo.com/video/<id>/config``, ``i.vimeocdn.com`` and the HLS CDNs
   ``vod-adaptive-ak.vimeocdn.com``/``skyfire.vimeocdn.com`` — Vimeo videos as yt-dlp 2026.11's vimeo extractor reads
   them (clip page, player config, HLS with separate audio), from ``demo_site/world/vimeo.json``;
@@ -58,6 +61,20 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   <id>``, ``/reel/<id>``) with their prefetched Video, the ``/video/tahoe/async/<id>/`` POST fallback (404, as it is gone
   from Facebook), and ``video.flhr8-1.fna.fbcdn.net``/``scontent.flhr8-1.fna.fbcdn.net`` (signed URLs, ``oh=`` checked) —
   Facebook videos as yt-dlp 2026.11's facebook extractor reads them logged out, from ``demo_site/world/facebook.json``;
+* ``mastodon.social`` and ``infosec.exchange`` (two instances: a status id is its instance's own) and
+  ``files.mastodon.social``: ``/api/v1/statuses/<id>`` (and ``/history``), ``/api/v1/accounts/lookup``, the status
+  pages and ``/embed`` views, ``/media_proxy/`` and ``embed.js`` — Mastodon 4.x as a logged-out reader sees it, from
+  ``demo_site/world/mastodon/`` (:meth:`DemoServer.set_status_state` deletes a status, suspends its author...);
+* ``t.me`` (``telegram.me``/``telegram.dog`` redirect): post widgets (``/<channel>/<id>?embed=1``, ``&single``), channel
+  previews (``/s/<channel>[/<id>]``), post and landing pages, Telegram's refusals in words inside a 200 (:meth:`DemoServer.
+  set_telegram_state` changes a post's); ``telegram.org/js/telegram-widget.js`` and ``cdn4.telesco.pe`` (media) — Telegram
+  public posts as its widget shows them, from ``demo_site/world/telegram/posts.json`` (modelled on the widget's known
+  markup: the corpus holds no Telegram answer);
+* ``members.levantledger.example`` ``/dispatch/<slug>/`` — the news site's members-only dispatches behind a login
+  (``demo_site/world/members.json``): without a valid ``ll_session`` cookie a redirect to ``/login``; with one the page
+  (images from www.levantledger.example and pbs.twimg.com, an embedded tweet) and the session handed back in a
+  Set-Cookie; ``/go/<slug>`` redirects to the dispatch's source on x.com. ``DemoServer.credential_log`` lists the
+  Cookie and Authorization every host of the world received, so tests prove where site credentials went;
 * ``public.api.bsky.app`` (resolveHandle, getPostThread, getProfile), ``bsky.app`` post pages, ``embed.bsky.app``
   (embed.js and the embed iframe), ``plc.directory`` (DID documents), two data servers
   ``morel.us-east.host.bsky.network``/``shiitake.us-west.host.bsky.network`` (getBlob: the blobs as uploaded),
@@ -331,6 +348,7 @@ NEWS_HOST = "www.levantledger.example"
 
 SYNDICATION_HOST = "cdn.syndication.twimg.com"
 PSCP_VIDEO_HOST = "prod-video-eu-central-1.pscp.tv"
+SPACES_AUDIO_HOST = "prod-fastly-eu-west-3.video.pscp.tv"
 TWITTER_HOSTS = frozenset({
     "twitter.com", "www.twitter.com", "mobile.twitter.com", "x.com", "www.x.com", "mobile.x.com",
 })
@@ -352,6 +370,12 @@ INSTAGRAM_WEB_APP_ID = "936619743392459"
 FACEBOOK_HOSTS = frozenset({"www.facebook.com", "facebook.com", "m.facebook.com", "web.facebook.com"})
 # Facebook's CDN: videos and pictures, from the London edge (as yt-dlp's _TESTS record fitm1-1 and the like).
 FACEBOOK_CDN_HOSTS = frozenset({"video.flhr8-1.fna.fbcdn.net", "scontent.flhr8-1.fna.fbcdn.net"})
+# Telegram: t.me answers; telegram.me and telegram.dog are its older names and redirect there.
+TELEGRAM_HOSTS = frozenset({"t.me", "telegram.me", "www.telegram.me", "telegram.dog"})
+TELEGRAM_CDN_HOSTS = frozenset({"cdn4.telesco.pe", "cdn4.cdn-telegram.org"})
+TELEGRAM_STATES = ("available", "deleted", "withheld", "removed", "channel-gone", "empty")
+# The news site's members-only dispatches, behind a login (members.json; _world_members).
+MEMBERS_HOST = "members.levantledger.example"
 # Hosts that serve another host's stored files: a platform's second CDN answers the same paths as its first.
 MEDIA_MIRRORS: dict[str, str] = {"skyfire.vimeocdn.com": VIMEO_CDN_HOST, "v19-webapp-prime.tiktok.com": TIKTOK_VIDEO_HOST}
 # Image hosts that resize on request: (path pattern, stored file as a match template) per host.
@@ -360,6 +384,8 @@ IMAGE_VARIANTS: dict[str, tuple[str, str]] = {
     "p16-sign-va.tiktokcdn.com": (r"/obj/(tos-[a-z0-9-]+)/([A-Za-z0-9]{20,64})~[^/]+\.(?:jpeg|image|webp)",
                                   r"/obj/\1/\2.jpeg"),
 }
+# The fixture world's Mastodon instances (world/mastodon/): two, so that tests show the host is part of a status's key.
+MASTODON_HOSTS = ("mastodon.social", "infosec.exchange")
 # Bluesky: the AppView, the app (and its embeds), the PLC directory, two data servers (PDS), the CDN, the video host.
 BLUESKY_ROUTES: dict[str, str] = {
     "public.api.bsky.app": "_world_bluesky_appview", "bsky.app": "_world_bluesky_app",
@@ -384,7 +410,6 @@ _BLUESKY_EMBED_JS = """(function () {
 """
 
 
-
 def _bluesky_page(title: str, head: str, body: str) -> bytes:
     """A bsky.app page: its own look, nothing loaded from the news site."""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>{head}'
@@ -400,6 +425,7 @@ WORLD_ROUTES: dict[str, str] = {
     "pbs.twimg.com": "_world_pbs",
     "video.twimg.com": "_world_media_file",
     PSCP_VIDEO_HOST: "_world_media_file",
+    SPACES_AUDIO_HOST: "_world_media_file",
     "platform.twitter.com": "_world_platform",
     "t.co": "_world_tco",
     **{host: "_world_x_api" for host in X_API_HOSTS},
@@ -420,6 +446,13 @@ WORLD_ROUTES: dict[str, str] = {
     "scontent-lhr8-1.cdninstagram.com": "_world_media_file",
     **{host: "_world_facebook" for host in FACEBOOK_HOSTS},
     **{host: "_world_facebook_cdn" for host in FACEBOOK_CDN_HOSTS},
+    **{host: "_world_mastodon" for host in MASTODON_HOSTS},
+    **{f"files.{host}": "_world_mastodon_files" for host in MASTODON_HOSTS},
+    **{host: "_world_telegram" for host in TELEGRAM_HOSTS},
+    "telegram.org": "_world_telegram_org",
+    **{host: "_world_telegram_cdn" for host in TELEGRAM_CDN_HOSTS},
+    MEMBERS_HOST: "_world_members",
+
     **BLUESKY_ROUTES,
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
@@ -431,6 +464,7 @@ WORLD_CONTENT_TYPES: dict[str, str] = {
     ".ts": "video/MP2T",
     ".m4s": "video/iso.segment",
     ".mp3": "audio/mpeg",
+    ".aac": "audio/aac",   # an X Space's packed-audio chunks
     ".html": HTML_TYPE,
 }
 JSON_TYPE = "application/json;charset=utf-8"
@@ -449,6 +483,15 @@ class ProxyRequest(NamedTuple):
     method: str
     host: str
     path: str
+
+
+class CredentialSeen(NamedTuple):
+    """One entry of ``DemoServer.credential_log``: what a request to any host of the world carried."""
+
+    host: str
+    path: str
+    cookie: str | None
+    authorization: str | None
 
 
 @lru_cache(maxsize=None)
@@ -599,18 +642,31 @@ class _World:
         self.lock = threading.Lock()
         self.proxy_log: list[ProxyRequest] = []
         self.tweet_states: dict[str, str] = {}
+        self.fedi_states: dict[str, str] = {}   # "<host>/<status id>" -> state (DemoServer.set_status_state)
+        self.telegram_states: dict[str, str] = {}  # "<channel>/<id>" -> a state of world/telegram/posts.json
+        self.space_states: dict[str, str] = {}   # X Space id -> "gone" | "replay-disabled" (DemoServer.set_space_state)
         self.bluesky_states: dict[str, str] = {}  # post rkey or account DID -> state (DemoServer.set_bluesky_state)
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
         self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
+        self.credential_log: list[CredentialSeen] = []   # DemoServer.credential_log
 
     def log(self, method: str, host: str, path: str) -> None:
         with self.lock:
             self.proxy_log.append(ProxyRequest(method, host, path))
 
+    def log_credentials(self, host: str, path: str, headers: Any) -> None:
+        with self.lock:
+            self.credential_log.append(CredentialSeen(host, path, headers.get("Cookie"), headers.get("Authorization")))
+
     def tweet_state(self, tweet_id: str) -> str:
         with self.lock:
             override = self.tweet_states.get(tweet_id)
         return override or _world_json("tweets.json")[tweet_id]["state"]
+
+
+    def fedi_state(self, key: str) -> str | None:
+        with self.lock:
+            return self.fedi_states.get(key)
 
 
 def tweet_states() -> list[str]:
@@ -729,6 +785,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             host, target = routed
             parts = urllib.parse.urlsplit(target)
             path = parts.path or "/"
+            # Every request's credentials, whichever host it is for: tests prove where site credentials went.
+            self.server.world.log_credentials(host or NEWS_HOST, path, self.headers)
             query = urllib.parse.parse_qs(parts.query, keep_blank_values=True)
             if self.command == "POST" and host not in X_API_HOSTS and host != TSA_HOST and host not in FACEBOOK_HOSTS:
                 self._send(405, b"Method not allowed.\n", "text/plain; charset=utf-8", {"Allow": "GET, HEAD"})
@@ -1183,6 +1241,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path.startswith("/i/events/"):
             self._world_x_event_page(path)
             return
+        if path.startswith("/i/spaces/"):
+            self._world_x_space_page(path)
+            return
         match = re.fullmatch(r"/(?:[A-Za-z0-9_]{1,15}|i/web)/status(?:es)?/([0-9]{1,20})(?:/(?:photo|video)/[1-4])?/?",
                              path)
         if match is None:
@@ -1271,6 +1332,44 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 f'<p>{html.escape(event["description"])}</p></div>')
         self._send_x_page(f"{event['title']} / X", meta, url, body)
 
+    def _x_space(self, space_id: str) -> dict[str, Any] | None:
+        """A fixture X Space as it answers now (DemoServer.set_space_state), or None when X has none by that id."""
+        entry = _world_json("x_spaces.json").get(space_id)
+        if not isinstance(entry, dict) or space_id.startswith("_"):
+            return None
+        with self.server.world.lock:
+            state = self.server.world.space_states.get(space_id, "available")
+        if state == "gone":
+            return None
+        if state == "replay-disabled":
+            entry = json.loads(json.dumps(entry))   # a copy: the stored world stays as it is
+            entry["audioSpace"]["metadata"]["is_space_available_for_replay"] = False
+            entry.pop("live_video_stream", None)
+        return entry
+
+    def _world_x_space_page(self, path: str) -> None:
+        # x.com answers every /i/spaces/<id> with its app shell: a Space's title, host and state, or that it is gone.
+        match = re.fullmatch(r"/i/spaces/([0-9a-zA-Z]{13,})(?:/peek)?/?", path)
+        entry = self._x_space(match.group(1)) if match else None
+        if entry is None:
+            self._send_x_tombstone("This Space does not exist.")
+            return
+        meta_ = entry["audioSpace"]["metadata"]
+        host = meta_["creator_results"]["result"]["core"]
+        url = f"https://x.com/i/spaces/{match.group(1)}"
+        state = {"Ended": "Ended", "Running": "Live", "NotStarted": "Scheduled"}.get(meta_["state"], meta_["state"])
+        if meta_["state"] == "Ended" and not meta_["is_space_available_for_replay"]:
+            state += " (no recording)"
+        meta = {"og:site_name": "X (formerly Twitter)", "og:type": "website", "og:url": url,
+                "og:title": meta_["title"], "og:description": f"Space hosted by {host['name']} · {state}"}
+        speakers = entry["audioSpace"]["participants"]["admins"] + entry["audioSpace"]["participants"]["speakers"]
+        body = (f'<div class="space"><h1>{html.escape(meta_["title"])}</h1>'
+                f'<p><strong>{html.escape(host["name"])}</strong> @{html.escape(host["screen_name"])} · '
+                f'<span class="state">{html.escape(state)}</span></p><ul class="speakers">'
+                + "".join(f"<li>{html.escape(s['display_name'])} @{html.escape(s['twitter_screen_name'])}</li>"
+                          for s in speakers) + "</ul></div>")
+        self._send_x_page(f"{meta_['title']} / X", meta, url, body)
+
     def _world_x_graphql(self, path: str, query: dict[str, list[str]]) -> None:
         # x.com's GraphQL API as the logged-out web client (and yt-dlp) calls it: a query id and operation name
         # in the path, the variables as JSON in the query string, a bearer token and a guest token.
@@ -1278,7 +1377,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not self._x_credentials_ok(headers):
             return
         match = re.fullmatch(r"/i/api/graphql/[A-Za-z0-9_-]{22}/(\w+)", path)
-        if match is None or match.group(1) != "BroadcastQuery":
+        if match is None or match.group(1) not in ("BroadcastQuery", "AudioSpaceById"):
             self._send_json(404, {"errors": [{"message": "Query not found", "code": 404}]}, headers)
             return
         try:
@@ -1287,6 +1386,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (ValueError, TypeError, KeyError):
             self._send_json(400, {"errors": [{"message": "Variable \"$id\" of required type \"String!\" was not "
                                               "provided.", "code": 366}]}, headers)
+            return
+        if match.group(1) == "AudioSpaceById":
+            # A Space X does not have (deleted, or never there) is an empty audioSpace, not an error.
+            entry = self._x_space(broadcast_id)
+            space = entry["audioSpace"] if entry else {}
+            self._send_json(200, {"data": {"audioSpace": space}}, headers)
             return
         entry = _world_json("x_broadcasts.json").get(broadcast_id)
         broadcast = entry["broadcast"] if isinstance(entry, dict) else {}
@@ -1378,6 +1483,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         match = re.fullmatch(r"/1\.1/live_video_stream/status/([0-9]+_[0-9]+)", path)
         stream = next((e["live_video_stream"] for e in entries.values()
                        if match and e["broadcast"].get("media_key") == match.group(1)), None)
+        # A Space's stream, by its media key: only one with a recording (or live) has one.
+        spaces = (self._x_space(k) for k in _world_json("x_spaces.json") if match and not k.startswith("_"))
+        stream = stream or next((e["live_video_stream"] for e in spaces if e and "live_video_stream" in e
+                                 and e["audioSpace"]["metadata"]["media_key"] == match.group(1)), None)
         if stream is None:
             self._send_json(404, X_API_NOT_FOUND, headers)
             return
@@ -1684,6 +1793,452 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return
         self._world_not_found()
 
+    # ---- Mastodon instances (mastodon.social, infosec.exchange) and files.mastodon.social -----------------------
+
+    def _world_mastodon(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """A Mastodon instance as a logged-out reader and client see it: /api/v1/statuses/<id> (and /history),
+        /api/v1/accounts/lookup, the status pages (/@user/<id>, /@user@host/<id>, /web/statuses/<id>, /embed),
+        /users/<user>/statuses/<id> (a browser is redirected to the page), /media_proxy/ and /embed.js."""
+        if path.startswith("/api/"):
+            self._world_mastodon_api(host, path, query)
+            return
+        if path == "/embed.js":
+            self._send(200, _read_site_file(WORLD_ROOT / "mastodon" / "embed.js"), "text/javascript; charset=utf-8",
+                       {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=3600, public"})
+            return
+        proxied = re.fullmatch(r"/media_proxy/(\d+)/original", path)
+        if proxied:  # remote media, as the instance caches it: a redirect to its copy on files.<instance>
+            stored = _world_json("mastodon/statuses.json")["media_proxy"].get(proxied.group(1))
+            if stored is None or host != "mastodon.social":
+                self._world_not_found()
+            else:
+                self._send(302, b"", "text/html; charset=utf-8", {"Location": f"https://files.{host}{stored}"})
+            return
+        activity = re.fullmatch(r"/users/([A-Za-z0-9_]+)/statuses/(\d+)/?", path)
+        if activity:
+            self._send(302, b"", "text/html; charset=utf-8",
+                       {"Location": f"/@{activity.group(1)}/{activity.group(2)}", "Vary": "Accept"})
+            return
+        page = (re.fullmatch(r"/@([A-Za-z0-9_]+(?:@[A-Za-z0-9.-]+)?)/(\d+)(/embed)?/?", path)
+                or re.fullmatch(r"/web/statuses/()(\d+)()/?", path))
+        if page is None:
+            self._send(404, _simple_page("The page you are looking for isn't here.", "Mastodon: 404"))
+            return
+        acct, status_id, embed = page.groups()
+        self._world_mastodon_page(host, acct, status_id, bool(embed))
+
+    def _mastodon_state(self, host: str, status_id: str) -> tuple[str, dict[str, Any] | None]:
+        """(state, the status JSON when stored) of a fixture status; "missing" for an id the instance never had."""
+        key = f"{host}/{status_id}"
+        stored = _world_json("mastodon/statuses.json")["statuses"].get(key)
+        state = self.server.world.fedi_state(key) or stored or "missing"
+        target = WORLD_ROOT / "mastodon" / host / "statuses" / f"{status_id}.json"
+        return state, (json.loads(_read_site_file(target)) if stored else None)
+
+    def _world_mastodon_api(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        headers = {"Cache-Control": "no-cache, no-store, max-age=0, must-revalidate", "Vary": "Accept, Origin",
+                   "X-RateLimit-Limit": "300", "X-RateLimit-Remaining": "299", "Access-Control-Allow-Origin": "*"}
+        not_found = {"error": "Record not found"}
+        if path == "/api/v1/accounts/lookup":
+            acct = query.get("acct", [""])[0].lstrip("@").lower()
+            accounts = _world_json("mastodon/accounts.json").get(host, {})
+            account = next((a for name, a in accounts.items() if name.lower() == acct), None)
+            if account is None:
+                self._send_json(404, not_found, headers)
+                return
+            states = _world_json("mastodon/statuses.json")["states"]
+            suspended = any(states.get(self.server.world.fedi_state(key) or "", {}).get("account") == "suspended"
+                            and self._mastodon_state(*key.split("/"))[1]["account"]["id"] == account["id"]
+                            for key in _world_json("mastodon/statuses.json")["statuses"] if key.startswith(host + "/"))
+            if suspended:  # REST::AccountSerializer empties a suspended account and says so
+                account = {**account, "display_name": "", "note": "", "locked": False, "bot": False,
+                           "discoverable": False, "emojis": [], "fields": [], "suspended": True}
+            self._send_json(200, account, headers)
+            return
+        match = re.fullmatch(r"/api/v1/statuses/(\d+)(/history)?", path)
+        if match is None:
+            self._send_json(404, not_found, headers)
+            return
+        status_id, history = match.groups()
+        state, data = self._mastodon_state(host, status_id)
+        if state.startswith("as:"):  # DemoServer.answer_status_as: another status's answer
+            state, data = self._mastodon_state(host, state[3:])
+        if state == "missing" or data is None:
+            self._send_json(404, not_found, headers)
+            return
+        if state != "available":
+            answer = _world_json("mastodon/statuses.json")["states"][state]
+            if answer["body"] is None:
+                self._send(answer["status"], _simple_page("We're sorry, but something went wrong on our end.",
+                                                          "Mastodon"), HTML_TYPE)
+            else:
+                self._send_json(answer["status"], answer["body"], headers)
+            return
+        if history:
+            target = WORLD_ROOT / "mastodon" / host / "statuses" / f"{status_id}.history.json"
+            if data.get("edited_at") and target.is_file():
+                self._send_json(200, json.loads(_read_site_file(target)), headers)
+            else:  # an unedited status's history is its one version
+                self._send_json(200, [{k: data[k] for k in ("content", "spoiler_text", "sensitive", "created_at",
+                                                            "account", "media_attachments", "emojis")}], headers)
+            return
+        self._send_json(200, data, headers)
+
+    def _world_mastodon_page(self, host: str, acct: str, status_id: str, embed: bool) -> None:
+        state, data = self._mastodon_state(host, status_id)
+        if state.startswith("as:"):
+            state = "available"
+        named = data is not None and (not acct or acct.lower() == data["account"]["acct"].lower())
+        if embed and named and "@" in data["account"]["acct"]:
+            named = False  # an instance embeds only its own users' statuses
+        if state != "available" or not named:
+            code = _world_json("mastodon/statuses.json")["states"].get(state, {}).get("page", 404) if named else 404
+            if code == 200 and data is not None:
+                code = 404  # login-required: the page is there only for those logged in
+            message = ("The page you are looking for isn't here anymore." if code == 410
+                       else "The page you are looking for isn't here." if code == 404
+                       else "We're sorry, but something went wrong on our end.")
+            self._send(code, _simple_page(message, f"Mastodon: {code}"), HTML_TYPE)
+            return
+        account = data["account"]
+        name, handle = account["display_name"], account["acct"] if "@" in account["acct"] else f"{account['acct']}@{host}"
+        media = []
+        for item in data["media_attachments"]:
+            alt = html.escape(item.get("description") or "", quote=True)
+            if item["type"] == "image":
+                media.append(f'<a href="{html.escape(item["url"])}"><img src="{html.escape(item["preview_url"])}" '
+                             f'alt="{alt}" width="320"></a>')
+            else:
+                media.append(f'<video src="{html.escape(item["url"])}" controls muted playsinline '
+                             f'aria-label="{alt}" width="320"></video>')
+        poll = data.get("poll") or {}
+        options = "".join(f"<li>{html.escape(o['title'])} <span class=\"poll__votes\">{o['votes_count']}</span></li>"
+                          for o in poll.get("options") or [])
+        card = data.get("card") or {}
+        quoted = ((data.get("quote") or {}).get("quoted_status") or {})
+        body = (
+            f'<div class="detailed-status" data-status-id="{status_id}">'
+            f'<a class="detailed-status__display-name" href="{html.escape(account["url"])}"><strong>'
+            f'{html.escape(name)}</strong> <span>@{html.escape(handle)}</span></a>'
+            + (f'<p class="spoiler">CW: {html.escape(data["spoiler_text"])}</p>' if data["spoiler_text"] else "")
+            + f'<div class="status__content" lang="{html.escape(data.get("language") or "")}">{data["content"]}</div>'
+            + (f'<div class="media-gallery">{"".join(media)}</div>' if media else "")
+            + (f'<ul class="poll">{options}</ul>' if options else "")
+            + (f'<a class="status-card" href="{html.escape(card["url"])}"><strong>{html.escape(card["title"])}</strong>'
+               f'<span>{html.escape(card["description"])}</span></a>' if card else "")
+            + (f'<blockquote class="quoted-status"><a href="{html.escape(quoted["url"])}">'
+               f'@{html.escape(quoted["account"]["acct"])}</a>{quoted["content"]}</blockquote>' if quoted else "")
+            + f'<div class="detailed-status__meta"><a href="{html.escape(data["url"])}">'
+            f'<time datetime="{data["created_at"]}">{data["created_at"][:16].replace("T", " ")}</time></a>'
+            + (f' · edited <time datetime="{data["edited_at"]}">{data["edited_at"][:16].replace("T", " ")}</time>'
+               if data.get("edited_at") else "")
+            + "</div></div>")
+        text = re.sub(r"<[^>]+>", "", data["content"])[:200]
+        title = f"{name}: \"{text}\" - Mastodon"
+        canonical = f"https://{host}/@{account['acct']}/{status_id}"
+        head = (f'<meta property="og:site_name" content="{html.escape(host)}">\n<meta property="og:type" content="article">\n'
+                f'<meta property="og:title" content="{html.escape(name)} (@{html.escape(handle)})">\n'
+                f'<meta property="og:description" content="{html.escape(text)}">\n'
+                f'<meta property="og:url" content="{html.escape(canonical)}">\n<link rel="canonical" href="{html.escape(canonical)}">\n'
+                '<style>body{font-family:sans-serif;margin:0;padding:12px;background:#fff}.detailed-status{max-width:560px;'
+                'border:1px solid #ccd;border-radius:8px;padding:14px}.status__content p{margin:8px 0}'
+                '.media-gallery img,.media-gallery video{max-width:100%;border-radius:6px}.poll__votes{color:#667}'
+                '.status-card,.quoted-status{display:block;border:1px solid #ddd;padding:8px;margin:8px 0}</style>\n')
+        document = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+                    + ('<meta name="robots" content="noindex">\n' if embed else "") + head
+                    + f'</head>\n<body class="{"embed" if embed else "app-body"}">\n{body}\n</body>\n</html>\n')
+        headers = {"Cache-Control": "max-age=0, public", "Vary": "Accept, Accept-Language, Cookie"}
+        if embed:  # the embed is made to be framed by other sites
+            headers["Content-Security-Policy"] = "frame-ancestors *"
+        self._send(200, document.encode("utf-8"), HTML_TYPE, headers)
+
+    def _world_mastodon_files(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """An instance's media host: files stored under world/mastodon/<host>/ at their URL path."""
+        target = _resolve_under(WORLD_ROOT / "mastodon" / host, path)
+        if target is None or target.suffix not in WORLD_CONTENT_TYPES or target.suffix == ".html":
+            self._world_not_found()
+            return
+        self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
+                        {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=315576000, immutable"})
+
+    # ---- Telegram (t.me, telegram.org, cdn4.telesco.pe): world/telegram/ ---------------------------------
+    # t.me/<channel>/<id>?embed=1 is the post widget telegram-widget.js frames; t.me/s/<channel>[/<id>] the channel
+    # preview; t.me/<channel>/<id> the post page and t.me/<channel> the landing page. Telegram answers refusals with
+    # a 200 and words ("Post not found"), never with a status: so does this world.
+
+    def _telegram_world(self) -> dict[str, Any]:
+        return _world_json("telegram/posts.json")
+
+    def _telegram_state(self, post: str) -> str:
+        with self.server.world.lock:
+            override = self.server.world.telegram_states.get(post)
+        return override or self._telegram_world()["posts"][post]["state"]
+
+    def _telegram_channel_gone(self, channel: str) -> bool:
+        posts = self._telegram_world()["posts"]
+        return channel not in self._telegram_world()["channels"] or any(
+            self._telegram_state(key) == "channel-gone" for key in posts if key.split("/")[0] == channel)
+
+    def _world_telegram(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        if host != "t.me":
+            raw_query = urllib.parse.urlsplit(self.path).query  # as sent: "?single" stays "?single"
+            target = path + ("?" + raw_query if raw_query else "")
+            self._send(301, b"", HTML_TYPE, {"Location": "https://t.me" + target})
+            return
+        preview = re.fullmatch(r"/s/([A-Za-z][A-Za-z0-9_]{2,31})(?:/(\d{1,12}))?/?", path)
+        post = re.fullmatch(r"/([A-Za-z][A-Za-z0-9_]{2,31})/(\d{1,12})/?", path)
+        landing = re.fullmatch(r"/([A-Za-z][A-Za-z0-9_]{2,31})/?", path)
+        if preview:
+            self._world_telegram_preview(preview.group(1).lower())
+        elif post and "embed" in query:
+            self._world_telegram_widget(post.group(1).lower(), int(post.group(2)), "single" in query)
+        elif post:
+            self._world_telegram_post_page(post.group(1).lower(), int(post.group(2)))
+        elif landing:
+            self._world_telegram_landing(landing.group(1).lower())
+        else:
+            self._world_not_found()
+
+    def _telegram_document(self, title: str, body_class: str, body: str, head: str = "") -> bytes:
+        return ("<!DOCTYPE html>\n<html>\n  <head>\n    <meta charset=\"utf-8\">\n"
+                f"    <title>{html.escape(title)}</title>\n"
+                "    <meta name=\"viewport\" content=\"width=device-width, initial-scale=1.0, minimum-scale=1.0, "
+                "maximum-scale=1.0, user-scalable=no\" />\n    <meta name=\"robots\" content=\"noindex, nofollow\" />\n"
+                f"{head}    <link href=\"https://telegram.org/css/widget-frame.css?71\" rel=\"stylesheet\" "
+                f"media=\"screen\">\n  </head>\n  <body class=\"{body_class}\">\n{body}\n"
+                "    <script src=\"https://telegram.org/js/widget-frame.js?63\"></script>\n"
+                "    <script>document.addEventListener('DOMContentLoaded', function() { TWidgetPost.init(); });"
+                "</script>\n  </body>\n</html>\n").encode("utf-8")
+
+    def _telegram_media(self, channel: dict[str, Any], item_id: int, media: dict[str, Any], grouped: bool) -> str:
+        cdn = "https://cdn4.telesco.pe/file/"
+        href = f"https://t.me/{channel['username']}/{item_id}" + ("?single" if grouped else "")
+        size = f"width:{media['width']}px;"
+        group_class = " grouped_media_wrap blured" if grouped else ""
+        if media["kind"] == "photo":
+            ratio = round(media["height"] / media["width"] * 100, 3)
+            return (f'<a class="tgme_widget_message_photo_wrap{group_class} js-message_photo" href="{href}" '
+                    f"style=\"{size}background-image:url('{cdn}{media['file']}')\">"
+                    f'<div class="tgme_widget_message_photo" style="padding-top:{ratio}%"></div></a>')
+        # A video's file URL carries a token Telegram issues per page view; the CDN here ignores it.
+        token = hashlib.sha256(media["file"].encode()).hexdigest()[:24]
+        ratio = round(media["height"] / media["width"] * 100, 3)
+        return (f'<a class="tgme_widget_message_video_player{group_class} js-message_video_player" href="{href}">'
+                f"<i class=\"tgme_widget_message_video_thumb\" style=\"background-image:url('{cdn}{media['thumb']}')\"></i>"
+                f'<div class="tgme_widget_message_video_wrap" style="{size}padding-top:{ratio}%">'
+                f'<video src="{cdn}{media["file"]}?token={token}" class="tgme_widget_message_video js-message_video" '
+                'width="100%" height="100%"></video></div><div class="message_video_play"></div>'
+                f'<time class="message_video_duration js-message_video_duration">{media["duration"]}</time></a>')
+
+    def _telegram_message(self, name: str, post_id: int, single: bool) -> str:
+        """One post's tgme_widget_message block (an album's whole group unless ``single``)."""
+        world = self._telegram_world()
+        channel = world["channels"][name]
+        entry = world["posts"][f"{name}/{post_id}"]
+        album = [] if single else entry.get("album") or []
+        first = world["posts"][f"{name}/{album[0]}"] if album else entry
+        shown_id = album[0] if album else post_id
+        user = channel["username"]
+        parts = [f'<div class="tgme_widget_message_author accent_color"><a class="tgme_widget_message_owner_name" '
+                 f'href="https://t.me/{user}"><span dir="auto">{html.escape(channel["title"])}</span></a></div>']
+        if entry.get("reply_to"):
+            other_name, _, other_id = entry["reply_to"].partition("/")
+            other = world["posts"][entry["reply_to"]]
+            parts.append(f'<a class="tgme_widget_message_reply" href="https://t.me/'
+                         f'{world["channels"][other_name]["username"]}/{other_id}"><div class="tgme_widget_message_author '
+                         f'accent_color"><span class="tgme_widget_message_author_name" dir="auto">'
+                         f'{html.escape(world["channels"][other_name]["title"])}</span></div><div class="tgme_widget_'
+                         f'message_metatext js-message_reply_text" dir="auto">{other["text"]}</div></a>')
+        if album:
+            items = "".join(self._telegram_media(channel, n, media, True) for n in album
+                            for media in world["posts"][f"{name}/{n}"]["media"])
+            parts.append('<div class="tgme_widget_message_grouped_wrap js-message_grouped_wrap" data-margin-w="2" '
+                         'data-margin-h="2" style="width:453px;"><div class="tgme_widget_message_grouped js-message_'
+                         'grouped"><div class="tgme_widget_message_grouped_layer js-message_grouped_layer">'
+                         f"{items}</div></div></div>")
+        else:
+            parts.extend(self._telegram_media(channel, post_id, media, False) for media in entry["media"])
+        if first["text"]:
+            parts.append(f'<div class="tgme_widget_message_text js-message_text" dir="auto">{first["text"]}</div>')
+        parts.append('<div class="tgme_widget_message_footer compact js-message_footer"><div class="tgme_widget_'
+                     f'message_info short js-message_info"><span class="tgme_widget_message_views">{first["views"]}'
+                     '</span><span class="copyonly"> views</span><span class="tgme_widget_message_meta"><a class='
+                     f'"tgme_widget_message_date" href="https://t.me/{user}/{shown_id}"><time datetime="'
+                     f'{first["date"]}" class="time">{first["date"][11:16]}</time></a></span></div></div>')
+        peer = hashlib.sha256(name.encode()).hexdigest()
+        return ('<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
+                f'text_not_supported_wrap js-widget_message" data-post="{user}/{shown_id}" data-peer="c{int(peer[:8], 16)}'
+                f'_{int(peer[8:24], 16)}" data-post-id="{shown_id}"><div class="tgme_widget_message_user"><a href='
+                f'"https://t.me/{user}"><i class="tgme_widget_message_user_photo bgcolor1" data-content="'
+                f'{html.escape(channel["title"][:1])}"><img src="https://cdn4.telesco.pe/file/{channel["avatar"]}">'
+                '</i></a></div><div class="tgme_widget_message_bubble">' + "\n".join(parts) + "</div></div></div>")
+
+    # The words the widget shows instead of a post (tgme_widget_message_error).
+    TELEGRAM_ERRORS = {
+        "deleted": "Post not found",
+        "channel-gone": "Post not found",
+        "withheld": "This post is unavailable in your country because it violated local laws.",
+        "removed": "This channel can’t be displayed because it violated Telegram's Terms of Service.",
+    }
+
+    def _world_telegram_widget(self, name: str, post_id: int, single: bool) -> None:
+        key = f"{name}/{post_id}"
+        headers = {"Cache-Control": "no-store", "X-Frame-Options": "ALLOWALL"}
+        state = self._telegram_state(key) if key in self._telegram_world()["posts"] else "deleted"
+        if name in self._telegram_world()["channels"] and self._telegram_channel_gone(name):
+            state = "channel-gone"
+        if state == "empty":
+            self._send(200, b"", HTML_TYPE, headers)
+            return
+        if state == "available":
+            body = self._telegram_message(name, post_id, single)
+        else:
+            body = ('<div class="tgme_widget_message_wrap js-widget_message_wrap"><div class="tgme_widget_message '
+                    'text_not_supported_wrap js-widget_message err_message"><div class="tgme_widget_message_bubble">'
+                    f'<div class="tgme_widget_message_error">{html.escape(self.TELEGRAM_ERRORS[state])}</div>'
+                    "</div></div></div>")
+        self._send(200, self._telegram_document(
+            "Telegram Widget", "widget_frame_base tgme_widget body_widget_post emoji_image nodark", body), HTML_TYPE,
+            headers)
+
+    def _world_telegram_preview(self, name: str) -> None:
+        world = self._telegram_world()
+        if name not in world["channels"] or self._telegram_channel_gone(name):
+            # Telegram's /s/ of a name that is no channel redirects to the bare name (manual, "surface map").
+            self._send(302, b"", HTML_TYPE, {"Location": f"https://t.me/{name}"})
+            return
+        channel = world["channels"][name]
+        shown: set[int] = set()
+        blocks = []
+        for key, entry in world["posts"].items():
+            post_name, _, post_id = key.partition("/")
+            if post_name != name or int(post_id) in shown or self._telegram_state(key) != "available":
+                continue
+            shown.update(entry.get("album") or [int(post_id)])
+            blocks.append(self._telegram_message(name, int(post_id), False))
+        header = (f'<header class="tgme_header"><div class="tgme_channel_info"><div class="tgme_channel_info_header_'
+                  f'title"><span dir="auto">{html.escape(channel["title"])}</span></div><div class="tgme_channel_info_'
+                  f'header_username"><a href="https://t.me/{channel["username"]}">@{channel["username"]}</a></div>'
+                  f'<div class="tgme_channel_info_description">{html.escape(channel["description"])}</div><div class='
+                  f'"tgme_channel_info_counter"><span class="counter_value">{channel["subscribers"].split()[0]}'
+                  "</span> <span class=\"counter_type\">subscribers</span></div></div></header>")
+        body = header + '<main class="tgme_main"><section class="tgme_channel_history js-message_history">' + \
+            "\n".join(blocks) + "</section></main>"
+        self._send(200, self._telegram_document(f"{channel['title']} – Telegram", "widget_frame_base tgme_widget "
+                                                "body_widget_post emoji_image nodark", body), HTML_TYPE)
+
+    def _world_telegram_landing(self, name: str) -> None:
+        world = self._telegram_world()
+        if name not in world["channels"] or self._telegram_channel_gone(name):
+            body = (f'<div class="tgme_page_wrap"><div class="tgme_page"><div class="tgme_page_title"><span dir="auto">'
+                    f'Telegram</span></div><div class="tgme_page_description">If you have <strong>Telegram</strong>, '
+                    f'you can contact <a class="tgme_username_link" href="tg://resolve?domain={name}">@{name}</a> '
+                    "right away.</div></div></div>")
+            self._send(200, self._telegram_document(f"Telegram: Contact @{name}", "body_tgme", body), HTML_TYPE)
+            return
+        channel = world["channels"][name]
+        body = (f'<div class="tgme_page_wrap"><div class="tgme_page"><div class="tgme_page_photo"><img class="tgme_page_'
+                f'photo_image" src="https://cdn4.telesco.pe/file/{channel["avatar"]}"></div><div class="tgme_page_'
+                f'title"><span dir="auto">{html.escape(channel["title"])}</span></div><div class="tgme_page_extra">'
+                f'{channel["subscribers"]}</div><div class="tgme_page_description">{html.escape(channel["description"])}'
+                f'</div><a class="tgme_action_button_new" href="/s/{channel["username"]}">Preview channel</a></div></div>')
+        self._send(200, self._telegram_document(f"Telegram: View @{channel['username']}", "body_tgme", body),
+                   HTML_TYPE)
+
+    def _world_telegram_post_page(self, name: str, post_id: int) -> None:
+        world = self._telegram_world()
+        channel = world["channels"].get(name)
+        key = f"{name}/{post_id}"
+        if channel is None or self._telegram_channel_gone(name):
+            self._world_telegram_landing(name)
+            return
+        entry = world["posts"].get(key) if self._telegram_state(key) == "available" else None
+        head = (f'    <meta property="og:title" content="{html.escape(channel["title"])}">\n'
+                f'    <meta property="og:description" content="{html.escape(re.sub("<[^>]+>", "", entry["text"]))}">\n'
+                if entry else "")
+        body = (f'<div class="tgme_page_wrap"><div class="tgme_page tgme_page_post"><div class="tgme_page_widget">'
+                f'<script async src="https://telegram.org/js/telegram-widget.js?22" data-telegram-post="'
+                f'{channel["username"]}/{post_id}" data-width="100%"></script></div></div></div>')
+        self._send(200, self._telegram_document(f"Telegram: View @{channel['username']}", "body_tgme", body, head),
+                   HTML_TYPE)
+
+    def _world_telegram_org(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        types = {".js": "application/javascript", ".css": "text/css"}
+        target = _resolve_under(WORLD_ROOT / "telegram" / "telegram.org", path)
+        if target is None or target.suffix not in types:
+            self._world_not_found()
+            return
+        self._send_file(target, types[target.suffix], {"Cache-Control": "max-age=3600"})
+
+    def _world_telegram_cdn(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        target = _resolve_under(WORLD_ROOT / "telegram" / "cdn4.telesco.pe", path)
+        if target is None or target.suffix not in (".jpg", ".mp4"):
+            self._world_not_found()
+            return
+        self._send_file(target, WORLD_CONTENT_TYPES[target.suffix],
+                        {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=2592000"})
+
+    # ---- members.levantledger.example: a members-only news site (site credentials) ----------------------------
+
+    def _world_members(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        world = _world_json("members.json")
+        dispatch = re.fullmatch(r"/dispatch/([a-z0-9-]+)/?", path)
+        go = re.fullmatch(r"/go/([a-z0-9-]+)", path)
+        member = self._member(world)
+        if path == "/login":
+            body = ('<main><h1>Sign in to the Levant Ledger</h1><p>Members read our dispatches first.</p>'
+                    '<form method="post" action="/login"><input name="email"><input name="password" type="password">'
+                    '<button>Sign in</button></form></main>')
+            self._send(200, _page("Sign in · The Levant Ledger", body), headers={"Cache-Control": "no-store"})
+        elif dispatch and dispatch.group(1) in world["dispatches"]:
+            if member is None:
+                self._redirect(f"/login?next={urllib.parse.quote(path)}")
+                return
+            self._send_dispatch(world, dispatch.group(1), member)
+        elif path.startswith("/static/") or path == "/favicon.ico":
+            self._serve_static(path)   # the news site's stylesheet and icon, which its generated pages use
+        elif go and go.group(1) in world["dispatches"]:
+            # The members' "read the source" link: a redirect off the site, as link trackers answer.
+            self._redirect(world["dispatches"][go.group(1)]["source"])
+        else:
+            self._world_not_found()
+
+    def _member(self, world: dict[str, Any]) -> str | None:
+        """The member a request's session cookie belongs to (None: not signed in)."""
+        jar = http.cookies.SimpleCookie()
+        try:
+            jar.load(self.headers.get("Cookie") or "")
+        except http.cookies.CookieError:
+            return None
+        session = jar.get(world["session_cookie"])
+        return world["sessions"].get(session.value) if session is not None else None
+
+    def _send_dispatch(self, world: dict[str, Any], slug: str, member: str) -> None:
+        entry = world["dispatches"][slug]
+        token = http.cookies.SimpleCookie(self.headers.get("Cookie") or "")[world["session_cookie"]].value
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in entry["paragraphs"])
+        tweet = entry["tweet"]
+        body = (
+            f'<main class="members"><p class="account">Signed in as {html.escape(member)}</p>'
+            f'<h1>{html.escape(entry["title"])}</h1>{paragraphs}'
+            f'<img src="{html.escape(entry["image"])}" alt="The convoy halted" width="320">'
+            f'<img src="{html.escape(entry["third_party_image"])}" alt="As posted on X" width="160">'
+            f'<iframe src="https://platform.twitter.com/embed/Tweet.html?id={tweet}" width="550" height="400"></iframe>'
+            f'<p><a href="/go/{slug}">Read the source</a></p></main>'
+        )
+        document = _page(f"{entry['title']} · The Levant Ledger", body)
+        self.send_response(200)
+        self.send_header("Content-Type", HTML_TYPE)
+        self.send_header("Content-Length", str(len(document)))
+        self.send_header("Cache-Control", "private, no-store")
+        # The session refreshed, as real sites do on each visit: the server hands the secret back.
+        self.send_header("Set-Cookie", f"{world['session_cookie']}={token}; Domain=levantledger.example; Path=/; "
+                                       f"Max-Age=2592000; Secure; HttpOnly; SameSite=Lax")
+        self.send_header("Set-Cookie", "ll_seen=convoy-checkpoint; Path=/; Max-Age=86400; SameSite=Lax")
+        self.end_headers()
+        if not self._head:
+            self.wfile.write(document)
+
     # --- Bluesky: the public AppView, bsky.app, the PLC directory, two data servers, the CDN and video host -------
 
     def _bluesky_account_state(self, did: str) -> str:
@@ -1936,6 +2491,14 @@ class DemoServer:
     def reset_proxy_log(self) -> None:
         with self._world.lock:
             self._world.proxy_log.clear()
+            self._world.credential_log.clear()
+
+    @property
+    def credential_log(self) -> list[CredentialSeen]:
+        """(host, path, Cookie, Authorization) of every request any host of the world (news site included)
+        answered, oldest first; cleared with the proxy log."""
+        with self._world.lock:
+            return list(self._world.credential_log)
 
     @property
     def ca_file(self) -> str:
@@ -1987,10 +2550,54 @@ class DemoServer:
                 self._world.bluesky_states[rkey] = state
 
     def reset_tweet_states(self) -> None:
-        """Every fixture tweet back to the state tweets.json gives it."""
+        """Every fixture tweet (and Telegram and Bluesky post) back to the state tweets.json (telegram/posts.json,
+        bluesky/bluesky.json) gives it."""
         with self._world.lock:
             self._world.tweet_states.clear()
             self._world.bluesky_states.clear()
+            self._world.telegram_states.clear()
+            self._world.space_states.clear()
+
+    def set_telegram_state(self, post: str, state: str) -> None:
+        """Make a fixture Telegram post ("<channel>/<id>", lowercase) answer as ``state`` from now on: "available",
+        "deleted", "withheld", "removed", "channel-gone" (its channel's name is free) or "empty"."""
+        if post not in _world_json("telegram/posts.json")["posts"]:
+            raise KeyError(f"{post} is not a fixture Telegram post")
+        if state not in TELEGRAM_STATES:
+            raise ValueError(f"unknown Telegram post state {state!r}; one of {', '.join(TELEGRAM_STATES)}")
+        with self._world.lock:
+            self._world.telegram_states[post] = state
+
+    def set_space_state(self, space_id: str, state: str) -> None:
+        """Make a fixture X Space answer as ``state`` from now on: "available" (as x_spaces.json has it), "gone" (an
+        empty audioSpace, as X answers for a deleted Space) or "replay-disabled" (its recording taken down)."""
+        if space_id not in _world_json("x_spaces.json"):
+            raise KeyError(f"{space_id} is not a fixture X Space")
+        if state not in ("available", "gone", "replay-disabled"):
+            raise ValueError(f"unknown X Space state {state!r}; one of available, gone, replay-disabled")
+        with self._world.lock:
+            self._world.space_states[space_id] = state
+
+    def set_status_state(self, key: str, state: str) -> None:
+        """Make a fixture Mastodon status ("<host>/<id>") answer as ``state`` from now on: "available" or a key of
+        world/mastodon/statuses.json "states" ("deleted", "suspended", "gone", "login-required", "unavailable")."""
+        world = _world_json("mastodon/statuses.json")
+        if key not in world["statuses"]:
+            raise KeyError(f"{key} is not a fixture status")
+        if state != "available" and state not in world["states"]:
+            raise ValueError(f"unknown status state {state!r}; one of available, {', '.join(world['states'])}")
+        with self._world.lock:
+            self._world.fedi_states[key] = state
+
+    def answer_status_as(self, key: str, other_id: str) -> None:
+        """Make a fixture status's API answer another stored status's (of the same instance), as a mixed-up cache."""
+        with self._world.lock:
+            self._world.fedi_states[key] = f"as:{other_id}"
+
+    def reset_status_states(self) -> None:
+        """Every fixture Mastodon status back to the state statuses.json gives it."""
+        with self._world.lock:
+            self._world.fedi_states.clear()
 
     def reset_hits(self) -> None:
         """Forget all counted requests (e.g. between test phases)."""

@@ -471,6 +471,7 @@ def world_cli(cli: CLI, site: demo_server.DemoServer) -> CLI:
     # The session's one server is shared by every test a worker runs: start from its stored world, and let a
     # test's look at the proxy log see only its own requests, not those of whichever tests ran before it.
     site.reset_tweet_states()
+    site.reset_status_states()
     site.reset_proxy_log()
     return cli
 

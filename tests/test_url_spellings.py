@@ -54,7 +54,7 @@ pytestmark = pytest.mark.skipif(
 
 # How many entries of url_spellings.json (yt-dlp @ 81ecd58b1394) each selection holds: a selection that
 # comes out empty or short (a renamed field, another corpus) fails instead of passing on nothing.
-KEYED_COUNT = 125
+KEYED_COUNT = 129
 LIST_COUNT = 113
 
 # Extractors (yt-dlp's IE_NAME) whose result is one item of a platform we key, and that platform.
@@ -62,6 +62,7 @@ ITEM_EXTRACTORS = {
     "twitter": "twitter",
     "twitter:broadcast": "broadcast",
     "twitter:event": "x-event",      # newer yt-dlp's name for /i/events/; the corpus's lists them as broadcasts
+    "twitter:spaces": "x-space",
     "periscope": "periscope",
     "youtube": "youtube",
     "YoutubeYtBe": "youtube",        # youtu.be/<id>?list=...: the video, seen from a playlist

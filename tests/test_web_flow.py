@@ -56,6 +56,10 @@ def test_search_capture_replay_video_and_export(world_cli, site, chromium, tmp_p
             video.evaluate("v => { v.muted = true; return v.play(); }")
             page.wait_for_function("() => document.querySelector('figure.media video').currentTime > 0.5",
                                    timeout=TIMEOUT_MS)
+            # Seeking asks for more ranges of the same record: still one ledger entry for this viewer.
+            video.evaluate("v => { v.currentTime = v.duration - 0.5; }")
+            page.wait_for_function("() => document.querySelector('figure.media video').currentTime > 1",
+                                   timeout=TIMEOUT_MS)
 
             page.goto(f"{bench.origin}/?tag=aleppo")
             for capture in (article, tweet):
@@ -78,6 +82,14 @@ def test_search_capture_replay_video_and_export(world_cli, site, chromium, tmp_p
             "SELECT detail FROM ledger WHERE event = 'accessed' AND capture_id = ?", (article["id"],)).fetchall()]
     assert [a["what"] for a in accessed] == ["replay"], accessed
     assert accessed[0]["via"] == "replay grant" and accessed[0]["by"] and accessed[0]["from"] == "127.0.0.1"
+    # The video played from the tweet's WARC is recorded once per viewer and record, however many ranges it took.
+    with index_conn(world_cli.archive) as conn:
+        played = [(json.loads(d) if isinstance(d, str) else d, u) for (d, u) in conn.execute(
+            "SELECT detail, url FROM ledger WHERE event = 'accessed' AND capture_id = ?", (tweet["id"],)).fetchall()]
+    media = [(d, u) for d, u in played if d["what"] == "media"]
+    assert len(media) == 1, played
+    assert media[0][0]["via"] == "local" and media[0][0]["payload_digest"].startswith("sha256:")
+    assert media[0][1].startswith("https://video.twimg.com/")
     assert world_cli("verify").code == 0
 
 

@@ -160,8 +160,14 @@ def test_a_viewer_cannot_submit_and_a_submitter_can_only_from_this_origin(cli, s
             assert browser.post("/submit", data={**fields, "csrf": csrf},
                                 headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
             assert cli("status", "--json").json()["queued"] == 0
+            # A bad line: each is named, and the page says once that nothing was queued.
+            bad = browser.post("/submit", data={**fields, "urls": f"{url}\nftp://x.example/", "csrf": csrf},
+                               headers=same)
+            assert bad.status_code == 400 and "only http:// and https:// URLs" in bad.text, bad.text
+            assert bad.text.lower().count("nothing was queued") == 1 and "1 URL is not valid." in bad.text
+            assert cli("status", "--json").json()["queued"] == 0
             done = browser.post("/submit", data={**fields, "csrf": csrf}, headers=same)
-            assert done.status_code == 200 and "1 URL(s) queued" in done.text, done.text
+            assert done.status_code == 200 and "1 URL queued" in done.text, done.text
             # A cross-site login form is refused too.
             assert browser.post("/login", data={"token": submitter},
                                 headers={"Origin": "https://evil.example"}).status_code == 403

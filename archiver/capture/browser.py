@@ -25,12 +25,12 @@ from importlib.metadata import version as package_version
 from typing import Any
 from urllib.parse import urlsplit
 
-from playwright.async_api import Browser, Error as PlaywrightError, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Error as PlaywrightError, Playwright, async_playwright
 
 from archiver.config import Settings
 from archiver.errors import CaptureFailed
 from archiver.store.warc import CaptureWarc
-from archiver.capture import network
+from archiver.capture import auth, network
 from archiver.capture.base import (CaptureResult, DripGuard, charset_of, classify_net_error, header_block_size,
                                    header_value, is_html, status_failure, stored_headers, truncation_class)
 from archiver.capture.guard import BrowserGate, browser_gate
@@ -789,9 +789,9 @@ class BrowserSession:
         args.extend(conf["extra_args"])
         self.executable = executable
         env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_ENV}
+        self._launch = {"executable_path": self.executable, "headless": conf["headless"], "args": args, "env": env}
         self._pw = await async_playwright().start()
-        self.browser = await self._pw.chromium.launch(executable_path=self.executable, headless=conf["headless"],
-                                                      args=args, env=env)
+        self.browser = await self._pw.chromium.launch(**self._launch)
 
     @property
     def versions(self) -> dict[str, str]:
@@ -814,10 +814,42 @@ class BrowserSession:
         if not self.alive():
             await self.close()
             await self.start()
-        return await _capture_page(self.browser, self.settings, url, warc)
+        site = auth.current()
+        if site is not None and site.kind == "profile":
+            with auth.profile_copy(site) as profile_dir:
+                context = await self._profile_context(profile_dir, site)
+                return await _capture_page(self.browser, self.settings, url, warc, context=context)
+        return await _capture_page(self.browser, self.settings, url, warc, site=site)
+
+    async def _profile_context(self, profile_dir: Any, site: auth.SiteAuth) -> BrowserContext:
+        """A persistent context over a copy of the site's profile (auth.profile_copy): the login as the browser
+        that made it holds it (cookies, local storage), in a Chromium of its own, launched as the shared one is.
+        Its cookies of other sites are dropped before anything loads: the credentials go to their site only."""
+        context = await self._pw.chromium.launch_persistent_context(str(profile_dir), **self._launch,
+                                                                    **_context_options(self.settings))
+        try:
+            kept = [c for c in await context.cookies() if site.covers(c.get("domain", "").lstrip("."))]
+            await context.clear_cookies()
+            if kept:
+                await context.add_cookies(kept)
+        except BaseException:
+            await context.close()
+            raise
+        return context
 
 
-async def _capture_page(browser: Browser, settings: Settings, url: str, warc: CaptureWarc) -> CaptureResult:
+def _context_options(settings: Settings) -> dict[str, Any]:
+    """The options of every capture's browser context."""
+    return {"service_workers": "block", "accept_downloads": False, "ignore_https_errors": False,
+            "viewport": {"width": settings["browser"]["viewport_width"],
+                         "height": settings["browser"]["viewport_height"]},
+            "user_agent": settings["network"]["browser_user_agent"] or None}
+
+
+async def _capture_page(browser: Browser, settings: Settings, url: str, warc: CaptureWarc, *,
+                        site: auth.SiteAuth | None = None, context: BrowserContext | None = None) -> CaptureResult:
+    """Capture ``url`` in a fresh context of ``browser`` (given ``site``, holding that site's cookies), or in
+    ``context`` (a persistent context over a site's profile), which is closed afterwards either way."""
     cap, net = settings["capture"], settings["network"]
     started = time.monotonic()
     deadline = started + cap["timeout_seconds"]
@@ -834,14 +866,17 @@ async def _capture_page(browser: Browser, settings: Settings, url: str, warc: Ca
         """Time left for the page to load: capture.load_timeout_seconds, within the capture's own budget."""
         return left(max(0.0, load_by - time.monotonic()))
 
-    context = await browser.new_context(
-        service_workers="block", accept_downloads=False, ignore_https_errors=False,
-        viewport={"width": settings["browser"]["viewport_width"], "height": settings["browser"]["viewport_height"]},
-        user_agent=net["browser_user_agent"] or None)
+    cookies = None
+    if context is None:
+        context = await browser.new_context(**_context_options(settings))
+        # Cookies of the site's own domains only: Chromium sends each to the hosts its domain covers.
+        cookies = auth.playwright_cookies(site) if site is not None else None
     notes: list[str] = []
     partial_reason: str | None = None
     recorder: Recorder | None = None
     try:
+        if cookies:
+            await context.add_cookies(cookies)
         page = await context.new_page()
         cdp = await context.new_cdp_session(page)
         recorder = Recorder(cdp, cap["max_resource_bytes"], cap["max_download_bytes"], deadline - reserve)

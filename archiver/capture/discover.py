@@ -1,6 +1,7 @@
 """Referenced evidence inside captured HTML: embedded tweets, widget iframes, links to tweets, Periscope,
-X broadcasts and events, YouTube/Vimeo/TikTok/Instagram/Telegram/Facebook embeds, Bluesky embeds
-(``blockquote.bluesky-embed``'s at:// URI, embed.bsky.app iframes) and links, and t.co short links.
+X broadcasts and events, YouTube/Vimeo/TikTok/Instagram/Telegram/Facebook embeds, Mastodon embeds (iframe or
+blockquote.mastodon-embed) and links to statuses, Bluesky embeds (``blockquote.bluesky-embed``'s at:// URI,
+embed.bsky.app iframes) and links, and t.co short links.
 
 It reads both the HTML as the server sent it and the DOM as the browser rendered it (scripts insert embeds;
 CMSs store embed markup HTML-escaped inside JSON or attributes). Each find says where it was found, because
@@ -58,9 +59,11 @@ class _Scanner(HTMLParser):
         classes = a.get("class", "").split()
         if tag == "blockquote":
             kind = next((c for c in classes if c in ("twitter-tweet", "twitter-video", "instagram-media",
-                                                     "tiktok-embed", "bluesky-embed")), "")
+                                                     "tiktok-embed", "mastodon-embed", "bluesky-embed")), "")
             self._blockquote.append(kind)
-            if kind == "instagram-media":
+            if kind == "mastodon-embed":  # Mastodon 4.3's embed code: embed.js turns it into an iframe of this URL
+                self._add(a.get("data-embed-url"), "blockquote.mastodon-embed")
+            elif kind == "instagram-media":
                 self._add(a.get("data-instgrm-permalink"), "blockquote.instagram-media")
             elif kind == "tiktok-embed":
                 self._add(a.get("cite"), "blockquote.tiktok-embed")
@@ -69,7 +72,7 @@ class _Scanner(HTMLParser):
             self._add(a.get("href"), f"blockquote.{context} a[href]" if context else "a[href]")
         elif tag in ("iframe", "embed"):
             src = a.get("src") or a.get("data-src")
-            self._add(src, f"{tag}[src]")
+            self._add(src, "iframe.mastodon-embed" if "mastodon-embed" in classes else f"{tag}[src]")
             if src:
                 self._iframe_inner(src)
         elif tag == "video":

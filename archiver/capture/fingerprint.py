@@ -10,7 +10,9 @@ from a later liveness check, so that equal fingerprints mean "nothing an investi
   going from 12 to 15 IS a change.
 - Tweets: the text and the media of the syndication answer (not the like or reply counts).
 - Bluesky posts: the record's text, its blobs' CIDs and the URI it quotes (not counts, labels or CDN URLs).
+- Telegram posts: the widget's text and its media by kind and album item (not views, not the signed CDN URLs).
 - Videos: the extractor's id, title, description and duration (not view counts).
+- Posts of other platforms: their words and media as the platform's module reads them (post_fingerprint).
 
 Checks fetch the HTML without running scripts, so a page whose text is drawn by JavaScript changes here only
 when its HTML does; scheduled re-captures (in the browser) are what catch the rest.
@@ -145,6 +147,18 @@ def tweet_fingerprint(data: dict[str, Any]) -> str:
     return _digest("tweet", text, media)
 
 
+def post_fingerprint(platform: str, text: str, media: Iterable[str]) -> str:
+    """For a platform post (Mastodon, Bluesky, Telegram...): its own words and its media (host and path of each file,
+    no query), already read from the platform's answer; like a tweet's, the words are content (dates in them too)."""
+    return _digest(platform, _plain(text), media)
+
+
+def telegram_fingerprint(text: str | None, media: list[tuple[str, str | None]]) -> str:
+    """From a Telegram post widget: the text and what media it shows, by kind and album item. Not the CDN's URLs,
+    which Telegram signs per page view (a video's ?token=, the file names themselves), and not the view count."""
+    return post_fingerprint("telegram", text or "", [f"{kind}:{item or '-'}:{n}" for n, (kind, item) in enumerate(media)])
+
+
 def bluesky_fingerprint(post: dict[str, Any]) -> str:
     """From a Bluesky post view: the record's text, the blobs it cites (by CID: the bytes themselves) and what
     it quotes, nothing counted (likes, reposts) and nothing the AppView adds (CDN URLs, labels)."""
@@ -157,10 +171,10 @@ def bluesky_fingerprint(post: dict[str, Any]) -> str:
                   if isinstance(b, dict) and isinstance(b.get("ref"), dict) and isinstance(b["ref"].get("$link"), str)]
     quoted = (embed.get("record") or {}) if isinstance(embed.get("record"), dict) else {}
     quoted = quoted.get("record") if isinstance(quoted.get("record"), dict) else quoted
-    text = _plain(record.get("text") if isinstance(record.get("text"), str) else "")
+    text = record.get("text") if isinstance(record.get("text"), str) else ""
     if isinstance(quoted.get("uri"), str):
         text += "\n--quoted--\n" + quoted["uri"]
-    return _digest("bluesky", text, media)
+    return post_fingerprint("bluesky", text, media)
 
 
 def video_fingerprint(info: dict[str, Any]) -> str:

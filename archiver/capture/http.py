@@ -218,6 +218,35 @@ async def fetch_chain(client: httpx.AsyncClient, url: str, warc: CaptureWarc, se
     raise CaptureFailed("redirect-loop", f"more than {net['max_redirects']} redirects from {url}")
 
 
+async def fetch_media(client: httpx.AsyncClient, kind: str, url: str, warc: CaptureWarc, settings: Settings, *,
+                      deadline: float) -> tuple[dict[str, Any] | None, str | None]:
+    """Fetch one media file of a post into ``warc``, streamed, at most video.max_bytes: (what was recorded, or None
+    when nothing answered; the problem to report, or None when the file arrived whole)."""
+    try:
+        hops, problem = await fetch_chain(client, url, warc, settings, limit=settings["video"]["max_bytes"],
+                                          deadline=deadline)
+    except CaptureFailed as exc:
+        return None, f"{url}: {exc.message}"
+    last = hops[-1]
+    record = {"kind": kind, "url": url, "status": last["status"], "truncated": last["truncated"]}
+    if problem or last["truncated"] or last["status"] >= 400:
+        return record, f"{url}: " + (problem or last["truncated_message"] or f"HTTP {last['status']}")
+    return record, None
+
+
+def answer_provenance(answer: dict[str, Any], embed: CaptureResult | None, settings: Settings) -> dict[str, Any]:
+    """What provenance says of a platform answer fetched by our own client (``answer``, fetch_chain's last hop) and
+    of the embed the browser rendered beside it: where each came from and through what network."""
+    return {
+        "embed": {"url": embed.final_url, "status": embed.status, "record_id": embed.main_record_id}
+        if embed else None,
+        "network": network.describe(settings, "http"),
+        "embed_network": (embed.details.get("network") if embed else None),
+        "main": {"url": answer["url"], "status": answer["status"], "ip": answer["ip"],
+                 "protocol": answer["protocol"], "tls": answer["tls"], "certificate_chain_pem": answer["certificate_pem"]},
+    }
+
+
 async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> CaptureResult:
     """Fetch ``url`` directly, following and recording each redirect hop. Raises CaptureFailed when no
     response at all was recorded."""

@@ -19,7 +19,7 @@ import httpx
 
 from archiver.config import Settings
 from archiver.errors import ConfigError
-from archiver.capture import guard
+from archiver.capture import auth, guard
 
 PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
 
@@ -86,8 +86,32 @@ def httpx_client(settings: Settings) -> httpx.AsyncClient:
     client = httpx.AsyncClient(follow_redirects=False, timeout=httpx.Timeout(net["timeout_seconds"]),
                                headers={"User-Agent": net["http_user_agent"] or default_http_user_agent()},
                                verify=ssl_context(settings), proxy=proxy)
+    site = auth.current()
+    if site is not None:
+        _send_site_cookies(client, site)
     # Every httpx fetch goes through here, so this is where private-network targets are refused (guard.py).
     return guard.guard_httpx(client, guard.Policy.from_settings(settings))
+
+
+def _send_site_cookies(client: httpx.AsyncClient, site: auth.SiteAuth) -> None:
+    """The capture's site credentials on each request to the site's own hosts, decided per request: redirects are
+    fetched one hop at a time (http.fetch_chain), so a hop to another host goes without them."""
+
+    async def add_cookies(request: httpx.Request) -> None:
+        ours = auth.cookie_header(site, str(request.url))
+        if ours:
+            request.headers["Cookie"] = auth.merge_cookie_header(request.headers.get("Cookie"), ours)
+        elif "Cookie" in request.headers:
+            # A header carried over from another host (a redirect followed by httpx itself): never our secrets.
+            kept = auth.without_secrets(site, request.headers["Cookie"])
+            if kept:
+                request.headers["Cookie"] = kept
+            else:
+                del request.headers["Cookie"]
+
+    hooks = client.event_hooks
+    hooks["request"] = [*hooks.get("request", []), add_cookies]
+    client.event_hooks = hooks
 
 
 def _spki_hashes(bundle: Path) -> list[str]:

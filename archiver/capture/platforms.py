@@ -85,6 +85,24 @@ PATHS: tuple[PlatformPath, ...] = (
         "syndication answer", "archiver", fixture_world=True,
         note="the answer must be for the requested id; an empty answer is never taken for a deletion"),
     PlatformPath(
+        "fediverse", "fedi", "Mastodon status (any instance)",
+        ("https://<instance>/@<user>/<id>", "/@<user>@<origin host>/<id>, /web/statuses/<id>, "
+         "/users/<user>/statuses/<id>, /@<user>/<id>/embed"),
+        ("/api/v1/statuses/<id> as received", "edit history (/history) when edited", "media at original size",
+         "card and poll (in the answer)", "public page or embed rendered (screenshot, DOM)"),
+        ("not-found", "deleted", "suspended"),
+        "/api/v1/statuses/<id>", "archiver", fixture_world=True,
+        note="the key holds the instance (a status id is its own); an answer that is not Mastodon's is never ok "
+             "and never a deletion"),
+    PlatformPath(
+        "telegram", "telegram", "Telegram public post",
+        ("https://t.me/<channel>/<id>", "https://t.me/s/<channel>/<id>", "?embed=1, ?single, telegram.me, telegram.dog"),
+        ("post widget (t.me/<channel>/<id>?embed=1) as received", "channel preview (t.me/s/) as received",
+         "photos and videos as Telegram's CDN serves them (album items too)", "widget rendered (screenshot, DOM)"),
+        ("not-found", "channel-not-found", "private", "withheld", "removed", "unavailable"),
+        "post widget", "archiver", fixture_world=True,
+        note="Telegram says what is gone in words inside a 200; a status or an empty answer is never a deletion"),
+    PlatformPath(
         "bluesky", "bluesky", "Bluesky post",
         ("https://bsky.app/profile/<handle or did>/post/<rkey>", "at://<handle or did>/app.bsky.feed.post/<rkey>",
          "embed.bsky.app iframes, main.bsky.dev"),
@@ -116,6 +134,16 @@ PATHS: tuple[PlatformPath, ...] = (
         _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("TwitterBroadcast",), id_field="display_id",
         fixture_world=True,
         note="the event id is not the broadcast id: yt-dlp's display_id must be the event"),
+    PlatformPath(
+        "x-space", "x-space", "X Space (audio, live or replay)",
+        ("https://x.com/i/spaces/<id>", "twitter.com, /peek"),
+        ("AudioSpaceById and stream status (in yt-dlp's info JSON: title, host, speakers, state, times)",
+         "audio: the replay (packed-audio HLS), or a live Space up to video.max_seconds", "host avatar",
+         "x.com page rendered (screenshot, DOM)"),
+        ("gone", "replay-disabled"), "yt-dlp metadata (AudioSpaceById)", "yt-dlp", ("TwitterSpaces",),
+        fixture_world=True,
+        note="a Space that ended without a recording is replay-disabled; one not started yet is retried "
+             "(not-started), one whose recording is being made too (not-yet-available)"),
     PlatformPath(
         "youtube", "youtube", "YouTube video", ("https://www.youtube.com/watch?v=<id>", "youtu.be, shorts, embeds"),
         _YTDLP_MEDIA, _VIDEO_TOMBSTONES, "yt-dlp metadata", "yt-dlp", ("Youtube",)),

@@ -28,6 +28,8 @@ from archiver.store.warc import CaptureWarc
 
 # Key prefix -> module under archiver.capture.
 MODULES: dict[str, str] = {
+    "fedi": "fediverse",
+    "telegram": "telegram",
     "bluesky": "bluesky",
 }
 

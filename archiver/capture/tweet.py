@@ -23,7 +23,7 @@ from archiver.store.warc import CaptureWarc
 from archiver.capture import network
 from archiver.capture.base import CaptureResult, header_value
 from archiver.capture.fingerprint import tweet_fingerprint
-from archiver.capture.http import fetch_chain
+from archiver.capture.http import answer_provenance, fetch_chain, fetch_media
 
 TWITTER_EPOCH_MS = 1288834974657
 # Snowflake ids (with a timestamp in their top bits) began in November 2010; older ids carry no time.
@@ -213,17 +213,9 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
                     except CaptureFailed as exc:
                         problems.append(f"{media_url}: {exc.message}")
                     continue
-                try:
-                    m_hops, m_problem = await fetch_chain(client, media_url, warc, settings,
-                                                          limit=settings["video"]["max_bytes"], deadline=deadline)
-                except CaptureFailed as exc:
-                    problems.append(f"{media_url}: {exc.message}")
-                    continue
-                last = m_hops[-1]
-                media_records.append({"kind": kind, "url": media_url, "status": last["status"],
-                                      "truncated": last["truncated"]})
-                if m_problem or last["truncated"] or last["status"] >= 400:
-                    problems.append(f"{media_url}: " + (m_problem or last["truncated_message"] or f"HTTP {last['status']}"))
+                record, m_problem = await fetch_media(client, kind, media_url, warc, settings, deadline=deadline)
+                media_records.extend([record] if record else [])
+                problems.extend([m_problem] if m_problem else [])
     info["media"] = media_records
     if quoted_info:
         info["quoted"] = quoted_info
@@ -258,12 +250,7 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
         "tweet": info,
         "platform": verdict.as_dict() if verdict is not None else None,
         "problems": problems,
-        "embed": {"url": embed.final_url, "status": embed.status, "record_id": embed.main_record_id}
-        if embed else None,
-        "network": network.describe(settings, "http"),
-        "embed_network": (embed.details.get("network") if embed else None),
-        "main": {"url": answer["url"], "status": answer["status"], "ip": answer["ip"],
-                 "protocol": answer["protocol"], "tls": answer["tls"], "certificate_chain_pem": answer["certificate_pem"]},
+        **answer_provenance(answer, embed, settings),
     }
     # Where the tweet lives (the answer itself is the main record, under its own URL).
     tweet_url = (f"https://x.com/{info['screen_name']}/status/{tweet_id}" if info.get("screen_name")

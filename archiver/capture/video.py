@@ -34,7 +34,7 @@ from archiver.errors import CaptureFailed
 from archiver.capture.platforms import PlatformPath
 from archiver.urls import BlockedAddress
 from archiver.store.warc import CaptureWarc
-from archiver.capture import guard, network
+from archiver.capture import auth, guard, network
 from archiver.capture.base import CaptureResult
 
 # -bitexact (codecs) and +bitexact (muxer): no encoder version strings or timestamps in the output.
@@ -86,6 +86,14 @@ def classify_error(message: str) -> tuple[str, bool]:
     m = message.lower()
     if "unsupported url" in m:
         return "unsupported", False
+    # X Spaces (yt-dlp's twitter:spaces words them so): the Space is there, its recording is not (and will not
+    # be); not started yet, or ended and its recording still being made: a later try can get it.
+    if "replay is disabled" in m:
+        return "replay-disabled", False
+    if "space not started yet" in m:
+        return "not-started", True
+    if "not downloadable yet" in m:
+        return "not-yet-available", True
     if "age" in m and ("confirm your age" in m or "age-restricted" in m or "age restricted" in m):
         return "age-restricted", False
     if "private" in m or "members-only" in m or "protected" in m:
@@ -223,6 +231,12 @@ def ytdlp_params(settings: Settings, workdir: Path, hook: Any, log: list[str]) -
         "ffmpeg_location": shutil.which("ffmpeg"),
     }
     params.update(network.ytdlp_options(settings))
+    site = auth.current()
+    if site is not None:
+        # The capture's site credentials, as a cookie file of that site's cookies only, in this capture's own
+        # temporary directory (yt-dlp rewrites the file when done; it goes with the directory). yt-dlp's cookie
+        # jar sends each cookie to the hosts its domain covers, as a browser does.
+        params["cookiefile"] = str(auth.write_cookie_file(site, workdir))
     return params
 
 
@@ -262,7 +276,8 @@ def _download(url: str, settings: Settings, workdir: Path, deadline: float) -> V
             except DownloadError as exc:
                 if result.cut is None:  # not our own watchdog stopping a live stream
                     raise _failure(exc, refusals) from None
-            result.info = ydl.sanitize_info(info)
+            # yt-dlp repeats the cookies it sent in each format ("cookies", "http_headers"): never into the WARC.
+            result.info = auth.scrub(ydl.sanitize_info(info), auth.current())
             # Refused yet not fatal to yt-dlp (a fragment skipped, a thumbnail missing): the video is incomplete.
             result.refused = [r.message for r in refusals]
     finally:
@@ -402,7 +417,8 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
             written.append({"kind": f["kind"], "uri": f["uri"], "record_id": record_id,
                             "bytes": f["path"].stat().st_size, "truncated": f["truncated"]})
         info = download.info or {}
-        return {
+        # What becomes provenance: yt-dlp's log and options, scrubbed like its info JSON (capture/auth.py).
+        return auth.scrub({
             "url": url, "info_record_id": info_id, "files": written, "cut": download.cut,
             "cut_message": download.cut_message, "extractor": info.get("extractor_key"), "id": info.get("id"),
             "title": info.get("title"), "uploader": info.get("uploader") or info.get("channel"),
@@ -414,7 +430,7 @@ async def record_video(url: str, warc: CaptureWarc, settings: Settings) -> dict[
                        "plugins": _loaded_plugins()},
             "refused": download.refused,
             "log": download.log[-50:],
-        }
+        }, auth.current())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -289,6 +289,7 @@ def _print_capture(ctx: Context, cap: dict[str, Any], records: list[dict[str, An
         ("status", cap["status"] + (f" ({cap['failure_class']}: {cap['failure_message']})" if cap["failure_class"] else "")),
         ("http status", cap["http_status"]), ("content type", cap["content_type"]), ("title", cap["title"]),
         ("captured", f"{cap['started_at']} -> {cap['finished_at']}"), ("method", cap["method"]),
+        ("logged in", details.login_of(prov) or "no"),
         ("requested by", f"{cap['requested_by']} at {cap['requested_at']}"),
         ("tags", ", ".join(cap["tags"]) or "-"), ("note", cap["note"]),
         ("server ip", main.get("ip")), ("protocol", main.get("protocol")),

@@ -35,7 +35,7 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
 from archiver.custody import keys, ledger
-from archiver.store import readback
+from archiver.store import details, readback
 from archiver.store.archive import Archive
 from archiver.errors import ArchiverError, CaptureFailed, UserError
 from archiver.store.index import Index, now_iso
@@ -409,6 +409,7 @@ def _section_capture(d: ReportData) -> str:
         ("Content type", _e(c["content_type"])),
         ("Page title", _e(c["title"])),
         ("Kind / method", f"{_e(c['kind'])} / {_e(c['method'])}"),
+        ("Logged in", _e(details.login_of(c.get("provenance")) or "no: captured as any reader would see it")),
         ("Started", _e(utc(c["started_at"]))),
         ("Finished", _e(utc(c["finished_at"]))),
         ("Requested by", _e(c["requested_by"])),

@@ -63,6 +63,7 @@ from archiver.custody import timestamps as tsa
 from archiver.errors import ArchiverError, UserError
 from archiver.custody.verify import SEALING_EVENTS, SIGNED_PREFIXES, _payload_digest
 from archiver.store.blobs import Stores
+from archiver.store.details import login_of
 from archiver.store.warc import sha256_file
 
 WACZ_VERSION = "1.1.1"
@@ -405,6 +406,15 @@ class _Package:
         return scan
 
 
+def _login(scan: WarcScan) -> str | None:
+    """How the scanned capture was logged in (store/details.login_of), from its signed provenance."""
+    try:
+        provenance = json.loads(scan.signed.get("provenance") or b"null")
+    except ValueError:
+        return None
+    return login_of(provenance if isinstance(provenance, dict) else None)
+
+
 def _timestamp_rows(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]]:
     """The capture's granted timestamps with a token file. Read defensively: an index from before the table, or
     columns that changed, give none rather than a failed export."""
@@ -569,7 +579,13 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                        "finished_at": capture["finished_at"], "title": capture.get("title"),
                        "warc": f"archive/{name}", "warc_sha256": scan.sha256, "warc_size": scan.size,
                        "record_count": len(scan.records), "provenance_record": signed_at["provenance"],
-                       "signature_record": signed_at["signature"], "timestamps": stamps})
+                       "signature_record": signed_at["signature"], "timestamps": stamps,
+                       # Whether the capture was made logged in, and as whom (never a secret: capture/auth.py).
+                       "logged_in": _login(scan)})
+    for c in listed:
+        if c["logged_in"]:
+            # Said where the exporter reads it too: these captures show what one account saw, not any reader.
+            warnings.append(f"capture {c['id']} was made logged in: {c['logged_in']}")
     unstamped = [c["id"] for c in listed if not c["timestamps"]]
     if unstamped:
         # Not an error -- the package still proves integrity and origin -- but its recipient should know that the

@@ -27,7 +27,8 @@ from archiver.pipeline import queue, schedule, sealing
 from archiver.pipeline.sealing import settle_temp_files  # noqa: F401  (the supervisor's, and tests', name for it)
 from archiver.custody import keys, timestamps
 from archiver import logs
-from archiver.capture import platforms
+from archiver.capture import auth, platforms
+from archiver.config import AUTH_SECTION
 from archiver.store.archive import Archive, new_capture_id, software_versions
 from archiver.capture.base import CaptureResult
 from archiver.capture.discover import discover
@@ -370,8 +371,13 @@ class Worker:
                 versions.update(self.browser.versions)
             warc.write_warcinfo(_warcinfo(capture_id, job, versions, settings, self.archive.operator(
                 job["requested_by"])))
+            site = _site_credentials(settings, url)
+            if site is not None:
+                # Set-Cookie answers that hand the session back lose their value in the records (store/warc.py).
+                warc.secret_cookie_names = site.secret_names
             try:
-                result = await self._dispatch(job, url, warc, use_browser)
+                with auth.using(site):
+                    result = await self._dispatch(job, url, warc, use_browser)
             except CaptureFailed:
                 raise
             except Exception as exc:
@@ -391,6 +397,8 @@ class Worker:
             provenance = _provenance(capture_id, job, result, started_at, finished_at, warc, versions, use_browser)
             provenance["discovered"] = discovered
             provenance["follow_depth"] = follow
+            if site is not None:
+                provenance["auth"] = {**auth.provenance(site), "redacted_requests": len(warc.redacted_requests)}
             provenance_bytes = json.dumps(provenance, indent=1, ensure_ascii=False).encode("utf-8")
             provenance_id = warc.write_metadata(f"urn:provenance:{capture_id}", "application/json", provenance_bytes,
                                                 refers_to=result.main_record_id, refers_to_uri=result.final_url)
@@ -565,6 +573,16 @@ class Worker:
         if browser is not None:
             return await browser.capture(url, warc)
         return await capture_http(url, warc, self.settings)
+
+
+def _site_credentials(settings: Any, url: str) -> auth.SiteAuth | None:
+    """The credentials a capture of ``url`` is made with ([auth] settings), read now; a credential file gone or
+    spoilt since the settings were read fails the attempt (never a capture silently made logged out)."""
+    try:
+        site = auth.for_url(settings[AUTH_SECTION], url)
+        return auth.read_profile_cookies(site) if site is not None else None
+    except auth.CredentialError as exc:
+        raise CaptureFailed("credentials", str(exc), retryable=False) from None
 
 
 def _warcinfo(capture_id: str, job: dict[str, Any], versions: dict[str, str], settings: Any,

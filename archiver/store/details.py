@@ -17,6 +17,18 @@ if TYPE_CHECKING:
 JOB_FIELDS = ("id", "state", "attempts", "max_attempts", "last_failure_class", "last_failure", "parent_capture_id")
 
 
+def login_of(provenance: dict[str, Any] | None) -> str | None:
+    """How a capture was logged in, in one line (None: logged out): the account its site credentials name and the
+    SHA-256 of the credential file (capture/auth.py), never a secret. For `show`, the report and exports."""
+    login = (provenance or {}).get("auth")
+    if not isinstance(login, dict):
+        return None
+    return (f"authenticated as {login.get('authenticated_as') or '?'} on {login.get('site') or '?'} "
+            f"({login.get('credentials') or 'credentials'} {login.get('credential_file') or ''}, SHA-256 "
+            f"{login.get('credential_sha256') or '?'}); credentials redacted from "
+            f"{login.get('redacted_requests', 0)} request record(s)")
+
+
 def parent_of(job: dict[str, Any] | None, found_in: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The capture this one was followed from (or, failing that, the first that references it)."""
     if job and job.get("parent_capture_id"):
@@ -52,7 +64,7 @@ def capture_details(archive: Archive, index: Index, cap: dict[str, Any]) -> dict
         {"type": r["type"], "uri": r["uri"], "offset": r["offset"], "length": r["length"],
          "http_status": r["http_status"], "content_type": r["content_type"], "payload_digest": r["payload_digest"],
          "record_id": r["record_id"]} for r in records],
-        "outlinks": index.capture_outlinks(cap["id"]), "provenance": prov or {},
+        "outlinks": index.capture_outlinks(cap["id"]), "provenance": prov or {}, "logged_in": login_of(prov),
         "job": {k: job[k] for k in JOB_FIELDS} if job else None,
         "parent": parent_of(job, found_in),
         "found_in": found_in,

@@ -26,7 +26,14 @@ STATES = ("live", "changed", "gone", "unreachable")
 # Answers from the platform or server that the item is no longer there.
 GONE_CLASSES = {"deleted", "suspended", "protected", "age-restricted", "account-deleted", "withheld", "removed",
                 "not-found", "unavailable", "gone", "http-404", "http-410", "http-451",
+                # An X Space that ended without a recording: what it said is not on the web, and never will be.
+                "replay-disabled",
                 "deactivated"}  # a Bluesky account its owner deactivated (AccountDeactivated): gone until reactivated
+# The item is there but has nothing to take yet (an X Space not started, its recording not ready): says nothing
+# about whether it changed or went.
+WAITING_CLASSES = {"not-started", "not-yet-available"}
+# Telegram's own words for a post that is gone with its channel: no channel of that name, or one gone private.
+GONE_CLASSES |= {"channel-not-found", "private"}
 # Our side, not the web's: no observation at all.
 OWN_CLASSES = {"blocked", "internal", "disk-full", "browser-crash", "unsupported", "extractor"}
 
@@ -50,7 +57,7 @@ def observe_answer(status: str, failure_class: str | None, http_status: int | No
         return Observation("unreachable", specific)
     if failure_class in GONE_CLASSES:
         return Observation("gone", failure_class)
-    if failure_class in OWN_CLASSES or failure_class is None:
+    if failure_class in OWN_CLASSES or failure_class in WAITING_CLASSES or failure_class is None:
         return Observation(None, failure_class)
     return Observation("unreachable", failure_class)
 

@@ -18,6 +18,16 @@ the index does not know (removed by the next runner; the job is captured again) 
 place by the next runner, ``finish_seal``) -- never a second sealed file for one capture, never a sealed
 file the index does not know. A temporary file is never mistaken for a sealed one (``tmp/``, ``.part``).
 
+Our own secrets are the one thing a record does not hold as it went over the wire (design.md principle 3). In a
+request record the value of every credential header we send (``REDACTED_REQUEST_HEADERS``: Cookie, Authorization,
+Proxy-Authorization) is replaced by ``REDACTED``, whoever added it (site credentials, capture/auth.py, or a cookie
+the site set earlier in the capture, which is a session as much), and the record says so in a header of ours,
+``WARC-Redacted-Headers: Cookie`` (the names of the headers redacted, in order, comma-separated): a reader can tell
+a redacted value from one a client sent, and the block digest is that of the record as stored. In a response
+record, a ``Set-Cookie`` for one of the credential's cookie names (``CaptureWarc.secret_cookie_names``: a site that
+refreshes the session hands the secret back) keeps its name and attributes and loses its value, said the same way
+(``WARC-Redacted-Headers: Set-Cookie``); every other Set-Cookie is the server's evidence and kept whole.
+
 With ``[storage] url`` set (team mode), the prepared file is put into that store before it is indexed and removed
 after: pipeline/sealing.py, which says what a kill at each of those steps leaves and how it is settled.
 """
@@ -50,6 +60,10 @@ CHUNK = 1 << 20        # bytes read at a time when hashing (large reads: hashing
 DEFLATE_LEVEL = 6
 STORED_LEVEL = 0
 STORE_BELOW_SAVING = 0.05
+# What a redacted header value reads, and the header of ours that names the headers redacted (module docstring).
+REDACTED = "[redacted]"
+REDACTED_HEADER = "WARC-Redacted-Headers"
+REDACTED_REQUEST_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
 PROBE_MIN = 64 * 1024   # bodies up to this size are deflated without a probe: they cost next to nothing either way
 PROBE_WINDOW = 32 * 1024
 PROBE_WINDOWS = 4       # spread over the body: a video's header (its moov box) may compress, its frames do not
@@ -117,6 +131,42 @@ def reason_phrase(status: int, given: str | None = None) -> str:
 def _clean(value: str) -> str:
     # A CR or LF inside a header value would forge extra header lines in the record.
     return value.replace("\r", " ").replace("\n", " ")
+
+
+def redact_request_headers(headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(headers with every credential value replaced by REDACTED, the names of those replaced)."""
+    out, redacted = [], []
+    for name, value in headers:
+        if name.lower() in REDACTED_REQUEST_HEADERS:
+            out.append((name, REDACTED))
+            redacted.append(name)
+        else:
+            out.append((name, value))
+    return out, redacted
+
+
+def redact_set_cookies(headers: list[tuple[str, str]], names: frozenset[str]) -> tuple[list[tuple[str, str]],
+                                                                                          list[str]]:
+    """(headers with the value of each Set-Cookie for one of ``names`` replaced by REDACTED, attributes kept;
+    the names of the headers redacted)."""
+    if not names:
+        return headers, []
+    out, redacted = [], []
+    for name, value in headers:
+        if name.lower() == "set-cookie":
+            cookie, sep, attributes = value.partition(";")
+            cookie_name = cookie.split("=", 1)[0].strip()
+            if "=" in cookie and cookie_name in names:
+                out.append((name, f"{cookie_name}={REDACTED}{sep}{attributes}"))
+                redacted.append(name)
+                continue
+        out.append((name, value))
+    return out, redacted
+
+
+def _redaction_note(redacted: list[str]) -> list[tuple[str, str]]:
+    names = list(dict.fromkeys(redacted))  # each name once, in the order met
+    return [(REDACTED_HEADER, ", ".join(names))] if names else []
 
 
 def _body_stream(body: Body) -> tuple[BinaryIO, int]:
@@ -206,6 +256,10 @@ class CaptureWarc:
         self.warcinfo_id: str | None = None
         self.prepared: SealedWarc | None = None
         self.sealed: SealedWarc | None = None   # set once the file is the index's: then it is never discarded
+        # Cookie names of the capture's site credentials, whose values are redacted from Set-Cookie answers.
+        self.secret_cookie_names: frozenset[str] = frozenset()
+        # Request records whose credential headers were redacted (their URIs), for provenance.
+        self.redacted_requests: list[str] = []
 
     def __enter__(self) -> "CaptureWarc":
         return self
@@ -276,9 +330,10 @@ class CaptureWarc:
     def write_response(self, uri: str, status: int, reason: str | None, headers: list[tuple[str, str]],
                        body: Body, *, date: datetime | None = None, ip: str | None = None,
                        protocols: Iterable[str] = (), truncated: str | None = None) -> str:
+        headers, redacted = redact_set_cookies(headers, self.secret_cookie_names)
         http_headers = StatusAndHeaders(f"{status} {reason_phrase(status, reason)}",
                                         [(n, _clean(v)) for n, v in headers], protocol="HTTP/1.1")
-        extra = []
+        extra = _redaction_note(redacted)
         if ip:
             extra.append(("WARC-IP-Address", ip))
         extra.extend(("WARC-Protocol", p) for p in protocols)
@@ -292,10 +347,14 @@ class CaptureWarc:
 
     def write_request(self, uri: str, method: str, target: str, headers: list[tuple[str, str]], body: Body,
                       *, concurrent_to: str, date: datetime | None = None) -> str:
+        headers, redacted = redact_request_headers(headers)
+        if redacted:
+            self.redacted_requests.append(uri)
         http_headers = StatusAndHeaders(f"{method} {target}", [(n, _clean(v)) for n, v in headers],
                                         protocol="HTTP/1.1", is_http_request=True)
         return self._write(uri, "request", body, content_type="application/http; msgtype=request",
-                           http_headers=http_headers, extra=[("WARC-Concurrent-To", concurrent_to)], date=date)
+                           http_headers=http_headers, extra=[("WARC-Concurrent-To", concurrent_to),
+                                                             *_redaction_note(redacted)], date=date)
 
     def write_resource(self, uri: str, content_type: str, body: Body, *, concurrent_to: str | None = None,
                        date: datetime | None = None, truncated: str | None = None) -> str:

@@ -25,6 +25,7 @@ from archiver.errors import ArchiverError
 from archiver.store.archive import Archive
 from archiver.web import common
 from archiver.web.auth import Authenticator, AuthMiddleware, Denied
+from archiver.web.downloads import record_access
 from archiver.web.media import media_routes
 from archiver.web.replay import Grants, ReplayFence, frame_src
 
@@ -63,6 +64,12 @@ class Replay:
     workbench_origin: str   # the workbench's own origin, the only one the replay may be framed by
 
 
+def _media_witness(index: Any, request: Any, capture: Any, record: Any) -> None:
+    """The ledger entry of a record's first playing by an identity (web/media.py calls it once per identity)."""
+    record_access(index, request, "media", capture_id=capture["id"], url=record["uri"], record=record["seq"],
+                  payload_digest=record.get("payload_digest"))
+
+
 class ViewersOnly:
     """An ASGI app (the media endpoint, mounted under /media) answered only to a viewer or better: it reads the
     role AuthMiddleware put on the request, as every route's ``auth.require`` does."""
@@ -85,7 +92,8 @@ def create_app(archive: Archive, loopback_bind: bool, modules: list[str] | None 
     routes = gather_routes(modules or ROUTE_MODULES)
     # The media endpoint reads through one index of its own, shared by its requests under a lock (web/media.py).
     media_index = archive.index()
-    routes.append(Mount("/media", app=ViewersOnly(Router(routes=media_routes(archive, media_index))), name="media"))
+    routes.append(Mount("/media", app=ViewersOnly(Router(routes=media_routes(archive, media_index, _media_witness))),
+                        name="media"))
     routes.append(Mount("/static", app=StaticFiles(directory=str(HERE / "static")), name="static"))
     authenticator = Authenticator(archive.path, loopback_bind, secure)
     app = Starlette(routes=routes, middleware=[Middleware(AuthMiddleware, authenticator=authenticator,

@@ -7,7 +7,7 @@ Interface, for the workbench app (archiver/web/app.py) to mount::
     routes = [..., Mount("/media", routes=media_routes(archive, index))]
     # on a capture page: one <video src="{{ media_url(c.id, r.seq) }}"> per record of playable_records(records)
 
-``media_routes(archive, index)`` gives one route, ``GET|HEAD /{capture_id}/{seq}``: the payload of record ``seq``
+``media_routes(archive, index, witness)`` gives one route, ``GET|HEAD /{capture_id}/{seq}``: the payload of record ``seq``
 of that capture's sealed WARC -- a ``resource`` record (yt-dlp's file, merged or remuxed, as capture/video.py
 writes it) or a ``response`` record (a video fetched as one HTTP stream, a tweet's MP4) -- read through the
 capture's store (a local directory or S3, store/payload.py), streamed, never held in memory whole.
@@ -24,6 +24,11 @@ also sent with ``Content-Security-Policy: sandbox; default-src 'none'`` and as a
 runs it in the workbench's origin. 404 for an unknown capture or record, 409 when the sealed bytes are not as the
 index says (missing, altered: run ``archiver verify``).
 
+Custody: the first time an identity (from an address) is served a record, ``witness(index, request, capture,
+record)`` is called under the index lock, and the app writes an ``accessed`` ledger entry (what=media) with it; a
+player's later range requests for the same record are not entered again (a video is dozens of them), for the life
+of the serving process. An entry that cannot be written refuses the media (500): nothing is handed out unrecorded.
+
 Memory and time (store/payload.py): a range is streamed from the store in 256 KiB pieces, never held whole. A
 video's record is stored blocks (gzip level 0), walked by their headers with checkpoints kept in memory, so the
 first seek near the end of a video costs one pass and later ones one read; measured for the last MiB of a 1 GiB
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -75,10 +80,24 @@ def playable_records(records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]
             .startswith(("video/", "audio/")) and r.get("http_status") in (None, 200)]
 
 
-def media_routes(archive: Any, index: Any) -> list[Route]:
+Witness = Callable[[Any, Request, Mapping[str, Any], Mapping[str, Any]], Any]
+
+
+def media_routes(archive: Any, index: Any, witness: Witness | None = None) -> list[Route]:
     """The media endpoint's routes, to mount under a prefix (``media_url``'s). ``archive``: the opened
-    ``Archive``; ``index``: its opened index (shared with the app; lookups here hold a lock)."""
+    ``Archive``; ``index``: its opened index (shared with the app; lookups here hold a lock); ``witness``: records
+    the first access of each identity to each record (see the module's docstring)."""
     lock = threading.Lock()
+    witnessed: set[tuple[Any, ...]] = set()
+
+    def witness_once(request: Request, capture: Mapping[str, Any], record: Mapping[str, Any]) -> None:
+        state = request.state
+        seen = (getattr(state, "identity", None), getattr(state, "client", None), capture["id"], record["seq"])
+        with lock:
+            if seen in witnessed:
+                return
+            witness(index, request, capture, record)
+            witnessed.add(seen)
 
     def lookup(capture_id: str, seq: int) -> tuple[dict[str, Any], dict[str, Any]]:
         capture = exact_capture(index, capture_id, lock)
@@ -98,6 +117,8 @@ def media_routes(archive: Any, index: Any) -> list[Route]:
             payload = open_payload(archive, capture, record)
         except Unreadable as exc:
             return _plain(f"the archived record cannot be served: {exc} (run archiver verify)", 409)
+        if witness is not None:
+            witness_once(request, capture, record)
         content_type = _bare(payload.content_type or "")
         headers = dict(SECURITY_HEADERS)
         if not _ANY_TYPE.fullmatch(content_type):

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Regenerates the binary media of the fixture world (photos, avatars, posters, MP4 variants and HLS
-# playlists/segments on pbs.twimg.com, video.twimg.com and prod-video-eu-central-1.pscp.tv).
+# playlists/segments on pbs.twimg.com, video.twimg.com, prod-video-eu-central-1.pscp.tv and an X Space's audio).
 # The outputs are committed; run this only to change them, then check the JSON fixtures still agree
 # (tests/test_world.py does). Needs ffmpeg (with libx264) and coreutils. Test patterns + tones, bit-exact.
 set -eu
@@ -58,6 +58,8 @@ ff -i "$IMG/evacuation-route-map.png" -vf scale=680:-2 -pix_fmt yuvj420p -q:v 5 
 mkdir -p "$PBS/profile_images/806519067416641536" "$PBS/profile_images/805103012881760256"
 ff -f lavfi -i "testsrc=size=48x48:rate=1" -frames:v 1 -q:v 4 $BITEXACT "$PBS/profile_images/806519067416641536/eW3kQ9aT_normal.jpg"
 ff -f lavfi -i "mandelbrot=size=48x48:rate=1" -frames:v 1 -q:v 4 $BITEXACT "$PBS/profile_images/805103012881760256/Vd8sJq2L_normal.jpg"
+# Its 400x400 size, which an X Space's host avatar is fetched at (yt-dlp asks for _400x400 instead of _normal).
+ff -f lavfi -i "mandelbrot=size=400x400:rate=1" -frames:v 1 -q:v 4 $BITEXACT "$PBS/profile_images/805103012881760256/Vd8sJq2L_400x400.jpg"
 
 # --- video tweet 809745591946145792 (media 809745523581321216): three MP4 variants, an HLS master, a poster
 M=809745523581321216
@@ -158,5 +160,18 @@ ff -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -map 0
    "$IG/o1/v/t2/f2/m78/AQNa5Rj8Wd1YcM6kT3vP0bXe7sLqH2gZfU9nB4oE.mp4"
 ff -ss 1 -i "$IG/o1/v/t16/f2/m86/AQPm4Xq7bN2vLk9sR0tYc1eHw8dJfZ3uGaB5nC6oM.mp4" -frames:v 1 -q:v 8 $BITEXACT \
    "$IG/v/t51.29350-15/319042876_1187443621909427_5518203174962231108_n.jpg"
+
+# --- X Space 1OwxWwQOPlNxQ: its replay as X serves a Space's audio: an HLS media playlist of packed audio (ADTS AAC)
+# chunks of 2 s (no MPEG-TS), at a path holding "audio-space" (yt-dlp tells audio Spaces from video ones by it).
+SP=prod-fastly-eu-west-3.video.pscp.tv/Transcoding/v1/hls/Ymk0NzE2MzkzY2Q1YjYxNzRh/non_transcode/eu-west-3/periscope-replay-direct-prod-eu-west-3-public/audio-space
+mkdir -p "$SP" "$TMP/sp"
+ff -f lavfi -i "sine=frequency=523:sample_rate=44100:duration=6" -c:a aac -b:a 32k -ac 1 $BITEXACT \
+   -f segment -segment_time 2 -segment_format adts "$TMP/sp/chunk_%d.aac"
+{ printf '#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:3\n#EXT-X-MEDIA-SEQUENCE:0\n#EXT-X-PLAYLIST-TYPE:VOD\n'
+  for i in 1 2 3; do
+    cp "$TMP/sp/chunk_$((i - 1)).aac" "$SP/chunk_1686256230000_${i}_a.aac"
+    printf '#EXTINF:2.000,\nchunk_1686256230000_%d_a.aac\n' "$i"
+  done
+  printf '#EXT-X-ENDLIST\n'; } > "$SP/playlist_16798.m3u8"
 
 du -sh --apparent-size .
