@@ -16,9 +16,9 @@ import ipaddress
 import posixpath
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from archiver.errors import BadURL, CaptureFailed, ConfigError
 
@@ -78,6 +78,12 @@ class ParsedURL:
         return {"url": self.url, "canonical_url": self.canonical_url, "kind": self.kind, "key": self.key}
 
 
+def keyed_as(parsed: ParsedURL, key: str) -> ParsedURL:
+    """``parsed`` under the key an item was stored with (a watch's, an item's): a key may have needed the network
+    when it was made (a Bluesky handle resolved to its DID), so it is not computed again from the URL."""
+    return parsed if parsed.dedup_key == key else replace(parsed, key=key)
+
+
 @dataclass(frozen=True)
 class PlatformMatch:
     """A URL recognised as one item on a platform."""
@@ -119,6 +125,8 @@ def normalise(url: str) -> str:
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    if scheme == "at":  # an AT URI's authority is a DID or a handle, not a host and port: nothing to normalise
+        return url
     host = _ascii_host(parts.hostname or "")
     if ":" in host:  # IPv6 literal keeps its brackets
         host = f"[{host}]"
@@ -246,6 +254,51 @@ def _telegram(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] 
     return f"{channel}/{post}", f"https://t.me/{channel}/{post}"
 
 
+# AT Protocol identifiers (atproto.com/specs): a handle is a domain name (case-insensitive), a DID is
+# ``did:<method>:<id>`` (case-sensitive), a record key is 1-512 characters of [A-Za-z0-9._:~-] but not "." or "..".
+_BSKY_HANDLE = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_BSKY_DID = r"did:[a-z]+:[A-Za-z0-9._:%-]{1,2000}"
+# What a URL may spell an actor with (a DID's colons may come percent-encoded); bluesky_post_id says which it is.
+_BSKY_ACTOR = r"[A-Za-z0-9._:%-]{1,2048}"
+_BSKY_RKEY = r"(?!\.{1,2}(?:/|$))[A-Za-z0-9._:~-]{1,512}"
+BLUESKY_APP = "https://bsky.app"
+
+
+def bluesky_post_id(actor: str, rkey: str) -> tuple[str, str] | None:
+    """(item id, canonical URL) of the post ``rkey`` of ``actor`` (a DID, or a handle: lower-cased, as handles are
+    case-insensitive). The id is ``<did>/<rkey>`` when the spelling holds the DID; a handle spelling keys as
+    ``<handle>/<rkey>`` until it is resolved (pipeline/submit.py resolves it when the URL is added)."""
+    actor = unquote(actor)
+    if re.fullmatch(_BSKY_DID, actor):
+        actor = actor if not actor.startswith("did:web:") else actor.lower()  # did:web is a host name
+    elif re.fullmatch(_BSKY_HANDLE, actor):
+        actor = actor.lower()
+    else:
+        return None
+    return f"{actor}/{rkey}", f"{BLUESKY_APP}/profile/{actor}/post/{rkey}"
+
+
+def _bluesky(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str] | None:
+    return bluesky_post_id(groups["actor"], groups["rkey"])
+
+
+_AT_POST = re.compile(r"at://(?P<actor>" + _BSKY_ACTOR + r")/app\.bsky\.feed\.post/(?P<rkey>"
+                      + _BSKY_RKEY + r")/?")
+
+
+def _at_uri(url: str) -> ParsedURL:
+    """An ``at://`` URI names a record in its author's repository, not a host: only Bluesky posts are taken."""
+    m = _AT_POST.fullmatch("at://" + url[5:])  # the scheme is case-insensitive; the URI as given is kept
+    built = bluesky_post_id(m.group("actor"), m.group("rkey")) if m else None
+    if built is None:
+        raise BadURL(f"{url!r}: an at:// URI is captured only when it names a Bluesky post "
+                     "(at://<handle or did>/app.bsky.feed.post/<rkey>)")
+    item_id, canonical = built
+    # The host the capture asks first (the public AppView): the job's host for per-host politeness.
+    return ParsedURL(url=url, canonical_url=canonical, kind="post", key=f"bluesky:{item_id}", platform="bluesky",
+                     item_id=item_id, host="public.api.bsky.app")
+
+
 def _instagram(groups: dict[str, str], query: dict[str, str]) -> tuple[str, str]:
     return groups["id"], f"https://www.instagram.com/p/{groups['id']}/"
 
@@ -331,6 +384,12 @@ RULES: tuple[_Rule, ...] = (
     # Telegram public posts; /s/ is the web preview of the same post (?embed=1 its widget, ?single one album item).
     _rule("telegram", "post", ("t.me", "telegram.me", "telegram.dog"),
           r"/(?:s/)?(?P<channel>[A-Za-z][A-Za-z0-9_]{2,31})/(?P<post>\d{1,12})/?", _telegram),
+    # Bluesky posts: bsky.app (main.bsky.dev is its staging copy) by handle or DID, and the embed's iframe.
+    _rule("bluesky", "post", ("bsky.app", "main.bsky.dev"),
+          r"/profile/(?P<actor>" + _BSKY_ACTOR + r")/post/(?P<rkey>" + _BSKY_RKEY + r")/?",
+          _bluesky),
+    _rule("bluesky", "post", ("embed.bsky.app",),
+          r"/embed/(?P<actor>" + _BSKY_DID + r")/app\.bsky\.feed\.post/(?P<rkey>" + _BSKY_RKEY + r")/?", _bluesky),
     _rule("instagram", "video", ("instagram.com", "instagr.am"),
           r"(?:/[A-Za-z0-9_.]{1,30})?/(?:p|tv|reels?)/(?P<id>[A-Za-z0-9_-]{5,64})(?:/embed(?:/captioned)?)?/?",
           _instagram),
@@ -486,6 +545,8 @@ def parse(raw: str) -> ParsedURL:
         raise BadURL("empty URL")
     if _WHITESPACE.search(url):
         raise BadURL(f"{url!r}: URL contains whitespace (quote it, or percent-encode spaces as %20)")
+    if url[:5].lower() == "at://":
+        return _at_uri(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a non-numeric or out-of-range port
@@ -495,7 +556,8 @@ def parse(raw: str) -> ParsedURL:
     if scheme not in ("http", "https"):
         if not parts.scheme or "." in parts.scheme:
             raise BadURL(f"{url!r}: not an absolute URL; did you mean https://{url}?")
-        raise BadURL(f"{url!r}: only http:// and https:// URLs can be captured (got {parts.scheme}:)")
+        raise BadURL(f"{url!r}: only http://, https:// and at:// (Bluesky post) URLs can be captured "
+                     f"(got {parts.scheme}:)")
     host = parts.hostname
     if not host:
         raise BadURL(f"{url!r}: URL has no host")
@@ -694,6 +756,10 @@ def check_target(url: str, allow_private: bool, via_proxy: bool = False,
     to (capture/guard.py), after DNS and after every redirect.
     """
     parts = urlsplit(url)
+    if parts.scheme.lower() == "at":
+        # An at:// URI names a record, not a host: the capture fetches it from the AppView and the author's
+        # server, each fetch checked by the guard on the address it connects to.
+        return []
     host = parts.hostname or ""
     port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 80)
     if via_proxy:

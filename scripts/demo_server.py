@@ -75,6 +75,11 @@ and yt-dlp configured with a proxy and a CA take their production code paths unc
   (images from www.levantledger.example and pbs.twimg.com, an embedded tweet) and the session handed back in a
   Set-Cookie; ``/go/<slug>`` redirects to the dispatch's source on x.com. ``DemoServer.credential_log`` lists the
   Cookie and Authorization every host of the world received, so tests prove where site credentials went;
+* ``public.api.bsky.app`` (resolveHandle, getPostThread, getProfile), ``bsky.app`` post pages, ``embed.bsky.app``
+  (embed.js and the embed iframe), ``plc.directory`` (DID documents), two data servers
+  ``morel.us-east.host.bsky.network``/``shiitake.us-west.host.bsky.network`` (getBlob: the blobs as uploaded),
+  ``cdn.bsky.app`` (re-encoded copies) and ``video.bsky.app`` (HLS) — Bluesky posts as the public AppView serves them,
+  from ``demo_site/world/bluesky/`` (:meth:`DemoServer.set_bluesky_state` deletes them, takes accounts down...);
 * ``timestamp.demo-tsa.example`` (POST, plain http as real TSAs are) — an RFC 3161 time-stamping authority:
   the query is relayed to the loopback TSA set with ``DemoServer.set_tsa`` (scripts/tsa_server.py), so that
   timestamp requests take the proxy path real ones take; 502 while none is set.
@@ -381,6 +386,39 @@ IMAGE_VARIANTS: dict[str, tuple[str, str]] = {
 }
 # The fixture world's Mastodon instances (world/mastodon/): two, so that tests show the host is part of a status's key.
 MASTODON_HOSTS = ("mastodon.social", "infosec.exchange")
+# Bluesky: the AppView, the app (and its embeds), the PLC directory, two data servers (PDS), the CDN, the video host.
+BLUESKY_ROUTES: dict[str, str] = {
+    "public.api.bsky.app": "_world_bluesky_appview", "bsky.app": "_world_bluesky_app",
+    "embed.bsky.app": "_world_bluesky_app", "plc.directory": "_world_bluesky_plc",
+    "morel.us-east.host.bsky.network": "_world_bluesky_pds", "shiitake.us-west.host.bsky.network": "_world_bluesky_pds",
+    "cdn.bsky.app": "_world_bluesky_cdn", "video.bsky.app": "_world_bluesky_video",
+}
+# Post states DemoServer.set_bluesky_state takes: of the post itself, or (the last three) of its author's account.
+BLUESKY_POST_STATES = ("available", "deleted", "not-found-view", "blocked", "labelled-takedown", "empty", "unavailable")
+BLUESKY_ACCOUNT_STATES = ("taken-down", "deactivated", "account-deleted")
+# What embed.bsky.app/static/embed.js does: each blockquote.bluesky-embed becomes an iframe of the post's embed page.
+_BLUESKY_EMBED_JS = """(function () {
+  document.querySelectorAll('blockquote.bluesky-embed[data-bluesky-uri]').forEach(function (q) {
+    var m = /^at:\\/\\/([^/]+)\\/app\\.bsky\\.feed\\.post\\/([^/]+)$/.exec(q.getAttribute('data-bluesky-uri'));
+    if (!m) return;
+    var f = document.createElement('iframe');
+    f.src = 'https://embed.bsky.app/embed/' + m[1] + '/app.bsky.feed.post/' + m[2] + '?id=' + Math.floor(Math.random() * 1e9);
+    f.width = '550'; f.height = '420'; f.style.border = '0';
+    q.replaceWith(f);
+  });
+})();
+"""
+
+
+def _bluesky_page(title: str, head: str, body: str) -> bytes:
+    """A bsky.app page: its own look, nothing loaded from the news site."""
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>{head}'
+            '<style>body{font-family:system-ui,sans-serif;max-width:600px;margin:2em auto;color:#0b0f14}'
+            'article{border:1px solid #d4dbe2;border-radius:8px;padding:1em}img,video{max-width:100%;display:block;'
+            'margin:.5em 0}.quote{border:1px solid #d4dbe2;border-radius:6px;padding:.5em;margin:.5em 0}'
+            f'</style></head><body><main class="bsky">{body}</main></body></html>').encode()
+
+
 # Host -> handler method. Hosts not listed here (and not NEWS_HOST) are refused with 502.
 WORLD_ROUTES: dict[str, str] = {
     SYNDICATION_HOST: "_world_syndication",
@@ -414,6 +452,8 @@ WORLD_ROUTES: dict[str, str] = {
     "telegram.org": "_world_telegram_org",
     **{host: "_world_telegram_cdn" for host in TELEGRAM_CDN_HOSTS},
     MEMBERS_HOST: "_world_members",
+
+    **BLUESKY_ROUTES,
 }
 WORLD_HOSTS = frozenset(WORLD_ROUTES) | {NEWS_HOST}
 
@@ -605,6 +645,7 @@ class _World:
         self.fedi_states: dict[str, str] = {}   # "<host>/<status id>" -> state (DemoServer.set_status_state)
         self.telegram_states: dict[str, str] = {}  # "<channel>/<id>" -> a state of world/telegram/posts.json
         self.space_states: dict[str, str] = {}   # X Space id -> "gone" | "replay-disabled" (DemoServer.set_space_state)
+        self.bluesky_states: dict[str, str] = {}  # post rkey or account DID -> state (DemoServer.set_bluesky_state)
         self.tsa_url: str | None = None    # where timestamp.demo-tsa.example relays to
         self.media_file: Path | None = None  # what /test/media.mp4 streams (DemoServer.set_media)
         self.credential_log: list[CredentialSeen] = []   # DemoServer.credential_log
@@ -2198,6 +2239,196 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not self._head:
             self.wfile.write(document)
 
+    # --- Bluesky: the public AppView, bsky.app, the PLC directory, two data servers, the CDN and video host -------
+
+    def _bluesky_account_state(self, did: str) -> str:
+        with self.server.world.lock:
+            return self.server.world.bluesky_states.get(did, "active")
+
+    def _bluesky_post_state(self, rkey: str) -> str:
+        with self.server.world.lock:
+            return self.server.world.bluesky_states.get(rkey, "available")
+
+    def _world_bluesky_appview(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """public.api.bsky.app's XRPC methods the archiver (and the bsky.app page) read, with their real errors."""
+        world = _world_json("bluesky/bluesky.json")
+        cors = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=5"}
+        method = path.removeprefix("/xrpc/")
+        arg = lambda name: query.get(name, [""])[0]  # noqa: E731
+        if method == "com.atproto.identity.resolveHandle":
+            handle = arg("handle").lower()
+            did = next((d for d, a in world["accounts"].items() if a["handle"] == handle), None)
+            if did is None or self._bluesky_account_state(did) == "account-deleted":
+                self._send_json(400, {"error": "InvalidRequest", "message": "Unable to resolve handle"}, cors)
+            else:
+                self._send_json(200, {"did": did}, cors)
+        elif method == "app.bsky.actor.getProfile":
+            did = arg("actor")
+            did = next((d for d, a in world["accounts"].items() if a["handle"] == did.lower()), did)
+            account = world["accounts"].get(did)
+            state = self._bluesky_account_state(did)
+            if account is None or state == "account-deleted":
+                self._send_json(400, {"error": "InvalidRequest", "message": "Profile not found"}, cors)
+            elif state == "taken-down":
+                self._send_json(400, {"error": "AccountTakedown", "message": "Account has been suspended"}, cors)
+            elif state == "deactivated":
+                self._send_json(400, {"error": "AccountDeactivated", "message": "Account is deactivated"}, cors)
+            else:
+                self._send_json(200, {"did": did, "handle": account["handle"], "displayName": account["displayName"],
+                                      "description": account["description"], "createdAt": account["createdAt"],
+                                      "indexedAt": account["createdAt"], "labels": [],
+                                      "followersCount": 212, "followsCount": 48, "postsCount": 3}, cors)
+        elif method == "app.bsky.feed.getPostThread":
+            self._bluesky_thread(world, arg("uri"), cors)
+        else:
+            self._send_json(501, {"error": "MethodNotImplemented", "message": "Method Not Implemented"}, cors)
+
+    def _bluesky_thread(self, world: dict[str, Any], uri: str, cors: dict[str, str]) -> None:
+        m = re.fullmatch(r"at://([^/]+)/app\.bsky\.feed\.post/([A-Za-z0-9._:~-]+)", uri)
+        if m is None:
+            self._send_json(400, {"error": "InvalidRequest", "message": "Error: uri must be a valid at-uri"}, cors)
+            return
+        did, rkey = m.groups()
+        entry = world["posts"].get(rkey)
+        not_found = {"error": "NotFound", "message": f"Post not found: {uri}"}
+        if entry is None or entry["post"]["author"]["did"] != did or \
+                self._bluesky_account_state(did) != "active":
+            # The AppView answers the same NotFound for a deleted post and a taken-down or deactivated author.
+            self._send_json(400, not_found, cors)
+            return
+        state = self._bluesky_post_state(rkey)
+        post = json.loads(json.dumps(entry["post"]))
+        if state == "deleted":
+            self._send_json(400, not_found, cors)
+        elif state == "not-found-view":
+            self._send_json(200, {"thread": {"$type": "app.bsky.feed.defs#notFoundPost", "uri": uri, "notFound": True}},
+                            cors)
+        elif state == "blocked":
+            self._send_json(200, {"thread": {"$type": "app.bsky.feed.defs#blockedPost", "uri": uri, "blocked": True,
+                                             "author": {"did": did, "viewer": {"blockedBy": True}}}}, cors)
+        elif state == "empty":
+            self._send(200, b"", JSON_TYPE, cors)
+        elif state == "unavailable":
+            self._send_json(502, {"error": "UpstreamFailure", "message": "Upstream Failure"}, cors)
+        else:
+            if state.startswith("as:"):  # DemoServer.answer_bluesky_as: another post's thread
+                post = json.loads(json.dumps(world["posts"][state[3:]]["post"]))
+            if state == "labelled-takedown":
+                post["labels"] = [{"src": "did:plc:ar7c4by46qjdydhdevvrndac", "uri": uri, "cid": post["cid"],
+                                   "val": "!takedown", "cts": "2026-11-17T02:00:00.000Z"}]
+            replies = [{"$type": "app.bsky.feed.defs#threadViewPost", "post": r, "replies": []}
+                       for r in entry["replies"]]
+            self._send_json(200, {"thread": {"$type": "app.bsky.feed.defs#threadViewPost", "post": post,
+                                             "replies": replies}}, cors)
+
+    def _world_bluesky_plc(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """plc.directory/<did>: the DID document, which names the account's data server."""
+        did = path.lstrip("/")
+        account = _world_json("bluesky/bluesky.json")["accounts"].get(did)
+        if account is None:
+            self._send(404, f"DID not registered: {did}".encode(), "text/plain; charset=utf-8")
+            return
+        self._send(200, _compact_json({
+            "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1",
+                         "https://w3id.org/security/suites/secp256k1-2019/v1"],
+            "id": did, "alsoKnownAs": [f"at://{account['handle']}"],
+            "verificationMethod": [{"id": f"{did}#atproto", "type": "Multikey", "controller": did,
+                                    "publicKeyMultibase": "zQ3shXjHeiBuRCKmM36cuYnm7YEMzhGnCmCyW92sRJ9pribSF"}],
+            "service": [{"id": "#atproto_pds", "type": "AtprotoPersonalDataServer",
+                         "serviceEndpoint": account["pds"]}]}), "application/did+ld+json",
+            {"Access-Control-Allow-Origin": "*"})
+
+    def _world_bluesky_pds(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """A data server's com.atproto.sync.getBlob: the blob as uploaded, with the errors a PDS gives."""
+        if path != "/xrpc/com.atproto.sync.getBlob":
+            self._send_json(501, {"error": "MethodNotImplemented", "message": "Method Not Implemented"})
+            return
+        did, cid = query.get("did", [""])[0], query.get("cid", [""])[0]
+        account = _world_json("bluesky/bluesky.json")["accounts"].get(did)
+        if account is None or f"https://{host}" != account["pds"]:
+            self._send_json(400, {"error": "RepoNotFound", "message": f"Could not find repo for DID: {did}"})
+            return
+        state = self._bluesky_account_state(did)
+        if state in ("taken-down", "deactivated"):
+            error = {"taken-down": "RepoTakendown", "deactivated": "RepoDeactivated"}[state]
+            self._send_json(400, {"error": error, "message": f"Repo has been {state.replace('-', ' ')}: {did}"})
+            return
+        found = [p for p in (WORLD_ROOT / "bluesky" / "blobs").glob(f"{cid}.*")] if re.fullmatch(r"b[a-z2-7]{20,100}", cid) \
+            else []
+        if not found:
+            self._send_json(400, {"error": "BlobNotFound", "message": "Blob not found"})
+            return
+        self._send_file(found[0], WORLD_CONTENT_TYPES.get(found[0].suffix, "application/octet-stream"),
+                        {"Cache-Control": "private", "Content-Security-Policy": "default-src 'none'; sandbox",
+                         "x-content-type-options": "nosniff"})
+
+    def _world_bluesky_cdn(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """cdn.bsky.app/img/<preset>/plain/<did>/<cid>@jpeg: the AppView's re-encoded copies, not the blobs."""
+        m = re.fullmatch(r"/img/(feed_fullsize|feed_thumbnail|avatar|avatar_thumbnail)/plain/(did:[a-z]+:[A-Za-z0-9.:-]+)/"
+                         r"(b[a-z2-7]{20,100})@(jpeg|webp)", path)
+        target = WORLD_ROOT / "bluesky" / "cdn" / f"{m.group(3)}.jpg" if m else None
+        if target is None or not target.is_file():
+            self._world_not_found()
+            return
+        self._send_file(target, "image/jpeg", {"Access-Control-Allow-Origin": "*",
+                                               "Cache-Control": "public, max-age=604800"})
+
+    def _world_bluesky_video(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """video.bsky.app/watch/<did, percent-encoded>/<cid>/...: the HLS rendition of a video blob."""
+        m = re.fullmatch(r"/watch/did(?:%3A|:)[^/]+/(b[a-z2-7]{20,100})/((?:360p/)?[a-z0-9]+\.(?:m3u8|ts|jpg))", path)
+        target = _resolve_under(WORLD_ROOT / "bluesky" / "video" / m.group(1), "/" + m.group(2)) if m else None
+        if target is None or not target.is_file():
+            self._world_not_found()
+            return
+        self._send_file(target, WORLD_CONTENT_TYPES.get(target.suffix, "image/jpeg"),
+                        {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=604800"})
+
+    def _world_bluesky_app(self, host: str, path: str, query: dict[str, list[str]]) -> None:
+        """bsky.app/profile/<actor>/post/<rkey> and embed.bsky.app: the post page (for the screenshot), the embed
+        iframe and embed.js. The real bsky.app is a React app that draws the post from the AppView; this one is drawn
+        here from the same answer, and says "Post not found" (HTTP 200, as the app does) when it is gone."""
+        if host == "embed.bsky.app" and path == "/static/embed.js":
+            self._send(200, _BLUESKY_EMBED_JS.encode(), "text/javascript; charset=utf-8",
+                       {"Access-Control-Allow-Origin": "*"})
+            return
+        m = re.fullmatch(r"/profile/([^/]+)/post/([A-Za-z0-9._:~-]+)/?", path) if host == "bsky.app" else \
+            re.fullmatch(r"/embed/([^/]+)/app\.bsky\.feed\.post/([A-Za-z0-9._:~-]+)/?", path)
+        if m is None:
+            self._world_not_found()
+            return
+        world = _world_json("bluesky/bluesky.json")
+        actor, rkey = urllib.parse.unquote(m.group(1)).lower(), m.group(2)
+        entry = world["posts"].get(rkey)
+        author = (entry or {}).get("post", {}).get("author", {})
+        shown = entry is not None and actor in (author.get("did"), author.get("handle")) and \
+            self._bluesky_account_state(author["did"]) == "active" and \
+            self._bluesky_post_state(rkey) in ("available", "labelled-takedown")
+        if not shown:
+            self._send(200, _bluesky_page("Bluesky", "", '<p>Post not found</p><p>The post may have been deleted.</p>'),
+                       HTML_TYPE)
+            return
+        post = entry["post"]
+        record = post["record"]
+        media = post.get("embed", {}).get("media", post.get("embed", {}))
+        images = "".join(f'<img src="{html.escape(i["fullsize"])}" alt="{html.escape(i["alt"])}" width="480">'
+                         for i in media.get("images", []))
+        if media.get("$type") == "app.bsky.embed.video#view":
+            images += f'<video poster="{html.escape(media["thumbnail"])}" width="480" controls></video>'
+        quoted = post.get("embed", {}).get("record", {}).get("record")
+        quote = (f'<blockquote class="quote"><b>{html.escape(quoted["author"]["displayName"])}</b> '
+                 f'@{html.escape(quoted["author"]["handle"])}<p>{html.escape(quoted["value"]["text"])}</p></blockquote>'
+                 if quoted else "")
+        description = html.escape(record["text"])
+        head = (f'<meta property="og:title" content="{html.escape(author["displayName"])} (@{author["handle"]})">'
+                f'<meta property="og:description" content="{description}">'
+                f'<link rel="alternate" href="{html.escape(post["uri"])}">')
+        body = (f'<article><header><b>{html.escape(author["displayName"])}</b> '
+                f'@{html.escape(author["handle"])}</header><p>{description}</p>{images}{quote}'
+                f'<footer><time datetime="{record["createdAt"]}">{record["createdAt"]}</time> · '
+                f'{post["likeCount"]} likes</footer></article>')
+        self._send(200, _bluesky_page(f'{author["displayName"]}: "{record["text"][:60]}" — Bluesky', head, body),
+                   HTML_TYPE)
+
 
 class _TunnelHandler(_Handler):
     """Serves the HTTP/1.1 requests inside one CONNECT tunnel, after TLS was terminated as ``host``."""
@@ -2303,10 +2534,27 @@ class DemoServer:
         with self._world.lock:
             self._world.tweet_states[tweet_id] = f"as:{other_id}"
 
+    def set_bluesky_state(self, rkey: str, state: str) -> None:
+        """Make a fixture Bluesky post answer as ``state`` from now on (reset with :meth:`reset_tweet_states`): one of
+        BLUESKY_POST_STATES, or of BLUESKY_ACCOUNT_STATES (then its author's whole account is in that state), or
+        "as:<rkey>" (the AppView answers with another post's thread)."""
+        posts = _world_json("bluesky/bluesky.json")["posts"]
+        if rkey not in posts:
+            raise KeyError(f"{rkey} is not a fixture Bluesky post")
+        if state not in BLUESKY_POST_STATES + BLUESKY_ACCOUNT_STATES and not (state.startswith("as:") and state[3:] in posts):
+            raise ValueError(f"unknown Bluesky state {state!r}; one of {', '.join(BLUESKY_POST_STATES + BLUESKY_ACCOUNT_STATES)}")
+        with self._world.lock:
+            if state in BLUESKY_ACCOUNT_STATES:
+                self._world.bluesky_states[posts[rkey]["post"]["author"]["did"]] = state
+            else:
+                self._world.bluesky_states[rkey] = state
+
     def reset_tweet_states(self) -> None:
-        """Every fixture tweet (and Telegram post) back to the state tweets.json (telegram/posts.json) gives it."""
+        """Every fixture tweet (and Telegram and Bluesky post) back to the state tweets.json (telegram/posts.json,
+        bluesky/bluesky.json) gives it."""
         with self._world.lock:
             self._world.tweet_states.clear()
+            self._world.bluesky_states.clear()
             self._world.telegram_states.clear()
             self._world.space_states.clear()
 

@@ -1,6 +1,7 @@
 """Referenced evidence inside captured HTML: embedded tweets, widget iframes, links to tweets, Periscope,
 X broadcasts and events, YouTube/Vimeo/TikTok/Instagram/Telegram/Facebook embeds, Mastodon embeds (iframe or
-blockquote.mastodon-embed) and links to statuses, and t.co short links.
+blockquote.mastodon-embed) and links to statuses, Bluesky embeds (``blockquote.bluesky-embed``'s at:// URI,
+embed.bsky.app iframes) and links, and t.co short links.
 
 It reads both the HTML as the server sent it and the DOM as the browser rendered it (scripts insert embeds;
 CMSs store embed markup HTML-escaped inside JSON or attributes). Each find says where it was found, because
@@ -58,7 +59,7 @@ class _Scanner(HTMLParser):
         classes = a.get("class", "").split()
         if tag == "blockquote":
             kind = next((c for c in classes if c in ("twitter-tweet", "twitter-video", "instagram-media",
-                                                     "tiktok-embed", "mastodon-embed")), "")
+                                                     "tiktok-embed", "mastodon-embed", "bluesky-embed")), "")
             self._blockquote.append(kind)
             if kind == "mastodon-embed":  # Mastodon 4.3's embed code: embed.js turns it into an iframe of this URL
                 self._add(a.get("data-embed-url"), "blockquote.mastodon-embed")
@@ -78,6 +79,10 @@ class _Scanner(HTMLParser):
             self._add(a.get("src"), "video[src]")
         if a.get("data-tweet-id", "").isdigit():
             self._add(f"https://twitter.com/i/web/status/{a['data-tweet-id']}", "data-tweet-id")
+        if tag == "blockquote" and "bluesky-embed" in classes:
+            uri = a.get("data-bluesky-uri", "").strip()
+            if uri.lower().startswith("at://"):  # an at:// URI is no http URL: kept as found, urls.parse reads it
+                self.found.append(Reference(uri, "blockquote.bluesky-embed[data-bluesky-uri]", self.source))
         if a.get("data-telegram-post"):
             self._add(f"https://t.me/{a['data-telegram-post']}", "script[data-telegram-post]")
 
@@ -150,11 +155,17 @@ async def discover(result: CaptureResult, warc: CaptureWarc, settings: Settings)
     refs.extend(Reference(u, "entities.urls", "tweet.entities") for u in tweet.get("urls") or [])
     found: list[dict[str, Any]] = []
     short: list[tuple[urls.ParsedURL, Reference]] = []
+    handles: list[tuple[urls.ParsedURL, Reference]] = []
     for parsed, ref in evidence(refs):
         if (parsed.key or "").startswith("tco:"):
             short.append((parsed, ref))
+        elif parsed.platform == "bluesky" and not (parsed.item_id or "").startswith("did:"):
+            handles.append((parsed, ref))
         else:
             found.append(_item(parsed, ref))
+    if handles:
+        from archiver.capture.bluesky import resolve_recorded
+        found.extend(_item(parsed, ref) for parsed, ref in await resolve_recorded(handles, warc, settings))
     if short:
         deadline = time.monotonic() + settings["capture"]["timeout_seconds"]
         async with network.httpx_client(settings) as client:

@@ -9,6 +9,7 @@ from a later liveness check, so that equal fingerprints mean "nothing an investi
   elements, clock times, dates and relative ages ("5 minutes ago"). Other numbers are kept: a casualty count
   going from 12 to 15 IS a change.
 - Tweets: the text and the media of the syndication answer (not the like or reply counts).
+- Bluesky posts: the record's text, its blobs' CIDs and the URI it quotes (not counts, labels or CDN URLs).
 - Telegram posts: the widget's text and its media by kind and album item (not views, not the signed CDN URLs).
 - Videos: the extractor's id, title, description and duration (not view counts).
 - Posts of other platforms: their words and media as the platform's module reads them (post_fingerprint).
@@ -156,6 +157,24 @@ def telegram_fingerprint(text: str | None, media: list[tuple[str, str | None]]) 
     """From a Telegram post widget: the text and what media it shows, by kind and album item. Not the CDN's URLs,
     which Telegram signs per page view (a video's ?token=, the file names themselves), and not the view count."""
     return post_fingerprint("telegram", text or "", [f"{kind}:{item or '-'}:{n}" for n, (kind, item) in enumerate(media)])
+
+
+def bluesky_fingerprint(post: dict[str, Any]) -> str:
+    """From a Bluesky post view: the record's text, the blobs it cites (by CID: the bytes themselves) and what
+    it quotes, nothing counted (likes, reposts) and nothing the AppView adds (CDN URLs, labels)."""
+    record = post.get("record") if isinstance(post.get("record"), dict) else {}
+    embed = record.get("embed") if isinstance(record.get("embed"), dict) else {}
+    media: list[str] = []
+    for part in (embed, embed.get("media") if isinstance(embed.get("media"), dict) else {}):
+        blobs = [i.get("image") for i in part.get("images") or [] if isinstance(i, dict)] + [part.get("video")]
+        media += [f"blob:{b['ref']['$link']}" for b in blobs
+                  if isinstance(b, dict) and isinstance(b.get("ref"), dict) and isinstance(b["ref"].get("$link"), str)]
+    quoted = (embed.get("record") or {}) if isinstance(embed.get("record"), dict) else {}
+    quoted = quoted.get("record") if isinstance(quoted.get("record"), dict) else quoted
+    text = record.get("text") if isinstance(record.get("text"), str) else ""
+    if isinstance(quoted.get("uri"), str):
+        text += "\n--quoted--\n" + quoted["uri"]
+    return post_fingerprint("bluesky", text, media)
 
 
 def video_fingerprint(info: dict[str, Any]) -> str:

@@ -103,6 +103,17 @@ PATHS: tuple[PlatformPath, ...] = (
         "post widget", "archiver", fixture_world=True,
         note="Telegram says what is gone in words inside a 200; a status or an empty answer is never a deletion"),
     PlatformPath(
+        "bluesky", "bluesky", "Bluesky post",
+        ("https://bsky.app/profile/<handle or did>/post/<rkey>", "at://<handle or did>/app.bsky.feed.post/<rkey>",
+         "embed.bsky.app iframes, main.bsky.dev"),
+        ("getPostThread answer (post JSON, labels) as received", "handle -> DID resolution", "DID document",
+         "images and video blobs as uploaded (from the author's PDS, checked against their CIDs)",
+         "video HLS (video.bsky.app, read by yt-dlp)", "quoted post", "bsky.app post page rendered (screenshot, DOM)"),
+        ("deleted", "not-found", "removed", "suspended", "deactivated", "account-deleted", "unavailable"),
+        "getPostThread (getProfile when gone)", "archiver", fixture_world=True,
+        note="keyed by DID: a handle is resolved when the URL is added; the answer must be for the requested "
+             "at:// URI"),
+    PlatformPath(
         "x-broadcast", "broadcast", "X broadcast (live or replay)",
         ("https://x.com/i/broadcasts/<id>",),
         ("BroadcastQuery and stream status (in yt-dlp's info JSON)", "HLS replay, or a live stream up to "

@@ -30,6 +30,7 @@ from archiver.store.warc import CaptureWarc
 MODULES: dict[str, str] = {
     "fedi": "fediverse",
     "telegram": "telegram",
+    "bluesky": "bluesky",
 }
 
 

@@ -16,7 +16,7 @@ from archiver.pipeline import queue, schedule
 from archiver.capture.liveness import CheckResult, check
 from archiver.config import Settings
 from archiver.store.index import Index
-from archiver.urls import parse as parse_url
+from archiver.urls import keyed_as, parse as parse_url
 
 RESULT_OF = {"live": "live", "gone": "gone", "unreachable": "unreachable", None: "unknown"}
 
@@ -94,8 +94,9 @@ def _queue_capture(conn: Any, target: dict[str, Any], settings: Settings, check_
                    t: items.Transition) -> int | None:
     watch = conn.execute("SELECT * FROM watches WHERE key = ? AND active = 1", (target["key"],)).fetchone()
     why = {"changed": "changed", "gone": f"gone ({t.state_class})", "live": "back online"}[t.after]
+    # The item's own key (a Bluesky handle spelling was keyed by its DID when it was added).
     enqueued = queue.enqueue_in(
-        conn, [parse_url(target["url"])],
+        conn, [keyed_as(parse_url(target["url"]), target["key"])],
         requested_by=watch["created_by"] if watch else "check", tags=json.loads(watch["tags"]) if watch else [],
         note=f"re-capture: {why}, seen by check {check_id}", priority=1,
         max_attempts=settings["queue"]["max_attempts"], options=json.loads(watch["options"]) if watch else {})
@@ -107,6 +108,11 @@ def targets(index: Index, urls_given: list[str], all_watched: bool, gone: bool) 
     found: dict[str, dict[str, str]] = {}
     for url in urls_given:
         t = target_of(url)
+        if t["key"].startswith("bluesky:") and not t["key"].startswith("bluesky:did:"):
+            # A handle spelling is keyed offline by its handle; the item it was added as was keyed by its DID.
+            row = index.conn.execute("SELECT url, key, kind FROM jobs WHERE url = ? AND key <> ? ORDER BY id DESC "
+                                     "LIMIT 1", (t["url"], t["key"])).fetchone()
+            t = dict(row) if row and not items.get(index.conn, t["key"]) else t
         found.setdefault(t["key"], t)
     if all_watched:
         for w in schedule.list_watches(index):

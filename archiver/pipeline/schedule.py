@@ -168,8 +168,11 @@ def enqueue_due(index: Index, *, max_attempts: int, now: datetime | None = None)
 
 def _enqueue_watch(conn: sqlite3.Connection, watch: dict[str, Any], max_attempts: int, note: str) -> int | None:
     """Queue a capture of a watched item in the caller's transaction; None if one is already pending."""
-    from archiver.urls import parse as parse_url
-    enqueued = queue.enqueue_in(conn, [parse_url(watch["url"])], requested_by=watch["created_by"],
+    from archiver.urls import keyed_as, parse as parse_url
+    # The watch's own key, not one computed again from the URL: a key may have needed the network when the watch
+    # was made (a Bluesky handle resolved to its DID).
+    parsed = keyed_as(parse_url(watch["url"]), watch["key"])
+    enqueued = queue.enqueue_in(conn, [parsed], requested_by=watch["created_by"],
                                 tags=watch["tags"], note=note, priority=0, max_attempts=max_attempts,
                                 options=watch["options"])
     return enqueued[0].job["id"] if enqueued[0].created else None

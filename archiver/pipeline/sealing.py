@@ -57,7 +57,7 @@ from archiver.pipeline import queue
 from archiver.store.archive import Archive, warc_key
 from archiver.store.index import Index, now_iso
 from archiver.store.warc import TMP_DIR, WARC_DIR, finish_seal, sha256_file
-from archiver.urls import parse as parse_url
+from archiver.urls import keyed_as, parse as parse_url
 
 if TYPE_CHECKING:
     from archiver.store.blobs import StoredObject
@@ -112,7 +112,7 @@ def enqueue_children(index: Index, conn: Any, job: dict[str, Any], capture_id: s
             # on a schedule is what `watch` is for, not what following does.
             continue
         try:
-            parsed.append(parse_url(item["url"]))
+            parsed.append(keyed_as(parse_url(item["url"]), item["key"]))  # a resolved Bluesky handle keeps its DID
             where.append({"found_in": item.get("found_in"), "source": item.get("source"), "via": item.get("via")})
         except BadURL:
             continue

@@ -103,6 +103,15 @@ def checked_list(url_list: list[str]) -> list[ParsedURL]:
     return parsed
 
 
+def platform_keys(archive: Archive, parsed: list[ParsedURL]) -> list[ParsedURL]:
+    """The URLs keyed as the item they name, where that takes the network: a Bluesky handle spelling is keyed by
+    the DID it resolves to now, so that both spellings are one item (capture/bluesky.py says why here)."""
+    if not any(p.platform == "bluesky" for p in parsed):
+        return parsed
+    from archiver.capture.bluesky import resolve_keys
+    return resolve_keys(parsed, archive.settings)
+
+
 def _checked_or_refused(url_list: list[str]) -> tuple[list[ParsedURL], Submitted | None]:
     """``checked_list``, or the Submitted that says why nothing was done."""
     try:
@@ -142,6 +151,7 @@ def submit(archive: Archive, url_list: list[str], request: Request) -> Submitted
     parsed, refusal = _checked_or_refused(url_list)
     if refusal:
         return refusal
+    parsed = platform_keys(archive, parsed)
     index = archive.index()
     try:
         batch = _enqueue_all(archive, index, parsed, request)
@@ -153,7 +163,7 @@ def submit(archive: Archive, url_list: list[str], request: Request) -> Submitted
 def enqueue(archive: Archive, url_list: list[str], request: Request) -> list[queue.Enqueued]:
     """Queue a list of URLs and return their jobs whole (``archiver capture`` runs them next); BadList (nothing
     queued) when any URL is bad."""
-    parsed = checked_list(url_list)
+    parsed = platform_keys(archive, checked_list(url_list))
     index = archive.index()
     try:
         return queue.enqueue(index, parsed, requested_by=archive.operator(request.requested_by),
@@ -192,6 +202,7 @@ def watch(archive: Archive, url_list: list[str], when: Schedule, request: Reques
     parsed, refusal = _checked_or_refused(url_list)
     if refusal:
         return refusal
+    parsed = platform_keys(archive, parsed)
     index = archive.index()
     try:
         results = [schedule.add(index, p, every_seconds=when.every_seconds, cron=when.cron,
@@ -209,6 +220,7 @@ def unwatch(archive: Archive, url_list: list[str], removed_by: str | None = None
     parsed, refusal = _checked_or_refused(url_list)
     if refusal:
         return refusal
+    parsed = platform_keys(archive, parsed)
     index = archive.index()
     done, missing = [], []
     try:

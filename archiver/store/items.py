@@ -27,7 +27,8 @@ STATES = ("live", "changed", "gone", "unreachable")
 GONE_CLASSES = {"deleted", "suspended", "protected", "age-restricted", "account-deleted", "withheld", "removed",
                 "not-found", "unavailable", "gone", "http-404", "http-410", "http-451",
                 # An X Space that ended without a recording: what it said is not on the web, and never will be.
-                "replay-disabled"}
+                "replay-disabled",
+                "deactivated"}  # a Bluesky account its owner deactivated (AccountDeactivated): gone until reactivated
 # The item is there but has nothing to take yet (an X Space not started, its recording not ready): says nothing
 # about whether it changed or went.
 WAITING_CLASSES = {"not-started", "not-yet-available"}
