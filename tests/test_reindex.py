@@ -18,6 +18,7 @@ EVIDENCE = {
     "outlinks": "capture_id, url, text",
     "refs": "capture_id, url, found_in, source",
     "tweets": "capture_id",
+    "posts": "capture_id",
     "videos": "capture_id",
 }
 
@@ -40,6 +41,9 @@ def test_reindex_equals_the_original_on_every_evidence_field(world_cli, site, tm
     # The live blog and everything it cites: pages, tweets (one deleted), Periscope broadcasts (one gone), a PDF.
     followed = cli("capture", "--follow", ARTICLE, "--json")
     assert len(followed.json()) >= 7, followed.err
+    # ...and one post of each platform beyond X (Mastodon, Telegram, Bluesky: the posts table), and an X Space.
+    roundup = cli("capture", "--follow", site.url + "/2026/11/30/one-convoy-five-platforms/", "--json")
+    assert roundup.code == 0 and len(roundup.json()) == 5, roundup.err   # its tweet is held already
     assert cli("capture", "--no-browser", site.url + "/archive/1998/communique.html").code == 0
     assert cli("capture", site.url + "/no-such-page").code == 1          # a 404, sealed as evidence
     original = cli.archive / "index.db"
