@@ -35,17 +35,22 @@ def _rows(db: Path, table: str, order: str) -> list[dict]:
     return rows
 
 
+def capture_every_kind(cli: CLI, site_url: str) -> None:
+    """Evidence of every kind an index holds a table for: the live blog and everything it cites (pages, tweets,
+    one deleted, Periscope broadcasts, one gone, a PDF); one post of each platform beyond X (Mastodon, Telegram,
+    Bluesky: the posts table) and an X Space; a document without the browser; and a 404, sealed as evidence."""
+    followed = cli("capture", "--follow", ARTICLE, "--json")
+    assert len(followed.json()) >= 7, followed.err
+    roundup = cli("capture", "--follow", site_url + "/2026/11/30/one-convoy-five-platforms/", "--json")
+    assert roundup.code == 0 and len(roundup.json()) == 5, roundup.err   # its tweet is held already
+    assert cli("capture", "--no-browser", site_url + "/archive/1998/communique.html").code == 0
+    assert cli("capture", site_url + "/no-such-page").code == 1
+
+
 @pytest.mark.sqlite_only   # puts the rebuilt SQLite file in index.db's place
 def test_reindex_equals_the_original_on_every_evidence_field(world_cli, site, tmp_path):
     cli = world_cli
-    # The live blog and everything it cites: pages, tweets (one deleted), Periscope broadcasts (one gone), a PDF.
-    followed = cli("capture", "--follow", ARTICLE, "--json")
-    assert len(followed.json()) >= 7, followed.err
-    # ...and one post of each platform beyond X (Mastodon, Telegram, Bluesky: the posts table), and an X Space.
-    roundup = cli("capture", "--follow", site.url + "/2026/11/30/one-convoy-five-platforms/", "--json")
-    assert roundup.code == 0 and len(roundup.json()) == 5, roundup.err   # its tweet is held already
-    assert cli("capture", "--no-browser", site.url + "/archive/1998/communique.html").code == 0
-    assert cli("capture", site.url + "/no-such-page").code == 1          # a 404, sealed as evidence
+    capture_every_kind(cli, site.url)
     original = cli.archive / "index.db"
 
     target = tmp_path / "rebuilt.db"

@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 
 from conftest import CLI
 from test_migrate_to_team import refused
-from test_reindex import ARTICLE, EVIDENCE
+from test_reindex import EVIDENCE, capture_every_kind
 
 PAGE = "/2016/12/16/evacuation-suspended/"
 
@@ -46,11 +46,7 @@ def new_database(postgres: Any) -> str:
 
 def test_reindex_into_postgres_equals_the_original_on_every_evidence_field(world_cli, site, s3, team_db, postgres):
     cli = team_cli(world_cli, s3, team_db.owner_url)
-    # As test_reindex.py: the live blog and everything it cites, a document, and a 404 sealed as evidence.
-    followed = cli("capture", "--follow", ARTICLE, "--json")
-    assert len(followed.json()) >= 7, followed.err
-    assert cli("capture", "--no-browser", site.url + "/archive/1998/communique.html").code == 0
-    assert cli("capture", site.url + "/no-such-page").code == 1
+    capture_every_kind(cli, site.url)   # as test_reindex.py does
     assert not (cli.archive / "warcs").is_dir() or not list((cli.archive / "warcs").rglob("*.warc.gz"))
     fingerprint = cli("key", "--json").json()["fingerprint"]
 

@@ -487,16 +487,8 @@ def _result(item_id: str, info: dict[str, Any], look: _Look, verdict: Any, probl
             page_url: str) -> CaptureResult:
     availability = info["availability"]
     answer = look.answer or look.resolution_hop or {}
-    status, failure_class, failure_message = "ok", None, None
-    if verdict is not None and not verdict.ok:
-        status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
-    elif availability in UNAVAILABLE:
-        status, failure_class, failure_message = "failed", availability, info["message"]
-    elif availability != "available":
-        status, failure_class, failure_message = "failed", "unknown-answer", info["message"]
-    elif problems or (page is not None and page.status != "ok"):
-        status, failure_class = "partial", "incomplete"
-        failure_message = "; ".join(problems) or f"post page: {page.failure_message}"
+    status, failure_class, failure_message = platforms.answer_outcome(verdict, availability, UNAVAILABLE,
+                                                                      info["message"], problems, page, "post page")
     quoted_text = (info.get("quoted_post") or {}).get("text") or ""
     text = "\n".join(p for p in (info.get("text") or "", quoted_text) if p) if availability == "available" \
         else info["message"]

@@ -346,20 +346,12 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
             problems.append(f"public page {target}: {exc.message}")
     page_ok = page is not None and page.status == "ok"
 
-    status, failure_class, failure_message = "ok", None, None
-    if verdict is not None and not verdict.ok:
-        status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
-    elif availability == NOT_FEDIVERSE and page_ok:
+    status, failure_class, failure_message = platforms.answer_outcome(
+        verdict, availability, UNAVAILABLE | {LOGIN_REQUIRED}, message, problems, page, "public page")
+    if failure_class == "unknown-answer" and availability == NOT_FEDIVERSE and page_ok:
         # The page is recorded, but as a page: a host that does not answer as an instance gives no status.
         status, failure_class = "partial", platforms.MISMATCH
         failure_message = f"{host} did not answer as a Mastodon instance ({message}); only its page was captured"
-    elif availability in UNAVAILABLE or availability == LOGIN_REQUIRED:
-        status, failure_class, failure_message = "failed", availability, message
-    elif availability != "available":
-        status, failure_class, failure_message = "failed", "unknown-answer", message
-    elif problems or (page is not None and page.status != "ok"):
-        status, failure_class = "partial", "incomplete"
-        failure_message = "; ".join(problems) or f"public page: {page.failure_message if page else ''}"
 
     text = info.get("text") if availability == "available" else message
     title = (f"{info['author']}: {(info.get('text') or '')[:100]}" if availability == "available" and info.get("author")

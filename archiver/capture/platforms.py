@@ -229,6 +229,28 @@ def judge_own(path: PlatformPath, expected_id: str, got_id: str | None, what: st
                    message is None, message)
 
 
+def answer_outcome(verdict: Verdict | None, availability: str, refusals: Any, message: str | None,
+                   problems: list[str], rendered: Any, rendered_name: str) -> tuple[str, str | None, str | None]:
+    """(status, failure class, message) of a capture made from a platform's own answer (a tweet's syndication
+    answer, a Mastodon status, a Bluesky thread, a Telegram widget), the same rule for each:
+
+    - an answer for another item is ``partial``, class extractor-mismatch (recorded, never the item);
+    - an availability in ``refusals`` (the platform's own words for gone, withheld, login needed...) is ``failed``
+      with that class; any other that is not "available" is ``failed``, ``unknown-answer`` (retried; an empty or
+      unreadable answer is never taken for a deletion);
+    - available, but with ``problems`` (media not fetched...) or its rendered view (``rendered``: the browser's
+      CaptureResult, None without a browser) not ok, ``partial``, ``incomplete``; else ``ok``."""
+    if verdict is not None and not verdict.ok:
+        return "partial", MISMATCH, verdict.message
+    if availability in refusals:
+        return "failed", availability, message
+    if availability != "available":
+        return "failed", "unknown-answer", message
+    if problems or (rendered is not None and rendered.status != "ok"):
+        return "partial", "incomplete", "; ".join(problems) or f"{rendered_name}: {rendered.failure_message}"
+    return "ok", None, None
+
+
 # --- the support matrix ------------------------------------------------------------------------------------
 
 def markdown_table() -> str:

@@ -365,22 +365,15 @@ async def capture(item_id: str, url: str, warc: CaptureWarc, settings: Settings,
         except CaptureFailed as exc:
             problems.append(f"widget {widget_url}: {exc.message}")
 
-    status, failure_class, failure_message = "ok", None, None
+    status, failure_class, failure_message = platforms.answer_outcome(verdict, availability, UNAVAILABLE, message,
+                                                                      problems, embed, "widget")
     title = f"Telegram post {item_id} ({info['availability']})"
     text = message
-    if verdict is not None and not verdict.ok:
-        status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
+    if failure_class == platforms.MISMATCH:
         title, text = f"Telegram post {item_id} (the answer was for {widget.post if widget else '?'})", None
-    elif availability in UNAVAILABLE:
-        status, failure_class, failure_message = "failed", availability, message
-    elif availability != "available":
-        status, failure_class, failure_message = "failed", "unknown-answer", message
-    else:
+    elif availability == "available":
         title = f"{info['author_name'] or info['author']} (@{info['author']}): {(info['text'] or '')[:100]}"
         text = "\n".join(p for p in (info["author_name"], info["text"]) if p)
-        if problems or (embed is not None and embed.status != "ok"):
-            status, failure_class = "partial", "incomplete"
-            failure_message = "; ".join(problems) or f"widget: {embed.failure_message}"
     details = {
         "post": info,
         "telegram": extras,

@@ -234,18 +234,11 @@ async def capture_tweet(tweet_id: str, url: str, warc: CaptureWarc, settings: Se
     title = (f"@{info['screen_name']}: {(info.get('text') or '')[:100]}" if info.get("screen_name")
              else f"tweet {tweet_id} ({availability})")
     outlinks = [{"url": u, "text": "entities.urls"} for u in info.get("urls", [])]
-    status, failure_class, failure_message = "ok", None, None
-    if verdict is not None and not verdict.ok:
-        status, failure_class, failure_message = "partial", platforms.MISMATCH, verdict.message
+    status, failure_class, failure_message = platforms.answer_outcome(verdict, availability, UNAVAILABLE, message,
+                                                                      problems, embed, "embed page")
+    if failure_class == platforms.MISMATCH and verdict is not None:
         title = f"tweet {tweet_id} (the answer was for {verdict.item_id})"
         text_parts = []
-    elif availability in UNAVAILABLE:
-        status, failure_class, failure_message = "failed", availability, message
-    elif availability != "available":
-        status, failure_class, failure_message = "failed", "unknown-answer", message
-    elif problems or (embed is not None and embed.status != "ok"):
-        status, failure_class = "partial", "incomplete"
-        failure_message = "; ".join(problems) or f"embed page: {embed.failure_message}"
     details = {
         "tweet": info,
         "platform": verdict.as_dict() if verdict is not None else None,
