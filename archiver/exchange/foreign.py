@@ -51,14 +51,15 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
 from archiver.capture.base import charset_of, header_value, is_html
-from archiver.capture.http import TEXT_LIMIT, _Inflater as Inflater, _TextExtractor as TextExtractor
+from archiver.capture.http import _Inflater as Inflater, _TextExtractor as TextExtractor
 from archiver.custody import keys
 from archiver.custody import timestamps as tsa
 from archiver.exchange.wacz import DATAPACKAGE, DIGEST, _data_offset, _HashingReader, _StoredMember
 
 MAX_TEXT = 100_000                 # characters of visible text kept per page
 MAX_HTTP_HEADER = 256 * 1024       # an HTTP header block longer than this is not looked for further
-RAW_SAMPLE = 8 * 1024 * 1024       # bytes of an HTML body (as stored: chunked, compressed) kept to read its text
+HTML_LIMIT = 2 * 1024 * 1024       # bytes of an HTML body read for its text: stored (chunked, compressed), inflated
+PARSE_STEP = 64 * 1024             # characters fed to the HTML parser at a time (it stops once MAX_TEXT is read)
 READ_SIZE = 1 << 20
 PAGES_FILES = ("pages/pages.jsonl", "pages/extraPages.jsonl")
 MAX_PAGES_LINE = 8 * 1024 * 1024   # a pages.jsonl line longer than this is skipped, not held
@@ -360,7 +361,7 @@ def _head_end(buf: bytes) -> tuple[int, int] | None:
 
 class _RecordReader:
     """Streams one record's block: its block digest, its payload digest (raw and, when chunked, de-chunked),
-    the HTTP status line and headers, and the first RAW_SAMPLE bytes of the body when ``keep_body``."""
+    the HTTP status line and headers, and the first HTML_LIMIT bytes of the body when ``keep_body``."""
 
     def __init__(self, rec: Any, keep_body: Callable[[_Http | None], bool]):
         headers = rec.rec_headers
@@ -433,8 +434,8 @@ class _RecordReader:
             piece = self.dechunker.feed(chunk)
             if self.dechunked_h is not None and piece:
                 self.dechunked_h.update(piece)
-        if self.body is not None and len(self.body) < RAW_SAMPLE:
-            self.body += chunk[:RAW_SAMPLE - len(self.body)]
+        if self.body is not None and len(self.body) < HTML_LIMIT:
+            self.body += chunk[:HTML_LIMIT - len(self.body)]
 
     def payload_holds(self) -> bool:
         assert self.payload is not None
@@ -485,7 +486,10 @@ def _scan_warc(source: IO[bytes], name: str, state: _State, wanted: dict[str, bo
             return
         offset = iterator.get_record_offset()
         problem = _Problems(state, name, offset, rec.rec_type, uri, record_id)
-        if reader.length is not None and reader.read < reader.length:
+        if reader.length is None:
+            problem.add("unreadable", "the record states no valid Content-Length (the file may be cut here): its "
+                        "end cannot be known")
+        elif reader.read < reader.length:
             problem.add("unreadable", f"the file ends inside this record: {reader.read} of its {reader.length} "
                         "bytes are there")
         else:
@@ -613,22 +617,27 @@ def _html_text(raw: bytes, http: _Http, chunked: bool, url: str) -> tuple[str, s
     if encoding not in ("", "identity"):
         inflater, pieces, made = Inflater(encoding), [], 0
         try:
-            for i in range(0, len(body), 64 * 1024):
-                for piece in inflater.feed(body[i:i + 64 * 1024], TEXT_LIMIT + 1 - made):
+            for i in range(0, len(body), PARSE_STEP):
+                for piece in inflater.feed(body[i:i + PARSE_STEP], HTML_LIMIT + 1 - made):
                     pieces.append(piece)
                     made += len(piece)
-                if made > TEXT_LIMIT:
+                if made > HTML_LIMIT:
                     break
         except Exception:   # a corrupt or cut stream: the text of what did inflate
             pass
         # Nothing inflated: browser-based writers (puppeteer-warc) store the decoded body and keep the header.
         body = b"".join(pieces) if made else body
-    body = body[:TEXT_LIMIT]
+    body = body[:HTML_LIMIT]
     content_type = header_value(http.headers, "content-type")
     html = body.decode(charset_of(content_type, body), errors="replace")
+    del body
     parser = TextExtractor(url)
     try:
-        parser.feed(html)
+        # In steps, stopping once the text is long enough: a huge page's text is bounded, so is the parse.
+        for i in range(0, len(html), PARSE_STEP):
+            parser.feed(html[i:i + PARSE_STEP])
+            if sum(map(len, parser.parts)) > 2 * MAX_TEXT:
+                break
         parser.close()
     except (AssertionError, ValueError):
         pass
