@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from archiver.exchange.foreign import MAX_TEXT, Inspection, inspect
+from archiver.exchange.foreign import MAX_TEXT, ForeignFileError, Inspection, inspect
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("ARCHIVER_CORPUS") or REPO.parent / "shared" / "corpus")
@@ -367,6 +367,29 @@ def test_digests_in_every_encoding_and_an_unreadable_tail(tmp_path):
     assert result.checked == len(spellings)
     assert [p.problem for p in result.problems] == ["unreadable"]
     assert result.problems[0].offset == len(data)
+
+
+def test_what_is_no_warc_is_named_not_raised(tmp_path):
+    empty, garbage, zipped = tmp_path / "empty.warc", tmp_path / "garbage.warc.gz", tmp_path / "other.wacz"
+    empty.write_bytes(b"")
+    garbage.write_bytes(gzip.compress(b"<html>not a WARC</html>"))
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("readme.txt", "no datapackage here")
+    assert [(p.problem, p.detail) for p in inspect(empty).problems] == [("unreadable", "the file holds no WARC record")]
+    [problem] = inspect(garbage).problems
+    assert (problem.problem, problem.offset) == ("unreadable", 0)
+    result = inspect(zipped)
+    assert result.format == "wacz" and result.wacz.signature == "absent"
+    assert "datapackage.json is missing: nothing vouches for the files" in result.wacz.datapackage
+    with pytest.raises(ForeignFileError):
+        inspect(tmp_path / "absent.warc")
+
+
+@needs_corpus
+def test_pages_can_be_streamed_instead_of_kept():
+    streamed: list = []
+    result = inspect(WARCS / "pywb__iana.warc.gz", on_page=streamed.append)
+    assert result.pages == [] and [p.url for p in streamed] == [p.url for p in _inspected("pywb__iana.warc.gz").pages]
 
 
 def _big_warc(path: Path, target_bytes: int) -> None:

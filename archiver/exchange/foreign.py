@@ -462,10 +462,14 @@ def _scan_warc(source: IO[bytes], name: str, state: _State, wanted: dict[str, bo
     iterator = ArchiveIterator(source, no_record_parse=True, check_digests=False)
     records = iter(iterator)
     offset = 0
+    read = 0
     while True:
         try:
             rec = next(records)
         except StopIteration:
+            if not read:
+                state.problems.append(RecordProblem(name, 0, None, None, None, "unreadable",
+                                                    "the file holds no WARC record"))
             break
         except (ArchiveLoadFailed, OSError, EOFError, ValueError, zlib.error, zipfile.BadZipFile) as exc:
             state.problems.append(RecordProblem(name, _where(iterator, offset), None, None, None, "unreadable",
@@ -475,6 +479,7 @@ def _scan_warc(source: IO[bytes], name: str, state: _State, wanted: dict[str, bo
         uri = _target(headers.get_header("WARC-Target-URI"))
         record_id = headers.get_header("WARC-Record-ID")
         state.records += 1
+        read += 1
         state.version(headers.protocol)
         want_text = _wants_body(rec, uri, wanted)
         reader = _RecordReader(rec, want_text)
