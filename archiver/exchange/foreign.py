@@ -1095,7 +1095,8 @@ def _time_signature(signed: dict[str, Any], created: datetime, check: WaczCheck)
         return "invalid", why
     why = _openssl_ts_verify(data, expected, token, signed.get("timestampCert"))
     if why is not None:
-        return ("unsupported", why) if why.startswith("openssl is not installed") else ("invalid", why)
+        return ("unsupported", why) if why.startswith("openssl is not installed") else \
+            ("invalid", f"timeSignature does not hold under timestampCert: {why}")
     stamped = datetime.fromtimestamp(token.gen_epoch, timezone.utc)
     if abs(stamped - created) > STAMP_SLACK:
         return "invalid", f"timestamped {token.gen_time}, more than 10 minutes from created {signed.get('created')}"
