@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -223,6 +222,16 @@ def test_one_flipped_byte_in_a_gzipped_warc_names_that_record(tmp_path):
     assert result.records == 6
     assert {(p.offset, p.problem) for p in result.problems} == \
         {(response_offset, "payload-digest"), (response_offset, "block-digest")}
+
+
+@needs_corpus
+def test_a_flipped_byte_in_compressed_bytes_names_the_member_unreadable(tmp_path):
+    data = bytearray((WARCS / "pywb__example-wget-1-14.warc.gz").read_bytes())
+    data[792 + 300] ^= 0x10                    # inside the deflate stream of the response's gzip member
+    copy = tmp_path / "received.warc.gz"
+    copy.write_bytes(bytes(data))
+    [problem] = inspect(copy).problems
+    assert (problem.offset, problem.problem) == (792, "unreadable")
 
 
 def _rewrite_zip(source: Path, target: Path, change: dict[str, bytes]) -> None:
