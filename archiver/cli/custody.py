@@ -225,8 +225,9 @@ def verify(ctx: Context, ids: tuple[str, ...], wacz_file: Path | None, expect_ke
                        f"linked to the entries before and after it): {verdict}")
             click.echo(_ledger_scope(checked))
         else:
-            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
-                       f"{tokens}ledger of {report.ledger_entries} entries: {verdict}")
+            received = f"{report.received} received file(s), " if report.received else ""
+            click.echo(f"verified {report.captures} capture(s), {report.records} record(s), {received}"
+                       f"{_size(report.bytes)}, {tokens}ledger of {report.ledger_entries} entries: {verdict}")
     if not report.ok:
         raise click.exceptions.Exit(1)
 

@@ -47,6 +47,58 @@ def import_(ctx: Context, sources: tuple[Path, ...], expect_key: str | None, as_
         raise click.exceptions.Exit(1)
 
 
+@cli.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path),
+                metavar="FILE.warc|FILE.warc.gz|FILE.wacz...")
+@click.option("--from", "received_from", required=True, metavar="WHO",
+              help="Who handed the files over (a person, an organisation), as the receipt should say it.")
+@click.option("--by", "received_by", metavar="NAME", help="Who takes them in (default: the archive's operator).")
+@click.option("--note", help="Why, or under what terms (kept in the receipt).")
+@click.option("--tag", "tags", multiple=True, metavar="T", help="A tag for what they hold (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_ctx
+def receive(ctx: Context, sources: tuple[Path, ...], received_from: str, received_by: str | None, note: str | None,
+            tags: tuple[str, ...], as_json: bool) -> None:
+    """Take WARC and WACZ files made by others into custody, byte for byte and read-only, each with a receipt (from
+    whom, by whom, when, its name, size and SHA-256) and a `received` ledger entry; every record's digests, the WARC
+    versions, the producing software and a WACZ's hashes and signature are checked and recorded, never fixed. The
+    same file received again is recognised, not kept twice."""
+    from archiver.exchange.receive import receive as take, sniff_format
+    for source in sources:   # every file checked before any is taken: a bad one names itself and nothing is kept
+        if not source.is_file():
+            raise UserError(f"{source}: no such file (give .warc, .warc.gz or .wacz files)")
+        with open(source, "rb") as handle:
+            sniff_format(handle.read(8), source.name)
+    index = ctx.index()
+    try:
+        outcomes = [take(ctx.archive, index, source, received_from=received_from, received_by=received_by,
+                         note=note, tags=list(tags)) for source in sources]
+    finally:
+        index.close()
+    if as_json:
+        _emit_json([o.as_dict() for o in outcomes])
+        return
+    for o in outcomes:
+        checks = o.checks
+        problems = checks.get("problems") or []
+        wacz = checks.get("wacz") or {}
+        found = (f"{checks.get('records', 0)} records, {checks.get('checked', 0)} with digests checked, "
+                 f"{len(problems) or 'no'} altered or unreadable; {', '.join(checks.get('warc_versions') or []) or '-'}"
+                 f"; {', '.join(checks.get('software') or []) or 'software not named'}")
+        if wacz:
+            found += (f"; datapackage {'holds' if not wacz.get('datapackage') else 'DOES NOT HOLD'}"
+                      f", signature {wacz.get('signature')}")
+        verb = "received" if o.outcome == "received" else "already"
+        click.echo(f"{verb:<9} {o.receipt_id}  {Path(o.source).name}  {_size(o.size)}  sha256:{o.sha256}")
+        click.echo(f"          {found}")
+        for p in problems[:20]:
+            click.echo(f"          {p['problem']}: {p['warc']} @{p['offset']} {p.get('uri') or '-'}: {p['detail']}")
+        if len(problems) > 20:
+            click.echo(f"          ... and {len(problems) - 20} more (--json lists them all)")
+        for p in wacz.get("datapackage") or []:
+            click.echo(f"          datapackage: {p}")
+
+
 def _echo_ingest(report: Any, expected: str | None) -> None:
     name = Path(report.source).name
     if report.refused:

@@ -29,7 +29,7 @@ from archiver.store.engines import IndexConnection
 
 GENESIS = "0" * 64
 EVENTS = ("queued", "captured", "sealed", "checked", "verified", "exported", "timestamped", "backfilled",
-          "reindexed", "imported", "migrated", "accessed")
+          "reindexed", "imported", "migrated", "accessed", "received")
 
 
 class LedgerError(Exception):

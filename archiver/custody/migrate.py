@@ -289,6 +289,7 @@ def migrate(archive: Archive, index_url: str, storage_url: str, *, by: str | Non
     source = archive.index()
     try:
         _refuse_if_runners(source)
+        _refuse_if_received(source)
         _check_store(store)
         conn = connect(index_url)
         try:
@@ -338,6 +339,16 @@ def _refuse_if_runners(source: Index, error: type[ArchiverError] = MigrationRefu
         raise error(f"runners are at work: job {first['id']} ({first['url']}) is held by {first['lease_owner']} until "
                     f"{first['lease_expires']}{more}; stop them (`archiver run`, `archiver capture`, the cron "
                     f"wrapper) and run migrate again")
+
+
+def _refuse_if_received(source: Index) -> None:
+    """Files received from others (archiver receive) are kept under the archive directory with immutable receipts;
+    migrate does not move them into the bucket yet, and the archive directory may be removed after a migration:
+    refused, so that none is left behind."""
+    count = source.conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
+    if count:
+        raise MigrationRefused(f"this archive holds {count} file(s) received from others (archiver receive), which "
+                               f"migrate cannot move into the bucket yet; nothing was migrated")
 
 
 def _check_store(store: BlobStore) -> None:

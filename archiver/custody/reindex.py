@@ -171,7 +171,9 @@ def reindex(archive_dir: Path, target: Path | str, unreachable_gone: tuple[int, 
         sources: list[tuple[str, Any]] = [(p.name, p) for p in paths]
         if store is not None:
             # Listed page by page, then taken in ID order with the local ones (a key is a few dozen bytes).
-            sources += [(item.key.rsplit("/", 1)[-1], item.key) for item in store.list() if item.key.endswith(".warc.gz")]
+            # Files received from others (received/...) are not captures: they have receipts of their own.
+            sources += [(item.key.rsplit("/", 1)[-1], item.key) for item in store.list()
+                        if item.key.endswith(".warc.gz") and not item.key.startswith("received/")]
             sources.sort(key=lambda source: source[0])
         for _, source in sources:
             if isinstance(source, Path):

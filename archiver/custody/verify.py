@@ -31,7 +31,8 @@ from archiver.store.warc import WARC_DIR, sha256_file
 class Problem:
     kind: str                 # missing | altered | record-altered | unreadable | unindexed | ledger-broken |
                               # ledger-missing | index-altered | signature-invalid | timestamp-missing |
-                              # timestamp-altered | timestamp-invalid | timestamp-unindexed
+                              # timestamp-altered | timestamp-invalid | timestamp-unindexed |
+                              # received-missing | received-altered (a file received from others, archiver receive)
     path: str                 # relative to the archive
     capture_id: str | None
     detail: str
@@ -48,6 +49,7 @@ class Report:
     ledger_entries: int = 0
     signed: int = 0
     unsigned: int = 0
+    received: int = 0         # files received from others (archiver receive), re-hashed against their receipts
     timestamps: dict[str, int] = field(default_factory=lambda: {"verified": 0, "pending": 0, "failed": 0})
     # The problems kept: all of them, or the first ``keep`` (every one is counted in ``problem_count`` and handed to
     # ``on_problem`` as it is found, so that a damaged archive of a million captures is reported whole without
@@ -77,6 +79,7 @@ class Report:
     def as_dict(self, problems: bool = True) -> dict[str, Any]:
         data = {"ok": self.ok, "captures": self.captures, "records": self.records, "bytes": self.bytes,
                 "ledger_entries": self.ledger_entries, "signed": self.signed, "unsigned": self.unsigned,
+                "received": self.received,
                 "timestamps": dict(self.timestamps), "problem_count": max(self.problem_count, len(self.problems)),
                 "ledger": dict(self.ledger)}
         if problems:
@@ -374,10 +377,38 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
         check_timestamps(archive_dir, index.conn, capture, ca_bundle, report,
                          stores.of(capture["warc_store"]) if capture.get("warc_store") else None)
     if not ids:
+        verify_received(archive_dir, index, settings, report)
         find_unindexed(archive_dir, index.conn, report)
         if settings is not None and settings["storage"]["url"]:
             find_unindexed_objects(stores.of(settings["storage"]["url"]), index.conn, report)
     return report
+
+
+def verify_received(archive_dir: Path, index: Index, settings: Any, report: Report) -> None:
+    """Every file received from others (archiver receive) re-hashed, streaming, against its receipt: as received,
+    or ``received-missing`` / ``received-altered``. What was found in it on receipt (digests that did not hold) is
+    the receipt's, not a problem of the archive's: it was received so."""
+    from archiver.store.blobs import NotStored, StorageError
+    from archiver.store.local import LocalStore
+    stores = Stores(archive_dir, settings) if settings is not None else None
+    for receipt in index.conn.execute("SELECT id, sha256, size, path, store, version FROM receipts ORDER BY id"):
+        receipt = dict(receipt)
+        store = stores.of(receipt["store"]) if receipt["store"] and stores else LocalStore(archive_dir, read_only=True)
+        where = store.location(receipt["path"])
+        try:
+            digest, size = store.sha256_of(receipt["path"], receipt["version"])
+        except (NotStored, FileNotFoundError):
+            report.add(Problem("received-missing", where, None, f"received file {receipt['id']} is not there"))
+            continue
+        except (StorageError, OSError) as exc:
+            report.add(Problem("unreadable", where, None, f"received file {receipt['id']}: {exc}"))
+            continue
+        report.received += 1
+        report.bytes += size
+        if digest != receipt["sha256"] or size != receipt["size"]:
+            report.add(Problem("received-altered", where, None,
+                               f"received file {receipt['id']}: SHA-256 {digest} ({size} bytes), received as "
+                               f"{receipt['sha256']} ({receipt['size']} bytes)"))
 
 
 def find_unindexed_objects(store: Any, conn: Any, report: Report) -> None:
@@ -386,6 +417,8 @@ def find_unindexed_objects(store: Any, conn: Any, report: Report) -> None:
     from archiver.store.blobs import StorageError
     try:
         for item in store.list():
+            if item.key.startswith("received/"):   # files received from others: verify_received checks them
+                continue
             rel = "warcs/" + item.key
             if item.key.endswith(".warc.gz"):
                 if conn.execute("SELECT 1 FROM captures WHERE warc_path = ?", (rel,)).fetchone() is None:

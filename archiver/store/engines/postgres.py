@@ -744,7 +744,7 @@ CREATE TRIGGER captures_tally_insert AFTER INSERT ON captures FOR EACH ROW EXECU
 RUNNER_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON jobs, attempts, captures, captures_fts, records_packed, outlinks, tweets, posts, refs, videos, watches,
-    checks, items, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
+    checks, items, receipts, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
 GRANT UPDATE ON jobs, watches, checks, items, host_slots, timestamps TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 """
@@ -792,6 +792,30 @@ PG_MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX posts_post_id ON posts(platform, post_id);
     CREATE INDEX posts_author ON posts(author);""",
+    # 12: files received from others (sqlite.py's migration 12).
+    12: f"""CREATE TABLE receipts (
+        id {_TEXT} PRIMARY KEY,
+        sha256 {_TEXT} NOT NULL UNIQUE,
+        size bigint NOT NULL,
+        format {_TEXT} NOT NULL,
+        original_name {_TEXT} NOT NULL,
+        received_from {_TEXT} NOT NULL,
+        received_by {_TEXT} NOT NULL,
+        received_at {_TEXT} NOT NULL,
+        note {_TEXT},
+        tags {_TEXT} NOT NULL DEFAULT '[]',
+        path {_TEXT} NOT NULL,
+        store {_TEXT},
+        version {_TEXT},
+        checks {_TEXT} NOT NULL
+    );
+    CREATE INDEX receipts_received_at ON receipts(received_at);
+    CREATE TRIGGER receipts_update BEFORE UPDATE ON receipts FOR EACH ROW
+        EXECUTE FUNCTION archiver_refuse('a receipt is recorded once: it cannot be changed');
+    CREATE TRIGGER receipts_delete BEFORE DELETE ON receipts FOR EACH ROW
+        EXECUTE FUNCTION archiver_refuse('a receipt is recorded once: it cannot be deleted');
+    CREATE TRIGGER receipts_truncate BEFORE TRUNCATE ON receipts FOR EACH STATEMENT
+        EXECUTE FUNCTION archiver_refuse('a receipt is recorded once: it cannot be deleted');""",
 }
 
 

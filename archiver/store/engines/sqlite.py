@@ -511,6 +511,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX posts_post_id ON posts(platform, post_id);
     CREATE INDEX posts_author ON posts(author);
     """,
+    # 12: files received from others (archiver receive: a partner's WACZ, a wget WARC...), kept as received beside
+    # our captures and never confused with them. One row per distinct file (by SHA-256); each handing-over is a
+    # `received` ledger entry. The file's receipt is also written beside it (``<id>.receipt.json``), so that
+    # reindex can rebuild this table from the store alone.
+    """
+    CREATE TABLE receipts (
+        id TEXT PRIMARY KEY,               -- a ULID, like a capture ID
+        sha256 TEXT NOT NULL UNIQUE,       -- of the file as received (hex)
+        size INTEGER NOT NULL,
+        format TEXT NOT NULL,              -- warc | warc.gz | wacz
+        original_name TEXT NOT NULL,       -- the file's name as handed over
+        received_from TEXT NOT NULL,       -- who handed it over, as typed
+        received_by TEXT NOT NULL,         -- who took it in
+        received_at TEXT NOT NULL,
+        note TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',   -- JSON array
+        path TEXT NOT NULL,                -- its key in the store: received/YYYY/MM/DD/<id>.<format>
+        store TEXT,                        -- the store's URL; NULL: under the archive directory
+        version TEXT,                      -- the object version in a store that keeps them
+        checks TEXT NOT NULL               -- JSON: what was found on receipt (digests, versions, software, WACZ)
+    );
+    CREATE INDEX receipts_received_at ON receipts(received_at);
+    CREATE TRIGGER receipts_update BEFORE UPDATE ON receipts
+    BEGIN SELECT RAISE(ABORT, 'a receipt is recorded once: it cannot be changed'); END;
+    CREATE TRIGGER receipts_delete BEFORE DELETE ON receipts
+    BEGIN SELECT RAISE(ABORT, 'a receipt is recorded once: it cannot be deleted'); END;
+    """,
 ]
 
 # Migration 6, once migrate_to_6 has filled the new tables: they take the old ones' places.

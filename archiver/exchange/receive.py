@@ -1,0 +1,183 @@
+"""Evidence received from others: a partner's WACZ, a reporter's ArchiveWeb.page package, a wget or Heritrix WARC,
+taken into custody as it was handed over (``archiver receive``).
+
+A received file is never ours and never becomes ours: it is kept byte for byte, read-only, beside our captures
+(``received/YYYY/MM/DD/<receipt id>.<format>`` in the archive's store: ``<archive>/received/`` or the bucket), with a
+receipt saying who handed it over, who took it in, when, under which name, its size and SHA-256, and what was found
+in it on receipt (exchange/foreign.py: every record's digests, the WARC versions, the producing software, a WACZ's
+datapackage and signature). What is found is recorded, never "fixed": a file whose records do not match their
+digests is kept as received, with those records named.
+
+Order, so that nothing is half-taken: the file is copied into ``<archive>/tmp`` while it is hashed (the copy is what
+is kept: the original may change after), checked, its receipt written beside it, both put create-only into the
+store, and only then the receipt row and its ``received`` ledger entry are written, in one transaction. The same
+bytes handed over again are recognised by their SHA-256: no second copy and no second receipt, but a ``received``
+ledger entry saying who handed them over this time (custody records every handing-over).
+
+The receipt file (``<id>.receipt.json``, read-only beside the received file) holds the receipt row, so the table can
+be rebuilt from the store alone.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from archiver.custody import ledger
+from archiver.errors import UserError
+from archiver.store.archive import Archive, new_capture_id
+from archiver.store.files import fsync_dir
+from archiver.store.index import Index
+from archiver.store.local import READ_ONLY_MODE, LocalStore
+
+__all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "receipts_store", "RECEIPT_SUFFIX"]
+
+CHUNK = 1 << 20
+RECEIPT_SUFFIX = ".receipt.json"
+FORMATS = ("warc", "warc.gz", "wacz")
+
+
+class NotEvidenceFile(UserError):
+    """The file is not a WARC, a gzipped WARC or a WACZ (exit 2): nothing of it is kept."""
+
+
+@dataclass
+class Received:
+    """What ``receive`` did with one file: ``outcome`` "received" (a new receipt) or "already" (the same bytes were
+    received before as ``receipt_id``)."""
+    outcome: str
+    receipt_id: str
+    source: str
+    sha256: str
+    size: int
+    format: str
+    checks: dict[str, Any] = field(default_factory=dict)
+    received_at: str = ""
+    location: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "receipt_id": self.receipt_id, "source": self.source, "sha256": self.sha256,
+                "size": self.size, "format": self.format, "received_at": self.received_at,
+                "location": self.location, "checks": self.checks}
+
+
+def sniff_format(head: bytes, name: str) -> str:
+    """The format of a file by its first bytes (not its name, which a sender may have got wrong): a zip is a WACZ,
+    gzip a gzipped WARC, ``WARC/`` a WARC. NotEvidenceFile otherwise."""
+    if head.startswith(b"PK\x03\x04"):
+        return "wacz"
+    if head.startswith(b"\x1f\x8b"):
+        return "warc.gz"
+    if head.lstrip(b"\r\n").startswith(b"WARC/"):
+        return "warc"
+    what = "empty" if not head else "neither a WARC (it does not begin with WARC/), a gzipped WARC nor a WACZ (zip)"
+    raise NotEvidenceFile(f"{name}: {what}; archiver receive takes .warc, .warc.gz and .wacz files")
+
+
+def receipts_store(archive: Archive) -> Any:
+    """Where received files are kept: the archive's store when it seals to one (team mode), else the archive
+    directory itself (keys ``received/...``)."""
+    if archive.seals_to_store:
+        return archive.store()
+    return LocalStore(archive.path)
+
+
+def receive(archive: Archive, index: Index, source: Path, *, received_from: str, received_by: str | None = None,
+            note: str | None = None, tags: list[str] | None = None) -> Received:
+    """Take ``source`` into custody (see the module's docstring). Raises NotEvidenceFile (nothing kept) for a file
+    that is not a WARC or a WACZ."""
+    from archiver.exchange import foreign   # the reading of foreign files: only this command needs it
+    if not received_from.strip():
+        raise UserError("--from is empty: say who handed the file over (a person, an organisation)")
+    with open(source, "rb") as handle:
+        fmt = sniff_format(handle.read(8), source.name)
+    receipt_id = new_capture_id()
+    tmp = archive.path / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    copy = tmp / f"{receipt_id}.receiving"
+    receipt_file = tmp / f"{receipt_id}{RECEIPT_SUFFIX}"
+    try:
+        with open(source, "rb") as src:
+            sha256, size = _copy_hashing(src, copy)
+        by = archive.operator(received_by)
+        at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        held = index.conn.execute("SELECT * FROM receipts WHERE sha256 = ?", (sha256,)).fetchone()
+        if held is not None:
+            held = dict(held)
+            with index.transaction() as conn:
+                ledger.append(conn, "received", url=None, detail={
+                    "receipt": held["id"], "again": True, "from": received_from, "by": by,
+                    "original_name": source.name, "size": size, "sha256": sha256, "note": note})
+            return Received("already", held["id"], str(source), sha256, size, held["format"],
+                            json.loads(held["checks"]), held["received_at"], _location(archive, held))
+        pages = 0
+
+        def count(page: Any) -> None:   # pages are counted here; making them searchable is the index's (issue 15)
+            nonlocal pages
+            pages += 1
+        checks = {k: v for k, v in foreign.inspect(copy, on_page=count).as_dict().items() if k != "pages"}
+        checks["pages"] = pages
+        key = f"received/{at[:4]}/{at[5:7]}/{at[8:10]}/{receipt_id}.{fmt}"
+        store = receipts_store(archive)
+        row = {"id": receipt_id, "sha256": sha256, "size": size, "format": fmt, "original_name": source.name,
+               "received_from": received_from, "received_by": by, "received_at": at, "note": note,
+               "tags": json.dumps(list(tags or [])), "path": key,
+               "store": store.url if archive.seals_to_store else None, "version": None,
+               "checks": json.dumps(checks, sort_keys=True)}
+        _write_read_only(receipt_file, json.dumps({"receipt": {**row, "checks": checks}}, indent=1,
+                                                  sort_keys=True).encode("utf-8"))
+        stored = store.put_file(key, copy, sha256)
+        receipt_sha, _ = _sha256_of(receipt_file)
+        store.put_file(key + RECEIPT_SUFFIX, receipt_file, receipt_sha, content_type="application/json")
+        row["version"] = getattr(stored, "version_id", None)
+        with index.transaction() as conn:
+            conn.execute(f"INSERT INTO receipts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                         tuple(row.values()))
+            ledger.append(conn, "received", detail={
+                "receipt": receipt_id, "from": received_from, "by": by, "original_name": source.name,
+                "size": size, "sha256": sha256, "format": fmt, "path": key, "note": note,
+                "problems": len(checks.get("problems") or []) + len((checks.get("wacz") or {}).get("datapackage") or [])})
+        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, _location(archive, row))
+    finally:
+        for leftover in (copy, receipt_file):
+            leftover.unlink(missing_ok=True)
+
+
+def _copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:
+    """Stream ``src`` into ``dest`` (new), hashing what is written; fsync'd and made read-only."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(dest, "xb") as out:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(dest, READ_ONLY_MODE)
+    fsync_dir(dest.parent)
+    return digest.hexdigest(), size
+
+
+def _write_read_only(path: Path, data: bytes) -> None:
+    with open(path, "xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(path, READ_ONLY_MODE)
+
+
+def _sha256_of(path: Path) -> tuple[str, int]:
+    from archiver.store.files import sha256_file
+    return sha256_file(path)
+
+
+def _location(archive: Archive, row: dict[str, Any]) -> str:
+    """Where a received file is, for people: a path under the archive, or the store's location of its key."""
+    if not row.get("store"):
+        return str(archive.path / row["path"])
+    return receipts_store(archive).location(row["path"])

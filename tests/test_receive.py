@@ -1,0 +1,171 @@
+"""`archiver receive`: WARC and WACZ files made by other tools taken into custody byte for byte, with a receipt, a
+`received` ledger entry and what was found in them, checked again by `verify`. The files are the real ones in
+../shared/corpus/warc/ (Heritrix, wget, wpull, warcprox, Webrecorder, ArchiveWeb.page, Scoop, Puppeteer, py-wacz),
+read at test time and never copied into the project."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI, index_conn
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = Path(os.environ.get("ARCHIVER_CORPUS") or REPO.parent / "shared" / "corpus")
+WARCS = CORPUS / "warc"
+FILES = sorted(WARCS.glob("*")) if WARCS.is_dir() else []
+needs_corpus = pytest.mark.skipif(not FILES, reason=f"no corpus of foreign WARC/WACZ files: {WARCS} does not exist "
+                                                    "(set ARCHIVER_CORPUS to the folder that holds warc/)")
+# An uncompressed WARC by wget, whose records carry SHA-1 block and payload digests: one byte of a payload flipped is
+# a record whose digests no longer hold.
+WGET_WARC = WARCS / "webarchive-commons__IAH-urls-wget.warc"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _received_entries(archive: Path) -> list[dict]:
+    with index_conn(archive) as conn:
+        return [json.loads(d) if isinstance(d, str) else d
+                for (d,) in conn.execute("SELECT detail FROM ledger WHERE event = 'received' ORDER BY seq")]
+
+
+def _local(location: str) -> Path | None:
+    """The received file's path when it is kept under the archive directory (not in a bucket: team mode)."""
+    return Path(location) if location.startswith("/") else None
+
+
+@needs_corpus
+def test_every_corpus_file_is_received_as_it_was_handed_over(tmp_path):
+    cli = CLI(tmp_path / "archive")
+    result = cli("receive", *map(str, FILES), "--from", "Partner newsroom (shared drive)", "--by", "Hadi",
+                 "--note", "handed over on a USB stick", "--tag", "partner", "--json")
+    assert result.code == 0, result.err
+    outcomes = result.json()
+    assert len(outcomes) == len(FILES) == 18
+    for source, outcome in zip(FILES, outcomes):
+        assert outcome["outcome"] == "received" and outcome["sha256"] == _sha256(source), source.name
+        assert outcome["size"] == source.stat().st_size
+        kept = _local(outcome["location"])
+        if kept is not None:   # byte for byte, read-only, with its receipt beside it
+            assert kept.read_bytes() == source.read_bytes()
+            assert not kept.stat().st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+            receipt = json.loads(Path(str(kept) + ".receipt.json").read_text())["receipt"]
+            assert receipt["sha256"] == outcome["sha256"] and receipt["received_from"].startswith("Partner")
+    formats = {Path(o["source"]).name: o["format"] for o in outcomes}
+    assert formats["py-wacz__valid_signed_example_1.wacz"] == "wacz"
+    # A .warc name on gzipped bytes: the format is read from the bytes, not the name.
+    assert formats["py-wacz__example-collection-with-lists.warc"] == "warc.gz"
+    assert formats["webarchive-commons__IAH-urls-wget.warc"] == "warc"
+    heritrix = next(o for o in outcomes if "blackbook" in o["source"])
+    assert heritrix["checks"]["warc_versions"] == ["WARC/0.17"]
+    entries = _received_entries(cli.archive)
+    assert len(entries) == 18
+    assert {(e["from"], e["by"], e["note"]) for e in entries} == {
+        ("Partner newsroom (shared drive)", "Hadi", "handed over on a USB stick")}
+    assert sorted(e["original_name"] for e in entries) == sorted(f.name for f in FILES)
+    verified = cli("verify")
+    assert verified.code == 0, verified.out + verified.err
+    assert "18 received file(s)" in verified.out
+
+
+@needs_corpus
+def test_the_same_file_received_twice_is_kept_once(tmp_path):
+    cli = CLI(tmp_path / "archive")
+    source = WARCS / "pywb__example-wget-1-14.warc.gz"
+    [first] = cli("receive", str(source), "--from", "Reporter A", "--json").json()
+    copy = tmp_path / "renamed.warc.gz"
+    copy.write_bytes(source.read_bytes())
+    [again] = cli("receive", str(copy), "--from", "Reporter B", "--json").json()
+    assert (first["outcome"], again["outcome"]) == ("received", "already")
+    assert again["receipt_id"] == first["receipt_id"]
+    with index_conn(cli.archive) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 1
+    if _local(first["location"]):
+        kept = [p for p in (cli.archive / "received").rglob("*") if p.is_file() and not p.name.endswith(".json")]
+        assert len(kept) == 1
+    # Each handing-over is in the ledger, the second naming the receipt it matched.
+    second = _received_entries(cli.archive)[1]
+    assert second["again"] is True and second["receipt"] == first["receipt_id"] and second["from"] == "Reporter B"
+
+
+@needs_corpus
+def test_a_flipped_byte_is_kept_as_received_with_its_record_named(tmp_path):
+    data = bytearray(WGET_WARC.read_bytes())
+    at = data.index(b"<html") + 40   # inside the first HTML response's payload
+    data[at] ^= 0x20
+    altered = tmp_path / "IAH-urls-wget-altered.warc"
+    altered.write_bytes(bytes(data))
+    cli = CLI(tmp_path / "archive")
+    result = cli("receive", str(altered), "--from", "Unknown sender", "--json")
+    assert result.code == 0, result.err
+    [outcome] = result.json()
+    assert outcome["outcome"] == "received" and outcome["sha256"] == hashlib.sha256(bytes(data)).hexdigest()
+    problems = outcome["checks"]["problems"]
+    assert len(problems) >= 1 and {p["problem"] for p in problems} <= {"block-digest", "payload-digest"}
+    start = bytes(data).rfind(b"WARC/1.0", 0, at)   # the record the byte is in
+    assert {p["offset"] for p in problems} == {start}, problems
+    human = cli("receive", str(altered), "--from", "Unknown sender")
+    assert "already" in human.out
+    # Kept as received: verify finds the file as it was received (its digests were recorded, not "fixed").
+    assert cli("verify").code == 0
+
+
+@needs_corpus
+def test_verify_names_a_received_file_changed_or_gone_after_receipt(tmp_path):
+    cli = CLI(tmp_path / "archive")
+    [outcome] = cli("receive", str(WARCS / "perma__archive.warc.gz"), "--from", "Perma.cc", "--json").json()
+    kept = _local(outcome["location"])
+    if kept is None:
+        pytest.skip("the received file is in a bucket with Object Lock (team mode): it cannot be changed")
+    os.chmod(kept, 0o644)
+    with open(kept, "r+b") as fh:
+        fh.seek(100)
+        byte = fh.read(1)
+        fh.seek(100)
+        fh.write(bytes([byte[0] ^ 1]))
+    result = cli("verify", "--json")
+    assert result.code == 1
+    assert [p["problem"] for p in result.json()["problems"]] == ["received-altered"]
+    kept.unlink()
+    result = cli("verify", "--json")
+    assert [p["problem"] for p in result.json()["problems"]] == ["received-missing"]
+
+
+def test_what_is_not_a_warc_or_wacz_is_refused_and_nothing_is_kept(tmp_path):
+    cli = CLI(tmp_path / "archive")
+    assert cli("status").code == 0
+    text = tmp_path / "notes.txt"
+    text.write_text("not an archive\n")
+    empty = tmp_path / "empty.warc"
+    empty.write_bytes(b"")
+    for args, words in (([str(text), "--from", "X"], "notes.txt: neither a WARC"),
+                        ([str(empty), "--from", "X"], "empty.warc: empty"),
+                        ([str(tmp_path / "nowhere.wacz"), "--from", "X"], "no such file"),
+                        ([str(text), "--from", "  "], "neither a WARC")):
+        result = cli("receive", *args)
+        assert result.code == 2, (args, result.out, result.err)
+        assert words in result.err and "Traceback" not in result.err, result.err
+        assert len(result.err.strip().splitlines()) == 1, result.err
+    missing_from = cli("receive", str(text))
+    assert missing_from.code == 2 and "--from" in missing_from.err
+    with index_conn(cli.archive) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 0
+    assert not (cli.archive / "received").exists()
+    assert not list((cli.archive / "tmp").glob("*")) if (cli.archive / "tmp").exists() else True
+    assert _received_entries(cli.archive) == []
+
+
+@needs_corpus
+@pytest.mark.sqlite_only   # migrate moves an embedded archive
+def test_migrate_refuses_an_archive_holding_received_files(tmp_path):
+    cli = CLI(tmp_path / "archive")
+    assert cli("receive", str(WARCS / "jwarc__cc.warc.gz"), "--from", "Common Crawl").code == 0
+    result = cli("migrate", "--index", "postgresql://archiver@127.0.0.1:9/none", "--storage", "s3://bucket/prefix")
+    assert result.code == 2 and "1 file(s) received from others" in result.err, result.err
+    assert "Traceback" not in result.err
