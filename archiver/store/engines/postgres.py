@@ -749,6 +749,15 @@ GRANT UPDATE ON jobs, watches, checks, items, host_slots, timestamps TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 """
 
+def _recorded_once(table: str, what: str) -> str:
+    """Triggers that refuse any change to ``table``'s rows once written (``what``: how the refusal names a row)."""
+    refuse = "EXECUTE FUNCTION archiver_refuse('{} is recorded once: it cannot be {}')"
+    return (f"CREATE TRIGGER {table}_update BEFORE UPDATE ON {table} FOR EACH ROW {refuse.format(what, 'changed')};\n"
+            f"    CREATE TRIGGER {table}_delete BEFORE DELETE ON {table} FOR EACH ROW {refuse.format(what, 'deleted')};\n"
+            f"    CREATE TRIGGER {table}_truncate BEFORE TRUNCATE ON {table} FOR EACH STATEMENT "
+            f"{refuse.format(what, 'deleted')};")
+
+
 # Schema versions as on SQLite (index.SCHEMA_VERSION): a new database is made at the newest at once; each later
 # version adds its statements here, run in order in one transaction.
 PG_MIGRATIONS: dict[int, str] = {
@@ -765,12 +774,7 @@ PG_MIGRATIONS: dict[int, str] = {
         recorded_at {_TEXT} NOT NULL,
         host {_TEXT} NOT NULL
     );
-    CREATE TRIGGER archive_keys_update BEFORE UPDATE ON archive_keys FOR EACH ROW
-        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be changed');
-    CREATE TRIGGER archive_keys_delete BEFORE DELETE ON archive_keys FOR EACH ROW
-        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');
-    CREATE TRIGGER archive_keys_truncate BEFORE TRUNCATE ON archive_keys FOR EACH STATEMENT
-        EXECUTE FUNCTION archiver_refuse('an archive key is recorded once: it cannot be deleted');""",
+    {_recorded_once("archive_keys", "an archive key")}""",
     # 10: the changes of state to "changed", by time (sqlite.py's migration 10).
     10: "CREATE INDEX transitions_changed ON transitions(key, at) WHERE state_after = 'changed';",
     # 11: posts beyond X, one row per capture (sqlite.py's migration 11).
@@ -810,12 +814,7 @@ PG_MIGRATIONS: dict[int, str] = {
         checks {_TEXT} NOT NULL
     );
     CREATE INDEX receipts_received_at ON receipts(received_at);
-    CREATE TRIGGER receipts_update BEFORE UPDATE ON receipts FOR EACH ROW
-        EXECUTE FUNCTION archiver_refuse('a receipt is recorded once: it cannot be changed');
-    CREATE TRIGGER receipts_delete BEFORE DELETE ON receipts FOR EACH ROW
-        EXECUTE FUNCTION archiver_refuse('a receipt is recorded once: it cannot be deleted');
-    CREATE TRIGGER receipts_truncate BEFORE TRUNCATE ON receipts FOR EACH STATEMENT
-        EXECUTE FUNCTION archiver_refuse('a receipt is recorded once: it cannot be deleted');""",
+    {_recorded_once("receipts", "a receipt")}""",
 }
 
 
