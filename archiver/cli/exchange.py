@@ -63,12 +63,8 @@ def receive(ctx: Context, sources: tuple[Path, ...], received_from: str, receive
     whom, by whom, when, its name, size and SHA-256) and a `received` ledger entry; every record's digests, the WARC
     versions, the producing software and a WACZ's hashes and signature are checked and recorded, never fixed. The
     same file received again is recognised, not kept twice."""
-    from archiver.exchange.receive import receive as take, sniff_format
-    for source in sources:   # every file checked before any is taken: a bad one names itself and nothing is kept
-        if not source.is_file():
-            raise UserError(f"{source}: no such file (give .warc, .warc.gz or .wacz files)")
-        with open(source, "rb") as handle:
-            sniff_format(handle.read(8), source.name)
+    from archiver.exchange.receive import check_sources, receive as take
+    check_sources(list(sources))   # every file checked before any is taken: a bad one names itself, nothing is kept
     index = ctx.index()
     try:
         outcomes = [take(ctx.archive, index, source, received_from=received_from, received_by=received_by,

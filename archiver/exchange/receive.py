@@ -34,7 +34,8 @@ from archiver.store.files import fsync_dir
 from archiver.store.index import Index
 from archiver.store.local import READ_ONLY_MODE, LocalStore
 
-__all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "receipts_store", "RECEIPT_SUFFIX"]
+__all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "check_sources", "receipts_store",
+           "RECEIPT_SUFFIX"]
 
 CHUNK = 1 << 20
 RECEIPT_SUFFIX = ".receipt.json"
@@ -76,6 +77,16 @@ def sniff_format(head: bytes, name: str) -> str:
         return "warc"
     what = "empty" if not head else "neither a WARC (it does not begin with WARC/), a gzipped WARC nor a WACZ (zip)"
     raise NotEvidenceFile(f"{name}: {what}; archiver receive takes .warc, .warc.gz and .wacz files")
+
+
+def check_sources(sources: list[Path]) -> None:
+    """Every file there and a WARC or WACZ, before any is taken: UserError / NotEvidenceFile naming the first that
+    is not (so that nothing of a batch is kept when one of it is wrong)."""
+    for source in sources:
+        if not source.is_file():
+            raise UserError(f"{source}: no such file (give .warc, .warc.gz or .wacz files)")
+        with open(source, "rb") as handle:
+            sniff_format(handle.read(8), source.name)
 
 
 def receipts_store(archive: Archive) -> Any:

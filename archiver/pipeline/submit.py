@@ -122,6 +122,12 @@ def _checked_or_refused(url_list: list[str]) -> tuple[list[ParsedURL], Submitted
         return [], Submitted(message=str(exc))
 
 
+def _keyed_or_refused(archive: Archive, url_list: list[str]) -> tuple[list[ParsedURL], Submitted | None]:
+    """``_checked_or_refused``, each good URL keyed as the item it names (``platform_keys``)."""
+    parsed, refusal = _checked_or_refused(url_list)
+    return (parsed, refusal) if refusal else (platform_keys(archive, parsed), None)
+
+
 def job_summary(e: queue.Enqueued) -> dict[str, Any]:
     """A queued (or already pending) job as ``add --json`` prints it."""
     j = e.job
@@ -148,10 +154,9 @@ def queue_stream(archive: Archive, index: Index, lines: Iterable[str], request: 
 def submit(archive: Archive, url_list: list[str], request: Request) -> Submitted:
     """Queue a list of URLs for capture, as ``archiver add`` does: ``done`` holds each URL's job (``job_summary``:
     a new one, or the same item's job already pending), or ``errors`` each bad URL, with nothing queued."""
-    parsed, refusal = _checked_or_refused(url_list)
+    parsed, refusal = _keyed_or_refused(archive, url_list)
     if refusal:
         return refusal
-    parsed = platform_keys(archive, parsed)
     index = archive.index()
     try:
         batch = _enqueue_all(archive, index, parsed, request)
@@ -199,10 +204,9 @@ def watch_schedule(every: str | None, cron: str | None, check_every: str | None,
 def watch(archive: Archive, url_list: list[str], when: Schedule, request: Request) -> Submitted:
     """Watch each URL on ``when`` (or change the schedule of its watch): ``done`` holds each watch with ``created``
     (False: an existing watch updated), or ``errors`` each bad URL, with nothing watched."""
-    parsed, refusal = _checked_or_refused(url_list)
+    parsed, refusal = _keyed_or_refused(archive, url_list)
     if refusal:
         return refusal
-    parsed = platform_keys(archive, parsed)
     index = archive.index()
     try:
         results = [schedule.add(index, p, every_seconds=when.every_seconds, cron=when.cron,
@@ -217,10 +221,9 @@ def watch(archive: Archive, url_list: list[str], when: Schedule, request: Reques
 def unwatch(archive: Archive, url_list: list[str], removed_by: str | None = None) -> Submitted:
     """Stop watching each URL: ``done`` holds each watch stopped, ``missing`` the URLs with no watch to stop (and
     ``message`` names them); a bad URL stops nothing (``errors``)."""
-    parsed, refusal = _checked_or_refused(url_list)
+    parsed, refusal = _keyed_or_refused(archive, url_list)
     if refusal:
         return refusal
-    parsed = platform_keys(archive, parsed)
     index = archive.index()
     done, missing = [], []
     try:
