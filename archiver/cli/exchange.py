@@ -6,9 +6,9 @@ from typing import Any
 
 import click
 
-from archiver.errors import UserError
+from archiver.errors import NotFound, UserError
 from archiver.cli.app import cli
-from archiver.cli.common import _emit_json, _size, _parse_since, Context, pass_ctx
+from archiver.cli.common import _emit_json, _size, _parse_since, _table, Context, pass_ctx
 
 
 @cli.command(name="import")
@@ -75,24 +75,80 @@ def receive(ctx: Context, sources: tuple[Path, ...], received_from: str, receive
         _emit_json([o.as_dict() for o in outcomes])
         return
     for o in outcomes:
-        checks = o.checks
-        problems = checks.get("problems") or []
-        wacz = checks.get("wacz") or {}
-        found = (f"{checks.get('records', 0)} records, {checks.get('checked', 0)} with digests checked, "
-                 f"{len(problems) or 'no'} altered or unreadable; {', '.join(checks.get('warc_versions') or []) or '-'}"
-                 f"; {', '.join(checks.get('software') or []) or 'software not named'}")
-        if wacz:
-            found += (f"; datapackage {'holds' if not wacz.get('datapackage') else 'DOES NOT HOLD'}"
-                      f", signature {wacz.get('signature')}")
         verb = "received" if o.outcome == "received" else "already"
         click.echo(f"{verb:<9} {o.receipt_id}  {Path(o.source).name}  {_size(o.size)}  sha256:{o.sha256}")
-        click.echo(f"          {found}")
-        for p in problems[:20]:
-            click.echo(f"          {p['problem']}: {p['warc']} @{p['offset']} {p.get('uri') or '-'}: {p['detail']}")
-        if len(problems) > 20:
-            click.echo(f"          ... and {len(problems) - 20} more (--json lists them all)")
-        for p in wacz.get("datapackage") or []:
-            click.echo(f"          datapackage: {p}")
+        _echo_checks(o.checks, " " * 10)
+
+
+def _echo_checks(checks: dict[str, Any], indent: str, most: int = 20) -> None:
+    """What was found in a received file on receipt: records and digests, versions, software, a WACZ's package and
+    signature, and the first ``most`` records whose digests did not hold, by WARC and offset."""
+    problems = checks.get("problems") or []
+    wacz = checks.get("wacz") or {}
+    found = (f"{checks.get('records', 0)} records, {checks.get('checked', 0)} with digests checked, "
+             f"{len(problems) or 'no'} altered or unreadable; {', '.join(checks.get('warc_versions') or []) or '-'}"
+             f"; {', '.join(checks.get('software') or []) or 'software not named'}")
+    if wacz:
+        found += (f"; datapackage {'holds' if not wacz.get('datapackage') else 'DOES NOT HOLD'}"
+                  f", signature {wacz.get('signature')}"
+                  + (f" ({wacz.get('signature_kind')}, {wacz.get('signer')})" if wacz.get("signer") else ""))
+    click.echo(f"{indent}{found}")
+    for p in problems[:most]:
+        click.echo(f"{indent}{p['problem']}: {p['warc']} @{p['offset']} {p.get('uri') or '-'}: {p['detail']}")
+    if len(problems) > most:
+        click.echo(f"{indent}... and {len(problems) - most} more (--json lists them all)")
+    for p in wacz.get("datapackage") or []:
+        click.echo(f"{indent}datapackage: {p}")
+    for q in (checks.get("quirks") or [])[:most]:
+        click.echo(f"{indent}writer quirk: {q['warc']} @{q['offset']} {q.get('uri') or '-'}: {q['detail']}")
+
+
+def show_received(ctx: Context, index: Any, ident: str, as_json: bool) -> bool:
+    """``archiver show`` for a receipt's ID, a received page's ID, or a URL only received pages hold: the page, and
+    the receipt that says it was received, from whom and when (never presented as a capture of ours). False when
+    ``ident`` is none of those."""
+    from archiver.exchange.receive import location
+    from archiver.store import received
+    try:
+        what, held, page = received.find(index, ident)
+    except NotFound:
+        return False
+    held["location"] = location(ctx.archive, held)
+    pages = received.pages_of(index, held["id"], limit=None if as_json or what == "page" else 50)
+    if as_json:
+        _emit_json({"received_page": page, "receipt": held} if page else {"receipt": held, "pages": pages})
+        return True
+    if page is not None:
+        lines = [("received page", page["id"]), ("url", page["url"]),
+                 ("captured", f"{page['captured_at'] or '-'} (by the tool that made the file, as the file says)"),
+                 ("http status", page["http_status"]), ("content type", page["content_type"]),
+                 ("title", page["title"]),
+                 ("text", {"package": "the package's own text", "html": "extracted from the HTML here",
+                           "none": "none"}.get(page["text_source"], page["text_source"])),
+                 ("record", f"{page['warc']} @{page['offset']}" if page["offset"] >= 0 else
+                  f"{page['warc']}: listed by the package, no record of it"),
+                 ("page", f"{page['seq']} of {len(pages)} in the file")]
+        _echo_lines(lines)
+        click.echo("\nRECEIVED from others, not captured by this archive:")
+    _echo_lines([("receipt", held["id"]), ("from", held["received_from"]), ("received by", held["received_by"]),
+                 ("received at", held["received_at"]), ("file", f"{held['original_name']} ({held['format']}, "
+                                                                  f"{held['size']} bytes, {_size(held['size'])})"),
+                 ("sha256", held["sha256"]), ("kept at", held["location"]),
+                 ("tags", ", ".join(held["tags"]) or "-"), ("note", held["note"]),
+                 ("pages", held["checks"].get("pages"))])
+    click.echo("checks on receipt:")
+    _echo_checks(held["checks"], "  ")
+    if page is None and pages:
+        click.echo(f"\npages ({held['checks'].get('pages')}):")
+        _table(pages, [("id", "ID", 26), ("captured_at", "CAPTURED", 20), ("http_status", "HTTP", 4),
+                       ("url", "URL", 60), ("title", "TITLE", 40)])
+    return True
+
+
+def _echo_lines(lines: list[tuple[str, Any]]) -> None:
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        click.echo(f"{key:<{width}}  {value if value not in (None, '') else '-'}")
 
 
 def _echo_ingest(report: Any, expected: str | None) -> None:

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Iterator
 import click
 
 from archiver.pipeline import queue, schedule
-from archiver.store import details, overview, readback, timeline
+from archiver.store import details, overview, readback, received, timeline
 from archiver.custody import timestamps
 from archiver import urls
 from archiver.errors import BadURL, NotFound, UserError
@@ -129,17 +129,19 @@ def status(ctx: Context, as_json: bool) -> None:
 @click.option("--changed", "state", flag_value="changed", help="Items whose content changed after a capture.")
 @click.option("--unreachable", "state", flag_value="unreachable", help="Items that do not answer at the moment.")
 @click.option("--live", "state", flag_value="live", help="Items that were live at their last check or capture.")
-@click.option("--tag", help="Only captures with this tag.")
-@click.option("--kind", help="Only this kind (page, file).")
-@click.option("--status", "status_", type=click.Choice(["ok", "partial", "failed"]), help="Only this outcome.")
-@click.option("--since", help="Only captures started since a date (2026-11-01) or an age (6h, 2d, 1w).")
+@click.option("--tag", help="Only captures (and received files) with this tag.")
+@click.option("--kind", help="Only this kind (page, file, tweet...; received: pages of files received from others).")
+@click.option("--status", "status_", type=click.Choice(["ok", "partial", "failed", "received"]),
+              help="Only this outcome (received: pages of files received from others, not captured here).")
+@click.option("--since", help="Only captures started (or files received) since a date (2026-11-01) or an age "
+                              "(6h, 2d, 1w).")
 @_page_options
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, one capture per line, streamed.")
 @pass_ctx
 def list_(ctx: Context, state, tag, kind, status_, since, limit, all_, before, as_json) -> None:
-    """Captures, newest first, one page at a time (--limit N, --all, --before ID); or, with
-    --gone/--changed/--unreachable/--live, items by their state (--since then means: entered that state, or
-    changed, since)."""
+    """Captures, newest first, one page at a time (--limit N, --all, --before ID), with the pages of files received
+    from others (archiver receive) among them, marked "received"; or, with --gone/--changed/--unreachable/--live,
+    items by their state (--since then means: entered that state, or changed, since)."""
     since_iso = _parse_since(since)
     limit = _page_limit(limit, all_)
     if state:
@@ -151,12 +153,12 @@ def list_(ctx: Context, state, tag, kind, status_, since, limit, all_, before, a
     index = ctx.index()
     try:
         before = index.check_cursor(before) if before else None
-        page = _Page(index.iter_captures(tag=tag, kind=kind, status=status_, since=since_iso, before=before,
-                                         limit=None if limit is None else limit + 1), limit)
+        page = _Page(received.iter_listed(index, tag=tag, kind=kind, status=status_, since=since_iso,
+                                          before=before, limit=None if limit is None else limit + 1), limit)
         if as_json:
             _emit_json_rows(page)
         else:
-            _table(page, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 7),
+            _table(page, [("id", "ID", 26), ("started_at", "CAPTURED", 20), ("status", "STATUS", 8),
                           ("http_status", "HTTP", 4), ("record_count", "RECS", 5), ("url", "URL", 60),
                           ("title", "TITLE", 40)])
             if not page.shown:
@@ -235,13 +237,15 @@ def _timeline_lines(events: list[dict[str, Any]]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def show(ctx: Context, ident: str, as_json: bool) -> None:
-    """Everything known about a capture: provenance, file, hashes, records."""
+    """Everything known about a capture: provenance, file, hashes, records. Also a file received from others (its
+    receipt's ID) or one of its pages, with its receipt."""
     index = ctx.index()
     try:
         try:
             cap = index.find_capture(ident)
         except NotFound:
-            if _show_jobs_only(index, ident, as_json):
+            from archiver.cli.exchange import show_received
+            if show_received(ctx, index, ident, as_json) or _show_jobs_only(index, ident, as_json):
                 return
             raise
         if as_json:

@@ -5,7 +5,8 @@ A received file is never ours and never becomes ours: it is kept byte for byte, 
 (``received/YYYY/MM/DD/<receipt id>.<format>`` in the archive's store: ``<archive>/received/`` or the bucket), with a
 receipt saying who handed it over, who took it in, when, under which name, its size and SHA-256, and what was found
 in it on receipt (exchange/foreign.py: every record's digests, the WARC versions, the producing software, a WACZ's
-datapackage and signature). What is found is recorded, never "fixed": a file whose records do not match their
+datapackage and signature). Its pages are indexed with the receipt (store/received.py), searchable beside our
+captures and marked as received. What is found is recorded, never "fixed": a file whose records do not match their
 digests is kept as received, with those records named.
 
 Order, so that nothing is half-taken: the file is copied into ``<archive>/tmp`` while it is hashed (the copy is what
@@ -31,11 +32,12 @@ from archiver.custody import ledger
 from archiver.errors import UserError
 from archiver.store.archive import Archive, new_capture_id
 from archiver.store.files import fsync_dir
+from archiver.store import received
 from archiver.store.index import Index
 from archiver.store.local import READ_ONLY_MODE, LocalStore
 
 __all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "check_sources", "receipts_store",
-           "RECEIPT_SUFFIX"]
+           "RECEIPT_SUFFIX", "location"]
 
 CHUNK = 1 << 20
 RECEIPT_SUFFIX = ".receipt.json"
@@ -109,8 +111,13 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
     receipt_id = new_capture_id()
     tmp = archive.path / "tmp"
     tmp.mkdir(parents=True, exist_ok=True)
-    copy = tmp / f"{receipt_id}.receiving"
+    # The copy keeps the name it was handed over under: what was found in it is reported by that name (a record's
+    # WARC and offset), which is the name the sender knows it by.
+    receiving = tmp / f"{receipt_id}.receiving"
+    receiving.mkdir(parents=True)
+    copy = receiving / source.name
     receipt_file = tmp / f"{receipt_id}{RECEIPT_SUFFIX}"
+    spool_file = tmp / f"{receipt_id}.pages.jsonl"
     try:
         with open(source, "rb") as src:
             sha256, size = _copy_hashing(src, copy)
@@ -124,13 +131,17 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
                     "receipt": held["id"], "again": True, "from": received_from, "by": by,
                     "original_name": source.name, "size": size, "sha256": sha256, "note": note})
             return Received("already", held["id"], str(source), sha256, size, held["format"],
-                            json.loads(held["checks"]), held["received_at"], _location(archive, held))
+                            json.loads(held["checks"]), held["received_at"], location(archive, held))
+        # The pages go to a spool file as they are found (a crawl of a million pages stays in bounded memory),
+        # and into the index with the receipt, in its transaction.
         pages = 0
 
-        def count(page: Any) -> None:   # pages are counted here; making them searchable is the index's (issue 15)
+        def spool(page: Any) -> None:
             nonlocal pages
             pages += 1
-        checks = {k: v for k, v in foreign.inspect(copy, on_page=count).as_dict().items() if k != "pages"}
+            spooled.write(json.dumps(page.as_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
+        with open(spool_file, "w+b") as spooled:
+            checks = {k: v for k, v in foreign.inspect(copy, on_page=spool).as_dict().items() if k != "pages"}
         checks["pages"] = pages
         key = f"received/{at[:4]}/{at[5:7]}/{at[8:10]}/{receipt_id}.{fmt}"
         store = receipts_store(archive)
@@ -148,14 +159,17 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
         with index.transaction() as conn:
             conn.execute(f"INSERT INTO receipts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                          tuple(row.values()))
+            with open(spool_file, "rb") as spooled:
+                received.insert_pages(index, receipt_id, (json.loads(line) for line in spooled))
             ledger.append(conn, "received", detail={
                 "receipt": receipt_id, "from": received_from, "by": by, "original_name": source.name,
                 "size": size, "sha256": sha256, "format": fmt, "path": key, "note": note,
                 "problems": len(checks.get("problems") or []) + len((checks.get("wacz") or {}).get("datapackage") or [])})
-        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, _location(archive, row))
+        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, location(archive, row))
     finally:
-        for leftover in (copy, receipt_file):
+        for leftover in (copy, receipt_file, spool_file):
             leftover.unlink(missing_ok=True)
+        receiving.rmdir()
 
 
 def _copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:
@@ -187,7 +201,7 @@ def _sha256_of(path: Path) -> tuple[str, int]:
     return sha256_file(path)
 
 
-def _location(archive: Archive, row: dict[str, Any]) -> str:
+def location(archive: Archive, row: dict[str, Any]) -> str:
     """Where a received file is, for people: a path under the archive, or the store's location of its key."""
     if not row.get("store"):
         return str(archive.path / row["path"])

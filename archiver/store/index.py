@@ -23,7 +23,7 @@ from archiver.store.engines import sqlite as sqlite_engine
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 12
+SCHEMA_VERSION = 13
 T = TypeVar("T")
 
 
@@ -161,19 +161,21 @@ class Index:
         self._index_text(row["rowid"], row.get("title"), text)
         self._insert_records(row["id"], records)
 
-    def _free_rowid(self, capture_id: str) -> int:
+    def _free_rowid(self, capture_id: str, table: str = "captures") -> int:
         """fts_key of the ID, or the next free rowid above it (two IDs of one millisecond can share their top
-        bits); for an ID that is not a ULID, the next rowid after the largest (as SQLite would choose)."""
+        bits); for an ID that is not a ULID, the next rowid after the largest (as SQLite would choose).
+        ``table``: captures, or received_pages (whose rowids are made the same way)."""
         key = fts_key(capture_id)
-        while key is not None and self.conn.execute("SELECT 1 FROM captures WHERE rowid = ?", (key,)).fetchone():
+        while key is not None and self.conn.execute(f"SELECT 1 FROM {table} WHERE rowid = ?", (key,)).fetchone():
             key = key + 1 if key < MAX_ROWID else None
         if key is None:
-            key = self.conn.execute("SELECT COALESCE(MAX(rowid), 0) + 1 FROM captures").fetchone()[0]
+            key = self.conn.execute(f"SELECT COALESCE(MAX(rowid), 0) + 1 FROM {table}").fetchone()[0]
         return key
 
-    def _index_text(self, rowid: int, title: str | None, text: str | None) -> None:
-        """Title and visible text into the full-text index (contentless: the WARC keeps the text)."""
-        self.conn.execute("INSERT INTO captures_fts (rowid, title, text) VALUES (?, ?, ?)", (rowid, title, text))
+    def _index_text(self, rowid: int, title: str | None, text: str | None, fts: str = "captures_fts") -> None:
+        """Title and visible text into the full-text index ``fts`` (captures_fts, contentless: the WARC keeps the
+        text; or received_fts)."""
+        self.conn.execute(f"INSERT INTO {fts} (rowid, title, text) VALUES (?, ?, ?)", (rowid, title, text))
 
     def _insert_records(self, capture_id: str, records: list[dict[str, Any]]) -> None:
         self.conn.executemany(
@@ -351,15 +353,16 @@ class Index:
         row = self.conn.execute("SELECT * FROM videos WHERE capture_id = ?", (capture_id,)).fetchone()
         return dict(row) if row else None
 
-    def search(self, query: str, limit: int | None = 50, before: str | None = None
+    def search(self, query: str, limit: int | None = 50, before: str | None = None, table: str = "captures"
                ) -> tuple[str, Iterator[dict[str, Any]]]:
         """Full-text search over title and visible text, newest first: (the FTS5 query run, its hits). The
         query is FTS5 syntax; one FTS5 cannot parse is searched as plain words. Hits come straight off the
         full-text index in rowid (= ID) order, so the first page costs the same for a word in every capture as
         for a rare one. ``before``: hits older than this capture ID (the last one of the page before).
-        Snippets: ``snippets``, given the texts (readback.py reads them from the WARCs)."""
-        bound = self._rowid_before(before) if before else None
-        sql = search_sql("captures_fts MATCH ?", bound, limit)
+        Snippets: ``snippets``, given the texts (readback.py reads them from the WARCs). ``table``: captures, or
+        received_pages (the pages of files received from others: store/received.py)."""
+        bound = self._rowid_before(before, table) if before else None
+        sql = search_sql("{fts} MATCH ?", bound, limit, table)
         params: list[Any] = [] if bound is None else [bound]
         try:
             cursor = self.conn.execute(sql, [query, *params])
@@ -383,8 +386,8 @@ class Index:
         return {r[0]: r[1] for r in self.conn.execute("SELECT name, n FROM tallies")}
 
     def check_cursor(self, capture_id: str) -> str:
-        """A ``--before`` cursor: a capture ID the index holds, or any ULID (a capture since deleted from a copy,
-        or not yet made). Raises ``UserError`` for anything else."""
+        """A ``--before`` cursor: a capture ID the index holds, or any ULID (a received page's ID, a capture since
+        deleted from a copy, or not yet made). Raises ``UserError`` for anything else."""
         if self.conn.execute("SELECT 1 FROM captures WHERE id = ?", (capture_id,)).fetchone():
             return capture_id
         if fts_key(capture_id.upper()) is None:
@@ -392,9 +395,9 @@ class Index:
                             f"next page starts after it)")
         return capture_id.upper()
 
-    def _rowid_before(self, capture_id: str) -> int:
+    def _rowid_before(self, capture_id: str, table: str = "captures") -> int:
         capture_id = self.check_cursor(capture_id)
-        row = self.conn.execute("SELECT rowid FROM captures WHERE id = ?", (capture_id,)).fetchone()
+        row = self.conn.execute(f"SELECT rowid FROM {table} WHERE id = ?", (capture_id,)).fetchone()
         return row[0] if row is not None else fts_key(capture_id)
 
     def snippets(self, query: str, docs: list[tuple[int, str | None, str | None]]) -> dict[int, str]:
@@ -504,16 +507,27 @@ def unbounded(limit: int | None) -> bool:
     return limit is None or limit > STREAM_PAST
 
 
-def search_sql(match: str, bound: int | None, limit: int | None) -> str:
-    """The query behind ``search`` on either engine, given the engine's full-text condition on ``captures_fts``
-    (one ``?`` for the query): hits straight off the full-text index in rowid (= ID) order, joined to their
-    captures; a second ``?`` for ``bound`` (hits older than that rowid) when it is given."""
-    return ("SELECT c.rowid, c.id, c.url, c.title, c.status, c.started_at, c.warc_path, c.warc_store, "
-            "c.warc_version FROM ("
-            f"SELECT rowid FROM captures_fts WHERE {match}"
+# What a search hit holds, by the table searched; and that table's full-text index.
+_HIT_COLUMNS = {
+    "captures": "c.status, c.started_at, c.warc_path, c.warc_store, c.warc_version",
+    # A received page: its status is "received" (never ok/partial/failed: those are our captures'), its time the
+    # other tool's; the text is kept in the row, for the snippet.
+    "received_pages": "'received' AS status, c.captured_at AS started_at, c.receipt_id, c.text",
+}
+_FTS_OF = {"captures": "captures_fts", "received_pages": "received_fts"}
+
+
+def search_sql(match: str, bound: int | None, limit: int | None, table: str = "captures") -> str:
+    """The query behind ``search`` on either engine, given the engine's full-text condition (one ``?`` for the
+    query; ``{fts}`` stands for the full-text table): hits straight off the full-text index in rowid (= ID)
+    order, joined to their rows in ``table`` (captures or received_pages); a second ``?`` for ``bound`` (hits
+    older than that rowid) when it is given."""
+    fts = _FTS_OF[table]
+    return (f"SELECT c.rowid, c.id, c.url, c.title, {_HIT_COLUMNS[table]} FROM ("
+            f"SELECT rowid FROM {fts} WHERE {match.format(fts=fts)}"
             + (" AND rowid < ?" if bound is not None else "") + " ORDER BY rowid DESC"
             + (f" LIMIT {int(limit)}" if limit is not None else "") + ") f "
-            "JOIN captures c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
+            f"JOIN {table} c ON c.rowid = f.rowid ORDER BY f.rowid DESC")
 
 
 def literal_query(query: str) -> str:

@@ -16,6 +16,8 @@ import it.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
 import zlib
 from pathlib import Path
@@ -142,9 +144,14 @@ def search(index: Index, archive: Archive, query: str, *, limit: int | None = 50
            page: int = 50) -> Iterator[dict[str, Any]]:
     """Hits of ``Index.search``, newest first, each with its snippet (``snippet``; None, with ``snippet_error``,
     when its text cannot be read back). Streams: snippets are made ``page`` hits at a time. A query or cursor
-    that cannot be used raises ``UserError`` here, before any hit is read."""
+    that cannot be used raises ``UserError`` here, before any hit is read.
+
+    The pages of files received from others (store/received.py) are searched too and merged in by rowid (both
+    tables make theirs from the ID's millisecond), each with status ``received`` and its ``receipt_id``."""
     effective, hits = index.search(query, limit, before)
-    return _snippeted(index, archive, effective, hits, page)
+    _, received = index.search(query, limit, before, table="received_pages")
+    merged = heapq.merge(hits, received, key=lambda hit: (hit["rowid"], hit["id"]), reverse=True)
+    return _snippeted(index, archive, effective, itertools.islice(merged, limit), page)
 
 
 def _snippeted(index: Index, archive: Archive, effective: str, hits: Iterator[dict[str, Any]], page: int
@@ -161,18 +168,22 @@ def _snippeted(index: Index, archive: Archive, effective: str, hits: Iterator[di
 
 def _with_snippets(index: Index, archive: Archive, query: str, hits: list[dict[str, Any]]
                    ) -> Iterator[dict[str, Any]]:
+    # Documents are numbered by their place in the batch: a capture and a received page can share a rowid.
     docs, problems = [], {}
-    for hit in hits:
-        body, problem = text(archive, hit, index.text_record(hit["id"]))
-        docs.append((hit["rowid"], hit["title"], body))
+    for n, hit in enumerate(hits):
+        if "receipt_id" in hit:   # a received page: its text is in the index (read once, on receipt)
+            body, problem = hit.pop("text"), None
+        else:
+            body, problem = text(archive, hit, index.text_record(hit["id"]))
+        docs.append((n, hit["title"], body))
         if problem:
-            problems[hit["rowid"]] = problem
+            problems[n] = problem
     snippets = index.snippets(query, docs)
-    for hit in hits:
-        rowid = hit.pop("rowid")
+    for n, hit in enumerate(hits):
+        hit.pop("rowid")
         for name in ("warc_path", "warc_store", "warc_version"):
-            hit.pop(name)
-        hit["snippet"] = snippets.get(rowid)
-        if rowid in problems:
-            hit["snippet_error"] = problems[rowid]
+            hit.pop(name, None)
+        hit["snippet"] = snippets.get(n)
+        if n in problems:
+            hit["snippet_error"] = problems[n]
         yield hit

@@ -744,7 +744,7 @@ CREATE TRIGGER captures_tally_insert AFTER INSERT ON captures FOR EACH ROW EXECU
 RUNNER_GRANTS = """
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role};
 GRANT INSERT ON jobs, attempts, captures, captures_fts, records_packed, outlinks, tweets, posts, refs, videos, watches,
-    checks, items, receipts, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
+    checks, items, receipts, received_pages, received_fts, transitions, host_slots, ledger, timestamps, archive_keys TO {role};
 GRANT UPDATE ON jobs, watches, checks, items, host_slots, timestamps TO {role};
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role};
 """
@@ -815,6 +815,30 @@ PG_MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX receipts_received_at ON receipts(received_at);
     {_recorded_once("receipts", "a receipt")}""",
+    # 13: the pages of received files, searchable (sqlite.py's migration 13); their full text as captures_fts.
+    13: f"""CREATE TABLE received_pages (
+        rowid bigint PRIMARY KEY,
+        id {_TEXT} NOT NULL UNIQUE,
+        receipt_id {_TEXT} NOT NULL REFERENCES receipts(id),
+        seq bigint NOT NULL,
+        url {_TEXT} NOT NULL,
+        captured_at {_TEXT},
+        http_status bigint,
+        content_type {_TEXT},
+        title {_TEXT},
+        warc {_TEXT} NOT NULL,
+        "offset" bigint NOT NULL,
+        text_source {_TEXT} NOT NULL,
+        text {_TEXT}
+    );
+    CREATE INDEX received_pages_receipt ON received_pages(receipt_id, seq);
+    CREATE INDEX received_pages_url ON received_pages(url);
+    CREATE TABLE received_fts (
+        rowid bigint PRIMARY KEY,
+        doc tsvector NOT NULL
+    );
+    CREATE INDEX received_fts_doc ON received_fts USING gin (doc);
+    {_recorded_once("received_pages", "a received page")}""",
 }
 
 
@@ -932,8 +956,8 @@ class PostgresIndex(Index):
 
     # -- what PostgreSQL stores its own way
 
-    def _index_text(self, rowid: int, title: str | None, text: str | None) -> None:
-        self.conn.execute("INSERT INTO captures_fts (rowid, doc) VALUES (?, ?::tsvector)",
+    def _index_text(self, rowid: int, title: str | None, text: str | None, fts: str = "captures_fts") -> None:
+        self.conn.execute(f"INSERT INTO {fts} (rowid, doc) VALUES (?, ?::tsvector)",
                           (rowid, fulltext.tsvector(title, text)))
 
     def _insert_records(self, capture_id: str, records: list[dict[str, Any]]) -> None:
@@ -952,10 +976,10 @@ class PostgresIndex(Index):
             "http_status, content_type, payload_sha256, payload_digest) "
             "VALUES (?, ?, ?::uuid, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def search(self, query: str, limit: int | None = 50, before: str | None = None
+    def search(self, query: str, limit: int | None = 50, before: str | None = None, table: str = "captures"
                ) -> tuple[str, Iterator[dict[str, Any]]]:
         """As ``Index.search``: the same query syntax (FTS5's), the same hits, newest first."""
-        bound = self._rowid_before(before) if before else None
+        bound = self._rowid_before(before, table) if before else None
         try:
             tsquery = fulltext.tsquery(query)
         except fulltext.QuerySyntax:
@@ -963,7 +987,7 @@ class PostgresIndex(Index):
             tsquery = fulltext.tsquery(query)
         if tsquery is None:
             return query, iter(())
-        sql = search_sql("doc @@ ?::tsquery", bound, limit)
+        sql = search_sql("doc @@ ?::tsquery", bound, limit, table)
         params = [tsquery] + ([bound] if bound is not None else [])
         rows = self.conn.stream(sql, params) if unbounded(limit) else self.conn.execute(sql, params)
         return query, (dict(row) for row in rows)

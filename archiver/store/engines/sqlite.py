@@ -538,6 +538,36 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER receipts_delete BEFORE DELETE ON receipts
     BEGIN SELECT RAISE(ABORT, 'a receipt is recorded once: it cannot be deleted'); END;
     """,
+    # 13: the pages of received files (a WACZ's pages.jsonl, else each HTML response), searchable beside our
+    # captures and never confused with them: a table of their own, and a full-text index of their own whose rowids
+    # are made as the captures' are (fts_key), so that search and list merge the two newest first. The text is kept
+    # (a received file is read once, on receipt; reading it back for a snippet would mean reading a crawl again).
+    # Derived from the received file alone: reindex rebuilds these rows by reading it again.
+    """
+    CREATE TABLE received_pages (
+        rowid INTEGER PRIMARY KEY,         -- fts_key(id), or the next free: rowid order is ID order
+        id TEXT NOT NULL UNIQUE,           -- a ULID: the receipt's ID plus seq (received.page_id)
+        receipt_id TEXT NOT NULL REFERENCES receipts(id),
+        seq INTEGER NOT NULL,              -- the page's place in the file: 1, 2...
+        url TEXT NOT NULL,
+        captured_at TEXT,                  -- when the other tool captured it, as the file says (UTC)
+        http_status INTEGER,
+        content_type TEXT,
+        title TEXT,
+        warc TEXT NOT NULL,                -- the WARC holding it; in a WACZ, its path inside the zip
+        "offset" INTEGER NOT NULL,         -- its response record's offset in that WARC; -1: listed, no record
+        text_source TEXT NOT NULL,         -- package (the WACZ's own text) | html (extracted here) | none
+        text TEXT                          -- the visible text indexed (at most 100 000 characters)
+    );
+    CREATE INDEX received_pages_receipt ON received_pages(receipt_id, seq);
+    CREATE INDEX received_pages_url ON received_pages(url);
+    CREATE VIRTUAL TABLE received_fts USING fts5(title, text, tokenize='unicode61 remove_diacritics 2',
+                                                  content='');
+    CREATE TRIGGER received_pages_update BEFORE UPDATE ON received_pages
+    BEGIN SELECT RAISE(ABORT, 'a received page is recorded once: it cannot be changed'); END;
+    CREATE TRIGGER received_pages_delete BEFORE DELETE ON received_pages
+    BEGIN SELECT RAISE(ABORT, 'a received page is recorded once: it cannot be deleted'); END;
+    """,
 ]
 
 # Migration 6, once migrate_to_6 has filled the new tables: they take the old ones' places.

@@ -1,0 +1,186 @@
+"""The pages of received files are searchable beside our own captures and never confused with them: `search`,
+`list` and `show` find them, marked "received", with the receipt that says who handed them over. The corpus
+files are the real ones in ../shared/corpus/warc/, read at test time and never copied into the project; the rest
+use a WARC written here with warcio, as a partner's tool would."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+from conftest import CLI, ROOT, base_env, index_conn, team_env
+from test_receive import FILES, WARCS, needs_corpus
+
+# Words that appear in each corpus file's pages (read by a person from the pages themselves), and so must find
+# one of that file's pages: whatever the tool that made it, the format (WARC 0.17 to 1.1, WACZ) and where the
+# text comes from (the package's pages.jsonl, or the HTML).
+WORDS = {
+    "ipwb__IAH-20080430204825-00000-blackbook.warc.gz": '"Patron Info"',
+    "ipwb__froggie.warc.gz": "ServiceWorkers",
+    "ipwb__sample-1.warc.gz": "Musgraves",
+    "jwarc__cc.warc.gz": '"Common Crawl"',
+    "perma__archive.warc.gz": '"established to be used"',
+    "puppeteer-warc__wwwgooglecom.warc.gz": "Gmail",
+    "py-wacz__example-collection-with-lists.warc": '"Protocol Registries"',
+    "py-wacz__valid_signed_example_1.wacz": "illustrative",
+    "pywb__example-wget-1-14.warc.gz": "illustrative",
+    "pywb__example-wpull.warc.gz": "illustrative",
+    "pywb__iana.warc.gz": '"Assigned Numbers"',
+    "replayweb.page__embed-test.warc": '"modern web publishing"',
+    "replayweb.page__example.wacz": '"Web archiving for all"',
+    "replayweb.page__netpreserve-twitter.warc": '"Web Archive Datasets"',
+    "scoop__example.com.wacz": "illustrative",
+    "scoop__example.wacz": '"Provenance Summary"',
+    "warcio__example-iana.org-chunked.warc": '"global coordination"',
+    "webarchive-commons__IAH-urls-wget.warc": "OpenLibrary",
+}
+
+
+def _partner_warc(path: Path, pages: list[tuple[str, str, str]]) -> Path:
+    """A WARC as a partner's crawler writes it: a warcinfo naming the software, then one HTML response per page
+    (url, title, body words)."""
+    with open(path, "wb") as out:
+        writer = WARCWriter(out, gzip=True)
+        writer.write_record(writer.create_warcinfo_record(path.name, {"software": "PartnerCrawler/2.1"}))
+        for url, title, words in pages:
+            body = f"<html><head><title>{title}</title></head><body><p>{words}</p></body></html>".encode()
+            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8"),
+                                                  ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
+                                                          http_headers=headers))
+    return path
+
+
+@needs_corpus
+def test_every_corpus_file_is_searchable_by_words_in_its_pages(tmp_path):
+    assert sorted(WORDS) == sorted(f.name for f in FILES)
+    cli = CLI(tmp_path / "archive")
+    received = cli("receive", *map(str, FILES), "--from", "Partners", "--json")
+    assert received.code == 0, received.err
+    receipt_of = {Path(o["source"]).name: o["receipt_id"] for o in received.json()}
+    for name, words in WORDS.items():
+        hits = cli("search", words, "--all", "--json")
+        assert hits.code == 0, hits.err
+        mine = [h for h in hits.json() if h.get("receipt_id") == receipt_of[name]]
+        assert mine, f"{name}: no page found by {words}"
+        assert all(h["status"] == "received" for h in mine)
+        assert any(h["snippet"] and "[" in h["snippet"] for h in mine), mine
+    assert cli("verify").code == 0
+    # Every page listed once, marked, with its receipt.
+    listed = cli("list", "--all", "--json").json()
+    with index_conn(cli.archive) as conn:
+        pages = conn.execute("SELECT COUNT(*) FROM received_pages").fetchone()[0]
+    assert len(listed) == pages > 18
+    assert {r["kind"] for r in listed} == {r["status"] for r in listed} == {"received"}
+    assert {r["received"]["receipt_id"] for r in listed} == set(receipt_of.values())
+
+
+@needs_corpus
+def test_a_signed_wacz_page_shows_its_receipt_and_what_was_found(tmp_path):
+    cli = CLI(tmp_path / "archive")
+    signed = WARCS / "py-wacz__valid_signed_example_1.wacz"
+    [outcome] = cli("receive", str(signed), "--from", "Webrecorder test suite", "--json").json()
+    [hit] = cli("search", "illustrative", "--json").json()
+    shown = cli("show", hit["id"])
+    assert shown.code == 0, shown.err
+    assert "RECEIVED from others, not captured by this archive" in shown.out
+    assert "Webrecorder test suite" in shown.out and outcome["sha256"] in shown.out
+    assert "the package's own text" in shown.out            # pages.jsonl's text, not re-extracted
+    assert "signature valid (domain, btrix-sign-test.webrecorder.net)" in shown.out
+    as_json = cli("show", hit["id"], "--json").json()
+    assert as_json["received_page"]["url"] == "https://example.com/"
+    assert as_json["receipt"]["id"] == outcome["receipt_id"]
+    assert as_json["receipt"]["checks"]["wacz"]["signature"] == "valid"
+    # The receipt itself: its pages listed.
+    receipt = cli("show", outcome["receipt_id"])
+    assert receipt.code == 0 and "pages (1)" in receipt.out and hit["id"] in receipt.out
+    # A URL only received pages hold shows the newest of them.
+    assert hit["id"] in cli("show", "https://example.com/").out
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[CLI, dict]:
+    """An archive of 5 captures of our own (scripts/make-index: archiver's write path, real WARCs) and, received
+    after them, a partner's WARC of 3 pages."""
+    root = tmp_path_factory.mktemp("mixed")
+    archive = root / "archive"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures", "5",
+                           "--workers", "1"], capture_output=True, text=True, env=base_env(**team_env(archive)),
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    cli = CLI(archive)
+    warc = _partner_warc(root / "partner-crawl.warc.gz", [
+        ("https://partner.example/convoy", "Convoy report", "the convoy crossed Ramouseh at dawn"),
+        ("https://partner.example/shelling", "Shelling in Bustan al-Qasr", "witnesses describe the shelling"),
+        ("https://partner.example/about", "About the partner", "an independent newsroom")])
+    [outcome] = cli("receive", str(warc), "--from", "Partner newsroom", "--tag", "partner", "--json").json()
+    return cli, outcome
+
+
+def test_list_shows_received_pages_beside_captures_marked_and_pages_through_both(mixed):
+    cli, outcome = mixed
+    rows = cli("list", "--all", "--json").json()
+    assert len(rows) == 8
+    assert [r["id"] for r in rows] == sorted((r["id"] for r in rows), reverse=True)
+    received = [r for r in rows if r["status"] == "received"]
+    ours = [r for r in rows if r["status"] != "received"]
+    assert len(received) == 3 and len(ours) == 5
+    assert all(r["received"]["from"] == "Partner newsroom" and r["received"]["receipt_id"] == outcome["receipt_id"]
+               for r in received)
+    assert not any("received" in r for r in ours)
+    # Received after the captures: newest first, they come first.
+    assert [r["status"] for r in rows[:3]] == ["received"] * 3
+    # Paged three at a time with --before, every row once, across both tables.
+    seen, before = [], None
+    while True:
+        page = cli("list", "--limit", "3", "--json", *(["--before", before] if before else [])).json()
+        if not page:
+            break
+        seen += [r["id"] for r in page]
+        before = page[-1]["id"]
+    assert seen == [r["id"] for r in rows]
+    # The filters never mix them up.
+    assert len(cli("list", "--status", "received", "--json").json()) == 3
+    assert len(cli("list", "--kind", "received", "--json").json()) == 3
+    assert all(r["status"] == "ok" for r in cli("list", "--status", "ok", "--json").json())
+    assert len(cli("list", "--tag", "partner", "--json").json()) == 3
+    human = cli("list").out
+    assert human.count("received") == 3 and "https://partner.example/convoy" in human
+
+
+def test_search_finds_received_pages_with_snippets_and_ours_alike(mixed):
+    cli, outcome = mixed
+    hits = cli("search", "Ramouseh", "--json").json()
+    assert [(h["url"], h["status"], h["receipt_id"]) for h in hits] == [
+        ("https://partner.example/convoy", "received", outcome["receipt_id"])]
+    assert hits[0]["snippet"] == "the convoy crossed [Ramouseh] at dawn"
+    human = cli("search", "shelling")
+    assert "received https://partner.example/shelling" in human.out
+    # A word in every capture of ours and in every received page: both kinds, newest first, each marked as it is.
+    both = cli("search", "the", "--all", "--json").json()
+    ours = [h for h in both if h["status"] != "received"]
+    assert {h["id"] for h in ours} == {r["id"] for r in cli("list", "--status", "ok", "--json").json()}
+    assert len(ours) == 5 and not any("receipt_id" in h for h in ours)
+    assert sorted(h["url"] for h in both if h["status"] == "received") == [
+        "https://partner.example/about", "https://partner.example/convoy", "https://partner.example/shelling"]
+    assert [h["id"] for h in both] == sorted((h["id"] for h in both), reverse=True)
+
+
+def test_show_of_a_received_page_never_presents_it_as_ours(mixed):
+    cli, outcome = mixed
+    [hit] = cli("search", "newsroom", "--json").json()
+    shown = cli("show", hit["id"])
+    assert shown.code == 0, shown.err
+    lines = shown.out.splitlines()
+    assert lines[0].split() == ["received", "page", hit["id"]]
+    assert "RECEIVED from others, not captured by this archive:" in shown.out
+    assert "PartnerCrawler/2.1" in shown.out and "partner-crawl.warc.gz @" in shown.out
+    assert "capture " not in shown.out.split("RECEIVED")[0]
+    gone = cli("show", "01ZZZZZZZZZZZZZZZZZZZZZZZZ")
+    assert gone.code == 1 and "no capture" in gone.err and "Traceback" not in gone.err
