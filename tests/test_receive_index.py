@@ -5,7 +5,6 @@ use a WARC written here with warcio, as a partner's tool would."""
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
