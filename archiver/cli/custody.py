@@ -41,8 +41,9 @@ def reindex(ctx: Context, output: Path | None, into: str | None, as_json: bool) 
     if into is not None and not archive.index_url:
         raise UserError(f"--into: {archive.path} keeps its index in index.db; to move it to PostgreSQL (and its WARCs "
                         f"to a bucket) use `archiver migrate`, or rebuild into a file with -o FILE")
-    if not (archive.path / "warcs").is_dir() and not archive.seals_to_store:
-        raise UserError(f"{archive.path} has no warcs/ directory: nothing to reindex (is --archive right?)")
+    if not any((archive.path / d).is_dir() for d in ("warcs", "received")) and not archive.seals_to_store:
+        raise UserError(f"{archive.path} has no warcs/ or received/ directory: nothing to reindex (is --archive "
+                        f"right?)")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target: Path | str = into if into is not None else output or archive.path / f"index.reindexed-{stamp}.db"
     # In team mode, from the bucket as well (listed), besides what warcs/ still holds from before.
@@ -55,8 +56,10 @@ def reindex(ctx: Context, output: Path | None, into: str | None, as_json: bool) 
     else:
         for s in report.skipped:
             click.echo(f"SKIPPED  {s.path}: {s.reason}")
+        received = (f", {report.receipts} received file(s) with {report.received_pages} page(s)"
+                    if report.receipts else "")
         click.echo(f"reindexed {report.captures} capture(s), {report.records} record(s), {_size(report.bytes)}, "
-                   f"{report.timestamps} timestamp token(s) into {report.target}")
+                   f"{report.timestamps} timestamp token(s){received} into {report.target}")
         click.echo(_switch_hint(archive.index_url, report.target))
     if not report.ok:
         raise click.exceptions.Exit(1)

@@ -1,7 +1,6 @@
 """Commands that read the index and capture nothing: status, list, show, search, platforms."""
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Iterable, Iterator
 

@@ -14,7 +14,8 @@ What the WARCs do not hold is not invented: jobs are recreated only as far as th
 (one ``done`` or ``failed`` job per job id), and watches, liveness checks and the old ledger are index-only
 history, not rebuilt. The new ledger starts with one ``reindexed`` entry per capture, recording the file's
 hash as found. Timestamp tokens stored beside the WARCs are restored (timestamps.restore_from_files): a token
-says itself which hash it vouches for, and its sidecar which TSA gave it.
+says itself which hash it vouches for, and its sidecar which TSA gave it. Files received from others are
+restored from the receipts kept beside them, their pages indexed by reading them again (exchange/restore.py).
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ class ReindexReport:
     records: int = 0
     bytes: int = 0
     timestamps: int = 0
+    receipts: int = 0           # files received from others, their receipts restored (exchange/restore.py)
+    received_pages: int = 0
     skipped: list[Skipped] = field(default_factory=list)
 
     @property
@@ -63,7 +66,8 @@ class ReindexReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "target": str(self.target), "captures": self.captures, "records": self.records,
-                "bytes": self.bytes, "timestamps": self.timestamps, "skipped": [s.as_dict() for s in self.skipped]}
+                "bytes": self.bytes, "timestamps": self.timestamps, "receipts": self.receipts,
+                "received_pages": self.received_pages, "skipped": [s.as_dict() for s in self.skipped]}
 
 
 @dataclass
@@ -198,6 +202,11 @@ def reindex(archive_dir: Path, target: Path | str, unreachable_gone: tuple[int, 
             report.bytes += capture.row["warc_size"]
             if progress:
                 progress(f"{capture.row['id']}  {capture.row['status']:<7}  {capture.row['url']}")
+        # Files received from others, after the captures: their receipts, and their pages read again.
+        from archiver.exchange.restore import restore_receipts
+        restored = restore_receipts(index, archive_dir, store)
+        report.receipts, report.received_pages = restored.receipts, restored.pages
+        report.skipped.extend(Skipped(where, why) for where, why in restored.skipped)
     finally:
         index.close()
     return report

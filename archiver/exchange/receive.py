@@ -37,7 +37,8 @@ from archiver.store.index import Index
 from archiver.store.local import READ_ONLY_MODE, LocalStore
 
 __all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "check_sources", "receipts_store",
-           "RECEIPT_SUFFIX", "location"]
+           "RECEIPT_SUFFIX", "location",
+           "inspect_spooling", "index_spooled", "copy_hashing"]
 
 CHUNK = 1 << 20
 RECEIPT_SUFFIX = ".receipt.json"
@@ -103,7 +104,6 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
             note: str | None = None, tags: list[str] | None = None) -> Received:
     """Take ``source`` into custody (see the module's docstring). Raises NotEvidenceFile (nothing kept) for a file
     that is not a WARC or a WACZ."""
-    from archiver.exchange import foreign   # the reading of foreign files: only this command needs it
     if not received_from.strip():
         raise UserError("--from is empty: say who handed the file over (a person, an organisation)")
     with open(source, "rb") as handle:
@@ -120,7 +120,7 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
     spool_file = tmp / f"{receipt_id}.pages.jsonl"
     try:
         with open(source, "rb") as src:
-            sha256, size = _copy_hashing(src, copy)
+            sha256, size = copy_hashing(src, copy)
         by = archive.operator(received_by)
         at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         held = index.conn.execute("SELECT * FROM receipts WHERE sha256 = ?", (sha256,)).fetchone()
@@ -132,17 +132,7 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
                     "original_name": source.name, "size": size, "sha256": sha256, "note": note})
             return Received("already", held["id"], str(source), sha256, size, held["format"],
                             json.loads(held["checks"]), held["received_at"], location(archive, held))
-        # The pages go to a spool file as they are found (a crawl of a million pages stays in bounded memory),
-        # and into the index with the receipt, in its transaction.
-        pages = 0
-
-        def spool(page: Any) -> None:
-            nonlocal pages
-            pages += 1
-            spooled.write(json.dumps(page.as_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
-        with open(spool_file, "w+b") as spooled:
-            checks = {k: v for k, v in foreign.inspect(copy, on_page=spool).as_dict().items() if k != "pages"}
-        checks["pages"] = pages
+        checks = inspect_spooling(copy, spool_file)
         key = f"received/{at[:4]}/{at[5:7]}/{at[8:10]}/{receipt_id}.{fmt}"
         store = receipts_store(archive)
         row = {"id": receipt_id, "sha256": sha256, "size": size, "format": fmt, "original_name": source.name,
@@ -159,8 +149,7 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
         with index.transaction() as conn:
             conn.execute(f"INSERT INTO receipts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
                          tuple(row.values()))
-            with open(spool_file, "rb") as spooled:
-                received.insert_pages(index, receipt_id, (json.loads(line) for line in spooled))
+            index_spooled(index, receipt_id, spool_file)
             ledger.append(conn, "received", detail={
                 "receipt": receipt_id, "from": received_from, "by": by, "original_name": source.name,
                 "size": size, "sha256": sha256, "format": fmt, "path": key, "note": note,
@@ -172,7 +161,32 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
         receiving.rmdir()
 
 
-def _copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:
+def inspect_spooling(path: Path, spool_file: Path) -> dict[str, Any]:
+    """What is found in the received file at ``path`` (exchange/foreign.py: digests, versions, software, a WACZ's
+    package and signature; ``pages``: how many), its pages written to ``spool_file`` as JSON lines as they are
+    found: a crawl of a million pages stays in bounded memory, and goes into the index with its receipt, in one
+    transaction (``index_spooled``). ``path``'s name is the one the pages' WARC is named by."""
+    from archiver.exchange import foreign   # the reading of foreign files: only receiving and reindex need it
+    pages = 0
+
+    def spool(page: Any) -> None:
+        nonlocal pages
+        pages += 1
+        spooled.write(json.dumps(page.as_dict(), ensure_ascii=False).encode("utf-8") + b"\n")
+    with open(spool_file, "w+b") as spooled:
+        checks = {k: v for k, v in foreign.inspect(path, on_page=spool).as_dict().items() if k != "pages"}
+    checks["pages"] = pages
+    return checks
+
+
+def index_spooled(index: Index, receipt_id: str, spool_file: Path) -> int:
+    """The pages ``inspect_spooling`` wrote, indexed as the receipt's (store/received.py). Call inside the
+    transaction that writes the receipt. Returns how many."""
+    with open(spool_file, "rb") as spooled:
+        return received.insert_pages(index, receipt_id, (json.loads(line) for line in spooled))
+
+
+def copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:
     """Stream ``src`` into ``dest`` (new), hashing what is written; fsync'd and made read-only."""
     digest = hashlib.sha256()
     size = 0

@@ -1,0 +1,131 @@
+"""Receipts restored from the store alone (``archiver reindex``): what ``archiver receive`` wrote beside each
+received file, read back, and the file's pages indexed again by reading the file again.
+
+Every ``received/.../<id>.<format>.receipt.json`` (under the archive directory, and in team mode in the bucket) is
+read in ID order. Its receipt is inserted as it was recorded, facts and checks unchanged: the receipt says what
+was received and what was found in it then, which no later reading may rewrite. The received file is then hashed
+as it streams into a working copy (named as it was handed over, so that its pages name their WARC as on receipt):
+
+- it matches the receipt's SHA-256 and size: its pages are indexed again (exchange/foreign.py, as on receipt),
+  with a ``reindexed`` ledger entry naming the receipt;
+- it does not, or is not there: the receipt is restored without pages (it is still the record of a handing-over)
+  and the file is reported as skipped; ``verify`` names it ``received-altered`` or ``received-missing``.
+
+A receipt file that cannot be read as one, or a second receipt for bytes already restored, is skipped and
+reported, never guessed at.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from archiver.custody import ledger
+from archiver.exchange.receive import RECEIPT_SUFFIX, copy_hashing, index_spooled, inspect_spooling
+from archiver.store.blobs import StorageError
+from archiver.store.index import Index
+from archiver.store.local import LocalStore
+
+__all__ = ["restore_receipts", "RestoredReceipts", "RECEIPT_COLUMNS"]
+
+RECEIPT_COLUMNS = ("id", "sha256", "size", "format", "original_name", "received_from", "received_by",
+                   "received_at", "note", "tags", "path", "store", "version", "checks")
+
+
+@dataclass
+class RestoredReceipts:
+    receipts: int = 0
+    pages: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)   # (where, why)
+
+
+def restore_receipts(index: Index, archive_dir: Path, store: Any = None) -> RestoredReceipts:
+    """Restore into ``index`` (new, with the captures already in it) every receipt under ``archive_dir``'s
+    received/ and, with ``store`` (team mode), in that store. See the module's docstring."""
+    result = RestoredReceipts()
+    sources: list[tuple[str, Any, bool]] = [(item.key, LocalStore(archive_dir, read_only=True), False)
+                                            for item in LocalStore(archive_dir).list("received/")
+                                            if item.key.endswith(RECEIPT_SUFFIX)]
+    if store is not None:
+        sources += [(item.key, store, True) for item in store.list("received/") if item.key.endswith(RECEIPT_SUFFIX)]
+    sources.sort(key=lambda source: source[0].rsplit("/", 1)[-1])   # by receipt ID: the order they were received
+    work = archive_dir / "tmp"
+    work.mkdir(parents=True, exist_ok=True)
+    for key, where, in_bucket in sources:
+        try:
+            _restore_one(index, where, key, in_bucket, work, result)
+        except _Skip as skip:
+            result.skipped.append((where.location(key), str(skip)))
+    return result
+
+
+class _Skip(Exception):
+    """A receipt file, or its received file, that cannot be restored as it is: reported, never guessed at."""
+
+
+def _restore_one(index: Index, store: Any, receipt_key: str, in_bucket: bool, work: Path,
+                 result: RestoredReceipts) -> None:
+    row = _read_receipt(store, receipt_key)
+    file_key = receipt_key[:-len(RECEIPT_SUFFIX)]
+    if row["path"] != file_key:
+        raise _Skip(f"the receipt names {row['path']}, but is kept beside {file_key}")
+    held = index.conn.execute("SELECT id FROM receipts WHERE sha256 = ?", (row["sha256"],)).fetchone()
+    if held is not None:
+        raise _Skip(f"the same bytes (SHA-256 {row['sha256']}) were restored as receipt {held[0]}")
+    if in_bucket:
+        row["store"] = store.url
+        try:
+            row["version"] = store.head(file_key).version_id
+        except StorageError:
+            row["version"] = None
+    else:
+        row["store"] = row["version"] = None
+    copy_dir = work / f"{row['id']}.reindexing"
+    shutil.rmtree(copy_dir, ignore_errors=True)
+    copy_dir.mkdir()
+    spool = copy_dir / ".pages.jsonl"
+    try:
+        intact, why = _working_copy(store, file_key, row, copy_dir / Path(row["original_name"]).name)
+        checks = inspect_spooling(copy_dir / Path(row["original_name"]).name, spool) if intact else None
+        with index.transaction() as conn:
+            values = {**row, "checks": json.dumps(row["checks"], sort_keys=True),
+                      "tags": row["tags"] if isinstance(row["tags"], str) else json.dumps(row["tags"])}
+            conn.execute(f"INSERT INTO receipts ({', '.join(RECEIPT_COLUMNS)}) "
+                         f"VALUES ({', '.join('?' * len(RECEIPT_COLUMNS))})", [values[c] for c in RECEIPT_COLUMNS])
+            pages = index_spooled(index, row["id"], spool) if checks is not None else 0
+            ledger.append(conn, "reindexed", detail={
+                "receipt": row["id"], "sha256": row["sha256"], "size": row["size"], "path": file_key,
+                "pages": pages, "file": "as received" if intact else why})
+    finally:
+        shutil.rmtree(copy_dir, ignore_errors=True)
+    result.receipts += 1
+    result.pages += pages
+    if not intact:
+        result.skipped.append((store.location(file_key), f"receipt {row['id']} restored without its pages: {why}"))
+
+
+def _read_receipt(store: Any, key: str) -> dict[str, Any]:
+    try:
+        with store.open(key) as stream:
+            data = json.loads(stream.read(16 * 1024 * 1024))
+    except (StorageError, OSError, ValueError) as exc:
+        raise _Skip(f"not a readable receipt: {exc}") from None
+    row = data.get("receipt") if isinstance(data, dict) else None
+    if not isinstance(row, dict) or any(c not in row for c in RECEIPT_COLUMNS):
+        raise _Skip("not a receipt archiver wrote (no receipt object with its fields)")
+    return row
+
+
+def _working_copy(store: Any, key: str, row: dict[str, Any], dest: Path) -> tuple[bool, str]:
+    """The received file streamed into ``dest`` while hashed: (whether it is as received, why not)."""
+    try:
+        with store.open(key) as stream:
+            sha256, size = copy_hashing(stream, dest)
+    except (StorageError, OSError) as exc:
+        return False, f"the received file cannot be read ({exc})"
+    if (sha256, size) != (row["sha256"], row["size"]):
+        return False, (f"the received file hashes to {sha256} ({size} bytes), not to the receipt's "
+                       f"{row['sha256']} ({row['size']} bytes)")
+    return True, ""
