@@ -239,37 +239,28 @@ class Index:
                       ) -> Iterator[dict[str, Any]]:
         """Captures, newest (highest ID) first, one row at a time: ``before`` an ID (the cursor of the page
         before), at most ``limit`` (None: all)."""
-        where, params = [], []
-        if before:
-            where.append("id < ?")
-            params.append(before)
-        if tag:
-            where.append(self.conn.sql_json_has("captures.tags"))
-            params.append(tag)
-        if kind:
-            where.append("kind = ?")
-            params.append(kind)
-        if status:
-            where.append("status = ?")
-            params.append(status)
+        conditions = [("id < ?", before), (self.conn.sql_json_has("captures.tags"), tag), ("kind = ?", kind),
+                      ("status = ?", status), ("started_at >= ?", since)]
         table = "captures"
         if since:
-            where.append("started_at >= ?")
-            params.append(since)
             # Walking the IDs down finds recent captures at once, but walks the whole table for an old --since
             # that few captures match; then the started_at index takes them directly (and sorts them: few).
             few = self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM captures WHERE started_at >= ? LIMIT 5000) AS recent",
                                     (since,)).fetchone()[0]
             if few < 5000:
                 table = "captures" + self.conn.sql_indexed_by("captures_started")
-        sql = f"SELECT {self.LISTED} FROM {table}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC"
+        for row in self.listing(f"SELECT {self.LISTED} FROM {table}", conditions, "id DESC", limit):
+            yield without_local_place(_decode(dict(row)))
+
+    def listing(self, select: str, conditions: list[tuple[str, Any]], order: str, limit: int | None
+                ) -> Iterator[Any]:
+        """Rows of ``select`` where every condition whose value is given holds (each a ``?`` for that value), in
+        ``order``, at most ``limit``: streamed when the read is large (``unbounded``)."""
+        given = [(sql, value) for sql, value in conditions if value]
+        sql = select + (" WHERE " + " AND ".join(c for c, _ in given) if given else "") + f" ORDER BY {order}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        for row in (self.conn.stream if unbounded(limit) else self.conn.execute)(sql, params):
-            yield without_local_place(_decode(dict(row)))
+        yield from (self.conn.stream if unbounded(limit) else self.conn.execute)(sql, [v for _, v in given])
 
     def find_capture(self, ident: str) -> dict[str, Any]:
         """A capture by ID (or unique ID prefix), or the newest capture of a URL (its key, canonical URL, URL as

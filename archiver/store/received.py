@@ -18,7 +18,7 @@ import json
 from typing import Any, Iterable, Iterator
 
 from archiver.errors import NotFound
-from archiver.store.index import Index, fts_key, unbounded
+from archiver.store.index import Index, fts_key
 
 __all__ = ["page_id", "insert_pages", "iter_pages", "iter_listed", "find", "receipt", "pages_of", "receipt_of_page",
            "KIND", "STATUS", "PAGE_COLUMNS"]
@@ -68,23 +68,9 @@ def iter_pages(index: Index, *, tag: str | None = None, since: str | None = None
                limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Received pages as ``list`` shows them, newest (highest ID) first: ``since`` a time they were received,
     ``tag`` one of their receipt's tags, ``before`` an ID."""
-    where, params = [], []
-    if before:
-        where.append("p.id < ?")
-        params.append(before)
-    if tag:
-        where.append(index.conn.sql_json_has("r.tags"))
-        params.append(tag)
-    if since:
-        where.append("r.received_at >= ?")
-        params.append(since)
-    sql = f"SELECT {_LISTED} FROM received_pages p JOIN receipts r ON r.id = p.receipt_id"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY p.id DESC"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    for row in (index.conn.stream if unbounded(limit) else index.conn.execute)(sql, params):
+    conditions = [("p.id < ?", before), (index.conn.sql_json_has("r.tags"), tag), ("r.received_at >= ?", since)]
+    for row in index.listing(f"SELECT {_LISTED} FROM received_pages p JOIN receipts r ON r.id = p.receipt_id",
+                             conditions, "p.id DESC", limit):
         yield _listed(dict(row))
 
 
