@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,72 @@ def test_migrate_refuses_an_archive_holding_received_files(tmp_path):
     result = cli("migrate", "--index", "postgresql://archiver@127.0.0.1:9/none", "--storage", "s3://bucket/prefix")
     assert result.code == 2 and "1 file(s) received from others" in result.err, result.err
     assert "Traceback" not in result.err
+
+
+# ---- the same bytes at once; a receive stopped half-way (corpus-free: a partner's crawl made here) ----------------
+
+def _partner_crawl(path: Path, pages: int) -> Path:
+    """A WARC/1.1 of ``pages`` HTML responses, as a partner's crawler might write it, with SHA-256 digests."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8"
+    with open(path, "wb") as out:
+        for n in range(pages):
+            body = b"<html><head><title>Partner page %d</title></head><body>" % n + \
+                b"<p>Shelling reported near the old city; the convoy waits at the checkpoint.</p>" * 40 + b"</body></html>"
+            block = head + b"\r\n\r\n" + body
+            out.write((f"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{hashlib.md5(block).hexdigest()}>"
+                       f"\r\nWARC-Target-URI: https://partner.example/2016/12/16/page-{n}\r\n"
+                       f"WARC-Date: 2016-12-16T10:{n // 60 % 60:02d}:{n % 60:02d}Z\r\n"
+                       f"Content-Type: application/http; msgtype=response\r\n"
+                       f"WARC-Payload-Digest: sha256:{hashlib.sha256(body).hexdigest()}\r\n"
+                       f"WARC-Block-Digest: sha256:{hashlib.sha256(block).hexdigest()}\r\n"
+                       f"Content-Length: {len(block)}\r\n\r\n").encode() + block + b"\r\n\r\n")
+    return path
+
+
+def _stored_received(archive: Path) -> list[str]:
+    """Every key under received/ where the archive keeps received files (its directory, or its bucket)."""
+    from conftest import open_test_archive
+    from archiver.exchange.receive import receipts_store
+    return [item.key for item in receipts_store(open_test_archive(archive)).list("received/")]
+
+
+def test_two_hosts_receiving_the_same_bytes_at_once_keep_one_copy_and_one_receipt(tmp_path):
+    from conftest import open_test_index
+    crawl = _partner_crawl(tmp_path / "crawl.warc", 20)
+    cli = CLI(tmp_path / "archive")
+    assert cli("status").code == 0
+    index = open_test_index(cli.archive / "index.db")
+    tmp = cli.archive / "tmp"
+    try:
+        # The index's write lock held (SQLite's, or PostgreSQL's ledger lock) while both run: neither can write its
+        # row until both have looked for one, found none, checked the file and put it -- the race, every time.
+        with index.transaction():
+            procs = [cli.popen("receive", str(crawl), "--from", who, "--json") for who in ("Desk A", "Desk B")]
+            deadline = time.monotonic() + 120
+            while len(list(tmp.glob("*.receipt.json"))) < 2:
+                assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+                assert time.monotonic() < deadline, "the two receives did not both get as far as their receipts"
+                time.sleep(0.02)
+    finally:
+        index.close()
+    ended = [p.communicate(timeout=120) for p in procs]
+    for proc, (out, err) in zip(procs, ended):
+        assert proc.returncode == 0 and "Traceback" not in err, err
+    outcomes = [json.loads(out)[0] for out, _ in ended]
+    assert sorted(o["outcome"] for o in outcomes) == ["already", "received"]
+    first = next(o for o in outcomes if o["outcome"] == "received")
+    assert {o["receipt_id"] for o in outcomes} == {first["receipt_id"]}
+    with index_conn(cli.archive) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 1
+    # One copy and one receipt in the store (an object there cannot be taken back): both put the same object under
+    # its SHA-256, and the first receipt put is the one.
+    key = f"received/{first['sha256'][:2]}/{first['sha256']}.warc"
+    assert _stored_received(cli.archive) == [key, key + ".receipt.json"]
+    # Each handing-over in the ledger: the receipt's, and the other's naming it, found by its receipt in the store.
+    taken, again = _received_entries(cli.archive)
+    assert "again" not in taken and taken["receipt"] == first["receipt_id"]
+    assert again["again"] is True and again["receipt"] == first["receipt_id"] and again["matched_in"] == "store"
+    assert {taken["from"], again["from"]} == {"Desk A", "Desk B"}
+    assert not list(tmp.glob("*"))
+    verified = cli("verify", "--json")
+    assert verified.code == 0 and verified.json()["received"] == 1, verified.out

@@ -2,21 +2,39 @@
 taken into custody as it was handed over (``archiver receive``).
 
 A received file is never ours and never becomes ours: it is kept byte for byte, read-only, beside our captures
-(``received/YYYY/MM/DD/<receipt id>.<format>`` in the archive's store: ``<archive>/received/`` or the bucket), with a
-receipt saying who handed it over, who took it in, when, under which name, its size and SHA-256, and what was found
-in it on receipt (exchange/foreign.py: every record's digests, the WARC versions, the producing software, a WACZ's
-datapackage and signature). Its pages are indexed with the receipt (store/received.py), searchable beside our
-captures and marked as received. What is found is recorded, never "fixed": a file whose records do not match their
-digests is kept as received, with those records named.
+(``received/<first two hex digits>/<its SHA-256>.<format>`` in the archive's store: ``<archive>/received/`` or the
+bucket), with a receipt saying who handed it over, who took it in, when, under which name, its size and SHA-256, and
+what was found in it on receipt (exchange/foreign.py: every record's digests, the WARC versions, the producing
+software, a WACZ's datapackage and signature). Its pages are indexed with the receipt (store/received.py), searchable
+beside our captures and marked as received. What is found is recorded, never "fixed": a file whose records do not
+match their digests is kept as received, with those records named.
 
 Order, so that nothing is half-taken: the file is copied into ``<archive>/tmp`` while it is hashed (the copy is what
-is kept: the original may change after), checked, its receipt written beside it, both put create-only into the
-store, and only then the receipt row and its ``received`` ledger entry are written, in one transaction. The same
-bytes handed over again are recognised by their SHA-256: no second copy and no second receipt, but a ``received``
-ledger entry saying who handed them over this time (custody records every handing-over).
+is kept: the original may change after), checked, put create-only into the store, its receipt written and put
+create-only beside it, and only then the receipt row, its pages and its ``received`` ledger entry are written, in one
+transaction. The same bytes handed over again are recognised by their SHA-256: no second copy and no second
+receipt, but a ``received`` ledger entry saying who handed them over this time (custody records every handing-over).
 
-The receipt file (``<id>.receipt.json``, read-only beside the received file) holds the receipt row, so the table can
-be rebuilt from the store alone.
+Why a received file's key is its SHA-256 (content-addressed), and its receipt's key the file's plus
+``.receipt.json``: two hosts may receive the same bytes at once (team mode), and a store in team mode keeps every
+object for years (create-only, Object Lock): whatever a receive puts there can never be taken back. Under keys of
+their own (the receipt's ID), both would put a copy and a receipt, and the one whose row came second would leave a
+copy and a receipt in the bucket that no row names -- an object a custody auditor finds and nobody can explain, or
+delete. Keyed by content, both put the same object (the store answers the second put of the same bytes with the
+object already there), and the receipt's create-only put decides which receipt is the one: the first put wins;
+the other receive finds the key taken, reads the receipt there, and ends as "already" -- its handing-over in the
+ledger (``again``), nothing of its own left in the store. The store, not the index, arbitrates, because the store
+is what cannot be undone. The same rule makes a receive killed between the put and the index harmless: the file
+and its receipt are there without a row (``archiver verify``: ``received-unindexed``); the same bytes received
+again write the row from the receipt already there (``from_receipt_file`` in its ``received`` entry), with the pages
+of the same bytes, and put no second copy; ``archiver reindex`` restores it from the receipt too.
+
+Whoever writes a receipt's row writes its ``received`` ledger entry in the same transaction (the receive that took
+the file in, or the one that found its receipt in the store without a row): one row, one entry, for each receipt.
+
+The receipt file (``<key>.receipt.json``, read-only beside the received file) holds the receipt row, so the table
+can be rebuilt from the store alone. Files received before receipts were keyed by content keep their keys
+(``received/YYYY/MM/DD/<receipt id>.<format>``): the row says where each is.
 """
 from __future__ import annotations
 
@@ -29,24 +47,38 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from archiver.custody import ledger
-from archiver.errors import UserError
+from archiver.errors import ArchiverError, UserError
 from archiver.store.archive import Archive, new_capture_id
+from archiver.store.blobs import AlreadyStored
 from archiver.store.files import fsync_dir
 from archiver.store import received
 from archiver.store.index import Index
 from archiver.store.local import READ_ONLY_MODE, LocalStore
 
-__all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "check_sources", "receipts_store",
-           "RECEIPT_SUFFIX", "location",
-           "inspect_spooling", "index_spooled", "copy_hashing"]
+__all__ = ["receive", "Received", "NotEvidenceFile", "ReceiptUnreadable", "sniff_format", "check_sources",
+           "receipts_store", "received_key", "take_in", "receipt_document", "read_receipt", "receipt_row",
+           "RECEIPT_SUFFIX", "RECEIPT_COLUMNS", "location", "inspect_spooling", "index_spooled", "copy_hashing"]
 
 CHUNK = 1 << 20
 RECEIPT_SUFFIX = ".receipt.json"
 FORMATS = ("warc", "warc.gz", "wacz")
+# The receipts table's columns, as a receipt file holds them.
+RECEIPT_COLUMNS = ("id", "sha256", "size", "format", "original_name", "received_from", "received_by", "received_at",
+                   "note", "tags", "path", "store", "version", "checks")
+# Where a test kills a receive (ARCHIVER_FAULT_KILL_AT=<step>): its file in the store and no receipt there; its file
+# and its receipt there, and no row.
+KILL_FILE_STORED = "receive-file-stored"
+KILL_STORED = "receive-stored"
 
 
 class NotEvidenceFile(UserError):
     """The file is not a WARC, a gzipped WARC or a WACZ (exit 2): nothing of it is kept."""
+
+
+class ReceiptUnreadable(ArchiverError):
+    """A receipt file in the store that holds no receipt row (exit 1): not one archiver receive wrote, or damaged."""
+
+    exit_code = 1
 
 
 @dataclass
@@ -100,10 +132,16 @@ def receipts_store(archive: Archive) -> Any:
     return LocalStore(archive.path)
 
 
+def received_key(sha256: str, fmt: str) -> str:
+    """A received file's key in the store: named by its SHA-256 (see the module's docstring for why)."""
+    return f"received/{sha256[:2]}/{sha256}.{fmt}"
+
+
 def receive(archive: Archive, index: Index, source: Path, *, received_from: str, received_by: str | None = None,
             note: str | None = None, tags: list[str] | None = None) -> Received:
     """Take ``source`` into custody (see the module's docstring). Raises NotEvidenceFile (nothing kept) for a file
     that is not a WARC or a WACZ."""
+    from archiver.pipeline.sealing import fault_point
     if not received_from.strip():
         raise UserError("--from is empty: say who handed the file over (a person, an organisation)")
     with open(source, "rb") as handle:
@@ -123,42 +161,125 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
             sha256, size = copy_hashing(src, copy)
         by = archive.operator(received_by)
         at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        handing = {"from": received_from, "by": by, "original_name": source.name, "size": size, "sha256": sha256,
+                   "note": note}
         held = index.conn.execute("SELECT * FROM receipts WHERE sha256 = ?", (sha256,)).fetchone()
         if held is not None:
-            held = dict(held)
-            with index.transaction() as conn:
-                ledger.append(conn, "received", url=None, detail={
-                    "receipt": held["id"], "again": True, "from": received_from, "by": by,
-                    "original_name": source.name, "size": size, "sha256": sha256, "note": note})
-            return Received("already", held["id"], str(source), sha256, size, held["format"],
-                            json.loads(held["checks"]), held["received_at"], location(archive, held))
+            return _again(archive, index, dict(held), source, {**handing, "matched_in": "index"})
         checks = inspect_spooling(copy, spool_file)
-        key = f"received/{at[:4]}/{at[5:7]}/{at[8:10]}/{receipt_id}.{fmt}"
+        key = received_key(sha256, fmt)
         store = receipts_store(archive)
+        # Another receive of the same bytes may have put them already: the same object, answered as there.
+        stored = store.put_file(key, copy, sha256)
+        fault_point(KILL_FILE_STORED)
+        place = {"store": store.url if archive.seals_to_store else None, "version": stored.version_id}
         row = {"id": receipt_id, "sha256": sha256, "size": size, "format": fmt, "original_name": source.name,
                "received_from": received_from, "received_by": by, "received_at": at, "note": note,
-               "tags": json.dumps(list(tags or [])), "path": key,
-               "store": store.url if archive.seals_to_store else None, "version": None,
+               "tags": json.dumps(list(tags or [])), "path": key, **place,
                "checks": json.dumps(checks, sort_keys=True)}
-        _write_read_only(receipt_file, json.dumps({"receipt": {**row, "checks": checks}}, indent=1,
-                                                  sort_keys=True).encode("utf-8"))
-        stored = store.put_file(key, copy, sha256)
+        _write_read_only(receipt_file, receipt_document(row))
         receipt_sha, _ = _sha256_of(receipt_file)
-        store.put_file(key + RECEIPT_SUFFIX, receipt_file, receipt_sha, content_type="application/json")
-        row["version"] = getattr(stored, "version_id", None)
+        try:
+            store.put_file(key + RECEIPT_SUFFIX, receipt_file, receipt_sha, content_type="application/json")
+        except AlreadyStored:
+            # Another receive put its receipt of these bytes first (at the same time, or it stopped before its row
+            # was written): that receipt is the one; this handing-over is recorded against it.
+            where = store.location(key + RECEIPT_SUFFIX)
+            first = receipt_row(read_receipt(store, key + RECEIPT_SUFFIX), **place, where=where)
+            if first["sha256"] != sha256:
+                raise ReceiptUnreadable(f"{where}: a receipt of other bytes (SHA-256 {first['sha256']}) under the key "
+                                        f"of {sha256}")
+            return _again(archive, index, first, source, {**handing, "matched_in": "store"}, restore=spool_file)
+        fault_point(KILL_STORED)
         with index.transaction() as conn:
-            conn.execute(f"INSERT INTO receipts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                         tuple(row.values()))
-            index_spooled(index, receipt_id, spool_file)
-            ledger.append(conn, "received", detail={
-                "receipt": receipt_id, "from": received_from, "by": by, "original_name": source.name,
-                "size": size, "sha256": sha256, "format": fmt, "path": key, "note": note,
-                "problems": len(checks.get("problems") or []) + len((checks.get("wacz") or {}).get("datapackage") or [])})
+            kept = take_in(index, conn, row, spool_file)
+        if kept["id"] != receipt_id:
+            # Only a receipt of these bytes under a key of before content keys can be there instead (written by an
+            # older archiver meanwhile): this one's receipt file stays in the store, unused, and the entry says so.
+            return _again(archive, index, kept, source, {**handing, "matched_in": "index",
+                                                         "unused_receipt_file": key + RECEIPT_SUFFIX})
         return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, location(archive, row))
     finally:
         for leftover in (copy, receipt_file, spool_file):
             leftover.unlink(missing_ok=True)
         receiving.rmdir()
+
+
+def take_in(index: Index, conn: Any, row: dict[str, Any], spool_file: Path, *, from_receipt_file: bool = False,
+            spooled_as: str | None = None) -> dict[str, Any]:
+    """The receipts row of ``row``'s bytes, inside the caller's write transaction (``index.transaction()``, whose
+    connection is ``conn``): ``row`` written now with its pages (spooled from the same bytes: ``inspect_spooling``)
+    and its ``received`` ledger entry, or the row already there for the same SHA-256 (written by another receive of
+    them meanwhile). ``from_receipt_file``: ``row`` is read from a receipt in the store, not made by this receive
+    (its receive stopped, or has not got this far yet), and its entry says so; ``spooled_as``: the name the pages'
+    WARC was inspected under here, when another handing-over gave the same bytes the receipt's name (its pages name
+    that). The write transaction serialises the check and the insert (SQLite's write lock; PostgreSQL's ledger
+    lock)."""
+    held = conn.execute("SELECT * FROM receipts WHERE sha256 = ?", (row["sha256"],)).fetchone()
+    if held is not None:
+        return dict(held)
+    conn.execute(f"INSERT INTO receipts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
+    renamed = {spooled_as: row["original_name"]} if spooled_as and spooled_as != row["original_name"] else None
+    index_spooled(index, row["id"], spool_file, renamed)
+    checks = json.loads(row["checks"])
+    detail = {"receipt": row["id"], "from": row["received_from"], "by": row["received_by"],
+              "original_name": row["original_name"], "size": row["size"], "sha256": row["sha256"],
+              "format": row["format"], "path": row["path"], "note": row["note"], "received_at": row["received_at"],
+              "problems": len(checks.get("problems") or []) + len((checks.get("wacz") or {}).get("datapackage") or [])}
+    if from_receipt_file:
+        detail["from_receipt_file"] = True
+    ledger.append(conn, "received", detail=detail)
+    return row
+
+
+def _again(archive: Archive, index: Index, held: dict[str, Any], source: Path, handing: dict[str, Any], *,
+           restore: Path | None = None) -> Received:
+    """The same bytes handed over again: a ``received`` entry naming the receipt ``held`` (``again``), saying where
+    it was found (``matched_in``: "index", its row; "store", its receipt file, put by a receive of the same bytes at
+    the same time or by one that stopped before its row). ``restore`` (the pages spooled from these bytes): ``held``
+    was read from the receipt in the store, and its row is written first, with those pages, if it is not there yet."""
+    with index.transaction() as conn:
+        if restore is not None:
+            held = take_in(index, conn, held, restore, from_receipt_file=True, spooled_as=source.name)
+        ledger.append(conn, "received", url=None, detail={"receipt": held["id"], "again": True, **handing})
+    checks = held["checks"]
+    return Received("already", held["id"], str(source), handing["sha256"], handing["size"], held["format"],
+                    json.loads(checks) if isinstance(checks, str) else checks, held["received_at"],
+                    location(archive, held))
+
+
+def receipt_document(row: dict[str, Any]) -> bytes:
+    """The receipt file's bytes for a receipts row: the row, its checks as JSON within."""
+    return json.dumps({"receipt": {**row, "checks": json.loads(row["checks"])}}, indent=1,
+                      sort_keys=True).encode("utf-8")
+
+
+def read_receipt(store: Any, key: str) -> dict[str, Any]:
+    """A receipt file in the store, parsed. ReceiptUnreadable when it is not JSON."""
+    try:
+        with store.open(key) as stream:
+            return json.loads(stream.read())
+    except ValueError as exc:
+        raise ReceiptUnreadable(f"{store.location(key)}: not a receipt ({exc})") from None
+
+
+def receipt_row(document: Any, *, store: str | None, version: str | None, where: str = "") -> dict[str, Any]:
+    """The receipts row a receipt file holds, placed where its file is now (``store``, ``version``: a receipt says
+    where its file was first put; a migrated file is elsewhere). ReceiptUnreadable naming ``where`` (the receipt
+    file) when it holds no row."""
+    receipt = document.get("receipt") if isinstance(document, dict) else None
+    if not isinstance(receipt, dict):
+        raise ReceiptUnreadable(f"{where or 'a receipt file'}: holds no receipt")
+    missing = [c for c in RECEIPT_COLUMNS if c not in ("note", "store", "version") and receipt.get(c) is None]
+    if missing:
+        raise ReceiptUnreadable(f"{where or 'a receipt file'}: the receipt has no {', '.join(missing)}")
+    row = {column: receipt.get(column) for column in RECEIPT_COLUMNS}
+    row.update(store=store, version=version)
+    if not isinstance(row["checks"], str):
+        row["checks"] = json.dumps(row["checks"], sort_keys=True)
+    if not isinstance(row["tags"], str):
+        row["tags"] = json.dumps(list(row["tags"]))
+    return row
 
 
 def inspect_spooling(path: Path, spool_file: Path) -> dict[str, Any]:
@@ -179,11 +300,15 @@ def inspect_spooling(path: Path, spool_file: Path) -> dict[str, Any]:
     return checks
 
 
-def index_spooled(index: Index, receipt_id: str, spool_file: Path) -> int:
+def index_spooled(index: Index, receipt_id: str, spool_file: Path, renamed: dict[str, str] | None = None) -> int:
     """The pages ``inspect_spooling`` wrote, indexed as the receipt's (store/received.py). Call inside the
-    transaction that writes the receipt. Returns how many."""
+    transaction that writes the receipt. ``renamed``: the WARC names the pages were spooled under -> the names the
+    receipt gives them (the same bytes, handed over under another name). Returns how many."""
     with open(spool_file, "rb") as spooled:
-        return received.insert_pages(index, receipt_id, (json.loads(line) for line in spooled))
+        pages = (json.loads(line) for line in spooled)
+        if renamed:
+            pages = ({**page, "warc": renamed.get(page["warc"], page["warc"])} for page in pages)
+        return received.insert_pages(index, receipt_id, pages)
 
 
 def copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:
