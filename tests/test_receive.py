@@ -239,3 +239,41 @@ def test_two_hosts_receiving_the_same_bytes_at_once_keep_one_copy_and_one_receip
     assert not list(tmp.glob("*"))
     verified = cli("verify", "--json")
     assert verified.code == 0 and verified.json()["received"] == 1, verified.out
+
+
+@pytest.mark.parametrize("step", ["receive-stored", "receive-file-stored"])
+def test_a_receive_killed_after_the_put_is_named_by_verify_and_the_same_bytes_again_keep_one_copy(tmp_path, step):
+    crawl = _partner_crawl(tmp_path / "crawl.warc", 3)
+    sha256 = _sha256(crawl)
+    key = f"received/{sha256[:2]}/{sha256}.warc"
+    cli = CLI(tmp_path / "archive")
+    killed = cli("receive", str(crawl), "--from", "Reporter A", env={"ARCHIVER_FAULT_KILL_AT": step})
+    assert killed.code == -9, killed.err
+    receipted = step == "receive-stored"   # killed after the receipt's put, or after the file's and before it
+    assert _stored_received(cli.archive) == [key, key + ".receipt.json"][:2 if receipted else 1]
+    with index_conn(cli.archive) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 0
+    result = cli("verify", "--json")
+    assert result.code == 1, result.out
+    [problem] = result.json()["problems"]
+    assert problem["problem"] == "received-unindexed" and problem["path"].endswith(key), problem
+    assert ("`archiver reindex` restores it" in problem["detail"]) == receipted, problem
+    assert "receiving the same file again" in problem["detail"].lower()
+
+    [again] = cli("receive", str(crawl), "--from", "Reporter B", "--json").json()
+    # No second copy: the same object and, when there was one, the receipt of the receive that was killed.
+    assert _stored_received(cli.archive) == [key, key + ".receipt.json"]
+    entries = _received_entries(cli.archive)
+    if receipted:
+        assert again["outcome"] == "already"
+        restored, handed = entries
+        assert restored["receipt"] == again["receipt_id"] and restored["from"] == "Reporter A"
+        assert restored["from_receipt_file"] is True and "again" not in restored
+        assert handed["again"] is True and handed["from"] == "Reporter B" and handed["matched_in"] == "store"
+    else:
+        assert again["outcome"] == "received"
+        [taken] = entries
+        assert taken["from"] == "Reporter B" and "from_receipt_file" not in taken
+    with index_conn(cli.archive) as conn:
+        assert [tuple(r) for r in conn.execute("SELECT id, path FROM receipts")] == [(again["receipt_id"], key)]
+    assert cli("verify").code == 0

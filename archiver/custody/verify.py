@@ -32,7 +32,8 @@ class Problem:
     kind: str                 # missing | altered | record-altered | unreadable | unindexed | ledger-broken |
                               # ledger-missing | index-altered | signature-invalid | timestamp-missing |
                               # timestamp-altered | timestamp-invalid | timestamp-unindexed |
-                              # received-missing | received-altered (a file received from others, archiver receive)
+                              # received-missing | received-altered | received-unindexed (a file received from
+                              # others, archiver receive)
     path: str                 # relative to the archive
     capture_id: str | None
     detail: str
@@ -379,8 +380,11 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
     if not ids:
         verify_received(archive_dir, index, settings, report)
         find_unindexed(archive_dir, index.conn, report)
+        from archiver.store.local import LocalStore
+        find_unindexed_received(LocalStore(archive_dir, read_only=True), index.conn, report)
         if settings is not None and settings["storage"]["url"]:
             find_unindexed_objects(stores.of(settings["storage"]["url"]), index.conn, report)
+            find_unindexed_received(stores.of(settings["storage"]["url"]), index.conn, report)
     return report
 
 
@@ -409,6 +413,49 @@ def verify_received(archive_dir: Path, index: Index, settings: Any, report: Repo
             report.add(Problem("received-altered", where, None,
                                f"received file {receipt['id']}: SHA-256 {digest} ({size} bytes), received as "
                                f"{receipt['sha256']} ({receipt['size']} bytes)"))
+
+
+def find_unindexed_received(store: Any, conn: Any, report: Report) -> None:
+    """Files received from others (``received/`` in ``store``: the archive directory, or the bucket) that no receipts
+    row names (``received-unindexed``): a receive stopped after it put the file (and its receipt beside it), before
+    its row was written. Such an object cannot be removed from a bucket with Object Lock, and must not go unexplained:
+    each is named, with what restores it -- ``archiver reindex`` from its receipt, or receiving the same bytes again
+    (which puts no second copy). Keys are listed in order, so a file and its ``.receipt.json`` come together; each
+    is looked up in the index by its name (the SHA-256 the key is named by, or the receipt ID of a key from before
+    content keys), in constant memory."""
+    from archiver.exchange.receive import RECEIPT_SUFFIX
+    from archiver.store.blobs import StorageError
+
+    def judge(base: str, keys: set[str]) -> None:
+        stem = base.rsplit("/", 1)[-1].split(".", 1)[0]
+        if conn.execute("SELECT 1 FROM receipts WHERE (sha256 = ? OR id = ?) AND path = ?",
+                        (stem, stem, base)).fetchone() is not None:
+            return
+        if base + RECEIPT_SUFFIX not in keys:
+            why = ("a file received from others with no receipt beside it and no receipts row: its receive stopped "
+                   "after putting it, before its receipt; receiving the same file again records it (one copy is kept)")
+        elif base not in keys:
+            why = (f"a receipt ({base}{RECEIPT_SUFFIX}) with no received file beside it and no receipts row: the file "
+                   f"it names is not there")
+        else:
+            why = (f"a file received from others, with its receipt ({base}{RECEIPT_SUFFIX}), that no receipts row "
+                   f"names: its receive stopped before indexing it; `archiver reindex` restores it from the receipt "
+                   f"(so does receiving the same file again, keeping one copy)")
+        report.add(Problem("received-unindexed", store.location(base), None, why))
+
+    base, keys = None, set()
+    try:
+        for item in store.list("received/"):
+            this = item.key[:-len(RECEIPT_SUFFIX)] if item.key.endswith(RECEIPT_SUFFIX) else item.key
+            if this != base:
+                if base is not None:
+                    judge(base, keys)
+                base, keys = this, set()
+            keys.add(item.key)
+        if base is not None:
+            judge(base, keys)
+    except StorageError as exc:
+        report.add(Problem("unreadable", store.url, None, f"cannot list the received files in the store: {exc}"))
 
 
 def find_unindexed_objects(store: Any, conn: Any, report: Report) -> None:
