@@ -256,6 +256,63 @@ def test_migrate_moves_the_archive_verified_and_it_reads_the_same(source, tmp_pa
     assert not s3.proxy.find("PUT") and len(migrated_entries(team_db.owner_url)) == 1
 
 
+def test_received_files_move_into_the_bucket_with_their_receipts_and_verify(tmp_path, team_db, s3):
+    """Files received from others (archiver receive) move as WARCs do: each, with its receipt file as written, put
+    create-only into the bucket, checked by SHA-256; its receipt row inserted with its new place; its ledger entry
+    with the ledger. Then verify in team mode re-hashes it from the bucket."""
+    import psycopg
+    from psycopg.rows import dict_row
+    from warcutil import partner_crawl
+    cli = team_env(embedded_cli(tmp_path / "archive"), s3)
+    crawl = partner_crawl(tmp_path / "partner-crawl.warc", 3)
+    taken = cli("receive", str(crawl), "--from", "Partner newsroom", "--by", "Hadi", "--json")
+    assert taken.code == 0, taken.err
+    [receipt] = taken.json()
+    kept = Path(receipt["location"])
+    assert kept.is_file() and kept.read_bytes() == crawl.read_bytes()
+    with index_db(cli.archive) as conn:
+        conn.row_factory = sqlite3.Row
+        [source_row] = [dict(r) for r in conn.execute("SELECT * FROM receipts")]
+    key = source_row["path"]
+    prefix = s3.new_prefix()
+    bucket_url = f"s3://{s3.bucket}/{prefix}"
+    args = ("migrate", "--index", team_db.owner_url, "--storage", bucket_url, "--json")
+
+    plan = cli(*args, "--dry-run").json()
+    assert plan["objects"]["received"] == 1 and plan["tables"]["receipts"] == {"source": 1}
+    done = cli(*args)
+    assert done.code == 0, done.err
+    report = done.json()
+    assert report["objects"] == {**report["objects"], "received": 1, "warcs": 0, "stored": 2, "already_stored": 0}
+    assert report["tables"]["receipts"] == {"source": 1, "target": 1}
+    assert all(n["source"] == n["target"] for n in report["tables"].values()), report["tables"]
+    # The file and its receipt file in the bucket as they were kept, put create-only under Object Lock.
+    stored = objects(s3, prefix)
+    assert sorted(stored) == [key, key + ".receipt.json"]
+    assert stored[key] == crawl.read_bytes()
+    assert stored[key + ".receipt.json"] == Path(str(kept) + ".receipt.json").read_bytes()
+    for name in stored:
+        [put] = [r for r in s3.proxy.find("PUT", name) if "retention" not in r.path and r.path.endswith(name)]
+        assert put.headers["if-none-match"] == "*" and put.headers["x-amz-object-lock-mode"] == "COMPLIANCE"
+    # The row inserted with its new place, the rest as received; its ledger entry came with the ledger.
+    with psycopg.connect(team_db.owner_url, row_factory=dict_row) as conn:
+        [row] = conn.execute("SELECT * FROM receipts").fetchall()
+        entries = conn.execute("SELECT detail FROM ledger WHERE event = 'received'").fetchall()
+    assert row["store"] == bucket_url and row["version"]
+    assert {k: v for k, v in row.items() if k not in ("store", "version")} == \
+        {k: v for k, v in source_row.items() if k not in ("store", "version")}
+    assert [json.loads(e["detail"])["receipt"] for e in entries] == [receipt["receipt_id"]]
+
+    # Team mode: verify re-hashes it from the bucket; the same bytes received again are recognised there.
+    verified = cli("verify", "--json")
+    assert verified.code == 0, verified.out
+    assert verified.json()["received"] == 1
+    [again] = cli("receive", str(crawl), "--from", "Another desk", "--json").json()
+    assert again["outcome"] == "already" and again["receipt_id"] == receipt["receipt_id"]
+    assert again["location"] == f"{bucket_url}/{key}" or again["location"].endswith(key)
+    assert sorted(objects(s3, prefix)) == [key, key + ".receipt.json"]
+
+
 def test_a_migration_killed_after_some_objects_completes_on_rerun_as_one_run_would(source, tmp_path, postgres,
                                                                                      pg_passfile, s3):
     from conftest import backends

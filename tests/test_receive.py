@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CLI, index_conn
+from warcutil import partner_crawl
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("ARCHIVER_CORPUS") or REPO.parent / "shared" / "corpus")
@@ -162,35 +163,18 @@ def test_what_is_not_a_warc_or_wacz_is_refused_and_nothing_is_kept(tmp_path):
     assert _received_entries(cli.archive) == []
 
 
-@needs_corpus
 @pytest.mark.sqlite_only   # migrate moves an embedded archive
-def test_migrate_refuses_an_archive_holding_received_files(tmp_path):
+def test_migrate_refuses_an_archive_holding_a_received_file_without_its_row(tmp_path):
+    """Received files move with their rows (tests/test_migrate_to_team.py); one without a row would be left behind."""
     cli = CLI(tmp_path / "archive")
-    assert cli("receive", str(WARCS / "jwarc__cc.warc.gz"), "--from", "Common Crawl").code == 0
+    crawl = partner_crawl(tmp_path / "crawl.warc", 2)
+    assert cli("receive", str(crawl), "--from", "Partner", env={"ARCHIVER_FAULT_KILL_AT": "receive-stored"}).code == -9
     result = cli("migrate", "--index", "postgresql://archiver@127.0.0.1:9/none", "--storage", "s3://bucket/prefix")
-    assert result.code == 2 and "1 file(s) received from others" in result.err, result.err
-    assert "Traceback" not in result.err
+    assert result.code == 2 and "1 received file(s) have no receipt row" in result.err, result.err
+    assert "receive the same files again" in result.err and "Traceback" not in result.err
 
 
 # ---- the same bytes at once; a receive stopped half-way (corpus-free: a partner's crawl made here) ----------------
-
-def _partner_crawl(path: Path, pages: int) -> Path:
-    """A WARC/1.1 of ``pages`` HTML responses, as a partner's crawler might write it, with SHA-256 digests."""
-    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8"
-    with open(path, "wb") as out:
-        for n in range(pages):
-            body = b"<html><head><title>Partner page %d</title></head><body>" % n + \
-                b"<p>Shelling reported near the old city; the convoy waits at the checkpoint.</p>" * 40 + b"</body></html>"
-            block = head + b"\r\n\r\n" + body
-            out.write((f"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{hashlib.md5(block).hexdigest()}>"
-                       f"\r\nWARC-Target-URI: https://partner.example/2016/12/16/page-{n}\r\n"
-                       f"WARC-Date: 2016-12-16T10:{n // 60 % 60:02d}:{n % 60:02d}Z\r\n"
-                       f"Content-Type: application/http; msgtype=response\r\n"
-                       f"WARC-Payload-Digest: sha256:{hashlib.sha256(body).hexdigest()}\r\n"
-                       f"WARC-Block-Digest: sha256:{hashlib.sha256(block).hexdigest()}\r\n"
-                       f"Content-Length: {len(block)}\r\n\r\n").encode() + block + b"\r\n\r\n")
-    return path
-
 
 def _stored_received(archive: Path) -> list[str]:
     """Every key under received/ where the archive keeps received files (its directory, or its bucket)."""
@@ -201,7 +185,7 @@ def _stored_received(archive: Path) -> list[str]:
 
 def test_two_hosts_receiving_the_same_bytes_at_once_keep_one_copy_and_one_receipt(tmp_path):
     from conftest import open_test_index
-    crawl = _partner_crawl(tmp_path / "crawl.warc", 20)
+    crawl = partner_crawl(tmp_path / "crawl.warc", 20)
     cli = CLI(tmp_path / "archive")
     assert cli("status").code == 0
     index = open_test_index(cli.archive / "index.db")
@@ -243,7 +227,7 @@ def test_two_hosts_receiving_the_same_bytes_at_once_keep_one_copy_and_one_receip
 
 @pytest.mark.parametrize("step", ["receive-stored", "receive-file-stored"])
 def test_a_receive_killed_after_the_put_is_named_by_verify_and_the_same_bytes_again_keep_one_copy(tmp_path, step):
-    crawl = _partner_crawl(tmp_path / "crawl.warc", 3)
+    crawl = partner_crawl(tmp_path / "crawl.warc", 3)
     sha256 = _sha256(crawl)
     key = f"received/{sha256[:2]}/{sha256}.warc"
     cli = CLI(tmp_path / "archive")

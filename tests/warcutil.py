@@ -1,6 +1,8 @@
-"""Read a WARC the way an outside checker would: member by member, record by record."""
+"""Read a WARC the way an outside checker would: member by member, record by record; and write one the way another
+tool would (``partner_crawl``: for tests of files received from others that need no corpus)."""
 from __future__ import annotations
 
+import hashlib
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,3 +54,21 @@ def header(rec: Rec, name: str) -> str | None:
 
 def responses(recs: list[Rec], uri: str) -> list[Rec]:
     return [r for r in recs if r.type == "response" and r.headers.get("WARC-Target-URI") == uri]
+
+
+def partner_crawl(path: Path, pages: int) -> Path:
+    """A WARC/1.1 of ``pages`` HTML responses, as a partner's crawler might write it, with SHA-256 digests."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8"
+    with open(path, "wb") as out:
+        for n in range(pages):
+            body = b"<html><head><title>Partner page %d</title></head><body>" % n + \
+                b"<p>Shelling reported near the old city; the convoy waits at the checkpoint.</p>" * 40 + b"</body></html>"
+            block = head + b"\r\n\r\n" + body
+            out.write((f"WARC/1.1\r\nWARC-Type: response\r\nWARC-Record-ID: <urn:uuid:{hashlib.md5(block).hexdigest()}>"
+                       f"\r\nWARC-Target-URI: https://partner.example/2016/12/16/page-{n}\r\n"
+                       f"WARC-Date: 2016-12-16T10:{n // 60 % 60:02d}:{n % 60:02d}Z\r\n"
+                       f"Content-Type: application/http; msgtype=response\r\n"
+                       f"WARC-Payload-Digest: sha256:{hashlib.sha256(body).hexdigest()}\r\n"
+                       f"WARC-Block-Digest: sha256:{hashlib.sha256(block).hexdigest()}\r\n"
+                       f"Content-Length: {len(block)}\r\n\r\n").encode() + block + b"\r\n\r\n")
+    return path

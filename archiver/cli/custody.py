@@ -121,7 +121,8 @@ def migrate(ctx: Context, index_url: str, storage_url: str, by: str | None, dry_
                  "(the run would only write the settings)"}[report.ledger["target_state"]]
         click.echo(f"would migrate {report.archive} (nothing was written):\n{arrow}\n"
                    f"  target   {state}\n"
-                   f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token(s), "
+                   f"  objects  {report.warcs:,} WARC(s), {report.tokens:,} timestamp token(s) and "
+                   f"{report.received:,} received file(s) with their receipts, "
                    f"{_size(report.bytes)}, each put create-only with its SHA-256 and re-hashed from the store\n"
                    f"  rows     {rows}\n"
                    f"  then     verify counts, ledger chain (head {(report.ledger['source_head'] or '-')[:16]}…) and "
@@ -132,7 +133,8 @@ def migrate(ctx: Context, index_url: str, storage_url: str, by: str | None, dry_
                    f"{(report.ledger['head'] or '-')[:16]}… equal to the source's; entry {report.ledger['migrated_entry']}"
                    f": migrated")
     click.echo(f"migrated {report.archive} to team backends{' (resumed)' if report.resumed else ''}:\n{arrow}\n"
-               f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token(s) with their sidecars: "
+               f"  objects  {report.warcs:,} WARC(s) and {report.tokens:,} timestamp token(s) with their sidecars, "
+               f"{report.received:,} received file(s) with their receipts: "
                f"{report.stored:,} object(s) stored, {report.already_stored:,} there already ({_size(report.bytes)}), "
                f"each re-hashed from the store\n"
                f"  rows     {rows}: equal on both sides\n"
@@ -140,11 +142,12 @@ def migrate(ctx: Context, index_url: str, storage_url: str, by: str | None, dry_
                f"  settings {report.settings_file}: [index] url and [storage] url set; the archive opens in team mode")
     for note in report.notes:
         click.echo(f"  note     {note}")
-    warcs = report.source_storage
+    # warcs/, and received/ when the archive holds files received from others.
+    folders = [report.source_storage] + [p for p in report.left_untouched if Path(p).name == "received"]
     click.echo(f"left untouched: {', '.join(report.left_untouched)} -- the evidence as it was before, never deleted "
                f"by archiver. Once `archiver verify` is clean and you hold a copy elsewhere, you may remove them:\n"
-               f"  rm -f {' '.join(p for p in report.left_untouched if p != warcs)} && "
-               f"find {warcs} -mindepth 1 -delete")
+               f"  rm -f {' '.join(p for p in report.left_untouched if p not in folders)} && "
+               + " && ".join(f"find {folder} -mindepth 1 -delete" for folder in folders))
 
 
 @cli.command()

@@ -10,8 +10,8 @@ In this order, and why:
 
 1. Refusals (``MigrationRefused``: one line, exit 2), before anything is written: an archive already in team mode;
    a URL that is malformed or holds a password; runners at work (a job ``running`` under an unexpired lease: the
-   copy would miss what they do); a database that holds another archive, or a newer schema; a bucket without
-   Object Lock.
+   copy would miss what they do); a received file without its receipt row (a receive stopped half-way: it would be
+   left behind); a database that holds another archive, or a newer schema; a bucket without Object Lock.
 2. The ledger first, verbatim (seq, times, details, hashes): its first entry names the archive, so that a second
    run knows a database that holds it as this archive's, part-copied, and a database holding another archive is
    refused.
@@ -23,8 +23,11 @@ In this order, and why:
    references, tweet and video rows and its full-text entry -- title and visible text, the text read back from the
    WARC's text record, as the index keeps none since schema 6 -- in one transaction per batch: a batch is there
    whole or not at all.
-5. Timestamps (each granted token and its sidecar put beside the WARC in the bucket first, the same way), then
-   attempts, watches, checks, items, transitions, host slots. Rows that change state (jobs, timestamps, watches,
+5. Timestamps (each granted token and its sidecar put beside the WARC in the bucket first, the same way); files
+   received from others (archiver receive), each with its ``.receipt.json`` as written, put into the bucket under
+   the same key the same way (checked against the SHA-256 of its receipt), then its receipt row inserted with its
+   new place (receipts are recorded once: inserted, never updated; their ``received`` ledger entries came with the
+   ledger); then attempts, watches, checks, items, transitions, host slots and the pages of received files. Rows that change state (jobs, timestamps, watches,
    checks, items, host slots) are upserted, so a later run brings what changed since up to date; the others are
    inserted when missing. The tallies are kept by the target's triggers, and compared.
 6. The identity sequences set past the copied ids.
@@ -34,7 +37,7 @@ In this order, and why:
    by whom); then ``[index] url`` and ``[storage] url`` written into archiver.toml, the rest of it as it was: from
    then on the archive opens in team mode.
 
-Nothing of the source is changed: index.db and warcs/ stay as they are (evidence is never deleted).
+Nothing of the source is changed: index.db, warcs/ and received/ stay as they are (evidence is never deleted).
 """
 from __future__ import annotations
 
@@ -81,14 +84,19 @@ TABLES: list[tuple[str, str, bool]] = [
     ("items", "key", True),
     ("transitions", "id", False),
     ("host_slots", "host", True),
+    # The pages of received files (schema 13), after the receipts they belong to; copied where the index has them.
+    ("received_pages", "id", False),
 ]
+# Tables copied and counted only where the source's index has them (added by a schema this code may run beside).
+OPTIONAL_TABLES = ("received_pages",)
 # Every table compared at the end, as (name, SQL on the source, SQL on the target).
 COUNTED: list[tuple[str, str, str]] = [
     (name, f"SELECT COUNT(*) FROM {table}", f"SELECT COUNT(*) FROM {table}") for name, table in (
         ("ledger", "ledger"), ("jobs", "jobs"), ("attempts", "attempts"), ("captures", "captures"),
         ("records", "records_packed"), ("outlinks", "outlinks"), ("refs", "refs"), ("tweets", "tweets"),
         ("posts", "posts"), ("videos", "videos"), ("search", "captures_fts"), ("timestamps", "timestamps"), ("watches", "watches"),
-        ("checks", "checks"), ("items", "items"), ("transitions", "transitions"), ("host_slots", "host_slots"))]
+        ("checks", "checks"), ("items", "items"), ("transitions", "transitions"), ("host_slots", "host_slots"),
+        ("receipts", "receipts"), ("received_pages", "received_pages"))]
 
 
 class MigrationRefused(UserError):
@@ -115,6 +123,7 @@ class Report:
     resumed: bool = False            # the database held part of this archive already
     warcs: int = 0                   # WARC objects in the store for the migrated captures
     tokens: int = 0                  # timestamp tokens put beside them (each with its sidecar, when it has one)
+    received: int = 0                # files received from others put into the store (each with its receipt file)
     stored: int = 0                  # objects put by this run
     already_stored: int = 0          # objects this run found in the store with the same bytes
     bytes: int = 0                   # bytes of the objects put or found by this run
@@ -129,7 +138,8 @@ class Report:
                 "resumed": self.resumed,
                 "from": {"index": self.source_index, "storage": self.source_storage},
                 "to": {"index": self.target_index, "storage": self.target_storage},
-                "objects": {"warcs": self.warcs, "tokens": self.tokens, "stored": self.stored,
+                "objects": {"warcs": self.warcs, "tokens": self.tokens, "received": self.received,
+                            "stored": self.stored,
                             "already_stored": self.already_stored, "bytes": self.bytes},
                 "tables": self.tables, "ledger": self.ledger, "settings_file": self.settings_file,
                 "left_untouched": self.left_untouched, "notes": self.notes}
@@ -289,7 +299,7 @@ def migrate(archive: Archive, index_url: str, storage_url: str, *, by: str | Non
     source = archive.index()
     try:
         _refuse_if_runners(source)
-        _refuse_if_received(source)
+        _refuse_if_unindexed_received(archive, source)
         _check_store(store)
         conn = connect(index_url)
         try:
@@ -341,14 +351,28 @@ def _refuse_if_runners(source: Index, error: type[ArchiverError] = MigrationRefu
                     f"wrapper) and run migrate again")
 
 
-def _refuse_if_received(source: Index) -> None:
-    """Files received from others (archiver receive) are kept under the archive directory with immutable receipts;
-    migrate does not move them into the bucket yet, and the archive directory may be removed after a migration:
-    refused, so that none is left behind."""
-    count = source.conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
-    if count:
-        raise MigrationRefused(f"this archive holds {count} file(s) received from others (archiver receive), which "
-                               f"migrate cannot move into the bucket yet; nothing was migrated")
+def _refuse_if_unindexed_received(archive: Archive, source: Index) -> None:
+    """A received file in <archive>/received that no receipt row names (a receive stopped after its put) would be
+    left behind by a copy that goes by the rows: refused, saying what restores it first."""
+    from archiver.custody.verify import Report, find_unindexed_received
+    from archiver.store.local import LocalStore
+    found = Report(keep=1)
+    find_unindexed_received(LocalStore(archive.path, read_only=True), source.conn, found)
+    if found.problem_count:
+        first = found.problems[0]
+        raise MigrationRefused(f"{found.problem_count} received file(s) have no receipt row, {first.path} first (a "
+                               f"receive stopped half-way; `archiver verify` names them): receive the same files "
+                               f"again, which records them, and migrate then")
+
+
+def _present(conn: Any, table: str) -> bool:
+    """Whether the source index (SQLite: migrate moves an embedded archive) has ``table``."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
+def _counted(source: Index) -> list[tuple[str, str, str]]:
+    """COUNTED, less the optional tables the source's index does not have."""
+    return [c for c in COUNTED if c[0] not in OPTIONAL_TABLES or _present(source.conn, c[0])]
 
 
 def _check_store(store: BlobStore) -> None:
@@ -367,13 +391,15 @@ def _check_store(store: BlobStore) -> None:
 
 def _plan(archive: Archive, source: Index, target: Target, report: Report) -> Report:
     """What a run would do, from the source's counts and the target's state."""
-    for name, sql, _ in COUNTED:
+    for name, sql, _ in _counted(source):
         report.tables[name] = {"source": source.conn.execute(sql).fetchone()[0]}
     c = source.conn
     report.warcs = c.execute("SELECT COUNT(*) FROM captures WHERE warc_store IS NULL").fetchone()[0]
     report.tokens = c.execute("SELECT COUNT(*) FROM timestamps t JOIN captures c ON c.id = t.capture_id WHERE "
                               "t.state = 'done' AND t.token_path IS NOT NULL AND c.warc_store IS NULL").fetchone()[0]
     report.bytes = c.execute("SELECT COALESCE(SUM(warc_size), 0) FROM captures WHERE warc_store IS NULL").fetchone()[0]
+    report.received = c.execute("SELECT COUNT(*) FROM receipts WHERE store IS NULL").fetchone()[0]
+    report.bytes += c.execute("SELECT COALESCE(SUM(size), 0) FROM receipts WHERE store IS NULL").fetchone()[0]
     head = ledger.head(c)
     report.ledger = {"source_entries": head["seq"] if head else 0, "source_head": head["hash"] if head else None,
                      "target_state": target.state, "target_entries": target.ledger_entries}
@@ -391,7 +417,8 @@ def _write_settings(archive: Archive, index_url: str, storage_url: str, report: 
                               f"(the environment overrides them?)")
     report.settings_file = str(path)
     kept = [str(archive.index_path)] + [str(p) for p in (archive.path / "index.db-wal", archive.path / "index.db-shm")
-                                        if p.exists()] + [str(archive.path / "warcs")]
+                                        if p.exists()] + [str(archive.path / "warcs")] + \
+        [str(p) for p in (archive.path / "received",) if p.exists()]
     report.left_untouched = kept
     from_env = sorted({s.split()[1] for s in archive.settings.sources if s.startswith("env ARCHIVER_STORAGE_")})
     if from_env:
@@ -428,8 +455,10 @@ class _Copy:
         self._copy_table("jobs", "id", mutable=True)
         self._copy_captures()
         self._copy_timestamps()
+        self._copy_receipts()
         for table, key, mutable in TABLES:
-            self._copy_table(table, key, mutable)
+            if table not in OPTIONAL_TABLES or _present(self.source.conn, table):
+                self._copy_table(table, key, mutable)
         self._set_sequences()
         verified = self._verify()
         self._record(verified, by)
@@ -573,7 +602,50 @@ class _Copy:
                               "timestamp sidecar")
         self._copy_table("timestamps", "id", mutable=True)
 
-    def _put(self, key: str, path: Path, sha256: str, what: str) -> str | None:
+    def _copy_receipts(self) -> None:
+        """Files received from others: each (with its receipt file) into the store before its row is written on
+        the target with its new place (``store``, ``version``), a batch per transaction. Receipt rows are recorded
+        once: inserted where missing, never updated (a row there was copied by an earlier run, with its place)."""
+        src = self.source.conn
+        total = src.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
+        after, done = "", 0
+        while rows := src.execute("SELECT * FROM receipts WHERE id > ? ORDER BY id LIMIT ?",
+                                  (after, CAPTURE_BATCH)).fetchall():
+            after = rows[-1]["id"]
+            there = {r[0] for r in self.target.conn.execute("SELECT id FROM receipts WHERE id >= ? AND id <= ?",
+                                                            (rows[0]["id"], after))}
+            todo = [dict(r) for r in rows if r["id"] not in there]
+            # Those under <archive>/received go into the store; one already in a store stays where it is.
+            local = [row for row in todo if not row["store"]]
+            versions = dict(zip([row["id"] for row in local], self._in_parallel(self._put_received, local)))
+            with self._counting:
+                self.report.received += len(local)
+            placed = [{**row, "store": self.store.url, "version": versions[row["id"]]} if row["id"] in versions
+                      else row for row in todo]
+            if placed:
+                names = list(placed[0])
+                with self.target.transaction() as conn:
+                    conn.executemany(f"INSERT INTO receipts ({', '.join(map(_quote, names))}) VALUES "
+                                     f"({', '.join('?' * len(names))}) ON CONFLICT (id) DO NOTHING",
+                                     [tuple(row[n] for n in names) for row in placed])
+            done += len(rows)
+            self._tell(f"received files: {done:,} of {total:,}", done >= total)
+
+    def _put_received(self, row: dict[str, Any]) -> str | None:
+        """A received file and its receipt file (as written: it says where the file was first kept) into the
+        store under their keys. The file's version."""
+        from archiver.exchange.receive import RECEIPT_SUFFIX
+        version = self._put(row["path"], self.archive.path / row["path"], row["sha256"], "received file")
+        receipt = self.archive.path / (row["path"] + RECEIPT_SUFFIX)
+        try:
+            receipt_sha, _ = sha256_file(receipt)
+        except FileNotFoundError:
+            raise MigrationFailed(f"the receipt file {receipt} of received file {row['id']} is not there: without it "
+                                  f"the bucket could not restore its receipt; nothing of it was recorded") from None
+        self._put(row["path"] + RECEIPT_SUFFIX, receipt, receipt_sha, "receipt file", content_type="application/json")
+        return version
+
+    def _put(self, key: str, path: Path, sha256: str, what: str, content_type: str | None = None) -> str | None:
         """One sealed file into the store: checked here against the SHA-256 it was sealed with, put create-only,
         then read back from the store and re-hashed as it streams. The version stored."""
         from archiver.pipeline.sealing import fault_point
@@ -585,7 +657,7 @@ class _Copy:
         if digest != sha256:
             raise MigrationFailed(f"the {what} {path} hashes to {digest}, the index sealed it as {sha256}: it was "
                                   f"changed or damaged, so it is not stored; run `archiver verify`")
-        stored = self.store.put_file(key, path, sha256)
+        stored = self.store.put_file(key, path, sha256, content_type=content_type)
         self.store.verify(key, sha256, stored.version_id)
         with self._counting:
             if stored.already_present:
@@ -624,7 +696,7 @@ class _Copy:
         src, dst = self.source.conn, self.target.conn
         head = ledger.head(src)
         closing = _closing_entry(dst, head)
-        for name, on_source, on_target in COUNTED:
+        for name, on_source, on_target in _counted(self.source):
             mine, theirs = src.execute(on_source).fetchone()[0], dst.execute(on_target).fetchone()[0]
             if name == "ledger" and closing is not None:
                 theirs -= 1   # the migrated entry an earlier run appended
@@ -649,47 +721,62 @@ class _Copy:
         return {"entries": head["seq"] if head else 0, "head": head["hash"] if head else None, "places": places}
 
     def _check_objects(self) -> str:
-        """Every migrated capture's object (and token) as the store describes it now: there, of the size and SHA-256
-        sealed, the version the row names. The SHA-256 of the list of places (capture, key, version), for the
-        ``migrated`` entry: a place changed in the index afterwards shows against it."""
+        """Every migrated capture's object (and token), and every received file (and its receipt file), as the store
+        describes it now: there, of the size and SHA-256 sealed or received, the version the row names. The SHA-256
+        of the list of places (capture, key, version; then "receipt", receipt, key, version), for the ``migrated``
+        entry: a place changed in the index afterwards shows against it."""
         from archiver.custody.timestamps import of_capture
+        from archiver.exchange.receive import RECEIPT_SUFFIX
         digest = hashlib.sha256()
         after, checked = "", 0
         while rows := self.target.conn.execute(
                 "SELECT id, warc_path, warc_sha256, warc_size, warc_store, warc_version FROM captures WHERE id > ? "
                 "AND warc_store = ? ORDER BY id LIMIT ?", (after, self.store.url, CAPTURE_BATCH)).fetchall():
-            tokens = {row["id"]: [t["token_path"] for t in of_capture(self.target.conn, row["id"])
+            tokens = {row["id"]: [warc_key(t["token_path"]) for t in of_capture(self.target.conn, row["id"])
                                   if t["state"] == "done" and t["token_path"]] for row in rows}
-            self._in_parallel(lambda row: self._check_object(row, tokens[row["id"]]), rows)
+            self._in_parallel(lambda row: self._check_object(
+                f"capture {row['id']}", warc_key(row["warc_path"]), row["warc_version"], row["warc_size"],
+                row["warc_sha256"], tokens[row["id"]], "timestamp token"), rows)
             for row in rows:
                 digest.update(f"{row['id']} {warc_key(row['warc_path'])} {row['warc_version'] or ''}\n".encode())
+            checked += len(rows)
+            after = rows[-1]["id"]
+            self._tell(f"objects: {checked:,} checked in {self.store.url}", False)
+        after = ""
+        while rows := self.target.conn.execute(
+                "SELECT id, path, sha256, size, version FROM receipts WHERE id > ? AND store = ? ORDER BY id LIMIT ?",
+                (after, self.store.url, CAPTURE_BATCH)).fetchall():
+            self._in_parallel(lambda row: self._check_object(
+                f"received file {row['id']}", row["path"], row["version"], row["size"], row["sha256"],
+                [row["path"] + RECEIPT_SUFFIX], "receipt file"), rows)
+            for row in rows:
+                digest.update(f"receipt {row['id']} {row['path']} {row['version'] or ''}\n".encode())
             checked += len(rows)
             after = rows[-1]["id"]
             self._tell(f"objects: {checked:,} checked in {self.store.url}", False)
         self._tell(f"objects: {checked:,} checked in {self.store.url}: each there, as sealed", True)
         return digest.hexdigest()
 
-    def _check_object(self, row: Any, tokens: list[str]) -> None:
-        """A capture's object as the store describes it (no bytes read): there, the size and SHA-256 sealed, the
-        version its row names; and its tokens there."""
+    def _check_object(self, what: str, key: str, version: str | None, size: int, sha256: str, beside: list[str],
+                      beside_what: str) -> None:
+        """An object as the store describes it (no bytes read): there, the size and SHA-256 its row says, the
+        version its row names; and the objects kept ``beside`` it (a capture's tokens, a received file's receipt)
+        there."""
         from archiver.store.blobs import NotStored
-        key, version = warc_key(row["warc_path"]), row["warc_version"]
         try:
             info = self.store.head(key, version)
         except NotStored:
-            raise MigrationFailed(f"capture {row['id']}: {self.store.location(key)} (version {version}) is not "
-                                  f"there") from None
-        if info.size != row["warc_size"] or (info.sha256 is not None and info.sha256 != row["warc_sha256"]) or \
+            raise MigrationFailed(f"{what}: {self.store.location(key)} (version {version}) is not there") from None
+        if info.size != size or (info.sha256 is not None and info.sha256 != sha256) or \
                 (version is not None and info.version_id not in (None, version)):
-            raise MigrationFailed(f"capture {row['id']}: {self.store.location(key)} is {info.size} bytes, SHA-256 "
-                                  f"{info.sha256}, version {info.version_id}; the index says {row['warc_size']} bytes, "
-                                  f"{row['warc_sha256']}, version {version}")
-        for token in tokens:
+            raise MigrationFailed(f"{what}: {self.store.location(key)} is {info.size} bytes, SHA-256 "
+                                  f"{info.sha256}, version {info.version_id}; the index says {size} bytes, "
+                                  f"{sha256}, version {version}")
+        for other in beside:
             try:
-                self.store.head(warc_key(token))
+                self.store.head(other)
             except NotStored:
-                raise MigrationFailed(f"the timestamp token {token} of capture {row['id']} is not in "
-                                      f"{self.store.url}") from None
+                raise MigrationFailed(f"the {beside_what} {other} of {what} is not in {self.store.url}") from None
 
     def _record(self, verified: dict[str, Any], by: str) -> None:
         """The one ``migrated`` entry closing the copied chain (kept if an earlier run appended it)."""
