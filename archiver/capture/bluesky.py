@@ -34,7 +34,7 @@ from archiver import urls
 from archiver.capture import atproto, network, platforms
 from archiver.capture.base import CaptureResult, header_value
 from archiver.capture.fingerprint import bluesky_fingerprint
-from archiver.capture.http import TEXT_LIMIT, _Inflater as Inflater, fetch_chain
+from archiver.capture.http import TEXT_LIMIT, Inflater, fetch_chain
 from archiver.config import Settings
 from archiver.errors import CaptureFailed
 from archiver.store.warc import CaptureWarc

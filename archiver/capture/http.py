@@ -35,7 +35,7 @@ INFLATE_STEP = 64 * 1024      # compressed bytes fed to a decoder at a time (wit
 BROTLI_STEP = 16              # brotli has no output cap, and a few input bytes may inflate to megabytes
 
 
-class _TextExtractor(HTMLParser):
+class TextExtractor(HTMLParser):
     """Title, visible text and links of an HTML document, without a browser."""
 
     SKIP = {"script", "style", "noscript", "template", "head"}
@@ -111,7 +111,7 @@ def _classify_httpx(exc: Exception) -> str:
     return "network"
 
 
-class _Inflater:
+class Inflater:
     """Inflates a compressed body step by step, never producing more than ``cap`` bytes from one step: the
     defence against a small body that inflates to gigabytes. Unknown encodings inflate to nothing."""
 
@@ -164,7 +164,7 @@ def _text_sample(spool: Any, headers: list[tuple[str, str]], keep: int, max_deco
     spool.seek(0)
     if encoding in ("", "identity"):
         return spool.read(keep), False
-    inflater = _Inflater(encoding)
+    inflater = Inflater(encoding)
     kept: list[bytes] = []
     kept_len = total = 0
     try:
@@ -265,7 +265,7 @@ async def capture_http(url: str, warc: CaptureWarc, settings: Settings) -> Captu
         body = main["text_sample"]
         decoded = body.decode(charset_of(content_type, body), errors="replace")
         if is_html(content_type):
-            parser = _TextExtractor(main["url"])
+            parser = TextExtractor(main["url"])
             parser.feed(decoded)
             parser.close()
             title, text, outlinks = parser.title.strip() or None, parser.text(), parser.links

@@ -40,8 +40,8 @@ from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
 from archiver.capture.base import charset_of, header_value, is_html
-from archiver.capture.http import _Inflater as Inflater, _TextExtractor as TextExtractor
-from archiver.exchange.wacz import DATAPACKAGE, DIGEST, _data_offset, _HashingReader, _StoredMember
+from archiver.capture.http import Inflater, TextExtractor
+from archiver.exchange.wacz import DATAPACKAGE, DIGEST, HashingReader, StoredMember, data_offset
 
 MAX_TEXT = 100_000                 # characters of visible text kept per page
 MAX_HTTP_HEADER = 256 * 1024       # an HTTP header block longer than this is not looked for further
@@ -730,7 +730,7 @@ def _inspect_wacz(path: Path, state: _State) -> WaczCheck:
             stream, closer = _member_stream(zf, raw, info, check)
             if stream is None:
                 continue
-            hashing = _HashingReader(stream)
+            hashing = HashingReader(stream)
             try:
                 _scan_warc(hashing, name, state, wanted, candidates)
                 hashing.drain()
@@ -754,11 +754,11 @@ def _member_stream(zf: zipfile.ZipFile, raw: IO[bytes], info: zipfile.ZipInfo,
     """A member's bytes: read from the file itself when stored (``ZipFile.open`` stops at a CRC mismatch, and
     an altered WARC must still be read to the end and named by its records)."""
     if info.compress_type == zipfile.ZIP_STORED:
-        start, local_name = _data_offset(raw, info)
+        start, local_name = data_offset(raw, info)
         if start is None or local_name != info.filename:
             check.datapackage.append(f"{info.filename}: its local zip header is missing or names another file")
             return None, None
-        return _StoredMember(raw, start, info.compress_size), None
+        return StoredMember(raw, start, info.compress_size), None
     try:
         member = zf.open(info)
     except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:

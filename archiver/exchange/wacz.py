@@ -119,7 +119,7 @@ def _now_rfc3339() -> str:
 
 # ---- reading a WARC once: hashes, record positions, the zip copy ------------------------------------------
 
-class _HashingReader:
+class HashingReader:
     """Reads ``source`` front to back for warcio, hashing every byte -- the whole stream, and each byte range of
     ``ranges`` (the records: their SHA-256 is the CDXJ ``recordDigest``) -- and copying it to ``sink``. So one pass
     over a WARC gives its SHA-256, its records, every record's digest and its copy in the zip."""
@@ -221,7 +221,7 @@ def _mime_status(record: Any) -> tuple[str | None, str | None]:
 def scan_warc(source: IO[bytes], ranges: Iterable[tuple[int, int]] = (), sink: IO[bytes] | None = None) -> WarcScan:
     """Read a WARC (any stream, front to back): its records, the SHA-256 of the whole and of each range in
     ``ranges``, its signed provenance payloads, and every payload against the digest its header states."""
-    reader = _HashingReader(source, ranges, sink)
+    reader = HashingReader(source, ranges, sink)
     records: list[ScannedRecord] = []
     signed: dict[str, bytes] = {}
     problems: list[str] = []
@@ -901,7 +901,7 @@ class WaczReport:
                 "wacz_key": self.wacz_key, "problems": [p.as_dict() for p in self.problems]}
 
 
-class _StoredMember:
+class StoredMember:
     """The bytes of a stored zip member, read from the zip file itself: unlike ``ZipFile.open`` it does not stop
     at a CRC mismatch, so an altered WARC is hashed to the end and named by its hash."""
 
@@ -917,7 +917,7 @@ class _StoredMember:
         return data
 
 
-def _data_offset(fh: IO[bytes], info: zipfile.ZipInfo) -> tuple[int | None, str | None]:
+def data_offset(fh: IO[bytes], info: zipfile.ZipInfo) -> tuple[int | None, str | None]:
     """Where a member's bytes start, from its local header; and the name that header gives (which must be the
     central directory's: readers that walk local headers would otherwise see another file)."""
     fh.seek(info.header_offset)
@@ -1187,13 +1187,13 @@ class _PackageCheck:
     def _warc(self, name: str, entries: list[dict[str, Any]]) -> None:
         report = self.report
         info = self.members[name]
-        start, local_name = _data_offset(self.raw, info)
+        start, local_name = data_offset(self.raw, info)
         if start is None or local_name != name:
             report.add("layout", name, "its local zip header is missing or names another file")
             return
         ranges = [(e["offset"], e["length"]) for e in entries]
         if info.compress_type == zipfile.ZIP_STORED:
-            scan = scan_warc(_StoredMember(self.raw, start, info.compress_size), ranges)
+            scan = scan_warc(StoredMember(self.raw, start, info.compress_size), ranges)
         else:                                   # already named as a layout problem; still check what it holds
             with self.zf.open(info) as member:
                 scan = scan_warc(member, ranges)
