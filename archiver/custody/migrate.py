@@ -48,7 +48,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 
 from archiver import config
 from archiver.custody import ledger
@@ -517,19 +517,24 @@ class _Copy:
             raise MigrationFailed(f"the database's {table} table has no column {', '.join(sorted(set(columns) - theirs))}: "
                                   f"its schema is not this archiver's ({SCHEMA_VERSION})")
 
-    def _copy_captures(self) -> None:
+    def _batches_to_copy(self, table: str) -> Iterator[tuple[list[dict[str, Any]], int, int]]:
+        """``table``'s rows in ``id`` order, CAPTURE_BATCH at a time, less those on the target already (copied by an
+        earlier run): (the rows to copy, rows read so far, rows in all)."""
         src = self.source.conn
-        total = src.execute("SELECT COUNT(*) FROM captures").fetchone()[0]
+        total = src.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
         after, done = "", 0
-        while rows := src.execute("SELECT * FROM captures WHERE id > ? ORDER BY id LIMIT ?",
+        while rows := src.execute(f"SELECT * FROM {table} WHERE id > ? ORDER BY id LIMIT ?",
                                   (after, CAPTURE_BATCH)).fetchall():
             after = rows[-1]["id"]
-            there = {r[0] for r in self.target.conn.execute("SELECT id FROM captures WHERE id >= ? AND id <= ?",
+            there = {r[0] for r in self.target.conn.execute(f"SELECT id FROM {table} WHERE id >= ? AND id <= ?",
                                                             (rows[0]["id"], after))}
-            todo = [dict(r) for r in rows if r["id"] not in there]
+            done += len(rows)
+            yield [dict(r) for r in rows if r["id"] not in there], done, total
+
+    def _copy_captures(self) -> None:
+        for todo, done, total in self._batches_to_copy("captures"):
             if todo:
                 self._copy_capture_batch(todo)
-            done += len(rows)
             self._tell(f"captures: {done:,} of {total:,} ({self.report.stored:,} objects stored, "
                        f"{self.report.already_stored:,} there already, {self.report.bytes / 1e6:,.1f} MB, "
                        f"{time.monotonic() - self.started:.0f} s)", done >= total)
@@ -606,15 +611,7 @@ class _Copy:
         """Files received from others: each (with its receipt file) into the store before its row is written on
         the target with its new place (``store``, ``version``), a batch per transaction. Receipt rows are recorded
         once: inserted where missing, never updated (a row there was copied by an earlier run, with its place)."""
-        src = self.source.conn
-        total = src.execute("SELECT COUNT(*) FROM receipts").fetchone()[0]
-        after, done = "", 0
-        while rows := src.execute("SELECT * FROM receipts WHERE id > ? ORDER BY id LIMIT ?",
-                                  (after, CAPTURE_BATCH)).fetchall():
-            after = rows[-1]["id"]
-            there = {r[0] for r in self.target.conn.execute("SELECT id FROM receipts WHERE id >= ? AND id <= ?",
-                                                            (rows[0]["id"], after))}
-            todo = [dict(r) for r in rows if r["id"] not in there]
+        for todo, done, total in self._batches_to_copy("receipts"):
             # Those under <archive>/received go into the store; one already in a store stays where it is.
             local = [row for row in todo if not row["store"]]
             versions = dict(zip([row["id"] for row in local], self._in_parallel(self._put_received, local)))
@@ -628,7 +625,6 @@ class _Copy:
                     conn.executemany(f"INSERT INTO receipts ({', '.join(map(_quote, names))}) VALUES "
                                      f"({', '.join('?' * len(names))}) ON CONFLICT (id) DO NOTHING",
                                      [tuple(row[n] for n in names) for row in placed])
-            done += len(rows)
             self._tell(f"received files: {done:,} of {total:,}", done >= total)
 
     def _put_received(self, row: dict[str, Any]) -> str | None:
