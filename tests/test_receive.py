@@ -211,6 +211,8 @@ def test_two_hosts_receiving_the_same_bytes_at_once_keep_one_copy_and_one_receip
     assert {o["receipt_id"] for o in outcomes} == {first["receipt_id"]}
     with index_conn(cli.archive) as conn:
         assert conn.execute("SELECT COUNT(*) FROM receipts").fetchone()[0] == 1
+        assert [tuple(r) for r in conn.execute("SELECT receipt_id, COUNT(*) FROM received_pages GROUP BY receipt_id")] \
+            == [(first["receipt_id"], 20)]
     # One copy and one receipt in the store (an object there cannot be taken back): both put the same object under
     # its SHA-256, and the first receipt put is the one.
     key = f"received/{first['sha256'][:2]}/{first['sha256']}.warc"
@@ -244,7 +246,10 @@ def test_a_receive_killed_after_the_put_is_named_by_verify_and_the_same_bytes_ag
     assert ("`archiver reindex` restores it" in problem["detail"]) == receipted, problem
     assert "receiving the same file again" in problem["detail"].lower()
 
-    [again] = cli("receive", str(crawl), "--from", "Reporter B", "--json").json()
+    # Handed over again under another name: the receipt keeps the first name, and so do its pages.
+    renamed = tmp_path / "crawl-from-reporter-b.warc"
+    renamed.write_bytes(crawl.read_bytes())
+    [again] = cli("receive", str(renamed), "--from", "Reporter B", "--json").json()
     # No second copy: the same object and, when there was one, the receipt of the receive that was killed.
     assert _stored_received(cli.archive) == [key, key + ".receipt.json"]
     entries = _received_entries(cli.archive)
@@ -258,6 +263,12 @@ def test_a_receive_killed_after_the_put_is_named_by_verify_and_the_same_bytes_ag
         assert again["outcome"] == "received"
         [taken] = entries
         assert taken["from"] == "Reporter B" and "from_receipt_file" not in taken
+    named = "crawl.warc" if receipted else renamed.name
     with index_conn(cli.archive) as conn:
-        assert [tuple(r) for r in conn.execute("SELECT id, path FROM receipts")] == [(again["receipt_id"], key)]
+        assert [tuple(r) for r in conn.execute("SELECT id, path, original_name FROM receipts")] == \
+            [(again["receipt_id"], key, named)]
+        # Its pages indexed once, with the row, naming the WARC as the receipt does.
+        assert [tuple(r) for r in conn.execute("SELECT receipt_id, warc, COUNT(*) FROM received_pages GROUP BY "
+                                               "receipt_id, warc")] == [(again["receipt_id"], named, 3)]
+    assert cli("search", "convoy", "--json").code == 0
     assert cli("verify").code == 0

@@ -62,6 +62,8 @@ __all__ = ["receive", "Received", "NotEvidenceFile", "ReceiptUnreadable", "sniff
 CHUNK = 1 << 20
 RECEIPT_SUFFIX = ".receipt.json"
 FORMATS = ("warc", "warc.gz", "wacz")
+# A receipt file is read whole; none archiver writes comes near this (its checks name at most every record).
+MAX_RECEIPT_BYTES = 16 * 1024 * 1024
 # The receipts table's columns, as a receipt file holds them.
 RECEIPT_COLUMNS = ("id", "sha256", "size", "format", "original_name", "received_from", "received_by", "received_at",
                    "note", "tags", "path", "store", "version", "checks")
@@ -258,7 +260,7 @@ def read_receipt(store: Any, key: str) -> dict[str, Any]:
     """A receipt file in the store, parsed. ReceiptUnreadable when it is not JSON."""
     try:
         with store.open(key) as stream:
-            return json.loads(stream.read())
+            return json.loads(stream.read(MAX_RECEIPT_BYTES))
     except ValueError as exc:
         raise ReceiptUnreadable(f"{store.location(key)}: not a receipt ({exc})") from None
 

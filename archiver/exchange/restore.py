@@ -23,15 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from archiver.custody import ledger
-from archiver.exchange.receive import RECEIPT_SUFFIX, copy_hashing, index_spooled, inspect_spooling
+from archiver.exchange.receive import (MAX_RECEIPT_BYTES, RECEIPT_COLUMNS, RECEIPT_SUFFIX, copy_hashing, index_spooled,
+                                      inspect_spooling)
 from archiver.store.blobs import StorageError
 from archiver.store.index import Index
 from archiver.store.local import LocalStore
 
 __all__ = ["restore_receipts", "RestoredReceipts", "RECEIPT_COLUMNS"]
-
-RECEIPT_COLUMNS = ("id", "sha256", "size", "format", "original_name", "received_from", "received_by",
-                   "received_at", "note", "tags", "path", "store", "version", "checks")
 
 
 @dataclass
@@ -109,7 +107,7 @@ def _restore_one(index: Index, store: Any, receipt_key: str, in_bucket: bool, wo
 def _read_receipt(store: Any, key: str) -> dict[str, Any]:
     try:
         with store.open(key) as stream:
-            data = json.loads(stream.read(16 * 1024 * 1024))
+            data = json.loads(stream.read(MAX_RECEIPT_BYTES))
     except (StorageError, OSError, ValueError) as exc:
         raise _Skip(f"not a readable receipt: {exc}") from None
     row = data.get("receipt") if isinstance(data, dict) else None
