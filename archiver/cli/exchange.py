@@ -93,6 +93,13 @@ def receive(ctx: Context, sources: tuple[Path, ...], received_from: str, receive
             click.echo(f"          ... and {len(problems) - 20} more (--json lists them all)")
         for p in wacz.get("datapackage") or []:
             click.echo(f"          datapackage: {p}")
+        for t in o.timestamps:
+            if t["state"] == "done":
+                click.echo(f"          timestamped by {t['tsa_url']} at {t['gen_time']}: {t['token_path']}")
+            else:
+                why = f" (given up after {t['attempts']} attempt(s))" if t["state"] == "failed" else \
+                    " (retried by `archiver run` and `archiver timestamp`)"
+                click.echo(f"          timestamp {t['state']} from {t['tsa_url']}{why}: {t['last_error'] or '-'}")
 
 
 def _echo_ingest(report: Any, expected: str | None) -> None:
