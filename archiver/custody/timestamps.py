@@ -624,12 +624,7 @@ class Backfilled:
 def missing_captures(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> list[str]:
     """Sealed captures that have no row for one or more of ``tsa_urls`` (sealed before a TSA was configured),
     oldest first."""
-    if not tsa_urls:
-        return []
-    marks = ", ".join("?" * len(tsa_urls))
-    return [r[0] for r in conn.execute(
-        f"SELECT c.id FROM captures c WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.capture_id = c.id "
-        f"AND t.tsa_url IN ({marks})) < ? ORDER BY c.id", (*tsa_urls, len(tsa_urls)))]
+    return _missing(conn, "captures", "capture_id", tsa_urls)
 
 
 def is_receipt(conn: sqlite3.Connection, ident: str) -> bool:
@@ -640,12 +635,16 @@ def is_receipt(conn: sqlite3.Connection, ident: str) -> bool:
 def missing_receipts(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> list[str]:
     """Receipts that have no row for one or more of ``tsa_urls`` (recorded before a TSA was configured), oldest
     first."""
+    return _missing(conn, "receipts", "receipt_id", tsa_urls)
+
+
+def _missing(conn: sqlite3.Connection, table: str, column: str, tsa_urls: Sequence[str]) -> list[str]:
     if not tsa_urls:
         return []
     marks = ", ".join("?" * len(tsa_urls))
     return [r[0] for r in conn.execute(
-        f"SELECT r.id FROM receipts r WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.receipt_id = r.id "
-        f"AND t.tsa_url IN ({marks})) < ? ORDER BY r.id", (*tsa_urls, len(tsa_urls)))]
+        f"SELECT s.id FROM {table} s WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.{column} = s.id "
+        f"AND t.tsa_url IN ({marks})) < ? ORDER BY s.id", (*tsa_urls, len(tsa_urls)))]
 
 
 async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Sequence[str],

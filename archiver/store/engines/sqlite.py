@@ -54,6 +54,17 @@ class SQLiteConnection(sqlite3.Connection):
 
 # ---- the schema ------------------------------------------------------------------------------------------------
 
+# The triggers that keep the timestamps' tallies (schema 6), made again when schema 13 rebuilds the table.
+TIMESTAMPS_TALLY_TRIGGERS = """
+    CREATE TRIGGER timestamps_tally_insert AFTER INSERT ON timestamps
+    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
+    CREATE TRIGGER timestamps_tally_update AFTER UPDATE OF state ON timestamps WHEN new.state IS NOT old.state
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state;
+          UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
+    CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
+"""
+
 MIGRATIONS: list[str] = [
     # 1: jobs, attempts, captures, records, outlinks, full-text search.
     """
@@ -439,14 +450,7 @@ MIGRATIONS: list[str] = [
           UPDATE tallies SET n = n + 1 WHERE name = 'jobs:' || new.state; END;
     CREATE TRIGGER jobs_tally_delete AFTER DELETE ON jobs
     BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'jobs:' || old.state; END;
-    CREATE TRIGGER timestamps_tally_insert AFTER INSERT ON timestamps
-    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
-    CREATE TRIGGER timestamps_tally_update AFTER UPDATE OF state ON timestamps WHEN new.state IS NOT old.state
-    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state;
-          UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
-    CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
-    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
-    """,
+    """ + TIMESTAMPS_TALLY_TRIGGERS,
     # 7: where a sealed WARC lives when it is not in the archive's own warcs/ directory (issue 12: sealing to S3).
     # NULL in both for every capture sealed into <archive>/warcs, which is all of them before schema 7. Otherwise
     # warc_store is the store's URL (s3://bucket/prefix) and the object's key in it is warc_path without its
@@ -573,14 +577,7 @@ MIGRATIONS: list[str] = [
     DROP TABLE timestamps;
     ALTER TABLE timestamps_v13 RENAME TO timestamps;
     CREATE INDEX timestamps_due ON timestamps(state, next_attempt_at);
-    CREATE TRIGGER timestamps_tally_insert AFTER INSERT ON timestamps
-    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
-    CREATE TRIGGER timestamps_tally_update AFTER UPDATE OF state ON timestamps WHEN new.state IS NOT old.state
-    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state;
-          UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
-    CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
-    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
-    """,
+    """ + TIMESTAMPS_TALLY_TRIGGERS,
 ]
 
 # Migration 6, once migrate_to_6 has filled the new tables: they take the old ones' places.
