@@ -78,6 +78,13 @@ def receive(ctx: Context, sources: tuple[Path, ...], received_from: str, receive
         verb = "received" if o.outcome == "received" else "already"
         click.echo(f"{verb:<9} {o.receipt_id}  {Path(o.source).name}  {_size(o.size)}  sha256:{o.sha256}")
         _echo_checks(o.checks, " " * 10)
+        for t in o.timestamps:
+            if t["state"] == "done":
+                click.echo(f"          timestamped by {t['tsa_url']} at {t['gen_time']}: {t['token_path']}")
+            else:
+                why = f" (given up after {t['attempts']} attempt(s))" if t["state"] == "failed" else \
+                    " (retried by `archiver run` and `archiver timestamp`)"
+                click.echo(f"          timestamp {t['state']} from {t['tsa_url']}{why}: {t['last_error'] or '-'}")
 
 
 def _echo_checks(checks: dict[str, Any], indent: str, most: int = 20) -> None:
@@ -115,8 +122,11 @@ def show_received(ctx: Context, index: Any, ident: str, as_json: bool) -> bool:
         return False
     held["location"] = location(ctx.archive, held)
     pages = received.pages_of(index, held["id"], limit=None if as_json or what == "page" else 50)
+    from archiver.custody import timestamps
+    stamps = [{k: t[k] for k in timestamps.SHOWN_FIELDS} for t in timestamps.of_receipt(index.conn, held["id"])]
     if as_json:
-        _emit_json({"received_page": page, "receipt": held} if page else {"receipt": held, "pages": pages})
+        _emit_json({"received_page": page, "receipt": held, "timestamps": stamps} if page else
+                   {"receipt": held, "pages": pages, "timestamps": stamps})
         return True
     if page is not None:
         lines = [("received page", page["id"]), ("url", page["url"]),
@@ -138,6 +148,11 @@ def show_received(ctx: Context, index: Any, ident: str, as_json: bool) -> bool:
                  ("pages", held["checks"].get("pages"))])
     click.echo("checks on receipt:")
     _echo_checks(held["checks"], "  ")
+    if stamps:
+        click.echo(f"timestamps of the receipt ({len(stamps)}):")
+        for t in stamps:
+            click.echo(f"  {t['state']:<8} {t['gen_time'] or '-'}  {t['tsa_name'] or '-'}  {t['tsa_url']}  "
+                       f"{t['token_path'] or t['last_error'] or ''}".rstrip())
     if page is None and pages:
         click.echo(f"\npages ({held['checks'].get('pages')}):")
         _table(pages, [("id", "ID", 26), ("captured_at", "CAPTURED", 20), ("http_status", "HTTP", 4),

@@ -17,18 +17,25 @@ ledger entry saying who handed them over this time (custody records every handin
 
 The receipt file (``<id>.receipt.json``, read-only beside the received file) holds the receipt row, so the table can
 be rebuilt from the store alone.
+
+When TSAs are configured (``timestamp.tsa_urls``), the receipt file is timestamped (custody/timestamps.py): its rows
+are queued in the transaction that records the receipt, then each TSA is asked at once, within
+``timestamp.timeout_seconds``. A TSA that is down or refuses never fails a receipt: its row stays pending, and runners
+and ``archiver timestamp`` ask again.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from archiver.custody import ledger
+from archiver import logs
+from archiver.custody import ledger, timestamps
 from archiver.errors import UserError
 from archiver.store.archive import Archive, new_capture_id
 from archiver.store.files import fsync_dir
@@ -43,6 +50,7 @@ __all__ = ["receive", "Received", "NotEvidenceFile", "sniff_format", "check_sour
 CHUNK = 1 << 20
 RECEIPT_SUFFIX = ".receipt.json"
 FORMATS = ("warc", "warc.gz", "wacz")
+log = logging.getLogger("archiver.exchange.receive")
 
 
 class NotEvidenceFile(UserError):
@@ -62,11 +70,13 @@ class Received:
     checks: dict[str, Any] = field(default_factory=dict)
     received_at: str = ""
     location: str = ""
+    # The receipt's RFC 3161 timestamps as they stand after receiving (timestamps.SHOWN_FIELDS of each row).
+    timestamps: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "receipt_id": self.receipt_id, "source": self.source, "sha256": self.sha256,
                 "size": self.size, "format": self.format, "received_at": self.received_at,
-                "location": self.location, "checks": self.checks}
+                "location": self.location, "checks": self.checks, "timestamps": self.timestamps}
 
 
 def sniff_format(head: bytes, name: str) -> str:
@@ -131,7 +141,8 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
                     "receipt": held["id"], "again": True, "from": received_from, "by": by,
                     "original_name": source.name, "size": size, "sha256": sha256, "note": note})
             return Received("already", held["id"], str(source), sha256, size, held["format"],
-                            json.loads(held["checks"]), held["received_at"], location(archive, held))
+                            json.loads(held["checks"]), held["received_at"], location(archive, held),
+                            _stamps(index, held["id"]))
         checks = inspect_spooling(copy, spool_file)
         key = f"received/{at[:4]}/{at[5:7]}/{at[8:10]}/{receipt_id}.{fmt}"
         store = receipts_store(archive)
@@ -154,7 +165,13 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
                 "receipt": receipt_id, "from": received_from, "by": by, "original_name": source.name,
                 "size": size, "sha256": sha256, "format": fmt, "path": key, "note": note,
                 "problems": len(checks.get("problems") or []) + len((checks.get("wacz") or {}).get("datapackage") or [])})
-        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, location(archive, row))
+            # In the same transaction: a receipt is never recorded without its timestamps queued.
+            queued = timestamps.queue_receipt(
+                conn, receipt_id, receipt_sha, timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls)
+        if queued:
+            _timestamp(archive, index, receipt_id)
+        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, location(archive, row),
+                        _stamps(index, receipt_id))
     finally:
         for leftover in (copy, receipt_file, spool_file):
             leftover.unlink(missing_ok=True)
@@ -184,6 +201,21 @@ def index_spooled(index: Index, receipt_id: str, spool_file: Path) -> int:
     transaction that writes the receipt. Returns how many."""
     with open(spool_file, "rb") as spooled:
         return received.insert_pages(index, receipt_id, (json.loads(line) for line in spooled))
+
+
+def _timestamp(archive: Archive, index: Index, receipt_id: str) -> None:
+    """Ask the TSAs for tokens of a receipt just recorded (timestamps.stamp_receipt, each request bounded by
+    timestamp.timeout_seconds). Runs its own event loop: receive is called from synchronous code."""
+    import asyncio
+    try:
+        asyncio.run(timestamps.stamp_receipt(index, archive.path, archive.settings, receipt_id))
+    except Exception:  # as the worker after sealing: the receipt stands as recorded; its rows stay pending
+        logs.event(log, logging.ERROR, "timestamp-error", f"internal error timestamping receipt {receipt_id}",
+                   exc_info=True, receipt_id=receipt_id)
+
+
+def _stamps(index: Index, receipt_id: str) -> list[dict[str, Any]]:
+    return [{k: row[k] for k in timestamps.SHOWN_FIELDS} for row in timestamps.of_receipt(index.conn, receipt_id)]
 
 
 def copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:

@@ -11,6 +11,9 @@ as it streams into a working copy (named as it was handed over, so that its page
 - it does not, or is not there: the receipt is restored without pages (it is still the record of a handing-over)
   and the file is reported as skipped; ``verify`` names it ``received-altered`` or ``received-missing``.
 
+The receipt's RFC 3161 tokens, kept beside its receipt file, are restored with it
+(timestamps.restore_receipt_tokens: each must vouch for the receipt file as it is).
+
 A receipt file that cannot be read as one, or a second receipt for bytes already restored, is skipped and
 reported, never guessed at.
 """
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from archiver.custody import ledger
+from archiver.custody import ledger, timestamps
 from archiver.exchange.receive import RECEIPT_SUFFIX, copy_hashing, index_spooled, inspect_spooling
 from archiver.store.blobs import StorageError
 from archiver.store.index import Index
@@ -38,6 +41,7 @@ RECEIPT_COLUMNS = ("id", "sha256", "size", "format", "original_name", "received_
 class RestoredReceipts:
     receipts: int = 0
     pages: int = 0
+    timestamps: int = 0      # RFC 3161 tokens of receipts, restored from beside their receipt files
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (where, why)
 
 
@@ -95,6 +99,7 @@ def _restore_one(index: Index, store: Any, receipt_key: str, in_bucket: bool, wo
             conn.execute(f"INSERT INTO receipts ({', '.join(RECEIPT_COLUMNS)}) "
                          f"VALUES ({', '.join('?' * len(RECEIPT_COLUMNS))})", [values[c] for c in RECEIPT_COLUMNS])
             pages = index_spooled(index, row["id"], spool) if checks is not None else 0
+            tokens = timestamps.restore_receipt_tokens(conn, store, row)
             ledger.append(conn, "reindexed", detail={
                 "receipt": row["id"], "sha256": row["sha256"], "size": row["size"], "path": file_key,
                 "pages": pages, "file": "as received" if intact else why})
@@ -102,6 +107,8 @@ def _restore_one(index: Index, store: Any, receipt_key: str, in_bucket: bool, wo
         shutil.rmtree(copy_dir, ignore_errors=True)
     result.receipts += 1
     result.pages += pages
+    result.timestamps += tokens.rows
+    result.skipped.extend(tokens.skipped)
     if not intact:
         result.skipped.append((store.location(file_key), f"receipt {row['id']} restored without its pages: {why}"))
 
