@@ -201,7 +201,9 @@ def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | No
 def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | None, output: Path,
            title: str | None, as_json: bool) -> None:
     """Write captures as one signed WACZ: WARCs as sealed, CDXJ index, pages, and the provenance a third party
-    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt)."""
+    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt). IDs may also be
+    receipts or received pages (a page takes its whole file): files received from others travel as received, with
+    their receipts, marked as not captured by this archive."""
     from archiver.exchange.wacz import export_wacz
     since_iso = _parse_since(since)
     index = ctx.index()
@@ -215,5 +217,6 @@ def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | Non
     if as_json:
         _emit_json(result.as_dict())
     else:
-        click.echo(f"exported {len(result.captures)} capture(s), {result.timestamps} timestamp token(s) to "
+        received = f"{len(result.receipts)} received file(s) with their receipts, " if result.receipts else ""
+        click.echo(f"exported {len(result.captures)} capture(s), {received}{result.timestamps} timestamp token(s) to "
                    f"{output} ({_size(result.bytes)}, sha256 {result.sha256}; ledger entry {result.ledger_seq})")
