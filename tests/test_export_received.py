@@ -7,7 +7,6 @@ files (a signed py-wacz package, Scoop packages) are read from ../shared/corpus/
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import subprocess
@@ -16,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from warcio.statusandheaders import StatusAndHeaders
-from warcio.warcwriter import WARCWriter
 
 from conftest import CLI
 from test_receive import WARCS, needs_corpus
+from test_receive_index import _partner_warc
 from test_replay_wacz import RWP, _open, _replayed, _shows, _signature_verdict, chromium  # noqa: F401 (fixture)
 from test_wacz import BIN, _flip_in_zip, _members, _relisted, _rezip, _wacz_validate
 
@@ -29,21 +27,6 @@ HEADING = "Received from others — not captured by this archive"
 HOSTILE_TITLE = "Internal memo &lt;script&gt;alert(1)&lt;/script&gt;"
 PAGES = [("https://partner.example/convoy", "Convoy report", "the convoy crossed Ramouseh at dawn"),
          ("https://partner.example/shelling", "Shelling in Bustan al-Qasr", "witnesses describe the shelling")]
-
-
-def _partner_warc(path: Path, pages: list[tuple[str, str, str]], gzip: bool = True) -> Path:
-    """A WARC as a partner's crawler writes it (tests/test_receive_index.py's, compressed or not): a warcinfo
-    naming the software, then one HTML response per page."""
-    with open(path, "wb") as out:
-        writer = WARCWriter(out, gzip=gzip)
-        writer.write_record(writer.create_warcinfo_record(path.name, {"software": "PartnerCrawler/2.1"}))
-        for url, title, words in pages:
-            body = f"<html><head><title>{title}</title></head><body><p>{words}</p></body></html>".encode()
-            headers = StatusAndHeaders("200 OK", [("Content-Type", "text/html; charset=utf-8"),
-                                                  ("Content-Length", str(len(body)))], protocol="HTTP/1.1")
-            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
-                                                          http_headers=headers))
-    return path
 
 
 def _sha256(data: bytes) -> str:
@@ -262,6 +245,13 @@ def test_received_pages_replay_in_replaywebpage_beside_our_capture(held, chromiu
         _shows(_replayed(page).locator("p"), PAGES[0][2])
         verdict = _signature_verdict(page)
         assert verdict["signature"]["matched"] is True, verdict
+    finally:
+        context.close()
+        served.close()
+    # The uncompressed WARC too, as received: the byte flipped before it was handed over shows as it came.
+    context, served, page = _open(chromium, held["wacz"], "https://leak.example/memo")
+    try:
+        _shows(_replayed(page).locator("p"), "the memo names the Checkpoint commander")
     finally:
         context.close()
         served.close()

@@ -662,14 +662,17 @@ def check_commands(d: ReportData) -> list[str]:
     return lines
 
 
-def _section_howto(d: ReportData) -> str:
-    text = "\n".join(check_commands(d))
+def howto_box(intro_html: str, commands: list[str]) -> str:
+    """The boxed "How to check this": what the commands check (already HTML), then the commands, escaped."""
     return ('<div class="box"><h2 style="margin-top:0">How to check this</h2>'
-            "<p>The WARC file is the evidence; this page describes it. Its SHA-256 must be the one above; "
-            "<code>archiver verify</code> re-hashes the file and every record and checks the ledger; OpenSSL "
-            "checks the signature of the provenance record (which lists the SHA-256 of every other record) with "
-            "the archive's public key alone:</p>"
-            f"<pre>{escape(text)}</pre></div>")
+            f"<p>{intro_html}</p><pre>{escape(chr(10).join(commands))}</pre></div>")
+
+
+def _section_howto(d: ReportData) -> str:
+    return howto_box("The WARC file is the evidence; this page describes it. Its SHA-256 must be the one above; "
+                     "<code>archiver verify</code> re-hashes the file and every record and checks the ledger; "
+                     "OpenSSL checks the signature of the provenance record (which lists the SHA-256 of every other "
+                     "record) with the archive's public key alone:", check_commands(d))
 
 
 def render_html(d: ReportData) -> str:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from archiver.custody import ledger
-from archiver.exchange.report import CSP, CSS, _archiver_version, _code, _e, _grid, _kv, _size, _verdict, utc
+from archiver.exchange.report import (CSP, CSS, _archiver_version, _code, _e, _grid, _kv, _size, _verdict,
+                                      howto_box, utc)
 from archiver.exchange.wacz_received import PY_RECEIPT, receiving_entries, store_of
 from archiver.store import received
 from archiver.store.archive import Archive
@@ -246,22 +247,19 @@ def check_commands(d: ReceivedReportData) -> list[str]:
     page = d.page
     if page is not None and page["offset"] >= 0:
         if r["format"] == "wacz":
-            member = shlex.quote(page["warc"])
-            lines += [f"unzip -p {kept} {member} > page.warc" + (".gz" if page["warc"].endswith(".gz") else ""),
-                      f"warcio extract --payload page.warc{'.gz' if page['warc'].endswith('.gz') else ''} "
-                      f"{page['offset']} > page.html"]
+            copy = "page.warc.gz" if page["warc"].endswith(".gz") else "page.warc"
+            lines += [f"unzip -p {kept} {shlex.quote(page['warc'])} > {copy}",
+                      f"warcio extract --payload {copy} {page['offset']} > page.html"]
         else:
             lines.append(f"warcio extract --payload {kept} {page['offset']} > page.html")
     return lines
 
 
 def _section_howto(d: ReceivedReportData) -> str:
-    text = "\n".join(check_commands(d))
-    return ('<div class="box"><h2 style="margin-top:0">How to check this</h2>'
-            "<p>The received file is kept as it was handed over: it must hash to the SHA-256 of its receipt. The "
-            "receipt is kept beside it as JSON, and its receiving is in the archive's hash-chained ledger. Anyone "
-            "holding the file can check it with sha256sum alone; its content is the word of whoever made it:</p>"
-            f"<pre>{escape(text)}</pre></div>")
+    return howto_box("The received file is kept as it was handed over: it must hash to the SHA-256 of its receipt. "
+                     "The receipt is kept beside it as JSON, and its receiving is in the archive's hash-chained "
+                     "ledger. Anyone holding the file can check it with sha256sum alone; its content is the word of "
+                     "whoever made it:", check_commands(d))
 
 
 def render_html(d: ReceivedReportData) -> str:
