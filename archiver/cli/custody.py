@@ -337,7 +337,9 @@ def _verify_wacz(path: Path, ids: tuple[str, ...], expect_key: str | None, as_js
         verdict = _echo_problems(report.problems, 17)
         click.echo(f"verified {path.name}: {report.files} file(s), {report.captures} capture(s) "
                    f"({report.signed_captures} signed by archive key {report.archive_key or '?'}), "
-                   f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
+                   + (f"{report.received} file(s) received from others, checked against their receipts, "
+                      if report.received else "")
+                   + f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
                    f"ledger excerpt of {report.ledger_entries} entries; package signed by WACZ key "
                    f"{report.wacz_key or '?'} on {report.created or '?'}: {verdict}")
         if report.archive_key and expected is None:

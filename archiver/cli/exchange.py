@@ -195,19 +195,21 @@ def _echo_ingest(report: Any, expected: str | None) -> None:
 @pass_ctx
 def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | None) -> None:
     """A capture report for an editor or a court: screenshot, URLs, times, hashes, TLS, tweet or video,
-    signature, timestamps, ledger entries, and the commands that check them."""
+    signature, timestamps, ledger entries, and the commands that check them. For a receipt's or a received page's
+    ID, the report on a file received from others, headed as such: the receipt, what was found on receipt, the
+    page as the file says, the ledger entries of its receiving, and how to check it."""
     from archiver.exchange.report import make_report
     data = make_report(ctx.archive, ident, html_path, pdf_path)
     for path in (html_path, pdf_path):
         if path:
-            click.echo(f"wrote {path} (capture {data.capture['id']})", err=True)
+            click.echo(f"wrote {path} ({data.subject})", err=True)
 
 
 @cli.command()
 @click.argument("ids", nargs=-1, metavar="[ID...]")
-@click.option("--tag", help="Also every capture with this tag.")
-@click.option("--since", help="Also every capture started since a date (2026-11-01) or an age (6h, 2d, 1w); with "
-              "--tag, those with the tag started since then.")
+@click.option("--tag", help="Also every capture, and every file received from others, with this tag.")
+@click.option("--since", help="Also every capture started (and every file received) since a date (2026-11-01) or an "
+              "age (6h, 2d, 1w); with --tag, those with the tag since then.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE.wacz", help="The package to write (never an existing file).")
 @click.option("--title", help="Title of the package (datapackage.json); default: \"archiver export of N captures\".")
@@ -216,7 +218,9 @@ def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | No
 def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | None, output: Path,
            title: str | None, as_json: bool) -> None:
     """Write captures as one signed WACZ: WARCs as sealed, CDXJ index, pages, and the provenance a third party
-    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt)."""
+    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt). IDs may also be
+    receipts or received pages (a page takes its whole file): files received from others travel as received, with
+    their receipts, marked as not captured by this archive."""
     from archiver.exchange.wacz import export_wacz
     since_iso = _parse_since(since)
     index = ctx.index()
@@ -230,5 +234,6 @@ def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | Non
     if as_json:
         _emit_json(result.as_dict())
     else:
-        click.echo(f"exported {len(result.captures)} capture(s), {result.timestamps} timestamp token(s) to "
+        received = f"{len(result.receipts)} received file(s) with their receipts, " if result.receipts else ""
+        click.echo(f"exported {len(result.captures)} capture(s), {received}{result.timestamps} timestamp token(s) to "
                    f"{output} ({_size(result.bytes)}, sha256 {result.sha256}; ledger entry {result.ledger_seq})")
