@@ -114,19 +114,13 @@ def show_received(ctx: Context, index: Any, ident: str, as_json: bool) -> bool:
     """``archiver show`` for a receipt's ID, a received page's ID, or a URL only received pages hold: the page, and
     the receipt that says it was received, from whom and when (never presented as a capture of ours). False when
     ``ident`` is none of those."""
-    from archiver.exchange.receive import location
-    from archiver.store import received
+    from archiver.exchange.received_file import details, shown
     try:
-        what, held, page = received.find(index, ident)
+        what, held, page, pages, stamps = details(ctx.archive, index, ident, receipt_pages=None if as_json else 50)
     except NotFound:
         return False
-    held["location"] = location(ctx.archive, held)
-    pages = received.pages_of(index, held["id"], limit=None if as_json or what == "page" else 50)
-    from archiver.custody import timestamps
-    stamps = [{k: t[k] for k in timestamps.SHOWN_FIELDS} for t in timestamps.of_receipt(index.conn, held["id"])]
     if as_json:
-        _emit_json({"received_page": page, "receipt": held, "timestamps": stamps} if page else
-                   {"receipt": held, "pages": pages, "timestamps": stamps})
+        _emit_json(shown(what, held, page, pages, stamps))
         return True
     if page is not None:
         lines = [("received page", page["id"]), ("url", page["url"]),

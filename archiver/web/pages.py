@@ -70,8 +70,9 @@ def search(request: Request) -> Response:
     filters = query.Filters.from_query(request.query_params)
     with index_of(request) as index:
         page = query.find(archive_of(request), index, filters)
+        receipts = query.receipts_of(index, page.rows)
     next_url = ("/?" + urlencode(filters.as_params(before=page.next_before))) if page.next_before else None
-    return render(request, "search.html", {"f": filters, "page": page, "next_url": next_url,
+    return render(request, "search.html", {"f": filters, "page": page, "next_url": next_url, "receipts": receipts,
                                            "statuses": query.STATUSES, "states": query.STATES})
 
 
