@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import struct
 import subprocess
 import sys
@@ -253,5 +252,8 @@ def test_scoops_screenshot_and_a_signed_wacz_in_the_workbench(tmp_path, chromium
             assert got.content == signed.read_bytes()
     finally:
         bench.stop()
-    assert [d["receipt"] for d in _accessed(cli.archive, "replay")] == [scoop_receipt]
+    # The scoop page's replay read the file (and the signed page's too, had its frame got that far before the test
+    # went on): one entry per grant.
+    replayed = [d["receipt"] for d in _accessed(cli.archive, "replay")]
+    assert replayed[0] == scoop_receipt and replayed[1:] in ([], [signed_receipt]), replayed
     assert cli("verify").code == 0

@@ -1,5 +1,6 @@
 """A file received from others (``archiver receive``), read back as it is kept: whole (a download exactly as
-received), by byte range (ReplayWeb.page reads a WACZ, and a WARC over 25 MB, by ranges), re-hashed against its
+received), by byte range (ReplayWeb.page reads a WACZ, and a WARC over 25 MB, by ranges: web/replay.py reads its
+``placed`` file as it reads a capture's), re-hashed against its
 receipt ("verify now"), and the screenshots a capture tool put in it, read by their place.
 
 The receipt says where the file is (its key, and in team mode its store and version): ``placed`` gives it the shape
@@ -19,7 +20,7 @@ import json
 import re
 import zipfile
 import zlib
-from typing import Any, BinaryIO, Iterator, Mapping
+from typing import Any, BinaryIO, Mapping
 
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
@@ -28,10 +29,9 @@ from archiver.errors import NotFound
 from archiver.store.archive import Archive
 from archiver.store.blobs import NotStored, StorageError
 from archiver.store.index import Index
-from archiver.store.payload import read_sealed
 from archiver.store.readback import Unreadable, _read
 
-__all__ = ["placed", "open_file", "read_range", "rehash", "attachments", "read_image", "details", "shown", "ledger_of",
+__all__ = ["placed", "open_file", "rehash", "attachments", "read_image", "details", "shown", "ledger_of",
            "media_type", "IMAGE_MAGIC", "MAX_IMAGE_BYTES", "Unreadable"]
 
 MAX_IMAGE_BYTES = 32 << 20
@@ -64,11 +64,6 @@ def open_file(archive: Archive, receipt: Mapping[str, Any]) -> BinaryIO:
         raise Unreadable(f"the received file {archive.stored_at(where)} is not there") from None
     except (StorageError, OSError) as exc:
         raise Unreadable(f"cannot read {archive.stored_at(where)}: {exc}") from None
-
-
-def read_range(archive: Archive, receipt: Mapping[str, Any], first: int, last: int) -> Iterator[bytes]:
-    """Bytes ``first``..``last`` (inclusive) of the received file as kept. Raises Unreadable."""
-    return read_sealed(archive, placed(archive, receipt), first, last)
 
 
 def rehash(archive: Archive, receipt: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from archiver.custody import keys, ledger
 from archiver.errors import NotFound
 from archiver.store import details, readback
 from archiver.web import auth, query
-from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render
+from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render, verified_view
 from archiver.web.media import media_url, playable_records
 from archiver.web.replay import IFRAME_SANDBOX, iframe_src
 
@@ -133,14 +133,7 @@ def capture(request: Request) -> Response:
 
 
 async def verify_now(request: Request) -> Response:
-    form = await request.form()
-    auth.require(request, "viewer", form)
-    from starlette.concurrency import run_in_threadpool
-    ident = capture_id(request.path_params["ident"])
-    result = await run_in_threadpool(run_verify, request, ident)
-    context = await run_in_threadpool(_capture_context, request, ident)
-    context["verify"] = result
-    return render(request, "capture.html", context)
+    return await verified_view(request, run_verify, _capture_context, "capture.html")
 
 
 def run_verify(request: Request, ident: str) -> dict[str, Any]:

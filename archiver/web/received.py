@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Iterator
+from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -23,8 +22,8 @@ from archiver.errors import NotFound
 from archiver.exchange import received_file as kept
 from archiver.store import received
 from archiver.web import auth
-from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render
-from archiver.web.downloads import record_access
+from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render, verified_view
+from archiver.web.downloads import record_access, streamed
 from archiver.web.media import SANDBOX_CSP
 from archiver.web.replay import IFRAME_SANDBOX, received_iframe_src
 
@@ -97,15 +96,8 @@ def download(request: Request) -> Response:
         except BaseException:
             stream.close()
             raise
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while data := stream.read(kept.CHUNK):
-                yield data
-        finally:
-            stream.close()
     name = _UNSAFE_NAME.sub("_", held["original_name"]).strip("._")[:120] or f"received.{held['format']}"
-    return StreamingResponse(chunks(), media_type=kept.media_type(held), headers={
+    return StreamingResponse(streamed(stream), media_type=kept.media_type(held), headers={
         "Content-Disposition": f'attachment; filename="{held["id"]}-{name}"', "Content-Length": str(held["size"]),
         "X-Received-SHA256": held["sha256"], "Content-Security-Policy": SANDBOX_CSP})
 
@@ -135,13 +127,7 @@ def image(request: Request) -> Response:
 
 async def verify_now(request: Request) -> Response:
     """The received file re-hashed against its receipt, now; recorded in the ledger (``verified``)."""
-    form = await request.form()
-    auth.require(request, "viewer", form)
-    ident = request.path_params["ident"]
-    result = await run_in_threadpool(_verify, request, ident)
-    context = await run_in_threadpool(_context, request, ident)
-    context["verify"] = result
-    return render(request, "received.html", context)
+    return await verified_view(request, _verify, _context, "received.html")
 
 
 def _verify(request: Request, ident: str) -> dict[str, Any]:

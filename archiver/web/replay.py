@@ -82,7 +82,7 @@ import time
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -349,83 +349,69 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
         return embedded(f"/received/{held['id']}/{grant}/{held['id']}.{held['format']}", page["url"],
                         rwp_timestamp(page["captured_at"]))
 
+    def granted_file(request: Request, row_of: Callable[[Request], dict[str, Any]],
+                     name_of: Callable[[dict[str, Any]], str], granted_for: Callable[[dict[str, Any]], str]
+                     ) -> tuple[dict[str, Any], Response | None]:
+        """The row (a capture's, a receipt's) a file route names, and None; or the answer when its name or its
+        grant is not that row's (404, 403)."""
+        try:
+            row = row_of(request)
+            if request.path_params["name"] != name_of(row):
+                raise NotFound("no such file")
+        except NotFound as exc:
+            return {}, PlainTextResponse(str(exc), 404, headers=framed)
+        if not grants.check(granted_for(row), request.path_params["grant"]):
+            return {}, refused()
+        return row, None
+
     def received_file(request: Request) -> Response:
         from archiver.exchange import received_file as kept
-        try:
-            held = receipt_of(request)
-            if request.path_params["name"] != f"{held['id']}.{held['format']}":
-                raise NotFound("no such file")
-        except NotFound as exc:
-            return PlainTextResponse(str(exc), 404, headers=framed)
-        grant = request.path_params["grant"]
-        if not grants.check(received_grant_name(held["id"]), grant):
-            return refused()
-        where = kept.placed(archive, held)
-        try:   # a file that is gone is said before any header promises its bytes
-            archive.store_of(where).head(where["warc_path"], where["warc_version"])
-        except StorageError as exc:
-            return PlainTextResponse(f"the received file cannot be served: {exc} (run archiver verify)", 409,
-                                     headers=framed)
-        if request.method == "GET":
-            handed = grants.first_use(grant)
-            if handed is not None:
-                _record_received(held, *handed, request.client.host if request.client else "")
-
-        def read(first: int, last: int) -> Iterator[bytes]:
-            try:
-                yield from kept.read_range(archive, held, first, last)
-            except Unreadable:
-                return   # the body ends short: the client sees a broken transfer, not other bytes
-
-        headers = {**framed, "Content-Type": kept.media_type(held), "ETag": f'"{held["sha256"]}"'}
-        return ranged_response(request.headers.get("range"), held["size"], read, headers, method=request.method,
-                               if_range=request.headers.get("if-range"))
-
-    def _record_received(held: dict[str, Any], identity: str, granted_to: str, client: str) -> None:
-        # As a capture's replay: the received file handed to a browser is recorded once per grant.
-        from archiver.custody import ledger
-        with lock, index.transaction() as conn:
-            ledger.append(conn, "accessed", detail={
-                "what": "replay", "receipt": held["id"], "by": identity, "via": "replay grant",
-                "from": client or granted_to, "sha256": held["sha256"], "bytes": held["size"]})
+        held, answer = granted_file(request, receipt_of, lambda r: f"{r['id']}.{r['format']}",
+                                    lambda r: received_grant_name(r["id"]))
+        if answer is not None:
+            return answer
+        return served(request, kept.placed(archive, held), "the received file", kept.media_type(held),
+                      held["sha256"], held["size"], {"receipt": held["id"]})
 
     def warc(request: Request) -> Response:
-        try:
-            capture = capture_of(request)
-            if request.path_params["name"] != f"{capture['id']}.warc.gz":
-                raise NotFound("no such file")
-        except NotFound as exc:
-            return PlainTextResponse(str(exc), 404, headers=framed)
-        if not grants.check(capture["id"], request.path_params["grant"]):
-            return refused()
+        capture, answer = granted_file(request, capture_of, lambda c: f"{c['id']}.warc.gz", lambda c: c["id"])
+        if answer is not None:
+            return answer
+        return served(request, capture, "the sealed WARC", "application/warc", capture["warc_sha256"],
+                      capture["warc_size"], {}, capture_id=capture["id"], url=capture["url"])
+
+    def served(request: Request, where: dict[str, Any], what: str, media: str, sha256: str, size: int,
+               detail: dict[str, Any], capture_id: str | None = None, url: str | None = None) -> Response:
+        """A file (a capture's sealed WARC, or a received file: ``where`` places it as a capture row does), with
+        byte ranges, its hand-out ledgered once per grant."""
         if request.method == "GET":
             handed = grants.first_use(request.path_params["grant"])
             if handed is not None:
-                _record(capture, *handed, request.client.host if request.client else "")
-        try:   # a WARC that is gone is said before any header promises its bytes
-            archive.store_of(capture).head(warc_key(capture["warc_path"]), capture.get("warc_version"))
+                identity, granted_to = handed
+                _record(capture_id, url, {**detail, "by": identity, "via": "replay grant",
+                                          "from": (request.client.host if request.client else "") or granted_to,
+                                          "sha256": sha256, "bytes": size})
+        try:   # a file that is gone is said before any header promises its bytes
+            archive.store_of(where).head(warc_key(where["warc_path"]), where.get("warc_version"))
         except StorageError as exc:
-            return PlainTextResponse(f"the sealed WARC cannot be served: {exc} (run archiver verify)", 409,
-                                     headers=framed)
+            return PlainTextResponse(f"{what} cannot be served: {exc} (run archiver verify)", 409, headers=framed)
 
         def read(first: int, last: int) -> Iterator[bytes]:
             try:
-                yield from read_sealed(archive, capture, first, last)
+                yield from read_sealed(archive, where, first, last)
             except Unreadable:
                 return   # the body ends short: the client sees a broken transfer, not other bytes
 
-        headers = {**framed, "Content-Type": "application/warc", "ETag": f'"{capture["warc_sha256"]}"'}
-        return ranged_response(request.headers.get("range"), capture["warc_size"], read, headers,
-                               method=request.method, if_range=request.headers.get("if-range"))
+        headers = {**framed, "Content-Type": media, "ETag": f'"{sha256}"'}
+        return ranged_response(request.headers.get("range"), size, read, headers, method=request.method,
+                               if_range=request.headers.get("if-range"))
 
-    def _record(capture: dict[str, Any], identity: str, granted_to: str, client: str) -> None:
-        # Custody includes who saw what: the WARC handed to a browser for replay is recorded as a download is
+    def _record(capture_id: str | None, url: str | None, detail: dict[str, Any]) -> None:
+        # Custody includes who saw what: the file handed to a browser for replay is recorded as a download is
         # (web/downloads.py), once per grant, before its first byte leaves.
         from archiver.custody import ledger
         with lock, index.transaction() as conn:
-            ledger.append(conn, "accessed", capture_id=capture["id"], url=capture["url"], detail={
-                "what": "replay", "by": identity, "via": "replay grant", "from": client or granted_to,
-                "sha256": capture["warc_sha256"], "bytes": capture["warc_size"]})
+            ledger.append(conn, "accessed", capture_id=capture_id, url=url, detail={"what": "replay", **detail})
 
     def script(body: bytes) -> Any:
         def serve(request: Request) -> Response:
