@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from archiver.custody import ledger
+from archiver.custody import ledger, timestamps
 from archiver.errors import NotFound
 from archiver.exchange import received_file as kept
 from archiver.store import received
@@ -61,6 +61,7 @@ def _context(request: Request, ident: str) -> dict[str, Any]:
         held, page = _found(index, ident)
         pages = received.pages_of(index, held["id"], limit=PAGES_SHOWN)
         entries = kept.ledger_of(index, held["id"])
+        stamps = timestamps.of_receipt(index.conn, held["id"])
     checks = held["checks"] or {}
     replay = request.app.state.replay
     replay_src = None
@@ -69,7 +70,7 @@ def _context(request: Request, ident: str) -> dict[str, Any]:
                                          request.state.identity, request.state.client)
     return {"r": held, "page": page, "pages": pages, "pages_total": checks.get("pages", len(pages)),
             "checks": checks, "wacz": checks.get("wacz") or {}, "location": location(archive, held),
-            "attachments": kept.attachments(held, page), "ledger": entries, "verify": None,
+            "attachments": kept.attachments(held, page), "ledger": entries, "timestamps": stamps, "verify": None,
             "replay_src": replay_src, "replay_sandbox": IFRAME_SANDBOX,
             "replay_elsewhere": (replay.workbench_origin if replay and request.url.netloc !=
                                  replay.workbench_origin.split("//", 1)[1] else None)}
