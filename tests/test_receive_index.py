@@ -43,11 +43,11 @@ WORDS = {
 }
 
 
-def _partner_warc(path: Path, pages: list[tuple[str, str, str]]) -> Path:
+def _partner_warc(path: Path, pages: list[tuple[str, str, str]], gzip: bool = True) -> Path:
     """A WARC as a partner's crawler writes it: a warcinfo naming the software, then one HTML response per page
-    (url, title, body words)."""
+    (url, title, body words); gzipped per record unless ``gzip`` is False."""
     with open(path, "wb") as out:
-        writer = WARCWriter(out, gzip=True)
+        writer = WARCWriter(out, gzip=gzip)
         writer.write_record(writer.create_warcinfo_record(path.name, {"software": "PartnerCrawler/2.1"}))
         for url, title, words in pages:
             body = f"<html><head><title>{title}</title></head><body><p>{words}</p></body></html>".encode()

@@ -267,43 +267,51 @@ class _JsonProblems:
 @cli.command(name="timestamp")
 @click.argument("ids", nargs=-1, metavar="[ID...]")
 @click.option("--missing", is_flag=True,
-              help="Every capture that has no timestamp (done or pending) from one of the configured TSAs.")
+              help="Every capture and receipt that has no timestamp (done or pending) from one of the configured "
+                   "TSAs.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_ctx
 def timestamp_(ctx: Context, ids: tuple[str, ...], missing: bool, as_json: bool) -> None:
-    """Timestamp captures sealed before a TSA was configured: queue the TSAs they have no timestamp from, and
-    ask them now. Exit 1 unless every timestamp of these captures is done."""
+    """Timestamp captures sealed (and receipts of received files recorded) before a TSA was configured, or retry
+    their pending timestamps: queue the TSAs they have no timestamp from, and ask them now. IDs are capture or
+    receipt IDs. Exit 1 unless every timestamp of these is done."""
     archive = ctx.archive
     tsa_urls = timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls
     if not tsa_urls:
         raise UserError("no time-stamping authority is configured: set timestamp.tsa_urls (in the config file, "
                         "or ARCHIVER_TIMESTAMP_TSA_URLS) first")
     if bool(ids) == missing:
-        raise UserError("give capture IDs, or --missing for every capture without a timestamp from each "
-                        "configured TSA (not both)")
+        raise UserError("give capture or receipt IDs, or --missing for every capture and receipt without a "
+                        "timestamp from each configured TSA (not both)")
     index = archive.index()
     try:
         # Every ID is resolved before anything is queued: an unknown one changes nothing.
-        capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids)) if ids else \
-            timestamps.missing_captures(index.conn, tsa_urls)
-        results = _run_async(timestamps.backfill(index, archive.path, archive.settings, capture_ids))
-        # Where each token is, for people: beside its WARC, in the bucket for a capture sealed there.
-        caps = {} if as_json else {r.capture_id: index.find_capture(r.capture_id) for r in results}
+        receipt_ids = [i for i in dict.fromkeys(ids) if timestamps.is_receipt(index.conn, i)] if ids else \
+            timestamps.missing_receipts(index.conn, tsa_urls)
+        capture_ids = list(dict.fromkeys(index.find_capture(i)["id"] for i in ids if i not in receipt_ids)) \
+            if ids else timestamps.missing_captures(index.conn, tsa_urls)
+        results = _run_async(timestamps.backfill(index, archive.path, archive.settings, capture_ids, receipt_ids))
+        # Where each token is, for people: beside its WARC, in the bucket for a capture sealed there; beside the
+        # receipt, in its store.
+        caps = {} if as_json else {r.capture_id: index.find_capture(r.capture_id) for r in results if r.capture_id}
     finally:
         index.close()
     if as_json:
         _emit_json([r.as_dict() for r in results])
     elif not results:
-        click.echo("every capture has a timestamp, done or pending, from each configured TSA", err=True)
+        click.echo("every capture and receipt has a timestamp, done or pending, from each configured TSA", err=True)
     else:
-        rows = [{"capture_id": r.capture_id, **t,
-                 "detail": f"{t['gen_time']}  {archive.token_at(caps[r.capture_id], t['token_path'])}"
-                 if t["state"] == "done" else t["last_error"]}
+        def where(r: Any, t: dict[str, Any]) -> str:
+            return archive.token_at(caps[r.capture_id], t["token_path"]) if r.capture_id else t["token_path"]
+        rows = [{"id": r.capture_id or r.receipt_id, **t,
+                 "detail": f"{t['gen_time']}  {where(r, t)}" if t["state"] == "done" else t["last_error"]}
                 for r in results for t in r.rows]
-        _table(rows, [("capture_id", "CAPTURE", 26), ("state", "STATE", 7), ("tsa_url", "TSA", 50),
+        _table(rows, [("id", "CAPTURE OR RECEIPT", 26), ("state", "STATE", 7), ("tsa_url", "TSA", 50),
                       ("detail", "TIME AND TOKEN, OR ERROR", 120)])
         states = [row["state"] for row in rows]
-        click.echo(f"{len(results)} capture(s): {sum(r.queued for r in results)} timestamp(s) queued, "
+        receipts = sum(1 for r in results if r.receipt_id)
+        click.echo(f"{len(results) - receipts} capture(s)" + (f", {receipts} receipt(s)" if receipts else "")
+                   + f": {sum(r.queued for r in results)} timestamp(s) queued, "
                    f"{sum(r.granted for r in results)} granted now; {states.count('done')} done, "
                    f"{states.count('pending')} pending, {states.count('failed')} failed")
     if not all(r.complete for r in results):
@@ -332,7 +340,9 @@ def _verify_wacz(path: Path, ids: tuple[str, ...], expect_key: str | None, as_js
         verdict = _echo_problems(report.problems, 17)
         click.echo(f"verified {path.name}: {report.files} file(s), {report.captures} capture(s) "
                    f"({report.signed_captures} signed by archive key {report.archive_key or '?'}), "
-                   f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
+                   + (f"{report.received} file(s) received from others, checked against their receipts, "
+                      if report.received else "")
+                   + f"{report.records} record(s), {_size(report.bytes)}, {report.timestamps} timestamp token(s), "
                    f"ledger excerpt of {report.ledger_entries} entries; package signed by WACZ key "
                    f"{report.wacz_key or '?'} on {report.created or '?'}: {verdict}")
         if report.archive_key and expected is None:

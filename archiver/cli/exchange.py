@@ -78,6 +78,13 @@ def receive(ctx: Context, sources: tuple[Path, ...], received_from: str, receive
         verb = "received" if o.outcome == "received" else "already"
         click.echo(f"{verb:<9} {o.receipt_id}  {Path(o.source).name}  {_size(o.size)}  sha256:{o.sha256}")
         _echo_checks(o.checks, " " * 10)
+        for t in o.timestamps:
+            if t["state"] == "done":
+                click.echo(f"          timestamped by {t['tsa_url']} at {t['gen_time']}: {t['token_path']}")
+            else:
+                why = f" (given up after {t['attempts']} attempt(s))" if t["state"] == "failed" else \
+                    " (retried by `archiver run` and `archiver timestamp`)"
+                click.echo(f"          timestamp {t['state']} from {t['tsa_url']}{why}: {t['last_error'] or '-'}")
 
 
 def _echo_checks(checks: dict[str, Any], indent: str, most: int = 20) -> None:
@@ -107,16 +114,13 @@ def show_received(ctx: Context, index: Any, ident: str, as_json: bool) -> bool:
     """``archiver show`` for a receipt's ID, a received page's ID, or a URL only received pages hold: the page, and
     the receipt that says it was received, from whom and when (never presented as a capture of ours). False when
     ``ident`` is none of those."""
-    from archiver.exchange.receive import location
-    from archiver.store import received
+    from archiver.exchange.received_file import details, shown
     try:
-        what, held, page = received.find(index, ident)
+        what, held, page, pages, stamps = details(ctx.archive, index, ident, receipt_pages=None if as_json else 50)
     except NotFound:
         return False
-    held["location"] = location(ctx.archive, held)
-    pages = received.pages_of(index, held["id"], limit=None if as_json or what == "page" else 50)
     if as_json:
-        _emit_json({"received_page": page, "receipt": held} if page else {"receipt": held, "pages": pages})
+        _emit_json(shown(what, held, page, pages, stamps))
         return True
     if page is not None:
         lines = [("received page", page["id"]), ("url", page["url"]),
@@ -138,6 +142,11 @@ def show_received(ctx: Context, index: Any, ident: str, as_json: bool) -> bool:
                  ("pages", held["checks"].get("pages"))])
     click.echo("checks on receipt:")
     _echo_checks(held["checks"], "  ")
+    if stamps:
+        click.echo(f"timestamps of the receipt ({len(stamps)}):")
+        for t in stamps:
+            click.echo(f"  {t['state']:<8} {t['gen_time'] or '-'}  {t['tsa_name'] or '-'}  {t['tsa_url']}  "
+                       f"{t['token_path'] or t['last_error'] or ''}".rstrip())
     if page is None and pages:
         click.echo(f"\npages ({held['checks'].get('pages')}):")
         _table(pages, [("id", "ID", 26), ("captured_at", "CAPTURED", 20), ("http_status", "HTTP", 4),
@@ -180,19 +189,21 @@ def _echo_ingest(report: Any, expected: str | None) -> None:
 @pass_ctx
 def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | None) -> None:
     """A capture report for an editor or a court: screenshot, URLs, times, hashes, TLS, tweet or video,
-    signature, timestamps, ledger entries, and the commands that check them."""
+    signature, timestamps, ledger entries, and the commands that check them. For a receipt's or a received page's
+    ID, the report on a file received from others, headed as such: the receipt, what was found on receipt, the
+    page as the file says, the ledger entries of its receiving, and how to check it."""
     from archiver.exchange.report import make_report
     data = make_report(ctx.archive, ident, html_path, pdf_path)
     for path in (html_path, pdf_path):
         if path:
-            click.echo(f"wrote {path} (capture {data.capture['id']})", err=True)
+            click.echo(f"wrote {path} ({data.subject})", err=True)
 
 
 @cli.command()
 @click.argument("ids", nargs=-1, metavar="[ID...]")
-@click.option("--tag", help="Also every capture with this tag.")
-@click.option("--since", help="Also every capture started since a date (2026-11-01) or an age (6h, 2d, 1w); with "
-              "--tag, those with the tag started since then.")
+@click.option("--tag", help="Also every capture, and every file received from others, with this tag.")
+@click.option("--since", help="Also every capture started (and every file received) since a date (2026-11-01) or an "
+              "age (6h, 2d, 1w); with --tag, those with the tag since then.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               metavar="FILE.wacz", help="The package to write (never an existing file).")
 @click.option("--title", help="Title of the package (datapackage.json); default: \"archiver export of N captures\".")
@@ -201,7 +212,9 @@ def report(ctx: Context, ident: str, html_path: Path | None, pdf_path: Path | No
 def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | None, output: Path,
            title: str | None, as_json: bool) -> None:
     """Write captures as one signed WACZ: WARCs as sealed, CDXJ index, pages, and the provenance a third party
-    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt)."""
+    needs to check them with standard tools (ledger excerpt, timestamps, keys, VERIFY.txt). IDs may also be
+    receipts or received pages (a page takes its whole file): files received from others travel as received, with
+    their receipts, marked as not captured by this archive."""
     from archiver.exchange.wacz import export_wacz
     since_iso = _parse_since(since)
     index = ctx.index()
@@ -215,5 +228,6 @@ def export(ctx: Context, ids: tuple[str, ...], tag: str | None, since: str | Non
     if as_json:
         _emit_json(result.as_dict())
     else:
-        click.echo(f"exported {len(result.captures)} capture(s), {result.timestamps} timestamp token(s) to "
+        received = f"{len(result.receipts)} received file(s) with their receipts, " if result.receipts else ""
+        click.echo(f"exported {len(result.captures)} capture(s), {received}{result.timestamps} timestamp token(s) to "
                    f"{output} ({_size(result.bytes)}, sha256 {result.sha256}; ledger entry {result.ledger_seq})")

@@ -206,6 +206,7 @@ def reindex(archive_dir: Path, target: Path | str, unreachable_gone: tuple[int, 
         from archiver.exchange.restore import restore_receipts
         restored = restore_receipts(index, archive_dir, store)
         report.receipts, report.received_pages = restored.receipts, restored.pages
+        report.timestamps += restored.timestamps
         report.skipped.extend(Skipped(where, why) for where, why in restored.skipped)
     finally:
         index.close()

@@ -25,6 +25,17 @@ alone (reindex). Anyone can check a token without archiver:
     openssl ts -verify -digest <the WARC's sha256> -in <capture-id>.1.tsr -CAfile <the TSA's root>.pem
     openssl ts -reply -in <capture-id>.1.tsr -text        # the time, serial number and TSA
 
+Receipts. A file received from others (exchange/receive.py) is dated through its receipt: the digest sent is the
+SHA-256 of ``<key>.receipt.json``, which names the received file's SHA-256, who handed it over, who took it in and
+when, so one token dates all of that. Its rows are the same rows (``receipt_id`` set instead of ``capture_id``:
+schema 13), queued in the transaction that records the receipt (``queue_receipt``), asked by ``archiver receive``
+at once (``stamp_receipt``), retried by ``stamp_due`` and ``archiver timestamp`` like a capture's. The tokens go
+beside the receipt, in the same store (``<archive>/received/`` or the bucket), create-only:
+``<key>.receipt.json.<n>.tsr`` and its ``.tsr.json``. ``verify`` checks them against the receipt file as it is
+now (``check_token``), ``restore_receipt_tokens`` rebuilds their rows (reindex), and ``of_receipt`` lists them.
+
+    openssl ts -verify -data <id>.wacz.receipt.json -in <id>.wacz.receipt.json.1.tsr -CAfile <the TSA's root>.pem
+
 Why the openssl CLI plus asn1crypto: openssl is what a third party checks with, so the archive checks the same
 way, and it verifies RSA and ECDSA TSAs alike (rfc3161ng handles RSA only). asn1crypto (pure Python, no
 dependencies, the ASN.1 layer of several signing and certificate tools) writes the request and reads the few
@@ -55,7 +66,7 @@ from urllib.parse import urlsplit
 
 from archiver.custody import ledger
 from archiver import logs
-from archiver.errors import CaptureFailed, ConfigError, NotFound
+from archiver.errors import ArchiverError, CaptureFailed, ConfigError, NotFound
 
 if TYPE_CHECKING:   # httpx is imported where a request is made: config.py imports this module at start-up
     import httpx
@@ -112,6 +123,13 @@ class TokenError(TimestampError):
 
 class OpensslMissing(TimestampError):
     """The openssl command, which checks every token, is not installed."""
+
+
+class ReceiptFileError(TimestampError, ArchiverError):
+    """A receipt file that cannot be read from its store, or that does not name its receipt: nothing is asked for
+    it (a token would date the wrong bytes). Exit 1 at the command line, as a problem found."""
+
+    exit_code = 1
 
 
 # ---- settings ----------------------------------------------------------------------------------------------
@@ -369,6 +387,47 @@ def token_rel_path(warc_rel: str, capture_id: str, n: int) -> str:
     return (Path(warc_rel).parent / f"{capture_id}.{n}{TOKEN_SUFFIX}").as_posix()
 
 
+def receipt_token_path(receipt_key: str, n: int) -> str:
+    """``received/YYYY/MM/DD/<id>.<fmt>.receipt.json.<n>.tsr``: beside the receipt, in its store (its key there,
+    which is also its path under the archive when the store is the archive directory)."""
+    from archiver.exchange.receive import RECEIPT_SUFFIX
+    return f"{receipt_key}{RECEIPT_SUFFIX}.{n}{TOKEN_SUFFIX}"
+
+
+def receipt_store(archive_dir: Path, settings: Any, receipt: Mapping[str, Any], read_only: bool = False) -> Any:
+    """The store a receipt, its received file and its tokens are in: its own (``store``: team mode), or the
+    archive directory (keys ``received/...``), as exchange/receive.py put them."""
+    if receipt["store"]:
+        from archiver.store import blobs
+        return blobs.from_url(receipt["store"], settings, archive_dir=archive_dir, read_only=read_only)
+    from archiver.store.local import LocalStore
+    return LocalStore(archive_dir, read_only=read_only)
+
+
+def receipt_file(store: Any, receipt: Mapping[str, Any]) -> bytes:
+    """The bytes of a receipt's ``<key>.receipt.json`` in ``store``, checked to be this receipt's (it names its ID
+    and the received file's SHA-256). ReceiptFileError otherwise."""
+    from archiver.exchange.receive import RECEIPT_SUFFIX
+    from archiver.store.blobs import NotStored, StorageError
+    key = receipt["path"] + RECEIPT_SUFFIX
+    try:
+        with store.open(key) as stream:
+            data = stream.read()
+    except NotStored:
+        raise ReceiptFileError(f"the receipt file {store.location(key)} is not there") from None
+    except (StorageError, OSError) as exc:
+        raise ReceiptFileError(f"cannot read the receipt file {store.location(key)}: {exc}") from None
+    try:
+        named = json.loads(data.decode("utf-8"))["receipt"]
+        names = (named["id"], named["sha256"])
+    except (ValueError, KeyError, TypeError):
+        raise ReceiptFileError(f"the receipt file {store.location(key)} is not a receipt") from None
+    if names != (receipt["id"], receipt["sha256"]):
+        raise ReceiptFileError(f"the receipt file {store.location(key)} names receipt {names[0]} of SHA-256 "
+                               f"{names[1]}, not {receipt['id']} of {receipt['sha256']}")
+    return data
+
+
 def write_readonly(path: Path, data: bytes) -> None:
     """Write a file whole or not at all, never over an existing one, fsynced, then read-only."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
@@ -391,8 +450,9 @@ def write_readonly(path: Path, data: bytes) -> None:
 
 
 def _sidecar(row: Mapping[str, Any], token_rel: str, token_sha256: str, token: Token) -> bytes:
+    subject = {"receipt_id": row["receipt_id"]} if row.get("receipt_id") else {"capture_id": row["capture_id"]}
     return (json.dumps({
-        "capture_id": row["capture_id"], "tsa_url": row["tsa_url"], "digest_algorithm": "sha256",
+        **subject, "tsa_url": row["tsa_url"], "digest_algorithm": "sha256",
         "digest": row["digest"], "token": Path(token_rel).name, "token_sha256": token_sha256,
         "gen_time": token.gen_time, "serial": token.serial, "tsa_name": token.tsa_name,
         "requested_at": row["created_at"], "stored_at": _now(),
@@ -412,13 +472,23 @@ def _after(seconds: float) -> str:
 def queue_capture(conn: sqlite3.Connection, capture_id: str, digest: str, tsa_urls: Iterable[str]) -> int:
     """One pending row per TSA for a capture just sealed, due now. Call in the transaction that indexes it, so
     that a capture is never indexed without its timestamps queued. Returns how many were queued."""
+    return _queue(conn, "capture_id", capture_id, digest, tsa_urls)
+
+
+def queue_receipt(conn: sqlite3.Connection, receipt_id: str, digest: str, tsa_urls: Iterable[str]) -> int:
+    """One pending row per TSA for a receipt just recorded (``digest``: the SHA-256 of its ``.receipt.json``), due
+    now. Call in the transaction that records the receipt, as ``queue_capture``. Returns how many were queued."""
+    return _queue(conn, "receipt_id", receipt_id, digest, tsa_urls)
+
+
+def _queue(conn: sqlite3.Connection, column: str, subject_id: str, digest: str, tsa_urls: Iterable[str]) -> int:
     now = _now()
     queued = 0
     for url in tsa_urls:
         queued += conn.execute(
-            "INSERT INTO timestamps (capture_id, tsa_url, digest, state, attempts, next_attempt_at, "
+            f"INSERT INTO timestamps ({column}, tsa_url, digest, state, attempts, next_attempt_at, "
             "created_at, updated_at) VALUES (?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (capture_id, url, digest, now, now, now)).rowcount
+            (subject_id, url, digest, now, now, now)).rowcount
     return queued
 
 
@@ -426,6 +496,13 @@ def of_capture(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]
     """A capture's timestamps, in the order they were queued (for show and verify)."""
     return [dict(r) for r in conn.execute("SELECT * FROM timestamps WHERE capture_id = ? ORDER BY id",
                                           (capture_id,))]
+
+
+def of_receipt(conn: sqlite3.Connection, receipt_id: str) -> list[dict[str, Any]]:
+    """A receipt's timestamps, in the order they were queued: rows as ``of_capture``'s (``receipt_id`` set,
+    ``capture_id`` None; ``SHOWN_FIELDS`` are what show prints), for show and verify."""
+    return [dict(r) for r in conn.execute("SELECT * FROM timestamps WHERE receipt_id = ? ORDER BY id",
+                                          (receipt_id,))]
 
 
 def summary(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> dict[str, Any]:
@@ -445,9 +522,12 @@ def token_paths(conn: sqlite3.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT token_path FROM timestamps WHERE token_path IS NOT NULL")}
 
 
-def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: int) -> list[dict[str, Any]]:
-    """Take due pending rows (of one capture, or any), moving their next attempt past the request's time limit
-    under the write lock, so that no other runner asks the same TSA for the same token meanwhile."""
+def _claim(index: Any, cfg: TimestampSettings, limit: int, capture_id: str | None = None,
+           receipt_id: str | None = None) -> list[dict[str, Any]]:
+    """Take due pending rows (of one capture, of one receipt, or any), moving their next attempt past the request's
+    time limit under the write lock, so that no other runner asks the same TSA for the same token meanwhile. Each
+    comes with where its file is (a capture's WARC, a receipt's key and store) and ``n``, its place among its
+    subject's timestamps (the token's name)."""
     urls = [u for u in cfg.tsa_urls if _down_until.get(u, 0.0) <= time.monotonic()]
     if not urls:
         return []
@@ -459,12 +539,18 @@ def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: in
     if capture_id is not None:
         where += " AND t.capture_id = ?"
         params.append(capture_id)
+    if receipt_id is not None:
+        where += " AND t.receipt_id = ?"
+        params.append(receipt_id)
     claimed = []
     with index.transaction() as conn:
+        # A row is of a capture or of a receipt (one of the two IDs is NULL, and NULL = NULL is never true).
         rows = conn.execute(
-            f"SELECT t.*, c.warc_path, c.warc_store, c.url, c.job_id, "
-            f"(SELECT COUNT(*) FROM timestamps o WHERE o.capture_id = t.capture_id AND o.id <= t.id) AS n "
-            f"FROM timestamps t JOIN captures c ON c.id = t.capture_id WHERE {where} "
+            f"SELECT t.*, c.warc_path, c.warc_store, c.url, c.job_id, r.path AS receipt_path, "
+            f"r.store AS receipt_store, (SELECT COUNT(*) FROM timestamps o WHERE (o.capture_id = t.capture_id "
+            f"OR o.receipt_id = t.receipt_id) AND o.id <= t.id) AS n "
+            f"FROM timestamps t LEFT JOIN captures c ON c.id = t.capture_id "
+            f"LEFT JOIN receipts r ON r.id = t.receipt_id WHERE {where} "
             f"ORDER BY t.next_attempt_at, t.id LIMIT ?", [*params, limit]).fetchall()
         hold = _after(cfg.timeout_seconds + CLAIM_SLACK_SECONDS)
         for row in rows:
@@ -477,20 +563,29 @@ def _claim(index: Any, cfg: TimestampSettings, capture_id: str | None, limit: in
 
 @dataclass
 class Attempt:
-    """How one request for a token ended."""
-    capture_id: str
+    """How one request for a token ended (of a capture, or of a receipt: ``capture_id`` None)."""
+    capture_id: str | None
     tsa_url: str
     state: str                 # done | pending | failed
     token_path: str | None = None
     gen_time: str | None = None
     error: str | None = None
+    receipt_id: str | None = None
 
 
 async def stamp_capture(index: Any, archive_dir: Path, settings: Any, capture_id: str) -> list[Attempt]:
     """Ask every configured TSA for a token of one capture, just sealed (all at once, each bounded by
     ``timestamp.timeout_seconds``). What fails stays pending for ``stamp_due``."""
     cfg = TimestampSettings.from_settings(settings)
-    rows = _claim(index, cfg, capture_id, limit=len(cfg.tsa_urls))
+    rows = _claim(index, cfg, len(cfg.tsa_urls), capture_id=capture_id)
+    return await _stamp_rows(index, archive_dir, settings, cfg, rows)
+
+
+async def stamp_receipt(index: Any, archive_dir: Path, settings: Any, receipt_id: str) -> list[Attempt]:
+    """Ask every configured TSA for a token of one receipt, just recorded, as ``stamp_capture`` does for a capture.
+    What fails stays pending for ``stamp_due`` (a runner) and ``archiver timestamp``."""
+    cfg = TimestampSettings.from_settings(settings)
+    rows = _claim(index, cfg, len(cfg.tsa_urls), receipt_id=receipt_id)
     return await _stamp_rows(index, archive_dir, settings, cfg, rows)
 
 
@@ -498,7 +593,7 @@ async def stamp_due(index: Any, archive_dir: Path, settings: Any, limit: int = 1
     """Retry up to ``limit`` pending timestamps that are due (a runner calls this when no capture is due).
     Rows of TSAs no longer configured are left as they are."""
     cfg = TimestampSettings.from_settings(settings)
-    rows = _claim(index, cfg, None, limit)
+    rows = _claim(index, cfg, limit)
     return await _stamp_rows(index, archive_dir, settings, cfg, rows)
 
 
@@ -509,38 +604,70 @@ SHOWN_FIELDS = ("tsa_url", "state", "gen_time", "serial", "tsa_name", "token_pat
 
 @dataclass
 class Backfilled:
-    """One capture's timestamps after ``backfill``: its rows of the configured TSAs, as the index now has them."""
-    capture_id: str
+    """One capture's (or receipt's: ``capture_id`` None) timestamps after ``backfill``: its rows of the configured
+    TSAs, as the index now has them."""
+    capture_id: str | None
     queued: int                                   # rows queued by this backfill (TSAs it had no row for)
     rows: list[dict[str, Any]] = field(default_factory=list)
     granted: int = 0                              # tokens granted by this backfill's requests
+    receipt_id: str | None = None
 
     @property
     def complete(self) -> bool:
         return all(r["state"] == "done" for r in self.rows)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"capture_id": self.capture_id, "queued": self.queued, "granted": self.granted,
-                "complete": self.complete, "timestamps": self.rows}
+        return {"capture_id": self.capture_id, "receipt_id": self.receipt_id, "queued": self.queued,
+                "granted": self.granted, "complete": self.complete, "timestamps": self.rows}
 
 
 def missing_captures(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> list[str]:
     """Sealed captures that have no row for one or more of ``tsa_urls`` (sealed before a TSA was configured),
     oldest first."""
+    return _missing(conn, "captures", "capture_id", tsa_urls)
+
+
+def is_receipt(conn: sqlite3.Connection, ident: str) -> bool:
+    """Whether ``ident`` is a receipt's ID (receipts are named by their whole ID only)."""
+    return conn.execute("SELECT 1 FROM receipts WHERE id = ?", (ident,)).fetchone() is not None
+
+
+def missing_receipts(conn: sqlite3.Connection, tsa_urls: Sequence[str]) -> list[str]:
+    """Receipts that have no row for one or more of ``tsa_urls`` (recorded before a TSA was configured), oldest
+    first."""
+    return _missing(conn, "receipts", "receipt_id", tsa_urls)
+
+
+def _missing(conn: sqlite3.Connection, table: str, column: str, tsa_urls: Sequence[str]) -> list[str]:
     if not tsa_urls:
         return []
     marks = ", ".join("?" * len(tsa_urls))
     return [r[0] for r in conn.execute(
-        f"SELECT c.id FROM captures c WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.capture_id = c.id "
-        f"AND t.tsa_url IN ({marks})) < ? ORDER BY c.id", (*tsa_urls, len(tsa_urls)))]
+        f"SELECT s.id FROM {table} s WHERE (SELECT COUNT(*) FROM timestamps t WHERE t.{column} = s.id "
+        f"AND t.tsa_url IN ({marks})) < ? ORDER BY s.id", (*tsa_urls, len(tsa_urls)))]
 
 
-async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Sequence[str]) -> list[Backfilled]:
-    """Timestamp captures sealed before a TSA was configured: queue a pending row for each configured TSA a
-    capture has none for, then ask for every due row of these captures now, one capture after another (the
-    capture's TSAs at once, as after sealing). A token of an old capture is still worth having: it proves the
-    WARC existed by then. Rows already pending and not yet due keep their backoff (a runner may be asking)."""
+async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Sequence[str],
+                   receipt_ids: Sequence[str] = ()) -> list[Backfilled]:
+    """Timestamp captures sealed (and receipts recorded) before a TSA was configured, and retry their pending
+    rows: queue a pending row for each configured TSA one has none for, then ask for every due row of these
+    captures and receipts now, one after another (its TSAs at once, as after sealing). A token of an old capture is
+    still worth having: it proves the WARC existed by then. Rows already pending and not yet due keep their
+    backoff (a runner may be asking). A receipt's digest is its receipt file's SHA-256, read from its store and
+    checked to name the receipt (ReceiptFileError, before anything is queued)."""
     cfg = TimestampSettings.from_settings(settings)
+    receipt_digests = {}
+    for receipt_id in receipt_ids:   # the store is read outside the write transaction
+        receipt = index.conn.execute("SELECT * FROM receipts WHERE id = ?", (receipt_id,)).fetchone()
+        if receipt is None:
+            raise NotFound(f"no receipt with ID {receipt_id!r}")
+        digest = hashlib.sha256(receipt_file(receipt_store(archive_dir, settings, receipt), receipt)).hexdigest()
+        earlier = {r["digest"] for r in of_receipt(index.conn, receipt_id)}
+        if earlier - {digest}:
+            # A token for these bytes would date a receipt that is not the one recorded: verify names it.
+            raise ReceiptFileError(f"the receipt file of {receipt_id} has SHA-256 {digest}, not the "
+                                   f"{', '.join(sorted(earlier))} it was first timestamped with (see `archiver verify`)")
+        receipt_digests[receipt_id] = digest
     with index.transaction() as conn:
         results = []
         for capture_id in capture_ids:
@@ -548,11 +675,19 @@ async def backfill(index: Any, archive_dir: Path, settings: Any, capture_ids: Se
             if row is None:   # before anything is queued: nothing changes for a wrong ID
                 raise NotFound(f"no capture with ID {capture_id!r} (see `archiver list`)")
             results.append(Backfilled(capture_id, queue_capture(conn, capture_id, row[0], cfg.tsa_urls)))
+        for receipt_id, digest in receipt_digests.items():
+            results.append(Backfilled(None, queue_receipt(conn, receipt_id, digest, cfg.tsa_urls),
+                                      receipt_id=receipt_id))
     for result in results:
-        attempts = await stamp_capture(index, archive_dir, settings, result.capture_id)
+        if result.receipt_id is not None:
+            attempts = await stamp_receipt(index, archive_dir, settings, result.receipt_id)
+            rows = of_receipt(index.conn, result.receipt_id)
+        else:
+            attempts = await stamp_capture(index, archive_dir, settings, result.capture_id)
+            rows = of_capture(index.conn, result.capture_id)
         result.granted = sum(a.state == "done" for a in attempts)
         asked = {a.tsa_url for a in attempts}
-        for row in of_capture(index.conn, result.capture_id):
+        for row in rows:
             if row["tsa_url"] not in cfg.tsa_urls:
                 continue
             shown = {k: row[k] for k in SHOWN_FIELDS}
@@ -576,12 +711,39 @@ async def _stamp_rows(index: Any, archive_dir: Path, settings: Any, cfg: Timesta
                                            for row in rows)))
 
 
+@dataclass(frozen=True)
+class _Subject:
+    """What a claimed row dates -- a capture's sealed WARC or a receipt file -- and where its token goes."""
+    label: str                     # "capture <id>" | "receipt <id>": for logs
+    token_rel: str                 # the token's path as indexed
+    ledger_keys: dict[str, Any]    # what its ``timestamped`` entry is filed under
+    log_keys: dict[str, Any]
+    store_url: str | None          # the store it is put into, beside the file it dates (None: see in_store)
+    in_store: bool                 # False: written in place under the archive (a capture's WARC in warcs/)
+    key: str                       # its key in that store
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> _Subject:
+        if row.get("receipt_id"):
+            # A receipt's tokens always go through its store (the archive directory's, or the bucket): put
+            # create-only beside the receipt, as the receipt itself was.
+            rel = receipt_token_path(row["receipt_path"], row["n"])
+            return cls(f"receipt {row['receipt_id']}", rel, {}, {"receipt_id": row["receipt_id"]},
+                       row["receipt_store"], True, rel)
+        from archiver.store.archive import warc_key
+        rel = token_rel_path(row["warc_path"], row["capture_id"], row["n"])
+        return cls(f"capture {row['capture_id']}", rel,
+                   {"capture_id": row["capture_id"], "job_id": row["job_id"], "url": row["url"]},
+                   {"capture_id": row["capture_id"]}, row["warc_store"], bool(row["warc_store"]), warc_key(rel))
+
+
 async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, client: httpx.AsyncClient,
                      row: dict[str, Any], settings: Any = None) -> Attempt:
     import asyncio
     from archiver.store.blobs import StorageError
-    token_rel = token_rel_path(row["warc_path"], row["capture_id"], row["n"])
-    beside = _BesideObject(archive_dir, settings, row, token_rel) if row.get("warc_store") else None
+    subject = _Subject.of(row)
+    token_rel = subject.token_rel
+    beside = _BesideObject(archive_dir, settings, subject) if subject.in_store else None
     try:
         if beside is not None:
             await asyncio.to_thread(beside.fetch)
@@ -599,6 +761,8 @@ async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, clie
     detail = {"tsa_url": row["tsa_url"], "digest": row["digest"], "token_path": token_rel,
               "token_sha256": token_sha256, "gen_time": token.gen_time, "serial": token.serial,
               "tsa_name": token.tsa_name, "attempts": row["attempts"]}
+    if row.get("receipt_id"):
+        detail["receipt"] = row["receipt_id"]   # as the `received` entry names it
     try:
         with index.transaction() as conn:
             done = conn.execute(
@@ -607,34 +771,37 @@ async def _stamp_one(index: Any, archive_dir: Path, cfg: TimestampSettings, clie
                 "WHERE id = ? AND state = 'pending'",
                 (token_rel, token_sha256, token.gen_time, token.serial, token.tsa_name, _now(), row["id"])).rowcount
             if done:
-                ledger.append(conn, "timestamped", capture_id=row["capture_id"], job_id=row["job_id"],
-                              url=row["url"], detail=detail)
+                ledger.append(conn, "timestamped", **subject.ledger_keys, detail=detail)
     except sqlite3.OperationalError as exc:
         # The token is stored; the row, claimed with a hold, comes due again, and that attempt adopts the file.
-        logs.event(log, logging.ERROR, "timestamp-unrecorded", f"capture {row['capture_id']}: token {token_rel} "
+        logs.event(log, logging.ERROR, "timestamp-unrecorded", f"{subject.label}: token {token_rel} "
                    f"stored but the index could not record it ({exc}); recorded at the next attempt",
-                   capture_id=row["capture_id"], tsa_url=row["tsa_url"])
-        return Attempt(row["capture_id"], row["tsa_url"], "pending", token_rel, token.gen_time, str(exc))
+                   **subject.log_keys, tsa_url=row["tsa_url"])
+        return Attempt(row["capture_id"], row["tsa_url"], "pending", token_rel, token.gen_time, str(exc),
+                       row.get("receipt_id"))
     if beside is not None:
         beside.release()
-    logs.event(log, logging.INFO, "timestamped", f"capture {row['capture_id']} timestamped by {row['tsa_url']} at "
-               f"{token.gen_time}", capture_id=row["capture_id"], tsa_url=row["tsa_url"], token=token_rel)
-    return Attempt(row["capture_id"], row["tsa_url"], "done", token_rel, token.gen_time)
+    logs.event(log, logging.INFO, "timestamped", f"{subject.label} timestamped by {row['tsa_url']} at "
+               f"{token.gen_time}", **subject.log_keys, tsa_url=row["tsa_url"], token=token_rel)
+    return Attempt(row["capture_id"], row["tsa_url"], "done", token_rel, token.gen_time,
+                   receipt_id=row.get("receipt_id"))
 
 
 class _BesideObject:
     """The token of a capture whose WARC is an object in a store goes beside it in that store (key: the token's
-    path without "warcs/", as the WARC's). It is made in tmp/tokens/ as a local token is made in warcs/ (written
-    whole, checked, read-only), put create-only (the store checks its SHA-256), then the index row says ``done``,
-    then the local copies go. A runner stopped on the way leaves the local copy, or the object, which the next
-    attempt adopts (``fetch``): never a second token under one name."""
+    path without "warcs/", as the WARC's), and a receipt's beside the receipt in its store. It is made in
+    tmp/tokens/ as a local token is made in warcs/ (written whole, checked, read-only), put create-only (the store
+    checks its SHA-256), then the index row says ``done``, then the local copies go. A runner stopped on the way
+    leaves the local copy, or the object, which the next attempt adopts (``fetch``): never a second token under
+    one name."""
 
-    def __init__(self, archive_dir: Path, settings: Any, row: Mapping[str, Any], token_rel: str) -> None:
+    def __init__(self, archive_dir: Path, settings: Any, subject: _Subject) -> None:
         from archiver.store import blobs
-        from archiver.store.archive import warc_key
-        self.store = blobs.from_url(row["warc_store"], settings, archive_dir=archive_dir)
-        self.key, self.sidecar_key = warc_key(token_rel), warc_key(sidecar_of(token_rel))
-        self.local = archive_dir / "tmp" / "tokens" / Path(token_rel).name
+        from archiver.store.local import LocalStore
+        self.store = blobs.from_url(subject.store_url, settings, archive_dir=archive_dir) if subject.store_url \
+            else LocalStore(archive_dir)   # a receipt kept under the archive directory
+        self.key, self.sidecar_key = subject.key, sidecar_of(subject.key)
+        self.local = archive_dir / "tmp" / "tokens" / Path(subject.token_rel).name
         self.local_sidecar = self.local.with_name(sidecar_of(self.local.name))
 
     def fetch(self) -> None:
@@ -712,7 +879,8 @@ def _adopt(path: Path, cfg: TimestampSettings, row: dict[str, Any], token_rel: s
         if tsa_url != row["tsa_url"]:
             raise TokenError(f"{token_rel} already exists and is not from {row['tsa_url']}; it is left as it is")
     if token.digest != row["digest"]:
-        raise TokenError(f"{token_rel} already exists and does not vouch for this capture; it is left as it is")
+        raise TokenError(f"{token_rel} already exists and does not vouch for this "
+                         f"{'receipt' if row.get('receipt_id') else 'capture'}; it is left as it is")
     why = openssl_verify(path, row["digest"], token, cfg.ca_bundle)
     if why is not None:
         raise TokenError(f"{token_rel} already exists and does not verify ({why}); it is left as it is")
@@ -768,18 +936,19 @@ def _record_failure(index: Any, cfg: TimestampSettings, row: dict[str, Any], mes
             conn.execute("UPDATE timestamps SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ? "
                          "WHERE id = ? AND state = 'pending'", (state, next_at, message[:1000], _now(), row["id"]))
             if unreachable and next_at is not None:
-                # A TSA that is down is down for every capture: its other due rows wait as long, rather than each
-                # costing a runner a timeout now. Their attempts are not counted.
+                # A TSA that is down is down for every capture and receipt: its other due rows wait as long,
+                # rather than each costing a runner a timeout now. Their attempts are not counted.
                 conn.execute("UPDATE timestamps SET next_attempt_at = ? WHERE tsa_url = ? AND state = 'pending' "
                              "AND next_attempt_at < ?", (next_at, row["tsa_url"], next_at))
     except sqlite3.OperationalError as exc:
         # The row was claimed with a hold: it comes due again by itself.
         message += f" (and the index could not record it: {exc})"
-    logs.event(log, logging.WARNING, "timestamp-failed", f"capture {row['capture_id']}: no timestamp from "
+    subject = _Subject.of(row)
+    logs.event(log, logging.WARNING, "timestamp-failed", f"{subject.label}: no timestamp from "
                f"{row['tsa_url']} (attempt {row['attempts']}): {message}"
                + ("; giving up" if gave_up else f"; retrying at {next_at}"),
-               capture_id=row["capture_id"], tsa_url=row["tsa_url"], attempt=row["attempts"], state=state)
-    return Attempt(row["capture_id"], row["tsa_url"], state, error=message)
+               **subject.log_keys, tsa_url=row["tsa_url"], attempt=row["attempts"], state=state)
+    return Attempt(row["capture_id"], row["tsa_url"], state, error=message, receipt_id=row.get("receipt_id"))
 
 
 # ---- checking (verify) -------------------------------------------------------------------------------------
@@ -794,9 +963,10 @@ class TokenProblem:
 def check_token(archive_dir: Path, row: Mapping[str, Any], warc_sha256: str, ca_bundle: Path | None,
                 conn: sqlite3.Connection | None = None, store: Any = None) -> list[TokenProblem]:
     """The checks of one ``done`` timestamp: the file is there and is the one indexed, it vouches for the
-    capture's SHA-256, and openssl accepts its signature (and chain, with ``ca_bundle``). With ``conn``, a token
-    that vouches for another file is named by the capture that file is. ``store``: the token is an object there,
-    beside the capture's WARC (it is read into a temporary file for openssl)."""
+    capture's SHA-256 (``warc_sha256``; for a receipt's row, the SHA-256 of its receipt file as it is now), and
+    openssl accepts its signature (and chain, with ``ca_bundle``). With ``conn``, a token that vouches for another
+    file is named by the capture or receipt that file is. ``store``: the token is an object there, beside the
+    capture's WARC or the receipt (it is read into a temporary file for openssl)."""
     rel = row["token_path"] or "(no token path)"
     if store is not None and row["token_path"]:
         from archiver.store.blobs import StorageError
@@ -838,17 +1008,14 @@ def _check_token_file(path: Path, rel: str, data: bytes, row: Mapping[str, Any],
         token = parse_reply(data)
     except TimestampError as exc:
         return problems + [TokenProblem("timestamp-invalid", rel, f"not a readable granted token: {exc}")]
+    own = "this receipt file's" if row.get("receipt_id") else "this capture's"
     if token.digest != warc_sha256:
-        other = None
-        if conn is not None:
-            hit = conn.execute("SELECT id FROM captures WHERE warc_sha256 = ? LIMIT 1", (token.digest,)).fetchone()
-            other = hit[0] if hit else None
-        whose = f"the WARC of capture {other}" if other else "no file of this archive"
+        whose = _whose(conn, token.digest, row) if conn is not None else None
         return problems + [TokenProblem("timestamp-invalid", rel, f"the token vouches for SHA-256 {token.digest} "
-                                        f"({whose}), not this capture's {warc_sha256}")]
+                                        f"({whose or 'no file of this archive'}), not {own} {warc_sha256}")]
     if row["digest"] != warc_sha256:
-        problems.append(TokenProblem("index-altered", rel, f"the timestamp row's digest {row['digest']} is not the "
-                                     f"capture's SHA-256"))
+        problems.append(TokenProblem("index-altered", rel, f"the timestamp row's digest {row['digest']} is not "
+                                     f"{own} SHA-256"))
     try:
         why = openssl_verify(path, warc_sha256, token, ca_bundle)
     except OpensslMissing as exc:
@@ -860,6 +1027,19 @@ def _check_token_file(path: Path, rel: str, data: bytes, row: Mapping[str, Any],
         problems.append(TokenProblem("index-altered", rel, f"the index says {row['gen_time']} serial {row['serial']}, "
                                      f"the token {token.gen_time} serial {token.serial}"))
     return problems
+
+
+def _whose(conn: sqlite3.Connection, digest: str, row: Mapping[str, Any]) -> str | None:
+    """The file of this archive with this SHA-256, in words: a capture's WARC, or a receipt file (known by the
+    digest its timestamps were asked for; ``row``'s own receipt file as it was, when that file has changed)."""
+    hit = conn.execute("SELECT id FROM captures WHERE warc_sha256 = ? LIMIT 1", (digest,)).fetchone()
+    if hit:
+        return f"the WARC of capture {hit[0]}"
+    hit = conn.execute("SELECT receipt_id FROM timestamps WHERE digest = ? AND receipt_id IS NOT NULL LIMIT 1",
+                       (digest,)).fetchone()
+    if hit and hit[0] == row.get("receipt_id"):
+        return "this receipt file as it was when timestamped: it has changed since"
+    return f"the receipt file of receipt {hit[0]}" if hit else None
 
 
 # ---- rebuilding from the files (reindex) -------------------------------------------------------------------
@@ -887,16 +1067,9 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
     skipped and named); the signature is not checked here -- ``archiver verify`` does that, and names it. The TSA
     URL comes from the sidecar; without one it is recorded as ``unknown:<token file name>``. Pending timestamps
     left no file and are not recreated."""
-    result = Restored()
     warc_rel = capture["warc_path"]
     directory = Path(warc_rel).parent
     prefix = f"{capture['id']}."
-
-    def order(rel: str) -> tuple[int, str]:
-        name = Path(rel).name
-        middle = name[len(prefix):-len(TOKEN_SUFFIX)]
-        return (int(middle), name) if middle.isdigit() else (1 << 30, name)
-
     if store is not None:
         from archiver.store.archive import warc_key
         keys_beside = (item.key for item in store.list(warc_key((directory / prefix).as_posix())))
@@ -914,6 +1087,55 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
         def read(rel: str) -> bytes:
             return (archive_dir / rel).read_bytes()
 
+    return _restore(conn, found, read, prefix, capture["warc_sha256"], "capture_id", capture["id"],
+                    {"capture_id": capture["id"], "job_id": capture.get("job_id"), "url": capture.get("url")}, {},
+                    "this capture's WARC")
+
+
+def restore_receipt_tokens(conn: sqlite3.Connection, store: Any, receipt: Mapping[str, Any]) -> Restored:
+    """Rebuild a receipt's ``done`` timestamps from the tokens beside its receipt file in ``store`` (the store the
+    receipt is in: ``receipt_store``, i.e. ``LocalStore(<archive>)`` or the bucket), each with a ``timestamped``
+    ledger entry (``"restored": true``, ``"receipt": <id>``), as ``restore_from_files`` does for a capture. Call in
+    the transaction that restores the receipt's row, after inserting it (``receipt``: its row: id, sha256, path).
+
+    The digest the tokens must vouch for is the SHA-256 of the receipt file as it is in the store now, which must
+    name this receipt (else nothing is restored, and the reason is in ``skipped``); a token vouching for anything
+    else is skipped and named."""
+    from archiver.exchange.receive import RECEIPT_SUFFIX
+    result = Restored()
+    receipt_key = receipt["path"] + RECEIPT_SUFFIX
+    prefix = Path(receipt_key).name + "."
+    found = [item.key for item in store.list(receipt_key + ".") if item.key.endswith(TOKEN_SUFFIX)]
+    if not found:
+        return result
+    try:
+        digest = hashlib.sha256(receipt_file(store, receipt)).hexdigest()
+    except ReceiptFileError as exc:
+        result.skipped += [(rel, f"its receipt file cannot be checked: {exc}") for rel in found]
+        return result
+
+    def read(rel: str) -> bytes:
+        data = object_bytes(store, rel)
+        if data is None:
+            raise FileNotFoundError(rel)
+        return data
+
+    return _restore(conn, found, read, prefix, digest, "receipt_id", receipt["id"], {},
+                    {"receipt": receipt["id"]}, "this receipt file", result)
+
+
+def _restore(conn: sqlite3.Connection, found: list[str], read: Any, prefix: str, digest: str, column: str,
+             subject_id: str, ledger_keys: dict[str, Any], detail_extra: dict[str, Any], what: str,
+             result: Restored | None = None) -> Restored:
+    """The rows and ledger entries of the token files ``found`` (paths as indexed, each named ``<prefix><n>.tsr``,
+    read with ``read``) that vouch for ``digest``, in the order of their n."""
+    result = result if result is not None else Restored()
+
+    def order(rel: str) -> tuple[int, str]:
+        name = Path(rel).name
+        middle = name[len(prefix):-len(TOKEN_SUFFIX)]
+        return (int(middle), name) if middle.isdigit() else (1 << 30, name)
+
     for rel in sorted(found, key=order):
         name = Path(rel).name
         try:
@@ -922,8 +1144,8 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
         except (TimestampError, OSError) as exc:
             result.skipped.append((rel, f"not a readable token: {exc}"))
             continue
-        if token.digest != capture["warc_sha256"]:
-            result.skipped.append((rel, f"vouches for SHA-256 {token.digest}, not this capture's WARC"))
+        if token.digest != digest:
+            result.skipped.append((rel, f"vouches for SHA-256 {token.digest}, not {what}"))
             continue
         meta: dict[str, Any] = {}
         try:
@@ -936,18 +1158,17 @@ def restore_from_files(conn: sqlite3.Connection, archive_dir: Path, capture: Map
         created = meta.get("requested_at") or token.gen_time
         stored = meta.get("stored_at") or token.gen_time
         inserted = conn.execute(
-            "INSERT INTO timestamps (capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, "
+            f"INSERT INTO timestamps ({column}, tsa_url, digest, state, token_path, token_sha256, gen_time, "
             "serial, tsa_name, attempts, created_at, updated_at) VALUES (?, ?, ?, 'done', ?, ?, ?, ?, ?, 1, ?, ?) "
             "ON CONFLICT DO NOTHING",
-            (capture["id"], tsa_url, token.digest, rel, token_sha256, token.gen_time, token.serial, token.tsa_name,
+            (subject_id, tsa_url, token.digest, rel, token_sha256, token.gen_time, token.serial, token.tsa_name,
              created, stored)).rowcount
         if not inserted:
-            result.skipped.append((rel, f"a second token from {tsa_url} for this capture"))
+            result.skipped.append((rel, f"a second token from {tsa_url} for {what}"))
             continue
-        ledger.append(conn, "timestamped", capture_id=capture["id"], job_id=capture.get("job_id"),
-                      url=capture.get("url"),
+        ledger.append(conn, "timestamped", **ledger_keys,
                       detail={"tsa_url": tsa_url, "digest": token.digest, "token_path": rel,
                               "token_sha256": token_sha256, "gen_time": token.gen_time, "serial": token.serial,
-                              "tsa_name": token.tsa_name, "restored": True})
+                              "tsa_name": token.tsa_name, **detail_extra, "restored": True})
         result.rows += 1
     return result

@@ -33,7 +33,8 @@ class Problem:
                               # ledger-missing | index-altered | signature-invalid | timestamp-missing |
                               # timestamp-altered | timestamp-invalid | timestamp-unindexed |
                               # received-missing | received-altered | received-unindexed (a file received from
-                              # others, archiver receive)
+                              # others, archiver receive; its receipt's timestamps have the timestamp-* kinds, with
+                              # no capture_id)
     path: str                 # relative to the archive
     capture_id: str | None
     detail: str
@@ -329,19 +330,50 @@ def check_timestamps(archive_dir: Path, conn: Any, capture: dict[str, Any], ca_b
     """Each granted timestamp of the capture: its token file as indexed, vouching for this WARC's SHA-256, with a
     signature openssl accepts (and a chain to ``ca_bundle`` when set), as the ledger recorded it. Pending and
     given-up timestamps are counted, not failed: no token is no claim."""
-    for row in timestamps.of_capture(conn, capture["id"]):
+    _check_rows(archive_dir, conn, timestamps.of_capture(conn, capture["id"]), capture["warc_sha256"], ca_bundle,
+                report, store, capture["id"], lambda rel: rel)
+
+
+def check_receipt_timestamps(archive_dir: Path, conn: Any, receipt: dict[str, Any], ca_bundle: Path | None,
+                             report: Report, store: Any) -> None:
+    """Each granted timestamp of a receipt, as ``check_timestamps`` checks a capture's, against the SHA-256 of the
+    receipt file as it is in ``store`` now (a receipt file changed since it was timestamped shows as tokens that
+    no longer vouch for it). ``receipt``: its row (id, sha256, path, store)."""
+    from archiver.exchange.receive import RECEIPT_SUFFIX
+    rows = timestamps.of_receipt(conn, receipt["id"])
+    digest = None
+    if any(row["state"] == "done" for row in rows):
+        try:
+            digest = hashlib.sha256(timestamps.receipt_file(store, receipt)).hexdigest()
+        except timestamps.ReceiptFileError as exc:
+            report.add(Problem("timestamp-invalid", store.location(receipt["path"] + RECEIPT_SUFFIX), None,
+                               f"receipt {receipt['id']}: its timestamp token(s) cannot be checked: {exc}"))
+            rows = [row for row in rows if row["state"] != "done"]
+    where = (lambda rel: store.location(rel)) if receipt["store"] else (lambda rel: rel)
+    _check_rows(archive_dir, conn, rows, digest or "", ca_bundle, report, store, None, where)
+
+
+def _check_rows(archive_dir: Path, conn: Any, rows: list[dict[str, Any]], digest: str, ca_bundle: Path | None,
+                report: Report, store: Any, capture_id: str | None, where: Callable[[str], str]) -> None:
+    """The timestamps ``rows`` of one capture (``capture_id``) or receipt (None), each ``done`` one's token
+    against ``digest`` and its ``timestamped`` ledger entry; ``where`` names a token's path for people."""
+    for row in rows:
         if row["state"] != "done":
             report.timestamps[row["state"]] = report.timestamps.get(row["state"], 0) + 1
             continue
-        found = timestamps.check_token(archive_dir, row, capture["warc_sha256"], ca_bundle, conn, store)
-        entry = conn.execute("SELECT seq, detail FROM ledger WHERE capture_id = ? AND event = 'timestamped' "
-                             f"AND {conn.sql_json_text('detail', 'token_path')} = ? ORDER BY seq LIMIT 1",
-                             (capture["id"], row["token_path"])).fetchone()
+        found = timestamps.check_token(archive_dir, row, digest, ca_bundle, conn, store)
+        # A receipt's entries have no capture_id: found by the token's path among the entries without one (few
+        # beside the captures').
+        entry = conn.execute("SELECT seq, detail FROM ledger WHERE "
+                             + ("capture_id = ?" if capture_id else "capture_id IS NULL")
+                             + f" AND event = 'timestamped' AND {conn.sql_json_text('detail', 'token_path')} = ? "
+                             "ORDER BY seq LIMIT 1", (*([capture_id] if capture_id else []), row["token_path"])
+                             ).fetchone()
         if entry is not None and json.loads(entry["detail"]).get("token_sha256") != row["token_sha256"]:
             found.append(timestamps.TokenProblem("index-altered", row["token_path"], f"the timestamp row's token "
                                                  f"SHA-256 differs from ledger entry {entry['seq']}"))
         for p in found:
-            report.add(Problem(p.kind, p.path, capture["id"], p.detail))
+            report.add(Problem(p.kind, where(p.path), capture_id, p.detail))
         if not found:
             report.timestamps["verified"] += 1
 
@@ -391,11 +423,14 @@ def verify(archive_dir: Path, index: Index, ids: list[str] | None = None, settin
 def verify_received(archive_dir: Path, index: Index, settings: Any, report: Report) -> None:
     """Every file received from others (archiver receive) re-hashed, streaming, against its receipt: as received,
     or ``received-missing`` / ``received-altered``. What was found in it on receipt (digests that did not hold) is
-    the receipt's, not a problem of the archive's: it was received so."""
+    the receipt's, not a problem of the archive's: it was received so. The receipt's timestamps are checked as a
+    capture's are (``check_receipt_timestamps``)."""
     from archiver.store.blobs import NotStored, StorageError
     from archiver.store.local import LocalStore
     stores = Stores(archive_dir, settings) if settings is not None else None
-    for receipt in index.conn.execute("SELECT id, sha256, size, path, store, version FROM receipts ORDER BY id"):
+    ca_bundle = timestamps.TimestampSettings.from_settings(settings).ca_bundle if settings is not None else None
+    for receipt in index.conn.execute("SELECT id, sha256, size, path, store, version FROM receipts ORDER BY id"
+                                      ).fetchall():
         receipt = dict(receipt)
         store = stores.of(receipt["store"]) if receipt["store"] and stores else LocalStore(archive_dir, read_only=True)
         where = store.location(receipt["path"])
@@ -403,16 +438,16 @@ def verify_received(archive_dir: Path, index: Index, settings: Any, report: Repo
             digest, size = store.sha256_of(receipt["path"], receipt["version"])
         except (NotStored, FileNotFoundError):
             report.add(Problem("received-missing", where, None, f"received file {receipt['id']} is not there"))
-            continue
         except (StorageError, OSError) as exc:
             report.add(Problem("unreadable", where, None, f"received file {receipt['id']}: {exc}"))
-            continue
-        report.received += 1
-        report.bytes += size
-        if digest != receipt["sha256"] or size != receipt["size"]:
-            report.add(Problem("received-altered", where, None,
-                               f"received file {receipt['id']}: SHA-256 {digest} ({size} bytes), received as "
-                               f"{receipt['sha256']} ({receipt['size']} bytes)"))
+        else:
+            report.received += 1
+            report.bytes += size
+            if digest != receipt["sha256"] or size != receipt["size"]:
+                report.add(Problem("received-altered", where, None,
+                                   f"received file {receipt['id']}: SHA-256 {digest} ({size} bytes), received as "
+                                   f"{receipt['sha256']} ({receipt['size']} bytes)"))
+        check_receipt_timestamps(archive_dir, index.conn, receipt, ca_bundle, report, store)
 
 
 def find_unindexed_received(store: Any, conn: Any, report: Report) -> None:
@@ -422,7 +457,9 @@ def find_unindexed_received(store: Any, conn: Any, report: Report) -> None:
     each is named, with what restores it -- ``archiver reindex`` from its receipt, or receiving the same bytes again
     (which puts no second copy). Keys are listed in order, so a file and its ``.receipt.json`` come together; each
     is looked up in the index by its name (the SHA-256 the key is named by, or the receipt ID of a key from before
-    content keys), in constant memory."""
+    content keys), in constant memory. A receipt's RFC 3161 tokens beside it (``.receipt.json.<n>.tsr`` and their
+    ``.tsr.json`` sidecars) are not received files: each is looked up among the timestamps rows instead
+    (``timestamp-unindexed`` when none names it, as a token in warcs/)."""
     from archiver.exchange.receive import RECEIPT_SUFFIX
     from archiver.store.blobs import StorageError
 
@@ -446,6 +483,12 @@ def find_unindexed_received(store: Any, conn: Any, report: Report) -> None:
     base, keys = None, set()
     try:
         for item in store.list("received/"):
+            if item.key.endswith((timestamps.TOKEN_SUFFIX, timestamps.SIDECAR_SUFFIX)):
+                if conn.execute("SELECT 1 FROM timestamps WHERE token_path = ?",
+                                (timestamps.token_of(item.key),)).fetchone() is None:
+                    report.add(Problem("timestamp-unindexed", store.location(item.key), None,
+                                       "a receipt's timestamp token (or its sidecar) that no index row names"))
+                continue
             this = item.key[:-len(RECEIPT_SUFFIX)] if item.key.endswith(RECEIPT_SUFFIX) else item.key
             if this != base:
                 if base is not None:

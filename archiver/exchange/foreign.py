@@ -21,6 +21,11 @@ Digests, as real writers state them (the WARC standard leaves algorithm and enco
 - Writer mistakes that leave the bytes demonstrably intact are ``quirks``, not problems: Webrecorder Platform
   4.x wrote the payload digest into WARC-Block-Digest too. When the payload digest holds and the block digest
   is that same value, the payload is vouched for and the HTTP headers by nothing; we say exactly that.
+
+Attachments: what a capture tool put beside the pages it archived -- Scoop's ``file:///screenshot.png`` and
+``file:///pdf-snapshot.pdf`` (HTTP responses), Browsertrix's and ArchiveWeb.page's ``urn:view:``/``urn:thumbnail:``
+resources, Webrecorder's ``screenshot:<url>`` -- are noted by place (WARC, offset, length) and type as the file is
+read, so that a viewer can show them without reading the file again (at most ``MAX_ATTACHMENTS``; the rest counted).
 """
 from __future__ import annotations
 
@@ -50,6 +55,10 @@ PARSE_STEP = 64 * 1024             # characters fed to the HTML parser at a time
 READ_SIZE = 1 << 20
 PAGES_FILES = ("pages/pages.jsonl", "pages/extraPages.jsonl")
 MAX_PAGES_LINE = 8 * 1024 * 1024   # a pages.jsonl line longer than this is skipped, not held
+MAX_ATTACHMENTS = 1000             # attachments noted by place; a crawl's thumbnails beyond these are counted
+# The URI schemes capture tools write their own additions under (a page's resources are http(s): and data:).
+ATTACHMENT_SCHEMES = ("file:", "urn:", "screenshot:", "thumbnail:")
+ATTACHMENT_TYPES = ("image/", "video/", "audio/", "application/pdf")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
@@ -88,6 +97,20 @@ class Page:
 
 
 @dataclass
+class Attachment:
+    uri: str               # file:///screenshot.png, urn:view:https://..., screenshot:https://...
+    type: str              # the WARC record's type: response (Scoop) or resource
+    mime: str              # the payload's media type (the HTTP Content-Type of a response)
+    warc: str
+    offset: int
+    length: int            # the record's length in that WARC as stored (compressed for .gz)
+    bytes: int | None      # the record's block (Content-Length)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
 class WaczCheck:
     datapackage: list[str] = field(default_factory=list)  # a listed file missing, a hash or size differing...
     signature: str = "absent"      # "absent" | "valid" | "invalid" | "unsupported"
@@ -114,6 +137,8 @@ class Inspection:
     wacz: WaczCheck | None
     quirks: list[RecordProblem] = field(default_factory=list)  # writer mistakes, bytes intact (module doc)
     warcs: list[str] = field(default_factory=list)             # the WARCs read (names; in a WACZ, zip paths)
+    attachments: list[Attachment] = field(default_factory=list)  # screenshots and the like (module doc)
+    attachments_more: int = 0                                   # beyond MAX_ATTACHMENTS, not noted
 
     @property
     def ok(self) -> bool:
@@ -124,7 +149,8 @@ class Inspection:
         return {"format": self.format, "warc_versions": self.warc_versions, "software": self.software,
                 "records": self.records, "checked": self.checked, "ok": self.ok, "warcs": self.warcs,
                 "problems": [p.as_dict() for p in self.problems], "quirks": [q.as_dict() for q in self.quirks],
-                "pages": [p.as_dict() for p in self.pages], "wacz": self.wacz.as_dict() if self.wacz else None}
+                "pages": [p.as_dict() for p in self.pages], "wacz": self.wacz.as_dict() if self.wacz else None,
+                "attachments": [a.as_dict() for a in self.attachments], "attachments_more": self.attachments_more}
 
 
 def inspect(path: Path, on_page: Callable[[Page], None] | None = None) -> Inspection:
@@ -162,6 +188,8 @@ class _State:
         self.seen_pages: set[tuple[str, str]] = set()
         self.warcs: list[str] = []
         self.wacz: WaczCheck | None = None
+        self.attachments: list[Attachment] = []
+        self.attachments_more = 0
 
     def version(self, value: str | None) -> None:
         if value and value not in self.versions:
@@ -184,7 +212,22 @@ class _State:
 
     def result(self, fmt: str) -> Inspection:
         return Inspection(fmt, sorted(self.versions, key=_version_key), self.software, self.records, self.checked,
-                          self.problems, self.pages, self.wacz, self.quirks, self.warcs)
+                          self.problems, self.pages, self.wacz, self.quirks, self.warcs, self.attachments,
+                          self.attachments_more)
+
+    def attachment(self, reader: "_RecordReader", uri: str | None, warc: str, offset: int, length: int) -> None:
+        """Note a record a capture tool added beside the pages (module doc), if it is one."""
+        if reader.type not in ("response", "resource") or not (uri or "").lower().startswith(ATTACHMENT_SCHEMES):
+            return
+        declared = header_value(reader.http.headers, "content-type") if reader.http is not None else \
+            reader.rec.rec_headers.get_header("Content-Type")
+        mime = (declared or "").split(";", 1)[0].strip().lower()
+        if not mime.startswith(ATTACHMENT_TYPES):
+            return
+        if len(self.attachments) >= MAX_ATTACHMENTS:
+            self.attachments_more += 1
+            return
+        self.attachments.append(Attachment(uri or "", reader.type, mime[:100], warc, offset, length, reader.length))
 
 
 def _version_key(value: str) -> tuple[Any, ...]:
@@ -484,6 +527,7 @@ def _scan_warc(source: IO[bytes], name: str, state: _State, wanted: dict[str, bo
             _check_digests(reader, problem)
         if rec.rec_type == "warcinfo" and reader.body is not None:
             _warcinfo_software(bytes(reader.body), state)
+        state.attachment(reader, uri, name, offset, iterator.get_record_length())
         page = _page_of(reader, headers, uri, name, offset, any_record=wanted is not None)
         if page is not None:
             if wanted is None:

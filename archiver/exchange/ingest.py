@@ -31,6 +31,13 @@ nothing half-indexed: the same import again finds the same bytes in the store an
 With ``expect_key`` (a fingerprint: ``archiver import --expect-key``) a WACZ must be signed by that archive key
 -- its package signature, the key binding and the key it names (wacz.package_origin) -- or nothing of it is
 imported; and every capture, from a WACZ or a bare WARC, must be signed by that key.
+
+Files an archive received from others travel in its exports with their receipts (wacz_received). They are not
+imported: each is named once, ``skipped``, with the command that takes it into custody here. Import takes what an
+archive sealed and signed itself -- every fact of a capture is in its WARC, under the exporting archive's key -- while
+a receipt says who handed a file to *that* archive, vouched for by nothing inside the file. Re-creating the receipt
+here would have this archive assert a handing-over it never witnessed; ``archiver receive`` of the package records
+the handing-over that did happen (from that archive, as its export), and keeps the package, receipts and all, whole.
 """
 from __future__ import annotations
 
@@ -134,6 +141,7 @@ class _Source:
         self.path = path
         self.zf: zipfile.ZipFile | None = None
         self.hashes: dict[str, str | None] = {}
+        self.received: list[dict[str, Any]] = []   # the received files an export lists (not imported)
         if not zipfile.is_zipfile(path):
             if not path.name.endswith((".warc.gz", ".warc")):
                 raise IngestError(f"{path} is neither a WACZ (zip) nor a WARC file")
@@ -151,6 +159,7 @@ class _Source:
             self.close()
             raise IngestError(f"{path}: datapackage.json is not a JSON object")
         self.hashes = {r.get("path"): r.get("hash") for r in package.get("resources") or [] if isinstance(r, dict)}
+        self.received = _received_of(self.zf)
 
     def close(self) -> None:
         if self.zf is not None:
@@ -162,7 +171,10 @@ class _Source:
             with open(self.path, "rb") as fh:
                 yield self.path.name, fh, None
             return
+        received = {w.get("path") for r in self.received for w in r.get("warcs") or [] if isinstance(w, dict)}
         for info in self.zf.infolist():
+            if info.filename in received:
+                continue
             if info.filename.startswith("archive/") and info.filename.endswith((".warc.gz", ".warc")):
                 with self.zf.open(info) as member:
                     yield info.filename, member, self.hashes.get(info.filename)
@@ -229,6 +241,12 @@ def ingest(archive: Archive, index: Index, source: Path, expect_key: str | None 
                 # other: a package it did not sign is not taken in part.
                 report.refused = f"not signed by the expected archive key: {problems[0].path} {problems[0].detail}"
                 return report
+        for held in package.received:
+            report.items.append(Imported(
+                str(held.get("file")), None, "skipped",
+                f"received by the exporting archive from {held.get('received_from')} (receipt {held.get('receipt')}, "
+                f"{held.get('original_name')}), not captured by it: not imported; to keep it here, take the package "
+                f"into custody: archiver receive {source.name} --from 'the archive that exported it'"))
         for name, stream, expected in package.warcs():
             # Not a runner's temporary name (*.part): a runner starting now must not take it for a dead writer's.
             tmp = tmp_dir / f"{hashlib.sha256(name.encode()).hexdigest()[:16]}.import{os.getpid()}{IMPORTING_SUFFIX}"
@@ -240,6 +258,18 @@ def ingest(archive: Archive, index: Index, source: Path, expect_key: str | None 
     finally:
         package.close()
     return report
+
+
+def _received_of(zf: zipfile.ZipFile) -> list[dict[str, Any]]:
+    """The received files an export's provenance/export.json lists (exchange/wacz_received.py); none when it has no
+    such list or cannot be read (its WARCs are then each read as a capture, and those not captures are refused)."""
+    from archiver.exchange.wacz import MANIFEST_PATH
+    try:
+        manifest = json.loads(zf.read(MANIFEST_PATH))
+    except (KeyError, ValueError, zipfile.BadZipFile, OSError):
+        return []
+    held = manifest.get("received") if isinstance(manifest, dict) else None
+    return [r for r in held if isinstance(r, dict)] if isinstance(held, list) else []
 
 
 def _remove_dead_imports(index: Index, paths: list[Path]) -> None:

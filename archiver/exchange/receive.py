@@ -35,18 +35,26 @@ the file in, or the one that found its receipt in the store without a row): one 
 The receipt file (``<key>.receipt.json``, read-only beside the received file) holds the receipt row, so the table
 can be rebuilt from the store alone. Files received before receipts were keyed by content keep their keys
 (``received/YYYY/MM/DD/<receipt id>.<format>``): the row says where each is.
+
+When TSAs are configured (``timestamp.tsa_urls``), the receipt file is timestamped (custody/timestamps.py): its rows
+are queued in the transaction that records the receipt (``take_in``, by whichever receive writes the row: the digest
+is the SHA-256 of the receipt file in the store, the one that won), then each TSA is asked at once, within
+``timestamp.timeout_seconds``. A TSA that is down or refuses never fails a receipt: its row stays pending, and runners
+and ``archiver timestamp`` ask again.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Sequence
 
-from archiver.custody import ledger
+from archiver import logs
+from archiver.custody import ledger, timestamps
 from archiver.errors import ArchiverError, UserError
 from archiver.store.archive import Archive, new_capture_id
 from archiver.store.blobs import AlreadyStored
@@ -72,6 +80,8 @@ RECEIPT_COLUMNS = ("id", "sha256", "size", "format", "original_name", "received_
 KILL_FILE_STORED = "receive-file-stored"
 KILL_STORED = "receive-stored"
 
+log = logging.getLogger("archiver.exchange.receive")
+
 
 class NotEvidenceFile(UserError):
     """The file is not a WARC, a gzipped WARC or a WACZ (exit 2): nothing of it is kept."""
@@ -96,11 +106,13 @@ class Received:
     checks: dict[str, Any] = field(default_factory=dict)
     received_at: str = ""
     location: str = ""
+    # The receipt's RFC 3161 timestamps as they stand after receiving (timestamps.SHOWN_FIELDS of each row).
+    timestamps: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "receipt_id": self.receipt_id, "source": self.source, "sha256": self.sha256,
                 "size": self.size, "format": self.format, "received_at": self.received_at,
-                "location": self.location, "checks": self.checks}
+                "location": self.location, "checks": self.checks, "timestamps": self.timestamps}
 
 
 def sniff_format(head: bytes, name: str) -> str:
@@ -187,39 +199,47 @@ def receive(archive: Archive, index: Index, source: Path, *, received_from: str,
             # Another receive put its receipt of these bytes first (at the same time, or it stopped before its row
             # was written): that receipt is the one; this handing-over is recorded against it.
             where = store.location(key + RECEIPT_SUFFIX)
-            first = receipt_row(read_receipt(store, key + RECEIPT_SUFFIX), **place, where=where)
+            document, first_sha = read_receipt(store, key + RECEIPT_SUFFIX)
+            first = receipt_row(document, **place, where=where)
             if first["sha256"] != sha256:
                 raise ReceiptUnreadable(f"{where}: a receipt of other bytes (SHA-256 {first['sha256']}) under the key "
                                         f"of {sha256}")
-            return _again(archive, index, first, source, {**handing, "matched_in": "store"}, restore=spool_file)
+            return _again(archive, index, first, source, {**handing, "matched_in": "store"},
+                          restore=(spool_file, first_sha))
         fault_point(KILL_STORED)
         with index.transaction() as conn:
-            kept = take_in(index, conn, row, spool_file)
+            kept, queued = take_in(index, conn, row, spool_file, receipt_sha, _tsa_urls(archive))
         if kept["id"] != receipt_id:
             # Only a receipt of these bytes under a key of before content keys can be there instead (written by an
             # older archiver meanwhile): this one's receipt file stays in the store, unused, and the entry says so.
             return _again(archive, index, kept, source, {**handing, "matched_in": "index",
                                                          "unused_receipt_file": key + RECEIPT_SUFFIX})
-        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, location(archive, row))
+        if queued:
+            _timestamp(archive, index, receipt_id)
+        return Received("received", receipt_id, str(source), sha256, size, fmt, checks, at, location(archive, row),
+                        _stamps(index, receipt_id))
     finally:
         for leftover in (copy, receipt_file, spool_file):
             leftover.unlink(missing_ok=True)
         receiving.rmdir()
 
 
-def take_in(index: Index, conn: Any, row: dict[str, Any], spool_file: Path, *, from_receipt_file: bool = False,
-            spooled_as: str | None = None) -> dict[str, Any]:
+def take_in(index: Index, conn: Any, row: dict[str, Any], spool_file: Path, receipt_sha256: str,
+            tsa_urls: Sequence[str], *, from_receipt_file: bool = False,
+            spooled_as: str | None = None) -> tuple[dict[str, Any], int]:
     """The receipts row of ``row``'s bytes, inside the caller's write transaction (``index.transaction()``, whose
-    connection is ``conn``): ``row`` written now with its pages (spooled from the same bytes: ``inspect_spooling``)
-    and its ``received`` ledger entry, or the row already there for the same SHA-256 (written by another receive of
-    them meanwhile). ``from_receipt_file``: ``row`` is read from a receipt in the store, not made by this receive
-    (its receive stopped, or has not got this far yet), and its entry says so; ``spooled_as``: the name the pages'
-    WARC was inspected under here, when another handing-over gave the same bytes the receipt's name (its pages name
-    that). The write transaction serialises the check and the insert (SQLite's write lock; PostgreSQL's ledger
-    lock)."""
+    connection is ``conn``): ``row`` written now with its pages (spooled from the same bytes: ``inspect_spooling``),
+    its ``received`` ledger entry and its timestamps queued (one per TSA of ``tsa_urls``, of ``receipt_sha256``: the
+    SHA-256 of its receipt file as it is in the store), or the row already there for the same SHA-256 (written by
+    another receive of them meanwhile; nothing queued). ``from_receipt_file``: ``row`` is read from a receipt in the
+    store, not made by this receive (its receive stopped, or has not got this far yet), and its entry says so;
+    ``spooled_as``: the name the pages' WARC was inspected under here, when another handing-over gave the same bytes
+    the receipt's name (its pages name that). The write transaction serialises the check and the insert (SQLite's
+    write lock; PostgreSQL's ledger lock). Returns the row and how many timestamps were queued: the caller asks
+    the TSAs for them once the transaction is committed (``_timestamp``)."""
     held = conn.execute("SELECT * FROM receipts WHERE sha256 = ?", (row["sha256"],)).fetchone()
     if held is not None:
-        return dict(held)
+        return dict(held), 0
     conn.execute(f"INSERT INTO receipts ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", tuple(row.values()))
     renamed = {spooled_as: row["original_name"]} if spooled_as and spooled_as != row["original_name"] else None
     index_spooled(index, row["id"], spool_file, renamed)
@@ -231,23 +251,34 @@ def take_in(index: Index, conn: Any, row: dict[str, Any], spool_file: Path, *, f
     if from_receipt_file:
         detail["from_receipt_file"] = True
     ledger.append(conn, "received", detail=detail)
-    return row
+    # In the same transaction: a receipt is never recorded without its timestamps queued.
+    return row, timestamps.queue_receipt(conn, row["id"], receipt_sha256, tsa_urls)
+
+
+def _tsa_urls(archive: Archive) -> list[str]:
+    return list(timestamps.TimestampSettings.from_settings(archive.settings).tsa_urls)
 
 
 def _again(archive: Archive, index: Index, held: dict[str, Any], source: Path, handing: dict[str, Any], *,
-           restore: Path | None = None) -> Received:
+           restore: tuple[Path, str] | None = None) -> Received:
     """The same bytes handed over again: a ``received`` entry naming the receipt ``held`` (``again``), saying where
     it was found (``matched_in``: "index", its row; "store", its receipt file, put by a receive of the same bytes at
-    the same time or by one that stopped before its row). ``restore`` (the pages spooled from these bytes): ``held``
-    was read from the receipt in the store, and its row is written first, with those pages, if it is not there yet."""
+    the same time or by one that stopped before its row). ``restore`` (the pages spooled from these bytes, and the
+    SHA-256 of the receipt file in the store): ``held`` was read from the receipt in the store, and its row is
+    written first, with those pages and its timestamps queued, if it is not there yet."""
+    queued = 0
     with index.transaction() as conn:
         if restore is not None:
-            held = take_in(index, conn, held, restore, from_receipt_file=True, spooled_as=source.name)
+            spool_file, receipt_sha256 = restore
+            held, queued = take_in(index, conn, held, spool_file, receipt_sha256, _tsa_urls(archive),
+                                   from_receipt_file=True, spooled_as=source.name)
         ledger.append(conn, "received", url=None, detail={"receipt": held["id"], "again": True, **handing})
+    if queued:
+        _timestamp(archive, index, held["id"])
     checks = held["checks"]
     return Received("already", held["id"], str(source), handing["sha256"], handing["size"], held["format"],
                     json.loads(checks) if isinstance(checks, str) else checks, held["received_at"],
-                    location(archive, held))
+                    location(archive, held), _stamps(index, held["id"]))
 
 
 def receipt_document(row: dict[str, Any]) -> bytes:
@@ -256,11 +287,15 @@ def receipt_document(row: dict[str, Any]) -> bytes:
                       sort_keys=True).encode("utf-8")
 
 
-def read_receipt(store: Any, key: str) -> dict[str, Any]:
-    """A receipt file in the store, parsed. ReceiptUnreadable when it is not JSON."""
+def read_receipt(store: Any, key: str) -> tuple[Any, str]:
+    """A receipt file in the store, parsed, and the SHA-256 of its bytes (what its RFC 3161 timestamps date).
+    ReceiptUnreadable when it is not JSON (or larger than any receipt archiver writes)."""
+    with store.open(key) as stream:
+        data = stream.read(MAX_RECEIPT_BYTES + 1)
     try:
-        with store.open(key) as stream:
-            return json.loads(stream.read(MAX_RECEIPT_BYTES))
+        if len(data) > MAX_RECEIPT_BYTES:
+            raise ValueError(f"larger than {MAX_RECEIPT_BYTES} bytes")
+        return json.loads(data), hashlib.sha256(data).hexdigest()
     except ValueError as exc:
         raise ReceiptUnreadable(f"{store.location(key)}: not a receipt ({exc})") from None
 
@@ -311,6 +346,21 @@ def index_spooled(index: Index, receipt_id: str, spool_file: Path, renamed: dict
         if renamed:
             pages = ({**page, "warc": renamed.get(page["warc"], page["warc"])} for page in pages)
         return received.insert_pages(index, receipt_id, pages)
+
+
+def _timestamp(archive: Archive, index: Index, receipt_id: str) -> None:
+    """Ask the TSAs for tokens of a receipt just recorded (timestamps.stamp_receipt, each request bounded by
+    timestamp.timeout_seconds). Runs its own event loop: receive is called from synchronous code."""
+    import asyncio
+    try:
+        asyncio.run(timestamps.stamp_receipt(index, archive.path, archive.settings, receipt_id))
+    except Exception:  # as the worker after sealing: the receipt stands as recorded; its rows stay pending
+        logs.event(log, logging.ERROR, "timestamp-error", f"internal error timestamping receipt {receipt_id}",
+                   exc_info=True, receipt_id=receipt_id)
+
+
+def _stamps(index: Index, receipt_id: str) -> list[dict[str, Any]]:
+    return [{k: row[k] for k in timestamps.SHOWN_FIELDS} for row in timestamps.of_receipt(index.conn, receipt_id)]
 
 
 def copy_hashing(src: BinaryIO, dest: Path) -> tuple[str, int]:

@@ -130,6 +130,10 @@ class ReportData:
     post: dict[str, Any] | None = None  # a post beyond X (Mastodon, Bluesky, Telegram...)
 
     @property
+    def subject(self) -> str:
+        return f"capture {self.capture['id']}"
+
+    @property
     def warc_file(self) -> Path | str:
         return self.warc_location or self.archive_dir / self.capture["warc_path"]
 
@@ -658,14 +662,17 @@ def check_commands(d: ReportData) -> list[str]:
     return lines
 
 
-def _section_howto(d: ReportData) -> str:
-    text = "\n".join(check_commands(d))
+def howto_box(intro_html: str, commands: list[str]) -> str:
+    """The boxed "How to check this": what the commands check (already HTML), then the commands, escaped."""
     return ('<div class="box"><h2 style="margin-top:0">How to check this</h2>'
-            "<p>The WARC file is the evidence; this page describes it. Its SHA-256 must be the one above; "
-            "<code>archiver verify</code> re-hashes the file and every record and checks the ledger; OpenSSL "
-            "checks the signature of the provenance record (which lists the SHA-256 of every other record) with "
-            "the archive's public key alone:</p>"
-            f"<pre>{escape(text)}</pre></div>")
+            f"<p>{intro_html}</p><pre>{escape(chr(10).join(commands))}</pre></div>")
+
+
+def _section_howto(d: ReportData) -> str:
+    return howto_box("The WARC file is the evidence; this page describes it. Its SHA-256 must be the one above; "
+                     "<code>archiver verify</code> re-hashes the file and every record and checks the ledger; "
+                     "OpenSSL checks the signature of the provenance record (which lists the SHA-256 of every other "
+                     "record) with the archive's public key alone:", check_commands(d))
 
 
 def render_html(d: ReportData) -> str:
@@ -767,9 +774,13 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-def make_report(archive: Archive, ident: str, html_path: Path | None, pdf_path: Path | None) -> ReportData:
-    """Build the report of one capture and write it as HTML and/or PDF. Paths are checked before any work, and
-    nothing is written unless everything asked for could be made."""
+def make_report(archive: Archive, ident: str, html_path: Path | None, pdf_path: Path | None) -> Any:
+    """Build the report of one capture -- or, for a receipt's or a received page's ID, the report on a file received
+    from others (report_received.py: never one that could pass for a capture's) -- and write it as HTML and/or PDF.
+    Paths are checked before any work, and nothing is written unless everything asked for could be made. Returns
+    what the report was made from (``.subject`` names it)."""
+    from archiver.errors import NotFound
+    from archiver.exchange import report_received
     if html_path is None and pdf_path is None:
         raise OutputPathError("say where to write the report: -o FILE.html, --pdf FILE.pdf, or both")
     html_path = check_output(html_path, "-o") if html_path else None
@@ -777,12 +788,18 @@ def make_report(archive: Archive, ident: str, html_path: Path | None, pdf_path: 
     if html_path and pdf_path and html_path.resolve() == pdf_path.resolve():
         raise OutputPathError(f"-o and --pdf name the same file {html_path}")
     index = archive.index()
+    data: ReportData | report_received.ReceivedReportData
     try:
-        data = gather(archive, index, ident)
+        try:
+            data = gather(archive, index, ident)
+        except NotFound:
+            data = report_received.gather(archive, index, ident)   # NotFound names captures and received files
     finally:
         index.close()
-    html = render_html(data)
-    footer = f"archiver capture report {data.capture['id']}, made {utc(data.made_at)}"
+    if isinstance(data, ReportData):
+        html, footer = render_html(data), f"archiver capture report {data.capture['id']}, made {utc(data.made_at)}"
+    else:
+        html, footer = report_received.render_html(data), data.footer
     pdf = asyncio.run(render_pdf(html, archive.settings, footer)) if pdf_path else None
     if html_path:
         write_atomic(html_path, html.encode("utf-8"))

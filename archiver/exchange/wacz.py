@@ -286,7 +286,9 @@ def cdxj_lines(filename: str, scan: WarcScan) -> list[str]:
     """The CDXJ lines of one WARC's replayable records (not yet sorted across the package)."""
     lines = []
     for r in scan.records:
-        if r.type not in CDX_TYPES or not r.uri or not r.date:
+        when = _cdx_time(r.date)
+        # A URI with white space (some received files hold them) would split the line where readers split it.
+        if r.type not in CDX_TYPES or not r.uri or when is None or any(c.isspace() for c in r.uri):
             continue
         entry: dict[str, str] = {"url": r.uri}
         if r.mime:
@@ -298,8 +300,22 @@ def cdxj_lines(filename: str, scan: WarcScan) -> list[str]:
         entry.update(length=str(r.length), offset=str(r.offset), filename=filename)
         if (r.offset, r.length) in scan.range_digests:
             entry["recordDigest"] = scan.range_digests[(r.offset, r.length)]
-        lines.append(f"{surt_key(r.uri)} {iso_date_to_timestamp(r.date)} {json.dumps(entry, ensure_ascii=False)}")
+        lines.append(f"{surt_key(r.uri)} {when} {json.dumps(entry, ensure_ascii=False)}")
     return lines
+
+
+def _cdx_time(date: str | None) -> str | None:
+    """The 14-digit CDXJ time of a WARC-Date: ISO 8601 (WARC/1.0 on), or already 14 digits (WARC/0.17, in files
+    received from others); None when it is neither."""
+    if not date:
+        return None
+    if len(date) == 14 and date.isdigit():
+        return date
+    try:
+        when = iso_date_to_timestamp(date)
+    except (ValueError, TypeError, IndexError):
+        return None
+    return when if len(when) >= 14 and when[:14].isdigit() else None
 
 
 def page_of(capture: dict[str, Any], scan: WarcScan) -> dict[str, Any]:
@@ -324,20 +340,40 @@ def page_of(capture: dict[str, Any], scan: WarcScan) -> dict[str, Any]:
 def select_captures(index: Any, ids: list[str], tag: str | None, since: str | None) -> list[dict[str, Any]]:
     """The captures named by ID (or unique ID prefix, or URL), plus those ``archiver list --tag/--since`` shows,
     oldest first, each once."""
+    return select(index, ids, tag, since)[0]
+
+
+def select(index: Any, ids: list[str], tag: str | None, since: str | None
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What ``archiver export`` exports: the captures named by ID (or unique ID prefix, or URL), plus those
+    ``archiver list --tag/--since`` shows, oldest first, each once; and the received files (wacz_received) named
+    by a receipt's ID or a received page's ID (a page takes its whole file), plus the receipts with that tag,
+    received since then."""
+    from archiver.errors import NotFound
+    from archiver.exchange import wacz_received
     if not ids and not tag and not since:
-        raise ExportError("say what to export: capture IDs, --tag TAG and/or --since DATE")
+        raise ExportError("say what to export: capture IDs, receipt IDs, --tag TAG and/or --since DATE")
     chosen: dict[str, dict[str, Any]] = {}
+    receipts: dict[str, dict[str, Any]] = {}
     for ident in ids:
-        capture = index.find_capture(ident)          # NotFound: exit 1, as everywhere for an unknown ID
+        try:
+            capture = index.find_capture(ident)
+        except NotFound:
+            held = wacz_received.find_receipt(index, ident)   # NotFound: exit 1, as everywhere for an unknown ID
+            receipts[held["id"]] = held
+            continue
         chosen[capture["id"]] = capture
     if tag or since:
         for row in index.list_captures(tag=tag, since=since):
             if row["id"] not in chosen:
                 chosen[row["id"]] = index.find_capture(row["id"])
-    if not chosen:
+        for held in wacz_received.receipts_tagged(index, tag, since):
+            receipts.setdefault(held["id"], held)
+    if not chosen and not receipts:
         what = " and ".join(f"{name} {value!r}" for name, value in (("--tag", tag), ("--since", since)) if value)
-        raise ExportError(f"no captures match {what}; nothing exported (see `archiver list`)")
-    return [chosen[k] for k in sorted(chosen)]
+        raise ExportError(f"no captures match {what}, nor any file received from others; nothing exported "
+                          "(see `archiver list`)")
+    return [chosen[k] for k in sorted(chosen)], [receipts[k] for k in sorted(receipts)]
 
 
 @dataclass
@@ -350,10 +386,11 @@ class ExportResult:
     ledger_seq: int
     timestamps: int
     warnings: list[str] = field(default_factory=list)
+    receipts: list[str] = field(default_factory=list)     # the received files exported, by receipt
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "sha256": self.sha256, "bytes": self.bytes, "captures": self.captures,
-                "datapackage_hash": self.datapackage_hash, "ledger_seq": self.ledger_seq,
+                "receipts": self.receipts, "datapackage_hash": self.datapackage_hash, "ledger_seq": self.ledger_seq,
                 "timestamps": self.timestamps, "warnings": self.warnings}
 
 
@@ -392,6 +429,19 @@ class _Package:
         self._list(path, h.hexdigest(), size)
         return h.hexdigest()
 
+    def add_stream(self, path: str, source: IO[bytes], size: int) -> tuple[str, int]:
+        """Copy a file that is already compressed (a received WACZ) in, stored, streamed; its SHA-256 and size."""
+        info = self._info(path, zipfile.ZIP_STORED)
+        info.file_size = size
+        h, written = hashlib.sha256(), 0
+        with self.zf.open(info, "w") as out:
+            while chunk := source.read(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+                written += len(chunk)
+        self._list(path, h.hexdigest(), written)
+        return h.hexdigest(), written
+
     def add_warc(self, path: str, source: Path | Callable[[], BinaryIO], ranges: list[tuple[int, int]],
                  size: int | None = None) -> WarcScan:
         """Stream a WARC in, stored (replay reads records by offset inside the member), scanning it on the way.
@@ -426,13 +476,19 @@ def _timestamp_rows(conn: sqlite3.Connection, capture_id: str) -> list[dict[str,
     return [r for r in rows if r.get("state") == "done" and r.get("token_path")]
 
 
-def _ledger_excerpt(conn: sqlite3.Connection, captures: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The ledger entries of the exported captures and of the jobs they came from, in chain order."""
+def _ledger_excerpt(conn: sqlite3.Connection, captures: list[dict[str, Any]],
+                    receipt_ids: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The ledger entries of the exported captures and of the jobs they came from, and the ``received`` entries of
+    the exported received files, in chain order."""
+    from archiver.exchange.wacz_received import receiving_entries
     seen: dict[int, dict[str, Any]] = {}
     for capture in captures:
         for entry in ledger.entries(conn, capture_id=capture["id"], job_id=capture.get("job_id")):
             entry["detail"] = json.loads(entry["detail"])
             seen[entry["seq"]] = entry
+    for entry in receiving_entries(conn, list(receipt_ids)):
+        entry["detail"] = json.loads(entry["detail"]) if isinstance(entry["detail"], str) else entry["detail"]
+        seen[entry["seq"]] = entry
     return [seen[seq] for seq in sorted(seen)]
 
 
@@ -458,7 +514,7 @@ def export_wacz(archive_dir: Path, settings: Any, index: Any, output: Path, *, i
         raise ExportError(f"{output} already exists; an export never overwrites a file (choose another -o)")
     if not output.parent.is_dir() or not os.access(output.parent, os.W_OK):
         raise ExportError(f"cannot write {output}: {output.parent} is not a writable directory")
-    captures = select_captures(index, ids, tag, since)
+    captures, receipts = select(index, ids, tag, since)
     archive_key = keys.load_or_create(archive_dir, settings, index)
     wacz_key = keys.load_or_create_wacz_key(archive_dir, settings, index)
     when = datetime.now(timezone.utc).replace(microsecond=0)
@@ -468,7 +524,7 @@ def export_wacz(archive_dir: Path, settings: Any, index: Any, output: Path, *, i
         with zipfile.ZipFile(tmp, "x", allowZip64=True) as zf:
             package = _Package(zf, when)
             built = _write_members(package, archive_dir, index, captures, archive_key, wacz_key, created, title,
-                                   Stores(archive_dir, settings))
+                                   Stores(archive_dir, settings), receipts)
             dp_bytes = (json.dumps(built.datapackage(package.resources), indent=2, ensure_ascii=False) + "\n").encode()
             dp_hash = "sha256:" + hashlib.sha256(dp_bytes).hexdigest()
             package.add_bytes(DATAPACKAGE, dp_bytes, listed=False)
@@ -478,7 +534,8 @@ def export_wacz(archive_dir: Path, settings: Any, index: Any, output: Path, *, i
             os.fsync(fh.fileno())
         digest, size = sha256_file(tmp)
         return _place(index, tmp, output, ExportResult(
-            output, digest, size, [c["id"] for c in captures], dp_hash, 0, built.timestamps, built.warnings),
+            output, digest, size, [c["id"] for c in captures], dp_hash, 0, built.timestamps, built.warnings,
+            [r["id"] for r in receipts]),
             archive_key, wacz_key)
     finally:
         tmp.unlink(missing_ok=True)
@@ -531,7 +588,7 @@ def _warc_source(archive_dir: Path, stores: Any, capture: dict[str, Any]) -> tup
 
 def _write_members(package: _Package, archive_dir: Path, index: Any, captures: list[dict[str, Any]],
                    archive_key: keys.ArchiveKey, wacz_key: keys.WaczKey, created: str, title: str | None,
-                   stores: Any = None) -> _Built:
+                   stores: Any = None, receipts: list[dict[str, Any]] | None = None) -> _Built:
     cdx: list[str] = []
     pages: list[dict[str, Any]] = []
     listed: list[dict[str, Any]] = []
@@ -594,6 +651,7 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                         f"rests on this archive's clock and ledger alone; `archiver timestamp "
                         f"{' '.join(unstamped[:3])}{' ...' if len(unstamped) > 3 else ''}` (with timestamp.tsa_urls "
                         f"set) adds one before exporting")
+    held = _write_received(package, archive_dir, index, receipts or [], stores, cdx, pages, warnings)
     package.add_bytes(CDXJ_PATH, "".join(line + "\n" for line in sorted(cdx)).encode("utf-8"))
     package.add_bytes(PAGES_PATH, "".join(json.dumps(p, ensure_ascii=False) + "\n"
                                           for p in [PAGES_HEADER, *pages]).encode("utf-8"))
@@ -606,7 +664,7 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
         if recorded and copied != recorded:
             raise EvidenceAltered(f"timestamp token {Path(path).name} hashes to {copied}, the index recorded "
                                   f"{recorded}; not exported (run `archiver verify`)")
-    excerpt = _ledger_excerpt(index.conn, captures)
+    excerpt = _ledger_excerpt(index.conn, captures, [r["receipt"] for r in held])
     head = ledger.head(index.conn)
     binding, binding_sig = keys.wacz_key_binding(archive_key, wacz_key)
     package.add_bytes(ARCHIVE_KEY_PATH, archive_key.public_pem.encode("ascii"))
@@ -626,15 +684,38 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                    "head": {k: head[k] for k in ("seq", "at", "hash")} if head else None},
         "captures": listed,
     }
+    if held:
+        manifest["received"] = held
     package.add_bytes(MANIFEST_PATH, (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
     package.add_bytes(VERIFY_PATH, verify_text(manifest).encode("utf-8"))
     count = len(captures)
+    others = (f" and {len(held)} file{'s' if len(held) != 1 else ''} received from others" if held else "")
     return _Built(
-        title=title or f"archiver export of {count} capture{'s' if count != 1 else ''}",
+        title=title or f"archiver export of {count} capture{'s' if count != 1 else ''}{others}",
         description=(f"{count} sealed capture(s) exported by {software()} on {created}, each WARC as sealed and "
-                     f"signed by the archive key {archive_key.fingerprint}. How to check everything with standard "
-                     f"tools: `{VERIFY_PATH}`."),
+                     f"signed by the archive key {archive_key.fingerprint}."
+                     + (f" With {len(held)} file(s) received from others, NOT captured by this archive: each kept "
+                        f"as received, with its receipt (received/)." if held else "")
+                     + f" How to check everything with standard tools: `{VERIFY_PATH}`."),
         created=created, pages=pages, timestamps=sum(len(c["timestamps"]) for c in listed), warnings=warnings)
+
+
+def _write_received(package: _Package, archive_dir: Path, index: Any, receipts: list[dict[str, Any]], stores: Any,
+                    cdx: list[str], pages: list[dict[str, Any]], warnings: list[str]) -> list[dict[str, Any]]:
+    """The received files into the package (wacz_received), their CDXJ lines and pages added to ``cdx`` and
+    ``pages``; their manifest entries. Refuses (EvidenceAltered) a file that is not as it was received."""
+    from archiver.exchange import wacz_received
+    held = []
+    for row in receipts:
+        try:
+            members = wacz_received.add_received(package, archive_dir, stores, index, row)
+        except wacz_received.ReceivedAltered as exc:
+            raise EvidenceAltered(f"received file {row['id']}: {exc}; not exported (run `archiver verify`)") from None
+        cdx += members.cdx
+        pages += members.pages
+        warnings += members.warnings
+        held.append(members.entry)
+    return held
 
 
 def _place(index: Any, tmp: Path, output: Path, result: ExportResult, archive_key: keys.ArchiveKey,
@@ -646,7 +727,8 @@ def _place(index: Any, tmp: Path, output: Path, result: ExportResult, archive_ke
         with index.transaction() as conn:
             entry = ledger.append(conn, "exported", detail={
                 "path": str(output.absolute()), "sha256": result.sha256, "bytes": result.bytes,
-                "captures": result.captures, "datapackage_hash": result.datapackage_hash,
+                "captures": result.captures, "receipts": result.receipts,
+                "datapackage_hash": result.datapackage_hash,
                 "archive_key": archive_key.fingerprint, "wacz_key": wacz_key.fingerprint,
                 "timestamps": result.timestamps})
             _link_no_overwrite(tmp, output)
@@ -715,7 +797,8 @@ def verify_text(manifest: dict[str, Any]) -> str:
         "HOW TO CHECK THIS PACKAGE WITHOUT ARCHIVER",
         "",
         f"This WACZ was written by {manifest['software']} on {manifest['created']}. It holds {len(captures)} "
-        "sealed capture(s):",
+        "sealed capture(s)" + (f", and {len(manifest['received'])} file(s) received from others that this archive "
+                               "did NOT capture (section 6)" if manifest.get("received") else "") + ":",
         "",
         *(f"  {c['id']}  {c['started_at']}  {c['status']:<7}  {c['url']}" for c in captures),
         "",
@@ -839,6 +922,8 @@ def verify_text(manifest: dict[str, Any]) -> str:
     out += ["", "5. Replay", "",
             "Open the .wacz file in ReplayWeb.page (https://replayweb.page, or run it offline) to see each page as",
             "captured; it checks the package signature too.", ""]
+    from archiver.exchange.wacz_received import verify_lines
+    out += verify_lines(manifest)
     return "\n".join(out)
 
 
@@ -847,7 +932,8 @@ def verify_text(manifest: dict[str, Any]) -> str:
 @dataclass
 class WaczProblem:
     kind: str        # unreadable | layout | altered | package-signature | key-binding | record-altered |
-                     # capture-signature | index | provenance | ledger | timestamp | unexpected-key
+                     # capture-signature | index | provenance | ledger | timestamp | unexpected-key |
+                     # received (a received file's receipt) | received-altered (not the bytes handed over)
     path: str        # inside the package
     detail: str
 
@@ -866,6 +952,7 @@ class WaczReport:
     unsigned_captures: int = 0
     timestamps: int = 0
     ledger_entries: int = 0
+    received: int = 0        # files received from others, checked against their receipts (wacz_received)
     created: str | None = None
     archive_key: str | None = None
     wacz_key: str | None = None
@@ -897,7 +984,7 @@ class WaczReport:
         return {"ok": self.ok, "source": self.source, "files": self.files, "captures": self.captures,
                 "records": self.records, "bytes": self.bytes, "signed_captures": self.signed_captures,
                 "unsigned_captures": self.unsigned_captures, "timestamps": self.timestamps,
-                "ledger_entries": self.ledger_entries, "created": self.created, "archive_key": self.archive_key,
+                "ledger_entries": self.ledger_entries, "received": self.received, "created": self.created, "archive_key": self.archive_key,
                 "wacz_key": self.wacz_key, "problems": [p.as_dict() for p in self.problems]}
 
 
@@ -998,6 +1085,8 @@ class _PackageCheck:
         self.warc_hashes: dict[str, str] = {}    # archive/<name> -> hex, as found
         self.archive_public: bytes | None = None
         self.spki: bytes | None = None           # the package's signing key, once its signature holds
+        self.received_warcs: set[str] = set()    # archive/ members that are received files (wacz_received)
+        self.received_ledger: dict[str, str] = {}   # receipt -> the SHA-256 its first `received` entry states
 
     def origin(self) -> bool:
         """The members, datapackage.json, its signature, every small file against its hash, the keys. False
@@ -1022,10 +1111,12 @@ class _PackageCheck:
         report = self.report
         if not self.origin():
             return
+        from archiver.exchange.wacz_received import received_paths
+        self.received_warcs = received_paths(self.read.get(MANIFEST_PATH))
         cdx = self._cdxj()
         for name in sorted(n for n in self.listed if n.startswith("archive/")):
             if name in self.members:
-                self._warc(name, cdx.get(name[len("archive/"):], []))
+                self._warc(name, cdx.get(name[len("archive/"):], []), received=name in self.received_warcs)
         for filename in sorted(set(cdx) - {n[len("archive/"):] for n in self.listed if n.startswith("archive/")}):
             report.add("index", CDXJ_PATH, f"points into archive/{filename}, which the package does not list")
         self._pages()
@@ -1112,11 +1203,11 @@ class _PackageCheck:
                 report.add("layout", name, "is listed in datapackage.json but not in the zip")
                 continue
             report.files += 1
-            if name.startswith("archive/"):
+            if name.startswith("archive/") or (name.startswith("received/") and name.endswith(".wacz")):
                 if info.compress_type != zipfile.ZIP_STORED:
                     report.add("layout", name, "is compressed in the zip; WACZ stores WARCs (replay reads them by "
                                "offset)")
-                continue     # hashed while its records are read (_warc)
+                continue     # hashed while its records are read (_warc), or a received WACZ (wacz_received)
             data = _read_small(self.zf, info, report)
             if data is None:
                 continue
@@ -1184,7 +1275,10 @@ class _PackageCheck:
                 self.report.add("index", CDXJ_PATH, f"line {n} cannot be read")
         return by_file
 
-    def _warc(self, name: str, entries: list[dict[str, Any]]) -> None:
+    def _warc(self, name: str, entries: list[dict[str, Any]], received: bool = False) -> None:
+        """One WARC of the package: its records against the CDXJ; a capture's against its digests and signature.
+        A file ``received`` from others is checked against its receipt instead (wacz_received.check_package):
+        what its records hold was found on receipt, and our key never signed it."""
         report = self.report
         info = self.members[name]
         start, local_name = data_offset(self.raw, info)
@@ -1197,13 +1291,13 @@ class _PackageCheck:
         else:                                   # already named as a layout problem; still check what it holds
             with self.zf.open(info) as member:
                 scan = scan_warc(member, ranges)
-        report.captures += 1
+        report.captures += 0 if received else 1
         report.records += len(scan.records)
         report.bytes += scan.size
         self.warc_hashes[name] = scan.sha256
         if self._matches(name, self.listed[name], scan.sha256, scan.size) and scan.crc != info.CRC:
             report.add("altered", name, "its bytes do not match the zip's own CRC-32")
-        for problem in scan.problems:
+        for problem in ([] if received else scan.problems):
             report.add("record-altered", name, problem)
         records = {(r.offset, r.length): r for r in scan.records}
         for e in entries:
@@ -1213,7 +1307,8 @@ class _PackageCheck:
             elif e["recordDigest"] and scan.range_digests.get((e["offset"], e["length"])) != e["recordDigest"]:
                 report.add("index", CDXJ_PATH, f"line {e['line']}: the record of {e['url']} in {name} does not "
                            "match its recordDigest")
-        self._capture_signature(name, scan)
+        if not received:
+            self._capture_signature(name, scan)
 
     def _capture_signature(self, name: str, scan: WarcScan) -> None:
         report = self.report
@@ -1277,7 +1372,7 @@ class _PackageCheck:
             return
         listed = manifest.get("captures")
         captures = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
-        named = {c.get("warc") for c in captures}
+        named = {c.get("warc") for c in captures} | self.received_warcs
         for warc in sorted(set(self.warc_hashes) - named):
             report.add("provenance", MANIFEST_PATH, f"does not list {warc}")
         for c in captures:
@@ -1292,6 +1387,9 @@ class _PackageCheck:
         listed_seqs = (manifest.get("ledger") or {}).get("seqs")
         self._ledger(captures, listed_seqs if isinstance(listed_seqs, list) else None)
         self._timestamps(captures)
+        from archiver.exchange.wacz_received import check_package
+        check_package(self.zf, self.raw, self.read, self.listed, self.warc_hashes, self.received_ledger, manifest,
+                      report)
 
     def _ledger(self, captures: list[dict[str, Any]], listed_seqs: list[Any] | None) -> None:
         report = self.report
@@ -1323,6 +1421,8 @@ class _PackageCheck:
                 sealed.setdefault(entry["capture_id"], detail.get("warc_sha256"))
             if entry.get("event") == "timestamped" and entry.get("capture_id"):
                 stamped.add((entry["capture_id"], str(detail.get("token_sha256"))))
+            if entry.get("event") == "received" and detail.get("receipt") and not detail.get("again"):
+                self.received_ledger.setdefault(str(detail["receipt"]), str(detail.get("sha256")))
             previous = entry
         if listed_seqs is not None:     # exports before the manifest listed them have no list to check against
             for seq in sorted(set(map(str, listed_seqs)) - set(map(str, seqs)), key=lambda v: (len(v), v)):

@@ -23,7 +23,7 @@ from archiver.store.engines import sqlite as sqlite_engine
 from archiver.store.engines.sqlite import SQLiteConnection
 from archiver.urls import normalise, parse as parse_url
 
-SCHEMA_VERSION = 13
+SCHEMA_VERSION = 14
 T = TypeVar("T")
 
 

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from archiver.errors import NotFound
 from archiver.store import details
 from archiver.web import auth, query
 from archiver.web.common import BadRequest, archive_of, capture_id, index_of
@@ -60,8 +61,18 @@ def list_(request: Request) -> Response:
 def show(request: Request) -> Response:
     """``archiver show ID --json``."""
     auth.require(request, "viewer")
+    ident = capture_id(request.path_params["ident"])
     with index_of(request) as index:
-        cap = index.find_capture(capture_id(request.path_params["ident"]))
+        try:
+            cap = index.find_capture(ident)
+        except NotFound:
+            # A receipt or a received page: what `archiver show ID --json` prints of it.
+            from archiver.exchange import received_file
+            try:
+                return JSON(received_file.shown(*received_file.details(archive_of(request), index, ident)))
+            except NotFound:
+                pass
+            raise
         return JSON(details.capture_details(archive_of(request), index, cap))
 
 

@@ -32,7 +32,7 @@ from archiver.web.replay import Grants, ReplayFence, frame_src
 HERE = Path(__file__).parent
 # The route modules, in order (the first route matching a path answers it).
 ROUTE_MODULES = ["archiver.web.pages", "archiver.web.downloads", "archiver.web.api", "archiver.web.monitor",
-                 "archiver.web.submitting"]
+                 "archiver.web.submitting", "archiver.web.received"]
 
 
 def templates() -> Jinja2Templates:

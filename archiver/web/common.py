@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import re
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from archiver.errors import NotFound, UserError
 from archiver.store.archive import Archive
 from archiver.store.index import Index
+from archiver.web import auth
 from archiver.web.auth import Denied
 
 # A capture ID as the index makes them (a ULID); also the only shape a path parameter may take before it reaches
@@ -48,6 +50,19 @@ def capture_id(value: str) -> str:
 
 def render(request: Request, template: str, context: dict[str, Any] | None = None, status: int = 200) -> Response:
     return request.app.state.templates.TemplateResponse(request, template, {**(context or {})}, status_code=status)
+
+
+async def verified_view(request: Request, run: Callable[[Request, str], dict[str, Any]],
+                        context_of: Callable[[Request, str], dict[str, Any]], template: str) -> Response:
+    """A "verify now" button's answer: ``run`` (which verifies the ID in the path and ledgers it) and the view of that
+    ID again (``context_of``), with the outcome as ``verify``. Both block: run in the thread pool."""
+    form = await request.form()
+    auth.require(request, "viewer", form)
+    ident = capture_id(request.path_params["ident"])
+    result = await run_in_threadpool(run, request, ident)
+    context = await run_in_threadpool(context_of, request, ident)
+    context["verify"] = result
+    return render(request, template, context)
 
 
 def wants_json(request: Request) -> bool:

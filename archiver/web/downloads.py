@@ -33,6 +33,15 @@ def record_access(index: Index, request: Request, what: str, *, capture_id: str 
         return ledger.append(conn, "accessed", capture_id=capture_id, url=url, detail=body)
 
 
+def streamed(stream: Any) -> Iterator[bytes]:
+    """A stream of a store, CHUNK bytes at a time, closed at its end (or when the client goes)."""
+    try:
+        while data := stream.read(CHUNK):
+            yield data
+    finally:
+        stream.close()
+
+
 def _attachment(name: str) -> str:
     return f'attachment; filename="{name}"'
 
@@ -50,14 +59,7 @@ def warc(request: Request) -> Response:
         except BaseException:
             stream.close()
             raise
-
-    def chunks() -> Iterator[bytes]:
-        try:
-            while data := stream.read(CHUNK):
-                yield data
-        finally:
-            stream.close()
-    return StreamingResponse(chunks(), media_type="application/warc", headers={
+    return StreamingResponse(streamed(stream), media_type="application/warc", headers={
         "Content-Disposition": _attachment(f"{cap['id']}.warc.gz"), "Content-Length": str(cap["warc_size"]),
         "X-WARC-SHA256": cap["warc_sha256"]})
 

@@ -14,7 +14,7 @@ from archiver.custody import keys, ledger
 from archiver.errors import NotFound
 from archiver.store import details, readback
 from archiver.web import auth, query
-from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render
+from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render, verified_view
 from archiver.web.media import media_url, playable_records
 from archiver.web.replay import IFRAME_SANDBOX, iframe_src
 
@@ -70,8 +70,9 @@ def search(request: Request) -> Response:
     filters = query.Filters.from_query(request.query_params)
     with index_of(request) as index:
         page = query.find(archive_of(request), index, filters)
+        receipts = query.receipts_of(index, page.rows)
     next_url = ("/?" + urlencode(filters.as_params(before=page.next_before))) if page.next_before else None
-    return render(request, "search.html", {"f": filters, "page": page, "next_url": next_url,
+    return render(request, "search.html", {"f": filters, "page": page, "next_url": next_url, "receipts": receipts,
                                            "statuses": query.STATUSES, "states": query.STATES})
 
 
@@ -132,14 +133,7 @@ def capture(request: Request) -> Response:
 
 
 async def verify_now(request: Request) -> Response:
-    form = await request.form()
-    auth.require(request, "viewer", form)
-    from starlette.concurrency import run_in_threadpool
-    ident = capture_id(request.path_params["ident"])
-    result = await run_in_threadpool(run_verify, request, ident)
-    context = await run_in_threadpool(_capture_context, request, ident)
-    context["verify"] = result
-    return render(request, "capture.html", context)
+    return await verified_view(request, run_verify, _capture_context, "capture.html")
 
 
 def run_verify(request: Request, ident: str) -> dict[str, Any]:

@@ -1,10 +1,15 @@
 """The search page's one query: the CLI's ``search`` (full text) or ``list`` (no words), newest first, narrowed by
 filters, a page at a time with the CLI's ``--before`` cursor.
 
-The rows come from the same services the CLI uses (``readback.search``, ``Index.iter_captures``); the filters the
+The rows come from the same services the CLI uses (``readback.search``, ``received.iter_listed``); the filters the
 index cannot apply in those queries (item state, author, captured before, and tag/kind/status on full-text hits)
 are applied to the rows as they stream by, looking each capture up by its ID. A rare filter could walk far; a page
 stops after ``MAX_SCAN`` rows and says where to go on from (``next_before``), so no request runs away.
+
+The pages of files received from others come among our captures, as in the CLI, with status and kind
+``received``: those filters keep only them, any other status or kind only captures; item state and author are our
+captures' (a received page has neither), so either leaves received pages out; tag and "since" are their receipt's
+(its tags, when it was received), as ``list`` has them.
 """
 from __future__ import annotations
 
@@ -13,14 +18,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator, Mapping
 
 from archiver.errors import NotFound, UserError
-from archiver.store import readback
+from archiver.store import readback, received
 from archiver.store.archive import Archive
 from archiver.store.index import Index
 
 PAGE_SIZE = 50
 MAX_PAGE = 500
 MAX_SCAN = 2000
-STATUSES = ("ok", "partial", "failed")
+STATUSES = ("ok", "partial", "failed", received.STATUS)
 STATES = ("live", "gone", "changed", "unreachable")
 
 
@@ -81,14 +86,15 @@ def find(archive: Archive, index: Index, filters: Filters) -> Page:
         rows: Iterator[dict[str, Any]] = readback.search(index, archive, filters.q, before=before, limit=None)
         exact = False
     else:
-        rows = index.iter_captures(tag=filters.tag or None, kind=filters.kind or None,
-                                   status=filters.status or None, since=since, before=before, limit=None)
+        rows = received.iter_listed(index, tag=filters.tag or None, kind=filters.kind or None,
+                                    status=filters.status or None, since=since, before=before, limit=None)
         exact = True
     page = Page()
     scanned = 0
+    receipts: dict[str, dict[str, Any]] = {}
     for row in rows:
         scanned += 1
-        if _keep(index, row, filters, since, until, exact):
+        if _keep(index, row, filters, since, until, exact, receipts):
             page.rows.append(row)
             if len(page.rows) >= filters.limit:
                 page.next_before = row["id"]
@@ -115,9 +121,23 @@ def parse_day(value: str, name: str, end: bool = False) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _keep(index: Index, row: dict[str, Any], f: Filters, since: str | None, until: str | None, exact: bool) -> bool:
-    if until and row["started_at"] > until:
+def receipts_of(index: Index, rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The receipts of the received pages among ``rows`` (search hits name theirs by ``receipt_id``), by ID: what
+    the search page says of each (from whom)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        receipt_id = row.get("receipt_id") or (row.get("received") or {}).get("receipt_id")
+        if receipt_id and receipt_id not in out:
+            out[receipt_id] = received.receipt(index, receipt_id) or {}
+    return out
+
+
+def _keep(index: Index, row: dict[str, Any], f: Filters, since: str | None, until: str | None, exact: bool,
+          receipts: dict[str, dict[str, Any]]) -> bool:
+    if until and (row["started_at"] or "") > until:
         return False
+    if row["status"] == received.STATUS:
+        return _keep_received(index, row, f, since, until, exact, receipts)
     if not exact:
         if f.status and row["status"] != f.status:
             return False
@@ -142,5 +162,23 @@ def _keep(index: Index, row: dict[str, Any], f: Filters, since: str | None, unti
         names = {tweet.get("screen_name"), tweet.get("name"), handle, handle.split("@", 1)[0],
                  post.get("author_name")}
         if f.author.lower() not in {n.lower() for n in names if n}:
+            return False
+    return True
+
+
+def _keep_received(index: Index, row: dict[str, Any], f: Filters, since: str | None, until: str | None,
+                   exact: bool, receipts: dict[str, dict[str, Any]]) -> bool:
+    """A received page's row (the module's docstring says how each filter reads it)."""
+    if f.state or f.author or (until and not row["started_at"]):
+        return False
+    if exact:
+        return True   # received.iter_listed applied tag, kind, status and since
+    if (f.kind and f.kind != received.KIND) or (f.status and f.status != received.STATUS):
+        return False
+    if f.tag or since:
+        if row["receipt_id"] not in receipts:
+            receipts[row["receipt_id"]] = received.receipt(index, row["receipt_id"]) or {}
+        held = receipts[row["receipt_id"]]
+        if (f.tag and f.tag not in (held.get("tags") or [])) or (since and (held.get("received_at") or "") < since):
             return False
     return True

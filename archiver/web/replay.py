@@ -60,6 +60,12 @@ the replay origin's is refused, 421, so a DNS-rebinding page cannot read it thro
   after 1.2 s, 400 MB after 3.6 s, 1.2 GB after 23 s (that one pass), with Chromium's memory the same for all
   three. A WACZ built from the records table would skip the pass (its CDX tells ReplayWeb.page where each record
   is); exchange/wacz.py makes one, but signing and custody entries belong to an export, not a view.
+- ``GET /received/{receipt id}/?grant=G&page=P`` and ``GET|HEAD /received/{receipt id}/{G}/{receipt id}.{format}`` --
+  the same for a file received from others (``archiver receive``): ReplayWeb.page over the file exactly as received
+  (a WARC, a gzipped WARC or a WACZ, whose name tells ReplayWeb.page how to read it: a WACZ by ranges, through its
+  own index), opened at received page P's URL and time. Its grant is for the receipt (``received_iframe_src``),
+  made under a name no capture's grant can have, so neither opens the other. Its first read is ledgered as a
+  capture's is (``accessed``, what=replay, with the receipt).
 - ``/ui.js``, ``/replay/ui.js``, ``/replay/sw.js`` -- ReplayWeb.page as ``make setup`` vendored it
   (``<venv>/replaywebpage``).
 
@@ -76,7 +82,7 @@ import time
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
@@ -92,7 +98,7 @@ from archiver.web.auth import is_loopback_host
 from archiver.web.media import CAPTURE_ID, SECURITY_HEADERS, exact_capture
 from archiver.web.ranges import ranged_response
 
-__all__ = ["replay_app", "Grants", "iframe_src", "frame_src", "check_origins", "loopback_origins", "ReplayFence", "rwp_dir",
+__all__ = ["replay_app", "Grants", "iframe_src", "received_iframe_src", "frame_src", "check_origins", "loopback_origins", "ReplayFence", "rwp_dir",
            "IFRAME_SANDBOX", "LOOPBACK_NAME", "ReplayUnavailable"]
 
 # What the workbench puts on the iframe: scripts (ReplayWeb.page is a script) in an origin of their own
@@ -116,7 +122,9 @@ EMBED_JS = """\
     return;
   }
   const player = document.createElement("replay-web-page");
-  for (const name of ["source", "url", "embed", "replaybase"]) player.setAttribute(name, holder.dataset[name]);
+  for (const name of ["source", "url", "ts", "embed", "replaybase"]) {
+    if (holder.dataset[name]) player.setAttribute(name, holder.dataset[name]);
+  }
   holder.replaceWith(player);
 })();
 """
@@ -125,7 +133,7 @@ EMBED_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Replay of {title}</title>
 <style>html,body{{margin:0;height:100%}} replay-web-page{{display:block;height:100vh}}</style>
 <script src="/ui.js"></script><script src="/embed.js" defer></script></head>
-<body><div id="replay" data-source="{source}" data-url="{url}" data-embed="replayonly" data-replaybase="/replay/">
+<body><div id="replay" data-source="{source}" data-url="{url}" data-ts="{ts}" data-embed="replayonly" data-replaybase="/replay/">
 Loading the archived page...</div></body></html>
 """
 
@@ -201,6 +209,29 @@ def iframe_src(replay_origin: str, capture_id: str, grants: Grants, identity: st
     if not CAPTURE_ID.fullmatch(capture_id):
         raise ValueError(f"not a capture ID: {capture_id!r}")
     return f"{replay_origin.rstrip('/')}/capture/{capture_id}/?grant={grants.grant(capture_id, identity, client)}"
+
+
+def received_iframe_src(replay_origin: str, receipt_id: str, page_id: str, grants: Grants, identity: str = "",
+                        client: str = "") -> str:
+    """The src of the replay iframe for a received page: its receipt's file, opened at the page (a grant for the
+    receipt, under a name of its own: ``received_grant_name``)."""
+    for value in (receipt_id, page_id):
+        if not CAPTURE_ID.fullmatch(value):
+            raise ValueError(f"not an ID: {value!r}")
+    grant = grants.grant(received_grant_name(receipt_id), identity, client)
+    return f"{replay_origin.rstrip('/')}/received/{receipt_id}/?grant={grant}&page={page_id}"
+
+
+def received_grant_name(receipt_id: str) -> str:
+    """What a receipt's grant is made for: never a capture ID, so a capture's grant opens no receipt's file and a
+    receipt's no capture's (their IDs are both ULIDs)."""
+    return f"received:{receipt_id}"
+
+
+def rwp_timestamp(iso: str | None) -> str:
+    """An ISO time as ReplayWeb.page's ``ts`` (YYYYMMDDhhmmss); "" when there is none."""
+    digits = "".join(c for c in (iso or "") if c.isdigit())[:14]
+    return digits if len(digits) == 14 else ""
 
 
 def frame_src(replay_origin: str) -> str:
@@ -284,48 +315,103 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
         with lock:
             records = index.capture_records(capture["id"])
         url = replay_target(capture, records)
-        page = EMBED_PAGE.format(title=html.escape(url), url=html.escape(url, quote=True),
-                                 source=html.escape(f"/capture/{capture['id']}/{grant}/{capture['id']}.warc.gz",
-                                                    quote=True))
+        return embedded(f"/capture/{capture['id']}/{grant}/{capture['id']}.warc.gz", url, "")
+
+    def embedded(source: str, url: str, ts: str) -> Response:
+        page = EMBED_PAGE.format(title=html.escape(url), url=html.escape(url, quote=True), ts=html.escape(ts),
+                                 source=html.escape(source, quote=True))
         return Response(page, 200, {**common, "Content-Security-Policy": page_csp}, media_type="text/html")
 
-    def warc(request: Request) -> Response:
+    def receipt_of(request: Request) -> dict[str, Any]:
+        from archiver.store import received
+        receipt_id = request.path_params["receipt_id"]
+        with lock:
+            held = received.receipt(index, receipt_id) if CAPTURE_ID.fullmatch(receipt_id) else None
+        if held is None:
+            raise NotFound(f"no received file {receipt_id!r}")
+        return held
+
+    def received_embed(request: Request) -> Response:
+        from archiver.store import received
         try:
-            capture = capture_of(request)
-            if request.path_params["name"] != f"{capture['id']}.warc.gz":
-                raise NotFound("no such file")
+            held = receipt_of(request)
+            page_id = request.query_params.get("page") or ""
+            with lock:
+                found = received.receipt_of_page(index, page_id) if CAPTURE_ID.fullmatch(page_id) else None
+            if found is None or found[0]["receipt_id"] != held["id"]:
+                raise NotFound(f"received file {held['id']} has no page {page_id[:40]!r}")
         except NotFound as exc:
             return PlainTextResponse(str(exc), 404, headers=framed)
-        if not grants.check(capture["id"], request.path_params["grant"]):
+        grant = request.query_params.get("grant")
+        if not grants.check(received_grant_name(held["id"]), grant):
             return refused()
+        page = found[0]
+        return embedded(f"/received/{held['id']}/{grant}/{held['id']}.{held['format']}", page["url"],
+                        rwp_timestamp(page["captured_at"]))
+
+    def granted_file(request: Request, row_of: Callable[[Request], dict[str, Any]],
+                     name_of: Callable[[dict[str, Any]], str], granted_for: Callable[[dict[str, Any]], str]
+                     ) -> tuple[dict[str, Any], Response | None]:
+        """The row (a capture's, a receipt's) a file route names, and None; or the answer when its name or its
+        grant is not that row's (404, 403)."""
+        try:
+            row = row_of(request)
+            if request.path_params["name"] != name_of(row):
+                raise NotFound("no such file")
+        except NotFound as exc:
+            return {}, PlainTextResponse(str(exc), 404, headers=framed)
+        if not grants.check(granted_for(row), request.path_params["grant"]):
+            return {}, refused()
+        return row, None
+
+    def received_file(request: Request) -> Response:
+        from archiver.exchange import received_file as kept
+        held, answer = granted_file(request, receipt_of, lambda r: f"{r['id']}.{r['format']}",
+                                    lambda r: received_grant_name(r["id"]))
+        if answer is not None:
+            return answer
+        return served(request, kept.placed(archive, held), "the received file", kept.media_type(held),
+                      held["sha256"], held["size"], {"receipt": held["id"]})
+
+    def warc(request: Request) -> Response:
+        capture, answer = granted_file(request, capture_of, lambda c: f"{c['id']}.warc.gz", lambda c: c["id"])
+        if answer is not None:
+            return answer
+        return served(request, capture, "the sealed WARC", "application/warc", capture["warc_sha256"],
+                      capture["warc_size"], {}, capture_id=capture["id"], url=capture["url"])
+
+    def served(request: Request, where: dict[str, Any], what: str, media: str, sha256: str, size: int,
+               detail: dict[str, Any], capture_id: str | None = None, url: str | None = None) -> Response:
+        """A file (a capture's sealed WARC, or a received file: ``where`` places it as a capture row does), with
+        byte ranges, its hand-out ledgered once per grant."""
         if request.method == "GET":
             handed = grants.first_use(request.path_params["grant"])
             if handed is not None:
-                _record(capture, *handed, request.client.host if request.client else "")
-        try:   # a WARC that is gone is said before any header promises its bytes
-            archive.store_of(capture).head(warc_key(capture["warc_path"]), capture.get("warc_version"))
+                identity, granted_to = handed
+                _record(capture_id, url, {**detail, "by": identity, "via": "replay grant",
+                                          "from": (request.client.host if request.client else "") or granted_to,
+                                          "sha256": sha256, "bytes": size})
+        try:   # a file that is gone is said before any header promises its bytes
+            archive.store_of(where).head(warc_key(where["warc_path"]), where.get("warc_version"))
         except StorageError as exc:
-            return PlainTextResponse(f"the sealed WARC cannot be served: {exc} (run archiver verify)", 409,
-                                     headers=framed)
+            return PlainTextResponse(f"{what} cannot be served: {exc} (run archiver verify)", 409, headers=framed)
 
         def read(first: int, last: int) -> Iterator[bytes]:
             try:
-                yield from read_sealed(archive, capture, first, last)
+                yield from read_sealed(archive, where, first, last)
             except Unreadable:
                 return   # the body ends short: the client sees a broken transfer, not other bytes
 
-        headers = {**framed, "Content-Type": "application/warc", "ETag": f'"{capture["warc_sha256"]}"'}
-        return ranged_response(request.headers.get("range"), capture["warc_size"], read, headers,
-                               method=request.method, if_range=request.headers.get("if-range"))
+        headers = {**framed, "Content-Type": media, "ETag": f'"{sha256}"'}
+        return ranged_response(request.headers.get("range"), size, read, headers, method=request.method,
+                               if_range=request.headers.get("if-range"))
 
-    def _record(capture: dict[str, Any], identity: str, granted_to: str, client: str) -> None:
-        # Custody includes who saw what: the WARC handed to a browser for replay is recorded as a download is
+    def _record(capture_id: str | None, url: str | None, detail: dict[str, Any]) -> None:
+        # Custody includes who saw what: the file handed to a browser for replay is recorded as a download is
         # (web/downloads.py), once per grant, before its first byte leaves.
         from archiver.custody import ledger
         with lock, index.transaction() as conn:
-            ledger.append(conn, "accessed", capture_id=capture["id"], url=capture["url"], detail={
-                "what": "replay", "by": identity, "via": "replay grant", "from": client or granted_to,
-                "sha256": capture["warc_sha256"], "bytes": capture["warc_size"]})
+            ledger.append(conn, "accessed", capture_id=capture_id, url=url, detail={"what": "replay", **detail})
 
     def script(body: bytes) -> Any:
         def serve(request: Request) -> Response:
@@ -334,6 +420,8 @@ def replay_app(archive: Any, index: Any, *, replay_origin: str, workbench_origin
 
     routes = [Route("/capture/{capture_id}/", embed, methods=["GET", "HEAD"]),
               Route("/capture/{capture_id}/{grant}/{name}", warc, methods=["GET", "HEAD"]),
+              Route("/received/{receipt_id}/", received_embed, methods=["GET", "HEAD"]),
+              Route("/received/{receipt_id}/{grant}/{name}", received_file, methods=["GET", "HEAD"]),
               Route("/embed.js", script(EMBED_JS.encode()), methods=["GET", "HEAD"]),
               Route("/ui.js", script(ui), methods=["GET", "HEAD"]),
               Route("/replay/ui.js", script(ui), methods=["GET", "HEAD"]),

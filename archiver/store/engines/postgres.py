@@ -839,6 +839,11 @@ PG_MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX received_fts_doc ON received_fts USING gin (doc);
     {_recorded_once("received_pages", "a received page")}""",
+    # 14: timestamps of receipts too, a row being of one capture or of one receipt (sqlite.py's migration 14).
+    14: f"""ALTER TABLE timestamps ALTER COLUMN capture_id DROP NOT NULL;
+    ALTER TABLE timestamps ADD COLUMN receipt_id {_TEXT} REFERENCES receipts(id);
+    ALTER TABLE timestamps ADD CONSTRAINT timestamps_receipt_id_tsa_url_key UNIQUE (receipt_id, tsa_url);
+    ALTER TABLE timestamps ADD CONSTRAINT timestamps_one_subject CHECK ((capture_id IS NULL) <> (receipt_id IS NULL));""",
 }
 
 

@@ -54,6 +54,17 @@ class SQLiteConnection(sqlite3.Connection):
 
 # ---- the schema ------------------------------------------------------------------------------------------------
 
+# The triggers that keep the timestamps' tallies (schema 6), made again when schema 13 rebuilds the table.
+TIMESTAMPS_TALLY_TRIGGERS = """
+    CREATE TRIGGER timestamps_tally_insert AFTER INSERT ON timestamps
+    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
+    CREATE TRIGGER timestamps_tally_update AFTER UPDATE OF state ON timestamps WHEN new.state IS NOT old.state
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state;
+          UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
+    CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
+    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
+"""
+
 MIGRATIONS: list[str] = [
     # 1: jobs, attempts, captures, records, outlinks, full-text search.
     """
@@ -439,14 +450,7 @@ MIGRATIONS: list[str] = [
           UPDATE tallies SET n = n + 1 WHERE name = 'jobs:' || new.state; END;
     CREATE TRIGGER jobs_tally_delete AFTER DELETE ON jobs
     BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'jobs:' || old.state; END;
-    CREATE TRIGGER timestamps_tally_insert AFTER INSERT ON timestamps
-    BEGIN UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
-    CREATE TRIGGER timestamps_tally_update AFTER UPDATE OF state ON timestamps WHEN new.state IS NOT old.state
-    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state;
-          UPDATE tallies SET n = n + 1 WHERE name = 'timestamps:' || new.state; END;
-    CREATE TRIGGER timestamps_tally_delete AFTER DELETE ON timestamps
-    BEGIN UPDATE tallies SET n = n - 1 WHERE name = 'timestamps:' || old.state; END;
-    """,
+    """ + TIMESTAMPS_TALLY_TRIGGERS,
     # 7: where a sealed WARC lives when it is not in the archive's own warcs/ directory (issue 12: sealing to S3).
     # NULL in both for every capture sealed into <archive>/warcs, which is all of them before schema 7. Otherwise
     # warc_store is the store's URL (s3://bucket/prefix) and the object's key in it is warc_path without its
@@ -568,6 +572,42 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER received_pages_delete BEFORE DELETE ON received_pages
     BEGIN SELECT RAISE(ABORT, 'a received page is recorded once: it cannot be deleted'); END;
     """,
+    # 14: RFC 3161 timestamps of receipts too (issue 15): a receipt file names the received file's SHA-256, who
+    # handed it over, who took it in and when, so one token dates all of that. A row is of one capture or of one
+    # receipt, never both; the rest (states, retries, tallies, tokens beside the file) is as for captures.
+    # SQLite cannot drop a NOT NULL in place, so the table is rebuilt with the same ids (foreign keys are off
+    # during migrations) and its indexes and tally triggers, which went with the old table, are made again. The
+    # rows copied are counted already: the new table has no triggers while they are copied.
+    """
+    CREATE TABLE timestamps_v14 (
+        id INTEGER PRIMARY KEY,
+        capture_id TEXT REFERENCES captures(id),   -- the capture whose sealed WARC is timestamped, or
+        receipt_id TEXT REFERENCES receipts(id),   -- the receipt whose <key>.receipt.json is
+        tsa_url TEXT NOT NULL,
+        digest TEXT NOT NULL,              -- the SHA-256 (hex) sent: the sealed WARC's, or the receipt file's
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+        token_path TEXT,                   -- beside the WARC (relative to the archive) or the receipt (its key)
+        token_sha256 TEXT,
+        gen_time TEXT,                     -- the time the TSA vouches for (UTC)
+        serial TEXT,
+        tsa_name TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (capture_id, tsa_url),
+        UNIQUE (receipt_id, tsa_url),
+        CHECK ((capture_id IS NULL) <> (receipt_id IS NULL))
+    );
+    INSERT INTO timestamps_v14 (id, capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, serial,
+        tsa_name, attempts, next_attempt_at, last_error, created_at, updated_at)
+        SELECT id, capture_id, tsa_url, digest, state, token_path, token_sha256, gen_time, serial, tsa_name, attempts,
+        next_attempt_at, last_error, created_at, updated_at FROM timestamps;
+    DROP TABLE timestamps;
+    ALTER TABLE timestamps_v14 RENAME TO timestamps;
+    CREATE INDEX timestamps_due ON timestamps(state, next_attempt_at);
+    """ + TIMESTAMPS_TALLY_TRIGGERS,
 ]
 
 # Migration 6, once migrate_to_6 has filled the new tables: they take the old ones' places.

@@ -1,0 +1,152 @@
+"""The workbench's pages of files received from others (``archiver receive``): a receipt, and a received page,
+each at ``/received/{ID}`` -- never shown as a capture of ours: who handed the file over, who took it in and when,
+its name, size and SHA-256 as received, what was found in it on receipt, its pages, its screenshots, the received
+file to download exactly as received, "verify now" (re-hashed against the receipt), and its replay.
+
+Every hand-out is ledgered as a capture's is (web/downloads.py ``record_access``): the file (what=received), an
+image read from it (what=received-image, once per viewer, address and image for the life of the serving process,
+as media is), its replay (web/replay.py, once per grant). Images are read from the file by their place, checked
+(exchange/received_file.py), and served as the image type they are, with nosniff and a sandboxing CSP."""
+from __future__ import annotations
+
+import re
+import threading
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from archiver.custody import ledger, timestamps
+from archiver.errors import NotFound
+from archiver.exchange import received_file as kept
+from archiver.store import received
+from archiver.web import auth
+from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render, verified_view
+from archiver.web.downloads import record_access, streamed
+from archiver.web.media import SANDBOX_CSP
+from archiver.web.replay import IFRAME_SANDBOX, received_iframe_src
+
+PAGES_SHOWN = 50
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+_witnessed: set[tuple[Any, ...]] = set()
+_witness_lock = threading.Lock()
+
+
+def _found(index: Any, ident: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(receipt, page or None) for a receipt's or a received page's exact ID; NotFound otherwise."""
+    ident = capture_id(ident)
+    held = received.receipt(index, ident)
+    if held is not None:
+        return held, None
+    found = received.receipt_of_page(index, ident)
+    if found is None:
+        raise NotFound(f"no received file or received page {ident}")
+    page, held = found
+    return held, page
+
+
+def _receipt(index: Any, ident: str) -> dict[str, Any]:
+    """The receipt with exactly this ID (the file, its images: a receipt's, never a page's); NotFound otherwise."""
+    held = received.receipt(index, capture_id(ident))
+    if held is None:
+        raise NotFound(f"no received file {ident.upper()}")
+    return held
+
+
+def _context(request: Request, ident: str) -> dict[str, Any]:
+    from archiver.exchange.receive import location
+    archive = archive_of(request)
+    with index_of(request) as index:
+        held, page = _found(index, ident)
+        pages = received.pages_of(index, held["id"], limit=PAGES_SHOWN)
+        entries = kept.ledger_of(index, held["id"])
+        stamps = timestamps.of_receipt(index.conn, held["id"])
+    checks = held["checks"] or {}
+    replay = request.app.state.replay
+    replay_src = None
+    if replay and page is not None:
+        replay_src = received_iframe_src(replay.origin, held["id"], page["id"], replay.grants,
+                                         request.state.identity, request.state.client)
+    return {"r": held, "page": page, "pages": pages, "pages_total": checks.get("pages", len(pages)),
+            "checks": checks, "wacz": checks.get("wacz") or {}, "location": location(archive, held),
+            "attachments": kept.attachments(held, page), "ledger": entries, "timestamps": stamps, "verify": None,
+            "replay_src": replay_src, "replay_sandbox": IFRAME_SANDBOX,
+            "replay_elsewhere": (replay.workbench_origin if replay and request.url.netloc !=
+                                 replay.workbench_origin.split("//", 1)[1] else None)}
+
+
+def view(request: Request) -> Response:
+    auth.require(request, "viewer")
+    return render(request, "received.html", _context(request, request.path_params["ident"]))
+
+
+def download(request: Request) -> Response:
+    """The received file exactly as received, streamed from where it is kept, ledgered before its first byte."""
+    auth.require(request, "viewer")
+    archive = archive_of(request)
+    with index_of(request) as index:
+        held = _receipt(index, request.path_params["ident"])
+        try:
+            stream = kept.open_file(archive, held)
+        except kept.Unreadable as exc:
+            raise BadRequest(f"the received file cannot be read: {exc} (run archiver verify)") from None
+        try:
+            record_access(index, request, "received", receipt=held["id"], sha256=held["sha256"], bytes=held["size"],
+                          original_name=held["original_name"], received_from=held["received_from"])
+        except BaseException:
+            stream.close()
+            raise
+    name = _UNSAFE_NAME.sub("_", held["original_name"]).strip("._")[:120] or f"received.{held['format']}"
+    return StreamingResponse(streamed(stream), media_type=kept.media_type(held), headers={
+        "Content-Disposition": f'attachment; filename="{held["id"]}-{name}"', "Content-Length": str(held["size"]),
+        "X-Received-SHA256": held["sha256"], "Content-Security-Policy": SANDBOX_CSP})
+
+
+def image(request: Request) -> Response:
+    """An image the received file holds (a screenshot a capture tool put in it), read by its place and checked."""
+    auth.require(request, "viewer")
+    archive = archive_of(request)
+    n = request.path_params["n"]
+    with index_of(request) as index:
+        held = _receipt(index, request.path_params["ident"])
+        try:
+            media, data = kept.read_image(archive, held, n)
+        except kept.Unreadable as exc:
+            raise BadRequest(f"the image cannot be shown: {exc}") from None
+        state = request.state
+        seen = (archive.path, state.identity, state.client, held["id"], n)
+        with _witness_lock:
+            if seen not in _witnessed:
+                found = kept.attachments(held)[n]
+                record_access(index, request, "received-image", url=found["uri"], receipt=held["id"],
+                              warc=found["warc"], offset=found["offset"], bytes=len(data))
+                _witnessed.add(seen)
+    return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600",
+                                                     "Content-Security-Policy": SANDBOX_CSP})
+
+
+async def verify_now(request: Request) -> Response:
+    """The received file re-hashed against its receipt, now; recorded in the ledger (``verified``)."""
+    return await verified_view(request, _verify, _context, "received.html")
+
+
+def _verify(request: Request, ident: str) -> dict[str, Any]:
+    archive = archive_of(request)
+    with index_of(request) as index:
+        held, _ = _found(index, ident)
+        result = kept.rehash(archive, held)
+        with index.transaction() as conn:
+            ledger.append(conn, "verified", detail={
+                "ok": result["ok"], "receipt": held["id"], "received": 1, "by": request.state.identity,
+                "via": request.state.via, "sha256": result.get("sha256"), "bytes": result.get("size"),
+                "problems": [] if result["ok"] else [{"problem": result["problem"], "path": result["where"]}]})
+    return result
+
+
+routes = [
+    Route("/received/{ident}", view, name="received"),
+    Route("/received/{ident}/file", download, name="received_file"),
+    Route("/received/{ident}/image/{n:int}", image, name="received_image"),
+    Route("/received/{ident}/verify", verify_now, methods=["POST"], name="received_verify"),
+]
