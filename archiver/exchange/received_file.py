@@ -161,7 +161,7 @@ def _warc_start(archive: Archive, receipt: Mapping[str, Any], warc: str) -> int:
     zip member's bytes start (its local header read, as a reader walking the zip would)."""
     if receipt["format"] != "wacz":
         return 0
-    from archiver.exchange.wacz import _data_offset
+    from archiver.exchange.wacz import data_offset
     with io.BufferedReader(_Ranges(archive, placed(archive, receipt), receipt["size"]), 1 << 16) as raw:
         try:
             info = zipfile.ZipFile(raw).getinfo(warc)
@@ -169,7 +169,7 @@ def _warc_start(archive: Archive, receipt: Mapping[str, Any], warc: str) -> int:
             raise Unreadable(f"{warc} cannot be found in the received package ({exc})") from None
         if info.compress_type != zipfile.ZIP_STORED:
             raise Unreadable(f"{warc} is compressed inside the package: its records are not read by place here")
-        start, name = _data_offset(raw, info)
+        start, name = data_offset(raw, info)
     if start is None or name != warc:
         raise Unreadable(f"{warc}: its local zip header is missing or names another file")
     return start

@@ -200,7 +200,7 @@ def _copy_members(package: "_Package", fh: BinaryIO, rid: str, fmt: str, warning
                   ) -> Iterator[tuple[str, str, Any]]:
     """Each WARC member of a received WACZ, copied into archive/ byte for byte (a stored member read from the file
     itself, so that bytes that fail the zip's CRC are still copied as they are)."""
-    from archiver.exchange.wacz import _data_offset, _StoredMember
+    from archiver.exchange.wacz import data_offset, StoredMember
     fh.seek(0)
     try:
         inner = zipfile.ZipFile(fh)
@@ -219,12 +219,12 @@ def _copy_members(package: "_Package", fh: BinaryIO, rid: str, fmt: str, warning
             continue
         taken.add(name)
         if info.compress_type == zipfile.ZIP_STORED:
-            start, local = _data_offset(fh, info)
+            start, local = data_offset(fh, info)
             if start is None or local != info.filename:
                 warnings.append(f"received file {rid}: {info.filename} has no readable local header; not copied "
                                 "out for replay (the whole file holds it)")
                 continue
-            opener = lambda start=start, info=info: nullcontext(_StoredMember(fh, start, info.compress_size))
+            opener = lambda start=start, info=info: nullcontext(StoredMember(fh, start, info.compress_size))
         else:
             opener = lambda info=info: inner.open(info)
         try:
@@ -326,7 +326,7 @@ def check_package(zf: zipfile.ZipFile, raw: IO[bytes], read: dict[str, bytes], l
     """Each received file of the package against its receipt: the receipt file is there and is this receipt; the
     file (a WARC in archive/, or a WACZ whole in received/) hashes to the receipt's SHA-256; a WACZ's copies in
     archive/ are its members; the ledger excerpt holds the ``received`` entry with that SHA-256."""
-    from archiver.exchange.wacz import LEDGER_PATH, MANIFEST_PATH, _data_offset
+    from archiver.exchange.wacz import LEDGER_PATH, MANIFEST_PATH, data_offset
     entries = manifest.get("received") or []
     if not isinstance(entries, list):
         report.add("provenance", MANIFEST_PATH, "lists the received files in a form it cannot be read in")
@@ -366,7 +366,7 @@ def check_package(zf: zipfile.ZipFile, raw: IO[bytes], read: dict[str, bytes], l
                 report.add("altered", kept, f"hashes to sha256:{found}; datapackage.json lists "
                            f"{listed[kept].get('hash')}")
             if found is not None and window is not None:
-                _check_copies(zf, raw, window, r, warc_hashes, report, _data_offset)
+                _check_copies(zf, raw, window, r, warc_hashes, report, data_offset)
         if found is not None and (found != expected or found_size not in (None, size)):
             report.add("received-altered", kept, f"hashes to sha256:{found}; its receipt says received file {rid} "
                        f"was received as sha256:{expected}: these are not the bytes that were handed over")
@@ -378,7 +378,7 @@ def _hash_member(zf: zipfile.ZipFile, raw: IO[bytes], name: str, report: "WaczRe
                  ) -> tuple[str | None, int | None, _Window | None]:
     """A received WACZ kept whole: its SHA-256 and size, streamed; and a view of it to read it as a zip (when
     stored, as export writes it)."""
-    from archiver.exchange.wacz import _data_offset, _StoredMember
+    from archiver.exchange.wacz import data_offset, StoredMember
     info = zf.getinfo(name) if name in zf.namelist() else None
     if info is None:
         report.add("layout", name, "is listed in datapackage.json but not in the zip")
@@ -387,11 +387,11 @@ def _hash_member(zf: zipfile.ZipFile, raw: IO[bytes], name: str, report: "WaczRe
     window = None
     try:
         if info.compress_type == zipfile.ZIP_STORED:
-            start, local = _data_offset(raw, info)
+            start, local = data_offset(raw, info)
             if start is None or local != name:
                 report.add("layout", name, "its local zip header is missing or names another file")
                 return None, None, None
-            stream: Any = _StoredMember(raw, start, info.compress_size)
+            stream: Any = StoredMember(raw, start, info.compress_size)
             window = _Window(raw, start, info.compress_size)
         else:
             stream = zf.open(info)
@@ -407,7 +407,7 @@ def _hash_member(zf: zipfile.ZipFile, raw: IO[bytes], name: str, report: "WaczRe
 def _check_copies(zf: zipfile.ZipFile, raw: IO[bytes], window: _Window, r: dict[str, Any],
                   warc_hashes: dict[str, str], report: "WaczReport", data_offset: Any) -> None:
     """The WARCs copied out of a received WACZ are its members, byte for byte."""
-    from archiver.exchange.wacz import _StoredMember
+    from archiver.exchange.wacz import StoredMember
     try:
         inner = zipfile.ZipFile(window)
     except (zipfile.BadZipFile, OSError) as exc:
@@ -428,7 +428,7 @@ def _check_copies(zf: zipfile.ZipFile, raw: IO[bytes], window: _Window, r: dict[
         try:
             if info.compress_type == zipfile.ZIP_STORED:
                 start, _ = data_offset(window, info)
-                stream: Any = _StoredMember(window, start or 0, info.compress_size)
+                stream: Any = StoredMember(window, start or 0, info.compress_size)
             else:
                 stream = inner.open(info)
             while chunk := stream.read(CHUNK):
