@@ -259,15 +259,28 @@ def test_migrate_moves_the_archive_verified_and_it_reads_the_same(source, tmp_pa
 def test_received_files_move_into_the_bucket_with_their_receipts_and_verify(tmp_path, team_db, s3):
     """Files received from others (archiver receive) move as WARCs do: each, with its receipt file as written, put
     create-only into the bucket, checked by SHA-256; its receipt row inserted with its new place; its ledger entry
-    with the ledger. Then verify in team mode re-hashes it from the bucket."""
+    with the ledger; its receipt's RFC 3161 token and sidecar beside the receipt file; its pages searchable (their
+    full-text entries made on the target). Then verify in team mode re-hashes it and checks the token from the
+    bucket."""
     import psycopg
     from psycopg.rows import dict_row
+    from tsa_server import LoopbackTSA
     from warcutil import partner_crawl
     cli = team_env(embedded_cli(tmp_path / "archive"), s3)
     crawl = partner_crawl(tmp_path / "partner-crawl.warc", 3)
-    taken = cli("receive", str(crawl), "--from", "Partner newsroom", "--by", "Hadi", "--json")
+    tsa = LoopbackTSA(tmp_path / "tsa")
+    stamped = {"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]), "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)}
+    try:
+        taken = cli("receive", str(crawl), "--from", "Partner newsroom", "--by", "Hadi", "--json", env=stamped)
+    finally:
+        tsa.close()
     assert taken.code == 0, taken.err
     [receipt] = taken.json()
+    [stamp] = receipt["timestamps"]
+    assert stamp["state"] == "done", stamp
+    searched = cli("search", "checkpoint", "--json", "--all")
+    assert searched.code == 0, searched.err
+    assert len(searched.json()) == 3
     kept = Path(receipt["location"])
     assert kept.is_file() and kept.read_bytes() == crawl.read_bytes()
     with index_db(cli.archive) as conn:
@@ -280,17 +293,23 @@ def test_received_files_move_into_the_bucket_with_their_receipts_and_verify(tmp_
 
     plan = cli(*args, "--dry-run").json()
     assert plan["objects"]["received"] == 1 and plan["tables"]["receipts"] == {"source": 1}
-    done = cli(*args)
+    assert plan["objects"]["tokens"] == 1
+    done = cli(*args, env={"ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
     assert done.code == 0, done.err
     report = done.json()
-    assert report["objects"] == {**report["objects"], "received": 1, "warcs": 0, "stored": 2, "already_stored": 0}
+    assert report["objects"] == {**report["objects"], "received": 1, "warcs": 0, "tokens": 1, "stored": 4,
+                                 "already_stored": 0}
     assert report["tables"]["receipts"] == {"source": 1, "target": 1}
+    assert report["tables"]["received_pages"] == report["tables"]["received_search"] == {"source": 3, "target": 3}
     assert all(n["source"] == n["target"] for n in report["tables"].values()), report["tables"]
-    # The file and its receipt file in the bucket as they were kept, put create-only under Object Lock.
+    # The file, its receipt file and the receipt's token with its sidecar in the bucket as they were kept, put
+    # create-only under Object Lock, the token beside the receipt file.
     stored = objects(s3, prefix)
-    assert sorted(stored) == [key, key + ".receipt.json"]
+    token = key + ".receipt.json.1.tsr"
+    assert sorted(stored) == [key, key + ".receipt.json", token, token + ".json"]
     assert stored[key] == crawl.read_bytes()
-    assert stored[key + ".receipt.json"] == Path(str(kept) + ".receipt.json").read_bytes()
+    for name in (".receipt.json", ".receipt.json.1.tsr", ".receipt.json.1.tsr.json"):
+        assert stored[key + name] == Path(str(kept) + name).read_bytes()
     for name in stored:
         [put] = [r for r in s3.proxy.find("PUT", name) if "retention" not in r.path and r.path.endswith(name)]
         assert put.headers["if-none-match"] == "*" and put.headers["x-amz-object-lock-mode"] == "COMPLIANCE"
@@ -303,14 +322,19 @@ def test_received_files_move_into_the_bucket_with_their_receipts_and_verify(tmp_
         {k: v for k, v in source_row.items() if k not in ("store", "version")}
     assert [json.loads(e["detail"])["receipt"] for e in entries] == [receipt["receipt_id"]]
 
-    # Team mode: verify re-hashes it from the bucket; the same bytes received again are recognised there.
+    # Team mode: verify re-hashes it and checks its token from the bucket; its pages are found as before; the same
+    # bytes received again are recognised there.
+    cli.env["ARCHIVER_TIMESTAMP_CA_BUNDLE"] = str(tsa.ca_file)
     verified = cli("verify", "--json")
     assert verified.code == 0, verified.out
-    assert verified.json()["received"] == 1
+    assert verified.json()["received"] == 1 and verified.json()["timestamps"]["verified"] == 1
+    assert {r["id"] for r in cli("search", "checkpoint", "--json", "--all").json()} == \
+        {r["id"] for r in searched.json()}
     [again] = cli("receive", str(crawl), "--from", "Another desk", "--json").json()
     assert again["outcome"] == "already" and again["receipt_id"] == receipt["receipt_id"]
     assert again["location"] == f"{bucket_url}/{key}" or again["location"].endswith(key)
-    assert sorted(objects(s3, prefix)) == [key, key + ".receipt.json"]
+    assert [t["token_path"] for t in again["timestamps"]] == [token]
+    assert sorted(objects(s3, prefix)) == [key, key + ".receipt.json", token, token + ".json"]
 
 
 def test_a_migration_killed_after_some_objects_completes_on_rerun_as_one_run_would(source, tmp_path, postgres,

@@ -23,13 +23,15 @@ In this order, and why:
    references, tweet and video rows and its full-text entry -- title and visible text, the text read back from the
    WARC's text record, as the index keeps none since schema 6 -- in one transaction per batch: a batch is there
    whole or not at all.
-5. Timestamps (each granted token and its sidecar put beside the WARC in the bucket first, the same way); files
-   received from others (archiver receive), each with its ``.receipt.json`` as written, put into the bucket under
-   the same key the same way (checked against the SHA-256 of its receipt), then its receipt row inserted with its
-   new place (receipts are recorded once: inserted, never updated; their ``received`` ledger entries came with the
-   ledger); then attempts, watches, checks, items, transitions, host slots and the pages of received files. Rows that change state (jobs, timestamps, watches,
-   checks, items, host slots) are upserted, so a later run brings what changed since up to date; the others are
-   inserted when missing. The tallies are kept by the target's triggers, and compared.
+5. Files received from others (archiver receive), each with its ``.receipt.json`` as written, put into the bucket
+   under the same key the same way (checked against the SHA-256 of its receipt), then its receipt row inserted with
+   its new place (receipts are recorded once: inserted, never updated; their ``received`` ledger entries came with
+   the ledger); then timestamps, of captures and of receipts (each granted token and its sidecar put first beside
+   its WARC, or beside its receipt file, in the bucket, the same way; after the receipts, which their rows name);
+   then attempts, watches, checks, items, transitions, host slots, and the pages of received files with their
+   full-text entries (title and kept text, as on receipt), a batch per transaction. Rows that change state (jobs,
+   timestamps, watches, checks, items, host slots) are upserted, so a later run brings what changed since up to
+   date; the others are inserted when missing. The tallies are kept by the target's triggers, and compared.
 6. The identity sequences set past the copied ids.
 7. Verified: every table counted on both sides, the tallies equal, the target's chain walked whole and intact with
    its head the source's, every object asked again for its size, SHA-256 and version.
@@ -84,11 +86,9 @@ TABLES: list[tuple[str, str, bool]] = [
     ("items", "key", True),
     ("transitions", "id", False),
     ("host_slots", "host", True),
-    # The pages of received files (schema 13), after the receipts they belong to; copied where the index has them.
+    # The pages of received files, after the receipts they belong to (their full-text entries with them).
     ("received_pages", "id", False),
 ]
-# Tables copied and counted only where the source's index has them (added by a schema this code may run beside).
-OPTIONAL_TABLES = ("received_pages",)
 # Every table compared at the end, as (name, SQL on the source, SQL on the target).
 COUNTED: list[tuple[str, str, str]] = [
     (name, f"SELECT COUNT(*) FROM {table}", f"SELECT COUNT(*) FROM {table}") for name, table in (
@@ -96,7 +96,7 @@ COUNTED: list[tuple[str, str, str]] = [
         ("records", "records_packed"), ("outlinks", "outlinks"), ("refs", "refs"), ("tweets", "tweets"),
         ("posts", "posts"), ("videos", "videos"), ("search", "captures_fts"), ("timestamps", "timestamps"), ("watches", "watches"),
         ("checks", "checks"), ("items", "items"), ("transitions", "transitions"), ("host_slots", "host_slots"),
-        ("receipts", "receipts"), ("received_pages", "received_pages"))]
+        ("receipts", "receipts"), ("received_pages", "received_pages"), ("received_search", "received_fts"))]
 
 
 class MigrationRefused(UserError):
@@ -122,7 +122,7 @@ class Report:
     already: bool = False            # migrated before: nothing to do
     resumed: bool = False            # the database held part of this archive already
     warcs: int = 0                   # WARC objects in the store for the migrated captures
-    tokens: int = 0                  # timestamp tokens put beside them (each with its sidecar, when it has one)
+    tokens: int = 0                  # timestamp tokens put beside them, or beside receipts (each with its sidecar)
     received: int = 0                # files received from others put into the store (each with its receipt file)
     stored: int = 0                  # objects put by this run
     already_stored: int = 0          # objects this run found in the store with the same bytes
@@ -354,25 +354,20 @@ def _refuse_if_runners(source: Index, error: type[ArchiverError] = MigrationRefu
 def _refuse_if_unindexed_received(archive: Archive, source: Index) -> None:
     """A received file in <archive>/received that no receipt row names (a receive stopped after its put) would be
     left behind by a copy that goes by the rows: refused, saying what restores it first."""
-    from archiver.custody.verify import Report, find_unindexed_received
+    from archiver.custody.verify import Problem, Report, find_unindexed_received
     from archiver.store.local import LocalStore
-    found = Report(keep=1)
-    find_unindexed_received(LocalStore(archive.path, read_only=True), source.conn, found)
-    if found.problem_count:
-        first = found.problems[0]
-        raise MigrationRefused(f"{found.problem_count} received file(s) have no receipt row, {first.path} first (a "
+    unindexed: list[Problem] = []
+
+    def seen(problem: Problem) -> None:
+        # Only received files: a receipt's token no row names is not left behind by a copy of the rows any more
+        # than one in warcs/ is (verify names both).
+        if problem.kind == "received-unindexed":
+            unindexed.append(problem)
+    find_unindexed_received(LocalStore(archive.path, read_only=True), source.conn, Report(keep=0, on_problem=seen))
+    if unindexed:
+        raise MigrationRefused(f"{len(unindexed)} received file(s) have no receipt row, {unindexed[0].path} first (a "
                                f"receive stopped half-way; `archiver verify` names them): receive the same files "
                                f"again, which records them, and migrate then")
-
-
-def _present(conn: Any, table: str) -> bool:
-    """Whether the source index (SQLite: migrate moves an embedded archive) has ``table``."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
-
-
-def _counted(source: Index) -> list[tuple[str, str, str]]:
-    """COUNTED, less the optional tables the source's index does not have."""
-    return [c for c in COUNTED if c[0] not in OPTIONAL_TABLES or _present(source.conn, c[0])]
 
 
 def _check_store(store: BlobStore) -> None:
@@ -391,12 +386,13 @@ def _check_store(store: BlobStore) -> None:
 
 def _plan(archive: Archive, source: Index, target: Target, report: Report) -> Report:
     """What a run would do, from the source's counts and the target's state."""
-    for name, sql, _ in _counted(source):
+    for name, sql, _ in COUNTED:
         report.tables[name] = {"source": source.conn.execute(sql).fetchone()[0]}
     c = source.conn
     report.warcs = c.execute("SELECT COUNT(*) FROM captures WHERE warc_store IS NULL").fetchone()[0]
-    report.tokens = c.execute("SELECT COUNT(*) FROM timestamps t JOIN captures c ON c.id = t.capture_id WHERE "
-                              "t.state = 'done' AND t.token_path IS NOT NULL AND c.warc_store IS NULL").fetchone()[0]
+    report.tokens = c.execute("SELECT COUNT(*) FROM timestamps t LEFT JOIN captures c ON c.id = t.capture_id LEFT "
+                              "JOIN receipts r ON r.id = t.receipt_id WHERE t.state = 'done' AND t.token_path IS NOT "
+                              "NULL AND COALESCE(c.warc_store, r.store) IS NULL").fetchone()[0]
     report.bytes = c.execute("SELECT COALESCE(SUM(warc_size), 0) FROM captures WHERE warc_store IS NULL").fetchone()[0]
     report.received = c.execute("SELECT COUNT(*) FROM receipts WHERE store IS NULL").fetchone()[0]
     report.bytes += c.execute("SELECT COALESCE(SUM(size), 0) FROM receipts WHERE store IS NULL").fetchone()[0]
@@ -454,11 +450,10 @@ class _Copy:
         self._copy_ledger()
         self._copy_table("jobs", "id", mutable=True)
         self._copy_captures()
-        self._copy_timestamps()
         self._copy_receipts()
+        self._copy_timestamps()
         for table, key, mutable in TABLES:
-            if table not in OPTIONAL_TABLES or _present(self.source.conn, table):
-                self._copy_table(table, key, mutable)
+            self._copy_table(table, key, mutable, also=self._received_fts if table == "received_pages" else None)
         self._set_sequences()
         verified = self._verify()
         self._record(verified, by)
@@ -478,9 +473,11 @@ class _Copy:
             after = rows[-1]["seq"]
             self._tell(f"ledger: {after:,} of {total:,} entries", after >= total)
 
-    def _copy_table(self, table: str, key: str, mutable: bool, page: int = ROW_BATCH) -> None:
+    def _copy_table(self, table: str, key: str, mutable: bool, page: int = ROW_BATCH,
+                    also: Callable[[list[Any]], None] | None = None) -> None:
         """Every row of ``table`` by ``key``, a page per transaction: inserted where missing and, for a table whose rows
-        change state, brought up to date where they differ (an upsert that leaves equal rows alone)."""
+        change state, brought up to date where they differ (an upsert that leaves equal rows alone). ``also``: what
+        else each page writes, in its transaction (rows derived from it)."""
         columns = [r[1] for r in self.source.conn.execute(f"PRAGMA table_info({table})")]
         self._check_columns(table, columns)
         listed = ", ".join(f'"{c}"' for c in columns)
@@ -505,9 +502,18 @@ class _Copy:
                 + f' ORDER BY "{key}" LIMIT {page}', () if after is None else (after,)).fetchall():
             with self.target.transaction() as conn:
                 conn.executemany(sql, [tuple(r) for r in rows])
+                if also is not None:
+                    also(rows)
             after = rows[-1][key]
             done += len(rows)
             self._tell(f"{table}: {done:,} of {total:,} rows", done >= total)
+
+    def _received_fts(self, pages: list[Any]) -> None:
+        """The full-text entries of received pages, made on the target from their title and kept text as on receipt
+        (the engine's own full-text index: SQLite's FTS5 entries cannot be copied as rows)."""
+        from archiver.store import received
+        for page in pages:
+            received.index_text(self.target, page["rowid"], page["title"], page["text"])
 
     def _check_columns(self, table: str, columns: list[str]) -> None:
         theirs = {r[0] for r in self.target.conn.execute(
@@ -581,14 +587,14 @@ class _Copy:
                                      f"({', '.join('?' * len(names))})", [tuple(r) for r in rows])
 
     def _copy_timestamps(self) -> None:
-        """Timestamps, each granted token (and its sidecar) put beside its WARC in the store before its row says so
-        on the target: a token there is a row there."""
+        """Timestamps, each granted token (and its sidecar) put beside its WARC, or beside its receipt file (a
+        receipt's), in the store before its row says so on the target: a token there is a row there."""
         from archiver.custody.timestamps import sidecar_of
         src = self.source.conn
         after = 0
-        while rows := src.execute("SELECT t.*, c.warc_store AS in_store FROM timestamps t JOIN captures c ON "
-                                  "c.id = t.capture_id WHERE t.id > ? ORDER BY t.id LIMIT ?",
-                                  (after, ROW_BATCH)).fetchall():
+        while rows := src.execute("SELECT t.*, COALESCE(c.warc_store, r.store) AS in_store FROM timestamps t LEFT "
+                                  "JOIN captures c ON c.id = t.capture_id LEFT JOIN receipts r ON r.id = t.receipt_id "
+                                  "WHERE t.id > ? ORDER BY t.id LIMIT ?", (after, ROW_BATCH)).fetchall():
             after = rows[-1]["id"]
             there = {r["id"]: r["token_sha256"] for r in self.target.conn.execute(
                 "SELECT id, token_sha256 FROM timestamps WHERE state = 'done' AND id >= ? AND id <= ?",
@@ -598,13 +604,14 @@ class _Copy:
                     continue
                 if there.get(row["id"]) == row["token_sha256"]:
                     continue   # put and re-hashed by an earlier run, before its row was written
-                self._put(warc_key(row["token_path"]), self.archive.path / row["token_path"], row["token_sha256"],
-                          "timestamp token")
+                # A capture's token is kept as its WARC is (warcs/<key>: the key without "warcs/"), a receipt's
+                # under the key its receipt file has (received/...), which is its path under the archive.
+                key = _token_key(row)
+                self._put(key, self.archive.path / row["token_path"], row["token_sha256"], "timestamp token")
                 self.report.tokens += 1
                 sidecar = self.archive.path / sidecar_of(row["token_path"])
                 if sidecar.is_file():   # which TSA gave it: the one fact the token does not hold
-                    self._put(warc_key(sidecar_of(row["token_path"])), sidecar, sha256_file(sidecar)[0],
-                              "timestamp sidecar")
+                    self._put(sidecar_of(key), sidecar, sha256_file(sidecar)[0], "timestamp sidecar")
         self._copy_table("timestamps", "id", mutable=True)
 
     def _copy_receipts(self) -> None:
@@ -692,7 +699,7 @@ class _Copy:
         src, dst = self.source.conn, self.target.conn
         head = ledger.head(src)
         closing = _closing_entry(dst, head)
-        for name, on_source, on_target in _counted(self.source):
+        for name, on_source, on_target in COUNTED:
             mine, theirs = src.execute(on_source).fetchone()[0], dst.execute(on_target).fetchone()[0]
             if name == "ledger" and closing is not None:
                 theirs -= 1   # the migrated entry an earlier run appended
@@ -721,7 +728,7 @@ class _Copy:
         describes it now: there, of the size and SHA-256 sealed or received, the version the row names. The SHA-256
         of the list of places (capture, key, version; then "receipt", receipt, key, version), for the ``migrated``
         entry: a place changed in the index afterwards shows against it."""
-        from archiver.custody.timestamps import of_capture
+        from archiver.custody.timestamps import of_capture, of_receipt, sidecar_of
         from archiver.exchange.receive import RECEIPT_SUFFIX
         digest = hashlib.sha256()
         after, checked = "", 0
@@ -742,9 +749,14 @@ class _Copy:
         while rows := self.target.conn.execute(
                 "SELECT id, path, sha256, size, version FROM receipts WHERE id > ? AND store = ? ORDER BY id LIMIT ?",
                 (after, self.store.url, CAPTURE_BATCH)).fetchall():
+            # Beside each: its receipt file, and its receipt's tokens with the sidecars the archive had for them.
+            beside = {row["id"]: [row["path"] + RECEIPT_SUFFIX] + [
+                key for t in of_receipt(self.target.conn, row["id"]) if t["state"] == "done" and t["token_path"]
+                for key in (t["token_path"], sidecar_of(t["token_path"]))
+                if key == t["token_path"] or (self.archive.path / key).is_file()] for row in rows}
             self._in_parallel(lambda row: self._check_object(
                 f"received file {row['id']}", row["path"], row["version"], row["size"], row["sha256"],
-                [row["path"] + RECEIPT_SUFFIX], "receipt file"), rows)
+                beside[row["id"]], "receipt file or timestamp token"), rows)
             for row in rows:
                 digest.update(f"receipt {row['id']} {row['path']} {row['version'] or ''}\n".encode())
             checked += len(rows)
@@ -798,6 +810,12 @@ class _Copy:
             entry = _closing_entry(conn, now) or ledger.append(conn, "migrated", detail=detail)
         self.report.ledger = {"entries": verified["entries"], "head": verified["head"], "intact": True,
                               "migrated_entry": entry["seq"], "migrated_hash": entry["hash"]}
+
+
+def _token_key(row: Any) -> str:
+    """A timestamps row's token's key in the store: a capture's beside its WARC (``warc_key``), a receipt's beside
+    its receipt file (its ``token_path`` is that key already)."""
+    return row["token_path"] if row["receipt_id"] else warc_key(row["token_path"])
 
 
 def _closing_entry(dst: Any, head: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Iterator
 from archiver.errors import NotFound
 from archiver.store.index import Index, fts_key
 
-__all__ = ["page_id", "insert_pages", "iter_pages", "iter_listed", "find", "receipt", "pages_of", "receipt_of_page",
+__all__ = ["page_id", "insert_pages", "index_text", "iter_pages", "iter_listed", "find", "receipt", "pages_of", "receipt_of_page",
            "KIND", "STATUS", "PAGE_COLUMNS"]
 
 KIND = "received"
@@ -60,8 +60,14 @@ def insert_pages(index: Index, receipt_id: str, pages: Iterable[dict[str, Any]])
             (rowid, ident, receipt_id, seq, page["url"], page.get("ts") or None, page.get("status"),
              page.get("mime"), page.get("title"), page["warc"], page["offset"], page.get("text_source") or "none",
              page.get("text") or None))
-        index._index_text(rowid, page.get("title"), page.get("text"), "received_fts")
+        index_text(index, rowid, page.get("title"), page.get("text"))
     return seq
+
+
+def index_text(index: Index, rowid: int, title: str | None, text: str | None) -> None:
+    """A received page's full-text entry (``received_fts``, under its rowid), as ``insert_pages`` makes it; also for
+    a page row copied into another index (migrate), whose engine makes its own entries (they are not rows to copy)."""
+    index._index_text(rowid, title, text, "received_fts")
 
 
 def iter_pages(index: Index, *, tag: str | None = None, since: str | None = None, before: str | None = None,
