@@ -226,3 +226,26 @@ def test_reindex_restores_the_receipt_of_an_altered_file_without_its_pages_and_s
     [skipped] = report["skipped"]
     assert skipped["path"] == str(kept) and f"receipt {outcome['receipt_id']} restored without its pages" in \
         skipped["reason"] and "not to the receipt's" in skipped["reason"]
+
+
+def test_reindex_restores_receipts_in_the_order_they_were_received_not_by_their_keys(tmp_path):
+    """A received file's key is its SHA-256, which says nothing of when: reindex reads the receipts in the order of
+    the receipt IDs inside them. The first received here is the one whose key sorts last."""
+    import hashlib
+    cli = CLI(tmp_path / "archive")
+    warcs = [_partner_warc(tmp_path / f"{name}.warc.gz", [(f"https://partner.example/{name}", name, f"{name} words")])
+             for name in ("north", "south")]
+    warcs.sort(key=lambda path: hashlib.sha256(path.read_bytes()).hexdigest(), reverse=True)
+    ids = []
+    for warc in warcs:
+        [outcome] = cli("receive", str(warc), "--from", "Partner", "--json").json()
+        ids.append(outcome["receipt_id"])
+    result = cli("reindex", "-o", str(tmp_path / "rebuilt.db"), "--json")
+    assert result.code == 0, result.err
+    rebuilt = sqlite3.connect(tmp_path / "rebuilt.db")
+    try:
+        entries = [json.loads(r[0])["receipt"] for r in rebuilt.execute(
+            "SELECT detail FROM ledger WHERE event = 'reindexed' AND capture_id IS NULL ORDER BY seq")]
+    finally:
+        rebuilt.close()
+    assert entries == ids

@@ -278,3 +278,49 @@ def test_a_receipt_file_changed_after_it_was_timestamped_is_named_and_not_stampe
     result = cli("timestamp", outcome["receipt_id"])
     assert result.code == 1 and "first timestamped with" in result.err and tsa.requests == asked, result.err
     assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+
+
+def test_a_receipt_restored_from_its_file_by_the_same_bytes_again_is_timestamped_as_that_file(tmp_path, tsa):
+    """A receive killed after its receipt's put, before its row (and so before its timestamps were queued): the
+    same bytes received again write the row from the receipt file in the store, and its timestamps are queued in
+    that transaction and asked at once, of the receipt file as it is in the store (not of one made again)."""
+    cli = CLI(tmp_path / "archive")
+    _use(cli, tsa, ca_bundle=tsa.ca_file)
+    warc = _warc(tmp_path / "partner.warc", "convoy at the checkpoint")
+    killed = cli("receive", str(warc), "--from", "Reporter A", env={"ARCHIVER_FAULT_KILL_AT": "receive-stored"})
+    assert killed.code == -9, killed.err
+    with index_conn(cli.archive) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM timestamps").fetchone()[0] == 0
+    again = _receive(cli, warc)
+    assert again["outcome"] == "already"
+    [stamp] = again["timestamps"]
+    assert stamp["state"] == "done" and stamp["tsa_url"] == tsa.url, stamp
+    receipt = _receipt(cli, again["receipt_id"])
+    assert receipt["received_from"] == "Reporter A"   # the receipt of the receive that was killed
+    receipt_file = _stored(cli, receipt, receipt["path"] + ".receipt.json", tmp_path / "receipt.json")
+    receipt_sha = hashlib.sha256(receipt_file.read_bytes()).hexdigest()
+    with index_conn(cli.archive) as conn:
+        [row] = timestamps.of_receipt(conn, receipt["id"])
+    assert row["digest"] == receipt_sha
+    token = _stored(cli, receipt, stamp["token_path"], tmp_path / "token.tsr")
+    checked = _openssl_verify(receipt_sha, token, tsa.ca_file)
+    assert checked.returncode == 0, checked.stderr
+    result = cli("verify", "--json")
+    assert result.code == 0, result.out
+    assert result.json()["timestamps"]["verified"] == 1
+
+
+def test_verify_names_a_token_beside_a_receipt_that_no_row_names_and_not_as_a_received_file(tmp_path):
+    """received/ holds received files, their receipts and their receipts' tokens: a token is never taken for a
+    received file without its row; one that no timestamps row names is timestamp-unindexed, as in warcs/."""
+    cli = CLI(tmp_path / "archive")
+    outcome = _receive(cli, _warc(tmp_path / "partner.warc", "shelling near the old city"))
+    receipt = _receipt(cli, outcome["receipt_id"])
+    stray = tmp_path / "stray.tsr"
+    stray.write_bytes(b"not a token anybody asked for")
+    key = receipt["path"] + ".receipt.json.3.tsr"
+    _store(cli, receipt, read_only=False).put_file(key, stray, hashlib.sha256(stray.read_bytes()).hexdigest())
+    result = cli("verify", "--json")
+    assert result.code == 1, result.out
+    [problem] = result.json()["problems"]
+    assert problem["problem"] == "timestamp-unindexed" and problem["path"].endswith(key), problem

@@ -34,7 +34,7 @@ beside the receipt, in the same store (``<archive>/received/`` or the bucket), c
 ``<key>.receipt.json.<n>.tsr`` and its ``.tsr.json``. ``verify`` checks them against the receipt file as it is
 now (``check_token``), ``restore_receipt_tokens`` rebuilds their rows (reindex), and ``of_receipt`` lists them.
 
-    openssl ts -verify -data <id>.wacz.receipt.json -in <id>.wacz.receipt.json.1.tsr -CAfile <the TSA's root>.pem
+    openssl ts -verify -data <sha256>.wacz.receipt.json -in <sha256>.wacz.receipt.json.1.tsr -CAfile <the TSA's root>.pem
 
 Why the openssl CLI plus asn1crypto: openssl is what a third party checks with, so the archive checks the same
 way, and it verifies RSA and ECDSA TSAs alike (rfc3161ng handles RSA only). asn1crypto (pure Python, no
@@ -388,8 +388,9 @@ def token_rel_path(warc_rel: str, capture_id: str, n: int) -> str:
 
 
 def receipt_token_path(receipt_key: str, n: int) -> str:
-    """``received/YYYY/MM/DD/<id>.<fmt>.receipt.json.<n>.tsr``: beside the receipt, in its store (its key there,
-    which is also its path under the archive when the store is the archive directory)."""
+    """``received/<xx>/<sha256>.<fmt>.receipt.json.<n>.tsr``: beside the receipt, in its store (its key there,
+    which is also its path under the archive when the store is the archive directory; a file received before keys
+    were its SHA-256 keeps ``received/YYYY/MM/DD/<receipt id>.<fmt>``)."""
     from archiver.exchange.receive import RECEIPT_SUFFIX
     return f"{receipt_key}{RECEIPT_SUFFIX}.{n}{TOKEN_SUFFIX}"
 

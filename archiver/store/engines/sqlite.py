@@ -517,8 +517,11 @@ MIGRATIONS: list[str] = [
     """,
     # 12: files received from others (archiver receive: a partner's WACZ, a wget WARC...), kept as received beside
     # our captures and never confused with them. One row per distinct file (by SHA-256); each handing-over is a
-    # `received` ledger entry. The file's receipt is also written beside it (``<id>.receipt.json``), so that
-    # reindex can rebuild this table from the store alone.
+    # `received` ledger entry. The file's receipt is also written beside it (``<key>.receipt.json``), so that
+    # reindex can rebuild this table from the store alone. ``path`` below says received/YYYY/MM/DD/<id>.<format>:
+    # files received since are keyed by their SHA-256 instead, received/<xx>/<sha256>.<format> (exchange/receive.py
+    # says why); those received before keep their keys, and the row names each. (The SQL is left as it was made:
+    # an old migration is never changed.)
     """
     CREATE TABLE receipts (
         id TEXT PRIMARY KEY,               -- a ULID, like a capture ID
