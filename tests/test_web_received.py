@@ -24,7 +24,7 @@ from warcio.warcwriter import WARCWriter
 from conftest import CLI, ROOT, base_env, index_conn, team_env
 from test_receive import WARCS, needs_corpus
 from test_receive_index import _partner_warc
-from test_web_core import Workbench, chromium, watched_page  # noqa: F401 - chromium is a fixture
+from test_web_core import Workbench, chromium, csrf_of, watched_page  # noqa: F401 - chromium is a fixture
 
 TIMEOUT_MS = 45_000
 
@@ -106,7 +106,7 @@ def test_a_received_page_is_found_marked_shown_downloaded_replayed_and_verified(
             assert "received from Partner newsroom" in row.inner_text()
             assert "not captured by this archive" in row.inner_text()
             assert row.locator("a.title").get_attribute("href") == f"/received/{hit['id']}"
-            assert row.locator("input[name=id]").count() == 0        # not offered for export as ours
+            assert row.locator("input[name=id]").get_attribute("value") == hit["id"]   # exports its whole file
             # The list: ours and theirs, each as it is; the filters keep them apart.
             page.goto(f"{bench.origin}/")
             assert page.locator("tr.received-row").count() == 3
@@ -256,4 +256,103 @@ def test_scoops_screenshot_and_a_signed_wacz_in_the_workbench(tmp_path, chromium
     # went on): one entry per grant.
     replayed = [d["receipt"] for d in _accessed(cli.archive, "replay")]
     assert replayed[0] == scoop_receipt and replayed[1:] in ([], [signed_receipt]), replayed
+    assert cli("verify").code == 0
+
+
+def _ledger_after(archive: Path, seq: int) -> list[dict]:
+    """The ledger's entries after ``seq``: event, capture and URL, and detail."""
+    with index_conn(archive) as conn:
+        rows = conn.execute("SELECT seq, event, capture_id, url, detail FROM ledger WHERE seq > ? ORDER BY seq",
+                            (seq,)).fetchall()
+    return [{"seq": s, "event": e, "capture_id": c, "url": u, "detail": json.loads(d) if isinstance(d, str) else d}
+            for (s, e, c, u, d) in rows]
+
+
+def test_a_received_pages_report_and_an_export_of_it_with_a_capture_of_ours(mixed, chromium, tmp_path):
+    cli, outcome = mixed["cli"], mixed["outcome"]
+    receipt_id, archive = outcome["receipt_id"], cli.archive
+    [hit] = cli("search", "Ramouseh", "--json").json()
+    ours = cli("list", "--status", "ok", "--json").json()[0]
+    with index_conn(archive) as conn:
+        [(before,)] = conn.execute("SELECT max(seq) FROM ledger").fetchall()
+    bench = Workbench(cli)
+    try:
+        with watched_page(chromium) as page:
+            page.set_default_timeout(TIMEOUT_MS)
+            # The received page's report, HTML and PDF, from its view: headed as received, on this page.
+            page.goto(f"{bench.origin}/received/{hit['id']}")
+            # (Its "export" button exports the whole file: its receipt's ID, through the route tested below.)
+            assert page.locator("form:has(#export-received) input[name=id]").get_attribute("value") == receipt_id
+            with page.expect_download() as got:
+                page.click("#received-report")
+            html = tmp_path / "report.html"
+            got.value.save_as(html)
+            assert got.value.suggested_filename == f"{hit['id']}-received-report.html"
+            report = html.read_text()
+            assert "<h1>Received from others — not captured by this archive</h1>" in report
+            for expected in (hit["id"], receipt_id, outcome["sha256"], "Partner newsroom", "Convoy report",
+                             "https://partner.example/convoy", "the convoy crossed Ramouseh at dawn"):
+                assert expected in report, expected
+            assert "capture report" not in report.lower()
+            with page.expect_download() as got:
+                page.click("#received-report-pdf")
+            pdf = tmp_path / "report.pdf"
+            got.value.save_as(pdf)
+            assert pdf.read_bytes().startswith(b"%PDF-") and got.value.suggested_filename.endswith(".pdf")
+
+            # The search page: a received page is checked as its whole file, beside a capture of ours.
+            page.goto(f"{bench.origin}/")
+            box = page.locator(f'tr.received-row input[name=id][value="{hit["id"]}"]')
+            assert "whole received file partner-crawl.warc.gz" in box.get_attribute("aria-label")
+            assert "the whole file exports with its receipt" in page.locator("tr.received-row").first.inner_text()
+            box.check()
+            page.check(f'input[name=id][value="{ours["id"]}"]')
+            with page.expect_download() as got:
+                page.click("button[name=export]")
+            package = tmp_path / "selection.wacz"
+            got.value.save_as(package)
+
+        with httpx.Client(base_url=bench.url) as client:
+            # Only a receipt's or a received page's full ID opens anything: a prefix or an unknown ID is a 404 page.
+            for path in (f"/received/{hit['id'][:12]}", f"/received/{hit['id'][:12]}/report",
+                         f"/received/{receipt_id[:10]}/file", f"/received/{ours['id']}",
+                         f"/received/{ours['id']}/report.pdf", f"/received/{hit['id']}/file"):
+                answer = client.get(path)
+                assert answer.status_code == 404, (path, answer.status_code)
+                assert "Traceback" not in answer.text and "no received file" in answer.text, path
+            csrf = csrf_of(client.get(f"/received/{receipt_id}").text)
+            assert client.post(f"/received/{receipt_id[:8]}/verify", data={"csrf": csrf},
+                               headers={"Origin": bench.url}).status_code == 404
+    finally:
+        bench.stop()
+
+    # The package: intact by `verify --wacz`, our capture and the received file whole, as received.
+    checked = cli("verify", "--wacz", str(package), "--json")
+    assert checked.code == 0, checked.out
+    assert checked.json()["ok"] and checked.json()["received"] == 1 and checked.json()["captures"] == 1
+    with zipfile.ZipFile(package) as zf:
+        kept = zf.read(f"archive/received-{receipt_id}.warc.gz")
+        receipt = json.loads(zf.read(f"received/{receipt_id}.receipt.json"))["receipt"]
+        manifest = json.loads(zf.read("provenance/export.json"))
+    assert hashlib.sha256(kept).hexdigest() == outcome["sha256"] == receipt["sha256"]
+    assert kept == mixed["package"].read_bytes()
+    assert [c["id"] for c in manifest["captures"]] == [ours["id"]]
+    assert [r["receipt"] for r in manifest["received"]] == [receipt_id]
+
+    # Custody: the report and its PDF ledgered naming the receipt and the page; the export as `exported` and as
+    # `accessed` naming the capture and the receipt; the archive still verifies clean.
+    entries = _ledger_after(archive, before)
+    # (The view itself read its screenshot and, in the frame, replayed the file: entries of their own, tested above.)
+    handed = [e for e in entries if e["event"] == "accessed"
+              and e["detail"]["what"] not in ("received-image", "replay")]
+    assert [e["detail"]["what"] for e in handed] == ["report", "report-pdf", "wacz"], entries
+    for e in handed[:2]:
+        assert (e["detail"]["receipt"], e["detail"]["page"], e["detail"]["sha256"]) == (
+            receipt_id, hit["id"], outcome["sha256"])
+        assert e["capture_id"] is None and e["detail"]["bytes"] > 1000 and e["detail"]["from"] == "127.0.0.1"
+    wacz = handed[2]["detail"]
+    assert wacz["captures"] == [ours["id"]] and wacz["receipts"] == [receipt_id]
+    assert wacz["sha256"] == hashlib.sha256(package.read_bytes()).hexdigest()
+    [exported] = [e for e in entries if e["event"] == "exported"]
+    assert wacz["exported_entry"] == exported["seq"]
     assert cli("verify").code == 0

@@ -22,9 +22,6 @@ import zipfile
 import zlib
 from typing import Any, BinaryIO, Mapping
 
-from warcio.archiveiterator import ArchiveIterator
-from warcio.exceptions import ArchiveLoadFailed
-
 from archiver.errors import NotFound
 from archiver.store.archive import Archive
 from archiver.store.blobs import NotStored, StorageError
@@ -113,6 +110,10 @@ def read_image(archive: Archive, receipt: Mapping[str, Any], n: int) -> tuple[st
     if (found.get("bytes") or 0) > MAX_IMAGE_BYTES or found["length"] > MAX_IMAGE_BYTES + (1 << 20):
         raise Unreadable(f"{found['uri']} is {found.get('bytes')} bytes: more than is shown here "
                          f"({MAX_IMAGE_BYTES >> 20} MiB); download the received file")
+    # warcio here, not at the top: `show` of a received page imports this module, and read commands stay light
+    # (tests/test_imports.py).
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.exceptions import ArchiveLoadFailed
     where = placed(archive, receipt)
     start = _warc_start(archive, receipt, found["warc"])
     member = _read(archive, where, start + found["offset"], found["length"])

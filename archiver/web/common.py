@@ -53,12 +53,14 @@ def render(request: Request, template: str, context: dict[str, Any] | None = Non
 
 
 async def verified_view(request: Request, run: Callable[[Request, str], dict[str, Any]],
-                        context_of: Callable[[Request, str], dict[str, Any]], template: str) -> Response:
-    """A "verify now" button's answer: ``run`` (which verifies the ID in the path and ledgers it) and the view of that
-    ID again (``context_of``), with the outcome as ``verify``. Both block: run in the thread pool."""
+                        context_of: Callable[[Request, str], dict[str, Any]], template: str,
+                        checked: Callable[[str], str] = capture_id) -> Response:
+    """A "verify now" button's answer: ``run`` (which verifies the ID in the path, as ``checked`` lets it through,
+    and ledgers it) and the view of that ID again (``context_of``), with the outcome as ``verify``. Both block: run
+    in the thread pool."""
     form = await request.form()
     auth.require(request, "viewer", form)
-    ident = capture_id(request.path_params["ident"])
+    ident = checked(request.path_params["ident"])
     result = await run_in_threadpool(run, request, ident)
     context = await run_in_threadpool(context_of, request, ident)
     context["verify"] = result

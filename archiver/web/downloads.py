@@ -1,11 +1,13 @@
-"""Evidence leaving the archive through the workbench: a capture's WARC as sealed (streamed from its store), its
-capture report (HTML, or PDF printed by the capture's Chromium), and a signed WACZ of a selection. Each hand-out appends an ``accessed`` entry to the custody
-ledger before the first byte leaves: who (token name or local user), what (capture, file, hash), from which
-address. A WACZ export also appends ``exported``, as ``archiver export`` does."""
+"""Evidence leaving the archive through the workbench: a capture's WARC as sealed (streamed from its store), a
+report (a capture's, or a received file's: HTML, or PDF printed by the capture's Chromium), and a signed WACZ of a
+selection of captures and files received from others. Each hand-out appends an ``accessed`` entry to the custody
+ledger before the first byte leaves: who (token name or local user), what (capture or receipt, file, hash), from
+which address. A WACZ export also appends ``exported``, as ``archiver export`` does."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -13,7 +15,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from archiver.custody import ledger
-from archiver.store.archive import warc_key
+from archiver.store.archive import Archive, warc_key
 from archiver.store.index import Index
 from archiver.web import auth
 from archiver.web.common import BadRequest, archive_of, capture_id, index_of
@@ -64,59 +66,86 @@ def warc(request: Request) -> Response:
         "X-WARC-SHA256": cap["warc_sha256"]})
 
 
-def report(request: Request) -> Response:
-    """The capture report (exchange/report.py) as one self-contained HTML file, downloaded."""
-    from archiver.exchange.report import CSP as REPORT_CSP, gather, render_html
+@dataclass
+class Report:
+    """A report made for a download: its HTML, the footer every PDF page carries, the name it downloads as, and what
+    its ``accessed`` entry names (a capture, or a receipt)."""
+    html: str
+    footer: str
+    name: str
+    names: dict[str, Any]
+
+
+def capture_report(archive: Archive, index: Index, ident: str) -> Report:
+    """The capture report (exchange/report.py) of the capture with the path's ID ``ident``."""
+    from archiver.exchange.report import gather, render_html, utc
+    data = gather(archive, index, capture_id(ident))
+    cap = data.capture
+    return Report(render_html(data), f"archiver capture report {cap['id']}, made {utc(data.made_at)}",
+                  f"{cap['id']}-report", {"capture_id": cap["id"], "url": cap["url"]})
+
+
+def report_download(request: Request, make: Callable[[Archive, Index, str], Report]) -> Response:
+    """A report (``make``: a capture's, a received file's, of the ID in the path, which it checks) as one
+    self-contained HTML file, downloaded, ledgered (what=report) before it leaves."""
+    from archiver.exchange.report import CSP as REPORT_CSP
     auth.require(request, "viewer")
     archive = archive_of(request)
     with index_of(request) as index:
-        data = gather(archive, index, capture_id(request.path_params["ident"]))
-        body = render_html(data).encode("utf-8")
-        record_access(index, request, "report", capture_id=data.capture["id"], url=data.capture["url"],
-                      bytes=len(body))
+        made = make(archive, index, request.path_params["ident"])
+        body = made.html.encode("utf-8")
+        record_access(index, request, "report", bytes=len(body), **made.names)
     # The report's own policy (inline styles, a data: screenshot, nothing fetched), should a browser open it.
     return Response(body, media_type="text/html; charset=utf-8", headers={
-        "Content-Disposition": _attachment(f"{data.capture['id']}-report.html"), "Content-Security-Policy": REPORT_CSP})
+        "Content-Disposition": _attachment(f"{made.name}.html"), "Content-Security-Policy": REPORT_CSP})
 
 
-async def report_pdf(request: Request) -> Response:
-    """The capture report printed to PDF (A4, every page footed with the capture's ID), as `archiver report --pdf`
+async def report_pdf_download(request: Request, make: Callable[[Archive, Index, str], Report]) -> Response:
+    """A report printed to PDF (A4, every page footed with what it is a report on), as `archiver report --pdf`
     makes it: by the same Chromium captures use, with scripts off and every request refused. Chromium is started
-    for this download only, so the workbench itself never loads the capture stack."""
-    from archiver.exchange.report import ReportError, gather, render_html, render_pdf, utc
+    for this download only, so the workbench itself never loads the capture stack. Ledgered as what=report-pdf."""
+    from archiver.exchange.report import ReportError, render_pdf
     auth.require(request, "viewer")
     archive = archive_of(request)
-    ident = capture_id(request.path_params["ident"])
 
-    def _gather() -> Any:
+    def _make() -> Report:
         with index_of(request) as index:
-            return gather(archive, index, ident)
-    data = await run_in_threadpool(_gather)
-    footer = f"archiver capture report {data.capture['id']}, made {utc(data.made_at)}"
+            return make(archive, index, request.path_params["ident"])
+    made = await run_in_threadpool(_make)
     try:
-        body = await render_pdf(render_html(data), archive.settings, footer)
+        body = await render_pdf(made.html, archive.settings, made.footer)
     except ReportError as exc:
         return Response(f"{exc}\n", status_code=503, media_type="text/plain; charset=utf-8")
 
     def _record() -> None:
         with index_of(request) as index:
-            record_access(index, request, "report-pdf", capture_id=data.capture["id"], url=data.capture["url"],
-                          bytes=len(body))
+            record_access(index, request, "report-pdf", bytes=len(body), **made.names)
     # Recorded before the first byte leaves, as every hand-out is.
     await run_in_threadpool(_record)
     return Response(body, media_type="application/pdf", headers={
-        "Content-Disposition": _attachment(f"{data.capture['id']}-report.pdf")})
+        "Content-Disposition": _attachment(f"{made.name}.pdf")})
+
+
+def report(request: Request) -> Response:
+    return report_download(request, capture_report)
+
+
+async def report_pdf(request: Request) -> Response:
+    return await report_pdf_download(request, capture_report)
 
 
 async def export(request: Request) -> Response:
-    """A signed WACZ of the captures checked on the search page (``id`` fields) or of one capture."""
+    """A signed WACZ of what is checked on the search page (``id`` fields), or of one capture or received file:
+    captures' IDs, and receipts' or received pages' IDs (a received page takes its whole file, with its receipt, as
+    ``archiver export`` takes them)."""
     form = await request.form()
     auth.require(request, "viewer", form)
     ids = [capture_id(str(v)) for v in form.getlist("id")]
     if not ids:
-        raise BadRequest("select at least one capture to export")
+        raise BadRequest("select at least one capture or received file to export")
     if len(ids) > MAX_SELECTION:
-        raise BadRequest(f"at most {MAX_SELECTION} captures in one export (use `archiver export` for more)")
+        raise BadRequest(f"at most {MAX_SELECTION} captures or received pages in one export (use `archiver export` "
+                         "for more)")
     path, result = await run_in_threadpool(_export, request, sorted(set(ids)))
 
     def chunks() -> Iterator[bytes]:
@@ -138,9 +167,9 @@ def _export(request: Request, ids: list[str]) -> tuple[Any, Any]:
     path = folder / f"{stamp}-{len(ids)}.wacz"
     with index_of(request) as index:
         result = export_wacz(archive.path, archive.settings, index, path, ids=ids,
-                             title=f"workbench export of {len(ids)} capture(s) for {request.state.identity}")
+                             title=f"workbench export of {len(ids)} checked item(s) for {request.state.identity}")
         record_access(index, request, "wacz", sha256=result.sha256, bytes=result.bytes, captures=result.captures,
-                      exported_entry=result.ledger_seq)
+                      receipts=result.receipts, exported_entry=result.ledger_seq)
     return path, result
 
 

@@ -5,8 +5,12 @@ file to download exactly as received, "verify now" (re-hashed against the receip
 
 Every hand-out is ledgered as a capture's is (web/downloads.py ``record_access``): the file (what=received), an
 image read from it (what=received-image, once per viewer, address and image for the life of the serving process,
-as media is), its replay (web/replay.py, once per grant). Images are read from the file by their place, checked
-(exchange/received_file.py), and served as the image type they are, with nosniff and a sandboxing CSP."""
+as media is), its replay (web/replay.py, once per grant), its report (exchange/report_received.py: HTML, or PDF;
+what=report / report-pdf, naming the receipt). Images are read from the file by their place, checked
+(exchange/received_file.py), and served as the image type they are, with nosniff and a sandboxing CSP.
+
+Only a receipt's or a received page's exact ID opens any of these (never a prefix or a URL, which ``show`` takes):
+anything else is answered 404, as an unknown ID is."""
 from __future__ import annotations
 
 import re
@@ -22,8 +26,10 @@ from archiver.errors import NotFound
 from archiver.exchange import received_file as kept
 from archiver.store import received
 from archiver.web import auth
-from archiver.web.common import BadRequest, archive_of, capture_id, index_of, render, verified_view
-from archiver.web.downloads import record_access, streamed
+from archiver.store.archive import Archive
+from archiver.store.index import Index
+from archiver.web.common import CAPTURE_ID, BadRequest, archive_of, index_of, render, verified_view
+from archiver.web.downloads import Report, record_access, report_download, report_pdf_download, streamed
 from archiver.web.media import SANDBOX_CSP
 from archiver.web.replay import IFRAME_SANDBOX, received_iframe_src
 
@@ -33,9 +39,19 @@ _witnessed: set[tuple[Any, ...]] = set()
 _witness_lock = threading.Lock()
 
 
+def received_id(value: str) -> str:
+    """A path's receipt or received page ID: a full ULID, else NotFound (a prefix names nothing here, as an unknown
+    ID does not; the 404 page says so rather than "bad request")."""
+    ident = value.upper()
+    if not CAPTURE_ID.fullmatch(ident):
+        raise NotFound(f"no received file or received page {value[:40]!r} (a receipt's or a received page's full "
+                       "ID: `archiver list --status received`)")
+    return ident
+
+
 def _found(index: Any, ident: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """(receipt, page or None) for a receipt's or a received page's exact ID; NotFound otherwise."""
-    ident = capture_id(ident)
+    ident = received_id(ident)
     held = received.receipt(index, ident)
     if held is not None:
         return held, None
@@ -48,9 +64,9 @@ def _found(index: Any, ident: str) -> tuple[dict[str, Any], dict[str, Any] | Non
 
 def _receipt(index: Any, ident: str) -> dict[str, Any]:
     """The receipt with exactly this ID (the file, its images: a receipt's, never a page's); NotFound otherwise."""
-    held = received.receipt(index, capture_id(ident))
+    held = received.receipt(index, received_id(ident))
     if held is None:
-        raise NotFound(f"no received file {ident.upper()}")
+        raise NotFound(f"no received file {ident.upper()} (a received page's file is at its receipt's ID)")
     return held
 
 
@@ -128,7 +144,7 @@ def image(request: Request) -> Response:
 
 async def verify_now(request: Request) -> Response:
     """The received file re-hashed against its receipt, now; recorded in the ledger (``verified``)."""
-    return await verified_view(request, _verify, _context, "received.html")
+    return await verified_view(request, _verify, _context, "received.html", received_id)
 
 
 def _verify(request: Request, ident: str) -> dict[str, Any]:
@@ -144,8 +160,31 @@ def _verify(request: Request, ident: str) -> dict[str, Any]:
     return result
 
 
+def received_report(archive: Archive, index: Index, ident: str) -> Report:
+    """The report on the received file (a receipt's ID) or on one of its pages (a page's ID), headed as received
+    from others; its ``accessed`` entry names the receipt (and the page)."""
+    from archiver.exchange import report_received
+    held, page = _found(index, ident)
+    data = report_received.gather(archive, index, page["id"] if page else held["id"])
+    names: dict[str, Any] = {"receipt": held["id"], "sha256": held["sha256"]}
+    if page is not None:
+        names["page"] = page["id"]
+    return Report(report_received.render_html(data), data.footer,
+                  f"{page['id'] if page else held['id']}-received-report", names)
+
+
+def report(request: Request) -> Response:
+    return report_download(request, received_report)
+
+
+async def report_pdf(request: Request) -> Response:
+    return await report_pdf_download(request, received_report)
+
+
 routes = [
     Route("/received/{ident}", view, name="received"),
+    Route("/received/{ident}/report", report, name="received_report"),
+    Route("/received/{ident}/report.pdf", report_pdf, name="received_report_pdf"),
     Route("/received/{ident}/file", download, name="received_file"),
     Route("/received/{ident}/image/{n:int}", image, name="received_image"),
     Route("/received/{ident}/verify", verify_now, methods=["POST"], name="received_verify"),
