@@ -3,7 +3,8 @@ headed so that nobody takes it for a capture of ours; `archiver export` of recei
 carries each file byte for byte with its receipt and its `received` ledger entries, replayable beside our
 captures; `verify --wacz` checks each against its receipt, and `import` takes the captures and names the received
 files it leaves. The partner's WARC is written here with warcio, as a partner's crawler writes one; the corpus
-files (a signed py-wacz package, Scoop packages) are read from ../shared/corpus/warc/ when it is there."""
+files (a signed py-wacz package, Scoop packages) are read from ../shared/corpus/warc/ when it is there. A loopback TSA
+(scripts/tsa_server.py) timestamps the capture and the receipts, so that their tokens travel too."""
 from __future__ import annotations
 
 import hashlib
@@ -21,6 +22,7 @@ from test_receive import WARCS, needs_corpus
 from test_receive_index import _partner_warc
 from test_replay_wacz import RWP, _open, _replayed, _shows, _signature_verdict, chromium  # noqa: F401 (fixture)
 from test_wacz import BIN, _flip_in_zip, _members, _relisted, _rezip, _wacz_validate
+from tsa_server import LoopbackTSA
 
 HEADING = "Received from others — not captured by this archive"
 # A title as a hostile page sets it: written with entities, so that the title read from the file holds the tags.
@@ -36,24 +38,33 @@ def _sha256(data: bytes) -> str:
 @pytest.fixture(scope="module")
 def held(tmp_path_factory: pytest.TempPathFactory, site) -> dict[str, Any]:
     """An archive with one capture of its own, a partner's WARC received (tagged `partner`), and an uncompressed WARC
-    with one payload byte flipped before it was handed over; exported: the capture, the partner's receipt by its
-    ID, the altered file by one of its pages' IDs."""
+    with one payload byte flipped before it was handed over, each timestamped by a loopback TSA (up while they are
+    made); exported: the capture, the partner's receipt by its ID, the altered file by one of its pages' IDs."""
     root = tmp_path_factory.mktemp("received-export")
     cli = CLI(root / "archive")
-    captured = cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/", "--json")
-    assert captured.code == 0, captured.err
-    capture_id = captured.json()[0]["capture_id"]
-    partner = _partner_warc(root / "partner-crawl.warc.gz", PAGES)
-    [good] = cli("receive", str(partner), "--from", "Partner newsroom", "--by", "Hadi", "--tag", "partner",
-                 "--json").json()
-    clean = _partner_warc(root / "clean.warc", [("https://leak.example/memo", HOSTILE_TITLE,
-                                                 "the memo names the checkpoint commander")], gzip=False).read_bytes()
-    flipped = bytearray(clean)
-    at = flipped.index(b"checkpoint")
-    flipped[at] ^= 0x20
-    altered = root / "memo-from-source.warc"
-    altered.write_bytes(bytes(flipped))
-    [bad] = cli("receive", str(altered), "--from", "Anonymous source", "--tag", "leak", "--json").json()
+    tsa = LoopbackTSA(root / "tsa")
+    cli.env.update({"ARCHIVER_TIMESTAMP_TSA_URLS": json.dumps([tsa.url]),
+                    "ARCHIVER_TIMESTAMP_CA_BUNDLE": str(tsa.ca_file)})
+    try:
+        captured = cli("capture", "--no-browser", site.url + "/2016/12/16/evacuation-suspended/", "--json")
+        assert captured.code == 0, captured.err
+        capture_id = captured.json()[0]["capture_id"]
+        partner = _partner_warc(root / "partner-crawl.warc.gz", PAGES)
+        [good] = cli("receive", str(partner), "--from", "Partner newsroom", "--by", "Hadi", "--tag", "partner",
+                     "--json").json()
+        clean = _partner_warc(root / "clean.warc", [("https://leak.example/memo", HOSTILE_TITLE,
+                                                     "the memo names the checkpoint commander")], gzip=False
+                              ).read_bytes()
+        flipped = bytearray(clean)
+        at = flipped.index(b"checkpoint")
+        flipped[at] ^= 0x20
+        altered = root / "memo-from-source.warc"
+        altered.write_bytes(bytes(flipped))
+        [bad] = cli("receive", str(altered), "--from", "Anonymous source", "--tag", "leak", "--json").json()
+    finally:
+        tsa.close()
+    del cli.env["ARCHIVER_TIMESTAMP_TSA_URLS"]   # exporting asks no TSA
+    assert [t["state"] for o in (good, bad) for t in o["timestamps"]] == ["done", "done"], (good, bad)
     assert bad["checks"]["problems"], bad["checks"]
     record = bytes(flipped).rfind(b"WARC/1.", 0, at)     # the record the byte is in
     pages = {r["url"]: r["id"] for r in cli("list", "--status", "received", "--json").json()}
@@ -62,7 +73,8 @@ def held(tmp_path_factory: pytest.TempPathFactory, site) -> dict[str, Any]:
                    "--json")
     assert exported.code == 0, exported.err
     return {"cli": cli, "root": root, "capture": capture_id, "good": good, "bad": bad, "pages": pages,
-            "partner": partner, "altered": altered, "record": record, "wacz": wacz, "export": exported.json()}
+            "partner": partner, "altered": altered, "record": record, "wacz": wacz, "export": exported.json(),
+            "tsa_ca": tsa.ca_file}
 
 
 def test_report_of_a_received_page_is_headed_received_and_names_the_altered_record(held, tmp_path):
@@ -153,6 +165,81 @@ def test_export_carries_received_files_as_received_with_their_receipts(held, tmp
     joined = "\n".join(outputs)
     for outcome in (good, bad):   # the receipt's SHA-256 as it prints it, and the file's as sha256sum does
         assert joined.count(outcome["sha256"]) >= 2 and "Anonymous source" in joined
+
+
+def test_export_carries_the_receipts_timestamp_tokens_and_verify_checks_them(held, tmp_path):
+    """A receipt's RFC 3161 tokens travel beside it (received/<receipt>.receipt.json.<n>.tsr, with the .tsr.json
+    note), listed and counted like a capture's; `verify --wacz` checks each against the receipt file in the
+    package, and the VERIFY.txt line with the TSA's root runs as written."""
+    members, cli = _members(held["wacz"]), held["cli"]
+    listed = {r["path"]: r for r in json.loads(members["datapackage.json"])["resources"]}
+    manifest = {r["receipt"]: r for r in json.loads(members["provenance/export.json"])["received"]}
+    excerpt = [json.loads(line) for line in members["provenance/ledger.jsonl"].decode().splitlines()]
+    for outcome in (held["good"], held["bad"]):
+        rid, [stamp] = outcome["receipt_id"], outcome["timestamps"]
+        receipt_file, token = f"received/{rid}.receipt.json", f"received/{rid}.receipt.json.1.tsr"
+        assert _sha256(members[token]) == stamp["token_sha256"]
+        note = json.loads(members[token + ".json"])
+        assert note["receipt_id"] == rid and note["digest"] == _sha256(members[receipt_file])
+        for path in (token, token + ".json"):
+            assert listed[path]["hash"] == "sha256:" + _sha256(members[path])
+        [packaged] = manifest[rid]["timestamps"]
+        assert (packaged["token"], packaged["note"], packaged["token_sha256"]) == (token, token + ".json",
+                                                                                  stamp["token_sha256"])
+        # Its `timestamped` entry is in the ledger excerpt, beside the `received` one.
+        assert any(e["event"] == "timestamped" and e["detail"].get("receipt") == rid and
+                   e["detail"]["token_sha256"] == stamp["token_sha256"] for e in excerpt)
+    # Counted: the capture's token and the two receipts'.
+    assert held["export"]["timestamps"] == 3
+    page = held["pages"]["https://partner.example/convoy"]
+    one = cli("export", page, "-o", str(tmp_path / "page.wacz"))
+    assert one.code == 0 and "1 received file(s) with their receipts, 1 timestamp token(s)" in one.out, one.out
+    report = CLI(tmp_path / "nowhere")("verify", "--wacz", str(held["wacz"]), "--json")
+    assert report.code == 0, report.out
+    assert report.json()["ok"] and report.json()["timestamps"] == 3
+    # VERIFY.txt, in an empty folder: every `$` line (the tokens checked with the certificates they carry), then
+    # the line with the TSA's root, as written, once the root is there under the name it gives.
+    folder = tmp_path / "case"
+    folder.mkdir()
+    with zipfile.ZipFile(held["wacz"]) as zf:
+        zf.extractall(folder)
+    text = (folder / "provenance" / "VERIFY.txt").read_text()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    outputs = []
+    for command in [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("$ ")]:
+        done = subprocess.run(["bash", "-c", command], cwd=folder, capture_output=True, text=True, env=env)
+        assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
+        outputs.append(done.stdout + done.stderr)
+    assert "\n".join(outputs).count("Verification: OK") == 3
+    (folder / "TSA-ROOT.pem").write_bytes(held["tsa_ca"].read_bytes())
+    for outcome in (held["good"], held["bad"]):
+        rid = outcome["receipt_id"]
+        line = (f"openssl ts -verify -digest \"$(sha256sum received/{rid}.receipt.json | cut -d' ' -f1)\" "
+                f"-in received/{rid}.receipt.json.1.tsr -CAfile TSA-ROOT.pem")
+        assert line in text
+        done = subprocess.run(["bash", "-c", line], cwd=folder, capture_output=True, text=True)
+        assert done.returncode == 0 and "Verification: OK" in done.stdout, done.stderr
+    # Import still leaves the received files, and so their receipts' tokens.
+    imported = CLI(tmp_path / "other")("import", str(held["wacz"]), "--json")
+    assert imported.code == 0, imported.err
+    assert {i["outcome"] for i in imported.json()[0]["items"]} == {"imported", "skipped"}
+
+
+def test_a_token_swapped_into_a_receipts_place_is_named(held, tmp_path):
+    """The capture's token put in place of a receipt's, datapackage.json re-hashed to hide it: `verify --wacz`
+    names the token, and the file it vouches for instead."""
+    members, rid = _members(held["wacz"]), held["good"]["receipt_id"]
+    token, capture_token = f"received/{rid}.receipt.json.1.tsr", f"provenance/{held['capture']}.1.tsr"
+    assert members[token] != members[capture_token]
+    swapped = _rezip(held["wacz"], tmp_path / "swapped.wacz",
+                     _relisted(members, {token: members[capture_token]}))
+    result = CLI(tmp_path / "nowhere")("verify", "--wacz", str(swapped), "--json")
+    assert result.code == 1
+    named = [p for p in result.json()["problems"] if p["problem"] == "timestamp" and p["path"] == token]
+    details = " | ".join(p["detail"] for p in named)
+    assert f"the archive recorded {held['good']['timestamps'][0]['token_sha256']}" in details, details
+    assert f"(archive/{held['capture']}.warc.gz), not for received/{rid}.receipt.json" in details, details
+    assert result.json()["timestamps"] == 2     # the capture's and the other receipt's still hold
 
 
 def test_export_by_tag_takes_the_receipts_with_that_tag(held, tmp_path):

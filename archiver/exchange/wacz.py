@@ -465,15 +465,70 @@ def _login(scan: WarcScan) -> str | None:
     return login_of(provenance if isinstance(provenance, dict) else None)
 
 
-def _timestamp_rows(conn: sqlite3.Connection, capture_id: str) -> list[dict[str, Any]]:
-    """The capture's granted timestamps with a token file. Read defensively: an index from before the table, or
-    columns that changed, give none rather than a failed export."""
+def granted_tokens(conn: sqlite3.Connection, column: str, ident: str) -> list[dict[str, Any]]:
+    """The granted timestamps with a token file of a capture (``column`` "capture_id") or of a receipt
+    ("receipt_id"). Read defensively: an index from before the table, or columns that changed, give none rather
+    than a failed export."""
+    assert column in ("capture_id", "receipt_id")
     try:
-        rows = [dict(r) for r in conn.execute("SELECT * FROM timestamps WHERE capture_id = ? ORDER BY id",
-                                              (capture_id,))]
+        rows = [dict(r) for r in conn.execute(f"SELECT * FROM timestamps WHERE {column} = ? ORDER BY id", (ident,))]
     except sqlite3.Error:
         return []
     return [r for r in rows if r.get("state") == "done" and r.get("token_path")]
+
+
+PackagedToken = tuple[str, Path | bytes, str | None]   # (path in the package, file or bytes, SHA-256 recorded)
+
+
+def packaged_tokens(rows: list[dict[str, Any]], read: Callable[[str], Path | bytes | None],
+                    named: Callable[[str], str], missing: Callable[[str], str], warnings: list[str]
+                    ) -> tuple[list[dict[str, Any]], list[PackagedToken]]:
+    """The tokens of ``rows`` (granted_tokens) and their notes, to put into the package: their manifest entries
+    (``timestamps`` of a capture or of a received file) and what to copy (add_tokens). ``read`` gives a token or
+    note by its path as indexed (None: not there), ``named`` its path in the package; a token that is not there is
+    left out with the warning ``missing`` words, so that the export still carries the rest."""
+    stamps: list[dict[str, Any]] = []
+    tokens: list[PackagedToken] = []
+    for row in rows:
+        token = read(row["token_path"])
+        if token is None:
+            warnings.append(missing(row["token_path"]))
+            continue
+        path = named(row["token_path"])
+        stamps.append({"token": path, "tsa_url": row.get("tsa_url"), "digest": row.get("digest"),
+                       "gen_time": row.get("gen_time"), "serial": row.get("serial"),
+                       "tsa_name": row.get("tsa_name"), "token_sha256": row.get("token_sha256")})
+        tokens.append((path, token, row.get("token_sha256")))
+        sidecar = read(tsa.sidecar_of(row["token_path"]))
+        if sidecar is not None:
+            stamps[-1]["note"] = tsa.sidecar_of(path)
+            tokens.append((tsa.sidecar_of(path), sidecar, None))
+    return stamps, tokens
+
+
+def token_reader(archive_dir: Path, store: Any) -> Callable[[str], Path | bytes | None]:
+    """How packaged_tokens reads a token or note: an object in ``store`` (beside a WARC or a receipt in it), or a
+    file under the archive (``store`` None)."""
+    def read(rel: str) -> Path | bytes | None:
+        if store is not None:
+            return tsa.object_bytes(store, rel)
+        path = archive_dir / rel
+        return path if path.is_file() else None
+    return read
+
+
+def add_tokens(package: "_Package", tokens: list[PackagedToken]) -> None:
+    """Copy the tokens in, each checked against the SHA-256 recorded when it was granted: a token changed since
+    is not passed on as the TSA's."""
+    for path, source, recorded in tokens:
+        if isinstance(source, bytes):
+            package.add_bytes(path, source)
+            copied = hashlib.sha256(source).hexdigest()
+        else:
+            copied = package.add_file(path, source)
+        if recorded and copied != recorded:
+            raise EvidenceAltered(f"timestamp token {Path(path).name} hashes to {copied}, the index recorded "
+                                  f"{recorded}; not exported (run `archiver verify`)")
 
 
 def _ledger_excerpt(conn: sqlite3.Connection, captures: list[dict[str, Any]],
@@ -592,7 +647,7 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
     cdx: list[str] = []
     pages: list[dict[str, Any]] = []
     listed: list[dict[str, Any]] = []
-    tokens: list[tuple[str, Path | bytes, str | None]] = []   # (path in the package, file or bytes, SHA-256 recorded)
+    tokens: list[PackagedToken] = []
     warnings: list[str] = []
     for capture in captures:
         indexed = index.capture_records(capture["id"])
@@ -602,32 +657,13 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
         _check_sealed(capture, scan, indexed)
         cdx += cdxj_lines(name, scan)
         pages.append(page_of(capture, scan))
-        stamps = []
         store = stores.of(capture["warc_store"]) if capture.get("warc_store") else None
-        for row in _timestamp_rows(index.conn, capture["id"]):
-            token: Path | bytes | None = archive_dir / row["token_path"]
-            if store is not None:   # an object beside the WARC in its store
-                token = tsa.object_bytes(store, row["token_path"])
-            elif not token.is_file():
-                token = None
-            if token is None:
-                warnings.append(f"capture {capture['id']}: timestamp token {row['token_path']} is missing; "
-                                f"not exported (run `archiver verify {capture['id']}`)")
-                continue
-            token_name = Path(row["token_path"]).name
-            stamps.append({"token": f"{PROVENANCE_DIR}/{token_name}", "tsa_url": row.get("tsa_url"),
-                           "digest": row.get("digest"), "gen_time": row.get("gen_time"),
-                           "serial": row.get("serial"), "tsa_name": row.get("tsa_name"),
-                           "token_sha256": row.get("token_sha256")})
-            tokens.append((f"{PROVENANCE_DIR}/{token_name}", token, row.get("token_sha256")))
-            sidecar: Path | bytes | None = archive_dir / tsa.sidecar_of(row["token_path"])
-            if store is not None:
-                sidecar = tsa.object_bytes(store, tsa.sidecar_of(row["token_path"]))
-            elif not sidecar.is_file():
-                sidecar = None
-            if sidecar is not None:
-                stamps[-1]["note"] = f"{PROVENANCE_DIR}/{tsa.sidecar_of(token_name)}"
-                tokens.append((f"{PROVENANCE_DIR}/{tsa.sidecar_of(token_name)}", sidecar, None))
+        stamps, carried = packaged_tokens(
+            granted_tokens(index.conn, "capture_id", capture["id"]), token_reader(archive_dir, store),
+            lambda rel: f"{PROVENANCE_DIR}/{Path(rel).name}",
+            lambda rel, cid=capture["id"]: f"capture {cid}: timestamp token {rel} is missing; not exported (run "
+                                           f"`archiver verify {cid}`)", warnings)
+        tokens += carried
         signed_at = {kind: next(({"offset": r.offset, "length": r.length} for r in scan.records
                                  if r.uri == f"urn:{kind}:{capture['id']}"), None)
                      for kind in ("provenance", "signature")}
@@ -651,19 +687,11 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                         f"rests on this archive's clock and ledger alone; `archiver timestamp "
                         f"{' '.join(unstamped[:3])}{' ...' if len(unstamped) > 3 else ''}` (with timestamp.tsa_urls "
                         f"set) adds one before exporting")
-    held = _write_received(package, archive_dir, index, receipts or [], stores, cdx, pages, warnings)
+    held = _write_received(package, archive_dir, index, receipts or [], stores, cdx, pages, warnings, tokens)
     package.add_bytes(CDXJ_PATH, "".join(line + "\n" for line in sorted(cdx)).encode("utf-8"))
     package.add_bytes(PAGES_PATH, "".join(json.dumps(p, ensure_ascii=False) + "\n"
                                           for p in [PAGES_HEADER, *pages]).encode("utf-8"))
-    for path, source, recorded in tokens:
-        if isinstance(source, bytes):
-            package.add_bytes(path, source)
-            copied = hashlib.sha256(source).hexdigest()
-        else:
-            copied = package.add_file(path, source)
-        if recorded and copied != recorded:
-            raise EvidenceAltered(f"timestamp token {Path(path).name} hashes to {copied}, the index recorded "
-                                  f"{recorded}; not exported (run `archiver verify`)")
+    add_tokens(package, tokens)
     excerpt = _ledger_excerpt(index.conn, captures, [r["receipt"] for r in held])
     head = ledger.head(index.conn)
     binding, binding_sig = keys.wacz_key_binding(archive_key, wacz_key)
@@ -697,13 +725,16 @@ def _write_members(package: _Package, archive_dir: Path, index: Any, captures: l
                      + (f" With {len(held)} file(s) received from others, NOT captured by this archive: each kept "
                         f"as received, with its receipt (received/)." if held else "")
                      + f" How to check everything with standard tools: `{VERIFY_PATH}`."),
-        created=created, pages=pages, timestamps=sum(len(c["timestamps"]) for c in listed), warnings=warnings)
+        created=created, pages=pages, warnings=warnings,
+        timestamps=sum(len(c["timestamps"]) for c in listed) + sum(len(r["timestamps"]) for r in held))
 
 
 def _write_received(package: _Package, archive_dir: Path, index: Any, receipts: list[dict[str, Any]], stores: Any,
-                    cdx: list[str], pages: list[dict[str, Any]], warnings: list[str]) -> list[dict[str, Any]]:
-    """The received files into the package (wacz_received), their CDXJ lines and pages added to ``cdx`` and
-    ``pages``; their manifest entries. Refuses (EvidenceAltered) a file that is not as it was received."""
+                    cdx: list[str], pages: list[dict[str, Any]], warnings: list[str],
+                    tokens: list[PackagedToken]) -> list[dict[str, Any]]:
+    """The received files into the package (wacz_received), their CDXJ lines, pages and receipts' timestamp tokens
+    added to ``cdx``, ``pages`` and ``tokens``; their manifest entries. Refuses (EvidenceAltered) a file that is
+    not as it was received."""
     from archiver.exchange import wacz_received
     held = []
     for row in receipts:
@@ -713,6 +744,7 @@ def _write_received(package: _Package, archive_dir: Path, index: Any, receipts: 
             raise EvidenceAltered(f"received file {row['id']}: {exc}; not exported (run `archiver verify`)") from None
         cdx += members.cdx
         pages += members.pages
+        tokens += members.tokens
         warnings += members.warnings
         held.append(members.entry)
     return held
@@ -785,6 +817,22 @@ _PY_LEDGER = ("python3 -c 'import json,hashlib; "
               "\"prev\":e[\"prev_hash\"]},"
               "sort_keys=True,separators=(\",\",\":\"),ensure_ascii=False).encode()).hexdigest()==e[\"hash\"] else "
               "\"CHANGED\") for e in E]; [print(*r) for r in R]; raise SystemExit(any(r[3] != \"OK\" for r in R))'")
+
+
+def token_lines(label: str, stamp: dict[str, Any], digest: str) -> list[str]:
+    """VERIFY.txt's commands for one RFC 3161 token (a manifest ``timestamps`` entry) of the file whose SHA-256 is
+    ``digest`` (a hex digest, or a shell expression that prints one): the time it states; the check against the
+    TSA's root, which the reader must get from the TSA (so not a ``$`` line); the check of the signature and hash
+    alone, with the certificates the token carries."""
+    token = stamp["token"]
+    certs = f"checks/{Path(token).name}.certs.pem"
+    return [f"  {label} ({stamp.get('tsa_name') or stamp.get('tsa_url') or 'TSA'}, {stamp.get('gen_time') or '?'}):",
+            f"    $ openssl ts -reply -in {token} -text | grep -E '^(Time stamp|Message data|TSA):'",
+            f"      openssl ts -verify -digest {digest} -in {token} -CAfile TSA-ROOT.pem",
+            "    without the TSA's root, this checks the signature and the hash only (not who the TSA is):",
+            f"    $ openssl ts -reply -in {token} -token_out | openssl pkcs7 -inform DER -print_certs > {certs}",
+            f"    $ openssl ts -verify -digest {digest} -in {token} -CAfile {certs} -partial_chain",
+            ""]
 
 
 def verify_text(manifest: dict[str, Any]) -> str:
@@ -882,23 +930,16 @@ def verify_text(manifest: dict[str, Any]) -> str:
     out += ["3. Time: RFC 3161 timestamps", ""]
     stamped = [(c, t) for c in captures for t in c["timestamps"]]
     if not stamped:
-        out += ["This package holds no RFC 3161 timestamp token: the capture times rest on the archive's own clock",
-                "and on its ledger (below).", ""]
+        out += ["This package holds no RFC 3161 timestamp token of a capture: the capture times rest on the",
+                "archive's own clock and on its ledger (below)."
+                + (" The receipts' tokens are in section 6." if any(r.get("timestamps") for r in
+                                                                     manifest.get("received") or []) else ""), ""]
     else:
         out += ["A time-stamping authority (TSA) signed that a file with the WARC's SHA-256 existed at the time it",
                 "states. Print that time, then check the token against the TSA's root certificate (from the TSA):",
                 ""]
         for c, t in stamped:
-            certs = f"checks/{Path(t['token']).name}.certs.pem"
-            out += [f"  {c['id']} ({t.get('tsa_name') or t.get('tsa_url') or 'TSA'}, {t.get('gen_time') or '?'}):",
-                    f"    $ openssl ts -reply -in {t['token']} -text | grep -E '^(Time stamp|Message data|TSA):'",
-                    f"      openssl ts -verify -digest {c['warc_sha256']} -in {t['token']} -CAfile TSA-ROOT.pem",
-                    "    without the TSA's root, this checks the signature and the hash only (not who the TSA is):",
-                    f"    $ openssl ts -reply -in {t['token']} -token_out | openssl pkcs7 -inform DER -print_certs "
-                    f"> {certs}",
-                    f"    $ openssl ts -verify -digest {c['warc_sha256']} -in {t['token']} -CAfile {certs} "
-                    "-partial_chain",
-                    ""]
+            out += token_lines(c["id"], t, c["warc_sha256"])
         out += ["(A TSA certificate that has expired since does not void a token it signed while valid: add",
                 "-attime with the token's time in seconds since 1970 to check the chain as of then.)", ""]
     out += [
@@ -1385,20 +1426,24 @@ class _PackageCheck:
         if report.archive_key and (manifest.get("archive_key") or {}).get("fingerprint") != report.archive_key:
             report.add("provenance", MANIFEST_PATH, "names another archive key than the package holds")
         listed_seqs = (manifest.get("ledger") or {}).get("seqs")
-        self._ledger(captures, listed_seqs if isinstance(listed_seqs, list) else None)
-        self._timestamps(captures)
+        held = manifest.get("received")
+        received = [r for r in held if isinstance(r, dict)] if isinstance(held, list) else []
+        self._ledger(captures, listed_seqs if isinstance(listed_seqs, list) else None, received)
+        self._timestamps(captures, received)
         from archiver.exchange.wacz_received import check_package
         check_package(self.zf, self.raw, self.read, self.listed, self.warc_hashes, self.received_ledger, manifest,
                       report)
 
-    def _ledger(self, captures: list[dict[str, Any]], listed_seqs: list[Any] | None) -> None:
+    def _ledger(self, captures: list[dict[str, Any]], listed_seqs: list[Any] | None,
+                received: list[dict[str, Any]]) -> None:
         report = self.report
         data = self.read.get(LEDGER_PATH)
         if data is None:
             report.add("ledger", LEDGER_PATH, "is missing or unreadable")
             return
         sealed: dict[str, str] = {}
-        stamped: set[tuple[str, str]] = set()    # (capture id, token SHA-256) of each `timestamped` entry
+        # (capture or receipt ID, token SHA-256) of each `timestamped` entry
+        stamped: set[tuple[str, str]] = set()
         seqs: list[Any] = []
         previous: dict[str, Any] | None = None
         for n, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
@@ -1419,8 +1464,9 @@ class _PackageCheck:
             detail = entry.get("detail") if isinstance(entry.get("detail"), dict) else {}
             if entry.get("event") in SEALING and entry.get("capture_id") and detail:
                 sealed.setdefault(entry["capture_id"], detail.get("warc_sha256"))
-            if entry.get("event") == "timestamped" and entry.get("capture_id"):
-                stamped.add((entry["capture_id"], str(detail.get("token_sha256"))))
+            if entry.get("event") == "timestamped" and (entry.get("capture_id") or detail.get("receipt")):
+                stamped.add((entry.get("capture_id") or f"receipt {detail['receipt']}",
+                             str(detail.get("token_sha256"))))
             if entry.get("event") == "received" and detail.get("receipt") and not detail.get("again"):
                 self.received_ledger.setdefault(str(detail["receipt"]), str(detail.get("sha256")))
             previous = entry
@@ -1438,44 +1484,58 @@ class _PackageCheck:
             elif sealed[c["id"]] != found:
                 report.add("ledger", LEDGER_PATH, f"recorded {sealed[c['id']]} when {c['id']} was sealed; its WARC "
                            f"hashes to {found}")
-            for stamp in c.get("timestamps") or []:
+        subjects = [(c.get("id"), c.get("timestamps")) for c in captures if c.get("warc") in self.warc_hashes]
+        subjects += [(f"receipt {r.get('receipt')}", r.get("timestamps")) for r in received]
+        for subject, stamps in subjects:
+            for stamp in stamps if isinstance(stamps, list) else []:
                 if isinstance(stamp, dict) and stamp.get("token_sha256") and \
-                        (c.get("id"), stamp["token_sha256"]) not in stamped:
+                        (subject, stamp["token_sha256"]) not in stamped:
                     report.add("ledger", LEDGER_PATH, f"has no 'timestamped' entry for {stamp.get('token')} of "
-                               f"{c.get('id')}")
+                               f"{subject}")
 
-    def _timestamps(self, captures: list[dict[str, Any]]) -> None:
-        """Each token vouches for its WARC's SHA-256, and its signature holds (with the certificate it carries:
-        whether that TSA is trusted is for the reader, who holds its root)."""
+    def _timestamps(self, captures: list[dict[str, Any]], received: list[dict[str, Any]]) -> None:
+        """Each token vouches for its file's SHA-256 -- a capture's WARC, or a received file's receipt
+        (received/<receipt>.receipt.json, as in the package) -- and its signature holds (with the certificate it
+        carries: whether that TSA is trusted is for the reader, who holds its root)."""
+        receipts = {str(r.get("receipt_file")): hashlib.sha256(self.read[str(r.get("receipt_file"))]).hexdigest()
+                    for r in received if str(r.get("receipt_file")) in self.read}
+        # What each file of the package hashes to, so that a token that vouches for another one is named by it.
+        known = {**{v: k for k, v in self.warc_hashes.items()}, **{v: k for k, v in receipts.items()}}
+        subjects = [(str(c.get("warc")), self.warc_hashes.get(c.get("warc")), c.get("timestamps")) for c in captures]
+        subjects += [(str(r.get("receipt_file")), receipts.get(str(r.get("receipt_file"))), r.get("timestamps"))
+                     for r in received]
+        for dated, found, stamps in subjects:
+            for stamp in stamps if isinstance(stamps, list) else []:
+                if isinstance(stamp, dict):
+                    self._timestamp(stamp, dated, found, known)
+
+    def _timestamp(self, stamp: dict[str, Any], dated: str, found: str | None, known: dict[str, str]) -> None:
         report = self.report
-        for c in captures:
-            found = self.warc_hashes.get(c.get("warc"))
-            for stamp in c.get("timestamps") or []:
-                token_path = stamp.get("token")
-                data = self.read.get(token_path)
-                if data is None:
-                    report.add("timestamp", str(token_path), "is missing or unreadable")
-                    continue
-                actual = hashlib.sha256(data).hexdigest()
-                if stamp.get("token_sha256") and stamp["token_sha256"] != actual:
-                    report.add("timestamp", token_path, f"hashes to {actual}; the archive recorded "
-                               f"{stamp['token_sha256']} when the token was granted")
-                if found is None:
-                    continue
-                try:
-                    token = tsa.parse_reply(data)
-                except tsa.TimestampError as exc:
-                    report.add("timestamp", token_path, f"cannot be read: {exc}")
-                    continue
-                if token.digest != found:
-                    report.add("timestamp", token_path, f"vouches for {token.digest}, not for {c.get('warc')} "
-                               f"({found})")
-                    continue
-                why = self._openssl_check(token_path, data, found, token)
-                if why is not None:
-                    report.add("timestamp", token_path, why)
-                    continue
-                report.timestamps += 1
+        token_path = stamp.get("token")
+        data = self.read.get(token_path)
+        if data is None:
+            report.add("timestamp", str(token_path), "is missing or unreadable")
+            return
+        actual = hashlib.sha256(data).hexdigest()
+        if stamp.get("token_sha256") and stamp["token_sha256"] != actual:
+            report.add("timestamp", token_path, f"hashes to {actual}; the archive recorded "
+                       f"{stamp['token_sha256']} when the token was granted")
+        if found is None:
+            return
+        try:
+            token = tsa.parse_reply(data)
+        except tsa.TimestampError as exc:
+            report.add("timestamp", token_path, f"cannot be read: {exc}")
+            return
+        if token.digest != found:
+            other = f" ({known[token.digest]})" if token.digest in known else ""
+            report.add("timestamp", token_path, f"vouches for {token.digest}{other}, not for {dated} ({found})")
+            return
+        why = self._openssl_check(token_path, data, found, token)
+        if why is not None:
+            report.add("timestamp", token_path, why)
+            return
+        report.timestamps += 1
 
     @staticmethod
     def _openssl_check(token_path: str, data: bytes, digest: str, token: tsa.Token) -> str | None:

@@ -80,12 +80,14 @@ def receipts_tagged(index: Any, tag: str | None, since: str | None) -> list[dict
 
 
 def receiving_entries(conn: Any, receipt_ids: list[str]) -> list[dict[str, Any]]:
-    """The ``received`` ledger entries of the receipts (the first handing-over and every one after it)."""
+    """The ``received`` ledger entries of the receipts (the first handing-over and every one after it), and the
+    ``timestamped`` entries of their receipts' tokens."""
     if not receipt_ids:
         return []
     marks = ", ".join("?" * len(receipt_ids))
-    rows = conn.execute(f"SELECT * FROM ledger WHERE event = 'received' AND {conn.sql_json_text('detail', 'receipt')} "
-                        f"IN ({marks}) ORDER BY seq", tuple(receipt_ids)).fetchall()
+    rows = conn.execute(f"SELECT * FROM ledger WHERE event IN ('received', 'timestamped') AND "
+                        f"{conn.sql_json_text('detail', 'receipt')} IN ({marks}) ORDER BY seq",
+                        tuple(receipt_ids)).fetchall()
     return [dict(r) for r in rows]
 
 
@@ -98,6 +100,7 @@ class ReceivedMembers:
     cdx: list[str] = field(default_factory=list)
     pages: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    tokens: list[Any] = field(default_factory=list)   # its receipt's timestamp tokens (wacz.PackagedToken)
 
 
 def store_of(archive_dir: Path, stores: Any, row: dict[str, Any]) -> Any:
@@ -138,7 +141,7 @@ def add_received(package: "_Package", archive_dir: Path, stores: Any, index: Any
                  ) -> ReceivedMembers:
     """Put one received file, its receipt and its pages into the package (see the module doc). Raises
     ReceivedAltered when the file or its receipt file is not as received."""
-    from archiver.exchange.wacz import cdxj_lines
+    from archiver.exchange.wacz import cdxj_lines, granted_tokens, packaged_tokens, token_reader
     rid, fmt = row["id"], row["format"]
     store = store_of(archive_dir, stores, row)
     receipt_bytes = _receipt_file(store, row)
@@ -167,6 +170,20 @@ def add_received(package: "_Package", archive_dir: Path, stores: Any, index: Any
         entry["warcs"].append({"path": entry["file"], "member": None, "sha256": scan.sha256})
         out.cdx += cdxj_lines(name, scan)
     package.add_bytes(entry["receipt_file"], receipt_bytes)
+    # The receipt's RFC 3161 tokens date the receipt file (its SHA-256), so they travel beside it, named by the
+    # receipt as it is: received/<receipt>.receipt.json.<n>.tsr, with their .tsr.json notes.
+    kept_as, granted = row["path"] + RECEIPT_SUFFIX, granted_tokens(index.conn, "receipt_id", rid)
+    receipt_sha256 = hashlib.sha256(receipt_bytes).hexdigest()
+    for stamp in granted:
+        if stamp.get("digest") != receipt_sha256:
+            # Who handed it over, or when, would not be what the TSA dated: the receipt file changed since.
+            raise ReceivedAltered(f"its receipt file hashes to {receipt_sha256}; its timestamp from "
+                                  f"{stamp.get('tsa_url')} dates {stamp.get('digest')}")
+    entry["timestamps"], out.tokens = packaged_tokens(
+        granted, token_reader(archive_dir, store),
+        lambda rel: entry["receipt_file"] + (rel[len(kept_as):] if rel.startswith(kept_as) else "." + Path(rel).name),
+        lambda rel: f"received file {rid}: timestamp token {rel} is missing; not exported (run `archiver "
+                    f"verify`)", out.warnings)
     for page in received.pages_of(index, rid):
         item: dict[str, Any] = {"id": page["id"], "url": page["url"],
                                 "ts": page["captured_at"] or row["received_at"],
@@ -243,7 +260,7 @@ PY_RECEIPT = ("python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))[\"rec
 
 def verify_lines(manifest: dict[str, Any]) -> list[str]:
     """The VERIFY.txt section on received files (none when the package holds none)."""
-    from archiver.exchange.wacz import LEDGER_PATH
+    from archiver.exchange.wacz import LEDGER_PATH, token_lines
     held = manifest.get("received") or []
     if not held:
         return []
@@ -252,7 +269,9 @@ def verify_lines(manifest: dict[str, Any]) -> list[str]:
            "receipt (who handed it over, who took it in, when, under which name, its size and SHA-256, and what was",
            "found in it on receipt). What they show is the word of whoever made them. The receipt is in",
            f"{RECEIVED_DIR}/<receipt>{RECEIPT_SUFFIX}, its 'received' entries in {LEDGER_PATH}; the file must hash to",
-           "the receipt's SHA-256 (the first command prints it, the second the file's):", ""]
+           "the receipt's SHA-256 (the first command prints it, the second the file's). A receipt timestamped by a",
+           "time-stamping authority (TSA) travels with its tokens, beside it: each vouches for the SHA-256 of the",
+           "receipt file, so for all it says, at the time the TSA states (the TSA's root: as in section 3):", ""]
     for r in held:
         # Names inside a received file are the sender's: quoted in commands, and kept to one printable line.
         out += [f"  receipt {r['receipt']}: {_line(r['original_name'])} ({r['format']}), from "
@@ -266,6 +285,10 @@ def verify_lines(manifest: dict[str, Any]) -> list[str]:
             out.append(f"    its own datapackage.json and signature are checked in it: unzip -d checks/{r['receipt']} "
                        f"{r['file']}")
         out.append("")
+        for stamp in r.get("timestamps") or []:
+            # A token of the receipt file: it dates all the receipt says (the file's SHA-256, from whom, when).
+            out += token_lines(f"receipt {r['receipt']}, timestamped", stamp,
+                               f"\"$(sha256sum {r['receipt_file']} | cut -d' ' -f1)\"")
     out += ["The 'received' ledger entry of each states the SHA-256 the file was received with; grep for it in",
             f"{LEDGER_PATH}. `archiver verify --wacz` makes all these checks at once.", ""]
     return out
