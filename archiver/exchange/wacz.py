@@ -20,6 +20,8 @@ it existed, and which archive sealed it:
                                      the archive key's signature vouching for it (keys.py says why two keys)
     datapackage.json                 every file above with its SHA-256 and size
     datapackage-digest.json          the SHA-256 of datapackage.json, signed with the WACZ key (anonymous form)
+    received/, archive/received-*    files received from others, with their receipts and the receipts' tokens
+                                     (wacz_received.py says how)
 
 Layout rules that are not obvious (each was checked against py-wacz 0.6 and ReplayWeb.page 2.5): no file at the
 root but the two datapackage files and no nested folder (py-wacz matches files by their last two path parts), so

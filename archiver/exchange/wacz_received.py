@@ -12,6 +12,9 @@ A received file travels in our package as evidence someone else made and handed 
                                            replays: replay tools do not read a zip inside a zip
     received/<receipt>.receipt.json        the receipt as the archive keeps it beside the file (who handed it over,
                                            who took it in, when, its name, size, SHA-256, what was found on receipt)
+    received/<receipt>.receipt.json.<n>.tsr  the receipt's RFC 3161 tokens (of the receipt file's SHA-256), with
+                                           their ``.tsr.json`` notes, as a capture's travel in provenance/; checked
+                                           by ``verify --wacz`` as a capture's are (wacz._PackageCheck._timestamps)
 
 The ``received`` ledger entries of each receipt are in ``provenance/ledger.jsonl`` with the captures' entries, and
 ``provenance/export.json`` lists the received files (``received``); datapackage.json lists every member, so the
