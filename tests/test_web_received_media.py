@@ -1,12 +1,15 @@
 """Video inside a file received from others (issue 15), played in the workbench: a partner's crawl that fetched an
 MP4 (written here with warcio: gzipped per record, and the same records as a plain WARC), received, its page's
 view played and sought in Debian's Chromium against a real `archiver serve`, the MP4 served from the file by byte
-ranges, the ranges asked over real HTTP and compared with the video's bytes; a script declared video/mp4 is never
+ranges, the ranges asked over real HTTP (of the .warc.gz, the plain WARC and a WACZ holding it) and compared with
+the video's bytes; a script declared video/mp4 is never
 served as one; the viewer's access ledgered once per record."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,7 @@ from warcio.warcwriter import WARCWriter
 
 from conftest import CLI, index_conn
 from test_web_core import Workbench, chromium, watched_page  # noqa: F401 - chromium is a fixture
-from test_web_media import long_video
+from test_web_media import PLAY, long_video
 
 TIMEOUT_MS = 45_000
 PAGE = "https://partner.example/convoy-video"
@@ -46,14 +49,30 @@ def _crawl(path: Path, movie: bytes, gzip: bool) -> Path:
     return path
 
 
+def _wacz(path: Path, warc: Path) -> Path:
+    """The crawl as a WACZ: its WARC a stored member (as the spec keeps them), a page list and a datapackage."""
+    members = {"archive/data.warc.gz": warc.read_bytes(), "pages/pages.jsonl": (
+        json.dumps({"format": "json-pages-1.0", "id": "pages", "title": "All Pages"}) + "\n"
+        + json.dumps({"url": PAGE, "ts": "2024-05-01T10:00:00Z", "title": "Convoy video"}) + "\n").encode()}
+    package = {"profile": "data-package", "wacz_version": "1.1.1", "resources": [
+        {"name": name.rsplit("/", 1)[1], "path": name, "hash": "sha256:" + hashlib.sha256(data).hexdigest(),
+         "bytes": len(data)} for name, data in members.items()]}
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+        for name, data in {**members, "datapackage.json": json.dumps(package).encode()}.items():
+            out.writestr(name, data)
+    return path
+
+
 @pytest.fixture(scope="module")
 def received_media(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("received-media")
     movie = long_video(root / "convoy.mp4").read_bytes()   # 2 minutes, its moov at the end
     cli = CLI(root / "archive")
     out = {"cli": cli, "movie": movie}
-    for name, gzip in (("gz", True), ("plain", False)):
-        package = _crawl(root / f"partner-crawl.warc{'.gz' if gzip else ''}", movie, gzip)
+    for name in ("gz", "plain", "wacz"):
+        package = _crawl(root / f"partner-crawl.warc{'' if name == 'plain' else '.gz'}", movie, name != "plain")
+        if name == "wacz":
+            package = _wacz(root / "partner-crawl.wacz", package)
         done = cli("receive", str(package), "--from", "Partner newsroom", "--json")
         assert done.code == 0, done.err
         [outcome] = done.json()
@@ -70,24 +89,6 @@ def _media_entries(archive: Path) -> list[dict]:
     details = [{**(json.loads(d) if isinstance(d, str) else d), "entry_url": u} for (d, u) in rows]
     return [d for d in details if d["what"] == "media"]
 
-
-PLAY = """async ([selector, ms]) => {
-  const video = document.querySelector(selector);
-  video.muted = true;
-  const wait = (what, test) => new Promise((ok, fail) => {
-    const end = Date.now() + ms;
-    const poll = () => test() ? ok() : Date.now() > end ? fail(new Error(what + ": " + video.currentTime + " "
-        + (video.error && video.error.message))) : setTimeout(poll, 50);
-    poll(); });
-  await video.play();
-  await wait("currentTime never advanced", () => video.currentTime > 0.5);
-  const played = video.currentTime;
-  const duration = video.duration;
-  video.currentTime = duration - 1.5;
-  await wait("seek did not land near the end", () => !video.seeking && video.currentTime >= duration - 1.5);
-  await wait("playback after the seek", () => video.currentTime > duration - 1.3 || video.ended);
-  return {played, duration, after: video.currentTime, error: video.error && video.error.message};
-}"""
 
 FAILS = """async ([selector, ms]) => {
   const video = document.querySelector(selector);
@@ -116,7 +117,7 @@ def test_a_received_crawls_video_plays_and_seeks_by_ranges_and_a_script_declared
             clip, trap = f'video.received-video[src="{clip_src}"]', f'video.received-video[src="{trap_src}"]'
             assert page.locator(clip).count() == 1 and page.locator(trap).count() == 1
             assert CLIP in page.locator("section.shot").inner_text()
-            result = page.evaluate(PLAY, [clip, TIMEOUT_MS])
+            result = page.evaluate(PLAY, [clip_src, TIMEOUT_MS])
             assert result["error"] is None and result["played"] > 0.5, result
             assert abs(result["duration"] - 120) < 0.5, result
             served = [a for a in answers if a["url"].endswith(clip_src)]
@@ -135,7 +136,7 @@ def test_a_received_crawls_video_plays_and_seeks_by_ranges_and_a_script_declared
             page.wait_for_timeout(500)
 
         with httpx.Client(base_url=bench.url) as client:
-            for name in ("gz", "plain"):
+            for name in ("gz", "plain", "wacz"):
                 held = received_media[name]
                 src = f"/received/{held['receipt']}/media/{held['clip']}"
                 whole = client.get(src)
@@ -163,9 +164,9 @@ def test_a_received_crawls_video_plays_and_seeks_by_ranges_and_a_script_declared
     finally:
         bench.stop()
     # Custody: one `accessed` entry per viewer and record (dozens of range requests, from Chromium and this
-    # process alike, are one viewer at one address): the gzipped file's clip and the plain file's; the trap none.
+    # process alike, are one viewer at one address): each file's clip; the trap none.
     entries = _media_entries(cli.archive)
     assert sorted((e["receipt"], e["entry_url"]) for e in entries) == sorted(
-        (received_media[name]["receipt"], CLIP) for name in ("gz", "plain")), entries
+        (received_media[name]["receipt"], CLIP) for name in ("gz", "plain", "wacz")), entries
     assert all(e["bytes"] == len(movie) for e in entries)
     assert cli("verify").code == 0

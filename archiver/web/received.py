@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -41,6 +41,7 @@ PAGES_SHOWN = 50
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _witnessed: set[tuple[Any, ...]] = set()
 _witness_lock = threading.Lock()
+T = TypeVar("T")
 
 
 def received_id(value: str) -> str:
@@ -123,48 +124,44 @@ def download(request: Request) -> Response:
         "X-Received-SHA256": held["sha256"], "Content-Security-Policy": SANDBOX_CSP})
 
 
-def image(request: Request) -> Response:
-    """An image the received file holds (a screenshot a capture tool put in it), read by its place and checked."""
+def _handed_out(request: Request, what: str, read: Callable[[Archive, dict[str, Any], int], T],
+                size: Callable[[T], int], refused: str) -> tuple[dict[str, Any], int, T]:
+    """(receipt, n, what ``read`` gave) for attachment ``n`` of the receipt the path names, read from the file and
+    checked (``refused``: the 400's words when it is not as the receipt says); ledgered as ``what`` the first time
+    this viewer (from this address) is handed it in the life of the serving process: a player's later range
+    requests are not entered again."""
     auth.require(request, "viewer")
     archive = archive_of(request)
     n = request.path_params["n"]
     with index_of(request) as index:
         held = _receipt(index, request.path_params["ident"])
         try:
-            media, data = kept.read_image(archive, held, n)
+            got = read(archive, held, n)
         except kept.Unreadable as exc:
-            raise BadRequest(f"the image cannot be shown: {exc}") from None
-        _witness_once(index, request, archive, held, n, "received-image", len(data))
+            raise BadRequest(f"{refused}: {exc}") from None
+        state = request.state
+        seen = (archive.path, what, state.identity, state.client, held["id"], n)
+        with _witness_lock:
+            if seen not in _witnessed:
+                found = kept.attachments(held)[n]
+                record_access(index, request, what, url=found["uri"], receipt=held["id"], warc=found["warc"],
+                              offset=found["offset"], bytes=size(got))
+                _witnessed.add(seen)
+    return held, n, got
+
+
+def image(request: Request) -> Response:
+    """An image the received file holds (a screenshot a capture tool put in it), read by its place and checked."""
+    _, _, (media, data) = _handed_out(request, "received-image", kept.read_image, lambda got: len(got[1]),
+                                      "the image cannot be shown")
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600",
                                                      "Content-Security-Policy": SANDBOX_CSP})
 
 
-def _witness_once(index: Any, request: Request, archive: Archive, held: dict[str, Any], n: int, what: str,
-                  size: int) -> None:
-    """An ``accessed`` entry for attachment ``n`` of the receipt, the first time this viewer (from this address)
-    is handed it in the life of the serving process: a player's later range requests are not entered again."""
-    state = request.state
-    seen = (archive.path, what, state.identity, state.client, held["id"], n)
-    with _witness_lock:
-        if seen not in _witnessed:
-            found = kept.attachments(held)[n]
-            record_access(index, request, what, url=found["uri"], receipt=held["id"], warc=found["warc"],
-                          offset=found["offset"], bytes=size)
-            _witnessed.add(seen)
-
-
 def media(request: Request) -> Response:
     """A video or an audio the received file holds, read by its place and checked, by byte ranges."""
-    auth.require(request, "viewer")
-    archive = archive_of(request)
-    n = request.path_params["n"]
-    with index_of(request) as index:
-        held = _receipt(index, request.path_params["ident"])
-        try:
-            payload = kept.open_media(archive, held, n)
-        except kept.Unreadable as exc:
-            raise BadRequest(f"the video or audio cannot be played: {exc}") from None
-        _witness_once(index, request, archive, held, n, "media", payload.length)
+    held, n, payload = _handed_out(request, "media", kept.open_media, lambda got: got.length,
+                                   "the video or audio cannot be played")
     mime = kept.attachments(held)[n]["mime"]   # one of MEDIA_MAGIC's, and what the record declares
     headers = {**SECURITY_HEADERS, "Content-Type": mime, "Content-Security-Policy": SANDBOX_CSP,
                "ETag": f'"{held["sha256"][:32]}-{n}"'}   # a received file never changes
