@@ -55,7 +55,8 @@ MEDIA_MAGIC: dict[str, re.Pattern[bytes]] = {
     "video/mp4": _BOX, "audio/mp4": _BOX, "audio/x-m4a": _BOX, "video/quicktime": _BOX,
     "video/webm": _EBML, "audio/webm": _EBML,
     "audio/ogg": re.compile(rb"OggS"), "video/ogg": re.compile(rb"OggS"), "audio/opus": re.compile(rb"OggS"),
-    "audio/mpeg": re.compile(rb"ID3|\xff[\xe0-\xff]", re.S), "audio/aac": re.compile(rb"\xff[\xf0-\xf1\xf8-\xf9]", re.S),
+    "audio/mpeg": re.compile(rb"ID3|\xff[\xe0-\xff]", re.S),
+    "audio/aac": re.compile(rb"\xff[\xf0-\xf1\xf8-\xf9]", re.S),
     "audio/wav": re.compile(rb"RIFF....WAVE", re.S), "audio/x-wav": re.compile(rb"RIFF....WAVE", re.S),
     "audio/flac": re.compile(rb"fLaC")}
 # What names the page an attachment shows: urn:view:<url> (Browsertrix, ArchiveWeb.page), screenshot:<url>.
