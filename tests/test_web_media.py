@@ -305,9 +305,11 @@ def test_a_store_opens_a_stream_from_an_offset(media_world):
 
 # ---- in Chromium ------------------------------------------------------------------------------------------------
 
+# Plays the page's <video> of that src (a received file's view has one), or one it makes.
 PLAY = """async ([src, ms]) => {
-  const video = document.createElement("video");
-  video.muted = true; video.src = src; document.body.append(video);
+  let video = document.querySelector(`video[src="${src}"]`);
+  if (!video) { video = document.createElement("video"); video.src = src; document.body.append(video); }
+  video.muted = true;
   const wait = (what, test) => new Promise((ok, fail) => {
     const end = Date.now() + ms;
     const poll = () => test() ? ok() : Date.now() > end ? fail(new Error(what + ": " + video.currentTime + " "

@@ -26,6 +26,8 @@ Attachments: what a capture tool put beside the pages it archived -- Scoop's ``f
 ``file:///pdf-snapshot.pdf`` (HTTP responses), Browsertrix's and ArchiveWeb.page's ``urn:view:``/``urn:thumbnail:``
 resources, Webrecorder's ``screenshot:<url>`` -- are noted by place (WARC, offset, length) and type as the file is
 read, so that a viewer can show them without reading the file again (at most ``MAX_ATTACHMENTS``; the rest counted).
+So are the video and audio a crawl fetched (an http(s) response of status 200 with a video/* or audio/* type: an
+MP4 a page played), for the workbench to play from the file.
 """
 from __future__ import annotations
 
@@ -59,6 +61,8 @@ MAX_ATTACHMENTS = 1000             # attachments noted by place; a crawl's thumb
 # The URI schemes capture tools write their own additions under (a page's resources are http(s): and data:).
 ATTACHMENT_SCHEMES = ("file:", "urn:", "screenshot:", "thumbnail:")
 ATTACHMENT_TYPES = ("image/", "video/", "audio/", "application/pdf")
+CRAWLED_MEDIA_TYPES = ("video/", "audio/")   # of a crawl's own http(s) responses, noted as attachments too
+MAX_CRAWLED_MEDIA = 200
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
 
@@ -190,6 +194,7 @@ class _State:
         self.wacz: WaczCheck | None = None
         self.attachments: list[Attachment] = []
         self.attachments_more = 0
+        self.crawled_media = 0
 
     def version(self, value: str | None) -> None:
         if value and value not in self.versions:
@@ -217,12 +222,24 @@ class _State:
 
     def attachment(self, reader: "_RecordReader", uri: str | None, warc: str, offset: int, length: int) -> None:
         """Note a record a capture tool added beside the pages (module doc), if it is one."""
-        if reader.type not in ("response", "resource") or not (uri or "").lower().startswith(ATTACHMENT_SCHEMES):
+        lowered = (uri or "").lower()
+        crawled = lowered.startswith(("http://", "https://"))
+        if reader.type not in ("response", "resource") or not (crawled or lowered.startswith(ATTACHMENT_SCHEMES)):
             return
         declared = header_value(reader.http.headers, "content-type") if reader.http is not None else \
             reader.rec.rec_headers.get_header("Content-Type")
         mime = (declared or "").split(";", 1)[0].strip().lower()
-        if not mime.startswith(ATTACHMENT_TYPES):
+        if crawled:
+            # The video and audio a crawl fetched (an MP4 a page played), noted to be played in the workbench:
+            # whole ones only (a 206 holds a piece a player cannot start from), and at most MAX_CRAWLED_MEDIA, so
+            # a crawl of a streaming site's thousands of segments never crowds out the screenshots.
+            if not mime.startswith(CRAWLED_MEDIA_TYPES) or reader.http is None or reader.http.status != 200:
+                return
+            if self.crawled_media >= MAX_CRAWLED_MEDIA:
+                self.attachments_more += 1
+                return
+            self.crawled_media += 1
+        elif not mime.startswith(ATTACHMENT_TYPES):
             return
         if len(self.attachments) >= MAX_ATTACHMENTS:
             self.attachments_more += 1

@@ -12,6 +12,15 @@ Attachments (exchange/foreign.py notes them on receipt: Scoop's ``file:///screen
 the zip, whose bytes start where its local zip header ends -- and checked before they are shown: the record there
 must be the one the receipt names (type and URI), its payload no larger than ``MAX_IMAGE_BYTES``, and an image of
 the type it declares by its first bytes. The file is hostile: nothing of it is trusted further than that.
+
+Video and audio (an attachment, or an MP4 a crawl fetched: exchange/foreign.py notes both) are played from the file
+by byte ranges, streamed (``open_media``: store/payload.py reads them as it reads our own captures' media): the
+record checked as an image's is, its type one of ``MEDIA_MAGIC``'s and its first bytes that type's. A record in a
+.warc.gz is a gzip member in whatever deflate its writer chose, and nothing in it says where its n-th byte is: each
+range is inflated from the member's start, streaming (memory stays at a few pieces of 256 KiB; a seek to the end of
+a 100 MB video inflates 100 MB, about a third of a second), rather than refused or held whole. A member written
+at gzip level 0 is walked by its blocks instead, and a record of a plain WARC (or of one stored in a WACZ, whose
+members the spec keeps uncompressed) is read by range directly.
 """
 from __future__ import annotations
 
@@ -26,10 +35,11 @@ from archiver.errors import NotFound
 from archiver.store.archive import Archive
 from archiver.store.blobs import NotStored, StorageError
 from archiver.store.index import Index
+from archiver.store.payload import RecordPayload, open_payload
 from archiver.store.readback import Unreadable, _read
 
-__all__ = ["placed", "open_file", "rehash", "attachments", "read_image", "details", "shown", "ledger_of",
-           "media_type", "IMAGE_MAGIC", "MAX_IMAGE_BYTES", "Unreadable"]
+__all__ = ["placed", "open_file", "rehash", "attachments", "read_image", "open_media", "details", "shown",
+           "ledger_of", "media_type", "IMAGE_MAGIC", "MEDIA_MAGIC", "MAX_IMAGE_BYTES", "Unreadable"]
 
 MAX_IMAGE_BYTES = 32 << 20
 MAX_HTTP_HEAD = 256 << 10    # an HTTP header block longer than this is not an image's
@@ -37,6 +47,18 @@ CHUNK = 1 << 20
 # The images shown in the workbench, each by the bytes it must begin with (a declared type is a claim).
 IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
                "image/gif": (b"GIF87a", b"GIF89a"), "image/webp": (b"RIFF",)}
+# The video and audio played in the workbench, each by a test of its first bytes (as IMAGE_MAGIC): an ISO BMFF box
+# (MP4, M4A, QuickTime), EBML (WebM), an Ogg page, an MP3 frame or ID3 tag, an ADTS frame, RIFF WAVE, FLAC.
+_BOX = re.compile(rb"....(ftyp|styp|moov|moof|mdat|free|skip|wide)", re.S)
+_EBML = re.compile(rb"\x1a\x45\xdf\xa3", re.S)
+MEDIA_MAGIC: dict[str, re.Pattern[bytes]] = {
+    "video/mp4": _BOX, "audio/mp4": _BOX, "audio/x-m4a": _BOX, "video/quicktime": _BOX,
+    "video/webm": _EBML, "audio/webm": _EBML,
+    "audio/ogg": re.compile(rb"OggS"), "video/ogg": re.compile(rb"OggS"), "audio/opus": re.compile(rb"OggS"),
+    "audio/mpeg": re.compile(rb"ID3|\xff[\xe0-\xff]", re.S),
+    "audio/aac": re.compile(rb"\xff[\xf0-\xf1\xf8-\xf9]", re.S),
+    "audio/wav": re.compile(rb"RIFF....WAVE", re.S), "audio/x-wav": re.compile(rb"RIFF....WAVE", re.S),
+    "audio/flac": re.compile(rb"fLaC")}
 # What names the page an attachment shows: urn:view:<url> (Browsertrix, ArchiveWeb.page), screenshot:<url>.
 _FOR_PREFIXES = ("urn:view:", "urn:thumbnail:", "urn:screenshot:", "screenshot:", "thumbnail:")
 _MEDIA_TYPES = {"warc": "application/warc", "warc.gz": "application/warc", "wacz": "application/wacz"}
@@ -95,7 +117,8 @@ def attachments(receipt: Mapping[str, Any], page: Mapping[str, Any] | None = Non
         for_url = next((uri[len(p):] for p in _FOR_PREFIXES if uri.lower().startswith(p)), None)
         item = {**found, "n": n, "for_url": for_url, "image": found.get("mime") in IMAGE_MAGIC
                 and (found.get("bytes") or 0) <= MAX_IMAGE_BYTES, "altered": (found.get("warc"), found.get("offset"))
-                in altered}
+                in altered, "playable": found.get("mime") in MEDIA_MAGIC,
+                "crawled": uri.lower().startswith(("http://", "https://"))}
         if page is None or for_url in (None, page["url"]) or uri == page["url"]:
             out.append(item)
     return out
@@ -134,6 +157,37 @@ def read_image(archive: Archive, receipt: Mapping[str, Any], n: int) -> tuple[st
     if not data.startswith(IMAGE_MAGIC[found["mime"]]):
         raise Unreadable(f"{found['uri']} is not a {found['mime']} image as it declares")
     return found["mime"], data
+
+
+def open_media(archive: Archive, receipt: Mapping[str, Any], n: int) -> RecordPayload:
+    """Attachment ``n`` of the receipt, a video or an audio (``MEDIA_MAGIC``), opened to be read by byte ranges
+    (``read(first, last)``, streamed; module doc). NotFound for no such attachment; Unreadable when the file does
+    not hold it as the receipt says, or holds it in a form not played here (chunked, compressed, not whole)."""
+    found = next((a for a in attachments(receipt) if a["n"] == n), None)
+    if found is None or not found["playable"]:
+        raise NotFound(f"received file {receipt['id']} has no video or audio attachment {n}")
+    where = placed(archive, receipt)
+    record = {"type": found["type"], "uri": found["uri"], "length": found["length"],
+              "offset": _warc_start(archive, receipt, found["warc"]) + found["offset"]}
+    at = f"{found['warc']} @{found['offset']}"
+    try:
+        payload = open_payload(archive, where, record, plain_ok=True)
+    except Unreadable as exc:
+        raise Unreadable(f"the record at {at} is not the one the receipt names: {exc}") from None
+    declared = (payload.content_type or "").split(";", 1)[0].strip().lower()
+    if declared != found["mime"]:
+        raise Unreadable(f"the record at {at} declares {declared[:100]!r}, not {found['mime']} as on receipt")
+    if found["type"] == "response" and payload.http_status != 200:
+        raise Unreadable(f"{found['uri']}: its response is HTTP {payload.http_status}, not a whole body")
+    headers = payload.http_headers
+    if "chunked" in headers.get("transfer-encoding", "").lower() or \
+            headers.get("content-encoding", "identity").strip().lower() not in ("identity", ""):
+        # Ranges of the body a player asks for would not be ranges of the bytes stored: not served by place.
+        raise Unreadable(f"{found['uri']} is stored chunked or compressed as sent: download the received file")
+    first = b"".join(payload.read(0, 15))
+    if not MEDIA_MAGIC[found["mime"]].match(first):
+        raise Unreadable(f"{found['uri']} is not a {found['mime']} as it declares")
+    return payload
 
 
 def _http_body(block: bytes, found: Mapping[str, Any]) -> bytes:

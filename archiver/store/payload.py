@@ -72,6 +72,10 @@ class RecordPayload:
     head_bytes: int
     http_status: int | None
     stored: bool   # the member is deflate's stored blocks (gzip level 0): walked, not inflated
+    # The HTTP headers of a response, as recorded (lower-case names): what a received file's record says of its
+    # body (chunked, compressed), which our own captures never leave lying (capture/base.py renames them).
+    http_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    plain: bool = False   # an uncompressed record (a received .warc, or a WARC stored in a WACZ): read as it is
 
     def read(self, first: int = 0, last: int | None = None) -> Iterator[bytes]:
         """Bytes ``first``..``last`` (inclusive; None: to the end) of the payload, in pieces of at most CHUNK.
@@ -80,6 +84,10 @@ class RecordPayload:
         if first < 0 or first > last:
             return
         start, end = self.head_bytes + first, self.head_bytes + last + 1
+        if self.plain:   # the payload's bytes are the file's: one ranged read, nothing to walk or inflate
+            offset = self.record["offset"]
+            yield from read_sealed(self.archive, self.capture, offset + start, offset + end - 1)
+            return
         pieces = _walk_stored(self, start) if self.stored else _inflate(self.archive, self.capture, self.record)
         position = start if self.stored else 0   # where in the inflated member the next piece starts
         sent = False
@@ -101,13 +109,20 @@ class RecordPayload:
         raise Unreadable(f"the record at offset {self.record['offset']} ends before its payload does")
 
 
-def open_payload(archive: Archive, capture: Mapping[str, Any], record: Mapping[str, Any]) -> RecordPayload:
+def open_payload(archive: Archive, capture: Mapping[str, Any], record: Mapping[str, Any], *,
+                 plain_ok: bool = False) -> RecordPayload:
     """The payload of a ``response`` or ``resource`` record of the capture (an index row of ``capture_records``),
-    its headers read and checked against the index. Raises Unreadable."""
+    its headers read and checked against the index. ``plain_ok``: the record may be uncompressed (a received
+    file's: exchange/received_file.py), read as it is when its bytes do not begin a gzip member; our own records
+    are always gzip members, and one that is not is refused. Raises Unreadable."""
     if record.get("type") not in ("response", "resource"):
         raise Unreadable(f"a {record.get('type')} record has no payload to serve")
+    start = _read(archive, capture, record["offset"], 11)
+    plain = plain_ok and start[:2] != GZIP_HEADER[:2]
     head = b""
-    with closing(_inflate(archive, capture, record)) as pieces:
+    offset, length = record["offset"], record["length"]
+    with closing(read_sealed(archive, capture, offset, offset + min(length, MAX_HEAD_BYTES) - 1) if plain
+                 else _inflate(archive, capture, record)) as pieces:
         for piece in pieces:
             head += piece
             if _head_end(head, record["type"]) is not None or len(head) > MAX_HEAD_BYTES:
@@ -120,22 +135,27 @@ def open_payload(archive: Archive, capture: Mapping[str, Any], record: Mapping[s
     where = f"the record at offset {record['offset']}"
     if not warc_head.startswith(b"WARC/") or warc.get("warc-type") != record["type"]:
         raise Unreadable(f"{where} is not the {record['type']} record the index names")
-    if (warc.get("warc-target-uri") or "") != (record.get("uri") or ""):
+    # A WARC 1.1 grammar quirk some writers follow: the URI in <> (a received file's; the index holds it bare).
+    if _bare_uri(warc.get("warc-target-uri")) != (record.get("uri") or ""):
         raise Unreadable(f"{where} is {warc.get('warc-target-uri')!r}, not {record.get('uri')!r} as the index says")
     try:
         block = int(warc.get("content-length", ""))
     except ValueError:
         raise Unreadable(f"{where} has no Content-Length") from None
-    start = _read(archive, capture, record["offset"], 11)
-    stored = start[:4] == GZIP_HEADER and len(start) == 11 and not start[10] & 0b110
+    stored = not plain and start[:4] == GZIP_HEADER and len(start) == 11 and not start[10] & 0b110
     warc_bytes = len(warc_head) + 4
+    if plain and warc_bytes + block > length:
+        raise Unreadable(f"{where} claims {block} bytes, more than its {length - warc_bytes} in the file")
     if record["type"] == "resource":
-        return RecordPayload(archive, capture, record, warc.get("content-type"), block, warc_bytes, None, stored)
+        return RecordPayload(archive, capture, record, warc.get("content-type"), block, warc_bytes, None, stored,
+                             plain=plain)
     http = _fields(rest)
     status_line = rest.split(b"\r\n", 1)[0].split(b" ")
     status = int(status_line[1]) if len(status_line) > 1 and status_line[1].isdigit() else None
+    if block < end - warc_bytes:
+        raise Unreadable(f"{where} ends inside its HTTP headers")
     return RecordPayload(archive, capture, record, http.get("content-type"), block - (end - warc_bytes), end, status,
-                         stored)
+                         stored, http, plain)
 
 
 def read_sealed(archive: Archive, capture: Mapping[str, Any], first: int, last: int) -> Iterator[bytes]:
@@ -266,6 +286,10 @@ def _head_end(head: bytes, record_type: str) -> int | None:
         return warc_end + 4
     http_end = head.find(b"\r\n\r\n", warc_end + 4)
     return None if http_end < 0 else http_end + 4
+
+
+def _bare_uri(uri: str | None) -> str:
+    return uri[1:-1] if uri and uri.startswith("<") and uri.endswith(">") else uri or ""
 
 
 def _fields(head: bytes) -> dict[str, str]:

@@ -7,7 +7,10 @@ Every hand-out is ledgered as a capture's is (web/downloads.py ``record_access``
 image read from it (what=received-image, once per viewer, address and image for the life of the serving process,
 as media is), its replay (web/replay.py, once per grant), its report (exchange/report_received.py: HTML, or PDF;
 what=report / report-pdf, naming the receipt). Images are read from the file by their place, checked
-(exchange/received_file.py), and served as the image type they are, with nosniff and a sandboxing CSP.
+(exchange/received_file.py), and served as the image type they are, with nosniff and a sandboxing CSP. Video and
+audio in it (an attachment, or an MP4 a crawl fetched) are played from the file with byte ranges (web/ranges.py),
+streamed, checked as images are, typed from an allow-list (received_file.MEDIA_MAGIC), with the same headers as our
+own captures' media (web/media.py); ledgered what=media naming the receipt, once per viewer and record.
 
 Only a receipt's or a received page's exact ID opens any of these (never a prefix or a URL, which ``show`` takes):
 anything else is answered 404, as an unknown ID is."""
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import Any, Callable, Iterator, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -30,13 +33,15 @@ from archiver.store.archive import Archive
 from archiver.store.index import Index
 from archiver.web.common import CAPTURE_ID, BadRequest, archive_of, index_of, render, verified_view
 from archiver.web.downloads import Report, record_access, report_download, report_pdf_download, streamed
-from archiver.web.media import SANDBOX_CSP
+from archiver.web.media import SANDBOX_CSP, SECURITY_HEADERS
+from archiver.web.ranges import ranged_response
 from archiver.web.replay import IFRAME_SANDBOX, received_iframe_src
 
 PAGES_SHOWN = 50
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _witnessed: set[tuple[Any, ...]] = set()
 _witness_lock = threading.Lock()
+T = TypeVar("T")
 
 
 def received_id(value: str) -> str:
@@ -119,27 +124,56 @@ def download(request: Request) -> Response:
         "X-Received-SHA256": held["sha256"], "Content-Security-Policy": SANDBOX_CSP})
 
 
-def image(request: Request) -> Response:
-    """An image the received file holds (a screenshot a capture tool put in it), read by its place and checked."""
+def _handed_out(request: Request, what: str, read: Callable[[Archive, dict[str, Any], int], T],
+                size: Callable[[T], int], refused: str) -> tuple[dict[str, Any], int, T]:
+    """(receipt, n, what ``read`` gave) for attachment ``n`` of the receipt the path names, read from the file and
+    checked (``refused``: the 400's words when it is not as the receipt says); ledgered as ``what`` the first time
+    this viewer (from this address) is handed it in the life of the serving process: a player's later range
+    requests are not entered again."""
     auth.require(request, "viewer")
     archive = archive_of(request)
     n = request.path_params["n"]
     with index_of(request) as index:
         held = _receipt(index, request.path_params["ident"])
         try:
-            media, data = kept.read_image(archive, held, n)
+            got = read(archive, held, n)
         except kept.Unreadable as exc:
-            raise BadRequest(f"the image cannot be shown: {exc}") from None
+            raise BadRequest(f"{refused}: {exc}") from None
         state = request.state
-        seen = (archive.path, state.identity, state.client, held["id"], n)
+        seen = (archive.path, what, state.identity, state.client, held["id"], n)
         with _witness_lock:
             if seen not in _witnessed:
                 found = kept.attachments(held)[n]
-                record_access(index, request, "received-image", url=found["uri"], receipt=held["id"],
-                              warc=found["warc"], offset=found["offset"], bytes=len(data))
+                record_access(index, request, what, url=found["uri"], receipt=held["id"], warc=found["warc"],
+                              offset=found["offset"], bytes=size(got))
                 _witnessed.add(seen)
+    return held, n, got
+
+
+def image(request: Request) -> Response:
+    """An image the received file holds (a screenshot a capture tool put in it), read by its place and checked."""
+    _, _, (media, data) = _handed_out(request, "received-image", kept.read_image, lambda got: len(got[1]),
+                                      "the image cannot be shown")
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600",
                                                      "Content-Security-Policy": SANDBOX_CSP})
+
+
+def media(request: Request) -> Response:
+    """A video or an audio the received file holds, read by its place and checked, by byte ranges."""
+    held, n, payload = _handed_out(request, "media", kept.open_media, lambda got: got.length,
+                                   "the video or audio cannot be played")
+    mime = kept.attachments(held)[n]["mime"]   # one of MEDIA_MAGIC's, and what the record declares
+    headers = {**SECURITY_HEADERS, "Content-Type": mime, "Content-Security-Policy": SANDBOX_CSP,
+               "ETag": f'"{held["sha256"][:32]}-{n}"'}   # a received file never changes
+
+    def read(first: int, last: int) -> Iterator[bytes]:
+        try:
+            yield from payload.read(first, last)
+        except kept.Unreadable:
+            return   # headers are gone already: a body ended short is a broken transfer to the player
+
+    return ranged_response(request.headers.get("range"), payload.length, read, headers, method=request.method,
+                           if_range=request.headers.get("if-range"))
 
 
 async def verify_now(request: Request) -> Response:
@@ -187,5 +221,6 @@ routes = [
     Route("/received/{ident}/report.pdf", report_pdf, name="received_report_pdf"),
     Route("/received/{ident}/file", download, name="received_file"),
     Route("/received/{ident}/image/{n:int}", image, name="received_image"),
+    Route("/received/{ident}/media/{n:int}", media, methods=["GET", "HEAD"], name="received_media"),
     Route("/received/{ident}/verify", verify_now, methods=["POST"], name="received_verify"),
 ]
