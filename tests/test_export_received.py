@@ -94,7 +94,7 @@ def test_report_of_a_received_page_is_headed_received_and_names_the_altered_reco
     assert "Records altered or unreadable, by WARC and offset" in html
     assert f"<td>{held['record']}</td>" in html and "payload-digest" in html
     # The ledger entry of its receiving, and how to check it.
-    assert "<td class=\"nw\">received</td>" in html and f"sha256sum " in html and f"expect {bad['sha256']}" in html
+    assert "<td class=\"nw\">received</td>" in html and "sha256sum " in html and f"expect {bad['sha256']}" in html
     # Self-contained: no script, nothing loaded, the capture report's policy.
     assert "Internal memo &lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script" not in html.lower()
     assert "default-src &#x27;none&#x27;" in html and 'http-equiv="Content-Security-Policy"' in html
