@@ -377,6 +377,16 @@ def base_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def made_archive(archive: Path, captures: int, *extra: str) -> "CLI":
+    """An archive of ``captures`` captures made by scripts/make-index (archiver's own write path, real WARCs), in the
+    run's mode (team_env), and the CLI on it."""
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures",
+                           str(captures), "--workers", "1", *extra], capture_output=True, text=True,
+                          env=base_env(**team_env(archive)), timeout=300)
+    assert done.returncode == 0, done.stderr
+    return CLI(archive)
+
+
 @dataclass
 class Result:
     code: int

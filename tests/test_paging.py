@@ -3,13 +3,11 @@ everything, streamed) without losing or repeating a row."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import CLI, ROOT, base_env, index_conn, team_env
+from conftest import CLI, index_conn, made_archive
 
 CAPTURES = 130
 
@@ -17,12 +15,7 @@ CAPTURES = 130
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> CLI:
     """An archive of 130 captures made by scripts/make-index (archiver's own write path, real WARCs)."""
-    archive = tmp_path_factory.mktemp("paging") / "archive"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures",
-                           str(CAPTURES), "--workers", "1", "--batch", "50"],
-                          capture_output=True, text=True, env=base_env(**team_env(archive)), timeout=300)
-    assert done.returncode == 0, done.stderr
-    return CLI(archive)
+    return made_archive(tmp_path_factory.mktemp("paging") / "archive", CAPTURES, "--batch", "50")
 
 
 def _ids(archive: Path) -> list[str]:

@@ -7,15 +7,13 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from conftest import CLI, ROOT, base_env, index_conn, local_storage, team_env
+from conftest import CLI, index_conn, local_storage, made_archive
 from test_receive import FILES, WARCS, needs_corpus
 
 # Words that appear in each corpus file's pages (read by a person from the pages themselves), and so must find
@@ -110,12 +108,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[CLI, dict]:
     """An archive of 5 captures of our own (scripts/make-index: archiver's write path, real WARCs) and, received
     after them, a partner's WARC of 3 pages."""
     root = tmp_path_factory.mktemp("mixed")
-    archive = root / "archive"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures", "5",
-                           "--workers", "1"], capture_output=True, text=True, env=base_env(**team_env(archive)),
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    cli = CLI(archive)
+    cli = made_archive(root / "archive", 5)
     warc = _partner_warc(root / "partner-crawl.warc.gz", [
         ("https://partner.example/convoy", "Convoy report", "the convoy crossed Ramouseh at dawn"),
         ("https://partner.example/shelling", "Shelling in Bustan al-Qasr", "witnesses describe the shelling"),

@@ -9,8 +9,6 @@ import hashlib
 import io
 import json
 import struct
-import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -21,7 +19,7 @@ from playwright.sync_api import expect
 from warcio.archiveiterator import ArchiveIterator
 from warcio.warcwriter import WARCWriter
 
-from conftest import CLI, ROOT, base_env, index_conn, team_env
+from conftest import CLI, index_conn, made_archive
 from test_receive import WARCS, needs_corpus
 from test_receive_index import _partner_warc
 from test_web_core import Workbench, chromium, csrf_of, watched_page  # noqa: F401 - chromium is a fixture
@@ -63,12 +61,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """An archive of 2 captures of our own (scripts/make-index: archiver's write path) and, received after them,
     the partner's package."""
     root = tmp_path_factory.mktemp("received-web")
-    archive = root / "archive"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make-index"), str(archive), "--captures", "2",
-                           "--workers", "1"], capture_output=True, text=True, env=base_env(**team_env(archive)),
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    cli = CLI(archive)
+    cli = made_archive(root / "archive", 2)
     package = _partner_package(root / "partner-crawl.warc.gz")
     [outcome] = cli("receive", str(package), "--from", "Partner newsroom", "--by", "Hadi", "--note",
                     "handed over on a USB stick", "--tag", "partner", "--json").json()

@@ -407,25 +407,29 @@ def receipt_store(archive_dir: Path, settings: Any, receipt: Mapping[str, Any], 
 
 def receipt_file(store: Any, receipt: Mapping[str, Any]) -> bytes:
     """The bytes of a receipt's ``<key>.receipt.json`` in ``store``, checked to be this receipt's (it names its ID
-    and the received file's SHA-256). ReceiptFileError otherwise."""
-    from archiver.exchange.receive import RECEIPT_SUFFIX
+    and the received file's SHA-256 and size). ReceiptFileError otherwise. What exports, verify and timestamps read
+    of a receipt file, so that they agree on which file is a receipt's."""
+    from archiver.exchange.receive import MAX_RECEIPT_BYTES, RECEIPT_SUFFIX
     from archiver.store.blobs import NotStored, StorageError
     key = receipt["path"] + RECEIPT_SUFFIX
     try:
         with store.open(key) as stream:
-            data = stream.read()
+            data = stream.read(MAX_RECEIPT_BYTES + 1)
     except NotStored:
         raise ReceiptFileError(f"the receipt file {store.location(key)} is not there") from None
     except (StorageError, OSError) as exc:
         raise ReceiptFileError(f"cannot read the receipt file {store.location(key)}: {exc}") from None
     try:
+        if len(data) > MAX_RECEIPT_BYTES:
+            raise ValueError(f"larger than {MAX_RECEIPT_BYTES} bytes")
         named = json.loads(data.decode("utf-8"))["receipt"]
-        names = (named["id"], named["sha256"])
+        names = (named["id"], named["sha256"], named["size"])
     except (ValueError, KeyError, TypeError):
         raise ReceiptFileError(f"the receipt file {store.location(key)} is not a receipt") from None
-    if names != (receipt["id"], receipt["sha256"]):
+    if names != (receipt["id"], receipt["sha256"], receipt["size"]):
         raise ReceiptFileError(f"the receipt file {store.location(key)} names receipt {names[0]} of SHA-256 "
-                               f"{names[1]}, not {receipt['id']} of {receipt['sha256']}")
+                               f"{names[1]} ({names[2]} bytes), not {receipt['id']} of {receipt['sha256']} "
+                               f"({receipt['size']} bytes)")
     return data
 
 

@@ -197,17 +197,12 @@ def add_received(package: "_Package", archive_dir: Path, stores: Any, index: Any
 
 
 def _receipt_file(store: Any, row: dict[str, Any]) -> bytes:
-    """The receipt file as kept beside the received file; it must be this receipt."""
-    key = row["path"] + RECEIPT_SUFFIX
+    """The receipt file as kept beside the received file; it must be this receipt (timestamps.receipt_file)."""
+    from archiver.custody.timestamps import ReceiptFileError, receipt_file
     try:
-        with store.open(key) as stream:
-            data = stream.read()
-        kept = json.loads(data)["receipt"]
-    except (StorageError, OSError, ValueError, KeyError, TypeError) as exc:   # not there, not JSON, no receipt
-        raise ReceivedAltered(f"its receipt file {store.location(key)} cannot be read ({exc})") from None
-    if kept.get("id") != row["id"] or kept.get("sha256") != row["sha256"] or kept.get("size") != row["size"]:
-        raise ReceivedAltered(f"its receipt file {store.location(key)} is not the receipt the index holds")
-    return data
+        return receipt_file(store, row)
+    except ReceiptFileError as exc:
+        raise ReceivedAltered(f"its receipt file is not as recorded: {exc}") from None
 
 
 def _same_as_receipt(row: dict[str, Any], sha256: str, size: int) -> None:
